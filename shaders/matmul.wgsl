@@ -1,0 +1,132 @@
+// Tiled matrix product with a per-architecture epilogue: the SAE encoder (x·W_enc + bias, then the
+// activation, fused) and the dense decoder (acts·W_dec accumulated into the output).
+//
+//   C[m, c_col + j]  =  epilogue( Σ_k A[m, a_col + k] · B[k, j] )      m < M, j < N, k < K
+//
+// Each 16×16 workgroup computes a 64×64 tile of C, each thread a 4×4 block of it, strided by 16 so
+// that shared-memory reads are conflict-free and global writes coalesce. A and B tiles of depth 16
+// are staged in workgroup memory. Every load and store is bounds-checked: M, N, K are arbitrary.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    a_col: u32,
+    ldb: u32,
+    ldc: u32,
+    c_col: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// Per output column j (chunk-local): [bias | scale_or_threshold | aux], each N long.
+@group(0) @binding(4) var<storage, read> cols: array<f32>;
+
+// What to do with each accumulated value (see gpu/matmul.rs `Epilogue`).
+const EPI_TOPK_PRE: u32 = 0u;   // (acc + bias) * scale        -> pre-activation for TopK selection
+const EPI_RELU: u32 = 1u;       // relu(acc + bias)            -> StandardSAE
+const EPI_JUMPRELU: u32 = 2u;   // relu(h) * (h > threshold)   -> JumpReLUSAE
+const EPI_GATED: u32 = 3u;      // (acc + b_gate > 0) * relu(acc * exp(r_mag) + b_mag) -> GatedSAE
+const EPI_ACCUMULATE: u32 = 4u; // C += acc                    -> dense decode, chunk by chunk
+override EPILOGUE: u32 = 1u;
+
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [BK][BM]
+var<workgroup> b_tile: array<f32, 1024>; // [BK][BN]
+
+fn epilogue(acc: f32, j: u32) -> f32 {
+    let bias = cols[j];
+    let second = cols[p.n + j];
+    switch EPILOGUE {
+        case 0u: { return (acc + bias) * second; }
+        case 2u: {
+            let h = acc + bias;
+            return select(0.0, max(h, 0.0), h > second);
+        }
+        case 3u: {
+            let magnitude = max(acc * second + cols[2u * p.n + j], 0.0);
+            return select(0.0, magnitude, acc + bias > 0.0);
+        }
+        default: { return max(acc + bias, 0.0); }
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+
+    for (var t = 0u; t < p.k; t += BK) {
+        for (var s = 0u; s < 4u; s++) {
+            let e = li + s * 256u;
+            // A tile: 64 rows × 16 depth, consecutive threads along depth.
+            let ar = e / BK;
+            let ak = e % BK;
+            let grow = row0 + ar;
+            let gk = t + ak;
+            var av = 0.0;
+            if (grow < p.m && gk < p.k) {
+                av = a[grow * p.lda + p.a_col + gk];
+            }
+            a_tile[ak * BM + ar] = av;
+            // B tile: 16 depth × 64 columns, consecutive threads along columns.
+            let bk = e / BN;
+            let bc = e % BN;
+            let gbk = t + bk;
+            let gcol = col0 + bc;
+            var bv = 0.0;
+            if (gbk < p.k && gcol < p.n) {
+                bv = b[gbk * p.ldb + gcol];
+            }
+            b_tile[bk * BN + bc] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = a_tile[kk * BM + lid.y + 16u * i];
+                bv[i] = b_tile[kk * BN + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let grow = row0 + lid.y + 16u * i;
+        if (grow >= p.m) {
+            continue;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let gcol = col0 + lid.x + 16u * j;
+            if (gcol >= p.n) {
+                continue;
+            }
+            let out = grow * p.ldc + p.c_col + gcol;
+            if (EPILOGUE == EPI_ACCUMULATE) {
+                c[out] = c[out] + acc[i * 4u + j];
+            } else {
+                c[out] = epilogue(acc[i * 4u + j], gcol);
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The `saelab` command-line tool. Errors are one line on stderr naming the file and the problem,
+//! with exit status 2; results go to stdout (JSON for `eval` and `bench`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::engine::{self, Analysis, Backend};
+use crate::formats::{npy, sae_files, FormatError};
+use crate::gpu::{Gpu, GpuSae, RunRequest};
+use crate::sae::{Architecture, Sae};
+
+const USAGE: &str = "usage:
+  saelab info DIR
+  saelab encode --sae DIR --input X.npy --output ACTS.npy [--device cpu|gpu]
+  saelab reconstruct --sae DIR --input X.npy --output RECON.npy [--device cpu|gpu]
+  saelab eval --sae DIR --input X.npy [--device cpu|gpu]
+  saelab bench [--n N] [--d-in D] [--d-sae M] [--k K] [--cpu-rows R] [--device cpu|gpu|both]";
+
+/// A failure to report: one line, exit status 2.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> CliError {
+        CliError(e.to_string())
+    }
+}
+
+/// Runs the CLI and returns the process exit status.
+pub fn run(args: Vec<String>) -> i32 {
+    // A bug must still end in one line and status 2, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("saelab: internal error: {}", msg.lines().next().unwrap_or(""));
+        std::process::exit(2);
+    }));
+    match dispatch(&args) {
+        Ok(()) => 0,
+        Err(CliError(msg)) => {
+            eprintln!("saelab: {}", msg.replace('\n', " "));
+            2
+        }
+    }
+}
+
+struct Flags {
+    positional: Vec<String>,
+    named: Vec<(String, String)>,
+}
+
+impl Flags {
+    fn parse(args: &[String], allowed: &[&str]) -> Result<Flags, CliError> {
+        let mut flags = Flags { positional: Vec::new(), named: Vec::new() };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                if !allowed.contains(&name) {
+                    return Err(CliError(format!("unknown option --{name}\n{USAGE}")));
+                }
+                let value = it.next().ok_or_else(|| CliError(format!("--{name} needs a value")))?;
+                flags.named.push((name.to_string(), value.clone()));
+            } else {
+                flags.positional.push(a.clone());
+            }
+        }
+        Ok(flags)
+    }
+    fn get(&self, name: &str) -> Option<&str> {
+        self.named.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    fn required(&self, name: &str) -> Result<&str, CliError> {
+        self.get(name).ok_or_else(|| CliError(format!("missing --{name}\n{USAGE}")))
+    }
+    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, CliError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| CliError(format!("--{name}: '{v}' is not a valid number"))),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Device {
+    Cpu,
+    Gpu,
+}
+
+fn device(flags: &Flags) -> Result<Device, CliError> {
+    match flags.get("device").unwrap_or("gpu") {
+        "cpu" => Ok(Device::Cpu),
+        "gpu" => Ok(Device::Gpu),
+        other => Err(CliError(format!("--device must be cpu or gpu, not '{other}'"))),
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<(), CliError> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err(CliError(USAGE.into()));
+    };
+    match command.as_str() {
+        "info" => {
+            let flags = Flags::parse(rest, &[])?;
+            let [dir] = flags.positional.as_slice() else {
+                return Err(CliError(format!("info takes one SAE folder\n{USAGE}")));
+            };
+            print!("{}", describe(&sae_files::load_dir(Path::new(dir))?));
+            Ok(())
+        }
+        "encode" | "reconstruct" | "eval" => {
+            let mut allowed = vec!["sae", "input", "device"];
+            if command != "eval" {
+                allowed.push("output");
+            }
+            let flags = Flags::parse(rest, &allowed)?;
+            if let Some(extra) = flags.positional.first() {
+                return Err(CliError(format!("unexpected argument '{extra}'\n{USAGE}")));
+            }
+            let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
+            let input = flags.required("input")?;
+            let output = if command == "eval" { None } else { Some(PathBuf::from(flags.required("output")?)) };
+            let x = read_activations(Path::new(input), &sae)?;
+            let request = RunRequest { dense_acts: command == "encode", lists: false, recon: command == "reconstruct" };
+            let analysis = run_on(device(&flags)?, &sae, &x, request)?;
+            match command.as_str() {
+                "encode" => write_npy(output.as_deref().expect("encode has --output"), x.len() / sae.d_in(), sae.d_sae(), analysis.acts)?,
+                "reconstruct" => write_npy(output.as_deref().expect("reconstruct has --output"), x.len() / sae.d_in(), sae.d_in(), analysis.recon)?,
+                _ => println!("{}", eval_json(&analysis)),
+            }
+            Ok(())
+        }
+        "bench" => bench(&Flags::parse(rest, &["n", "d-in", "d-sae", "k", "cpu-rows", "device"])?),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(CliError(format!("unknown command '{other}'\n{USAGE}"))),
+    }
+}
+
+fn read_activations(path: &Path, sae: &Sae) -> Result<Vec<f32>, CliError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| FormatError::Io { file: name.clone(), msg: e.to_string() })?;
+    let array = npy::read_f32(&name, &bytes)?;
+    engine::check_activations(&name, &array, sae.d_in())?;
+    Ok(array.data)
+}
+
+fn write_npy(path: &Path, rows: usize, cols: usize, data: Option<Vec<f32>>) -> Result<(), CliError> {
+    let data = data.expect("requested output is present");
+    std::fs::write(path, npy::write_f32(&[rows, cols], &data))
+        .map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+fn open_gpu() -> Result<Gpu, CliError> {
+    Ok(pollster::block_on(Gpu::new())?)
+}
+
+fn run_on(device: Device, sae: &Sae, x: &[f32], request: RunRequest) -> Result<Analysis, CliError> {
+    match device {
+        Device::Cpu => Ok(pollster::block_on(engine::analyze(sae, &Backend::Cpu, x, request))?),
+        Device::Gpu => {
+            let gpu = open_gpu()?;
+            let gpu_sae = GpuSae::upload(&gpu, sae)?;
+            Ok(pollster::block_on(engine::analyze(sae, &Backend::Gpu { gpu: &gpu, sae: &gpu_sae }, x, request))?)
+        }
+    }
+}
+
+/// `eval`'s JSON: the batch metrics plus the device that computed them.
+pub fn eval_json(a: &Analysis) -> String {
+    let m = &a.metrics;
+    serde_json::json!({
+        "n": m.n, "l0": m.l0, "mse": m.mse, "fvu": m.fvu, "cosine": m.cosine,
+        "dead_fraction": m.dead_fraction, "device": a.device,
+    })
+    .to_string()
+}
+
+/// `info`'s text.
+pub fn describe(sae: &Sae) -> String {
+    let c = &sae.cfg;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<22}{v}\n"));
+    line("architecture", c.architecture.name().to_string());
+    line("d_in", c.d_in.to_string());
+    line("d_sae", c.d_sae.to_string());
+    match c.architecture {
+        Architecture::TopK { k } => line("k", k.to_string()),
+        Architecture::BatchTopK { k } => line("k (training)", k.to_string()),
+        _ => {}
+    }
+    if let Some(t) = &sae.threshold {
+        let (min, max) = t.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let mean = t.iter().map(|&v| v as f64).sum::<f64>() / t.len() as f64;
+        line("threshold", format!("min {min:.4}  mean {mean:.4}  max {max:.4}"));
+    }
+    line("hook_name", c.hook_name.clone().unwrap_or_else(|| "(none)".into()));
+    line("model_name", c.model_name.clone().unwrap_or_else(|| "(none)".into()));
+    line("dtype", format!("{} (stored as {})", c.dtype, sae.stored_dtype()));
+    line("normalization", c.normalization.name().to_string());
+    line("apply_b_dec_to_input", c.apply_b_dec_to_input.to_string());
+    line("parameters", sae.parameter_count().to_string());
+    out
+}
+
+/// Throughput of encode + decode + metrics on random data, GPU and/or CPU.
+fn bench(flags: &Flags) -> Result<(), CliError> {
+    let n: usize = flags.number("n", 4096)?;
+    let d_in: usize = flags.number("d-in", 768)?;
+    let d_sae: usize = flags.number("d-sae", 24_576)?;
+    let k: usize = flags.number("k", 32)?;
+    let cpu_rows: usize = flags.number("cpu-rows", 256)?;
+    let which = flags.get("device").unwrap_or("both");
+    let mut rng = crate::sae::random::Rng::new(7);
+    let x: Vec<f32> = (0..n * d_in).map(|_| rng.normal()).collect();
+    let gpu = if which != "cpu" { Some(open_gpu()?) } else { None };
+    for arch in ["standard", "topk"] {
+        let sae = crate::sae::random::random_sae(arch, d_in, d_sae, k, 11);
+        // Encode and decode are each a [n, d_in] x [d_in, d_sae] product (decode is sparse for TopK).
+        let flops_dense = 2.0 * 2.0 * (d_in * d_sae) as f64;
+        let flops_per_row = if arch == "topk" { 2.0 * (d_in * d_sae) as f64 + 2.0 * (k * d_in) as f64 } else { flops_dense };
+        let report = |device: &str, rows: usize, seconds: f64, note: &str| {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "arch": arch, "device": device, "n": rows, "d_in": d_in, "d_sae": d_sae,
+                    "k": if arch == "topk" { Some(k) } else { None },
+                    "seconds": seconds, "rows_per_s": rows as f64 / seconds,
+                    "gflop_per_s": flops_per_row * rows as f64 / seconds / 1e9, "note": note,
+                })
+            );
+        };
+        if let Some(gpu) = &gpu {
+            let gpu_sae = GpuSae::upload(gpu, &sae)?;
+            let backend = Backend::Gpu { gpu, sae: &gpu_sae };
+            let warm = &x[..d_in * n.min(64)];
+            pollster::block_on(engine::analyze(&sae, &backend, warm, RunRequest::default()))?;
+            let start = Instant::now();
+            pollster::block_on(engine::analyze(&sae, &backend, &x, RunRequest::default()))?;
+            report(&gpu.adapter_name, n, start.elapsed().as_secs_f64(), "encode+decode+metrics, wall time incl. upload of x and readback of metrics");
+        }
+        if which != "gpu" {
+            let rows = cpu_rows.min(n);
+            let start = Instant::now();
+            pollster::block_on(engine::analyze(&sae, &Backend::Cpu, &x[..rows * d_in], RunRequest::default()))?;
+            report("cpu (reference, 1 thread)", rows, start.elapsed().as_secs_f64(), "encode+decode+metrics");
+        }
+    }
+    Ok(())
+}

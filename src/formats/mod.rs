@@ -1,0 +1,18 @@
+//! Parsing and writing files. Nothing here touches the GPU: bytes in, plain host types out.
+
+pub mod npy;
+pub mod safetensors;
+pub mod sae_files;
+
+/// A file that could not be read, with the file's name and what is wrong with it.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum FormatError {
+    #[error("{file}: {msg}")]
+    Npy { file: String, msg: String },
+    #[error("{file}: {msg}")]
+    Safetensors { file: String, msg: String },
+    #[error("{file}: {msg}")]
+    Config { file: String, msg: String },
+    #[error("{file}: {msg}")]
+    Io { file: String, msg: String },
+}

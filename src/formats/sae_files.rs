@@ -1,0 +1,175 @@
+//! An SAELens SAE folder: `cfg.json` + `sae_weights.safetensors` (+ optional `sparsity.safetensors`).
+//! Bytes in, a validated [`Sae`] out; and back. Reading a folder from disk is the CLI's business
+//! (`load_dir`/`save_dir`, native only); the page hands us the same bytes from file inputs or fetch.
+
+use crate::sae::{GatedParams, Sae, SaeConfig, Architecture};
+
+use super::safetensors::{RawTensor, TensorFile};
+use super::FormatError;
+
+pub const CFG_FILE: &str = "cfg.json";
+pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";
+pub const SPARSITY_FILE: &str = "sparsity.safetensors";
+
+fn weights_err(msg: impl Into<String>) -> FormatError {
+    FormatError::Safetensors { file: WEIGHTS_FILE.into(), msg: msg.into() }
+}
+
+/// The bytes of the three files of an SAE folder.
+pub struct SaeFileBytes<'a> {
+    pub cfg: &'a [u8],
+    pub weights: &'a [u8],
+    pub sparsity: Option<&'a [u8]>,
+}
+
+/// Parses and validates an SAE: every tensor the architecture needs is present with the shape
+/// cfg.json implies, and every value is finite.
+pub fn parse_sae(files: SaeFileBytes<'_>) -> Result<Sae, FormatError> {
+    let cfg = SaeConfig::parse(files.cfg)?;
+    let stored = TensorFile::parse(WEIGHTS_FILE, files.weights)?;
+    let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
+
+    let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, FormatError> {
+        let t = stored.tensors.get(name).ok_or_else(|| {
+            weights_err(format!("missing tensor '{name}' (needed by a {} SAE)", cfg.architecture.name()))
+        })?;
+        check_shape(name, t, shape, &cfg)?;
+        let values = t.to_f32();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(weights_err(format!("tensor '{name}' holds a non-finite value ({}) at flat index {i}", values[i])));
+        }
+        Ok(values)
+    };
+
+    let w_enc = tensor("W_enc", &[d_in, d_sae])?;
+    let w_dec = tensor("W_dec", &[d_sae, d_in])?;
+    let b_dec = tensor("b_dec", &[d_in])?;
+    let (b_enc, threshold, gated) = match cfg.architecture {
+        Architecture::Standard | Architecture::TopK { .. } => (tensor("b_enc", &[d_sae])?, None, None),
+        Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
+            let threshold = if stored.tensors.contains_key("threshold") {
+                tensor("threshold", &[d_sae])?
+            } else if stored.tensors.contains_key("log_threshold") {
+                // Older SAELens JumpReLU files store log(threshold).
+                tensor("log_threshold", &[d_sae])?.into_iter().map(f32::exp).collect()
+            } else if let Some(t) = stored.tensors.get("topk_threshold") {
+                // A BatchTopK training checkpoint: one global threshold, which SAELens's
+                // process_state_dict_for_saving_inference broadcasts to every feature.
+                if cfg.rescale_acts_by_decoder_norm {
+                    return Err(weights_err(
+                        "a batchtopk checkpoint with rescale_acts_by_decoder_norm needs SAELens's inference export (save_inference_model) first",
+                    ));
+                }
+                match t.to_f32().as_slice() {
+                    [v] if v.is_finite() => vec![*v; d_sae],
+                    _ => return Err(weights_err(format!("'topk_threshold' must be one finite value, has shape {:?}", t.shape))),
+                }
+            } else {
+                return Err(weights_err(format!(
+                    "missing tensor 'threshold' (needed by a {} SAE)",
+                    cfg.architecture.name()
+                )));
+            };
+            (tensor("b_enc", &[d_sae])?, Some(threshold), None)
+        }
+        Architecture::Gated => {
+            let gated = GatedParams {
+                b_gate: tensor("b_gate", &[d_sae])?,
+                b_mag: tensor("b_mag", &[d_sae])?,
+                r_mag: tensor("r_mag", &[d_sae])?,
+            };
+            (Vec::new(), None, Some(gated))
+        }
+    };
+    let sparsity = match files.sparsity {
+        Some(bytes) => {
+            let file = TensorFile::parse(SPARSITY_FILE, bytes)?;
+            let log_sparsity = match file.tensors.get("sparsity") {
+                Some(t) if t.shape == [d_sae] => Some(t.to_f32()),
+                Some(t) => {
+                    return Err(FormatError::Safetensors {
+                        file: SPARSITY_FILE.into(),
+                        msg: format!("'sparsity' has shape {:?} but cfg.json says d_sae={d_sae}", t.shape),
+                    })
+                }
+                None => None,
+            };
+            Some((file, log_sparsity))
+        }
+        None => None,
+    };
+    let (sparsity_file, log_sparsity) = match sparsity {
+        Some((f, s)) => (Some(f), s),
+        None => (None, None),
+    };
+    Ok(Sae { cfg, w_enc, w_dec, b_enc, b_dec, threshold, gated, log_sparsity, stored, sparsity_file })
+}
+
+fn check_shape(name: &str, t: &RawTensor, expected: &[usize], cfg: &SaeConfig) -> Result<(), FormatError> {
+    if t.shape == expected {
+        return Ok(());
+    }
+    Err(weights_err(format!(
+        "'{name}' has shape {:?} but cfg.json (d_in={}, d_sae={}) implies {:?}",
+        t.shape, cfg.d_in, cfg.d_sae, expected
+    )))
+}
+
+/// The three files of an SAE folder as bytes: cfg.json, the weights, and the sparsity file if any.
+pub fn serialize_sae(sae: &Sae) -> (Vec<u8>, Vec<u8>, Option<Vec<u8>>) {
+    (
+        sae.cfg.to_json().into_bytes(),
+        sae.stored.serialize(),
+        sae.sparsity_file.as_ref().map(TensorFile::serialize),
+    )
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod dir {
+    use std::path::Path;
+
+    use super::*;
+
+    fn read(path: &Path) -> Result<Vec<u8>, FormatError> {
+        std::fs::read(path).map_err(|e| FormatError::Io { file: path.display().to_string(), msg: e.to_string() })
+    }
+
+    /// Loads an SAE folder from disk. Error messages name the file with its full path.
+    pub fn load_dir(dir: &Path) -> Result<Sae, FormatError> {
+        if !dir.is_dir() {
+            return Err(FormatError::Io { file: dir.display().to_string(), msg: "not a folder".into() });
+        }
+        let cfg = read(&dir.join(CFG_FILE))?;
+        let weights = read(&dir.join(WEIGHTS_FILE))?;
+        let sparsity_path = dir.join(SPARSITY_FILE);
+        let sparsity = if sparsity_path.exists() { Some(read(&sparsity_path)?) } else { None };
+        parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: sparsity.as_deref() }).map_err(|e| {
+            let prefix = |file: String| dir.join(file).display().to_string();
+            match e {
+                FormatError::Config { file, msg } => FormatError::Config { file: prefix(file), msg },
+                FormatError::Safetensors { file, msg } => FormatError::Safetensors { file: prefix(file), msg },
+                other => other,
+            }
+        })
+    }
+
+    /// Writes an SAE folder (creating it if needed).
+    pub fn save_dir(sae: &Sae, dir: &Path) -> Result<(), FormatError> {
+        let io = |p: &Path, e: std::io::Error| FormatError::Io { file: p.display().to_string(), msg: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let (cfg, weights, sparsity) = serialize_sae(sae);
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).map_err(|e| io(&p, e))
+        };
+        write(CFG_FILE, &cfg)?;
+        write(WEIGHTS_FILE, &weights)?;
+        if let Some(s) = sparsity {
+            write(SPARSITY_FILE, &s)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use dir::{load_dir, save_dir};

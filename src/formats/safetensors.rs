@@ -1,0 +1,131 @@
+//! safetensors files through the `safetensors` crate, which validates the header (offsets that
+//! overlap, leave gaps or run past the end are refused). We keep each tensor's raw little-endian
+//! bytes so that saving what we loaded is byte-for-byte stable, and widen f16/bf16 to f32 on demand.
+
+use std::collections::BTreeMap;
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+
+use super::FormatError;
+
+/// Floating-point storage types SAE and model files use. Compute is always f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatDtype {
+    F32,
+    F16,
+    BF16,
+}
+
+impl FloatDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            FloatDtype::F32 => "float32",
+            FloatDtype::F16 => "float16",
+            FloatDtype::BF16 => "bfloat16",
+        }
+    }
+    fn to_safetensors(self) -> Dtype {
+        match self {
+            FloatDtype::F32 => Dtype::F32,
+            FloatDtype::F16 => Dtype::F16,
+            FloatDtype::BF16 => Dtype::BF16,
+        }
+    }
+}
+
+/// One tensor as stored: dtype, shape and the raw little-endian bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawTensor {
+    pub dtype: FloatDtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl RawTensor {
+    pub fn from_f32(shape: Vec<usize>, data: &[f32]) -> RawTensor {
+        RawTensor { dtype: FloatDtype::F32, shape, bytes: bytemuck::cast_slice(data).to_vec() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values widened to f32.
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self.dtype {
+            FloatDtype::F32 => self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            FloatDtype::F16 => self.bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            FloatDtype::BF16 => self.bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        }
+    }
+}
+
+/// The tensors of one safetensors file, by name, plus its `__metadata__` if any.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TensorFile {
+    pub tensors: BTreeMap<String, RawTensor>,
+    pub metadata: Option<std::collections::HashMap<String, String>>,
+}
+
+impl TensorFile {
+    /// Parses a safetensors file. `name` is used in error messages. Tensors in dtypes other than
+    /// f32/f16/bf16 are refused with their name.
+    pub fn parse(name: &str, bytes: &[u8]) -> Result<TensorFile, FormatError> {
+        let err = |msg: String| FormatError::Safetensors { file: name.to_string(), msg };
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| err(describe(&e)))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| err(describe(&e)))?;
+        let mut tensors = BTreeMap::new();
+        for (tensor_name, view) in st.tensors() {
+            let dtype = match view.dtype() {
+                Dtype::F32 => FloatDtype::F32,
+                Dtype::F16 => FloatDtype::F16,
+                Dtype::BF16 => FloatDtype::BF16,
+                other => {
+                    return Err(err(format!(
+                        "tensor '{tensor_name}' has dtype {other:?}; only F32, F16 and BF16 are supported"
+                    )))
+                }
+            };
+            tensors.insert(
+                tensor_name,
+                RawTensor { dtype, shape: view.shape().to_vec(), bytes: view.data().to_vec() },
+            );
+        }
+        Ok(TensorFile { tensors, metadata: meta.metadata().clone() })
+    }
+
+    /// Serialises the tensors (sorted by name, as safetensors does) with the stored metadata.
+    pub fn serialize(&self) -> Vec<u8> {
+        let views: Vec<(String, TensorView<'_>)> = self
+            .tensors
+            .iter()
+            .map(|(name, t)| {
+                let view = TensorView::new(t.dtype.to_safetensors(), t.shape.clone(), &t.bytes)
+                    .expect("a RawTensor's bytes always match its shape and dtype");
+                (name.clone(), view)
+            })
+            .collect();
+        safetensors::serialize(views, self.metadata.clone()).expect("serialising in-memory tensors cannot fail")
+    }
+}
+
+fn describe(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall => "truncated: too short to hold a safetensors header".into(),
+        E::InvalidHeaderLength => "header length runs past the end of the file (truncated or not safetensors)".into(),
+        E::InvalidHeader(_) | E::InvalidHeaderStart | E::InvalidHeaderDeserialization(_) => {
+            "header is not valid safetensors JSON (is this a safetensors file?)".into()
+        }
+        E::HeaderTooLarge => "header is larger than 100 MB".into(),
+        E::MetadataIncompleteBuffer => "data section is shorter than the header says (truncated file)".into(),
+        E::InvalidOffset(t) => format!("header gives tensor '{t}' offsets that overlap, leave gaps or run past the data"),
+        E::TensorInvalidInfo => "a tensor's offsets do not match its shape and dtype".into(),
+        E::ValidationOverflow => "a tensor's shape is too large".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,453 @@
+//! One launcher per WGSL kernel. Each owns its pipeline(s), uniform layout and dispatch math;
+//! callers record launches into a command encoder and keep data on the GPU between them.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{grid_1d, Gpu};
+
+/// What the matmul kernel does with each accumulated value (`shaders/matmul.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// `(acc + bias) * scale`: TopK pre-activations, selected by the TopK kernel afterwards.
+    TopKPre = 0,
+    /// `relu(acc + bias)`
+    Relu = 1,
+    /// `relu(h) * (h > threshold)`, `h = acc + bias`
+    JumpRelu = 2,
+    /// `(acc + b_gate > 0) * relu(acc * exp(r_mag) + b_mag)`
+    Gated = 3,
+    /// `C += acc`
+    Accumulate = 4,
+}
+
+const EPILOGUES: [Epilogue; 5] =
+    [Epilogue::TopKPre, Epilogue::Relu, Epilogue::JumpRelu, Epilogue::Gated, Epilogue::Accumulate];
+
+/// The largest k the TopK kernel supports (its workgroup arrays are this long).
+pub const MAX_TOPK: usize = 256;
+
+pub struct Kernels {
+    matmul: Vec<wgpu::ComputePipeline>,
+    topk: wgpu::ComputePipeline,
+    normalize_rows: wgpu::ComputePipeline,
+    fill_bias: wgpu::ComputePipeline,
+    denormalize_rows: wgpu::ComputePipeline,
+    sparse_decode: wgpu::ComputePipeline,
+    row_metrics_dense: wgpu::ComputePipeline,
+    row_metrics_sparse: wgpu::ComputePipeline,
+    fire_counts_dense: wgpu::ComputePipeline,
+    fire_counts_sparse: wgpu::ComputePipeline,
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: None,
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+        cache: None,
+    })
+}
+
+fn module(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ShaderModule {
+    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(name),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    })
+}
+
+impl Kernels {
+    pub fn new(device: &wgpu::Device) -> Kernels {
+        let matmul_module = module(device, "matmul.wgsl", include_str!("../../shaders/matmul.wgsl"));
+        let topk_module = module(device, "topk.wgsl", include_str!("../../shaders/topk.wgsl"));
+        let rows_module = module(device, "rows.wgsl", include_str!("../../shaders/rows.wgsl"));
+        let decode_module = module(device, "sparse_decode.wgsl", include_str!("../../shaders/sparse_decode.wgsl"));
+        let metrics_module = module(device, "metrics.wgsl", include_str!("../../shaders/metrics.wgsl"));
+        Kernels {
+            matmul: EPILOGUES
+                .iter()
+                .map(|&e| pipeline(device, &matmul_module, "main", &[("EPILOGUE", e as u32 as f64)]))
+                .collect(),
+            topk: pipeline(device, &topk_module, "main", &[]),
+            normalize_rows: pipeline(device, &rows_module, "normalize_rows", &[]),
+            fill_bias: pipeline(device, &rows_module, "fill_bias", &[]),
+            denormalize_rows: pipeline(device, &rows_module, "denormalize_rows", &[]),
+            sparse_decode: pipeline(device, &decode_module, "main", &[]),
+            row_metrics_dense: pipeline(device, &metrics_module, "row_metrics", &[("SPARSE", 0.0)]),
+            row_metrics_sparse: pipeline(device, &metrics_module, "row_metrics", &[("SPARSE", 1.0)]),
+            fire_counts_dense: pipeline(device, &metrics_module, "fire_counts_dense", &[]),
+            fire_counts_sparse: pipeline(device, &metrics_module, "fire_counts_sparse", &[]),
+        }
+    }
+}
+
+/// Binds `buffers` (binding number, buffer) to group 0 of `pipeline` and dispatches.
+fn dispatch(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[(u32, &wgpu::Buffer)],
+    workgroups: (u32, u32, u32),
+) {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+        .iter()
+        .map(|(binding, buffer)| wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() })
+        .collect();
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, &bind_group, &[]);
+    pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// matmul.wgsl
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    a_col: u32,
+    ldb: u32,
+    ldc: u32,
+    c_col: u32,
+}
+
+/// `C[m, c_col + j] = epilogue(Σ_k A[m, a_col + k] · B[k, j])` for m < M, j < N.
+pub struct Matmul<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: &'a wgpu::Buffer,
+    pub lda: usize,
+    pub a_col: usize,
+    pub b: &'a wgpu::Buffer,
+    pub ldb: usize,
+    pub c: &'a wgpu::Buffer,
+    pub ldc: usize,
+    pub c_col: usize,
+    /// `[bias | scale_or_threshold | aux]`, each `n` long (any buffer for `Accumulate`).
+    pub cols: &'a wgpu::Buffer,
+}
+
+pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue, args: Matmul<'_>) {
+    let u = |v: usize| v as u32;
+    let params = gpu.uniform(
+        "matmul params",
+        &MatmulParams {
+            m: u(args.m),
+            n: u(args.n),
+            k: u(args.k),
+            lda: u(args.lda),
+            a_col: u(args.a_col),
+            ldb: u(args.ldb),
+            ldc: u(args.ldc),
+            c_col: u(args.c_col),
+        },
+    );
+    let workgroups = (u(args.n.div_ceil(64)), u(args.m.div_ceil(64)), 1);
+    dispatch(
+        gpu,
+        encoder,
+        &gpu.kernels.matmul[epilogue as usize],
+        &[(0, &params), (1, args.a), (2, args.b), (3, args.c), (4, args.cols)],
+        workgroups,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// topk.wgsl
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct TopKParams {
+    rows: u32,
+    d_sae: u32,
+    k: u32,
+    ld: u32,
+    sort_n: u32,
+    _pad: [u32; 3],
+}
+
+/// Per-row top-k of `pre` (`[rows, ld]`, first `d_sae` columns) into `index`/`value` (`[rows, k]`).
+#[allow(clippy::too_many_arguments)]
+pub fn topk(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    rows: usize,
+    d_sae: usize,
+    ld: usize,
+    k: usize,
+    pre: &wgpu::Buffer,
+    index: &wgpu::Buffer,
+    value: &wgpu::Buffer,
+) {
+    assert!(k >= 1 && k <= MAX_TOPK && k <= d_sae, "k={k} must be in 1..={MAX_TOPK} and at most d_sae={d_sae}");
+    let params = gpu.uniform(
+        "topk params",
+        &TopKParams {
+            rows: rows as u32,
+            d_sae: d_sae as u32,
+            k: k as u32,
+            ld: ld as u32,
+            sort_n: k.next_power_of_two() as u32,
+            _pad: [0; 3],
+        },
+    );
+    let (x, y) = grid_1d(rows as u32);
+    dispatch(gpu, encoder, &gpu.kernels.topk, &[(0, &params), (1, pre), (2, index), (3, value)], (x, y, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// rows.wgsl
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RowsParams {
+    rows: u32,
+    d_in: u32,
+    mode: u32,
+    apply_b_dec: u32,
+    eps: f32,
+    _pad: [u32; 3],
+}
+
+/// How input rows are normalised (the GPU encoding of `sae::Normalization`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowNormalization {
+    /// 0 identity, 1 layer_norm, 2 constant_norm_rescale
+    pub mode: u32,
+    pub apply_b_dec: bool,
+}
+
+impl RowNormalization {
+    pub fn of(cfg: &crate::sae::SaeConfig) -> RowNormalization {
+        use crate::sae::Normalization as N;
+        let mode = match cfg.normalization {
+            N::None | N::ExpectedAverageOnlyIn => 0,
+            N::LayerNorm => 1,
+            N::ConstantNormRescale => 2,
+        };
+        RowNormalization { mode, apply_b_dec: cfg.apply_b_dec_to_input }
+    }
+}
+
+fn rows_params(gpu: &Gpu, rows: usize, d_in: usize, norm: RowNormalization) -> wgpu::Buffer {
+    gpu.uniform(
+        "rows params",
+        &RowsParams {
+            rows: rows as u32,
+            d_in: d_in as u32,
+            mode: norm.mode,
+            apply_b_dec: norm.apply_b_dec as u32,
+            eps: crate::sae::cpu::LAYER_NORM_EPS,
+            _pad: [0; 3],
+        },
+    )
+}
+
+fn elementwise_grid(rows: usize, d_in: usize) -> (u32, u32, u32) {
+    let (y, z) = grid_1d(rows as u32);
+    ((d_in.div_ceil(64)) as u32, y, z)
+}
+
+/// `sae_in = (x - shift) * in_scale - b_dec * apply_b_dec` per row, and `norms[r] = (shift, in, out)`.
+#[allow(clippy::too_many_arguments)]
+pub fn normalize_rows(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    rows: usize,
+    d_in: usize,
+    norm: RowNormalization,
+    b_dec: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    sae_in: &wgpu::Buffer,
+    norms: &wgpu::Buffer,
+) {
+    let params = rows_params(gpu, rows, d_in, norm);
+    let (gx, gy) = grid_1d(rows as u32);
+    dispatch(
+        gpu,
+        encoder,
+        &gpu.kernels.normalize_rows,
+        &[(0, &params), (1, b_dec), (2, x), (3, sae_in), (4, norms)],
+        (gx, gy, 1),
+    );
+}
+
+/// `out[r] = b_dec` for every row: the start of decode.
+pub fn fill_bias(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, rows: usize, d_in: usize, b_dec: &wgpu::Buffer, out: &wgpu::Buffer) {
+    let params = rows_params(gpu, rows, d_in, RowNormalization { mode: 0, apply_b_dec: false });
+    dispatch(gpu, encoder, &gpu.kernels.fill_bias, &[(0, &params), (1, b_dec), (5, out)], elementwise_grid(rows, d_in));
+}
+
+/// `out[r] = out[r] * out_scale + shift`: undoes the input normalisation at the end of decode.
+pub fn denormalize_rows(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    rows: usize,
+    d_in: usize,
+    norms: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) {
+    let params = rows_params(gpu, rows, d_in, RowNormalization { mode: 0, apply_b_dec: false });
+    dispatch(gpu, encoder, &gpu.kernels.denormalize_rows, &[(0, &params), (4, norms), (5, out)], elementwise_grid(rows, d_in));
+}
+
+// ---------------------------------------------------------------------------------------------
+// sparse_decode.wgsl
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SparseDecodeParams {
+    rows: u32,
+    d_in: u32,
+    k: u32,
+    f0: u32,
+    width: u32,
+    _pad: [u32; 3],
+}
+
+/// Adds the contributions of list entries whose feature lies in `[f0, f0 + width)` (one W_dec chunk).
+pub struct SparseDecode<'a> {
+    pub rows: usize,
+    pub d_in: usize,
+    pub k: usize,
+    pub f0: usize,
+    pub width: usize,
+    pub index: &'a wgpu::Buffer,
+    pub value: &'a wgpu::Buffer,
+    pub w_dec_chunk: &'a wgpu::Buffer,
+    /// Per chunk-local feature: multiplier applied to its value (1, or 1/‖W_dec‖).
+    pub scale: &'a wgpu::Buffer,
+    pub out: &'a wgpu::Buffer,
+}
+
+pub fn sparse_decode(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, args: SparseDecode<'_>) {
+    assert!(args.k <= MAX_TOPK);
+    let params = gpu.uniform(
+        "sparse decode params",
+        &SparseDecodeParams {
+            rows: args.rows as u32,
+            d_in: args.d_in as u32,
+            k: args.k as u32,
+            f0: args.f0 as u32,
+            width: args.width as u32,
+            _pad: [0; 3],
+        },
+    );
+    let (x, y) = grid_1d(args.rows as u32);
+    dispatch(
+        gpu,
+        encoder,
+        &gpu.kernels.sparse_decode,
+        &[(0, &params), (1, args.index), (2, args.value), (3, args.w_dec_chunk), (4, args.scale), (5, args.out)],
+        (x, y, 1),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// metrics.wgsl
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MetricsParams {
+    rows: u32,
+    d_in: u32,
+    d_sae: u32,
+    k: u32,
+    ld: u32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+/// The feature activations a metric kernel reads: dense rows, or TopK lists.
+pub enum Activations<'a> {
+    Dense { acts: &'a wgpu::Buffer, ld: usize },
+    Lists { index: &'a wgpu::Buffer, value: &'a wgpu::Buffer, k: usize },
+}
+
+fn metrics_params(gpu: &Gpu, rows: usize, d_in: usize, d_sae: usize, acts: &Activations<'_>) -> wgpu::Buffer {
+    let (k, ld) = match acts {
+        Activations::Dense { ld, .. } => (0, *ld),
+        Activations::Lists { k, .. } => (*k, 0),
+    };
+    gpu.uniform(
+        "metrics params",
+        &MetricsParams {
+            rows: rows as u32,
+            d_in: d_in as u32,
+            d_sae: d_sae as u32,
+            k: k as u32,
+            ld: ld as u32,
+            eps: crate::sae::metrics::COSINE_EPS,
+            _pad: [0; 2],
+        },
+    )
+}
+
+/// `stats[r] = (Σ(x - recon)², cos(x, recon), L0)` for each row.
+#[allow(clippy::too_many_arguments)]
+pub fn row_metrics(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    rows: usize,
+    d_in: usize,
+    d_sae: usize,
+    x: &wgpu::Buffer,
+    recon: &wgpu::Buffer,
+    acts: Activations<'_>,
+    stats: &wgpu::Buffer,
+) {
+    let params = metrics_params(gpu, rows, d_in, d_sae, &acts);
+    let (gx, gy) = grid_1d(rows as u32);
+    let (pipeline, values) = match acts {
+        Activations::Dense { acts, .. } => (&gpu.kernels.row_metrics_dense, acts),
+        Activations::Lists { value, .. } => (&gpu.kernels.row_metrics_sparse, value),
+    };
+    dispatch(gpu, encoder, pipeline, &[(0, &params), (1, x), (2, recon), (3, values), (5, stats)], (gx, gy, 1));
+}
+
+/// `counts[f] +=` the number of rows on which feature `f` is active.
+pub fn fire_counts(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    rows: usize,
+    d_sae: usize,
+    acts: Activations<'_>,
+    counts: &wgpu::Buffer,
+) {
+    let params = metrics_params(gpu, rows, 0, d_sae, &acts);
+    match acts {
+        Activations::Dense { acts, .. } => {
+            let groups = (d_sae.div_ceil(256)) as u32;
+            dispatch(gpu, encoder, &gpu.kernels.fire_counts_dense, &[(0, &params), (3, acts), (6, counts)], (groups, 1, 1));
+        }
+        Activations::Lists { index, value, k } => {
+            let groups = ((rows * k).div_ceil(256)) as u32;
+            let (gx, gy) = grid_1d(groups);
+            // fire_counts_sparse indexes by global id x only; keep it within one dimension.
+            assert_eq!(gy, 1, "too many list entries for one dispatch; use smaller row blocks");
+            dispatch(
+                gpu,
+                encoder,
+                &gpu.kernels.fire_counts_sparse,
+                &[(0, &params), (3, value), (4, index), (6, counts)],
+                (gx, 1, 1),
+            );
+        }
+    }
+}

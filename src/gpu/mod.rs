@@ -1,0 +1,186 @@
+//! The GPU side: adapter and device set-up for both targets (Vulkan natively, the browser's
+//! WebGPU on wasm), buffer helpers, and one launcher per WGSL kernel. Each launcher owns its
+//! pipeline, bind-group layout, workgroup size and dispatch math; its CPU twin lives in `sae/`.
+
+pub mod kernels;
+pub mod sae_runner;
+
+use wgpu::util::DeviceExt;
+
+pub use sae_runner::{GpuSae, RunRequest, RunOutput};
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum GpuError {
+    #[error("no GPU adapter found (natively: install Mesa's Vulkan drivers, e.g. `apt-get install mesa-vulkan-drivers`; in a browser: WebGPU is not available)")]
+    NoAdapter,
+    #[error("could not open the GPU device: {0}")]
+    Device(String),
+    #[error("reading a result back from the GPU failed: {0}")]
+    ReadBack(String),
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// An open GPU: device, queue, the limits we were granted, and the compiled kernels.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub limits: wgpu::Limits,
+    /// Human-readable adapter name ("llvmpipe (LLVM 15…)"; on the web, filled in by the page).
+    pub adapter_name: String,
+    pub backend: String,
+    pub kernels: kernels::Kernels,
+}
+
+impl Gpu {
+    /// Opens the default adapter with its full limits (so large weights need fewer chunks).
+    pub async fn new() -> Result<Gpu, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|_| GpuError::NoAdapter)?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("saelab"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let kernels = kernels::Kernels::new(&device);
+        let adapter_name = if info.name.is_empty() { format!("{:?}", info.backend) } else { info.name.clone() };
+        Ok(Gpu { device, queue, limits, adapter_name, backend: format!("{:?}", info.backend), kernels })
+    }
+
+    /// The largest buffer one storage binding may see, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    pub fn upload_f32(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        self.upload_bytes(label, bytemuck::cast_slice(data))
+    }
+
+    pub fn upload_bytes(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        // Zero-sized bindings are invalid; a 4-byte placeholder keeps every binding legal.
+        let contents: &[u8] = if bytes.is_empty() { &[0; 4] } else { bytes };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    /// A storage buffer of `bytes` bytes (at least 4), zero-initialised.
+    pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Copies `bytes` bytes of `buffer` back to the host. Awaits the map callback (on the web it
+    /// fires only after yielding to the browser; natively we poll the device until it does).
+    pub async fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        receiver
+            .await
+            .map_err(|_| GpuError::ReadBack("the map callback was dropped".into()))?
+            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| GpuError::ReadBack(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    pub async fn read_f32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
+        let bytes = self.read_bytes(buffer, (len * 4) as u64).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    pub async fn read_u32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<u32>, GpuError> {
+        let bytes = self.read_bytes(buffer, (len * 4) as u64).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+/// Order-preserving map from f32 to u32: `a < b` ⇔ `key(a) < key(b)` for non-NaN values.
+/// Twin of `sortable_key` in `shaders/topk.wgsl`; the CPU TopK breaks ties with it the same way.
+pub fn sortable_key(v: f32) -> u32 {
+    let bits = v.to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+/// Splits a count of workgroups over x and y so that neither exceeds WebGPU's 65,535 per
+/// dimension. Kernels recover the index as `wg.x + wg.y * 65535`.
+pub fn grid_1d(workgroups: u32) -> (u32, u32) {
+    const MAX: u32 = 65_535;
+    if workgroups <= MAX {
+        (workgroups.max(1), 1)
+    } else {
+        (MAX, workgroups.div_ceil(MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_key_preserves_order() {
+        let values = [f32::NEG_INFINITY, -3.5, -1e-30, 0.0, 1e-30, 2.0, 7.25, f32::INFINITY];
+        for w in values.windows(2) {
+            assert!(sortable_key(w[0]) < sortable_key(w[1]), "{} vs {}", w[0], w[1]);
+        }
+    }
+
+    #[test]
+    fn grid_stays_within_limits() {
+        assert_eq!(grid_1d(10), (10, 1));
+        let (x, y) = grid_1d(200_000);
+        assert!(x <= 65_535 && x * y >= 200_000);
+    }
+}

@@ -1,0 +1,15 @@
+//! saelab: sparse autoencoders on your own GPU. SAELens-format SAEs are parsed (`formats`), run by
+//! a plain-Rust reference (`sae`) or by WGSL kernels through wgpu (`gpu`), natively (the `saelab`
+//! CLI) or in the browser (`ui`, on WebGPU). `engine` is the API all of them share.
+//!
+//! Data flows one way: bytes → `formats` → `sae::Sae` → `gpu` → results → CLI output or the page.
+
+pub mod engine;
+pub mod formats;
+pub mod gpu;
+pub mod sae;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
+#[cfg(target_arch = "wasm32")]
+pub mod ui;

@@ -1,0 +1,162 @@
+//! The CPU reference: what every GPU kernel must compute, written to be read. It follows SAELens
+//! (`sae_lens/saes/sae.py` `process_sae_in`, `decode`, `run_time_activation_norm_fn_in/out`, and
+//! each architecture's `encode` in `standard_sae.py`, `topk_sae.py`, `jumprelu_sae.py`,
+//! `gated_sae.py`) line by line, in f32 like SAELens's default dtype.
+
+use super::{Architecture, Normalization, Sae};
+
+/// SAELens's epsilon in `run_time_activation_ln_in`.
+pub const LAYER_NORM_EPS: f32 = 1e-5;
+
+/// How one row was normalised, so that decode can undo it:
+/// `sae_in = (x - shift) * in_scale [- b_dec]`, `out = recon * out_scale + shift`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowNorm {
+    pub shift: f32,
+    pub in_scale: f32,
+    pub out_scale: f32,
+}
+
+impl RowNorm {
+    pub const IDENTITY: RowNorm = RowNorm { shift: 0.0, in_scale: 1.0, out_scale: 1.0 };
+}
+
+/// The normalisation of one row (`run_time_activation_norm_fn_in`).
+pub fn row_norm(normalization: Normalization, x: &[f32]) -> RowNorm {
+    let d = x.len() as f32;
+    match normalization {
+        Normalization::None | Normalization::ExpectedAverageOnlyIn => RowNorm::IDENTITY,
+        Normalization::LayerNorm => {
+            // mu = x.mean(-1); x = x - mu; std = x.std(-1) (unbiased); x = x / (std + eps).
+            // Undone by x * std + mu (no epsilon), as in run_time_activation_ln_out.
+            let mean = x.iter().sum::<f32>() / d;
+            let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / (d - 1.0).max(1.0);
+            let std = var.sqrt();
+            RowNorm { shift: mean, in_scale: 1.0 / (std + LAYER_NORM_EPS), out_scale: std }
+        }
+        Normalization::ConstantNormRescale => {
+            // x * sqrt(d_in) / ‖x‖, undone by dividing by the same factor.
+            let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let scale = d.sqrt() / norm;
+            RowNorm { shift: 0.0, in_scale: scale, out_scale: 1.0 / scale }
+        }
+    }
+}
+
+/// `process_sae_in` for one row: normalise, then subtract `b_dec` if `apply_b_dec_to_input`.
+pub fn process_input(sae: &Sae, x: &[f32]) -> (Vec<f32>, RowNorm) {
+    let norm = row_norm(sae.cfg.normalization, x);
+    let b_dec_weight = if sae.cfg.apply_b_dec_to_input { 1.0 } else { 0.0 };
+    let sae_in = x.iter().zip(&sae.b_dec).map(|(v, b)| (v - norm.shift) * norm.in_scale - b * b_dec_weight).collect();
+    (sae_in, norm)
+}
+
+/// `sae_in @ W_enc` for one row (no bias), accumulated in f32 in input order.
+pub fn project(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
+    let d_sae = sae.d_sae();
+    let mut acc = vec![0.0f32; d_sae];
+    for (i, &xi) in sae_in.iter().enumerate() {
+        let w_row = &sae.w_enc[i * d_sae..(i + 1) * d_sae];
+        for (a, w) in acc.iter_mut().zip(w_row) {
+            *a += xi * w;
+        }
+    }
+    acc
+}
+
+/// Indices of the `k` largest values, largest first; ties go to the lower index.
+pub fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    let key = |i: &usize| (std::cmp::Reverse(crate::gpu::sortable_key(values[*i])), *i);
+    if k < order.len() {
+        order.select_nth_unstable_by_key(k, key);
+        order.truncate(k);
+    }
+    order.sort_by_key(key);
+    order
+}
+
+/// Encodes one already-processed row into dense feature activations `[d_sae]`.
+pub fn encode_row(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
+    let mut pre = project(sae, sae_in);
+    match sae.cfg.architecture {
+        Architecture::Standard => {
+            for (p, b) in pre.iter_mut().zip(&sae.b_enc) {
+                *p = (*p + b).max(0.0);
+            }
+            pre
+        }
+        Architecture::TopK { k } => {
+            for (p, b) in pre.iter_mut().zip(&sae.b_enc) {
+                *p += b;
+            }
+            // TopKSAE with rescale_acts_by_decoder_norm selects on pre * ‖W_dec‖.
+            let selection_values = if sae.cfg.rescale_acts_by_decoder_norm {
+                pre.iter().zip(sae.decoder_norms()).map(|(p, n)| p * n).collect()
+            } else {
+                pre.clone()
+            };
+            let mut acts = vec![0.0; pre.len()];
+            for j in top_k_indices(&selection_values, k) {
+                acts[j] = selection_values[j].max(0.0);
+            }
+            acts
+        }
+        Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
+            let threshold = sae.threshold.as_ref().expect("validated at load: jumprelu has a threshold");
+            for ((p, b), t) in pre.iter_mut().zip(&sae.b_enc).zip(threshold) {
+                let h = *p + b;
+                *p = if h > *t { h.max(0.0) } else { 0.0 };
+            }
+            pre
+        }
+        Architecture::Gated => {
+            let g = sae.gated.as_ref().expect("validated at load: gated has gate parameters");
+            for (j, p) in pre.iter_mut().enumerate() {
+                let gate_open = *p + g.b_gate[j] > 0.0;
+                let magnitude = (*p * g.r_mag[j].exp() + g.b_mag[j]).max(0.0);
+                *p = if gate_open { magnitude } else { 0.0 };
+            }
+            pre
+        }
+    }
+}
+
+/// Decodes one row of dense activations, then undoes the row's normalisation.
+pub fn decode_row(sae: &Sae, acts: &[f32], norm: RowNorm) -> Vec<f32> {
+    let d_in = sae.d_in();
+    let mut out = sae.b_dec.clone();
+    let decoder_scale = sae.cfg.rescale_acts_by_decoder_norm && sae.cfg.architecture.topk().is_some();
+    let norms = if decoder_scale { sae.decoder_norms() } else { Vec::new() };
+    for (j, &a) in acts.iter().enumerate() {
+        if a == 0.0 {
+            continue;
+        }
+        let a = if decoder_scale { a / norms[j] } else { a };
+        for (o, w) in out.iter_mut().zip(&sae.w_dec[j * d_in..(j + 1) * d_in]) {
+            *o += a * w;
+        }
+    }
+    for o in out.iter_mut() {
+        *o = *o * norm.out_scale + norm.shift;
+    }
+    out
+}
+
+/// What SAELens's `sae.encode(x)` returns, for `n` rows: dense `[n, d_sae]`.
+pub fn encode(sae: &Sae, x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(sae.d_in()).flat_map(|row| encode_row(sae, &process_input(sae, row).0)).collect()
+}
+
+/// Both `sae.encode(x)` and `sae(x)` (= decode(encode(x))) for every row.
+pub fn forward(sae: &Sae, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut acts = Vec::with_capacity(x.len() / sae.d_in() * sae.d_sae());
+    let mut recon = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(sae.d_in()) {
+        let (sae_in, norm) = process_input(sae, row);
+        let a = encode_row(sae, &sae_in);
+        recon.extend(decode_row(sae, &a, norm));
+        acts.extend(a);
+    }
+    (acts, recon)
+}

@@ -1,0 +1,33 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+use saelab::gpu::Gpu;
+use saelab::sae::random::Rng;
+
+/// Opens the GPU. Panics — failing the test, never skipping it — when there is no adapter:
+/// CI runs these on Mesa's lavapipe (`apt-get install mesa-vulkan-drivers`).
+pub fn gpu() -> Gpu {
+    match pollster::block_on(Gpu::new()) {
+        Ok(gpu) => gpu,
+        Err(e) => panic!("GPU tests need an adapter and none was found: {e}"),
+    }
+}
+
+pub fn random_input(n: usize, d_in: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    // Activations with a common offset and per-row scale, like a residual stream.
+    let offset: Vec<f32> = rng.normals(d_in, 0.5);
+    (0..n)
+        .flat_map(|_| {
+            let scale = 0.5 + rng.uniform() * 2.0;
+            let noise = rng.normals(d_in, scale);
+            noise.into_iter().zip(offset.clone()).map(|(v, o)| v + o).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Largest |a - b| / (1 + |b|) over paired elements.
+pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0, f32::max)
+}

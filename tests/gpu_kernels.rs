@@ -1,0 +1,259 @@
+//! Every WGSL kernel against its CPU twin, on fresh random inputs with sizes that are not
+//! multiples of any workgroup, on whatever adapter wgpu finds (Mesa's lavapipe in CI).
+//! No adapter is a failure, not a skip.
+
+mod common;
+
+use common::{gpu, max_rel_err, random_input};
+use saelab::gpu::kernels::{self, Epilogue, Matmul};
+use saelab::gpu::{GpuSae, RunRequest};
+use saelab::sae::metrics::{self, BatchMetrics};
+use saelab::sae::random::{random_sae, random_sae_with, Rng};
+use saelab::sae::{cpu, Architecture, Sae};
+
+/// f32 products over a few hundred terms, summed in another order: 1e-4 relative to (1 + |x|).
+const TOL: f32 = 1e-4;
+
+#[test]
+fn matmul_epilogues_match_reference_with_strides_and_offsets() {
+    let gpu = gpu();
+    let (m, k, n) = (37, 93, 1001);
+    let (lda, a_col, ldc, c_col) = (100, 5, 1010, 7);
+    let mut rng = Rng::new(1);
+    let a = rng.normals(m * lda, 1.0);
+    let b = rng.normals(k * n, 0.2);
+    let cols: Vec<f32> = (0..3 * n).map(|i| if i >= n && i < 2 * n { rng.uniform() + 0.2 } else { rng.normal() }).collect();
+    let c_init = rng.normals(m * ldc, 1.0);
+    let product = |i: usize, j: usize| (0..k).map(|t| a[i * lda + a_col + t] * b[t * n + j]).sum::<f32>();
+    for epilogue in [Epilogue::TopKPre, Epilogue::Relu, Epilogue::JumpRelu, Epilogue::Gated, Epilogue::Accumulate] {
+        let a_buf = gpu.upload_f32("a", &a);
+        let b_buf = gpu.upload_f32("b", &b);
+        let c_buf = gpu.upload_f32("c", &c_init);
+        let cols_buf = gpu.upload_f32("cols", &cols);
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        kernels::matmul(
+            &gpu,
+            &mut enc,
+            epilogue,
+            Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb: n, c: &c_buf, ldc, c_col, cols: &cols_buf },
+        );
+        gpu.queue.submit([enc.finish()]);
+        let got = pollster::block_on(gpu.read_f32(&c_buf, m * ldc)).unwrap();
+        let mut expected = c_init.clone();
+        for i in 0..m {
+            for j in 0..n {
+                let acc = product(i, j);
+                let (bias, second, aux) = (cols[j], cols[n + j], cols[2 * n + j]);
+                let h = acc + bias;
+                let slot = &mut expected[i * ldc + c_col + j];
+                *slot = match epilogue {
+                    Epilogue::TopKPre => h * second,
+                    Epilogue::Relu => h.max(0.0),
+                    Epilogue::JumpRelu => if h > second { h.max(0.0) } else { 0.0 },
+                    Epilogue::Gated => if h > 0.0 { (acc * second + aux).max(0.0) } else { 0.0 },
+                    Epilogue::Accumulate => *slot + acc,
+                };
+            }
+        }
+        // Threshold decisions within rounding of the boundary may go either way: skip those.
+        let mut worst = 0.0f32;
+        for i in 0..m {
+            for j in 0..n {
+                let acc = product(i, j);
+                let h = acc + cols[j];
+                let near = match epilogue {
+                    Epilogue::JumpRelu => (h - cols[n + j]).abs() < 1e-4,
+                    Epilogue::Gated => h.abs() < 1e-4,
+                    _ => false,
+                };
+                if !near {
+                    let o = i * ldc + c_col + j;
+                    worst = worst.max((got[o] - expected[o]).abs() / (1.0 + expected[o].abs()));
+                }
+            }
+        }
+        assert!(worst < TOL, "{epilogue:?}: max relative error {worst}");
+        // Columns outside [c_col, c_col + n) are untouched.
+        for i in 0..m {
+            for j in (0..c_col).chain(c_col + n..ldc) {
+                assert_eq!(got[i * ldc + j], c_init[i * ldc + j], "{epilogue:?} wrote outside its columns");
+            }
+        }
+    }
+}
+
+fn run_topk(gpu: &saelab::gpu::Gpu, pre: &[f32], rows: usize, d_sae: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
+    let pre_buf = gpu.upload_f32("pre", pre);
+    let index = gpu.storage("index", (rows * k * 4) as u64);
+    let value = gpu.storage("value", (rows * k * 4) as u64);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    kernels::topk(gpu, &mut enc, rows, d_sae, d_sae, k, &pre_buf, &index, &value);
+    gpu.queue.submit([enc.finish()]);
+    (pollster::block_on(gpu.read_u32(&index, rows * k)).unwrap(), pollster::block_on(gpu.read_f32(&value, rows * k)).unwrap())
+}
+
+fn check_topk(pre: &[f32], rows: usize, d_sae: usize, k: usize, index: &[u32], value: &[f32]) {
+    for r in 0..rows {
+        let row = &pre[r * d_sae..(r + 1) * d_sae];
+        let expected = cpu::top_k_indices(row, k);
+        let got: Vec<usize> = index[r * k..(r + 1) * k].iter().map(|&i| i as usize).collect();
+        assert_eq!(got, expected, "row {r}: indices differ (d_sae={d_sae}, k={k})");
+        for (s, &j) in expected.iter().enumerate() {
+            assert_eq!(value[r * k + s], row[j].max(0.0), "row {r} slot {s}: value differs");
+        }
+    }
+}
+
+#[test]
+fn topk_selects_exactly_what_the_reference_selects() {
+    let gpu = gpu();
+    let mut rng = Rng::new(2);
+    for &(rows, d_sae, k) in &[(37, 1001, 7), (3, 131_072, 256), (5, 24_576, 32), (4, 300, 1), (2, 255, 255)] {
+        let pre = rng.normals(rows * d_sae, 1.0);
+        let (index, value) = run_topk(&gpu, &pre, rows, d_sae, k);
+        check_topk(&pre, rows, d_sae, k, &index, &value);
+    }
+}
+
+#[test]
+fn topk_breaks_ties_by_lowest_index() {
+    let gpu = gpu();
+    let (rows, d_sae, k) = (3, 777, 20);
+    let mut pre = vec![0.0f32; rows * d_sae]; // row 0: all equal
+    for j in 0..d_sae {
+        pre[d_sae + j] = (j % 5) as f32; // row 1: many duplicates of each value
+        pre[2 * d_sae + j] = -((j % 3) as f32) - 1.0; // row 2: all negative -> relu gives 0
+    }
+    let (index, value) = run_topk(&gpu, &pre, rows, d_sae, k);
+    check_topk(&pre, rows, d_sae, k, &index, &value);
+    assert_eq!(&index[..k], &(0..k as u32).collect::<Vec<_>>()[..]);
+}
+
+/// Distance of each (row, feature) pre-activation from the architecture's decision boundary, so
+/// that decisions rounding could flip are left out of exact comparisons.
+fn near_boundary(sae: &Sae, x: &[f32], margin: f32) -> Vec<bool> {
+    let (d_in, d_sae) = (sae.d_in(), sae.d_sae());
+    let cols = sae.encoder_columns();
+    let mut near = Vec::with_capacity(x.len() / d_in * d_sae);
+    for row in x.chunks_exact(d_in) {
+        let (sae_in, _) = cpu::process_input(sae, row);
+        let acc = cpu::project(sae, &sae_in);
+        match sae.cfg.architecture {
+            Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
+                near.extend((0..d_sae).map(|j| (acc[j] + cols.bias[j] - cols.scale_or_threshold[j]).abs() < margin))
+            }
+            Architecture::Gated => near.extend((0..d_sae).map(|j| (acc[j] + cols.bias[j]).abs() < margin)),
+            Architecture::TopK { k } => {
+                let sel: Vec<f32> = (0..d_sae).map(|j| (acc[j] + cols.bias[j]) * cols.scale_or_threshold[j]).collect();
+                let order = cpu::top_k_indices(&sel, k + 1);
+                let gap = sel[order[k - 1]] - sel[order[k]];
+                near.extend(std::iter::repeat_n(gap < margin, d_sae));
+            }
+            Architecture::Standard => near.extend(std::iter::repeat_n(false, d_sae)),
+        }
+    }
+    near
+}
+
+/// The whole GPU path (normalise, encode, TopK, decode, metrics) against the CPU reference.
+fn compare_end_to_end(sae: &Sae, x: &[f32], gpu: &saelab::gpu::Gpu, binding_limit: Option<u64>) {
+    let (d_in, d_sae) = (sae.d_in(), sae.d_sae());
+    let n = x.len() / d_in;
+    let label = format!("{} norm={} b_dec_in={}", sae.cfg.architecture.name(), sae.cfg.normalization.name(), sae.cfg.apply_b_dec_to_input);
+    let gpu_sae = match binding_limit {
+        Some(limit) => GpuSae::upload_with_binding_limit(gpu, sae, limit).unwrap(),
+        None => GpuSae::upload(gpu, sae).unwrap(),
+    };
+    if binding_limit.is_some() {
+        assert!(gpu_sae.chunk_count() >= 3, "{label}: expected the weights split into chunks");
+    }
+    let out = pollster::block_on(gpu.run_sae(&gpu_sae, x, RunRequest { dense_acts: true, lists: false, recon: true })).unwrap();
+    let (acts_gpu, recon_gpu) = (out.acts.unwrap(), out.recon.unwrap());
+    let (acts_cpu, recon_cpu) = cpu::forward(sae, x);
+    let near = near_boundary(sae, x, 1e-4);
+
+    let mut compared_rows = 0;
+    for r in 0..n {
+        let row_near = near[r * d_sae..(r + 1) * d_sae].iter().any(|&b| b);
+        for j in 0..d_sae {
+            let o = r * d_sae + j;
+            if !near[o] {
+                let err = (acts_gpu[o] - acts_cpu[o]).abs() / (1.0 + acts_cpu[o].abs());
+                assert!(err < TOL, "{label}: act [{r}, {j}] gpu {} cpu {}", acts_gpu[o], acts_cpu[o]);
+            }
+        }
+        if !row_near {
+            let err = max_rel_err(&recon_gpu[r * d_in..(r + 1) * d_in], &recon_cpu[r * d_in..(r + 1) * d_in]);
+            assert!(err < TOL, "{label}: reconstruction of row {r} differs by {err}");
+            compared_rows += 1;
+        }
+    }
+    assert!(compared_rows * 10 >= n * 8, "{label}: only {compared_rows} of {n} rows were far enough from a boundary to compare");
+
+    // The metric kernels against their CPU twins on the GPU's own outputs (exact inputs).
+    let rows: Vec<_> = (0..n)
+        .map(|r| metrics::row_stats(&x[r * d_in..(r + 1) * d_in], &recon_gpu[r * d_in..(r + 1) * d_in], &acts_gpu[r * d_sae..(r + 1) * d_sae]))
+        .collect();
+    let expected = BatchMetrics::finish(x, d_in, rows, metrics::fire_counts(&acts_gpu, d_sae));
+    assert_eq!(out.metrics.fire_counts, expected.fire_counts, "{label}: fire counts");
+    assert_eq!(out.metrics.l0, expected.l0, "{label}: L0");
+    for (name, got, want) in [
+        ("mse", out.metrics.mse, expected.mse),
+        ("fvu", out.metrics.fvu, expected.fvu),
+        ("cosine", out.metrics.cosine, expected.cosine),
+    ] {
+        assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{label}: {name} gpu {got} cpu {want}");
+    }
+    assert_eq!(out.metrics.dead_fraction, expected.dead_fraction);
+}
+
+fn cfg(pairs: &[(&str, serde_json::Value)]) -> serde_json::Map<String, serde_json::Value> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+#[test]
+fn every_architecture_and_normalisation_matches_the_reference_at_awkward_sizes() {
+    let gpu = gpu();
+    let (n, d_in, d_sae, k) = (37, 93, 1001, 7);
+    let x = random_input(n, d_in, 3);
+    let mut seed = 10;
+    for arch in ["standard", "topk", "jumprelu", "gated", "batchtopk"] {
+        for norm in ["none", "layer_norm", "constant_norm_rescale", "expected_average_only_in"] {
+            for apply_b_dec in [true, false] {
+                seed += 1;
+                let extra = cfg(&[("normalize_activations", norm.into()), ("apply_b_dec_to_input", apply_b_dec.into())]);
+                let sae = random_sae_with(arch, d_in, d_sae, k, seed, extra);
+                // Every other case with the weights split into 4 chunks of 256 features.
+                let limit = (seed % 2 == 0).then_some((d_in * 4 * 256) as u64);
+                compare_end_to_end(&sae, &x, &gpu, limit);
+            }
+        }
+    }
+    let mut rescaled = random_sae_with("topk", d_in, d_sae, k, 99, cfg(&[("rescale_acts_by_decoder_norm", true.into())]));
+    // Uneven decoder norms so that the rescaling changes which features win.
+    for (j, row) in rescaled.w_dec.chunks_exact_mut(d_in).enumerate() {
+        row.iter_mut().for_each(|v| *v *= 0.5 + (j % 7) as f32 * 0.3);
+    }
+    compare_end_to_end(&rescaled, &x, &gpu, None);
+}
+
+#[test]
+fn realistic_size_matches_the_reference() {
+    let gpu = gpu();
+    let (n, d_in, d_sae, k) = (256, 768, 24_576, 32);
+    let x = random_input(n, d_in, 4);
+    for arch in ["topk", "standard"] {
+        let sae = random_sae(arch, d_in, d_sae, k, 5);
+        compare_end_to_end(&sae, &x, &gpu, None);
+    }
+}
+
+#[test]
+fn weights_larger_than_one_binding_are_split() {
+    let gpu = gpu();
+    let sae = random_sae("topk", 64, 5000, 16, 6);
+    // A 100 KiB limit: 400 features per chunk, 13 chunks, the last one partial.
+    let gpu_sae = GpuSae::upload_with_binding_limit(&gpu, &sae, 100 * 1024).unwrap();
+    assert_eq!(gpu_sae.chunk_count(), 13);
+    compare_end_to_end(&sae, &random_input(19, 64, 7), &gpu, Some(100 * 1024));
+}
