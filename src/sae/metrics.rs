@@ -148,14 +148,14 @@ mod tests {
         assert_eq!(rows[0].l0, 1.0);
         assert_eq!(rows[1].l0, 2.0);
         let m = BatchMetrics::finish(&x, 2, rows, fire_counts(&acts, 3));
-        assert_eq!(m.fire_counts, vec![1, 1, 1]);
+        assert_eq!(m.fire_counts, vec![2, 1, 0]);
         assert_eq!(m.l0, 1.5);
         assert!((m.mse - 0.25).abs() < 1e-12);
         // mean = (2, 1); total variance = (1+1) + (1+1) = 4; SSE = 1.
         assert!((m.fvu - 0.25).abs() < 1e-12);
         let cos2 = (6.0 + 4.0) / ((13.0f64).sqrt() * (8.0f64).sqrt());
         assert!((m.cosine - (1.0 + cos2) / 2.0).abs() < 1e-6);
-        assert_eq!(m.dead_fraction, 0.0);
+        assert!((m.dead_fraction - 1.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

@@ -31,3 +31,30 @@ pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0, f32::max)
 }
+
+/// A fresh empty folder under the system temp dir, unique to this test process and `name`.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("saelab-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sae")
+}
+
+pub fn read_npy(path: &std::path::Path) -> saelab::formats::npy::NpyArray {
+    saelab::formats::npy::read_f32(&path.display().to_string(), &std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Every fixture folder (each an SAELens SAE plus x/encode/recon .npy files), sorted.
+pub fn fixture_cases() -> Vec<std::path::PathBuf> {
+    let mut cases: Vec<_> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("cfg.json").exists())
+        .collect();
+    cases.sort();
+    cases
+}
