@@ -1,0 +1,116 @@
+//! The `saelab` binary as a user drives it: results on stdout, one-line errors with exit 2.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{fixtures, read_npy, temp_dir};
+
+fn saelab(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_saelab")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// The stderr lines that are ours (the Vulkan loader may add its own XDG_RUNTIME_DIR notices).
+fn our_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("saelab")).collect()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn info_describes_the_sae() {
+    let (code, out, _) = saelab(&["info", path(&fixtures().join("topk_bdec0_layer_norm"))]);
+    assert_eq!(code, 0);
+    for expected in ["architecture          topk", "d_in                  24", "d_sae                 80", "k                     6", "normalization         layer_norm", "apply_b_dec_to_input  false", "parameters            3944"] {
+        assert!(out.contains(expected), "missing '{expected}' in:\n{out}");
+    }
+    let (_, out, _) = saelab(&["info", path(&fixtures().join("topk_bfloat16"))]);
+    assert!(out.contains("stored as bfloat16"), "{out}");
+}
+
+#[test]
+fn encode_reconstruct_and_eval_match_saelens_on_both_devices() {
+    let case = fixtures().join("gated_bdec1_layer_norm");
+    let x = case.join("x.npy");
+    let dir = temp_dir("cli");
+    for device in ["cpu", "gpu"] {
+        let acts = dir.join(format!("acts-{device}.npy"));
+        let recon = dir.join(format!("recon-{device}.npy"));
+        let sae = path(&case);
+        let (code, _, err) = saelab(&["encode", "--sae", sae, "--input", path(&x), "--output", path(&acts), "--device", device]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = saelab(&["reconstruct", "--sae", sae, "--input", path(&x), "--output", path(&recon), "--device", device]);
+        assert_eq!(code, 0, "{err}");
+        for (got, want) in [(read_npy(&acts), read_npy(&case.join("encode.npy"))), (read_npy(&recon), read_npy(&case.join("recon.npy")))] {
+            assert_eq!(got.shape, want.shape);
+            for (g, w) in got.data.iter().zip(&want.data) {
+                assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{device}: {g} vs {w}");
+            }
+        }
+        let (code, out, err) = saelab(&["eval", "--sae", sae, "--input", path(&x), "--device", device]);
+        assert_eq!(code, 0, "{err}");
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        for key in ["n", "l0", "mse", "fvu", "cosine", "dead_fraction", "device"] {
+            assert!(json.get(key).is_some(), "eval output lacks {key}: {out}");
+        }
+        assert_eq!(json["n"], 10);
+        let want_acts = read_npy(&case.join("encode.npy"));
+        let l0 = want_acts.data.iter().filter(|&&a| a > 0.0).count() as f64 / 10.0;
+        assert!((json["l0"].as_f64().unwrap() - l0).abs() < 1e-9, "{device}: l0 {} vs {l0}", json["l0"]);
+        if device == "cpu" {
+            assert_eq!(json["device"], "cpu (reference)");
+        } else {
+            assert_ne!(json["device"], "cpu (reference)");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn errors_are_one_line_with_exit_status_2() {
+    let dir = temp_dir("cli-errors");
+    let good = fixtures().join("standard_bdec1_none");
+    // A copy of the SAE with a corrupted weights file.
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(good.join("cfg.json"), broken.join("cfg.json")).unwrap();
+    let weights = std::fs::read(good.join("sae_weights.safetensors")).unwrap();
+    std::fs::write(broken.join("sae_weights.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    // Activations of the wrong width, and with NaN rows.
+    let wide = dir.join("wide.npy");
+    std::fs::write(&wide, saelab::formats::npy::write_f32(&[3, 25], &[0.5; 75])).unwrap();
+    let mut values = vec![0.25f32; 4 * 24];
+    values[24 + 3] = f32::NAN;
+    values[72] = f32::INFINITY;
+    let nan = dir.join("nan.npy");
+    std::fs::write(&nan, saelab::formats::npy::write_f32(&[4, 24], &values)).unwrap();
+    let garbage = dir.join("garbage.npy");
+    std::fs::write(&garbage, b"not numpy at all").unwrap();
+
+    let x = good.join("x.npy");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["eval", "--sae", path(&broken), "--input", path(&x)], "sae_weights.safetensors: "),
+        (vec!["eval", "--sae", path(&good), "--input", path(&wide)], "wide.npy: expected activations of shape [n, 24]"),
+        (vec!["eval", "--sae", path(&good), "--input", path(&nan)], "nan.npy: 2 of 4 rows contain NaN or Inf (first: row 1)"),
+        (vec!["eval", "--sae", path(&good), "--input", path(&garbage)], "garbage.npy: not a .npy file"),
+        (vec!["eval", "--sae", path(&good), "--input", "/nonexistent/x.npy"], "/nonexistent/x.npy: "),
+        (vec!["eval", "--sae", path(&good), "--input", path(&x), "--device", "tpu"], "--device must be cpu or gpu"),
+        (vec!["encode", "--sae", path(&good), "--input", path(&x)], "missing --output"),
+        (vec!["frobnicate"], "unknown command 'frobnicate'"),
+        (vec!["info", "/nonexistent"], "/nonexistent: not a folder"),
+    ];
+    for (args, expected) in cases {
+        let (code, out, err) = saelab(&args);
+        assert_eq!(code, 2, "{args:?}: exit status; stderr: {err}");
+        assert!(out.is_empty(), "{args:?}: printed to stdout: {out}");
+        let lines = our_lines(&err);
+        assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {err}");
+        assert!(lines[0].contains(expected), "{args:?}: '{}' lacks '{expected}'", lines[0]);
+        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
