@@ -1,0 +1,71 @@
+//! Thin wrappers over browser APIs: fetch, file reading, the adapter's description, timing.
+
+use js_sys::Uint8Array;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen(inline_js = r#"
+export async function adapter_description() {
+    if (!navigator.gpu) return "";
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return "";
+    const i = adapter.info || {};
+    return [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(" · ");
+}
+export function yield_now() { return new Promise((resolve) => setTimeout(resolve, 0)); }
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = adapter_description)]
+    async fn adapter_description_js() -> JsValue;
+    #[wasm_bindgen(js_name = yield_now)]
+    async fn yield_now_js();
+}
+
+/// "google · swiftshader" etc. — wgpu's AdapterInfo is empty on the web, `GPUAdapter.info` is not.
+pub async fn adapter_description() -> String {
+    adapter_description_js().await.as_string().unwrap_or_default()
+}
+
+/// Lets the browser paint before a long computation.
+pub async fn yield_to_browser() {
+    yield_now_js().await;
+}
+
+pub fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+}
+
+fn js_error(e: JsValue) -> String {
+    e.as_string().or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message()))).unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// GETs `url` (relative to the page) and returns the body.
+pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url)).await.map_err(js_error)?.unchecked_into();
+    if !response.ok() {
+        return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?).await.map_err(js_error)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+pub async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
+    let buffer = JsFuture::from(file.array_buffer()).await.map_err(js_error)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// The files chosen in the `<input type=file>` that fired `ev`.
+pub fn files_of(ev: &web_sys::Event) -> Vec<web_sys::File> {
+    let Some(input) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else {
+        return Vec::new();
+    };
+    let Some(list) = input.files() else { return Vec::new() };
+    (0..list.length()).filter_map(|i| list.get(i)).collect()
+}
+
+/// The path of a file chosen from a folder (`webkitRelativePath`), if any.
+pub fn relative_path(file: &web_sys::File) -> Option<String> {
+    js_sys::Reflect::get(file, &JsValue::from_str("webkitRelativePath")).ok().and_then(|v| v.as_string()).filter(|s| !s.is_empty())
+}

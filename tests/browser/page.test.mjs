@@ -1,0 +1,155 @@
+// The page as a person uses it, in Debian's headless Chromium with WebGPU on SwiftShader:
+// it opens on the bundled SAE, shows GPU metrics that match the CPU reference (and the CLI),
+// keeps the loaded SAE when a broken file is chosen, and loads a second SAE through the file input.
+// Screenshots go to tests/browser/screenshots/.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../..");
+const shots = path.join(here, "screenshots");
+mkdirSync(shots, { recursive: true });
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let server;
+let browser;
+let url;
+
+before(async () => {
+  const port = await freePort();
+  server = spawn("python3", [path.join(root, "scripts/serve.py"), String(port)], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, SAELAB_QUIET: "1" } });
+  await new Promise((resolve, reject) => {
+    server.stdout.on("data", (d) => String(d).includes("served at") && resolve());
+    server.on("exit", (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  url = `http://127.0.0.1:${port}/`;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--enable-unsafe-webgpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+/** The CLI's eval of the same SAE and activations on the CPU reference. */
+function cliEval(saeDir, npy) {
+  const out = execFileSync(path.join(root, "target/release/saelab"), ["eval", "--sae", saeDir, "--input", npy, "--device", "cpu"], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  return JSON.parse(String(out));
+}
+
+const num = async (page, sel) => Number(await page.locator(sel).innerText());
+
+function close(a, b, what) {
+  assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)), `${what}: page ${a} vs ${b}`);
+}
+
+test("the page runs the bundled SAE on WebGPU and matches the CPU reference and the CLI", async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(url);
+  await page.locator("#check").waitFor({ timeout: 120_000 });
+
+  const adapter = await page.locator("#adapter").innerText();
+  assert.match(adapter, /^WebGPU/, `expected a WebGPU adapter, page says: ${adapter}`);
+  assert.match(await page.locator("#primary-device").innerText(), /^WebGPU/);
+  assert.match(await page.locator("#check").innerText(), /match/);
+  assert.equal(await page.locator('[data-key="architecture"]').innerText(), "topk");
+  assert.equal(await page.locator('[data-key="d_sae"]').innerText(), "128");
+
+  const cli = cliEval(path.join(root, "www/demo/sae"), path.join(root, "www/demo/activations.npy"));
+  for (const [id, key] of [["l0", "l0"], ["mse", "mse"], ["fvu", "fvu"], ["cosine", "cosine"], ["dead", "dead_fraction"]]) {
+    const gpu = await num(page, `#m-${id}`);
+    const cpu = await num(page, `#ref-${id}`);
+    close(gpu, cpu, `${id} GPU vs CPU reference`);
+    close(gpu, cli[key], `${id} page vs CLI`);
+  }
+  // 24 density bins and the dead-feature bar.
+  assert.equal(await page.locator("#density-plot rect").count(), 25);
+  assert.ok((await page.locator("#row-error-plot polyline").getAttribute("points")).split(" ").filter(Boolean).length === 512);
+  await page.screenshot({ path: path.join(shots, "1-bundled-demo.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("a broken file is reported in place and the loaded SAE stays usable; a second SAE loads", async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(url);
+  await page.locator("#check").waitFor({ timeout: 120_000 });
+  const l0Before = await num(page, "#m-l0");
+
+  // A truncated weights file.
+  const demoStd = path.join(root, "tests/fixtures/demo_standard");
+  const weights = readFileSync(path.join(demoStd, "sae_weights.safetensors"));
+  const cfg = readFileSync(path.join(demoStd, "cfg.json"));
+  await page.locator("#sae-files").setInputFiles([
+    { name: "cfg.json", mimeType: "application/json", buffer: cfg },
+    { name: "sae_weights.safetensors", mimeType: "application/octet-stream", buffer: weights.subarray(0, 5000) },
+  ]);
+  await page.locator("#error").waitFor({ timeout: 30_000 });
+  assert.match(await page.locator("#error").innerText(), /^sae_weights\.safetensors: /);
+  assert.match(await page.locator("#sae-name").innerText(), /bundled demo/);
+  assert.equal(await num(page, "#m-l0"), l0Before);
+
+  // Activations of the wrong width for the loaded SAE.
+  await page.locator("#npy-file").setInputFiles(path.join(root, "tests/fixtures/sae/standard_bdec1_none/x.npy"));
+  await page.waitForFunction(() => document.querySelector("#error")?.innerText.includes("expected activations of shape [n, 64]"));
+  assert.equal(await num(page, "#m-l0"), l0Before);
+  await page.screenshot({ path: path.join(shots, "2-error-kept-previous.png"), fullPage: true });
+
+  // The whole second SAE: loads, runs, and replaces the error with fresh results.
+  await page.locator("#sae-files").setInputFiles([path.join(demoStd, "cfg.json"), path.join(demoStd, "sae_weights.safetensors")]);
+  await page.waitForFunction(() => document.querySelector('[data-key="architecture"]')?.innerText === "standard");
+  await page.waitForFunction(() => document.querySelector("#status")?.innerText.startsWith("Done"));
+  assert.equal(await page.locator("#error").count(), 0);
+  assert.match(await page.locator("#check").innerText(), /match/);
+  const cli = cliEval(demoStd, path.join(root, "www/demo/activations.npy"));
+  close(await num(page, "#m-l0"), cli.l0, "second SAE L0 page vs CLI");
+  close(await num(page, "#m-fvu"), cli.fvu, "second SAE FVU page vs CLI");
+  await page.screenshot({ path: path.join(shots, "3-second-sae.png"), fullPage: true });
+  await page.close();
+});
+
+test("without WebGPU the page says so and runs the CPU reference", async () => {
+  const context = await browser.newContext();
+  // Hide navigator.gpu before the app starts, as in a browser without WebGPU.
+  await context.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.locator("#check").waitFor({ timeout: 120_000 });
+  assert.match(await page.locator("#adapter").innerText(), /WebGPU is not available/);
+  assert.equal(await page.locator("#primary-device").innerText(), "cpu (reference)");
+  const cli = cliEval(path.join(root, "www/demo/sae"), path.join(root, "www/demo/activations.npy"));
+  close(await num(page, "#m-l0"), cli.l0, "CPU-only L0 vs CLI");
+  await page.screenshot({ path: path.join(shots, "4-no-webgpu.png"), fullPage: true });
+  await context.close();
+});
