@@ -12,7 +12,6 @@ struct Params {
     eps: f32,  // F.cosine_similarity's eps
 }
 
-const WG: u32 = 128u;
 override SPARSE: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,7 +22,7 @@ override SPARSE: u32 = 0u;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(6) var<storage, read_write> counts: array<atomic<u32>>;
 
-var<workgroup> partial: array<vec4<f32>, WG>;
+// WG, workgroup_sum4, workgroup_sum: reduce.wgsl
 
 @compute @workgroup_size(128)
 fn row_metrics(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -47,28 +46,12 @@ fn row_metrics(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             active_count += f32(acts[row * p.ld + j] > 0.0);
         }
     }
-    partial[lid] = s;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    partial[lid] = vec4<f32>(active_count, 0.0, 0.0, 0.0);
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum4(s, lid);
+    let l0 = workgroup_sum(active_count, lid);
     if (lid == 0u) {
         stats[row * 3u] = total.x;
         stats[row * 3u + 1u] = total.y / max(sqrt(total.z) * sqrt(total.w), p.eps);
-        stats[row * 3u + 2u] = partial[0].x;
+        stats[row * 3u + 2u] = l0;
     }
 }
 

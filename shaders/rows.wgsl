@@ -13,8 +13,6 @@ struct Params {
     eps: f32,         // layer_norm epsilon (SAELens: 1e-5)
 }
 
-const WG: u32 = 128u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> b_dec: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -22,21 +20,7 @@ const WG: u32 = 128u;
 @group(0) @binding(4) var<storage, read_write> norms: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, WG>;
-
-fn workgroup_sum(value: f32, lid: u32) -> f32 {
-    partial[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+// WG, workgroup_sum: reduce.wgsl
 
 @compute @workgroup_size(128)
 fn normalize_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -66,9 +66,11 @@ impl Kernels {
     pub fn new(device: &wgpu::Device) -> Kernels {
         let matmul_module = module(device, "matmul.wgsl", include_str!("../../shaders/matmul.wgsl"));
         let topk_module = module(device, "topk.wgsl", include_str!("../../shaders/topk.wgsl"));
-        let rows_module = module(device, "rows.wgsl", include_str!("../../shaders/rows.wgsl"));
+        // WGSL has no includes: the shared reduction is prepended to the modules that use it.
+        let reduce = include_str!("../../shaders/reduce.wgsl");
+        let rows_module = module(device, "rows.wgsl", &[reduce, include_str!("../../shaders/rows.wgsl")].concat());
         let decode_module = module(device, "sparse_decode.wgsl", include_str!("../../shaders/sparse_decode.wgsl"));
-        let metrics_module = module(device, "metrics.wgsl", include_str!("../../shaders/metrics.wgsl"));
+        let metrics_module = module(device, "metrics.wgsl", &[reduce, include_str!("../../shaders/metrics.wgsl")].concat());
         Kernels {
             matmul: EPILOGUES
                 .iter()
