@@ -4,7 +4,7 @@
 //   C[m, c_col + j]  =  epilogue( Σ_k A[m, a_col + k] · B[k, j] )      m < M, j < N, k < K
 //
 // Each 16×16 workgroup computes a 64×64 tile of C, each thread a 4×4 block of it, strided by 16 so
-// that shared-memory reads are conflict-free and global writes coalesce. A and B tiles of depth 16
+// that shared-memory reads are conflict-free and global writes coalesce. A and B tiles of depth 32
 // are staged in workgroup memory. Every load and store is bounds-checked: M, N, K are arbitrary.
 
 struct Params {
@@ -35,10 +35,12 @@ override EPILOGUE: u32 = 1u;
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
-const BK: u32 = 16u;
+const BK: u32 = 32u;
+const LOADS: u32 = 8u; // (BM * BK) / 256 = (BK * BN) / 256 elements per thread per tile
 
-var<workgroup> a_tile: array<f32, 1024>; // [BK][BM]
-var<workgroup> b_tile: array<f32, 1024>; // [BK][BN]
+// 2 × 32 × 64 floats = 16 KiB, the WebGPU default limit for workgroup storage.
+var<workgroup> a_tile: array<f32, 2048>; // [BK][BM]
+var<workgroup> b_tile: array<f32, 2048>; // [BK][BN]
 
 fn epilogue(acc: f32, j: u32) -> f32 {
     let bias = cols[j];
@@ -57,6 +59,24 @@ fn epilogue(acc: f32, j: u32) -> f32 {
     }
 }
 
+// Writes one output row's 4 values (columns lid.x + 16·j) through the epilogue.
+fn store_row(grow: u32, col_base: u32, values: vec4<f32>) {
+    if (grow >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let gcol = col_base + 16u * j;
+        if (gcol < p.n) {
+            let out = grow * p.ldc + p.c_col + gcol;
+            if (EPILOGUE == EPI_ACCUMULATE) {
+                c[out] = c[out] + values[j];
+            } else {
+                c[out] = epilogue(values[j], gcol);
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -65,15 +85,17 @@ fn main(
 ) {
     let row0 = wg.y * BM;
     let col0 = wg.x * BN;
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
+    // Four rows (lid.y + 16·i) × four columns (lid.x + 16·j) per thread, one vec4 per row:
+    // named registers, not an indexed array, so nothing spills to private memory.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var t = 0u; t < p.k; t += BK) {
-        for (var s = 0u; s < 4u; s++) {
+        for (var s = 0u; s < LOADS; s++) {
             let e = li + s * 256u;
-            // A tile: 64 rows × 16 depth, consecutive threads along depth.
+            // A tile: 64 rows × 32 depth, consecutive threads along depth.
             let ar = e / BK;
             let ak = e % BK;
             let grow = row0 + ar;
@@ -83,7 +105,7 @@ fn main(
                 av = a[grow * p.lda + p.a_col + gk];
             }
             a_tile[ak * BM + ar] = av;
-            // B tile: 16 depth × 64 columns, consecutive threads along columns.
+            // B tile: 32 depth × 64 columns, consecutive threads along columns.
             let bk = e / BN;
             let bc = e % BN;
             let gbk = t + bk;
@@ -96,37 +118,20 @@ fn main(
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = a_tile[kk * BM + lid.y + 16u * i];
-                bv[i] = b_tile[kk * BN + lid.x + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
-                }
-            }
+            let ai = kk * BM + lid.y;
+            let bi = kk * BN + lid.x;
+            let bv = vec4<f32>(b_tile[bi], b_tile[bi + 16u], b_tile[bi + 32u], b_tile[bi + 48u]);
+            acc0 = fma(vec4<f32>(a_tile[ai]), bv, acc0);
+            acc1 = fma(vec4<f32>(a_tile[ai + 16u]), bv, acc1);
+            acc2 = fma(vec4<f32>(a_tile[ai + 32u]), bv, acc2);
+            acc3 = fma(vec4<f32>(a_tile[ai + 48u]), bv, acc3);
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let grow = row0 + lid.y + 16u * i;
-        if (grow >= p.m) {
-            continue;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let gcol = col0 + lid.x + 16u * j;
-            if (gcol >= p.n) {
-                continue;
-            }
-            let out = grow * p.ldc + p.c_col + gcol;
-            if (EPILOGUE == EPI_ACCUMULATE) {
-                c[out] = c[out] + acc[i * 4u + j];
-            } else {
-                c[out] = epilogue(acc[i * 4u + j], gcol);
-            }
-        }
-    }
+    let col_base = col0 + lid.x;
+    store_row(row0 + lid.y, col_base, acc0);
+    store_row(row0 + lid.y + 16u, col_base, acc1);
+    store_row(row0 + lid.y + 32u, col_base, acc2);
+    store_row(row0 + lid.y + 48u, col_base, acc3);
 }
