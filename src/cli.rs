@@ -14,7 +14,9 @@ const USAGE: &str = "usage:
   saelab encode --sae DIR --input X.npy --output ACTS.npy [--device cpu|gpu]
   saelab reconstruct --sae DIR --input X.npy --output RECON.npy [--device cpu|gpu]
   saelab eval --sae DIR --input X.npy [--device cpu|gpu]
-  saelab bench [--n N] [--d-in D] [--d-sae M] [--k K] [--cpu-rows R] [--device cpu|gpu|both]";
+  saelab bench [--n N] [--d-in D] [--d-sae M] [--k K] [--cpu-rows R] [--device cpu|gpu|both]
+  saelab toy --features N --dims D --p P --arch standard|topk [--k K] [--l1 C] --dict M --batch B
+             --steps S --seed SEED [--lr LR] [--device cpu] [--save DIR]";
 
 /// A failure to report: one line, exit status 2.
 #[derive(Debug)]
@@ -134,6 +136,10 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             Ok(())
         }
         "bench" => bench(&Flags::parse(rest, &["n", "d-in", "d-sae", "k", "cpu-rows", "device"])?),
+        "toy" => toy(&Flags::parse(
+            rest,
+            &["features", "dims", "p", "arch", "k", "l1", "dict", "batch", "steps", "seed", "lr", "device", "save"],
+        )?),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -251,5 +257,60 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
             report("cpu (reference, 1 thread)", rows, start.elapsed().as_secs_f64(), "encode+decode+metrics");
         }
     }
+    Ok(())
+}
+
+/// Trains an SAE on synthetic data with known features and reports recovery (teaching lab).
+fn toy(flags: &Flags) -> Result<(), CliError> {
+    use crate::train::sae_train::TrainArch;
+    use crate::train::synthetic::ToyDataConfig;
+    use crate::train::toy::{ToyTrainConfig, ToyTrainer};
+
+    let required_number = |name: &str| -> Result<f64, CliError> {
+        let v = flags.required(name)?;
+        v.parse::<f64>().map_err(|_| CliError(format!("--{name}: '{v}' is not a valid number")))
+    };
+    let count = |name: &str| -> Result<usize, CliError> {
+        let v = required_number(name)?;
+        if v < 0.0 || v.fract() != 0.0 {
+            return Err(CliError(format!("--{name} must be a whole number ≥ 0, not {v}")));
+        }
+        Ok(v as usize)
+    };
+    let data = ToyDataConfig::new(count("features")?, count("dims")?, required_number("p")? as f32, count("seed")? as u64);
+    let arch = match flags.required("arch")? {
+        "topk" => TrainArch::TopK { k: flags.number("k", 8)? },
+        "standard" => TrainArch::Standard { l1: flags.number("l1", 1.0)? },
+        other => {
+            return Err(CliError(format!(
+                "--arch '{other}': the toy trainer supports standard and topk so far (batchtopk, jumprelu and gated are not written yet)"
+            )))
+        }
+    };
+    match flags.get("device").unwrap_or("cpu") {
+        "cpu" => {}
+        "gpu" => return Err(CliError("--device gpu: toy training runs on the CPU reference only so far (the GPU training kernels are not written yet)".into())),
+        other => return Err(CliError(format!("--device must be cpu or gpu, not '{other}'"))),
+    }
+    let mut cfg = ToyTrainConfig::new(data, arch, count("dict")?, count("batch")?, count("steps")?);
+    cfg.lr = flags.number("lr", cfg.lr)?;
+    let mut trainer = ToyTrainer::new(cfg.clone()).map_err(CliError)?;
+    let start = Instant::now();
+    for _ in 0..cfg.steps {
+        trainer.step().map_err(CliError)?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let (rec, m) = trainer.evaluate(4096);
+    if let Some(dir) = flags.get("save") {
+        sae_files::save_dir(&trainer.to_sae(), Path::new(dir))?;
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "mmcs": rec.mmcs, "recovered": rec.recovered, "fvu": m.fvu, "l0": m.l0,
+            "dead": m.fire_counts.iter().filter(|&&c| c == 0).count(),
+            "steps_per_s": cfg.steps as f64 / seconds, "device": "cpu (reference)",
+        })
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod formats;
 pub mod gpu;
 pub mod sae;
+pub mod train;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;

@@ -114,3 +114,39 @@ fn errors_are_one_line_with_exit_status_2() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn toy_trains_reports_json_and_saves_a_loadable_sae() {
+    let dir = temp_dir("toy");
+    let save = dir.join("sae");
+    let args = ["toy", "--features", "16", "--dims", "8", "--p", "0.1", "--arch", "topk", "--k", "3", "--dict", "32", "--batch", "64", "--steps", "200", "--seed", "4", "--lr", "0.003", "--save", path(&save)];
+    let (code, out, err) = saelab(&args);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in ["mmcs", "recovered", "fvu", "l0", "dead", "steps_per_s", "device"] {
+        assert!(json.get(key).is_some(), "toy output lacks {key}: {out}");
+    }
+    assert!(json["mmcs"].as_f64().unwrap() > 0.5, "{out}");
+    let sae = saelab::formats::sae_files::load_dir(&save).unwrap();
+    assert_eq!(sae.cfg.architecture, saelab::sae::Architecture::TopK { k: 3 });
+    assert_eq!((sae.d_in(), sae.d_sae()), (8, 32));
+    // Same seed, same result.
+    let (_, again, _) = saelab(&args);
+    let again: serde_json::Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(again["mmcs"], json["mmcs"]);
+
+    for (bad, expected) in [
+        (vec!["--k", "40"], "k must be between 1 and dict (32)"),
+        (vec!["--p", "1.5"], "p must be in (0, 1]"),
+        (vec!["--dims", "0"], "dims must be at least 1"),
+        (vec!["--lr", "nan"], "lr must be a positive number"),
+        (vec!["--arch", "gated"], "supports standard and topk so far"),
+    ] {
+        let mut a: Vec<&str> = args[..args.len() - 2].to_vec();
+        a.extend(bad.iter().copied());
+        let (code, _, err) = saelab(&a);
+        assert_eq!(code, 2, "{bad:?}");
+        assert!(our_lines(&err).len() == 1 && err.contains(expected), "{bad:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
