@@ -1,7 +1,10 @@
 // Tiled matrix product with a per-architecture epilogue: the SAE encoder (x·W_enc + bias, then the
-// activation, fused) and the dense decoder (acts·W_dec accumulated into the output).
+// activation, fused), the dense decoder (acts·W_dec accumulated into the output), and the
+// products of SAE training's backward pass (with A or B read transposed).
 //
-//   C[m, c_col + j]  =  epilogue( Σ_k A[m, a_col + k] · B[k, j] )      m < M, j < N, k < K
+//   C[m, c_col + j]  =  epilogue( Σ_k A[m, k] · B[k, j] )      m < M, j < N, k < K
+//   A[m, k] = a[m * lda + a_col + k]   (TRANS_A = 0)   or   a[k * lda + a_col + m]   (TRANS_A = 1)
+//   B[k, j] = b[k * ldb + j]           (TRANS_B = 0)   or   b[j * ldb + k]           (TRANS_B = 1)
 //
 // Each 16×16 workgroup computes a 64×64 tile of C, each thread a 4×4 block of it, strided by 16 so
 // that shared-memory reads are conflict-free and global writes coalesce. A and B tiles of depth 32
@@ -31,7 +34,10 @@ const EPI_RELU: u32 = 1u;       // relu(acc + bias)            -> StandardSAE
 const EPI_JUMPRELU: u32 = 2u;   // relu(h) * (h > threshold)   -> JumpReLUSAE
 const EPI_GATED: u32 = 3u;      // (acc + b_gate > 0) * relu(acc * exp(r_mag) + b_mag) -> GatedSAE
 const EPI_ACCUMULATE: u32 = 4u; // C += acc                    -> dense decode, chunk by chunk
+const EPI_STORE: u32 = 5u;      // C = acc                     -> training products
 override EPILOGUE: u32 = 1u;
+override TRANS_A: u32 = 0u;
+override TRANS_B: u32 = 0u;
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -70,6 +76,8 @@ fn store_row(grow: u32, col_base: u32, values: vec4<f32>) {
             let out = grow * p.ldc + p.c_col + gcol;
             if (EPILOGUE == EPI_ACCUMULATE) {
                 c[out] = c[out] + values[j];
+            } else if (EPILOGUE == EPI_STORE) {
+                c[out] = values[j];
             } else {
                 c[out] = epilogue(values[j], gcol);
             }
@@ -95,24 +103,41 @@ fn main(
     for (var t = 0u; t < p.k; t += BK) {
         for (var s = 0u; s < LOADS; s++) {
             let e = li + s * 256u;
-            // A tile: 64 rows × 32 depth, consecutive threads along depth.
-            let ar = e / BK;
-            let ak = e % BK;
+            // A tile: 64 rows × 32 depth; consecutive threads walk whichever index is contiguous
+            // in memory (depth, or rows when A is read transposed).
+            var ar = e / BK;
+            var ak = e % BK;
+            if (TRANS_A == 1u) {
+                ar = e % BM;
+                ak = e / BM;
+            }
             let grow = row0 + ar;
             let gk = t + ak;
             var av = 0.0;
             if (grow < p.m && gk < p.k) {
-                av = a[grow * p.lda + p.a_col + gk];
+                if (TRANS_A == 1u) {
+                    av = a[gk * p.lda + p.a_col + grow];
+                } else {
+                    av = a[grow * p.lda + p.a_col + gk];
+                }
             }
             a_tile[ak * BM + ar] = av;
-            // B tile: 32 depth × 64 columns, consecutive threads along columns.
-            let bk = e / BN;
-            let bc = e % BN;
+            // B tile: 32 depth × 64 columns; consecutive threads along columns (or depth).
+            var bk = e / BN;
+            var bc = e % BN;
+            if (TRANS_B == 1u) {
+                bk = e % BK;
+                bc = e / BK;
+            }
             let gbk = t + bk;
             let gcol = col0 + bc;
             var bv = 0.0;
             if (gbk < p.k && gcol < p.n) {
-                bv = b[gbk * p.ldb + gcol];
+                if (TRANS_B == 1u) {
+                    bv = b[gcol * p.ldb + gbk];
+                } else {
+                    bv = b[gbk * p.ldb + gcol];
+                }
             }
             b_tile[bk * BN + bc] = bv;
         }

@@ -141,6 +141,7 @@ fn toy_trains_reports_json_and_saves_a_loadable_sae() {
         (vec!["--dims", "0"], "dims must be at least 1"),
         (vec!["--lr", "nan"], "lr must be a positive number"),
         (vec!["--arch", "gated"], "supports standard and topk so far"),
+        (vec!["--device", "tpu"], "--device must be cpu or gpu"),
     ] {
         let mut a: Vec<&str> = args[..args.len() - 2].to_vec();
         a.extend(bad.iter().copied());

@@ -35,7 +35,7 @@ fn matmul_epilogues_match_reference_with_strides_and_offsets() {
             &gpu,
             &mut enc,
             epilogue,
-            Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb: n, c: &c_buf, ldc, c_col, cols: &cols_buf },
+            Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb: n, c: &c_buf, ldc, c_col, cols: &cols_buf, trans_a: false, trans_b: false },
         );
         gpu.queue.submit([enc.finish()]);
         let got = pollster::block_on(gpu.read_f32(&c_buf, m * ldc)).unwrap();

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{grid_1d, Gpu};
 
 /// What the matmul kernel does with each accumulated value (`shaders/matmul.wgsl`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Epilogue {
     /// `(acc + bias) * scale`: TopK pre-activations, selected by the TopK kernel afterwards.
     TopKPre = 0,
@@ -18,16 +18,17 @@ pub enum Epilogue {
     Gated = 3,
     /// `C += acc`
     Accumulate = 4,
+    /// `C = acc`
+    Store = 5,
 }
-
-const EPILOGUES: [Epilogue; 5] =
-    [Epilogue::TopKPre, Epilogue::Relu, Epilogue::JumpRelu, Epilogue::Gated, Epilogue::Accumulate];
 
 /// The largest k the TopK kernel supports (its workgroup arrays are this long).
 pub const MAX_TOPK: usize = 256;
 
 pub struct Kernels {
-    matmul: Vec<wgpu::ComputePipeline>,
+    matmul_module: wgpu::ShaderModule,
+    /// Matmul pipelines by (epilogue, transpose A, transpose B), compiled on first use.
+    matmul: std::cell::RefCell<std::collections::HashMap<(Epilogue, bool, bool), wgpu::ComputePipeline>>,
     topk: wgpu::ComputePipeline,
     normalize_rows: wgpu::ComputePipeline,
     fill_bias: wgpu::ComputePipeline,
@@ -37,6 +38,8 @@ pub struct Kernels {
     row_metrics_sparse: wgpu::ComputePipeline,
     fire_counts_dense: wgpu::ComputePipeline,
     fire_counts_sparse: wgpu::ComputePipeline,
+    /// shaders/train.wgsl, one pipeline per entry of TRAIN_ENTRIES.
+    train: Vec<wgpu::ComputePipeline>,
 }
 
 fn pipeline(
@@ -65,6 +68,7 @@ fn module(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ShaderModule
 impl Kernels {
     pub fn new(device: &wgpu::Device) -> Kernels {
         let matmul_module = module(device, "matmul.wgsl", include_str!("../../shaders/matmul.wgsl"));
+        let train_module = module(device, "train.wgsl", include_str!("../../shaders/train.wgsl"));
         let topk_module = module(device, "topk.wgsl", include_str!("../../shaders/topk.wgsl"));
         // WGSL has no includes: the shared reduction is prepended to the modules that use it.
         let reduce = include_str!("../../shaders/reduce.wgsl");
@@ -72,10 +76,8 @@ impl Kernels {
         let decode_module = module(device, "sparse_decode.wgsl", include_str!("../../shaders/sparse_decode.wgsl"));
         let metrics_module = module(device, "metrics.wgsl", &[reduce, include_str!("../../shaders/metrics.wgsl")].concat());
         Kernels {
-            matmul: EPILOGUES
-                .iter()
-                .map(|&e| pipeline(device, &matmul_module, "main", &[("EPILOGUE", e as u32 as f64)]))
-                .collect(),
+            matmul_module,
+            matmul: Default::default(),
             topk: pipeline(device, &topk_module, "main", &[]),
             normalize_rows: pipeline(device, &rows_module, "normalize_rows", &[]),
             fill_bias: pipeline(device, &rows_module, "fill_bias", &[]),
@@ -85,7 +87,23 @@ impl Kernels {
             row_metrics_sparse: pipeline(device, &metrics_module, "row_metrics", &[("SPARSE", 1.0)]),
             fire_counts_dense: pipeline(device, &metrics_module, "fire_counts_dense", &[]),
             fire_counts_sparse: pipeline(device, &metrics_module, "fire_counts_sparse", &[]),
+            train: TRAIN_ENTRIES.iter().map(|&e| pipeline(device, &train_module, e, &[])).collect(),
         }
+    }
+
+    fn matmul_pipeline(&self, device: &wgpu::Device, epilogue: Epilogue, trans_a: bool, trans_b: bool) -> wgpu::ComputePipeline {
+        self.matmul
+            .borrow_mut()
+            .entry((epilogue, trans_a, trans_b))
+            .or_insert_with(|| {
+                let constants = [
+                    ("EPILOGUE", epilogue as u32 as f64),
+                    ("TRANS_A", trans_a as u32 as f64),
+                    ("TRANS_B", trans_b as u32 as f64),
+                ];
+                pipeline(device, &self.matmul_module, "main", &constants)
+            })
+            .clone()
     }
 }
 
@@ -128,7 +146,9 @@ struct MatmulParams {
     c_col: u32,
 }
 
-/// `C[m, c_col + j] = epilogue(Σ_k A[m, a_col + k] · B[k, j])` for m < M, j < N.
+/// `C[m, c_col + j] = epilogue(Σ_k A[m, k] · B[k, j])` for m < M, j < N, with
+/// `A[m, k] = a[m·lda + a_col + k]` (or `a[k·lda + a_col + m]` when `trans_a`) and
+/// `B[k, j] = b[k·ldb + j]` (or `b[j·ldb + k]` when `trans_b`).
 pub struct Matmul<'a> {
     pub m: usize,
     pub n: usize,
@@ -141,8 +161,10 @@ pub struct Matmul<'a> {
     pub c: &'a wgpu::Buffer,
     pub ldc: usize,
     pub c_col: usize,
-    /// `[bias | scale_or_threshold | aux]`, each `n` long (any buffer for `Accumulate`).
+    /// `[bias | scale_or_threshold | aux]`, each `n` long (any buffer for `Accumulate`/`Store`).
     pub cols: &'a wgpu::Buffer,
+    pub trans_a: bool,
+    pub trans_b: bool,
 }
 
 pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue, args: Matmul<'_>) {
@@ -161,10 +183,11 @@ pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue,
         },
     );
     let workgroups = (u(args.n.div_ceil(64)), u(args.m.div_ceil(64)), 1);
+    let pipeline = gpu.kernels.matmul_pipeline(&gpu.device, epilogue, args.trans_a, args.trans_b);
     dispatch(
         gpu,
         encoder,
-        &gpu.kernels.matmul[epilogue as usize],
+        &pipeline,
         &[(0, &params), (1, args.a), (2, args.b), (3, args.c), (4, args.cols)],
         workgroups,
     );
@@ -452,4 +475,84 @@ pub fn fire_counts(
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// train.wgsl
+
+/// The entries of `shaders/train.wgsl`, in `TRAIN_ENTRIES` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainOp {
+    ReluActs,
+    ScatterLists,
+    ReconGrad,
+    ActGrad,
+    AuxActGrad,
+    MaskDead,
+    AuxGrad,
+    ColumnSums,
+    L1DecoderGrad,
+    DecoderNorms,
+    RemoveParallelGrad,
+    NormalizeDecoder,
+    Adam,
+}
+
+const TRAIN_ENTRIES: [&str; 13] = [
+    "relu_acts",
+    "scatter_lists",
+    "recon_grad",
+    "act_grad",
+    "aux_act_grad",
+    "mask_dead",
+    "aux_grad",
+    "column_sums",
+    "l1_decoder_grad",
+    "decoder_norms",
+    "remove_parallel_grad",
+    "normalize_decoder",
+    "adam",
+];
+
+/// `train.wgsl`'s uniform: sizes, a mode, a scale, and Adam's hyper-parameters.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+pub struct TrainParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub k: u32,
+    pub mode: u32,
+    pub scale: f32,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub c1: f32,
+    pub c2: f32,
+    pub _pad: u32,
+}
+
+/// The buffers an entry reads (`in0..in2`, bindings 1–3) and writes (`out0..out2`, bindings 4–6);
+/// each entry's comment in train.wgsl says which it uses.
+#[derive(Default)]
+pub struct TrainIo<'a> {
+    pub in0: Option<&'a wgpu::Buffer>,
+    pub in1: Option<&'a wgpu::Buffer>,
+    pub in2: Option<&'a wgpu::Buffer>,
+    pub out0: Option<&'a wgpu::Buffer>,
+    pub out1: Option<&'a wgpu::Buffer>,
+    pub out2: Option<&'a wgpu::Buffer>,
+}
+
+/// Runs one train.wgsl entry over `threads` threads (elements, rows or columns as the entry says).
+pub fn train_op(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, op: TrainOp, params: TrainParams, io: TrainIo<'_>, threads: usize) {
+    let uniform = gpu.uniform("train params", &params);
+    let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![(0, &uniform)];
+    for (binding, buffer) in [(1, io.in0), (2, io.in1), (3, io.in2), (4, io.out0), (5, io.out1), (6, io.out2)] {
+        if let Some(b) = buffer {
+            bindings.push((binding, b));
+        }
+    }
+    let (x, y) = grid_1d(threads.div_ceil(256) as u32);
+    dispatch(gpu, encoder, &gpu.kernels.train[op as usize], &bindings, (x, y, 1));
 }

@@ -4,6 +4,7 @@
 
 pub mod kernels;
 pub mod sae_runner;
+pub mod train_runner;
 
 use wgpu::util::DeviceExt;
 

@@ -173,6 +173,8 @@ impl Gpu {
                         ldc: d_sae,
                         c_col: chunk.start,
                         cols: &chunk.cols,
+                        trans_a: false,
+                        trans_b: false,
                     },
                 );
             }
@@ -215,6 +217,8 @@ impl Gpu {
                             ldc: d_in,
                             c_col: 0,
                             cols: &chunk.cols,
+                            trans_a: false,
+                            trans_b: false,
                         },
                     ),
                 }

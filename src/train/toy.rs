@@ -7,6 +7,9 @@ use crate::formats::sae_files::{parse_sae, SaeFileBytes};
 use crate::sae::metrics::{self, BatchMetrics};
 use crate::sae::{cpu, Sae};
 
+use crate::gpu::train_runner::GpuTrainer;
+use crate::gpu::Gpu;
+
 use super::recovery::{recovery, Recovery};
 use super::sae_train::{loss_and_grads, normalize_decoder, remove_parallel_decoder_grad, Adam, Params, StepStats, TrainArch};
 use super::synthetic::{ToyData, ToyDataConfig};
@@ -87,11 +90,17 @@ impl ToyTrainConfig {
     }
 }
 
+/// Where the optimisation runs. On the GPU, `ToyTrainer::params` is a copy refreshed by `sync`.
+enum Optimizer {
+    Cpu(Adam),
+    Gpu(GpuTrainer),
+}
+
 pub struct ToyTrainer {
     pub cfg: ToyTrainConfig,
     pub data: ToyData,
     pub params: Params,
-    adam: Adam,
+    optimizer: Optimizer,
     steps_since_fired: Vec<usize>,
     pub step: usize,
 }
@@ -108,16 +117,59 @@ impl ToyTrainer {
         for (i, b) in params.b_dec.iter_mut().enumerate() {
             *b = x.iter().skip(i).step_by(d).sum::<f32>() / rows as f32;
         }
-        Ok(ToyTrainer { adam: Adam::new(d, cfg.dict), steps_since_fired: vec![0; cfg.dict], step: 0, params, data, cfg })
+        Ok(ToyTrainer { optimizer: Optimizer::Cpu(Adam::new(d, cfg.dict)), steps_since_fired: vec![0; cfg.dict], step: 0, params, data, cfg })
+    }
+
+    /// Moves the optimisation to `gpu` (before the first step).
+    pub fn use_gpu(&mut self, gpu: &Gpu) -> Result<(), String> {
+        let trainer = GpuTrainer::new(gpu, &self.params, self.cfg.arch, self.cfg.batch).map_err(|e| e.to_string())?;
+        self.optimizer = Optimizer::Gpu(trainer);
+        Ok(())
+    }
+
+    pub fn on_gpu(&self) -> bool {
+        matches!(self.optimizer, Optimizer::Gpu(_))
+    }
+
+    /// Refreshes `params` from the GPU and checks them; a non-finite parameter means training
+    /// diverged.
+    pub async fn sync(&mut self, gpu: &Gpu) -> Result<(), String> {
+        if let Optimizer::Gpu(trainer) = &self.optimizer {
+            let params = trainer.params(gpu).await.map_err(|e| e.to_string())?;
+            if params.tensors().iter().any(|t| t.iter().any(|v| !v.is_finite())) {
+                return Err(format!("training diverged by step {} (parameters are not finite); lower the learning rate", self.step));
+            }
+            self.params = params;
+        }
+        Ok(())
+    }
+
+    /// One step on the GPU; returns nothing but the updated dead-latent bookkeeping.
+    pub async fn step_gpu(&mut self, gpu: &Gpu) -> Result<(), String> {
+        let (x, _) = self.data.sample(self.cfg.batch);
+        let dead = self.dead_mask();
+        let (l1_scale, lr) = (self.cfg.l1_scale_at(self.step), self.cfg.lr_at(self.step));
+        let Optimizer::Gpu(trainer) = &mut self.optimizer else {
+            return Err("step_gpu called before use_gpu".into());
+        };
+        let counts = trainer.step(gpu, &x, &dead, l1_scale, lr).await.map_err(|e| e.to_string())?;
+        for (s, &c) in self.steps_since_fired.iter_mut().zip(&counts) {
+            *s = if c > 0 { 0 } else { *s + 1 };
+        }
+        self.step += 1;
+        Ok(())
     }
 
     pub fn dead_mask(&self) -> Vec<bool> {
         self.steps_since_fired.iter().map(|&s| s >= self.cfg.dead_after_steps).collect()
     }
 
-    /// One optimisation step. A non-finite loss stops training with a message; the parameters
-    /// are left as they were before the step.
+    /// One optimisation step on the CPU reference. A non-finite loss stops training with a
+    /// message; the parameters are left as they were before the step.
     pub fn step(&mut self) -> Result<StepStats, String> {
+        if self.on_gpu() {
+            return Err("this trainer runs on the GPU: use step_gpu".into());
+        }
         let (x, _) = self.data.sample(self.cfg.batch);
         let dead = self.dead_mask();
         let (stats, mut grads) = loss_and_grads(&self.params, self.cfg.arch, &x, &dead, self.cfg.l1_scale_at(self.step));
@@ -128,7 +180,10 @@ impl ToyTrainer {
         if unit_decoder {
             remove_parallel_decoder_grad(&self.params, &mut grads);
         }
-        self.adam.step(&mut self.params, &grads, self.cfg.lr_at(self.step));
+        let lr = self.cfg.lr_at(self.step);
+        if let Optimizer::Cpu(adam) = &mut self.optimizer {
+            adam.step(&mut self.params, &grads, lr);
+        }
         if unit_decoder {
             normalize_decoder(&mut self.params);
         }

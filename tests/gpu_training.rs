@@ -1,0 +1,134 @@
+//! GPU SAE training against its CPU reference (`train::sae_train`): gradients of one batch, then
+//! whole steps (Adam and the unit-norm decoder constraint), on random data at sizes that are not
+//! multiples of any workgroup. Fails without a GPU adapter.
+
+mod common;
+
+use common::gpu;
+use saelab::gpu::train_runner::GpuTrainer;
+use saelab::sae::random::Rng;
+use saelab::train::sae_train::{loss_and_grads, normalize_decoder, remove_parallel_decoder_grad, Adam, Params, TrainArch};
+
+fn problem(d: usize, m: usize, batch: usize, seed: u64) -> (Params, Vec<f32>) {
+    let mut rng = Rng::new(seed);
+    let mut p = Params::init(d, m, seed);
+    p.b_enc = rng.normals(m, 0.2);
+    p.b_dec = rng.normals(d, 0.2);
+    p.w_enc.iter_mut().for_each(|w| *w += 0.1 * rng.normal());
+    (p, rng.normals(batch * d, 1.0))
+}
+
+/// Per tensor: |gpu − cpu| ≤ 1e-4 · max|cpu| + 1e-6 (f32 sums in another order).
+fn assert_params_close(what: &str, gpu: &Params, cpu: &Params) {
+    for (name, (a, b)) in ["W_enc", "b_enc", "W_dec", "b_dec"].iter().zip(gpu.tensors().into_iter().zip(cpu.tensors())) {
+        let scale = b.iter().fold(0.0f32, |s, v| s.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+            assert!((x - y).abs() <= 1e-4 * scale + 1e-6, "{what} {name}[{i}]: gpu {x}, cpu {y} (scale {scale})");
+        }
+    }
+}
+
+#[test]
+fn gradients_match_the_cpu_reference() {
+    let gpu = gpu();
+    let (d, m, batch) = (21, 100, 53);
+    let mut dead = vec![false; m];
+    for j in (0..m).step_by(3) {
+        dead[j] = true;
+    }
+    for (arch, dead) in [
+        (TrainArch::Standard { l1: 0.4 }, vec![false; m]),
+        (TrainArch::TopK { k: 5 }, vec![false; m]),
+        (TrainArch::TopK { k: 5 }, dead.clone()),      // AuxK with k_aux = d/2 = 10 of 34 dead
+        (TrainArch::TopK { k: 7 }, {
+            let mut few = vec![false; m];
+            few[4] = true;
+            few[77] = true;
+            few
+        }),                                               // AuxK with fewer dead than k_aux
+    ] {
+        let (p, x) = problem(d, m, batch, 9);
+        let (_, cpu) = loss_and_grads(&p, arch, &x, &dead, 0.6);
+        let trainer = GpuTrainer::new(&gpu, &p, arch, batch).unwrap();
+        let got = pollster::block_on(trainer.gradients(&gpu, &x, &dead, 0.6)).unwrap();
+        assert_params_close(&format!("{arch:?} gradients"), &got, &cpu);
+    }
+}
+
+#[test]
+fn steps_match_the_cpu_reference() {
+    let gpu = gpu();
+    let (d, m, batch) = (19, 70, 33);
+    for arch in [TrainArch::Standard { l1: 0.3 }, TrainArch::TopK { k: 4 }] {
+        let (mut cpu, _) = problem(d, m, batch, 12);
+        if let TrainArch::TopK { .. } = arch {
+            normalize_decoder(&mut cpu);
+        }
+        let mut trainer = GpuTrainer::new(&gpu, &cpu, arch, batch).unwrap();
+        let mut adam = Adam::new(d, m);
+        let mut rng = Rng::new(13);
+        for step in 0..4 {
+            let x = rng.normals(batch * d, 1.0);
+            let dead: Vec<bool> = (0..m).map(|j| step >= 2 && j % 5 == 0).collect();
+            let (stats, mut g) = loss_and_grads(&cpu, arch, &x, &dead, 1.0);
+            let unit = matches!(arch, TrainArch::TopK { .. });
+            if unit {
+                remove_parallel_decoder_grad(&cpu, &mut g);
+            }
+            adam.step(&mut cpu, &g, 0.01);
+            if unit {
+                normalize_decoder(&mut cpu);
+            }
+            let counts = pollster::block_on(trainer.step(&gpu, &x, &dead, 1.0, 0.01)).unwrap();
+            let fired: Vec<bool> = counts.iter().map(|&c| c > 0).collect();
+            assert_eq!(fired, stats.fired, "{arch:?} step {step}: fired latents");
+            let got = pollster::block_on(trainer.params(&gpu)).unwrap();
+            assert_params_close(&format!("{arch:?} after step {step}"), &got, &cpu);
+        }
+    }
+}
+
+#[test]
+fn toy_training_on_the_gpu_follows_the_cpu_trajectory() {
+    use saelab::train::synthetic::ToyDataConfig;
+    use saelab::train::toy::{ToyTrainConfig, ToyTrainer};
+    let gpu = gpu();
+    let data = ToyDataConfig::new(24, 12, 0.08, 3);
+    let mut cfg = ToyTrainConfig::new(data, TrainArch::TopK { k: 2 }, 96, 32, 80);
+    cfg.lr = 3e-3;
+    cfg.dead_after_steps = 3; // so that AuxK takes part
+    let mut on_cpu = ToyTrainer::new(cfg.clone()).unwrap();
+    let mut on_gpu = ToyTrainer::new(cfg).unwrap();
+    on_gpu.use_gpu(&gpu).unwrap();
+    let mut saw_dead = false;
+    for _ in 0..80 {
+        on_cpu.step().unwrap();
+        pollster::block_on(on_gpu.step_gpu(&gpu)).unwrap();
+        assert_eq!(on_cpu.dead_mask(), on_gpu.dead_mask());
+        saw_dead |= on_cpu.dead_mask().iter().any(|&d| d);
+    }
+    assert!(saw_dead, "the run should exercise AuxK");
+    pollster::block_on(on_gpu.sync(&gpu)).unwrap();
+    assert_params_close("toy run after 80 steps", &on_gpu.params, &on_cpu.params);
+    let (a, _) = on_cpu.evaluate(512);
+    let (b, _) = on_gpu.evaluate(512);
+    assert!((a.mmcs - b.mmcs).abs() < 1e-4, "mmcs cpu {} gpu {}", a.mmcs, b.mmcs);
+}
+
+#[test]
+fn divergence_on_the_gpu_is_reported() {
+    use saelab::train::synthetic::ToyDataConfig;
+    use saelab::train::toy::{ToyTrainConfig, ToyTrainer};
+    let gpu = gpu();
+    let mut cfg = ToyTrainConfig::new(ToyDataConfig::new(8, 4, 0.3, 1), TrainArch::Standard { l1: 0.1 }, 8, 16, 20);
+    cfg.lr = 1e30;
+    let mut t = ToyTrainer::new(cfg).unwrap();
+    t.use_gpu(&gpu).unwrap();
+    let before = t.params.clone();
+    for _ in 0..20 {
+        pollster::block_on(t.step_gpu(&gpu)).unwrap();
+    }
+    let err = pollster::block_on(t.sync(&gpu)).unwrap_err();
+    assert!(err.contains("diverged"), "{err}");
+    assert_eq!(t.params, before, "the last good parameters are kept");
+}
