@@ -16,7 +16,9 @@ const USAGE: &str = "usage:
   saelab eval --sae DIR --input X.npy [--device cpu|gpu]
   saelab bench [--n N] [--d-in D] [--d-sae M] [--k K] [--cpu-rows R] [--device cpu|gpu|both]
   saelab toy --features N --dims D --p P --arch standard|topk [--k K] [--l1 C] --dict M --batch B
-             --steps S --seed SEED [--lr LR] [--device cpu|gpu] [--save DIR]";
+             --steps S --seed SEED [--lr LR] [--geometry random|polygon] [--hierarchy P,C] [--noise S]
+             [--dead-after STEPS] [--device cpu|gpu] [--save DIR]
+  saelab toy --preset ID [any option above]";
 
 /// A failure to report: one line, exit status 2.
 #[derive(Debug)]
@@ -138,7 +140,10 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
         "bench" => bench(&Flags::parse(rest, &["n", "d-in", "d-sae", "k", "cpu-rows", "device"])?),
         "toy" => toy(&Flags::parse(
             rest,
-            &["features", "dims", "p", "arch", "k", "l1", "dict", "batch", "steps", "seed", "lr", "device", "save"],
+            &[
+                "features", "dims", "p", "arch", "k", "l1", "dict", "batch", "steps", "seed", "lr", "device", "save", "preset",
+                "geometry", "hierarchy", "noise", "dead-after",
+            ],
         )?),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -261,35 +266,32 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
 }
 
 /// Trains an SAE on synthetic data with known features and reports recovery (teaching lab).
+/// Settings are the lab page's (`train::lab::LabSettings`), so a preset or a shared URL's values
+/// give the same run here.
 fn toy(flags: &Flags) -> Result<(), CliError> {
-    use crate::train::sae_train::TrainArch;
-    use crate::train::synthetic::ToyDataConfig;
-    use crate::train::toy::{ToyTrainConfig, ToyTrainer};
+    use crate::train::lab::LabSettings;
+    use crate::train::toy::ToyTrainer;
 
-    let required_number = |name: &str| -> Result<f64, CliError> {
-        let v = flags.required(name)?;
-        v.parse::<f64>().map_err(|_| CliError(format!("--{name}: '{v}' is not a valid number")))
-    };
-    let count = |name: &str| -> Result<usize, CliError> {
-        let v = required_number(name)?;
-        if v < 0.0 || v.fract() != 0.0 {
-            return Err(CliError(format!("--{name} must be a whole number ≥ 0, not {v}")));
-        }
-        Ok(v as usize)
-    };
-    let data = ToyDataConfig::new(count("features")?, count("dims")?, required_number("p")? as f32, count("seed")? as u64);
-    let arch = match flags.required("arch")? {
-        "topk" => TrainArch::TopK { k: flags.number("k", 8)? },
-        "standard" => TrainArch::Standard { l1: flags.number("l1", 1.0)? },
-        other => {
-            return Err(CliError(format!(
-                "--arch '{other}': the toy trainer supports standard and topk so far (batchtopk, jumprelu and gated are not written yet)"
-            )))
+    let mut settings = match flags.get("preset") {
+        Some(id) => LabSettings::preset(id).ok_or_else(|| {
+            let ids: Vec<&str> = crate::train::lab::PRESETS.iter().map(|p| p.id).collect();
+            CliError(format!("--preset: unknown preset '{id}' (known: {})", ids.join(", ")))
+        })?,
+        None => {
+            for name in ["features", "dims", "p", "arch", "dict", "batch", "steps", "seed"] {
+                flags.required(name)?;
+            }
+            LabSettings::default()
         }
     };
+    for (name, value) in &flags.named {
+        if name == "device" || name == "save" || name == "preset" {
+            continue;
+        }
+        settings.set(&name.replace('-', "_"), value).map_err(|e| CliError(format!("--{name}: {e}")))?;
+    }
+    let cfg = settings.to_config().map_err(CliError)?;
     let device = device(flags)?;
-    let mut cfg = ToyTrainConfig::new(data, arch, count("dict")?, count("batch")?, count("steps")?);
-    cfg.lr = flags.number("lr", cfg.lr)?;
     let mut trainer = ToyTrainer::new(cfg.clone()).map_err(CliError)?;
     let gpu = match device {
         Device::Gpu => {

@@ -139,8 +139,11 @@ fn toy_trains_reports_json_and_saves_a_loadable_sae() {
         (vec!["--k", "40"], "k must be between 1 and dict (32)"),
         (vec!["--p", "1.5"], "p must be in (0, 1]"),
         (vec!["--dims", "0"], "dims must be at least 1"),
-        (vec!["--lr", "nan"], "lr must be a positive number"),
-        (vec!["--arch", "gated"], "supports standard and topk so far"),
+        (vec!["--lr", "nan"], "--lr: 'nan' is not a finite number"),
+        (vec!["--lr", "-1"], "lr must be a positive number"),
+        (vec!["--arch", "gated"], "--arch: 'gated' is not topk or standard"),
+        (vec!["--preset", "nope"], "--preset: unknown preset 'nope'"),
+        (vec!["--k", "banana"], "--k: 'banana' is not a valid number"),
         (vec!["--device", "tpu"], "--device must be cpu or gpu"),
     ] {
         let mut a: Vec<&str> = args[..args.len() - 2].to_vec();

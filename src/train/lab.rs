@@ -1,0 +1,243 @@
+//! The teaching lab's settings: what a lesson is made of, how it is written in the page's URL
+//! (so a teacher shares one link), and the lesson presets. Parsing is forgiving: a bad value
+//! keeps the default and is reported with the setting's name.
+
+use super::sae_train::TrainArch;
+use super::synthetic::{Geometry, ToyDataConfig};
+use super::toy::ToyTrainConfig;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabSettings {
+    pub features: usize,
+    pub dims: usize,
+    pub p: f32,
+    pub geometry: Geometry,
+    /// `(parents, children per parent)`, 0 parents for none.
+    pub hierarchy: (usize, usize),
+    pub noise: f32,
+    /// "topk" or "standard".
+    pub arch: String,
+    pub k: usize,
+    pub l1: f32,
+    pub dict: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub lr: f32,
+    pub seed: u64,
+    pub dead_after: usize,
+}
+
+impl Default for LabSettings {
+    fn default() -> Self {
+        LabSettings {
+            features: 64,
+            dims: 16,
+            p: 0.03,
+            geometry: Geometry::RandomUnit,
+            hierarchy: (0, 0),
+            noise: 0.0,
+            arch: "topk".into(),
+            k: 4,
+            l1: 1.0,
+            dict: 128,
+            batch: 256,
+            steps: 1500,
+            lr: 3e-3,
+            seed: 1,
+            dead_after: 50,
+        }
+    }
+}
+
+/// A lesson: a name for the menu, what it shows, and its settings.
+pub struct Preset {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub lesson: &'static str,
+    pub settings: fn() -> LabSettings,
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        id: "superposition-2d",
+        title: "Superposition in 2-D",
+        lesson: "Five sparse features share two dimensions as a pentagon. An 8-latent TopK SAE (k=1) finds the five directions: watch the blue arrows settle on the grey ones; the spare latents die.",
+        settings: || LabSettings { features: 5, dims: 2, p: 0.05, geometry: Geometry::Polygon, k: 1, dict: 8, batch: 128, ..LabSettings::default() },
+    },
+    Preset {
+        id: "sparse-features",
+        title: "Many sparse features, few dimensions",
+        lesson: "64 features in 16 dimensions, each active 3% of the time: 4× more features than dimensions, yet a TopK SAE with a 128-latent dictionary recovers nearly all of them (MMCS near 1).",
+        settings: LabSettings::default,
+    },
+    Preset {
+        id: "dense-features",
+        title: "Superposition breaks when features are dense",
+        lesson: "The same 64 features in 16 dimensions, now active 25% of the time (16 at once on average, as many as there are dimensions). The SAE cannot tell them apart: MMCS stays low.",
+        settings: || LabSettings { p: 0.25, k: 16, ..LabSettings::default() },
+    },
+    Preset {
+        id: "l1-too-weak",
+        title: "L1 too weak",
+        lesson: "A standard ReLU SAE whose L1 penalty is tiny: it reconstructs well (low FVU) but uses many latents per input (high L0), and its latents are mixtures, not the true features. Compare with the TopK preset.",
+        settings: || LabSettings { arch: "standard".into(), l1: 0.01, ..LabSettings::default() },
+    },
+    Preset {
+        id: "l1-balanced",
+        title: "L1 strong enough",
+        lesson: "The same standard SAE with a stronger L1 penalty: L0 falls towards the true number of active features and MMCS rises.",
+        settings: || LabSettings { arch: "standard".into(), l1: 0.3, ..LabSettings::default() },
+    },
+    Preset {
+        id: "dead-latents",
+        title: "Dead latents and AuxK",
+        lesson: "32 features, 512 latents: most latents never win the TopK. They are counted dead after 50 steps without firing, and AuxK (Gao et al. 2024) trains them to explain the residual. Watch the dead count.",
+        settings: || LabSettings { features: 32, dict: 512, k: 2, steps: 1000, ..LabSettings::default() },
+    },
+    Preset {
+        id: "absorption",
+        title: "Feature absorption",
+        lesson: "A parent feature fires whenever any of its 3 children does (A is for Absorption, Chanin et al. 2024). The SAE tends to fold the parent into the children's latents: look for the parent's row in the heatmap having no clean match.",
+        settings: || LabSettings { features: 40, hierarchy: (4, 3), k: 4, ..LabSettings::default() },
+    },
+];
+
+fn geometry_name(g: Geometry) -> &'static str {
+    match g {
+        Geometry::RandomUnit => "random",
+        Geometry::Polygon => "polygon",
+    }
+}
+
+impl LabSettings {
+    pub fn preset(id: &str) -> Option<LabSettings> {
+        PRESETS.iter().find(|p| p.id == id).map(|p| (p.settings)())
+    }
+
+    /// `key=value&…` for the URL.
+    pub fn to_query(&self) -> String {
+        format!(
+            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}",
+            self.features, self.dims, self.p, geometry_name(self.geometry), self.hierarchy.0, self.hierarchy.1, self.noise,
+            self.arch, self.k, self.l1, self.dict, self.batch, self.steps, self.lr, self.seed, self.dead_after
+        )
+    }
+
+    /// Reads `key=value&…` (a `preset=` key applies first). Unknown keys and bad values are
+    /// reported as `(key, message)`; the value stays as it was.
+    pub fn from_query(query: &str) -> (LabSettings, Vec<(String, String)>) {
+        let mut s = LabSettings::default();
+        let mut problems = Vec::new();
+        let pairs: Vec<(&str, &str)> =
+            query.split('&').filter(|kv| !kv.is_empty()).map(|kv| kv.split_once('=').unwrap_or((kv, ""))).collect();
+        if let Some((_, id)) = pairs.iter().find(|(k, _)| *k == "preset") {
+            match LabSettings::preset(id) {
+                Some(p) => s = p,
+                None => problems.push(("preset".to_string(), format!("unknown preset '{id}'"))),
+            }
+        }
+        for (key, value) in pairs {
+            if let Err(msg) = s.set(key, value) {
+                problems.push((key.to_string(), msg));
+            }
+        }
+        (s, problems)
+    }
+
+    /// Sets one setting from text; the message says what is wrong.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        fn num<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+            value.trim().parse().map_err(|_| format!("'{value}' is not a valid number"))
+        }
+        fn finite(value: &str) -> Result<f32, String> {
+            let v: f32 = num(value)?;
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(format!("'{value}' is not a finite number"))
+            }
+        }
+        match key {
+            "preset" => {}
+            "features" => self.features = num(value)?,
+            "dims" => self.dims = num(value)?,
+            "p" => self.p = finite(value)?,
+            "geometry" => {
+                self.geometry = match value {
+                    "random" => Geometry::RandomUnit,
+                    "polygon" => Geometry::Polygon,
+                    _ => return Err(format!("'{value}' is not random or polygon")),
+                }
+            }
+            "hierarchy" => {
+                let (a, b) = value.split_once(',').ok_or_else(|| format!("'{value}' is not PARENTS,CHILDREN"))?;
+                self.hierarchy = (num(a)?, num(b)?);
+            }
+            "noise" => self.noise = finite(value)?,
+            "arch" => {
+                if value != "topk" && value != "standard" {
+                    return Err(format!("'{value}' is not topk or standard (training batchtopk, jumprelu and gated SAEs is not written yet)"));
+                }
+                self.arch = value.to_string();
+            }
+            "k" => self.k = num(value)?,
+            "l1" => self.l1 = finite(value)?,
+            "dict" => self.dict = num(value)?,
+            "batch" => self.batch = num(value)?,
+            "steps" => self.steps = num(value)?,
+            "lr" => self.lr = finite(value)?,
+            "seed" => self.seed = num(value)?,
+            "dead_after" => self.dead_after = num(value)?,
+            _ => return Err("unknown setting".into()),
+        }
+        Ok(())
+    }
+
+    /// The training configuration, or the first impossible setting.
+    pub fn to_config(&self) -> Result<ToyTrainConfig, String> {
+        let mut data = ToyDataConfig::new(self.features, self.dims, self.p, self.seed);
+        data.geometry = self.geometry;
+        data.noise = self.noise;
+        data.hierarchy = (self.hierarchy.0 > 0).then_some(self.hierarchy);
+        let arch = if self.arch == "standard" { TrainArch::Standard { l1: self.l1 } } else { TrainArch::TopK { k: self.k } };
+        let mut cfg = ToyTrainConfig::new(data, arch, self.dict, self.batch, self.steps);
+        cfg.lr = self.lr;
+        cfg.dead_after_steps = self.dead_after;
+        cfg.validate()?;
+        if self.features > 4096 || self.dims > 1024 || self.dict > 16_384 || self.batch > 8192 {
+            return Err("the lab keeps to features ≤ 4096, dims ≤ 1024, dict ≤ 16384, batch ≤ 8192".into());
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_round_trips_and_presets_are_valid() {
+        for preset in PRESETS {
+            let s = (preset.settings)();
+            s.to_config().unwrap_or_else(|e| panic!("preset {}: {e}", preset.id));
+            let (back, problems) = LabSettings::from_query(&s.to_query());
+            assert!(problems.is_empty(), "{problems:?}");
+            assert_eq!(back, s);
+            let (via_id, problems) = LabSettings::from_query(&format!("preset={}", preset.id));
+            assert!(problems.is_empty());
+            assert_eq!(via_id, s);
+        }
+        assert!(PRESETS.len() >= 5);
+    }
+
+    #[test]
+    fn garbage_in_the_url_is_reported_by_name_and_ignored() {
+        let (s, problems) = LabSettings::from_query("k=banana&p=NaN&arch=gated&zzz=1&dims=8&preset=nope&hierarchy=3");
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["preset", "k", "p", "arch", "zzz", "hierarchy"]);
+        assert_eq!(s.dims, 8);
+        assert_eq!(s.k, LabSettings::default().k);
+        let (s, _) = LabSettings::from_query("k=999&dict=10");
+        assert!(s.to_config().unwrap_err().contains("k must be between 1 and dict (10)"));
+    }
+}
