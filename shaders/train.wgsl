@@ -83,13 +83,14 @@ fn aux_act_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     }
 }
 
-// Pre-activations of dead latents only (others −FLT_MAX), for AuxK's selection.
+// Pre-activations of dead latents only (others −FLT_MAX, written in hex: Tint refuses a decimal
+// literal that rounds past it), for AuxK's selection.
 //                                       in0 = pre, in1 = dead mask (1/0) per column, out0 = masked
 @compute @workgroup_size(256)
 fn mask_dead(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = index_of(wg, lid);
     if (i < p.rows * p.cols) {
-        out0[i] = select(-3.4028235e38, in0[i], in1[i % p.cols] > 0.5);
+        out0[i] = select(-0x1.fffffep+127f, in0[i], in1[i % p.cols] > 0.5);
     }
 }
 

@@ -15,17 +15,34 @@ use saelab::sae::{cpu, Architecture, Sae};
 const TOL: f32 = 1e-4;
 
 #[test]
-fn matmul_epilogues_match_reference_with_strides_and_offsets() {
+fn matmul_epilogues_and_transposes_match_reference_with_strides_and_offsets() {
     let gpu = gpu();
     let (m, k, n) = (37, 93, 1001);
-    let (lda, a_col, ldc, c_col) = (100, 5, 1010, 7);
+    let (a_col, ldc, c_col) = (5, 1010, 7);
     let mut rng = Rng::new(1);
-    let a = rng.normals(m * lda, 1.0);
-    let b = rng.normals(k * n, 0.2);
     let cols: Vec<f32> = (0..3 * n).map(|i| if i >= n && i < 2 * n { rng.uniform() + 0.2 } else { rng.normal() }).collect();
     let c_init = rng.normals(m * ldc, 1.0);
-    let product = |i: usize, j: usize| (0..k).map(|t| a[i * lda + a_col + t] * b[t * n + j]).sum::<f32>();
-    for epilogue in [Epilogue::TopKPre, Epilogue::Relu, Epilogue::JumpRelu, Epilogue::Gated, Epilogue::Accumulate] {
+    let cases = [
+        (Epilogue::TopKPre, false, false),
+        (Epilogue::Relu, false, false),
+        (Epilogue::JumpRelu, false, false),
+        (Epilogue::Gated, false, false),
+        (Epilogue::Accumulate, false, false),
+        (Epilogue::Store, false, false),
+        (Epilogue::Store, true, false),
+        (Epilogue::Store, false, true),
+        (Epilogue::Accumulate, true, true),
+    ];
+    for (epilogue, trans_a, trans_b) in cases {
+        // Stored A is [m, lda] (or [k, lda] when read transposed); stored B is [k, n] (or [n, ldb]).
+        let lda = if trans_a { m + a_col + 3 } else { k + a_col + 2 };
+        let a = rng.normals(if trans_a { k * lda } else { m * lda }, 1.0);
+        let ldb = if trans_b { k + 4 } else { n };
+        let b = rng.normals(if trans_b { n * ldb } else { k * ldb }, 0.2);
+        let get_a = |i: usize, t: usize| if trans_a { a[t * lda + a_col + i] } else { a[i * lda + a_col + t] };
+        let get_b = |t: usize, j: usize| if trans_b { b[j * ldb + t] } else { b[t * ldb + j] };
+        let product = |i: usize, j: usize| (0..k).map(|t| get_a(i, t) * get_b(t, j)).sum::<f32>();
+
         let a_buf = gpu.upload_f32("a", &a);
         let b_buf = gpu.upload_f32("b", &b);
         let c_buf = gpu.upload_f32("c", &c_init);
@@ -35,50 +52,42 @@ fn matmul_epilogues_match_reference_with_strides_and_offsets() {
             &gpu,
             &mut enc,
             epilogue,
-            Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb: n, c: &c_buf, ldc, c_col, cols: &cols_buf, trans_a: false, trans_b: false },
+            Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb, c: &c_buf, ldc, c_col, cols: &cols_buf, trans_a, trans_b },
         );
         gpu.queue.submit([enc.finish()]);
         let got = pollster::block_on(gpu.read_f32(&c_buf, m * ldc)).unwrap();
-        let mut expected = c_init.clone();
+        let label = format!("{epilogue:?} trans_a={trans_a} trans_b={trans_b}");
+        let mut worst = 0.0f32;
         for i in 0..m {
             for j in 0..n {
                 let acc = product(i, j);
                 let (bias, second, aux) = (cols[j], cols[n + j], cols[2 * n + j]);
                 let h = acc + bias;
-                let slot = &mut expected[i * ldc + c_col + j];
-                *slot = match epilogue {
+                let o = i * ldc + c_col + j;
+                let expected = match epilogue {
                     Epilogue::TopKPre => h * second,
                     Epilogue::Relu => h.max(0.0),
                     Epilogue::JumpRelu => if h > second { h.max(0.0) } else { 0.0 },
                     Epilogue::Gated => if h > 0.0 { (acc * second + aux).max(0.0) } else { 0.0 },
-                    Epilogue::Accumulate => *slot + acc,
+                    Epilogue::Accumulate => c_init[o] + acc,
+                    Epilogue::Store => acc,
                 };
-            }
-        }
-        // Threshold decisions within rounding of the boundary may go either way: skip those.
-        let mut worst = 0.0f32;
-        for i in 0..m {
-            for j in 0..n {
-                let acc = product(i, j);
-                let h = acc + cols[j];
+                // Threshold decisions within rounding of the boundary may go either way: skip those.
                 let near = match epilogue {
-                    Epilogue::JumpRelu => (h - cols[n + j]).abs() < 1e-4,
+                    Epilogue::JumpRelu => (h - second).abs() < 1e-4,
                     Epilogue::Gated => h.abs() < 1e-4,
                     _ => false,
                 };
                 if !near {
-                    let o = i * ldc + c_col + j;
-                    worst = worst.max((got[o] - expected[o]).abs() / (1.0 + expected[o].abs()));
+                    worst = worst.max((got[o] - expected).abs() / (1.0 + expected.abs()));
                 }
             }
-        }
-        assert!(worst < TOL, "{epilogue:?}: max relative error {worst}");
-        // Columns outside [c_col, c_col + n) are untouched.
-        for i in 0..m {
+            // Columns outside [c_col, c_col + n) are untouched.
             for j in (0..c_col).chain(c_col + n..ldc) {
-                assert_eq!(got[i * ldc + j], c_init[i * ldc + j], "{epilogue:?} wrote outside its columns");
+                assert_eq!(got[i * ldc + j], c_init[i * ldc + j], "{label} wrote outside its columns");
             }
         }
+        assert!(worst < TOL, "{label}: max relative error {worst}");
     }
 }
 
@@ -256,4 +265,21 @@ fn weights_larger_than_one_binding_are_split() {
     let gpu_sae = GpuSae::upload_with_binding_limit(&gpu, &sae, 100 * 1024).unwrap();
     assert_eq!(gpu_sae.chunk_count(), 13);
     compare_end_to_end(&sae, &random_input(19, 64, 7), &gpu, Some(100 * 1024));
+}
+
+#[test]
+fn a_rejected_gpu_command_is_an_error_not_a_panic_or_garbage() {
+    use saelab::gpu::kernels::{TrainIo, TrainOp, TrainParams};
+    let gpu = gpu();
+    let input = gpu.upload_f32("input", &[1.0, -2.0, 3.0]);
+    // A uniform buffer cannot be bound as writable storage: the device rejects the bind group.
+    let wrong = gpu.uniform("not storage", &[0.0f32; 4]);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    let params = TrainParams { rows: 1, cols: 3, ..Default::default() };
+    kernels::train_op(&gpu, &mut enc, TrainOp::ReluActs, params, TrainIo { in0: Some(&input), out0: Some(&wrong), ..Default::default() }, 3);
+    gpu.queue.submit([enc.finish()]);
+    let err = pollster::block_on(gpu.read_f32(&input, 3)).expect_err("the invalid dispatch must surface");
+    assert!(err.to_string().contains("the GPU rejected a command"), "{err}");
+    // The error is reported once; the device keeps working.
+    assert_eq!(pollster::block_on(gpu.read_f32(&input, 3)).unwrap(), vec![1.0, -2.0, 3.0]);
 }

@@ -20,6 +20,8 @@ pub enum GpuError {
     ReadBack(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("the GPU rejected a command (a bug in saelab; please report it): {0}")]
+    Validation(String),
 }
 
 /// An open GPU: device, queue, the limits we were granted, and the compiled kernels.
@@ -31,6 +33,10 @@ pub struct Gpu {
     pub adapter_name: String,
     pub backend: String,
     pub kernels: kernels::Kernels,
+    /// Errors the device reported outside any error scope (invalid shaders, pipelines, bindings).
+    /// wgpu's default natively is to panic and in the browser to log a warning and carry on with
+    /// garbage; we collect them instead and fail the next read-back with the message.
+    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Gpu {
@@ -55,9 +61,32 @@ impl Gpu {
             })
             .await
             .map_err(|e| GpuError::Device(e.to_string()))?;
+        let errors: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut list) = sink.lock() {
+                list.push(e.to_string().lines().take(6).collect::<Vec<_>>().join(" "));
+            }
+        }));
         let kernels = kernels::Kernels::new(&device);
         let adapter_name = if info.name.is_empty() { format!("{:?}", info.backend) } else { info.name.clone() };
-        Ok(Gpu { device, queue, limits, adapter_name, backend: format!("{:?}", info.backend), kernels })
+        let gpu = Gpu { device, queue, limits, adapter_name, backend: format!("{:?}", info.backend), kernels, errors };
+        gpu.check_errors()?;
+        Ok(gpu)
+    }
+
+    /// The first error the device reported since the last check, if any.
+    pub fn check_errors(&self) -> Result<(), GpuError> {
+        let first = {
+            let mut list = self.errors.lock().map_err(|_| GpuError::Validation("error list poisoned".into()))?;
+            let first = list.first().cloned();
+            list.clear();
+            first
+        };
+        match first {
+            Some(message) => Err(GpuError::Validation(message)),
+            None => Ok(()),
+        }
     }
 
     /// The largest buffer one storage binding may see, in bytes.
@@ -130,6 +159,9 @@ impl Gpu {
             .map_err(|e| GpuError::ReadBack(e.to_string()))?
             .to_vec();
         staging.unmap();
+        // Errors are reported asynchronously; by the time a read-back completes, those of the
+        // commands it waited for have arrived.
+        self.check_errors()?;
         Ok(data)
     }
 

@@ -77,7 +77,8 @@ pub struct GpuTrainer {
     adam_m: TensorSet,
     adam_v: TensorSet,
     work: Work,
-    adam_t: i32,
+    /// β₁ᵗ, β₂ᵗ as running products, exactly as `train::sae_train::Adam`.
+    adam_beta_t: (f32, f32),
 }
 
 impl GpuTrainer {
@@ -142,7 +143,7 @@ impl GpuTrainer {
             adam_m: TensorSet::upload(gpu, &zeros),
             adam_v: TensorSet::upload(gpu, &zeros),
             work,
-            adam_t: 0,
+            adam_beta_t: (1.0, 1.0),
         })
     }
 
@@ -260,16 +261,17 @@ impl GpuTrainer {
             let io = TrainIo { in0: Some(&self.params.w_dec), out0: Some(&self.grads.w_dec), ..Default::default() };
             kernels::train_op(gpu, &mut enc, TrainOp::RemoveParallelGrad, rows(m, d), io, m);
         }
-        self.adam_t += 1;
         let (beta1, beta2) = (0.9f32, 0.999f32);
+        self.adam_beta_t = (self.adam_beta_t.0 * beta1, self.adam_beta_t.1 * beta2);
+        let (c1, c2) = (1.0 - self.adam_beta_t.0, 1.0 - self.adam_beta_t.1);
         let adam = |n: usize| TrainParams {
             rows: n as u32,
             lr,
             beta1,
             beta2,
             eps: 1e-8,
-            c1: 1.0 - beta1.powi(self.adam_t),
-            c2: 1.0 - beta2.powi(self.adam_t),
+            c1,
+            c2,
             ..Default::default()
         };
         let sizes = [d * m, m, m * d, d];

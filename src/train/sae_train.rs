@@ -284,18 +284,20 @@ pub struct Adam {
     pub eps: f32,
     m: Params,
     v: Params,
-    t: i32,
+    /// β₁ᵗ and β₂ᵗ as running products (not `powi`, whose rounding is platform-dependent).
+    beta1_t: f32,
+    beta2_t: f32,
 }
 
 impl Adam {
     pub fn new(d_in: usize, d_sae: usize) -> Adam {
-        Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, m: Params::zeros(d_in, d_sae), v: Params::zeros(d_in, d_sae), t: 0 }
+        Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, m: Params::zeros(d_in, d_sae), v: Params::zeros(d_in, d_sae), beta1_t: 1.0, beta2_t: 1.0 }
     }
 
     pub fn step(&mut self, p: &mut Params, g: &Params, lr: f32) {
-        self.t += 1;
-        let c1 = 1.0 - self.beta1.powi(self.t);
-        let c2 = 1.0 - self.beta2.powi(self.t);
+        self.beta1_t *= self.beta1;
+        self.beta2_t *= self.beta2;
+        let (c1, c2) = (1.0 - self.beta1_t, 1.0 - self.beta2_t);
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         for (((pt, gt), mt), vt) in p.tensors_mut().into_iter().zip(g.tensors()).zip(self.m.tensors_mut()).zip(self.v.tensors_mut()) {
             for (((pv, &gv), mv), vv) in pt.iter_mut().zip(gt.iter()).zip(mt.iter_mut()).zip(vt.iter_mut()) {

@@ -6,9 +6,10 @@
 //! come from a chosen distribution. Optional structure: correlated pairs (the second fires whenever
 //! the first does), anti-correlated pairs (never both), and a hierarchy in which a parent fires
 //! whenever any of its children does (Chanin et al. 2024, "A is for Absorption"). Generation
-//! uses only `sae::random::Rng`, so the same seed gives the same data on every device.
+//! uses only `sae::random` (a seeded generator and arithmetic-only ln/exp/sin/cos), so the same
+//! seed gives bit-identical data natively and in the browser.
 
-use crate::sae::random::Rng;
+use crate::sae::random::{portable_exp, portable_ln, portable_sin_cos, Rng};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Magnitude {
@@ -127,8 +128,8 @@ impl ToyData {
         let features = match cfg.geometry {
             Geometry::Polygon => (0..n)
                 .flat_map(|i| {
-                    let angle = std::f32::consts::TAU * i as f32 / n as f32;
-                    [angle.cos(), angle.sin()]
+                    let (sin, cos) = portable_sin_cos(std::f64::consts::TAU * i as f64 / n as f64);
+                    [cos as f32, sin as f32]
                 })
                 .collect(),
             Geometry::RandomUnit => {
@@ -142,7 +143,9 @@ impl ToyData {
                 f
             }
         };
-        let firing_p = (0..n).map(|i| (cfg.p * ((i + 1) as f32).powf(-cfg.p_decay)).min(1.0)).collect();
+        let firing_p = (0..n)
+            .map(|i| (cfg.p as f64 * portable_exp(-(cfg.p_decay as f64) * portable_ln((i + 1) as f64))).min(1.0) as f32)
+            .collect();
         // The sampler's stream is separate from the features' so that batches do not depend on
         // how many numbers building the features took.
         let rng = Rng::new(cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(1));
@@ -153,7 +156,7 @@ impl ToyData {
         match self.cfg.magnitude {
             Magnitude::Constant(v) => v,
             Magnitude::Uniform { lo, hi } => lo + (hi - lo) * self.rng.uniform(),
-            Magnitude::Exponential { mean } => -mean * (1.0 - self.rng.uniform()).ln(),
+            Magnitude::Exponential { mean } => (-(mean as f64) * portable_ln(1.0 - self.rng.uniform_f64())) as f32,
         }
     }
 

@@ -4,6 +4,7 @@
 //! user load their own SAE folder and `.npy` activations. A file that fails to load is reported in
 //! place; whatever was loaded before stays loaded and usable.
 
+mod lab;
 mod plots;
 mod web;
 
@@ -30,11 +31,17 @@ pub fn mount() {
 
 /// What the GPU-side and file-side state is; not reactive (wgpu objects are not `Send`).
 #[derive(Default)]
-struct Engine {
-    gpu: Option<Gpu>,
+pub(crate) struct Engine {
+    pub(crate) gpu: Option<Rc<Gpu>>,
     sae: Option<(Sae, String)>,
-    gpu_sae: Option<GpuSae>,
+    gpu_sae: Option<Rc<GpuSae>>,
     activations: Option<(Vec<f32>, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tab {
+    Explore,
+    Lab,
 }
 
 /// Metrics as shown.
@@ -121,15 +128,24 @@ fn App() -> impl IntoView {
         }
     };
 
+    let tab = RwSignal::new(if web::hash().starts_with("#lab") { Tab::Lab } else { Tab::Explore });
+    let lab_view = lab::Lab(lab::LabProps { engine: engine.clone() });
     view! {
         <header>
             <h1>"saelab"</h1>
             <p class="tagline">"Sparse autoencoders on your own GPU"</p>
+            <nav>
+                <a id="tab-explore" href="#" class=move || if tab.get() == Tab::Explore { "tab active" } else { "tab" }
+                    on:click=move |_| tab.set(Tab::Explore)>"Explore an SAE"</a>
+                <a id="tab-lab" href="#lab" class=move || if tab.get() == Tab::Lab { "tab active" } else { "tab" }
+                    on:click=move |_| tab.set(Tab::Lab)>"Teaching lab"</a>
+            </nav>
             <p id="adapter" class=move || if shown.with(|s| s.webgpu == Some(false)) { "adapter cpu" } else { "adapter" }>
                 {move || shown.with(|s| s.adapter.clone())}
             </p>
         </header>
-        <main>
+        <div class="lab-wrap" style:display=move || if tab.get() == Tab::Lab { "block" } else { "none" }>{lab_view}</div>
+        <main style:display=move || if tab.get() == Tab::Explore { "grid" } else { "none" }>
             <section class="panel loaders">
                 <label>"SAE folder files (cfg.json, sae_weights.safetensors, optional sparsity.safetensors) "
                     <input id="sae-files" type="file" multiple accept=".json,.safetensors" on:change=on_sae_files />
@@ -225,7 +241,7 @@ async fn start(engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
                 s.adapter = gpu.adapter_name.clone();
                 s.webgpu = Some(true);
             });
-            engine.borrow_mut().gpu = Some(gpu);
+            engine.borrow_mut().gpu = Some(Rc::new(gpu));
         }
         Err(e) => shown.update(|s| {
             s.adapter = format!("WebGPU is not available in this browser ({e}). Running the CPU reference instead — slower, same results.");
@@ -258,7 +274,7 @@ fn install_sae(engine: &Rc<RefCell<Engine>>, files: SaeFileBytes<'_>, name: &str
     let sae = parse_sae(files).map_err(|e| e.to_string())?;
     let mut e = engine.borrow_mut();
     let gpu_sae = match &e.gpu {
-        Some(gpu) => Some(GpuSae::upload(gpu, &sae).map_err(|err| err.to_string())?),
+        Some(gpu) => Some(Rc::new(GpuSae::upload(gpu, &sae).map_err(|err| err.to_string())?)),
         None => None,
     };
     e.sae = Some((sae, name.to_string()));
@@ -334,11 +350,12 @@ fn fail(shown: RwSignal<Shown>, message: String) {
 /// Runs the current activations through the current SAE (GPU if there is one, and the CPU
 /// reference as a cross-check) and refreshes what is shown.
 async fn run_and_show(engine: &Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
-    let (sae, sae_name, x, x_name, gpu_ready) = {
+    // Everything is cloned out of the engine first: no borrow is held across an await.
+    let (sae, sae_name, x, x_name, gpu) = {
         let e = engine.borrow();
         let Some((sae, sae_name)) = &e.sae else { return };
         let Some((x, x_name)) = &e.activations else { return };
-        (sae.clone(), sae_name.clone(), x.clone(), x_name.clone(), e.gpu.is_some() && e.gpu_sae.is_some())
+        (sae.clone(), sae_name.clone(), x.clone(), x_name.clone(), e.gpu.clone().zip(e.gpu_sae.clone()))
     };
     shown.update(|s| {
         s.sae_name = sae_name.clone();
@@ -359,18 +376,15 @@ async fn run_and_show(engine: &Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
     web::yield_to_browser().await;
 
     let started = web::now_ms();
-    let primary = if gpu_ready {
-        let e = engine.borrow();
-        let backend = Backend::Gpu { gpu: e.gpu.as_ref().expect("gpu_ready"), sae: e.gpu_sae.as_ref().expect("gpu_ready") };
-        match engine::analyze(&sae, &backend, &x, RunRequest::default()).await {
-            Ok(a) => Some(a),
-            Err(err) => {
-                drop(e);
-                return fail(shown, format!("GPU run failed: {err}"));
+    let primary = match &gpu {
+        Some((gpu, gpu_sae)) => {
+            let backend = Backend::Gpu { gpu, sae: gpu_sae };
+            match engine::analyze(&sae, &backend, &x, RunRequest::default()).await {
+                Ok(a) => Some(a),
+                Err(err) => return fail(shown, format!("GPU run failed: {err}")),
             }
         }
-    } else {
-        None
+        None => None,
     };
     let gpu_ms = web::now_ms() - started;
     let work = n as f64 * sae.d_in() as f64 * sae.d_sae() as f64;

@@ -68,6 +68,15 @@ function cliEval(saeDir, npy) {
 
 const num = async (page, sel) => Number(await page.locator(sel).innerText());
 
+/** Collects what the browser's WebGPU implementation complains about (shader or binding errors). */
+function watchGpu(page) {
+  const complaints = [];
+  page.on("console", (m) => {
+    if (/WGSL|Invalid|Validation|rejected a command/i.test(m.text())) complaints.push(m.text().slice(0, 300));
+  });
+  return complaints;
+}
+
 function close(a, b, what) {
   assert.ok(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)), `${what}: page ${a} vs ${b}`);
 }
@@ -76,6 +85,7 @@ test("the page runs the bundled SAE on WebGPU and matches the CPU reference and 
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  const gpuComplaints = watchGpu(page);
   await page.goto(url);
   await page.locator("#check").waitFor({ timeout: 120_000 });
 
@@ -98,6 +108,7 @@ test("the page runs the bundled SAE on WebGPU and matches the CPU reference and 
   assert.ok((await page.locator("#row-error-plot polyline").getAttribute("points")).split(" ").filter(Boolean).length === 512);
   await page.screenshot({ path: path.join(shots, "1-bundled-demo.png"), fullPage: true });
   assert.deepEqual(errors, []);
+  assert.deepEqual(gpuComplaints, []);
   await page.close();
 });
 
@@ -152,4 +163,83 @@ test("without WebGPU the page says so and runs the CPU reference", async () => {
   close(await num(page, "#m-l0"), cli.l0, "CPU-only L0 vs CLI");
   await page.screenshot({ path: path.join(shots, "4-no-webgpu.png"), fullPage: true });
   await context.close();
+});
+
+/** The CLI's toy run for a lab URL's settings, on the CPU reference. */
+function cliToy(args) {
+  const out = execFileSync(path.join(root, "target/release/saelab"), ["toy", ...args, "--device", "cpu"], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  return JSON.parse(String(out));
+}
+
+async function runLab(page, hash) {
+  await page.goto(`${url}${hash}`);
+  await page.locator("#adapter").filter({ hasText: /WebGPU/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lab-start").click();
+  await page.waitForFunction(() => document.querySelector("#lab-status")?.innerText.startsWith("Finished"), null, { timeout: 300_000 });
+  return Number(await page.locator("#lab-mmcs").innerText());
+}
+
+test("the lab on the CPU reference reproduces the CLI's run exactly (same seed, same data)", async () => {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1100 } });
+  await context.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+  const page = await context.newPage();
+  const hash = "#lab?preset=superposition-2d&steps=300";
+  await page.goto(`${url}${hash}`);
+  assert.equal(await page.locator("#lab-geometry").inputValue(), "polygon");
+  assert.equal(await page.locator("#lab-steps").inputValue(), "300");
+  const mmcs = await runLab(page, hash);
+  assert.match(await page.locator(".lab-results h2").innerText(), /CPU reference/);
+  const cli = cliToy(["--preset", "superposition-2d", "--steps", "300"]);
+  assert.ok(Math.abs(mmcs - cli.mmcs) <= 1e-4, `page MMCS ${mmcs} vs CLI ${cli.mmcs}`);
+  assert.equal(await page.locator("#lab-recovered").innerText(), `${cli.recovered} / 5`);
+  assert.equal(await page.locator("#lab-arrows line").count(), 5 + 8);
+  assert.ok((await page.locator("#lab-heatmap rect").count()) >= 5);
+  // The URL now carries every setting, so the link reproduces the run.
+  assert.match(page.url(), /#lab\?features=5&dims=2&p=0.05&geometry=polygon.*&steps=300/);
+  await page.screenshot({ path: path.join(shots, "5-lab-superposition-2d-cpu.png"), fullPage: true });
+  await context.close();
+});
+
+test("the lab trains on WebGPU and follows the CLI's run", async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const gpuComplaints = watchGpu(page);
+  // SwiftShader runs WebGPU on the CPU at a few steps per second: a short run.
+  const mmcs = await runLab(page, "#lab?preset=sparse-features&steps=20");
+  assert.match(await page.locator(".lab-results h2").innerText(), /WebGPU/);
+  // WGSL allows division and sqrt to differ from the CPU's in the last bits; over 20 steps the
+  // GPU run and the CPU reference stay together.
+  const cli = cliToy(["--preset", "sparse-features", "--steps", "20"]);
+  assert.ok(Math.abs(mmcs - cli.mmcs) < 1e-3, `page MMCS ${mmcs} vs CLI ${cli.mmcs}`);
+  await page.screenshot({ path: path.join(shots, "6-lab-webgpu.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(gpuComplaints, []);
+  await page.close();
+});
+
+test("the lab reports impossible settings next to the control and keeps the trained SAE", async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await page.goto(`${url}#lab?preset=sparse-features&steps=30&batch=64&k=banana&p=2`);
+  await page.locator("#lab-k-error").waitFor();
+  assert.match(await page.locator("#lab-k-error").innerText(), /'banana' is not a valid number/);
+  // p=2 parses but is impossible: Start refuses it with the reason.
+  await page.locator("#lab-k").fill("4");
+  await page.locator("#lab-k").dispatchEvent("change");
+  await page.locator("#lab-p").fill("0.03");
+  await page.locator("#lab-p").dispatchEvent("change");
+  await page.locator("#lab-start").click();
+  await page.waitForFunction(() => document.querySelector("#lab-status")?.innerText.startsWith("Finished"), null, { timeout: 300_000 });
+  const trained = await page.locator("#lab-mmcs").innerText();
+  await page.locator("#lab-dict").fill("2");
+  await page.locator("#lab-dict").dispatchEvent("change");
+  await page.locator("#lab-start").click();
+  await page.locator("#lab-error").waitFor();
+  assert.match(await page.locator("#lab-error").innerText(), /k must be between 1 and dict \(2\)/);
+  assert.equal(await page.locator("#lab-mmcs").innerText(), trained);
+  assert.equal(await page.locator("#lab-download").isDisabled(), false);
+  await page.screenshot({ path: path.join(shots, "7-lab-bad-setting.png"), fullPage: true });
+  await page.close();
 });
