@@ -179,7 +179,8 @@ fn compare_end_to_end(sae: &Sae, x: &[f32], gpu: &saelab::gpu::Gpu, binding_limi
     let out = pollster::block_on(gpu.run_sae(&gpu_sae, x, RunRequest { dense_acts: true, lists: false, recon: true })).unwrap();
     let (acts_gpu, recon_gpu) = (out.acts.unwrap(), out.recon.unwrap());
     let (acts_cpu, recon_cpu) = cpu::forward(sae, x);
-    let near = near_boundary(sae, x, 1e-4);
+    // f32 sums of ~100 terms in another order differ by ~1e-6; 3e-5 leaves a wide safety factor.
+    let near = near_boundary(sae, x, 3e-5);
 
     let mut compared_rows = 0;
     for r in 0..n {
@@ -197,7 +198,7 @@ fn compare_end_to_end(sae: &Sae, x: &[f32], gpu: &saelab::gpu::Gpu, binding_limi
             compared_rows += 1;
         }
     }
-    assert!(compared_rows * 10 >= n * 8, "{label}: only {compared_rows} of {n} rows were far enough from a boundary to compare");
+    assert!(compared_rows * 4 >= n * 3, "{label}: only {compared_rows} of {n} rows were far enough from a boundary to compare");
 
     // The metric kernels against their CPU twins on the GPU's own outputs (exact inputs).
     let rows: Vec<_> = (0..n)
