@@ -115,6 +115,17 @@ fn check_shape(name: &str, t: &RawTensor, expected: &[usize], cfg: &SaeConfig) -
     )))
 }
 
+/// Builds an SAE from a cfg.json object and f32 tensors, through the same parser and checks as
+/// files (random SAEs for tests and benchmarks, SAEs trained by saelab).
+pub fn sae_from_f32_tensors(cfg: &serde_json::Value, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<Sae, FormatError> {
+    let file = TensorFile {
+        tensors: tensors.iter().map(|(name, shape, data)| (name.to_string(), RawTensor::from_f32(shape.clone(), data))).collect(),
+        metadata: None,
+    };
+    let cfg_bytes = cfg.to_string().into_bytes();
+    parse_sae(SaeFileBytes { cfg: &cfg_bytes, weights: &file.serialize(), sparsity: None })
+}
+
 /// The three files of an SAE folder as bytes: cfg.json, the weights, and the sparsity file if any.
 pub fn serialize_sae(sae: &Sae) -> (Vec<u8>, Vec<u8>, Option<Vec<u8>>) {
     (

@@ -6,8 +6,7 @@
 //! last bit, which a training run then amplifies. So the few transcendental functions the data
 //! generators need are written here with + − × ÷ only, which IEEE 754 rounds identically everywhere.
 
-use crate::formats::safetensors::{RawTensor, TensorFile};
-use crate::formats::sae_files::{parse_sae, SaeFileBytes};
+use crate::formats::sae_files::sae_from_f32_tensors;
 
 use super::Sae;
 
@@ -170,10 +169,6 @@ pub fn random_sae_with(
     if arch == "jumprelu" || arch == "batchtopk" {
         tensors.push(("threshold", vec![d_sae], (0..d_sae).map(|_| rng.uniform() * 1.5).collect()));
     }
-    let file = TensorFile {
-        tensors: tensors.into_iter().map(|(n, shape, data)| (n.to_string(), RawTensor::from_f32(shape, &data))).collect(),
-        metadata: None,
-    };
     let mut cfg = serde_json::json!({
         "architecture": arch, "d_in": d_in, "d_sae": d_sae, "dtype": "float32",
         "apply_b_dec_to_input": true, "normalize_activations": "none",
@@ -185,9 +180,8 @@ pub fn random_sae_with(
     if let serde_json::Value::Object(map) = &mut cfg {
         map.extend(extra_cfg);
     }
-    let cfg_bytes = cfg.to_string().into_bytes();
-    parse_sae(SaeFileBytes { cfg: &cfg_bytes, weights: &file.serialize(), sparsity: None })
-        .expect("a random SAE is valid by construction")
+    let views: Vec<(&str, Vec<usize>, &[f32])> = tensors.iter().map(|(n, s, d)| (*n, s.clone(), d.as_slice())).collect();
+    sae_from_f32_tensors(&cfg, &views).expect("a random SAE is valid by construction")
 }
 
 #[cfg(test)]

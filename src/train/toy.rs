@@ -2,8 +2,7 @@
 //! the page can interleave steps with drawing), on the CPU reference. It measures recovery of the
 //! true features and exports the SAE in SAELens format.
 
-use crate::formats::safetensors::{RawTensor, TensorFile};
-use crate::formats::sae_files::{parse_sae, SaeFileBytes};
+use crate::formats::sae_files::sae_from_f32_tensors;
 use crate::sae::metrics::{self, BatchMetrics};
 use crate::sae::{cpu, Sae};
 
@@ -224,16 +223,12 @@ impl ToyTrainer {
 
 /// Builds an SAELens-format SAE from trained parameters (through the same parser as files).
 pub fn to_sae(p: &Params, arch: TrainArch, hook_name: &str) -> Sae {
-    let tensors = [
+    let tensors: [(&str, Vec<usize>, &[f32]); 4] = [
         ("W_enc", vec![p.d_in, p.d_sae], &p.w_enc),
         ("b_enc", vec![p.d_sae], &p.b_enc),
         ("W_dec", vec![p.d_sae, p.d_in], &p.w_dec),
         ("b_dec", vec![p.d_in], &p.b_dec),
     ];
-    let file = TensorFile {
-        tensors: tensors.into_iter().map(|(n, s, v)| (n.to_string(), RawTensor::from_f32(s, v))).collect(),
-        metadata: None,
-    };
     let mut cfg = serde_json::json!({
         "d_in": p.d_in, "d_sae": p.d_sae, "dtype": "float32", "device": "cpu",
         "apply_b_dec_to_input": true, "normalize_activations": "none", "reshape_activations": "none",
@@ -247,8 +242,7 @@ pub fn to_sae(p: &Params, arch: TrainArch, hook_name: &str) -> Sae {
             cfg["rescale_acts_by_decoder_norm"] = false.into();
         }
     }
-    let cfg_bytes = cfg.to_string().into_bytes();
-    parse_sae(SaeFileBytes { cfg: &cfg_bytes, weights: &file.serialize(), sparsity: None }).expect("trained parameters form a valid SAE")
+    sae_from_f32_tensors(&cfg, &tensors).expect("trained parameters form a valid SAE")
 }
 
 #[cfg(test)]
@@ -303,7 +297,7 @@ mod tests {
         let t = ToyTrainer::new(ToyTrainConfig::new(data, TrainArch::TopK { k: 2 }, 8, 16, 10)).unwrap();
         let sae = t.to_sae();
         let (cfg, weights, _) = crate::formats::sae_files::serialize_sae(&sae);
-        let back = parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).unwrap();
+        let back = crate::formats::sae_files::parse_sae(crate::formats::sae_files::SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).unwrap();
         assert_eq!(back.w_dec, t.params.w_dec);
         assert_eq!(back.cfg.architecture, crate::sae::Architecture::TopK { k: 2 });
     }
