@@ -4,7 +4,7 @@
 
 use super::sae_train::TrainArch;
 use super::synthetic::{Geometry, ToyDataConfig};
-use super::toy::ToyTrainConfig;
+use super::toy::{BDecInit, ToyTrainConfig};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabSettings {
@@ -25,6 +25,7 @@ pub struct LabSettings {
     pub lr: f32,
     pub seed: u64,
     pub dead_after: usize,
+    pub b_dec_init: BDecInit,
 }
 
 impl Default for LabSettings {
@@ -45,6 +46,7 @@ impl Default for LabSettings {
             lr: 3e-3,
             seed: 1,
             dead_after: 50,
+            b_dec_init: BDecInit::Mean,
         }
     }
 }
@@ -102,6 +104,14 @@ pub const PRESETS: &[Preset] = &[
     },
 ];
 
+fn b_dec_init_name(b: BDecInit) -> &'static str {
+    match b {
+        BDecInit::Zeros => "zeros",
+        BDecInit::Mean => "mean",
+        BDecInit::GeometricMedian => "geometric_median",
+    }
+}
+
 fn geometry_name(g: Geometry) -> &'static str {
     match g {
         Geometry::RandomUnit => "random",
@@ -117,9 +127,10 @@ impl LabSettings {
     /// `key=value&…` for the URL.
     pub fn to_query(&self) -> String {
         format!(
-            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}",
+            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}",
             self.features, self.dims, self.p, geometry_name(self.geometry), self.hierarchy.0, self.hierarchy.1, self.noise,
-            self.arch, self.k, self.l1, self.dict, self.batch, self.steps, self.lr, self.seed, self.dead_after
+            self.arch, self.k, self.l1, self.dict, self.batch, self.steps, self.lr, self.seed, self.dead_after,
+            b_dec_init_name(self.b_dec_init)
         )
     }
 
@@ -188,6 +199,14 @@ impl LabSettings {
             "lr" => self.lr = finite(value)?,
             "seed" => self.seed = num(value)?,
             "dead_after" => self.dead_after = num(value)?,
+            "b_dec_init" => {
+                self.b_dec_init = match value {
+                    "zeros" => BDecInit::Zeros,
+                    "mean" => BDecInit::Mean,
+                    "geometric_median" => BDecInit::GeometricMedian,
+                    _ => return Err(format!("'{value}' is not zeros, mean or geometric_median")),
+                }
+            }
             _ => return Err("unknown setting".into()),
         }
         Ok(())
@@ -203,6 +222,7 @@ impl LabSettings {
         let mut cfg = ToyTrainConfig::new(data, arch, self.dict, self.batch, self.steps);
         cfg.lr = self.lr;
         cfg.dead_after_steps = self.dead_after;
+        cfg.b_dec_init = self.b_dec_init;
         cfg.validate()?;
         if self.features > 4096 || self.dims > 1024 || self.dict > 16_384 || self.batch > 8192 {
             return Err("the lab keeps to features ≤ 4096, dims ≤ 1024, dict ≤ 16384, batch ≤ 8192".into());

@@ -29,6 +29,41 @@ pub struct ToyTrainConfig {
     pub l1_warmup_steps: usize,
     /// A latent that has not fired for this many steps counts as dead (for AuxK and the count).
     pub dead_after_steps: usize,
+    pub b_dec_init: BDecInit,
+}
+
+/// Where b_dec starts (SAELens `b_dec_init_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BDecInit {
+    Zeros,
+    Mean,
+    /// The geometric median of a sample, robust to outliers (SAELens `compute_geometric_median`).
+    GeometricMedian,
+}
+
+/// Weiszfeld's algorithm for the point minimising the sum of Euclidean distances to `rows`
+/// (`[n, d]`), as SAELens's `compute_geometric_median`: re-weight each point by 1/distance
+/// (floored at `eps`) until the estimate moves by less than `tol`.
+pub fn geometric_median(rows: &[f32], d: usize, max_iter: usize, tol: f64) -> Vec<f32> {
+    let n = rows.len() / d;
+    let mut m: Vec<f64> = (0..d).map(|i| rows.iter().skip(i).step_by(d).map(|&v| v as f64).sum::<f64>() / n.max(1) as f64).collect();
+    for _ in 0..max_iter {
+        let mut num = vec![0.0f64; d];
+        let mut den = 0.0f64;
+        for row in rows.chunks_exact(d) {
+            let dist = row.iter().zip(&m).map(|(&v, c)| (v as f64 - c).powi(2)).sum::<f64>().sqrt().max(1e-8);
+            let w = 1.0 / dist;
+            den += w;
+            num.iter_mut().zip(row).for_each(|(a, &v)| *a += w * v as f64);
+        }
+        let next: Vec<f64> = num.iter().map(|a| a / den).collect();
+        let moved = next.iter().zip(&m).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        m = next;
+        if moved < tol {
+            break;
+        }
+    }
+    m.into_iter().map(|v| v as f32).collect()
 }
 
 impl ToyTrainConfig {
@@ -44,6 +79,7 @@ impl ToyTrainConfig {
             lr_decay_steps: steps / 5,
             l1_warmup_steps: steps / 20,
             dead_after_steps: 50,
+            b_dec_init: BDecInit::Mean,
         }
     }
 
@@ -110,11 +146,17 @@ impl ToyTrainer {
         let mut data = ToyData::new(cfg.data.clone())?;
         let d = cfg.data.dims;
         let mut params = Params::init(d, cfg.dict, cfg.data.seed.wrapping_add(17));
-        // b_dec starts at the data mean (SAELens b_dec_init_method = "mean").
+        // b_dec starts at a statistic of a first sample (SAELens b_dec_init_method).
         let (x, _) = data.sample(cfg.batch.max(256));
         let rows = x.len() / d;
-        for (i, b) in params.b_dec.iter_mut().enumerate() {
-            *b = x.iter().skip(i).step_by(d).sum::<f32>() / rows as f32;
+        match cfg.b_dec_init {
+            BDecInit::Zeros => {}
+            BDecInit::Mean => {
+                for (i, b) in params.b_dec.iter_mut().enumerate() {
+                    *b = x.iter().skip(i).step_by(d).sum::<f32>() / rows as f32;
+                }
+            }
+            BDecInit::GeometricMedian => params.b_dec = geometric_median(&x, d, 100, 1e-5),
         }
         Ok(ToyTrainer { optimizer: Optimizer::Cpu(Adam::new(d, cfg.dict)), steps_since_fired: vec![0; cfg.dict], step: 0, params, data, cfg })
     }
@@ -262,6 +304,21 @@ mod tests {
         let (after, m) = t.evaluate(1024);
         assert!(after.mmcs > 0.94 && after.mmcs > before.mmcs + 0.2, "mmcs {} -> {}", before.mmcs, after.mmcs);
         assert!(m.fvu < 0.2, "fvu {}", m.fvu);
+    }
+
+    #[test]
+    fn geometric_median_resists_outliers() {
+        // Nine points around (1, 1) and one far away: the mean moves, the median stays.
+        let mut rows = Vec::new();
+        for i in 0..9 {
+            rows.extend([1.0 + 0.01 * (i as f32 - 4.0), 1.0 - 0.01 * ((i % 3) as f32 - 1.0)]);
+        }
+        rows.extend([100.0, -50.0]);
+        let m = geometric_median(&rows, 2, 200, 1e-9);
+        assert!((m[0] - 1.0).abs() < 0.05 && (m[1] - 1.0).abs() < 0.05, "{m:?}");
+        // For symmetric points it is the centre.
+        let m = geometric_median(&[0.0, 0.0, 2.0, 0.0, 1.0, 1.0, 1.0, -1.0], 2, 200, 1e-9);
+        assert!((m[0] - 1.0).abs() < 1e-4 && m[1].abs() < 1e-4, "{m:?}");
     }
 
     #[test]

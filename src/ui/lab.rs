@@ -157,6 +157,7 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                     {field("lr", "learning rate", settings, problems)}
                     {field("seed", "seed", settings, problems)}
                     {field("dead_after", "dead after (steps)", settings, problems)}
+                    {field("b_dec_init", "b_dec init (zeros|mean|geometric_median)", settings, problems)}
                 </div>
                 <div class="buttons">
                     <button id="lab-start" on:click=start>"Start"</button>
@@ -340,7 +341,10 @@ async fn run_loop(state: Rc<RefCell<LabState>>, gpu: Option<Rc<crate::gpu::Gpu>>
 }
 
 fn record_evaluation(trainer: &ToyTrainer, shown: RwSignal<LabShown>) {
-    let (rec, m) = trainer.evaluate(1024);
+    // Evaluation runs on the CPU between frames: keep it to ~2e8 multiply-adds so large
+    // dictionaries do not freeze the page.
+    let work_per_row = (trainer.cfg.data.dims * trainer.cfg.dict).max(1);
+    let (rec, m) = trainer.evaluate((200_000_000 / work_per_row).clamp(64, 1024));
     let dead = m.fire_counts.iter().filter(|&&c| c == 0).count();
     let point = Point { step: trainer.step, mmcs: rec.mmcs as f64, fvu: m.fvu, l0: m.l0, dead };
     // Heatmap: the first 32 true features against the latents that match them best, in order.
