@@ -17,7 +17,8 @@ const USAGE: &str = "usage:
   saelab bench [--n N] [--d-in D] [--d-sae M] [--k K] [--cpu-rows R] [--device cpu|gpu|both]
   saelab toy --features N --dims D --p P --arch standard|topk [--k K] [--l1 C] --dict M --batch B
              --steps S --seed SEED [--lr LR] [--geometry random|polygon] [--hierarchy P,C] [--noise S]
-             [--dead-after STEPS] [--b-dec-init zeros|mean|geometric_median] [--device cpu|gpu] [--save DIR]
+             [--dead-after STEPS] [--b-dec-init zeros|mean|geometric_median]
+             [--resample-every STEPS] [--device cpu|gpu] [--save DIR]
   saelab toy --preset ID [any option above]";
 
 /// A failure to report: one line, exit status 2.
@@ -142,7 +143,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             rest,
             &[
                 "features", "dims", "p", "arch", "k", "l1", "dict", "batch", "steps", "seed", "lr", "device", "save", "preset",
-                "geometry", "hierarchy", "noise", "dead-after", "b-dec-init",
+                "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every",
             ],
         )?),
         "help" | "--help" | "-h" => {

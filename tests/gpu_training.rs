@@ -97,6 +97,7 @@ fn toy_training_on_the_gpu_follows_the_cpu_trajectory() {
     let mut cfg = ToyTrainConfig::new(data, TrainArch::TopK { k: 2 }, 96, 32, 80);
     cfg.lr = 3e-3;
     cfg.dead_after_steps = 3; // so that AuxK takes part
+    cfg.resample_every = 30; // and resampling, at steps 30 and 60
     let mut on_cpu = ToyTrainer::new(cfg.clone()).unwrap();
     let mut on_gpu = ToyTrainer::new(cfg).unwrap();
     on_gpu.use_gpu(&gpu).unwrap();

@@ -298,4 +298,19 @@ impl GpuTrainer {
     pub async fn params(&self, gpu: &Gpu) -> Result<Params, GpuError> {
         self.params.read(gpu, self.d_in, self.d_sae).await
     }
+
+    /// Parameters and Adam moments `(params, m, v)`, for host-side surgery such as resampling.
+    pub async fn state(&self, gpu: &Gpu) -> Result<(Params, Params, Params), GpuError> {
+        let (d, m) = (self.d_in, self.d_sae);
+        Ok((self.params.read(gpu, d, m).await?, self.adam_m.read(gpu, d, m).await?, self.adam_v.read(gpu, d, m).await?))
+    }
+
+    /// Writes back parameters and Adam moments.
+    pub fn set_state(&self, gpu: &Gpu, params: &Params, m: &Params, v: &Params) {
+        for (set, values) in [(&self.params, params), (&self.adam_m, m), (&self.adam_v, v)] {
+            for (buffer, data) in set.all().into_iter().zip(values.tensors()) {
+                gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+            }
+        }
+    }
 }

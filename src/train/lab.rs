@@ -26,6 +26,8 @@ pub struct LabSettings {
     pub seed: u64,
     pub dead_after: usize,
     pub b_dec_init: BDecInit,
+    /// Resample dead latents every this many steps (0: never).
+    pub resample_every: usize,
 }
 
 impl Default for LabSettings {
@@ -47,6 +49,7 @@ impl Default for LabSettings {
             seed: 1,
             dead_after: 50,
             b_dec_init: BDecInit::Mean,
+            resample_every: 0,
         }
     }
 }
@@ -127,10 +130,10 @@ impl LabSettings {
     /// `key=value&…` for the URL.
     pub fn to_query(&self) -> String {
         format!(
-            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}",
+            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}&resample_every={}",
             self.features, self.dims, self.p, geometry_name(self.geometry), self.hierarchy.0, self.hierarchy.1, self.noise,
             self.arch, self.k, self.l1, self.dict, self.batch, self.steps, self.lr, self.seed, self.dead_after,
-            b_dec_init_name(self.b_dec_init)
+            b_dec_init_name(self.b_dec_init), self.resample_every
         )
     }
 
@@ -199,6 +202,7 @@ impl LabSettings {
             "lr" => self.lr = finite(value)?,
             "seed" => self.seed = num(value)?,
             "dead_after" => self.dead_after = num(value)?,
+            "resample_every" => self.resample_every = num(value)?,
             "b_dec_init" => {
                 self.b_dec_init = match value {
                     "zeros" => BDecInit::Zeros,
@@ -223,6 +227,7 @@ impl LabSettings {
         cfg.lr = self.lr;
         cfg.dead_after_steps = self.dead_after;
         cfg.b_dec_init = self.b_dec_init;
+        cfg.resample_every = self.resample_every;
         cfg.validate()?;
         if self.features > 4096 || self.dims > 1024 || self.dict > 16_384 || self.batch > 8192 {
             return Err("the lab keeps to features ≤ 4096, dims ≤ 1024, dict ≤ 16384, batch ≤ 8192".into());

@@ -276,14 +276,34 @@ pub fn normalize_decoder(p: &mut Params) {
     }
 }
 
+/// Re-initialises latent `j` to point at `direction` (Bricken et al. 2023, "Towards
+/// Monosemanticity", resampling): decoder row = the unit direction, encoder column = the direction
+/// times `encoder_norm`, encoder bias 0, and the Adam moments of those entries 0 (in `moments`).
+pub fn resample_latent(p: &mut Params, moments: [&mut Params; 2], j: usize, direction: &[f32], encoder_norm: f32) {
+    let (d, m) = (p.d_in, p.d_sae);
+    let norm = direction.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    for i in 0..d {
+        p.w_dec[j * d + i] = direction[i] / norm;
+        p.w_enc[i * m + j] = direction[i] / norm * encoder_norm;
+    }
+    p.b_enc[j] = 0.0;
+    for state in moments {
+        for i in 0..d {
+            state.w_dec[j * d + i] = 0.0;
+            state.w_enc[i * m + j] = 0.0;
+        }
+        state.b_enc[j] = 0.0;
+    }
+}
+
 /// Adam (Kingma & Ba 2015) with bias correction, as `torch.optim.Adam`.
 #[derive(Debug, Clone)]
 pub struct Adam {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
-    m: Params,
-    v: Params,
+    pub m: Params,
+    pub v: Params,
     /// β₁ᵗ and β₂ᵗ as running products (not `powi`, whose rounding is platform-dependent).
     beta1_t: f32,
     beta2_t: f32,

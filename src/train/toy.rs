@@ -10,7 +10,10 @@ use crate::gpu::train_runner::GpuTrainer;
 use crate::gpu::Gpu;
 
 use super::recovery::{recovery, Recovery};
-use super::sae_train::{loss_and_grads, normalize_decoder, remove_parallel_decoder_grad, Adam, Params, StepStats, TrainArch};
+use super::sae_train::{
+    loss_and_grads, normalize_decoder, remove_parallel_decoder_grad, resample_latent, Adam, Params, StepStats, TrainArch,
+};
+use crate::sae::random::Rng;
 use super::synthetic::{ToyData, ToyDataConfig};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +33,9 @@ pub struct ToyTrainConfig {
     /// A latent that has not fired for this many steps counts as dead (for AuxK and the count).
     pub dead_after_steps: usize,
     pub b_dec_init: BDecInit,
+    /// Every this many steps, latents dead at that moment are re-initialised towards inputs the
+    /// SAE reconstructs badly (0: never).
+    pub resample_every: usize,
 }
 
 /// Where b_dec starts (SAELens `b_dec_init_method`).
@@ -80,6 +86,7 @@ impl ToyTrainConfig {
             l1_warmup_steps: steps / 20,
             dead_after_steps: 50,
             b_dec_init: BDecInit::Mean,
+            resample_every: 0,
         }
     }
 
@@ -187,6 +194,14 @@ impl ToyTrainer {
 
     /// One step on the GPU; returns nothing but the updated dead-latent bookkeeping.
     pub async fn step_gpu(&mut self, gpu: &Gpu) -> Result<(), String> {
+        if self.resample_due() {
+            if let Optimizer::Gpu(trainer) = &self.optimizer {
+                let (mut p, mut m, mut v) = trainer.state(gpu).await.map_err(|e| e.to_string())?;
+                resample_dead(&mut p, &mut m, &mut v, &mut self.steps_since_fired, &self.cfg, self.step);
+                trainer.set_state(gpu, &p, &m, &v);
+                self.params = p;
+            }
+        }
         let (x, _) = self.data.sample(self.cfg.batch);
         let dead = self.dead_mask();
         let (l1_scale, lr) = (self.cfg.l1_scale_at(self.step), self.cfg.lr_at(self.step));
@@ -201,6 +216,10 @@ impl ToyTrainer {
         Ok(())
     }
 
+    fn resample_due(&self) -> bool {
+        self.cfg.resample_every > 0 && self.step > 0 && self.step % self.cfg.resample_every == 0
+    }
+
     pub fn dead_mask(&self) -> Vec<bool> {
         self.steps_since_fired.iter().map(|&s| s >= self.cfg.dead_after_steps).collect()
     }
@@ -210,6 +229,14 @@ impl ToyTrainer {
     pub fn step(&mut self) -> Result<StepStats, String> {
         if self.on_gpu() {
             return Err("this trainer runs on the GPU: use step_gpu".into());
+        }
+        if self.resample_due() {
+            if let Optimizer::Cpu(adam) = &mut self.optimizer {
+                let (mut m, mut v) = (adam.m.clone(), adam.v.clone());
+                resample_dead(&mut self.params, &mut m, &mut v, &mut self.steps_since_fired, &self.cfg, self.step);
+                adam.m = m;
+                adam.v = v;
+            }
         }
         let (x, _) = self.data.sample(self.cfg.batch);
         let dead = self.dead_mask();
@@ -263,6 +290,51 @@ impl ToyTrainer {
     }
 }
 
+/// Resamples every latent that is dead now (Bricken et al. 2023): draws inputs from a fresh sample
+/// with probability proportional to their squared reconstruction error, points each dead latent
+/// at one of them (minus b_dec), with an encoder norm of 0.2 × the mean alive encoder norm, and
+/// zeroes those entries' Adam moments. The sample and the draws come from their own seeded stream
+/// (data seed and step), so the CPU and GPU paths resample identically.
+fn resample_dead(p: &mut Params, m: &mut Params, v: &mut Params, steps_since_fired: &mut [usize], cfg: &ToyTrainConfig, step: usize) {
+    let dead: Vec<usize> = (0..p.d_sae).filter(|&j| steps_since_fired[j] >= cfg.dead_after_steps).collect();
+    if dead.is_empty() {
+        return;
+    }
+    let d = p.d_in;
+    let mut sample_cfg = cfg.data.clone();
+    sample_cfg.seed = cfg.data.seed.wrapping_add(0xA11CE).wrapping_add(step as u64);
+    let mut sampler = ToyData::new(sample_cfg).expect("validated");
+    let (x, _) = sampler.sample(cfg.batch.max(256));
+    let sae = to_sae(p, cfg.arch, "toy");
+    let (_, recon) = cpu::forward(&sae, &x);
+    let losses: Vec<f64> = x
+        .chunks_exact(d)
+        .zip(recon.chunks_exact(d))
+        .map(|(a, b)| a.iter().zip(b).map(|(u, w)| ((u - w) as f64).powi(2)).sum::<f64>().powi(2))
+        .collect();
+    let total: f64 = losses.iter().sum();
+    let alive: Vec<usize> = (0..p.d_sae).filter(|j| !dead.contains(j)).collect();
+    let column_norm = |j: usize| (0..d).map(|i| p.w_enc[i * p.d_sae + j].powi(2)).sum::<f32>().sqrt();
+    let alive_norm = if alive.is_empty() { 1.0 } else { alive.iter().map(|&j| column_norm(j)).sum::<f32>() / alive.len() as f32 };
+    let mut rng = Rng::new(resample_draw_seed(cfg.data.seed, step));
+    for &j in &dead {
+        let target = rng.uniform_f64() * total;
+        let mut acc = 0.0;
+        let chosen = losses.iter().position(|&l| {
+            acc += l;
+            acc > target
+        });
+        let row = chosen.unwrap_or(losses.len() - 1);
+        let direction: Vec<f32> = x[row * d..(row + 1) * d].iter().zip(&p.b_dec).map(|(a, b)| a - b).collect();
+        resample_latent(p, [&mut *m, &mut *v], j, &direction, 0.2 * alive_norm);
+        steps_since_fired[j] = 0;
+    }
+}
+
+fn resample_draw_seed(seed: u64, step: usize) -> u64 {
+    seed.wrapping_mul(31).wrapping_add(step as u64).wrapping_add(0xBEEF)
+}
+
 /// Builds an SAELens-format SAE from trained parameters (through the same parser as files).
 pub fn to_sae(p: &Params, arch: TrainArch, hook_name: &str) -> Sae {
     let tensors: [(&str, Vec<usize>, &[f32]); 4] = [
@@ -304,6 +376,33 @@ mod tests {
         let (after, m) = t.evaluate(1024);
         assert!(after.mmcs > 0.94 && after.mmcs > before.mmcs + 0.2, "mmcs {} -> {}", before.mmcs, after.mmcs);
         assert!(m.fvu < 0.2, "fvu {}", m.fvu);
+    }
+
+    #[test]
+    fn resampling_revives_dead_latents() {
+        // 64 latents, k = 1, 16 features: most latents never win and die; resampling every 40
+        // steps points them at badly reconstructed inputs.
+        let data = ToyDataConfig::new(16, 8, 0.1, 7);
+        let mut cfg = ToyTrainConfig::new(data, TrainArch::TopK { k: 1 }, 64, 64, 81);
+        cfg.dead_after_steps = 20;
+        cfg.resample_every = 40;
+        let mut t = ToyTrainer::new(cfg).unwrap();
+        for _ in 0..40 {
+            t.step().unwrap();
+        }
+        let dead_before: Vec<usize> = (0..64).filter(|&j| t.dead_mask()[j]).collect();
+        assert!(dead_before.len() > 10, "k = 1 over 64 latents should leave many dead, got {}", dead_before.len());
+        let rows_before = t.params.w_dec.clone();
+        t.step().unwrap(); // resamples first, then steps
+        assert!(t.dead_mask().iter().all(|&d| !d), "resampled latents count as alive again");
+        let moved = dead_before
+            .iter()
+            .filter(|&&j| {
+                let (a, b) = (&rows_before[j * 8..(j + 1) * 8], &t.params.w_dec[j * 8..(j + 1) * 8]);
+                a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() < 0.9
+            })
+            .count();
+        assert!(moved * 10 >= dead_before.len() * 9, "only {moved} of {} dead latents were re-pointed", dead_before.len());
     }
 
     #[test]

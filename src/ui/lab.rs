@@ -158,6 +158,7 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                     {field("seed", "seed", settings, problems)}
                     {field("dead_after", "dead after (steps)", settings, problems)}
                     {field("b_dec_init", "b_dec init (zeros|mean|geometric_median)", settings, problems)}
+                    {field("resample_every", "resample dead every (steps, 0 = off)", settings, problems)}
                 </div>
                 <div class="buttons">
                     <button id="lab-start" on:click=start>"Start"</button>
