@@ -19,7 +19,9 @@ const USAGE: &str = "usage:
              --steps S --seed SEED [--lr LR] [--geometry random|polygon] [--hierarchy P,C] [--noise S]
              [--dead-after STEPS] [--b-dec-init zeros|mean|geometric_median]
              [--resample-every STEPS] [--device cpu|gpu] [--save DIR]
-  saelab toy --preset ID [any option above]";
+  saelab toy --preset ID [any option above]
+  saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
+             [--batch 256] [--steps 3000] [--lr 0.01] [--seed 1]";
 
 /// A failure to report: one line, exit status 2.
 #[derive(Debug)]
@@ -145,6 +147,10 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
                 "features", "dims", "p", "arch", "k", "l1", "dict", "batch", "steps", "seed", "lr", "device", "save", "preset",
                 "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every",
             ],
+        )?),
+        "superposition" => superposition(&Flags::parse(
+            rest,
+            &["features", "dims", "sparsity", "importance-decay", "batch", "steps", "lr", "seed"],
         )?),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -331,5 +337,27 @@ fn toy(flags: &Flags) -> Result<(), CliError> {
             "steps_per_s": cfg.steps as f64 / seconds, "device": device_name,
         })
     );
+    Ok(())
+}
+
+/// The toy model of superposition (Elhage et al. 2022): how many features the hidden dimensions hold.
+fn superposition(flags: &Flags) -> Result<(), CliError> {
+    use crate::train::superposition::{train, SuperpositionConfig};
+    let cfg = SuperpositionConfig {
+        features: flags.number("features", 5)?,
+        dims: flags.number("dims", 2)?,
+        sparsity: flags.number("sparsity", 0.9)?,
+        importance_decay: flags.number("importance-decay", 0.9)?,
+        batch: flags.number("batch", 256)?,
+        steps: flags.number("steps", 3000)?,
+        lr: flags.number("lr", 0.01)?,
+        seed: flags.number("seed", 1)?,
+    };
+    let result = train(&cfg).map_err(CliError)?;
+    let mut json = serde_json::to_value(&result).map_err(|e| CliError(e.to_string()))?;
+    if let serde_json::Value::Object(map) = &mut json {
+        map.remove("directions");
+    }
+    println!("{json}");
     Ok(())
 }

@@ -154,3 +154,17 @@ fn toy_trains_reports_json_and_saves_a_loadable_sae() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn superposition_appears_as_features_get_sparse() {
+    let run = |sparsity: &str| {
+        let (code, out, err) = saelab(&["superposition", "--sparsity", sparsity, "--steps", "3000"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    assert_eq!(run("0")["represented"], 2);
+    assert_eq!(run("0.95")["represented"], 5);
+    let (code, _, err) = saelab(&["superposition", "--sparsity", "1.5"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("sparsity must be in [0, 1)"), "{err}");
+}

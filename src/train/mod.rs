@@ -4,5 +4,6 @@
 pub mod lab;
 pub mod recovery;
 pub mod sae_train;
+pub mod superposition;
 pub mod synthetic;
 pub mod toy;

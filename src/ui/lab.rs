@@ -13,6 +13,7 @@ use super::{plots, web, Engine};
 use crate::formats::sae_files::serialize_sae;
 use crate::sae::metrics::DensityHistogram;
 use crate::train::lab::{LabSettings, PRESETS};
+use crate::train::superposition::{self, SuperpositionConfig, SuperpositionResult};
 use crate::train::toy::ToyTrainer;
 
 /// One evaluation point on the curves.
@@ -133,6 +134,7 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
 
     view! {
         <section class="lab">
+            <div class="lab-left">
             <div class="panel lab-controls">
                 <label>"Lesson "
                     <select id="lab-preset" on:change=choose_preset prop:value=move || preset_id.get()>
@@ -172,6 +174,8 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                     <p id="lab-error" class="error" role="alert">{move || shown.with(|s| s.error.clone().unwrap_or_default())}</p>
                 </Show>
             </div>
+            <SuperpositionPanel />
+            </div>
             <div class="panel lab-results">
                 <h2>"Recovery " <span class="muted">{move || shown.with(|s| s.device.clone())}</span></h2>
                 {move || shown.with(|s| s.history.last().cloned().map(|p| view! {
@@ -187,11 +191,11 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                 <div class="lab-plots">
                     {move || shown.with(|s| (!s.history.is_empty()).then(|| view! {
                         <figure><figcaption>"MMCS (mean max cosine of true features with the decoder)"</figcaption>
-                            {plots::line_chart("lab-mmcs-plot", &s.history.iter().map(|p| (p.step as f64, p.mmcs)).collect::<Vec<_>>(), Some((0.0, 1.0)))}</figure>
+                            {plots::line_chart("lab-mmcs-plot", "step", &s.history.iter().map(|p| (p.step as f64, p.mmcs)).collect::<Vec<_>>(), Some((0.0, 1.0)))}</figure>
                         <figure><figcaption>"FVU"</figcaption>
-                            {plots::line_chart("lab-fvu-plot", &s.history.iter().map(|p| (p.step as f64, p.fvu)).collect::<Vec<_>>(), None)}</figure>
+                            {plots::line_chart("lab-fvu-plot", "step", &s.history.iter().map(|p| (p.step as f64, p.fvu)).collect::<Vec<_>>(), None)}</figure>
                         <figure><figcaption>"L0 (active latents per input)"</figcaption>
-                            {plots::line_chart("lab-l0-plot", &s.history.iter().map(|p| (p.step as f64, p.l0)).collect::<Vec<_>>(), None)}</figure>
+                            {plots::line_chart("lab-l0-plot", "step", &s.history.iter().map(|p| (p.step as f64, p.l0)).collect::<Vec<_>>(), None)}</figure>
                     }))}
                     {move || shown.with(|s| (!s.heatmap.is_empty()).then(|| view! {
                         <figure><figcaption>"Cosine of true features (rows) with their best-matching latents (columns)"</figcaption>
@@ -378,4 +382,69 @@ fn record_evaluation(trainer: &ToyTrainer, shown: RwSignal<LabShown>) {
         s.histogram = Some(histogram);
         s.error = None;
     });
+}
+
+/// Elhage et al.'s toy model: pick the sparsity, train (a few thousand tiny steps, well under a
+/// second), and see how many features the hidden dimensions hold.
+#[component]
+fn SuperpositionPanel() -> impl IntoView {
+    let sparsity = RwSignal::new("0.9".to_string());
+    let features = RwSignal::new("5".to_string());
+    let dims = RwSignal::new("2".to_string());
+    let result: RwSignal<Option<Result<SuperpositionResult, String>>> = RwSignal::new(None);
+    let train = move |_| {
+        let parse = |v: String, name: &str| v.trim().parse::<f64>().map_err(|_| format!("{name}: '{v}' is not a number"));
+        let cfg = (|| -> Result<SuperpositionConfig, String> {
+            let (f, d) = (parse(features.get_untracked(), "features")?, parse(dims.get_untracked(), "dims")?);
+            if f > 64.0 || d > 16.0 || f < 1.0 || d < 1.0 || f.fract() != 0.0 || d.fract() != 0.0 {
+                return Err("the page's toy model keeps to 1–64 features in 1–16 dimensions".into());
+            }
+            Ok(SuperpositionConfig {
+                features: f as usize,
+                dims: d as usize,
+                sparsity: parse(sparsity.get_untracked(), "sparsity")? as f32,
+                importance_decay: 0.9,
+                batch: 256,
+                steps: 3000,
+                lr: 1e-2,
+                seed: 1,
+            })
+        })();
+        result.set(Some(cfg.and_then(|c| superposition::train(&c))));
+    };
+    let input = |id: &'static str, label: &'static str, value: RwSignal<String>| {
+        view! {
+            <label class="field"><span>{label}</span>
+                <input id=id prop:value=move || value.get() on:change=move |ev| value.set(event_target_value(&ev)) />
+            </label>
+        }
+    };
+    view! {
+        <div class="panel superposition">
+            <h2>"Toy model of superposition"</h2>
+            <p class="lesson">"Elhage et al. 2022: n features with importance 0.9ⁱ pass through m dimensions, x′ = ReLU(WᵀWx + b). Raise the sparsity (the chance a feature is off) and watch more features than dimensions get packed in."</p>
+            <div class="fields">
+                {input("sp-sparsity", "sparsity S", sparsity)}
+                {input("sp-features", "features", features)}
+                {input("sp-dims", "dimensions", dims)}
+            </div>
+            <div class="buttons"><button id="sp-train" on:click=train>"Train toy model"</button></div>
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <p id="sp-error" class="error">{e}</p> }.into_any(),
+                Ok(r) => {
+                    let m = r.directions.len() / r.norms.len().max(1);
+                    let arrows = (m == 2).then(|| {
+                        let dirs: Vec<[f32; 2]> = r.directions.chunks_exact(2).map(|v| [v[0], v[1]]).collect();
+                        plots::arrows("sp-arrows", &dirs, &[])
+                    });
+                    let norms: Vec<(f64, f64)> = r.norms.iter().enumerate().map(|(i, &v)| (i as f64, v as f64)).collect();
+                    view! {
+                        <p id="sp-represented">{format!("{} of {} features represented (‖Wᵢ‖ > 0.5) in {m} dimensions; loss {:.4}", r.represented, r.norms.len(), r.loss)}</p>
+                        {arrows}
+                        <figure><figcaption>"‖Wᵢ‖ by feature (most important first)"</figcaption>{plots::line_chart("sp-norms", "feature", &norms, None)}</figure>
+                    }.into_any()
+                }
+            })}
+        </div>
+    }
 }

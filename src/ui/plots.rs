@@ -65,7 +65,7 @@ pub fn row_errors(errors: &[f64]) -> impl IntoView {
 }
 
 /// A line through `(x, y)` points; `y_range` fixes the axis, else it spans the data.
-pub fn line_chart(id: &'static str, points: &[(f64, f64)], y_range: Option<(f64, f64)>) -> impl IntoView {
+pub fn line_chart(id: &'static str, x_label: &'static str, points: &[(f64, f64)], y_range: Option<(f64, f64)>) -> impl IntoView {
     let (w, h) = (360.0, 160.0);
     let finite: Vec<(f64, f64)> = points.iter().copied().filter(|(_, y)| y.is_finite()).collect();
     let x_max = finite.iter().map(|p| p.0).fold(1.0, f64::max);
@@ -85,7 +85,7 @@ pub fn line_chart(id: &'static str, points: &[(f64, f64)], y_range: Option<(f64,
             <text x=4.0 y=PAD - 8.0>{format!("{hi:.3}")}</text>
             <text x=4.0 y=h - PAD>{format!("{lo:.2}")}</text>
             <text x=w - PAD - 70.0 y=PAD - 8.0 class="mean-label">{format!("now {last:.4}")}</text>
-            <text x=w - PAD - 60.0 y=h - 12.0>{format!("step {x_max:.0}")}</text>
+            <text x=w - PAD - 70.0 y=h - 12.0>{format!("{x_label} {x_max:.0}")}</text>
         </svg>
     }
 }

@@ -243,3 +243,28 @@ test("the lab reports impossible settings next to the control and keeps the trai
   await page.screenshot({ path: path.join(shots, "7-lab-bad-setting.png"), fullPage: true });
   await page.close();
 });
+
+test("the toy model of superposition packs more features than dimensions when they are sparse", async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
+  await page.goto(`${url}#lab`);
+  await page.locator("#sp-train").waitFor();
+  await page.locator("#sp-sparsity").fill("0");
+  await page.locator("#sp-sparsity").dispatchEvent("change");
+  await page.locator("#sp-train").click();
+  await page.locator("#sp-represented").filter({ hasText: "2 of 5 features" }).waitFor({ timeout: 30_000 });
+  await page.locator("#sp-sparsity").fill("0.95");
+  await page.locator("#sp-sparsity").dispatchEvent("change");
+  await page.locator("#sp-train").click();
+  await page.locator("#sp-represented").filter({ hasText: "5 of 5 features" }).waitFor({ timeout: 30_000 });
+  assert.equal(await page.locator("#sp-arrows line").count(), 5);
+  await page.locator("#sp-sparsity").fill("1.5");
+  await page.locator("#sp-sparsity").dispatchEvent("change");
+  await page.locator("#sp-train").click();
+  assert.match(await page.locator("#sp-error").innerText(), /sparsity must be in \[0, 1\)/);
+  await page.locator("#sp-sparsity").fill("0.95");
+  await page.locator("#sp-sparsity").dispatchEvent("change");
+  await page.locator("#sp-train").click();
+  await page.locator("#sp-represented").waitFor();
+  await page.screenshot({ path: path.join(shots, "8-superposition.png"), fullPage: true });
+  await page.close();
+});
