@@ -184,7 +184,7 @@ impl ToyTrainer {
     pub async fn sync(&mut self, gpu: &Gpu) -> Result<(), String> {
         if let Optimizer::Gpu(trainer) = &self.optimizer {
             let params = trainer.params(gpu).await.map_err(|e| e.to_string())?;
-            if params.tensors().iter().any(|t| t.iter().any(|v| !v.is_finite())) {
+            if !all_finite(&params) {
                 return Err(format!("training diverged by step {} (parameters are not finite); lower the learning rate", self.step));
             }
             self.params = params;
@@ -197,6 +197,9 @@ impl ToyTrainer {
         if self.resample_due() {
             if let Optimizer::Gpu(trainer) = &self.optimizer {
                 let (mut p, mut m, mut v) = trainer.state(gpu).await.map_err(|e| e.to_string())?;
+                if !all_finite(&p) {
+                    return Err(format!("training diverged by step {} (parameters are not finite); lower the learning rate", self.step));
+                }
                 resample_dead(&mut p, &mut m, &mut v, &mut self.steps_since_fired, &self.cfg, self.step);
                 trainer.set_state(gpu, &p, &m, &v);
                 self.params = p;
@@ -249,11 +252,18 @@ impl ToyTrainer {
             remove_parallel_decoder_grad(&self.params, &mut grads);
         }
         let lr = self.cfg.lr_at(self.step);
+        let before = self.params.clone();
         if let Optimizer::Cpu(adam) = &mut self.optimizer {
             adam.step(&mut self.params, &grads, lr);
         }
         if unit_decoder {
             normalize_decoder(&mut self.params);
+        }
+        // Parameters stay finite (saving and evaluating rely on it): an update that overflows
+        // is undone and stops training.
+        if !all_finite(&self.params) {
+            self.params = before;
+            return Err(format!("training diverged at step {} (parameters overflowed); lower the learning rate", self.step));
         }
         for (s, &f) in self.steps_since_fired.iter_mut().zip(&stats.fired) {
             *s = if f { 0 } else { *s + 1 };
@@ -288,6 +298,10 @@ impl ToyTrainer {
             .collect();
         (rec, BatchMetrics::finish(&x, d, rows, metrics::fire_counts(&acts, sae.d_sae())))
     }
+}
+
+fn all_finite(p: &Params) -> bool {
+    p.tensors().iter().all(|t| t.iter().all(|v| v.is_finite()))
 }
 
 /// Resamples every latent that is dead now (Bricken et al. 2023): draws inputs from a fresh sample
@@ -437,6 +451,15 @@ mod tests {
         let msg = outcome.expect_err("lr 1e30 must diverge");
         assert!(msg.contains("diverged"), "{msg}");
         assert_ne!(t.params, before);
+        // What is kept is finite, so it can still be evaluated and saved.
+        let _ = t.evaluate(64);
+        let _ = t.to_sae();
+        let mut overflow = ToyTrainConfig::new(data.clone(), TrainArch::Standard { l1: 0.1 }, 8, 16, 10);
+        overflow.lr = f32::MAX;
+        let mut t = ToyTrainer::new(overflow).unwrap();
+        let err = (0..10).find_map(|_| t.step().err()).expect("lr = f32::MAX must overflow");
+        assert!(err.contains("diverged"), "{err}");
+        let _ = t.to_sae();
         let bad = |f: fn(&mut ToyTrainConfig)| {
             let mut c = ToyTrainConfig::new(data.clone(), TrainArch::TopK { k: 2 }, 8, 16, 10);
             f(&mut c);
