@@ -67,26 +67,29 @@ pub struct Analysis {
     pub device: String,
 }
 
+/// The CPU reference's analysis (synchronous: also usable between frames in the page).
+pub fn analyze_cpu(sae: &Sae, x: &[f32], request: RunRequest) -> Analysis {
+    let (acts, recon) = cpu::forward(sae, x);
+    let (d_in, d_sae) = (sae.d_in(), sae.d_sae());
+    let rows = x
+        .chunks_exact(d_in)
+        .zip(recon.chunks_exact(d_in))
+        .zip(acts.chunks_exact(d_sae))
+        .map(|((xr, rr), ar)| metrics::row_stats(xr, rr, ar))
+        .collect();
+    let metrics = BatchMetrics::finish(x, d_in, rows, metrics::fire_counts(&acts, d_sae));
+    Analysis {
+        acts: request.dense_acts.then_some(acts),
+        recon: request.recon.then_some(recon),
+        metrics,
+        device: Backend::Cpu.name(),
+    }
+}
+
 /// Runs validated activations `x` (`[n, d_in]`) through `sae` on `backend`.
 pub async fn analyze(sae: &Sae, backend: &Backend<'_>, x: &[f32], request: RunRequest) -> Result<Analysis, EngineError> {
     match backend {
-        Backend::Cpu => {
-            let (acts, recon) = cpu::forward(sae, x);
-            let (d_in, d_sae) = (sae.d_in(), sae.d_sae());
-            let rows = x
-                .chunks_exact(d_in)
-                .zip(recon.chunks_exact(d_in))
-                .zip(acts.chunks_exact(d_sae))
-                .map(|((xr, rr), ar)| metrics::row_stats(xr, rr, ar))
-                .collect();
-            let metrics = BatchMetrics::finish(x, d_in, rows, metrics::fire_counts(&acts, d_sae));
-            Ok(Analysis {
-                acts: request.dense_acts.then_some(acts),
-                recon: request.recon.then_some(recon),
-                metrics,
-                device: backend.name(),
-            })
-        }
+        Backend::Cpu => Ok(analyze_cpu(sae, x, request)),
         Backend::Gpu { gpu, sae: gpu_sae } => {
             let out = gpu.run_sae(gpu_sae, x, request).await?;
             Ok(Analysis { acts: out.acts, recon: out.recon, metrics: out.metrics, device: backend.name() })

@@ -3,7 +3,7 @@
 //! true features and exports the SAE in SAELens format.
 
 use crate::formats::sae_files::sae_from_f32_tensors;
-use crate::sae::metrics::{self, BatchMetrics};
+use crate::sae::metrics::BatchMetrics;
 use crate::sae::{cpu, Sae};
 
 use crate::gpu::train_runner::GpuTrainer;
@@ -287,16 +287,8 @@ impl ToyTrainer {
         // Same true features, fresh samples.
         eval_data.features = self.data.features.clone();
         let (x, _) = eval_data.sample(n);
-        let sae = self.to_sae();
-        let (acts, recon) = cpu::forward(&sae, &x);
-        let d = sae.d_in();
-        let rows = x
-            .chunks_exact(d)
-            .zip(recon.chunks_exact(d))
-            .zip(acts.chunks_exact(sae.d_sae()))
-            .map(|((a, b), c)| metrics::row_stats(a, b, c))
-            .collect();
-        (rec, BatchMetrics::finish(&x, d, rows, metrics::fire_counts(&acts, sae.d_sae())))
+        let analysis = crate::engine::analyze_cpu(&self.to_sae(), &x, crate::gpu::RunRequest::default());
+        (rec, analysis.metrics)
     }
 }
 
