@@ -18,7 +18,8 @@ const USAGE: &str = "usage:
   saelab toy --features N --dims D --p P --arch standard|topk [--k K] [--l1 C] --dict M --batch B
              --steps S --seed SEED [--lr LR] [--geometry random|polygon] [--hierarchy P,C] [--noise S]
              [--dead-after STEPS] [--b-dec-init zeros|mean|geometric_median]
-             [--resample-every STEPS] [--device cpu|gpu] [--save DIR]
+             [--resample-every STEPS] [--p-decay A] [--magnitude constant:V|uniform:LO,HI|exponential:MEAN]
+             [--correlated PAIRS] [--anti-correlated PAIRS] [--device cpu|gpu] [--save DIR]
   saelab toy --preset ID [any option above]
   saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
              [--batch 256] [--steps 3000] [--lr 0.01] [--seed 1]";
@@ -145,7 +146,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             rest,
             &[
                 "features", "dims", "p", "arch", "k", "l1", "dict", "batch", "steps", "seed", "lr", "device", "save", "preset",
-                "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every",
+                "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every", "p-decay", "magnitude", "correlated", "anti-correlated",
             ],
         )?),
         "superposition" => superposition(&Flags::parse(

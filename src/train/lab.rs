@@ -3,7 +3,7 @@
 //! keeps the default and is reported with the setting's name.
 
 use super::sae_train::TrainArch;
-use super::synthetic::{Geometry, ToyDataConfig};
+use super::synthetic::{Geometry, Magnitude, ToyDataConfig};
 use super::toy::{BDecInit, ToyTrainConfig};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,13 @@ pub struct LabSettings {
     pub b_dec_init: BDecInit,
     /// Resample dead latents every this many steps (0: never).
     pub resample_every: usize,
+    /// p_i = p · (i + 1)^(−p_decay).
+    pub p_decay: f32,
+    pub magnitude: Magnitude,
+    /// Pairs in which the second feature fires whenever the first does.
+    pub correlated: usize,
+    /// Pairs that never fire together.
+    pub anti_correlated: usize,
 }
 
 impl Default for LabSettings {
@@ -50,6 +57,10 @@ impl Default for LabSettings {
             dead_after: 50,
             b_dec_init: BDecInit::Mean,
             resample_every: 0,
+            p_decay: 0.0,
+            magnitude: Magnitude::Uniform { lo: 0.0, hi: 1.0 },
+            correlated: 0,
+            anti_correlated: 0,
         }
     }
 }
@@ -115,6 +126,14 @@ fn b_dec_init_name(b: BDecInit) -> &'static str {
     }
 }
 
+fn magnitude_text(m: Magnitude) -> String {
+    match m {
+        Magnitude::Constant(v) => format!("constant:{v}"),
+        Magnitude::Uniform { lo, hi } => format!("uniform:{lo},{hi}"),
+        Magnitude::Exponential { mean } => format!("exponential:{mean}"),
+    }
+}
+
 fn geometry_name(g: Geometry) -> &'static str {
     match g {
         Geometry::RandomUnit => "random",
@@ -130,10 +149,11 @@ impl LabSettings {
     /// `key=value&…` for the URL.
     pub fn to_query(&self) -> String {
         format!(
-            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}&resample_every={}",
+            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}&resample_every={}&p_decay={}&magnitude={}&correlated={}&anti_correlated={}",
             self.features, self.dims, self.p, geometry_name(self.geometry), self.hierarchy.0, self.hierarchy.1, self.noise,
             self.arch, self.k, self.l1, self.dict, self.batch, self.steps, self.lr, self.seed, self.dead_after,
-            b_dec_init_name(self.b_dec_init), self.resample_every
+            b_dec_init_name(self.b_dec_init), self.resample_every, self.p_decay, magnitude_text(self.magnitude),
+            self.correlated, self.anti_correlated
         )
     }
 
@@ -203,6 +223,22 @@ impl LabSettings {
             "seed" => self.seed = num(value)?,
             "dead_after" => self.dead_after = num(value)?,
             "resample_every" => self.resample_every = num(value)?,
+            "p_decay" => self.p_decay = finite(value)?,
+            "correlated" => self.correlated = num(value)?,
+            "anti_correlated" => self.anti_correlated = num(value)?,
+            "magnitude" => {
+                let bad = || format!("'{value}' is not constant:V, uniform:LO,HI or exponential:MEAN");
+                let (kind, args) = value.split_once(':').ok_or_else(bad)?;
+                self.magnitude = match kind {
+                    "constant" => Magnitude::Constant(finite(args)?),
+                    "exponential" => Magnitude::Exponential { mean: finite(args)? },
+                    "uniform" => {
+                        let (lo, hi) = args.split_once(',').ok_or_else(bad)?;
+                        Magnitude::Uniform { lo: finite(lo)?, hi: finite(hi)? }
+                    }
+                    _ => return Err(bad()),
+                }
+            }
             "b_dec_init" => {
                 self.b_dec_init = match value {
                     "zeros" => BDecInit::Zeros,
@@ -222,6 +258,10 @@ impl LabSettings {
         data.geometry = self.geometry;
         data.noise = self.noise;
         data.hierarchy = (self.hierarchy.0 > 0).then_some(self.hierarchy);
+        data.p_decay = self.p_decay;
+        data.magnitude = self.magnitude;
+        data.correlated_pairs = self.correlated;
+        data.anti_correlated_pairs = self.anti_correlated;
         let arch = if self.arch == "standard" { TrainArch::Standard { l1: self.l1 } } else { TrainArch::TopK { k: self.k } };
         let mut cfg = ToyTrainConfig::new(data, arch, self.dict, self.batch, self.steps);
         cfg.lr = self.lr;
@@ -262,6 +302,15 @@ mod tests {
         assert_eq!(keys, ["preset", "k", "p", "arch", "zzz", "hierarchy"]);
         assert_eq!(s.dims, 8);
         assert_eq!(s.k, LabSettings::default().k);
+        let (s, problems) = LabSettings::from_query("magnitude=exponential:0.5&correlated=3&p_decay=0.5");
+        assert!(problems.is_empty(), "{problems:?}");
+        let cfg = s.to_config().unwrap();
+        assert_eq!(cfg.data.magnitude, Magnitude::Exponential { mean: 0.5 });
+        assert_eq!((cfg.data.correlated_pairs, cfg.data.p_decay), (3, 0.5));
+        let (_, problems) = LabSettings::from_query("magnitude=gaussian:1&correlated=-1");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let (s, _) = LabSettings::from_query("correlated=40&anti_correlated=40");
+        assert!(s.to_config().unwrap_err().contains("pairs"));
         let (s, _) = LabSettings::from_query("k=999&dict=10");
         assert!(s.to_config().unwrap_err().contains("k must be between 1 and dict (10)"));
     }

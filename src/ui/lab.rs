@@ -161,6 +161,10 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                     {field("dead_after", "dead after (steps)", settings, problems)}
                     {field("b_dec_init", "b_dec init (zeros|mean|geometric_median)", settings, problems)}
                     {field("resample_every", "resample dead every (steps, 0 = off)", settings, problems)}
+                    {field("p_decay", "p decay (pᵢ = p·(i+1)^−a)", settings, problems)}
+                    {field("magnitude", "magnitude (uniform:lo,hi | constant:v | exponential:mean)", settings, problems)}
+                    {field("correlated", "correlated pairs", settings, problems)}
+                    {field("anti_correlated", "anti-correlated pairs", settings, problems)}
                 </div>
                 <div class="buttons">
                     <button id="lab-start" on:click=start>"Start"</button>
