@@ -76,11 +76,13 @@ impl TensorFile {
     /// f32/f16/bf16 are refused with their name.
     pub fn parse(name: &str, bytes: &[u8]) -> Result<TensorFile, FormatError> {
         let err = |msg: String| FormatError::Safetensors { file: name.to_string(), msg };
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| err(describe(&e)))?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| err(describe(&e)))?;
+        // One header parse: read_metadata validates the offsets against the shapes, dtypes and
+        // file length, so each tensor's bytes can be sliced straight out of the data section.
+        let (header_len, meta) = SafeTensors::read_metadata(bytes).map_err(|e| err(describe(&e)))?;
+        let data = &bytes[8 + header_len..];
         let mut tensors = BTreeMap::new();
-        for (tensor_name, view) in st.tensors() {
-            let dtype = match view.dtype() {
+        for (tensor_name, info) in meta.tensors() {
+            let dtype = match info.dtype {
                 Dtype::F32 => FloatDtype::F32,
                 Dtype::F16 => FloatDtype::F16,
                 Dtype::BF16 => FloatDtype::BF16,
@@ -90,10 +92,8 @@ impl TensorFile {
                     )))
                 }
             };
-            tensors.insert(
-                tensor_name,
-                RawTensor { dtype, shape: view.shape().to_vec(), bytes: view.data().to_vec() },
-            );
+            let (start, end) = info.data_offsets;
+            tensors.insert(tensor_name, RawTensor { dtype, shape: info.shape.clone(), bytes: data[start..end].to_vec() });
         }
         Ok(TensorFile { tensors, metadata: meta.metadata().clone() })
     }
