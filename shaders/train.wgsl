@@ -15,7 +15,7 @@ struct Params {
     eps: f32,
     c1: f32,   // 1 - beta1^t
     c2: f32,   // 1 - beta2^t
-    _pad: u32,
+    width: f32, // JumpReLU's bandwidth ε
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,6 +25,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(7) var<storage, read> in3: array<f32>;
 
 fn index_of(wg: vec3<u32>, lid: u32) -> u32 {
     return (wg.x + wg.y * 65535u) * 256u + lid;
@@ -184,7 +185,8 @@ fn normalize_decoder(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
     }
 }
 
-// Adam with bias correction (torch.optim.Adam), rows = element count.
+// Adam with bias correction (torch.optim.Adam), rows = element count; mode 1 then clamps the
+// parameter at 0 (JumpReLU thresholds).
 //                                       in0 = grad, out0 = param, out1 = m, out2 = v
 @compute @workgroup_size(256)
 fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -197,5 +199,76 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let v = p.beta2 * out2[i] + (1.0 - p.beta2) * g * g;
     out1[i] = m;
     out2[i] = v;
-    out0[i] -= p.lr * (m / p.c1) / (sqrt(v / p.c2) + p.eps);
+    let updated = out0[i] - p.lr * (m / p.c1) / (sqrt(v / p.c2) + p.eps);
+    out0[i] = select(updated, max(updated, 0.0), p.mode == 1u);
+}
+
+// JumpReLU: acts = pre · (pre > θ_j).                   in0 = pre, in1 = threshold, out0 = acts
+@compute @workgroup_size(256)
+fn jumprelu_acts(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index_of(wg, lid);
+    if (i < p.rows * p.cols) {
+        let h = in0[i];
+        out0[i] = select(0.0, h, h > in1[i % p.cols]);
+    }
+}
+
+// JumpReLU's threshold, one thread per column (SAELens JumpReLU.backward and Step.backward with a
+// rectangle kernel K of width ε = width): g_θ[j] = −Σ_b K((pre−θ)/ε) · (θ/ε · g_acts + scale/ε),
+// scale = λ₀·s/B (the L0 term).      in0 = pre, in1 = threshold, in2 = g_acts, out0 = g_threshold
+@compute @workgroup_size(256)
+fn jumprelu_threshold_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = index_of(wg, lid);
+    if (j >= p.cols) {
+        return;
+    }
+    let t = in1[j];
+    var g = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        let u = (in0[r * p.cols + j] - t) / p.width;
+        if (u > -0.5 && u < 0.5) {
+            g -= t / p.width * in2[r * p.cols + j] + p.scale / p.width;
+        }
+    }
+    out0[j] = g;
+}
+
+// Gated forward from projected = sae_in·W_enc (the gate's bias is b_enc):
+// gate_acts = relu(projected + b_gate); acts = (projected + b_gate > 0) · relu(projected·exp(r_mag) + b_mag).
+//        in0 = projected, in1 = b_gate, in2 = r_mag, in3 = b_mag, out0 = acts, out1 = gate_acts
+@compute @workgroup_size(256)
+fn gated_acts(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index_of(wg, lid);
+    if (i < p.rows * p.cols) {
+        let j = i % p.cols;
+        let gate_pre = in0[i] + in1[j];
+        let mag_pre = in0[i] * exp(in2[j]) + in3[j];
+        out0[i] = select(0.0, max(mag_pre, 0.0), gate_pre > 0.0);
+        out1[i] = max(gate_pre, 0.0);
+    }
+}
+
+// Gated backward, one thread per column: from the magnitude path's g_mag_pre and the gate's
+// g_gate_pre, g_projected = g_mag_pre·exp(r_mag) + g_gate_pre (in place over g_mag_pre),
+// g_r_mag[j] = Σ_b g_mag_pre·projected·exp(r_mag), g_b_mag[j] = Σ_b g_mag_pre.
+//        out0 = g_mag_pre → g_projected, in1 = projected, in2 = r_mag, in3 = g_gate_pre,
+//        out1 = g_r_mag, out2 = g_b_mag
+@compute @workgroup_size(256)
+fn gated_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let j = index_of(wg, lid);
+    if (j >= p.cols) {
+        return;
+    }
+    let e = exp(in2[j]);
+    var g_r = 0.0;
+    var g_b = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        let i = r * p.cols + j;
+        let g_mag = out0[i];
+        g_r += g_mag * in1[i] * e;
+        g_b += g_mag;
+        out0[i] = g_mag * e + in3[i];
+    }
+    out1[j] = g_r;
+    out2[j] = g_b;
 }

@@ -15,8 +15,8 @@ const USAGE: &str = "usage:
   saelab reconstruct --sae DIR --input X.npy --output RECON.npy [--device cpu|gpu]
   saelab eval --sae DIR --input X.npy [--device cpu|gpu]
   saelab bench [--n N] [--d-in D] [--d-sae M] [--k K] [--cpu-rows R] [--device cpu|gpu|both]
-  saelab toy --features N --dims D --p P --arch standard|topk [--k K] [--l1 C] --dict M --batch B
-             --steps S --seed SEED [--lr LR] [--geometry random|polygon] [--hierarchy P,C] [--noise S]
+  saelab toy --features N --dims D --p P --arch standard|topk|batchtopk|jumprelu|gated [--k K] [--l1 C]
+             [--l0 C] [--bandwidth E] --dict M --batch B --steps S --seed SEED [--lr LR] [--geometry random|polygon] [--hierarchy P,C] [--noise S]
              [--dead-after STEPS] [--b-dec-init zeros|mean|geometric_median]
              [--resample-every STEPS] [--p-decay A] [--magnitude constant:V|uniform:LO,HI|exponential:MEAN]
              [--correlated PAIRS] [--anti-correlated PAIRS] [--device cpu|gpu] [--save DIR]
@@ -145,7 +145,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
         "toy" => toy(&Flags::parse(
             rest,
             &[
-                "features", "dims", "p", "arch", "k", "l1", "dict", "batch", "steps", "seed", "lr", "device", "save", "preset",
+                "features", "dims", "p", "arch", "k", "l1", "l0", "bandwidth", "dict", "batch", "steps", "seed", "lr", "device", "save", "preset",
                 "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every", "p-decay", "magnitude", "correlated", "anti-correlated",
             ],
         )?),

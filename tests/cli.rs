@@ -134,6 +134,23 @@ fn toy_trains_reports_json_and_saves_a_loadable_sae() {
     let (_, again, _) = saelab(&args);
     let again: serde_json::Value = serde_json::from_str(again.trim()).unwrap();
     assert_eq!(again["mmcs"], json["mmcs"]);
+    // The other architectures save as SAELens does: batchtopk as jumprelu with one threshold.
+    for (arch, extra, saved_as) in [("batchtopk", "--k", "jumprelu"), ("jumprelu", "--l0", "jumprelu"), ("gated", "--l1", "gated")] {
+        let folder = dir.join(arch);
+        let mut a: Vec<&str> = args[..args.len() - 2].to_vec();
+        a.extend(["--arch", arch, extra, if arch == "jumprelu" { "0.05" } else { "2" }, "--save", path(&folder)]);
+        let (code, out, err) = saelab(&a);
+        assert_eq!(code, 0, "{arch}: {err}");
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(json["mmcs"].as_f64().unwrap() > 0.5, "{arch}: {out}");
+        let sae = saelab::formats::sae_files::load_dir(&folder).unwrap();
+        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(folder.join("cfg.json")).unwrap()).unwrap();
+        assert_eq!(cfg["architecture"], saved_as, "{arch}");
+        if arch == "batchtopk" {
+            let threshold = sae.threshold.as_ref().expect("a threshold");
+            assert!(threshold[0] > 0.0 && threshold.iter().all(|&t| t == threshold[0]), "one learned threshold for all latents");
+        }
+    }
 
     for (bad, expected) in [
         (vec!["--k", "40"], "k must be between 1 and dict (32)"),
@@ -141,7 +158,10 @@ fn toy_trains_reports_json_and_saves_a_loadable_sae() {
         (vec!["--dims", "0"], "dims must be at least 1"),
         (vec!["--lr", "nan"], "--lr: 'nan' is not a finite number"),
         (vec!["--lr", "-1"], "lr must be a positive number"),
-        (vec!["--arch", "gated"], "--arch: 'gated' is not topk or standard"),
+        (vec!["--arch", "relu"], "--arch: 'relu' is not one of standard, topk, batchtopk, jumprelu, gated"),
+        (vec!["--arch", "jumprelu", "--l0", "-1"], "l0 must be ≥ 0"),
+        (vec!["--arch", "jumprelu", "--bandwidth", "0"], "bandwidth must be a positive number"),
+        (vec!["--arch", "gated", "--l1", "inf"], "--l1: 'inf' is not a finite number"),
         (vec!["--preset", "nope"], "--preset: unknown preset 'nope'"),
         (vec!["--k", "banana"], "--k: 'banana' is not a valid number"),
         (vec!["--device", "tpu"], "--device must be cpu or gpu"),

@@ -138,6 +138,45 @@ fn topk_breaks_ties_by_lowest_index() {
     assert_eq!(&index[..k], &(0..k as u32).collect::<Vec<_>>()[..]);
 }
 
+#[test]
+fn batch_topk_keeps_what_the_reference_keeps() {
+    use saelab::train::sae_train::batch_topk_threshold;
+    let gpu = gpu();
+    let mut rng = Rng::new(21);
+    // 37 × 1001 values, about half negative; counts from 1 to more than the positives; plus an
+    // input with exact ties and one with nothing positive.
+    let n = 37 * 1001;
+    let normal = rng.normals(n, 1.0);
+    let mut ties: Vec<f32> = (0..n).map(|i| ((i % 7) as f32) * 0.25 - 0.5).collect();
+    ties[123] = 9.0;
+    let negative: Vec<f32> = (0..n).map(|i| -((i % 5) as f32)).collect();
+    for (values, count) in [(&normal, 1), (&normal, 5 * 37), (&normal, 4321), (&normal, n), (&ties, 1), (&ties, 2), (&ties, 5000), (&negative, 3)] {
+        let input = gpu.upload_f32("values", values);
+        let kept = gpu.storage("kept", (n * 4) as u64);
+        let histogram = gpu.storage("histogram", 256 * 4);
+        let state = gpu.storage("state", 16);
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        kernels::batch_topk(&gpu, &mut enc, n, count, &input, &kept, &histogram, &state);
+        gpu.queue.submit([enc.finish()]);
+        let got = pollster::block_on(gpu.read_f32(&kept, n)).unwrap();
+        let got_state = pollster::block_on(gpu.read_u32(&state, 4)).unwrap();
+        let t = batch_topk_threshold(values, count);
+        let want: Vec<f32> = values.iter().map(|&v| if v > 0.0 && v >= t { v } else { 0.0 }).collect();
+        assert_eq!(got, want, "count {count}");
+        let positives = values.iter().filter(|&&v| v > 0.0).count();
+        assert_eq!(got_state[2] as usize, positives, "count {count}: positives");
+        if positives > 0 {
+            assert_eq!(f32::from_bits(got_state[0]), t, "count {count}: threshold");
+            let kept_count = got.iter().filter(|&&v| v > 0.0).count();
+            assert!(kept_count >= count.min(positives), "count {count}: kept {kept_count}");
+        } else {
+            assert_eq!(got_state[0], u32::MAX, "nothing positive: nothing passes");
+        }
+        let left = pollster::block_on(gpu.read_u32(&histogram, 256)).unwrap();
+        assert!(left.iter().all(|&c| c == 0), "the histogram is left zero for the next use");
+    }
+}
+
 /// Distance of each (row, feature) pre-activation from the architecture's decision boundary, so
 /// that decisions rounding could flip are left out of exact comparisons.
 fn near_boundary(sae: &Sae, x: &[f32], margin: f32) -> Vec<bool> {

@@ -7,20 +7,35 @@ mod common;
 use common::gpu;
 use saelab::gpu::train_runner::GpuTrainer;
 use saelab::sae::random::Rng;
-use saelab::train::sae_train::{loss_and_grads, normalize_decoder, remove_parallel_decoder_grad, Adam, Params, TrainArch};
+use saelab::train::sae_train::{
+    apply_constraints, loss_and_grads, remove_parallel_decoder_grad, Adam, Params, TrainArch, TENSOR_NAMES,
+};
 
-fn problem(d: usize, m: usize, batch: usize, seed: u64) -> (Params, Vec<f32>) {
+const ALL_ARCHS: [TrainArch; 5] = [
+    TrainArch::Standard { l1: 0.3 },
+    TrainArch::TopK { k: 4 },
+    TrainArch::BatchTopK { k: 3 },
+    TrainArch::JumpRelu { l0: 0.4, bandwidth: 0.05 },
+    TrainArch::Gated { l1: 0.3 },
+];
+
+fn problem(arch: TrainArch, d: usize, m: usize, batch: usize, seed: u64) -> (Params, Vec<f32>) {
     let mut rng = Rng::new(seed);
-    let mut p = Params::init(d, m, seed);
+    let mut p = Params::init(arch, d, m, seed);
     p.b_enc = rng.normals(m, 0.2);
     p.b_dec = rng.normals(d, 0.2);
     p.w_enc.iter_mut().for_each(|w| *w += 0.1 * rng.normal());
+    // Thresholds spread over the pre-activations' range, so that many sit inside the STE window.
+    p.threshold.iter_mut().for_each(|t| *t = 0.5 * rng.uniform());
+    p.r_mag.iter_mut().for_each(|r| *r = 0.3 * rng.normal());
+    p.b_mag.iter_mut().for_each(|b| *b = 0.2 * rng.normal());
     (p, rng.normals(batch * d, 1.0))
 }
 
 /// Per tensor: |gpu − cpu| ≤ 1e-4 · max|cpu| + 1e-6 (f32 sums in another order).
 fn assert_params_close(what: &str, gpu: &Params, cpu: &Params) {
-    for (name, (a, b)) in ["W_enc", "b_enc", "W_dec", "b_dec"].iter().zip(gpu.tensors().into_iter().zip(cpu.tensors())) {
+    for (name, (a, b)) in TENSOR_NAMES.iter().zip(gpu.tensors().into_iter().zip(cpu.tensors())) {
+        assert_eq!(a.len(), b.len(), "{what} {name}: length");
         let scale = b.iter().fold(0.0f32, |s, v| s.max(v.abs()));
         for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
             assert!((x - y).abs() <= 1e-4 * scale + 1e-6, "{what} {name}[{i}]: gpu {x}, cpu {y} (scale {scale})");
@@ -36,18 +51,20 @@ fn gradients_match_the_cpu_reference() {
     for j in (0..m).step_by(3) {
         dead[j] = true;
     }
+    let mut few = vec![false; m];
+    few[4] = true;
+    few[77] = true;
     for (arch, dead) in [
         (TrainArch::Standard { l1: 0.4 }, vec![false; m]),
         (TrainArch::TopK { k: 5 }, vec![false; m]),
-        (TrainArch::TopK { k: 5 }, dead.clone()),      // AuxK with k_aux = d/2 = 10 of 34 dead
-        (TrainArch::TopK { k: 7 }, {
-            let mut few = vec![false; m];
-            few[4] = true;
-            few[77] = true;
-            few
-        }),                                               // AuxK with fewer dead than k_aux
+        (TrainArch::TopK { k: 5 }, dead.clone()), // AuxK with k_aux = d/2 = 10 of 34 dead
+        (TrainArch::TopK { k: 7 }, few.clone()),  // AuxK with fewer dead than k_aux
+        (TrainArch::BatchTopK { k: 6 }, vec![false; m]),
+        (TrainArch::BatchTopK { k: 6 }, dead.clone()),
+        (TrainArch::JumpRelu { l0: 0.4, bandwidth: 0.05 }, vec![false; m]),
+        (TrainArch::Gated { l1: 0.4 }, vec![false; m]),
     ] {
-        let (p, x) = problem(d, m, batch, 9);
+        let (p, x) = problem(arch, d, m, batch, 9);
         let (_, cpu) = loss_and_grads(&p, arch, &x, &dead, 0.6);
         let trainer = GpuTrainer::new(&gpu, &p, arch, batch).unwrap();
         let got = pollster::block_on(trainer.gradients(&gpu, &x, &dead, 0.6)).unwrap();
@@ -59,29 +76,25 @@ fn gradients_match_the_cpu_reference() {
 fn steps_match_the_cpu_reference() {
     let gpu = gpu();
     let (d, m, batch) = (19, 70, 33);
-    for arch in [TrainArch::Standard { l1: 0.3 }, TrainArch::TopK { k: 4 }] {
-        let (mut cpu, _) = problem(d, m, batch, 12);
-        if let TrainArch::TopK { .. } = arch {
-            normalize_decoder(&mut cpu);
-        }
+    for arch in ALL_ARCHS {
+        let (mut cpu, _) = problem(arch, d, m, batch, 12);
+        apply_constraints(arch, &mut cpu);
         let mut trainer = GpuTrainer::new(&gpu, &cpu, arch, batch).unwrap();
-        let mut adam = Adam::new(d, m);
+        let mut adam = Adam::new(&cpu);
         let mut rng = Rng::new(13);
         for step in 0..4 {
             let x = rng.normals(batch * d, 1.0);
             let dead: Vec<bool> = (0..m).map(|j| step >= 2 && j % 5 == 0).collect();
             let (stats, mut g) = loss_and_grads(&cpu, arch, &x, &dead, 1.0);
-            let unit = matches!(arch, TrainArch::TopK { .. });
-            if unit {
+            if arch.unit_decoder() {
                 remove_parallel_decoder_grad(&cpu, &mut g);
             }
             adam.step(&mut cpu, &g, 0.01);
-            if unit {
-                normalize_decoder(&mut cpu);
-            }
-            let counts = pollster::block_on(trainer.step(&gpu, &x, &dead, 1.0, 0.01)).unwrap();
-            let fired: Vec<bool> = counts.iter().map(|&c| c > 0).collect();
+            apply_constraints(arch, &mut cpu);
+            let result = pollster::block_on(trainer.step(&gpu, &x, &dead, 1.0, 0.01)).unwrap();
+            let fired: Vec<bool> = result.fire_counts.iter().map(|&c| c > 0).collect();
             assert_eq!(fired, stats.fired, "{arch:?} step {step}: fired latents");
+            assert_eq!(result.batch_min_act, stats.batch_min_act, "{arch:?} step {step}: BatchTopK's smallest kept activation");
             let got = pollster::block_on(trainer.params(&gpu)).unwrap();
             assert_params_close(&format!("{arch:?} after step {step}"), &got, &cpu);
         }
@@ -90,11 +103,17 @@ fn steps_match_the_cpu_reference() {
 
 #[test]
 fn toy_training_on_the_gpu_follows_the_cpu_trajectory() {
+    for arch in [TrainArch::TopK { k: 2 }, TrainArch::BatchTopK { k: 2 }] {
+        toy_run_on_both(arch);
+    }
+}
+
+fn toy_run_on_both(arch: TrainArch) {
     use saelab::train::synthetic::ToyDataConfig;
     use saelab::train::toy::{ToyTrainConfig, ToyTrainer};
     let gpu = gpu();
     let data = ToyDataConfig::new(24, 12, 0.08, 3);
-    let mut cfg = ToyTrainConfig::new(data, TrainArch::TopK { k: 2 }, 96, 32, 80);
+    let mut cfg = ToyTrainConfig::new(data, arch, 96, 32, 80);
     cfg.lr = 3e-3;
     cfg.dead_after_steps = 3; // so that AuxK takes part
     cfg.resample_every = 30; // and resampling, at steps 30 and 60
@@ -110,7 +129,12 @@ fn toy_training_on_the_gpu_follows_the_cpu_trajectory() {
     }
     assert!(saw_dead, "the run should exercise AuxK");
     pollster::block_on(on_gpu.sync(&gpu)).unwrap();
-    assert_params_close("toy run after 80 steps", &on_gpu.params, &on_cpu.params);
+    assert_params_close(&format!("{arch:?} toy run after 80 steps"), &on_gpu.params, &on_cpu.params);
+    let (a, b) = (on_gpu.batch_topk_threshold, on_cpu.batch_topk_threshold);
+    assert!((a - b).abs() <= 1e-4 * b.abs(), "{arch:?} running threshold: gpu {a}, cpu {b}");
+    if let TrainArch::BatchTopK { .. } = arch {
+        assert!(b > 0.0, "the running threshold moved");
+    }
     let (a, _) = on_cpu.evaluate(512);
     let (b, _) = on_gpu.evaluate(512);
     assert!((a.mmcs - b.mmcs).abs() < 1e-4, "mmcs cpu {} gpu {}", a.mmcs, b.mmcs);

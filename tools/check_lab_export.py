@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/check_lab_export.py      # after `cargo build --release`
 
-Trains a TopK and a standard SAE with `saelab toy --save`, loads each with SAELens's
+Trains an SAE of each architecture with `saelab toy --save` (batchtopk is saved as jumprelu), loads each with SAELens's
 `SAE.load_from_disk`, and compares `sae.encode(x)` and `sae(x)` with `saelab encode` /
 `saelab reconstruct` on the same inputs (1e-5 absolute + 1e-4 relative). Prints one line per SAE
 and exits non-zero on any mismatch.
@@ -31,7 +31,13 @@ def main():
         tmp = Path(tmp)
         x = np.random.default_rng(0).normal(size=(50, 16)).astype(np.float32)
         np.save(tmp / "x.npy", x)
-        for arch, extra in [("topk", ["--k", "3"]), ("standard", ["--l1", "0.3"])]:
+        for arch, extra in [
+            ("topk", ["--k", "3"]),
+            ("standard", ["--l1", "0.3"]),
+            ("batchtopk", ["--k", "3"]),
+            ("jumprelu", ["--l0", "0.05"]),
+            ("gated", ["--l1", "1"]),
+        ]:
             folder = tmp / arch
             run("toy", "--features", "24", "--dims", "16", "--p", "0.05", "--arch", arch, *extra, "--dict", "48",
                 "--batch", "128", "--steps", "200", "--seed", "3", "--device", "cpu", "--save", folder)

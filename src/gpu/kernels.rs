@@ -40,6 +40,9 @@ pub struct Kernels {
     fire_counts_sparse: wgpu::ComputePipeline,
     /// shaders/train.wgsl, one pipeline per entry of TRAIN_ENTRIES.
     train: Vec<wgpu::ComputePipeline>,
+    batch_histogram: wgpu::ComputePipeline,
+    batch_pick: wgpu::ComputePipeline,
+    batch_apply: wgpu::ComputePipeline,
 }
 
 fn pipeline(
@@ -75,6 +78,7 @@ impl Kernels {
         let rows_module = module(device, "rows.wgsl", &[reduce, include_str!("../../shaders/rows.wgsl")].concat());
         let decode_module = module(device, "sparse_decode.wgsl", include_str!("../../shaders/sparse_decode.wgsl"));
         let metrics_module = module(device, "metrics.wgsl", &[reduce, include_str!("../../shaders/metrics.wgsl")].concat());
+        let batch_topk_module = module(device, "batch_topk.wgsl", include_str!("../../shaders/batch_topk.wgsl"));
         Kernels {
             matmul_module,
             matmul: Default::default(),
@@ -88,6 +92,9 @@ impl Kernels {
             fire_counts_dense: pipeline(device, &metrics_module, "fire_counts_dense", &[]),
             fire_counts_sparse: pipeline(device, &metrics_module, "fire_counts_sparse", &[]),
             train: TRAIN_ENTRIES.iter().map(|&e| pipeline(device, &train_module, e, &[])).collect(),
+            batch_histogram: pipeline(device, &batch_topk_module, "batch_histogram", &[]),
+            batch_pick: pipeline(device, &batch_topk_module, "batch_pick", &[]),
+            batch_apply: pipeline(device, &batch_topk_module, "batch_apply", &[]),
         }
     }
 
@@ -496,9 +503,13 @@ pub enum TrainOp {
     RemoveParallelGrad,
     NormalizeDecoder,
     Adam,
+    JumpReluActs,
+    JumpReluThresholdGrad,
+    GatedActs,
+    GatedBackward,
 }
 
-const TRAIN_ENTRIES: [&str; 13] = [
+const TRAIN_ENTRIES: [&str; 17] = [
     "relu_acts",
     "scatter_lists",
     "recon_grad",
@@ -512,6 +523,10 @@ const TRAIN_ENTRIES: [&str; 13] = [
     "remove_parallel_grad",
     "normalize_decoder",
     "adam",
+    "jumprelu_acts",
+    "jumprelu_threshold_grad",
+    "gated_acts",
+    "gated_backward",
 ];
 
 /// `train.wgsl`'s uniform: sizes, a mode, a scale, and Adam's hyper-parameters.
@@ -529,16 +544,18 @@ pub struct TrainParams {
     pub eps: f32,
     pub c1: f32,
     pub c2: f32,
-    pub _pad: u32,
+    /// JumpReLU's bandwidth ε.
+    pub width: f32,
 }
 
-/// The buffers an entry reads (`in0..in2`, bindings 1–3) and writes (`out0..out2`, bindings 4–6);
-/// each entry's comment in train.wgsl says which it uses.
+/// The buffers an entry reads (`in0..in3`, bindings 1–3 and 7) and writes (`out0..out2`, bindings
+/// 4–6); each entry's comment in train.wgsl says which it uses.
 #[derive(Default)]
 pub struct TrainIo<'a> {
     pub in0: Option<&'a wgpu::Buffer>,
     pub in1: Option<&'a wgpu::Buffer>,
     pub in2: Option<&'a wgpu::Buffer>,
+    pub in3: Option<&'a wgpu::Buffer>,
     pub out0: Option<&'a wgpu::Buffer>,
     pub out1: Option<&'a wgpu::Buffer>,
     pub out2: Option<&'a wgpu::Buffer>,
@@ -548,11 +565,50 @@ pub struct TrainIo<'a> {
 pub fn train_op(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, op: TrainOp, params: TrainParams, io: TrainIo<'_>, threads: usize) {
     let uniform = gpu.uniform("train params", &params);
     let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![(0, &uniform)];
-    for (binding, buffer) in [(1, io.in0), (2, io.in1), (3, io.in2), (4, io.out0), (5, io.out1), (6, io.out2)] {
+    for (binding, buffer) in [(1, io.in0), (2, io.in1), (3, io.in2), (4, io.out0), (5, io.out1), (6, io.out2), (7, io.in3)] {
         if let Some(b) = buffer {
             bindings.push((binding, b));
         }
     }
     let (x, y) = grid_1d(threads.div_ceil(256) as u32);
     dispatch(gpu, encoder, &gpu.kernels.train[op as usize], &bindings, (x, y, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// batch_topk.wgsl
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BatchTopKParams {
+    n: u32,
+    count: u32,
+    shift: u32,
+    _pad: u32,
+}
+
+/// BatchTopK over `n` values: `kept` gets the `count` largest positive values (ties at the
+/// threshold all kept), zeros elsewhere; `state[0]` ends as the threshold's f32 bits (all ones when
+/// nothing is kept) and `state[2]` as the number of positive values. `histogram` (256 u32) must be
+/// zero on entry and is left zero; `state` holds 4 u32.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_topk(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    n: usize,
+    count: usize,
+    values: &wgpu::Buffer,
+    kept: &wgpu::Buffer,
+    histogram: &wgpu::Buffer,
+    state: &wgpu::Buffer,
+) {
+    // Enough workgroups to fill a GPU; each walks the values with a grid stride.
+    let histogram_groups = (n.div_ceil(256) as u32).clamp(1, 1024);
+    for shift in [24u32, 16, 8, 0] {
+        let params = gpu.uniform("batch topk params", &BatchTopKParams { n: n as u32, count: count as u32, shift, _pad: 0 });
+        dispatch(gpu, encoder, &gpu.kernels.batch_histogram, &[(0, &params), (1, values), (2, histogram), (3, state)], (histogram_groups, 1, 1));
+        dispatch(gpu, encoder, &gpu.kernels.batch_pick, &[(0, &params), (2, histogram), (3, state)], (1, 1, 1));
+    }
+    let params = gpu.uniform("batch topk params", &BatchTopKParams { n: n as u32, count: count as u32, shift: 0, _pad: 0 });
+    let (gx, gy) = grid_1d(n.div_ceil(256) as u32);
+    dispatch(gpu, encoder, &gpu.kernels.batch_apply, &[(0, &params), (1, values), (3, state), (4, kept)], (gx, gy, 1));
 }

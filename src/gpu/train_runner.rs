@@ -5,38 +5,57 @@
 
 use super::kernels::{self, Epilogue, Matmul, RowNormalization, TrainIo, TrainOp, TrainParams, MAX_TOPK};
 use super::{Gpu, GpuError};
-use crate::train::sae_train::{Params, TrainArch, AUXK_COEFFICIENT};
+use crate::train::sae_train::{Params, TrainArch, AUXK_COEFFICIENT, TENSOR_NAMES};
 
-/// One set of the four parameter tensors on the GPU.
+/// One set of the parameter tensors on the GPU (in `Params::tensors` order; an absent tensor is a
+/// 4-byte placeholder).
 struct TensorSet {
-    w_enc: wgpu::Buffer,
-    b_enc: wgpu::Buffer,
-    w_dec: wgpu::Buffer,
-    b_dec: wgpu::Buffer,
+    buffers: [wgpu::Buffer; 7],
 }
 
 impl TensorSet {
     fn upload(gpu: &Gpu, p: &Params) -> TensorSet {
-        TensorSet {
-            w_enc: gpu.upload_f32("W_enc", &p.w_enc),
-            b_enc: gpu.upload_f32("b_enc", &p.b_enc),
-            w_dec: gpu.upload_f32("W_dec", &p.w_dec),
-            b_dec: gpu.upload_f32("b_dec", &p.b_dec),
+        let t = p.tensors();
+        TensorSet { buffers: std::array::from_fn(|i| gpu.upload_f32(TENSOR_NAMES[i], t[i])) }
+    }
+    fn w_enc(&self) -> &wgpu::Buffer {
+        &self.buffers[0]
+    }
+    fn b_enc(&self) -> &wgpu::Buffer {
+        &self.buffers[1]
+    }
+    fn w_dec(&self) -> &wgpu::Buffer {
+        &self.buffers[2]
+    }
+    fn b_dec(&self) -> &wgpu::Buffer {
+        &self.buffers[3]
+    }
+    fn threshold(&self) -> &wgpu::Buffer {
+        &self.buffers[4]
+    }
+    fn r_mag(&self) -> &wgpu::Buffer {
+        &self.buffers[5]
+    }
+    fn b_mag(&self) -> &wgpu::Buffer {
+        &self.buffers[6]
+    }
+    /// Reads back tensors shaped like `shape`.
+    async fn read(&self, gpu: &Gpu, shape: &Params) -> Result<Params, GpuError> {
+        let mut p = shape.clone();
+        for (buffer, tensor) in self.buffers.iter().zip(p.tensors_mut()) {
+            let len = tensor.len();
+            *tensor = gpu.read_f32(buffer, len).await?;
         }
+        Ok(p)
     }
-    fn all(&self) -> [&wgpu::Buffer; 4] {
-        [&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec]
-    }
-    async fn read(&self, gpu: &Gpu, d_in: usize, d_sae: usize) -> Result<Params, GpuError> {
-        Ok(Params {
-            d_in,
-            d_sae,
-            w_enc: gpu.read_f32(&self.w_enc, d_in * d_sae).await?,
-            b_enc: gpu.read_f32(&self.b_enc, d_sae).await?,
-            w_dec: gpu.read_f32(&self.w_dec, d_sae * d_in).await?,
-            b_dec: gpu.read_f32(&self.b_dec, d_in).await?,
-        })
-    }
+}
+
+/// What one GPU step reports.
+pub struct StepResult {
+    /// Per latent, the rows of the batch it fired on.
+    pub fire_counts: Vec<u32>,
+    /// BatchTopK: the smallest kept activation, as `StepStats::batch_min_act`.
+    pub batch_min_act: Option<f32>,
 }
 
 /// Work buffers for one batch size.
@@ -44,7 +63,9 @@ struct Work {
     x: wgpu::Buffer,
     sae_in: wgpu::Buffer,
     row_norms: wgpu::Buffer,
+    /// The matmul epilogue's per-column bias (b_enc copied in).
     cols: wgpu::Buffer,
+    /// Pre-activations `sae_in·W_enc + b_enc`; for gated, `sae_in·W_enc` alone.
     pre: wgpu::Buffer,
     acts: wgpu::Buffer,
     list_index: wgpu::Buffer,
@@ -52,6 +73,7 @@ struct Work {
     recon: wgpu::Buffer,
     g_recon: wgpu::Buffer,
     residual: wgpu::Buffer,
+    /// The gradient at the pre-activations (for gated, at `sae_in·W_enc`).
     g_pre: wgpu::Buffer,
     g_sae_in: wgpu::Buffer,
     dec_norms: wgpu::Buffer,
@@ -60,11 +82,17 @@ struct Work {
     masked: wgpu::Buffer,
     aux_index: wgpu::Buffer,
     aux_value: wgpu::Buffer,
+    /// The auxiliary path, as `train::sae_train::Forward`: AuxK's activations (topk, batchtopk)
+    /// or the gate's relu(π_gate) (gated), their reconstruction, and the gradients there.
     aux_acts: wgpu::Buffer,
     aux_recon: wgpu::Buffer,
     g_aux: wgpu::Buffer,
     g_aux_acts: wgpu::Buffer,
-    counts: wgpu::Buffer,
+    /// BatchTopK's radix-select histogram and state.
+    histogram: wgpu::Buffer,
+    select_state: wgpu::Buffer,
+    /// Fire counts per latent, then BatchTopK's 4-word select state: one read-back per step.
+    report: wgpu::Buffer,
 }
 
 pub struct GpuTrainer {
@@ -72,6 +100,8 @@ pub struct GpuTrainer {
     pub d_sae: usize,
     pub batch: usize,
     pub arch: TrainArch,
+    /// Zeros shaped like the parameters (which tensors exist, and their lengths).
+    shape: Params,
     params: TensorSet,
     grads: TensorSet,
     adam_m: TensorSet,
@@ -85,11 +115,12 @@ impl GpuTrainer {
     pub fn new(gpu: &Gpu, p: &Params, arch: TrainArch, batch: usize) -> Result<GpuTrainer, GpuError> {
         let (d, m) = (p.d_in, p.d_sae);
         if let TrainArch::TopK { k } = arch {
-            if k > MAX_TOPK || (d / 2).max(1) > MAX_TOPK {
-                return Err(GpuError::TooLarge(format!(
-                    "GPU TopK training needs k ≤ {MAX_TOPK} and d_in/2 ≤ {MAX_TOPK} (AuxK), got k={k}, d_in={d}"
-                )));
+            if k > MAX_TOPK {
+                return Err(GpuError::TooLarge(format!("GPU TopK training needs k ≤ {MAX_TOPK}, got k={k}")));
             }
+        }
+        if arch.uses_auxk() && (d / 2).max(1) > MAX_TOPK {
+            return Err(GpuError::TooLarge(format!("GPU AuxK needs d_in/2 ≤ {MAX_TOPK}, got d_in={d}")));
         }
         let widest = (batch * m.max(d)) as u64 * 4;
         if widest > gpu.max_binding_bytes() || (d * m) as u64 * 4 > gpu.max_binding_bytes() {
@@ -98,11 +129,11 @@ impl GpuTrainer {
                 gpu.max_binding_bytes()
             )));
         }
-        let zeros = Params::zeros(d, m);
+        let shape = p.zeros_like();
         let f = |n: usize| (n * 4) as u64;
         let k = match arch {
             TrainArch::TopK { k } => k,
-            TrainArch::Standard { .. } => 1,
+            _ => 1,
         };
         let k_aux = (d / 2).max(1);
         let mut cols = vec![0.0f32; 3 * m];
@@ -131,7 +162,9 @@ impl GpuTrainer {
             aux_recon: gpu.storage("aux recon", f(batch * d)),
             g_aux: gpu.storage("g_aux", f(batch * d)),
             g_aux_acts: gpu.storage("g_aux_acts", f(batch * m)),
-            counts: gpu.storage("fire counts", f(m)),
+            histogram: gpu.storage("batch topk histogram", f(256)),
+            select_state: gpu.storage("batch topk state", f(4)),
+            report: gpu.storage("fire counts + select state", f(m + 4)),
         };
         Ok(GpuTrainer {
             d_in: d,
@@ -139,9 +172,10 @@ impl GpuTrainer {
             batch,
             arch,
             params: TensorSet::upload(gpu, p),
-            grads: TensorSet::upload(gpu, &zeros),
-            adam_m: TensorSet::upload(gpu, &zeros),
-            adam_v: TensorSet::upload(gpu, &zeros),
+            grads: TensorSet::upload(gpu, &shape),
+            adam_m: TensorSet::upload(gpu, &shape),
+            adam_v: TensorSet::upload(gpu, &shape),
+            shape,
             work,
             adam_beta_t: (1.0, 1.0),
         })
@@ -158,15 +192,22 @@ impl GpuTrainer {
     }
 
     /// Records the forward and backward pass for the batch in `work.x`; gradients land in `grads`.
-    fn record_gradients(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, dead: &[bool], l1_scale: f32) {
+    /// Mirrors `train::sae_train::loss_and_grads` step by step.
+    fn record_gradients(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, dead: &[bool], sparsity_scale: f32) {
         let (d, m, bsz) = (self.d_in, self.d_sae, self.batch);
         let (p, g, w) = (&self.params, &self.grads, &self.work);
         let tp = |rows: usize, cols: usize| TrainParams { rows: rows as u32, cols: cols as u32, ..Default::default() };
+        let gated = matches!(self.arch, TrainArch::Gated { .. });
 
         // Forward: sae_in = x − b_dec; pre = sae_in·W_enc + b_enc; acts; recon = acts·W_dec + b_dec.
-        kernels::normalize_rows(gpu, enc, bsz, d, RowNormalization { mode: 0, apply_b_dec: true }, &p.b_dec, &w.x, &w.sae_in, &w.row_norms);
-        enc.copy_buffer_to_buffer(&p.b_enc, 0, &w.cols, 0, (m * 4) as u64);
-        self.matmul(gpu, enc, Epilogue::TopKPre, (bsz, m, d), (&w.sae_in, d, false), (&p.w_enc, m, false), (&w.pre, m));
+        kernels::normalize_rows(gpu, enc, bsz, d, RowNormalization { mode: 0, apply_b_dec: true }, p.b_dec(), &w.x, &w.sae_in, &w.row_norms);
+        if gated {
+            // The gate and magnitude paths share sae_in·W_enc; their biases come in gated_acts.
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m));
+        } else {
+            enc.copy_buffer_to_buffer(p.b_enc(), 0, &w.cols, 0, (m * 4) as u64);
+            self.matmul(gpu, enc, Epilogue::TopKPre, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m));
+        }
         match self.arch {
             TrainArch::Standard { .. } => {
                 kernels::train_op(gpu, enc, TrainOp::ReluActs, tp(bsz, m), TrainIo { in0: Some(&w.pre), out0: Some(&w.acts), ..Default::default() }, bsz * m)
@@ -178,34 +219,69 @@ impl GpuTrainer {
                 let io = TrainIo { in0: Some(&w.list_index), in1: Some(&w.list_value), out0: Some(&w.acts), ..Default::default() };
                 kernels::train_op(gpu, enc, TrainOp::ScatterLists, params, io, bsz * k);
             }
+            TrainArch::BatchTopK { k } => {
+                enc.clear_buffer(&w.histogram, 0, None);
+                enc.clear_buffer(&w.select_state, 0, None);
+                kernels::batch_topk(gpu, enc, bsz * m, k * bsz, &w.pre, &w.acts, &w.histogram, &w.select_state);
+            }
+            TrainArch::JumpRelu { .. } => {
+                let io = TrainIo { in0: Some(&w.pre), in1: Some(p.threshold()), out0: Some(&w.acts), ..Default::default() };
+                kernels::train_op(gpu, enc, TrainOp::JumpReluActs, tp(bsz, m), io, bsz * m);
+            }
+            TrainArch::Gated { .. } => {
+                let io = TrainIo {
+                    in0: Some(&w.pre),
+                    in1: Some(p.b_enc()),
+                    in2: Some(p.r_mag()),
+                    in3: Some(p.b_mag()),
+                    out0: Some(&w.acts),
+                    out1: Some(&w.aux_acts),
+                    ..Default::default()
+                };
+                kernels::train_op(gpu, enc, TrainOp::GatedActs, tp(bsz, m), io, bsz * m);
+            }
         }
-        kernels::fill_bias(gpu, enc, bsz, d, &p.b_dec, &w.recon);
-        self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.acts, m, false), (&p.w_dec, d, false), (&w.recon, d));
+        kernels::fill_bias(gpu, enc, bsz, d, p.b_dec(), &w.recon);
+        self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.acts, m, false), (p.w_dec(), d, false), (&w.recon, d));
 
         // Backward through the reconstruction.
         let io = TrainIo { in0: Some(&w.recon), in1: Some(&w.x), out0: Some(&w.g_recon), out1: Some(&w.residual), ..Default::default() };
         kernels::train_op(gpu, enc, TrainOp::ReconGrad, TrainParams { scale: 2.0 / bsz as f32, ..tp(bsz, d) }, io, bsz * d);
-        kernels::train_op(gpu, enc, TrainOp::DecoderNorms, tp(m, d), TrainIo { in0: Some(&p.w_dec), out0: Some(&w.dec_norms), ..Default::default() }, m);
-        // g_acts = g_recon·W_decᵀ, then through the activation (plus the L1 term) into g_pre.
-        self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_recon, d, false), (&p.w_dec, d, true), (&w.g_pre, m));
+        kernels::train_op(gpu, enc, TrainOp::DecoderNorms, tp(m, d), TrainIo { in0: Some(p.w_dec()), out0: Some(&w.dec_norms), ..Default::default() }, m);
+        // g_acts = g_recon·W_decᵀ.
+        self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_recon, d, false), (p.w_dec(), d, true), (&w.g_pre, m));
+        if let TrainArch::JumpRelu { l0, bandwidth } = self.arch {
+            // The threshold's straight-through estimate reads g_acts before it is masked.
+            let params = TrainParams { scale: l0 * sparsity_scale / bsz as f32, width: bandwidth, ..tp(bsz, m) };
+            let io = TrainIo { in0: Some(&w.pre), in1: Some(p.threshold()), in2: Some(&w.g_pre), out0: Some(g.threshold()), ..Default::default() };
+            kernels::train_op(gpu, enc, TrainOp::JumpReluThresholdGrad, params, io, m);
+        }
+        // Through the activation (plus the standard SAE's L1 term) into g_pre; for gated this is
+        // the magnitude path's gradient.
         let l1 = match self.arch {
-            TrainArch::Standard { l1 } => l1 * l1_scale / bsz as f32,
-            TrainArch::TopK { .. } => 0.0,
+            TrainArch::Standard { l1 } | TrainArch::Gated { l1 } => l1 * sparsity_scale / bsz as f32,
+            _ => 0.0,
         };
+        let act_l1 = if gated { 0.0 } else { l1 };
         let io = TrainIo { in0: Some(&w.acts), in1: Some(&w.dec_norms), out0: Some(&w.g_pre), ..Default::default() };
-        kernels::train_op(gpu, enc, TrainOp::ActGrad, TrainParams { scale: l1, ..tp(bsz, m) }, io, bsz * m);
+        kernels::train_op(gpu, enc, TrainOp::ActGrad, TrainParams { scale: act_l1, ..tp(bsz, m) }, io, bsz * m);
         // g_W_dec = actsᵀ·g_recon (+ the L1 term's share).
-        self.matmul(gpu, enc, Epilogue::Store, (m, d, bsz), (&w.acts, m, true), (&w.g_recon, d, false), (&g.w_dec, d));
-        if l1 != 0.0 {
-            let io = TrainIo { in0: Some(&w.acts), out0: Some(&w.col_sums), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
-            let io = TrainIo { in0: Some(&w.col_sums), in1: Some(&w.dec_norms), in2: Some(&p.w_dec), out0: Some(&g.w_dec), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::L1DecoderGrad, TrainParams { scale: l1, ..tp(m, d) }, io, m * d);
+        self.matmul(gpu, enc, Epilogue::Store, (m, d, bsz), (&w.acts, m, true), (&w.g_recon, d, false), (g.w_dec(), d));
+        if act_l1 != 0.0 {
+            self.record_l1_decoder_grad(gpu, enc, &w.acts, act_l1);
         }
 
-        // AuxK (Gao et al. 2024): dead latents reconstruct the residual.
+        // The auxiliary path: AuxK (Gao et al. 2024; dead latents reconstruct the residual) or
+        // the gate (its L1 and its reconstruction of x).
         let num_dead = dead.iter().filter(|&&x| x).count();
-        if let (TrainArch::TopK { .. }, true) = (self.arch, num_dead > 0) {
+        let aux = if gated {
+            // via_gate = gate_acts·W_dec + b_dec; g_aux = 2 (via_gate − x) / B.
+            kernels::fill_bias(gpu, enc, bsz, d, p.b_dec(), &w.aux_recon);
+            self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.aux_acts, m, false), (p.w_dec(), d, false), (&w.aux_recon, d));
+            let io = TrainIo { in0: Some(&w.aux_recon), in1: Some(&w.x), out0: Some(&w.g_aux), ..Default::default() };
+            kernels::train_op(gpu, enc, TrainOp::AuxGrad, TrainParams { scale: 2.0 / bsz as f32, ..tp(bsz, d) }, io, bsz * d);
+            true
+        } else if self.arch.uses_auxk() && num_dead > 0 {
             let k_aux_full = (d / 2).max(1);
             let aux_scale = (num_dead as f32 / k_aux_full as f32).min(1.0);
             let k_aux = k_aux_full.min(num_dead);
@@ -217,99 +293,147 @@ impl GpuTrainer {
             enc.clear_buffer(&w.aux_acts, 0, None);
             let io = TrainIo { in0: Some(&w.aux_index), in1: Some(&w.aux_value), out0: Some(&w.aux_acts), ..Default::default() };
             kernels::train_op(gpu, enc, TrainOp::ScatterLists, TrainParams { k: k_aux as u32, ..tp(bsz, m) }, io, bsz * k_aux);
-            self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.aux_acts, m, false), (&p.w_dec, d, false), (&w.aux_recon, d));
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.aux_acts, m, false), (p.w_dec(), d, false), (&w.aux_recon, d));
             let scale = 2.0 * AUXK_COEFFICIENT * aux_scale / bsz as f32;
             let io = TrainIo { in0: Some(&w.aux_recon), in1: Some(&w.residual), out0: Some(&w.g_aux), ..Default::default() };
             kernels::train_op(gpu, enc, TrainOp::AuxGrad, TrainParams { scale, ..tp(bsz, d) }, io, bsz * d);
-            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_aux, d, false), (&p.w_dec, d, true), (&w.g_aux_acts, m));
-            let io = TrainIo { in0: Some(&w.aux_acts), in2: Some(&w.g_aux_acts), out0: Some(&w.g_pre), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::AuxActGrad, tp(bsz, m), io, bsz * m);
-            self.matmul(gpu, enc, Epilogue::Accumulate, (m, d, bsz), (&w.aux_acts, m, true), (&w.g_aux, d, false), (&g.w_dec, d));
+            true
+        } else {
+            false
+        };
+        if aux {
+            // g_aux_acts = g_aux·W_decᵀ, through the aux activation (with the gate's L1).
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_aux, d, false), (p.w_dec(), d, true), (&w.g_aux_acts, m));
+            let io = TrainIo { in0: Some(&w.aux_acts), in1: Some(&w.dec_norms), out0: Some(&w.g_aux_acts), ..Default::default() };
+            kernels::train_op(gpu, enc, TrainOp::ActGrad, TrainParams { scale: if gated { l1 } else { 0.0 }, ..tp(bsz, m) }, io, bsz * m);
+            self.matmul(gpu, enc, Epilogue::Accumulate, (m, d, bsz), (&w.aux_acts, m, true), (&w.g_aux, d, false), (g.w_dec(), d));
+            if gated && l1 != 0.0 {
+                self.record_l1_decoder_grad(gpu, enc, &w.aux_acts, l1);
+            }
+        }
+        if gated {
+            // g_b_gate = Σ_b g_gate_pre; then g_projected, g_r_mag, g_b_mag.
+            let io = TrainIo { in0: Some(&w.g_aux_acts), out0: Some(g.b_enc()), ..Default::default() };
+            kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
+            let io = TrainIo {
+                in1: Some(&w.pre),
+                in2: Some(p.r_mag()),
+                in3: Some(&w.g_aux_acts),
+                out0: Some(&w.g_pre),
+                out1: Some(g.r_mag()),
+                out2: Some(g.b_mag()),
+                ..Default::default()
+            };
+            kernels::train_op(gpu, enc, TrainOp::GatedBackward, tp(bsz, m), io, m);
+        } else {
+            if aux {
+                let io = TrainIo { in0: Some(&w.aux_acts), in2: Some(&w.g_aux_acts), out0: Some(&w.g_pre), ..Default::default() };
+                kernels::train_op(gpu, enc, TrainOp::AuxActGrad, tp(bsz, m), io, bsz * m);
+            }
+            let io = TrainIo { in0: Some(&w.g_pre), out0: Some(g.b_enc()), ..Default::default() };
+            kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
         }
 
-        // Encoder and biases: g_W_enc = sae_inᵀ·g_pre, g_b_enc = Σ_b g_pre,
-        // g_b_dec = Σ_b g_recon − Σ_b g_pre·W_encᵀ (b_dec enters both recon and sae_in).
-        self.matmul(gpu, enc, Epilogue::Store, (d, m, bsz), (&w.sae_in, d, true), (&w.g_pre, m, false), (&g.w_enc, m));
-        let io = TrainIo { in0: Some(&w.g_pre), out0: Some(&g.b_enc), ..Default::default() };
-        kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
-        self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.g_pre, m, false), (&p.w_enc, m, true), (&w.g_sae_in, d));
-        let io = TrainIo { in0: Some(&w.g_recon), out0: Some(&g.b_dec), ..Default::default() };
+        // Encoder and b_dec: g_W_enc = sae_inᵀ·g_pre, g_b_dec = Σ_b g_recon (+ Σ_b g_aux for the
+        // gate's reconstruction) − Σ_b g_pre·W_encᵀ (b_dec enters the reconstructions and sae_in).
+        self.matmul(gpu, enc, Epilogue::Store, (d, m, bsz), (&w.sae_in, d, true), (&w.g_pre, m, false), (g.w_enc(), m));
+        self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.g_pre, m, false), (p.w_enc(), m, true), (&w.g_sae_in, d));
+        let io = TrainIo { in0: Some(&w.g_recon), out0: Some(g.b_dec()), ..Default::default() };
         kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, d) }, io, d);
-        let io = TrainIo { in0: Some(&w.g_sae_in), out0: Some(&g.b_dec), ..Default::default() };
+        if gated {
+            let io = TrainIo { in0: Some(&w.g_aux), out0: Some(g.b_dec()), ..Default::default() };
+            kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, mode: 1, ..tp(bsz, d) }, io, d);
+        }
+        let io = TrainIo { in0: Some(&w.g_sae_in), out0: Some(g.b_dec()), ..Default::default() };
         kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: -1.0, mode: 1, ..tp(bsz, d) }, io, d);
     }
 
-    /// Gradients of one batch without updating (for tests against the CPU reference).
-    pub async fn gradients(&self, gpu: &Gpu, x: &[f32], dead: &[bool], l1_scale: f32) -> Result<Params, GpuError> {
-        gpu.queue.write_buffer(&self.work.x, 0, bytemuck::cast_slice(x));
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        self.record_gradients(gpu, &mut enc, dead, l1_scale);
-        gpu.queue.submit([enc.finish()]);
-        self.grads.read(gpu, self.d_in, self.d_sae).await
+    /// The decoder-norm-weighted L1's decoder gradient:
+    /// g_W_dec[j] += scale·(Σ_b acts[b, j])·W_dec[j]/‖W_dec[j]‖.
+    fn record_l1_decoder_grad(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, acts: &wgpu::Buffer, scale: f32) {
+        let (d, m, bsz, w) = (self.d_in, self.d_sae, self.batch, &self.work);
+        let tp = |rows: usize, cols: usize| TrainParams { rows: rows as u32, cols: cols as u32, ..Default::default() };
+        let io = TrainIo { in0: Some(acts), out0: Some(&w.col_sums), ..Default::default() };
+        kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
+        let io = TrainIo { in0: Some(&w.col_sums), in1: Some(&w.dec_norms), in2: Some(self.params.w_dec()), out0: Some(self.grads.w_dec()), ..Default::default() };
+        kernels::train_op(gpu, enc, TrainOp::L1DecoderGrad, TrainParams { scale, ..tp(m, d) }, io, m * d);
     }
 
-    /// One training step on `x` (`[batch, d_in]`); returns each latent's fire count on the batch.
-    pub async fn step(&mut self, gpu: &Gpu, x: &[f32], dead: &[bool], l1_scale: f32, lr: f32) -> Result<Vec<u32>, GpuError> {
+    /// Gradients of one batch without updating (for tests against the CPU reference).
+    pub async fn gradients(&self, gpu: &Gpu, x: &[f32], dead: &[bool], sparsity_scale: f32) -> Result<Params, GpuError> {
+        gpu.queue.write_buffer(&self.work.x, 0, bytemuck::cast_slice(x));
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        self.record_gradients(gpu, &mut enc, dead, sparsity_scale);
+        gpu.queue.submit([enc.finish()]);
+        self.grads.read(gpu, &self.shape).await
+    }
+
+    /// One training step on `x` (`[batch, d_in]`): gradients, the decoder constraint, Adam, the
+    /// parameter constraints; one read-back (fire counts and BatchTopK's threshold).
+    pub async fn step(&mut self, gpu: &Gpu, x: &[f32], dead: &[bool], sparsity_scale: f32, lr: f32) -> Result<StepResult, GpuError> {
         let (d, m, bsz) = (self.d_in, self.d_sae, self.batch);
         assert_eq!(x.len(), bsz * d, "a batch is [batch, d_in]");
         gpu.queue.write_buffer(&self.work.x, 0, bytemuck::cast_slice(x));
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        self.record_gradients(gpu, &mut enc, dead, l1_scale);
-        let unit_decoder = matches!(self.arch, TrainArch::TopK { .. });
+        self.record_gradients(gpu, &mut enc, dead, sparsity_scale);
+        let unit_decoder = self.arch.unit_decoder();
         let rows = |rows: usize, cols: usize| TrainParams { rows: rows as u32, cols: cols as u32, ..Default::default() };
         if unit_decoder {
-            let io = TrainIo { in0: Some(&self.params.w_dec), out0: Some(&self.grads.w_dec), ..Default::default() };
+            let io = TrainIo { in0: Some(self.params.w_dec()), out0: Some(self.grads.w_dec()), ..Default::default() };
             kernels::train_op(gpu, &mut enc, TrainOp::RemoveParallelGrad, rows(m, d), io, m);
         }
         let (beta1, beta2) = (0.9f32, 0.999f32);
         self.adam_beta_t = (self.adam_beta_t.0 * beta1, self.adam_beta_t.1 * beta2);
         let (c1, c2) = (1.0 - self.adam_beta_t.0, 1.0 - self.adam_beta_t.1);
-        let adam = |n: usize| TrainParams {
-            rows: n as u32,
-            lr,
-            beta1,
-            beta2,
-            eps: 1e-8,
-            c1,
-            c2,
-            ..Default::default()
-        };
-        let sizes = [d * m, m, m * d, d];
-        for (i, n) in sizes.into_iter().enumerate() {
+        for (i, tensor) in self.shape.tensors().into_iter().enumerate() {
+            let n = tensor.len();
+            if n == 0 {
+                continue;
+            }
+            // Thresholds stay ≥ 0 (apply_constraints).
+            let mode = u32::from(TENSOR_NAMES[i] == "threshold");
+            let params = TrainParams { rows: n as u32, mode, lr, beta1, beta2, eps: 1e-8, c1, c2, ..Default::default() };
             let io = TrainIo {
-                in0: Some(self.grads.all()[i]),
-                out0: Some(self.params.all()[i]),
-                out1: Some(self.adam_m.all()[i]),
-                out2: Some(self.adam_v.all()[i]),
+                in0: Some(&self.grads.buffers[i]),
+                out0: Some(&self.params.buffers[i]),
+                out1: Some(&self.adam_m.buffers[i]),
+                out2: Some(&self.adam_v.buffers[i]),
                 ..Default::default()
             };
-            kernels::train_op(gpu, &mut enc, TrainOp::Adam, adam(n), io, n);
+            kernels::train_op(gpu, &mut enc, TrainOp::Adam, params, io, n);
         }
         if unit_decoder {
-            let io = TrainIo { out0: Some(&self.params.w_dec), ..Default::default() };
+            let io = TrainIo { out0: Some(self.params.w_dec()), ..Default::default() };
             kernels::train_op(gpu, &mut enc, TrainOp::NormalizeDecoder, rows(m, d), io, m);
         }
-        enc.clear_buffer(&self.work.counts, 0, None);
-        kernels::fire_counts(gpu, &mut enc, bsz, m, kernels::Activations::Dense { acts: &self.work.acts, ld: m }, &self.work.counts);
+        let w = &self.work;
+        enc.clear_buffer(&w.report, 0, None);
+        kernels::fire_counts(gpu, &mut enc, bsz, m, kernels::Activations::Dense { acts: &w.acts, ld: m }, &w.report);
+        enc.copy_buffer_to_buffer(&w.select_state, 0, &w.report, (m * 4) as u64, 16);
         gpu.queue.submit([enc.finish()]);
-        gpu.read_u32(&self.work.counts, m).await
+        let mut report = gpu.read_u32(&w.report, m + 4).await?;
+        let state = report.split_off(m);
+        let kept_any = state[0] != u32::MAX && report.iter().any(|&c| c > 0);
+        let batch_min_act = (matches!(self.arch, TrainArch::BatchTopK { .. }) && kept_any).then(|| f32::from_bits(state[0]));
+        Ok(StepResult { fire_counts: report, batch_min_act })
     }
 
     pub async fn params(&self, gpu: &Gpu) -> Result<Params, GpuError> {
-        self.params.read(gpu, self.d_in, self.d_sae).await
+        self.params.read(gpu, &self.shape).await
     }
 
     /// Parameters and Adam moments `(params, m, v)`, for host-side surgery such as resampling.
     pub async fn state(&self, gpu: &Gpu) -> Result<(Params, Params, Params), GpuError> {
-        let (d, m) = (self.d_in, self.d_sae);
-        Ok((self.params.read(gpu, d, m).await?, self.adam_m.read(gpu, d, m).await?, self.adam_v.read(gpu, d, m).await?))
+        Ok((self.params.read(gpu, &self.shape).await?, self.adam_m.read(gpu, &self.shape).await?, self.adam_v.read(gpu, &self.shape).await?))
     }
 
     /// Writes back parameters and Adam moments.
     pub fn set_state(&self, gpu: &Gpu, params: &Params, m: &Params, v: &Params) {
         for (set, values) in [(&self.params, params), (&self.adam_m, m), (&self.adam_v, v)] {
-            for (buffer, data) in set.all().into_iter().zip(values.tensors()) {
-                gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+            for (buffer, data) in set.buffers.iter().zip(values.tensors()) {
+                if !data.is_empty() {
+                    gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+                }
             }
         }
     }

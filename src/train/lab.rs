@@ -4,6 +4,7 @@
 
 use super::sae_train::TrainArch;
 use super::synthetic::{Geometry, Magnitude, ToyDataConfig};
+use super::superposition::SuperpositionConfig;
 use super::toy::{BDecInit, ToyTrainConfig};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,10 +16,15 @@ pub struct LabSettings {
     /// `(parents, children per parent)`, 0 parents for none.
     pub hierarchy: (usize, usize),
     pub noise: f32,
-    /// "topk" or "standard".
+    /// standard, topk, batchtopk, jumprelu or gated.
     pub arch: String,
+    /// topk, batchtopk: active latents per row (on average for batchtopk).
     pub k: usize,
+    /// standard, gated: the L1 coefficient.
     pub l1: f32,
+    /// jumprelu: the L0 coefficient and the straight-through estimator's bandwidth.
+    pub l0: f32,
+    pub bandwidth: f32,
     pub dict: usize,
     pub batch: usize,
     pub steps: usize,
@@ -35,6 +41,12 @@ pub struct LabSettings {
     pub correlated: usize,
     /// Pairs that never fire together.
     pub anti_correlated: usize,
+    /// The toy model of superposition's panel (Elhage et al. 2022): features, hidden dimensions,
+    /// the chance a feature is off, and the importance decay per feature.
+    pub sp_features: usize,
+    pub sp_dims: usize,
+    pub sp_sparsity: f32,
+    pub sp_importance_decay: f32,
 }
 
 impl Default for LabSettings {
@@ -49,6 +61,8 @@ impl Default for LabSettings {
             arch: "topk".into(),
             k: 4,
             l1: 1.0,
+            l0: 0.1,
+            bandwidth: 0.05,
             dict: 128,
             batch: 256,
             steps: 1500,
@@ -61,9 +75,16 @@ impl Default for LabSettings {
             magnitude: Magnitude::Uniform { lo: 0.0, hi: 1.0 },
             correlated: 0,
             anti_correlated: 0,
+            sp_features: 5,
+            sp_dims: 2,
+            sp_sparsity: 0.9,
+            sp_importance_decay: 0.9,
         }
     }
 }
+
+/// The architectures the lab trains, as `arch=` spells them.
+pub const ARCHITECTURES: [&str; 5] = ["standard", "topk", "batchtopk", "jumprelu", "gated"];
 
 /// A lesson: a name for the menu, what it shows, and its settings.
 pub struct Preset {
@@ -116,6 +137,24 @@ pub const PRESETS: &[Preset] = &[
         lesson: "A parent feature fires whenever any of its 3 children does (A is for Absorption, Chanin et al. 2024). The SAE tends to fold the parent into the children's latents: look for the parent's row in the heatmap having no clean match.",
         settings: || LabSettings { features: 40, hierarchy: (4, 3), k: 4, ..LabSettings::default() },
     },
+    Preset {
+        id: "batchtopk",
+        title: "BatchTopK: k on average",
+        lesson: "32 features in 16 dimensions, a 64-latent BatchTopK SAE (Bussmann et al. 2024): the batch's 2×256 largest activations are kept, so busy inputs get more latents and quiet ones fewer. It learns a threshold as it goes and is saved as a JumpReLU SAE. Switch arch to topk to compare.",
+        settings: || LabSettings { arch: "batchtopk".into(), features: 32, dict: 64, p: 0.05, k: 2, steps: 3000, lr: 0.01, ..LabSettings::default() },
+    },
+    Preset {
+        id: "jumprelu",
+        title: "JumpReLU: a learned threshold per latent",
+        lesson: "The same data with a JumpReLU SAE (Rajamanoharan et al. 2024): each latent learns its own threshold through a straight-through estimator, and an L0 penalty (not L1) sets the sparsity, so activations are not shrunk towards zero.",
+        settings: || LabSettings { arch: "jumprelu".into(), features: 32, dict: 64, p: 0.05, l0: 0.05, steps: 3000, ..LabSettings::default() },
+    },
+    Preset {
+        id: "gated",
+        title: "Gated SAE: deciding apart from sizing",
+        lesson: "A gated SAE (Rajamanoharan et al. 2024) decides which latents fire with one path (penalised by L1) and sizes them with another, so the L1 penalty no longer shrinks the activations it keeps.",
+        settings: || LabSettings { arch: "gated".into(), features: 32, dict: 64, p: 0.05, l1: 1.0, ..LabSettings::default() },
+    },
 ];
 
 fn b_dec_init_name(b: BDecInit) -> &'static str {
@@ -149,11 +188,11 @@ impl LabSettings {
     /// `key=value&…` for the URL.
     pub fn to_query(&self) -> String {
         format!(
-            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}&resample_every={}&p_decay={}&magnitude={}&correlated={}&anti_correlated={}",
+            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&l0={}&bandwidth={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}&resample_every={}&p_decay={}&magnitude={}&correlated={}&anti_correlated={}&sp_features={}&sp_dims={}&sp_sparsity={}&sp_importance_decay={}",
             self.features, self.dims, self.p, geometry_name(self.geometry), self.hierarchy.0, self.hierarchy.1, self.noise,
-            self.arch, self.k, self.l1, self.dict, self.batch, self.steps, self.lr, self.seed, self.dead_after,
+            self.arch, self.k, self.l1, self.l0, self.bandwidth, self.dict, self.batch, self.steps, self.lr, self.seed, self.dead_after,
             b_dec_init_name(self.b_dec_init), self.resample_every, self.p_decay, magnitude_text(self.magnitude),
-            self.correlated, self.anti_correlated
+            self.correlated, self.anti_correlated, self.sp_features, self.sp_dims, self.sp_sparsity, self.sp_importance_decay
         )
     }
 
@@ -209,13 +248,15 @@ impl LabSettings {
             }
             "noise" => self.noise = finite(value)?,
             "arch" => {
-                if value != "topk" && value != "standard" {
-                    return Err(format!("'{value}' is not topk or standard (training batchtopk, jumprelu and gated SAEs is not written yet)"));
+                if !ARCHITECTURES.contains(&value) {
+                    return Err(format!("'{value}' is not one of {}", ARCHITECTURES.join(", ")));
                 }
                 self.arch = value.to_string();
             }
             "k" => self.k = num(value)?,
             "l1" => self.l1 = finite(value)?,
+            "l0" => self.l0 = finite(value)?,
+            "bandwidth" => self.bandwidth = finite(value)?,
             "dict" => self.dict = num(value)?,
             "batch" => self.batch = num(value)?,
             "steps" => self.steps = num(value)?,
@@ -226,6 +267,10 @@ impl LabSettings {
             "p_decay" => self.p_decay = finite(value)?,
             "correlated" => self.correlated = num(value)?,
             "anti_correlated" => self.anti_correlated = num(value)?,
+            "sp_features" => self.sp_features = num(value)?,
+            "sp_dims" => self.sp_dims = num(value)?,
+            "sp_sparsity" => self.sp_sparsity = finite(value)?,
+            "sp_importance_decay" => self.sp_importance_decay = finite(value)?,
             "magnitude" => {
                 let bad = || format!("'{value}' is not constant:V, uniform:LO,HI or exponential:MEAN");
                 let (kind, args) = value.split_once(':').ok_or_else(bad)?;
@@ -252,6 +297,26 @@ impl LabSettings {
         Ok(())
     }
 
+    /// The toy model of superposition's configuration (3000 Adam steps of 256 inputs at lr 0.01,
+    /// seed 1), or the first impossible setting.
+    pub fn to_superposition_config(&self) -> Result<SuperpositionConfig, String> {
+        if !(1..=64).contains(&self.sp_features) || !(1..=16).contains(&self.sp_dims) {
+            return Err("the page's toy model keeps to 1–64 features in 1–16 dimensions".into());
+        }
+        let cfg = SuperpositionConfig {
+            features: self.sp_features,
+            dims: self.sp_dims,
+            sparsity: self.sp_sparsity,
+            importance_decay: self.sp_importance_decay,
+            batch: 256,
+            steps: 3000,
+            lr: 1e-2,
+            seed: 1,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// The training configuration, or the first impossible setting.
     pub fn to_config(&self) -> Result<ToyTrainConfig, String> {
         let mut data = ToyDataConfig::new(self.features, self.dims, self.p, self.seed);
@@ -262,7 +327,13 @@ impl LabSettings {
         data.magnitude = self.magnitude;
         data.correlated_pairs = self.correlated;
         data.anti_correlated_pairs = self.anti_correlated;
-        let arch = if self.arch == "standard" { TrainArch::Standard { l1: self.l1 } } else { TrainArch::TopK { k: self.k } };
+        let arch = match self.arch.as_str() {
+            "standard" => TrainArch::Standard { l1: self.l1 },
+            "batchtopk" => TrainArch::BatchTopK { k: self.k },
+            "jumprelu" => TrainArch::JumpRelu { l0: self.l0, bandwidth: self.bandwidth },
+            "gated" => TrainArch::Gated { l1: self.l1 },
+            _ => TrainArch::TopK { k: self.k },
+        };
         let mut cfg = ToyTrainConfig::new(data, arch, self.dict, self.batch, self.steps);
         cfg.lr = self.lr;
         cfg.dead_after_steps = self.dead_after;
@@ -297,7 +368,7 @@ mod tests {
 
     #[test]
     fn garbage_in_the_url_is_reported_by_name_and_ignored() {
-        let (s, problems) = LabSettings::from_query("k=banana&p=NaN&arch=gated&zzz=1&dims=8&preset=nope&hierarchy=3");
+        let (s, problems) = LabSettings::from_query("k=banana&p=NaN&arch=relu&zzz=1&dims=8&preset=nope&hierarchy=3");
         let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["preset", "k", "p", "arch", "zzz", "hierarchy"]);
         assert_eq!(s.dims, 8);
@@ -311,6 +382,13 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         let (s, _) = LabSettings::from_query("correlated=40&anti_correlated=40");
         assert!(s.to_config().unwrap_err().contains("pairs"));
+        let (s, problems) = LabSettings::from_query("sp_sparsity=0.95&sp_features=6&sp_dims=3");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!((s.to_superposition_config().unwrap().sparsity, s.sp_features, s.sp_dims), (0.95, 6, 3));
+        let (s, _) = LabSettings::from_query("sp_sparsity=1.5");
+        assert!(s.to_superposition_config().unwrap_err().contains("sparsity must be in [0, 1)"));
+        let (s, _) = LabSettings::from_query("sp_features=1000");
+        assert!(s.to_superposition_config().unwrap_err().contains("1–64 features"));
         let (s, _) = LabSettings::from_query("k=999&dict=10");
         assert!(s.to_config().unwrap_err().contains("k must be between 1 and dict (10)"));
     }

@@ -10,7 +10,7 @@
 
 use crate::sae::random::Rng;
 
-use super::sae_train::{Adam, Params};
+use super::sae_train::{Adam, Params, TrainArch};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SuperpositionConfig {
@@ -69,7 +69,7 @@ pub fn sample(rng: &mut Rng, cfg: &SuperpositionConfig) -> Vec<f32> {
 pub fn loss_and_grads(p: &Params, importance: &[f32], x: &[f32]) -> (f32, Params) {
     let (m, n) = (p.d_in, p.d_sae);
     let batch = x.len() / n;
-    let mut g = Params::zeros(m, n);
+    let mut g = p.zeros_like();
     let mut loss = 0.0f32;
     let scale = 1.0 / batch as f32;
     for row in x.chunks_exact(n) {
@@ -127,12 +127,13 @@ pub fn train(cfg: &SuperpositionConfig) -> Result<SuperpositionResult, String> {
     cfg.validate()?;
     let (n, m) = (cfg.features, cfg.dims);
     let mut rng = Rng::new(cfg.seed);
-    let mut p = Params::zeros(m, n);
+    // Stored in the SAE's parameter struct (no encoder, threshold or gate terms) to share Adam.
+    let mut p = Params::zeros(TrainArch::Standard { l1: 0.0 }, m, n);
     // Xavier-normal initialisation, as the paper's reference code.
     let std = (2.0 / (n + m) as f32).sqrt();
     p.w_dec = rng.normals(n * m, std);
     let importance = cfg.importance();
-    let mut adam = Adam::new(m, n);
+    let mut adam = Adam::new(&p);
     let mut loss = 0.0;
     for step in 0..cfg.steps {
         let x = sample(&mut rng, cfg);
@@ -170,7 +171,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         let cfg = SuperpositionConfig { features: 6, dims: 3, sparsity: 0.3, importance_decay: 0.8, batch: 7, steps: 1, lr: 1e-3, seed: 2 };
         let mut rng = Rng::new(5);
-        let mut p = Params::zeros(3, 6);
+        let mut p = Params::zeros(TrainArch::Standard { l1: 0.0 }, 3, 6);
         p.w_dec = rng.normals(18, 0.6);
         p.b_enc = rng.normals(6, 0.1);
         let x = sample(&mut rng, &cfg);

@@ -11,7 +11,7 @@ use crate::gpu::Gpu;
 
 use super::recovery::{recovery, Recovery};
 use super::sae_train::{
-    loss_and_grads, normalize_decoder, remove_parallel_decoder_grad, resample_latent, Adam, Params, StepStats, TrainArch,
+    apply_constraints, loss_and_grads, remove_parallel_decoder_grad, resample_latent, Adam, Params, StepStats, TrainArch, BATCHTOPK_THRESHOLD_LR,
 };
 use crate::sae::random::Rng;
 use super::synthetic::{ToyData, ToyDataConfig};
@@ -28,8 +28,9 @@ pub struct ToyTrainConfig {
     pub lr_warmup_steps: usize,
     /// Linear decay to 0 over the last this-many steps.
     pub lr_decay_steps: usize,
-    /// Standard: linear L1 warm-up over this many steps.
-    pub l1_warmup_steps: usize,
+    /// Linear warm-up of the sparsity coefficient (L1 for standard and gated, L0 for jumprelu)
+    /// over this many steps (SAELens `l1_warm_up_steps`, `l0_warm_up_steps`).
+    pub sparsity_warmup_steps: usize,
     /// A latent that has not fired for this many steps counts as dead (for AuxK and the count).
     pub dead_after_steps: usize,
     pub b_dec_init: BDecInit,
@@ -83,7 +84,7 @@ impl ToyTrainConfig {
             lr: 1e-3,
             lr_warmup_steps: 0,
             lr_decay_steps: steps / 5,
-            l1_warmup_steps: steps / 20,
+            sparsity_warmup_steps: steps / 20,
             dead_after_steps: 50,
             b_dec_init: BDecInit::Mean,
             resample_every: 0,
@@ -106,8 +107,14 @@ impl ToyTrainConfig {
             return Err(format!("lr must be a positive number, not {}", self.lr));
         }
         match self.arch {
-            TrainArch::TopK { k } if k == 0 || k > self.dict => Err(format!("k must be between 1 and dict ({}), not {k}", self.dict)),
-            TrainArch::Standard { l1 } if !(l1 >= 0.0 && l1.is_finite()) => Err(format!("l1 must be ≥ 0, not {l1}")),
+            TrainArch::TopK { k } | TrainArch::BatchTopK { k } if k == 0 || k > self.dict => {
+                Err(format!("k must be between 1 and dict ({}), not {k}", self.dict))
+            }
+            TrainArch::Standard { l1 } | TrainArch::Gated { l1 } if !(l1 >= 0.0 && l1.is_finite()) => Err(format!("l1 must be ≥ 0, not {l1}")),
+            TrainArch::JumpRelu { l0, .. } if !(l0 >= 0.0 && l0.is_finite()) => Err(format!("l0 must be ≥ 0, not {l0}")),
+            TrainArch::JumpRelu { bandwidth, .. } if !(bandwidth > 0.0 && bandwidth.is_finite()) => {
+                Err(format!("bandwidth must be a positive number, not {bandwidth}"))
+            }
             _ => Ok(()),
         }
     }
@@ -123,11 +130,11 @@ impl ToyTrainConfig {
         self.lr * warm * decay
     }
 
-    fn l1_scale_at(&self, step: usize) -> f32 {
-        if self.l1_warmup_steps == 0 {
+    fn sparsity_scale_at(&self, step: usize) -> f32 {
+        if self.sparsity_warmup_steps == 0 {
             1.0
         } else {
-            ((step + 1) as f32 / self.l1_warmup_steps as f32).min(1.0)
+            ((step + 1) as f32 / self.sparsity_warmup_steps as f32).min(1.0)
         }
     }
 }
@@ -145,6 +152,9 @@ pub struct ToyTrainer {
     optimizer: Optimizer,
     steps_since_fired: Vec<usize>,
     pub step: usize,
+    /// BatchTopK's running threshold (SAELens `topk_threshold`, a float64 buffer starting at 0),
+    /// saved as the JumpReLU threshold of every latent.
+    pub batch_topk_threshold: f64,
 }
 
 impl ToyTrainer {
@@ -152,7 +162,7 @@ impl ToyTrainer {
         cfg.validate()?;
         let mut data = ToyData::new(cfg.data.clone())?;
         let d = cfg.data.dims;
-        let mut params = Params::init(d, cfg.dict, cfg.data.seed.wrapping_add(17));
+        let mut params = Params::init(cfg.arch, d, cfg.dict, cfg.data.seed.wrapping_add(17));
         // b_dec starts at a statistic of a first sample (SAELens b_dec_init_method).
         let (x, _) = data.sample(cfg.batch.max(256));
         let rows = x.len() / d;
@@ -165,7 +175,15 @@ impl ToyTrainer {
             }
             BDecInit::GeometricMedian => params.b_dec = geometric_median(&x, d, 100, 1e-5),
         }
-        Ok(ToyTrainer { optimizer: Optimizer::Cpu(Adam::new(d, cfg.dict)), steps_since_fired: vec![0; cfg.dict], step: 0, params, data, cfg })
+        Ok(ToyTrainer {
+            optimizer: Optimizer::Cpu(Adam::new(&params)),
+            steps_since_fired: vec![0; cfg.dict],
+            step: 0,
+            batch_topk_threshold: 0.0,
+            params,
+            data,
+            cfg,
+        })
     }
 
     /// Moves the optimisation to `gpu` (before the first step).
@@ -207,14 +225,15 @@ impl ToyTrainer {
         }
         let (x, _) = self.data.sample(self.cfg.batch);
         let dead = self.dead_mask();
-        let (l1_scale, lr) = (self.cfg.l1_scale_at(self.step), self.cfg.lr_at(self.step));
+        let (sparsity_scale, lr) = (self.cfg.sparsity_scale_at(self.step), self.cfg.lr_at(self.step));
         let Optimizer::Gpu(trainer) = &mut self.optimizer else {
             return Err("step_gpu called before use_gpu".into());
         };
-        let counts = trainer.step(gpu, &x, &dead, l1_scale, lr).await.map_err(|e| e.to_string())?;
-        for (s, &c) in self.steps_since_fired.iter_mut().zip(&counts) {
+        let result = trainer.step(gpu, &x, &dead, sparsity_scale, lr).await.map_err(|e| e.to_string())?;
+        for (s, &c) in self.steps_since_fired.iter_mut().zip(&result.fire_counts) {
             *s = if c > 0 { 0 } else { *s + 1 };
         }
+        self.update_batch_topk_threshold(result.batch_min_act);
         self.step += 1;
         Ok(())
     }
@@ -243,12 +262,11 @@ impl ToyTrainer {
         }
         let (x, _) = self.data.sample(self.cfg.batch);
         let dead = self.dead_mask();
-        let (stats, mut grads) = loss_and_grads(&self.params, self.cfg.arch, &x, &dead, self.cfg.l1_scale_at(self.step));
+        let (stats, mut grads) = loss_and_grads(&self.params, self.cfg.arch, &x, &dead, self.cfg.sparsity_scale_at(self.step));
         if !stats.loss.is_finite() {
             return Err(format!("training diverged at step {} (loss is {}); lower the learning rate", self.step, stats.loss));
         }
-        let unit_decoder = matches!(self.cfg.arch, TrainArch::TopK { .. });
-        if unit_decoder {
+        if self.cfg.arch.unit_decoder() {
             remove_parallel_decoder_grad(&self.params, &mut grads);
         }
         let lr = self.cfg.lr_at(self.step);
@@ -256,9 +274,7 @@ impl ToyTrainer {
         if let Optimizer::Cpu(adam) = &mut self.optimizer {
             adam.step(&mut self.params, &grads, lr);
         }
-        if unit_decoder {
-            normalize_decoder(&mut self.params);
-        }
+        apply_constraints(self.cfg.arch, &mut self.params);
         // Parameters stay finite (saving and evaluating rely on it): an update that overflows
         // is undone and stops training.
         if !all_finite(&self.params) {
@@ -268,13 +284,22 @@ impl ToyTrainer {
         for (s, &f) in self.steps_since_fired.iter_mut().zip(&stats.fired) {
             *s = if f { 0 } else { *s + 1 };
         }
+        self.update_batch_topk_threshold(stats.batch_min_act);
         self.step += 1;
         Ok(stats)
     }
 
+    /// SAELens `BatchTopKTrainingSAE.update_topk_threshold`: an exponential moving average of
+    /// each batch's smallest kept activation, in f64.
+    fn update_batch_topk_threshold(&mut self, batch_min_act: Option<f32>) {
+        if let (TrainArch::BatchTopK { .. }, Some(min)) = (self.cfg.arch, batch_min_act) {
+            self.batch_topk_threshold = (1.0 - BATCHTOPK_THRESHOLD_LR) * self.batch_topk_threshold + BATCHTOPK_THRESHOLD_LR * min as f64;
+        }
+    }
+
     /// The trained SAE in SAELens format.
     pub fn to_sae(&self) -> Sae {
-        to_sae(&self.params, self.cfg.arch, "toy")
+        to_sae(&self.params, self.cfg.arch, self.batch_topk_threshold as f32, "toy")
     }
 
     /// Recovery of the true features and inference metrics on `n` fresh samples (drawn from a
@@ -311,7 +336,13 @@ fn resample_dead(p: &mut Params, m: &mut Params, v: &mut Params, steps_since_fir
     sample_cfg.seed = cfg.data.seed.wrapping_add(0xA11CE).wrapping_add(step as u64);
     let mut sampler = ToyData::new(sample_cfg).expect("validated");
     let (x, _) = sampler.sample(cfg.batch.max(256));
-    let sae = to_sae(p, cfg.arch, "toy");
+    // The running BatchTopK threshold is not at hand here; per-row TopK with the same k picks
+    // the inputs to resample from just as well.
+    let arch = match cfg.arch {
+        TrainArch::BatchTopK { k } => TrainArch::TopK { k },
+        other => other,
+    };
+    let sae = to_sae(p, arch, 0.0, "toy");
     let (_, recon) = cpu::forward(&sae, &x);
     let losses: Vec<f64> = x
         .chunks_exact(d)
@@ -342,25 +373,31 @@ fn resample_draw_seed(seed: u64, step: usize) -> u64 {
 }
 
 /// Builds an SAELens-format SAE from trained parameters (through the same parser as files).
-pub fn to_sae(p: &Params, arch: TrainArch, hook_name: &str) -> Sae {
-    let tensors: [(&str, Vec<usize>, &[f32]); 4] = [
-        ("W_enc", vec![p.d_in, p.d_sae], &p.w_enc),
-        ("b_enc", vec![p.d_sae], &p.b_enc),
-        ("W_dec", vec![p.d_sae, p.d_in], &p.w_dec),
-        ("b_dec", vec![p.d_in], &p.b_dec),
-    ];
+/// BatchTopK is saved as JumpReLU with `batch_topk_threshold` for every latent, as SAELens's
+/// `process_state_dict_for_saving_inference` does; gated saves the gate bias as `b_gate`.
+pub fn to_sae(p: &Params, arch: TrainArch, batch_topk_threshold: f32, hook_name: &str) -> Sae {
+    let shared_threshold = vec![batch_topk_threshold; p.d_sae];
+    let (d, m) = (p.d_in, p.d_sae);
+    let mut tensors: Vec<(&str, Vec<usize>, &[f32])> = vec![("W_enc", vec![d, m], &p.w_enc), ("W_dec", vec![m, d], &p.w_dec), ("b_dec", vec![d], &p.b_dec)];
+    match arch {
+        TrainArch::Gated { .. } => tensors.extend([("b_gate", vec![m], &p.b_enc[..]), ("r_mag", vec![m], &p.r_mag[..]), ("b_mag", vec![m], &p.b_mag[..])]),
+        TrainArch::JumpRelu { .. } => tensors.extend([("b_enc", vec![m], &p.b_enc[..]), ("threshold", vec![m], &p.threshold[..])]),
+        TrainArch::BatchTopK { .. } => tensors.extend([("b_enc", vec![m], &p.b_enc[..]), ("threshold", vec![m], &shared_threshold[..])]),
+        TrainArch::Standard { .. } | TrainArch::TopK { .. } => tensors.push(("b_enc", vec![m], &p.b_enc[..])),
+    }
     let mut cfg = serde_json::json!({
         "d_in": p.d_in, "d_sae": p.d_sae, "dtype": "float32", "device": "cpu",
         "apply_b_dec_to_input": true, "normalize_activations": "none", "reshape_activations": "none",
         "metadata": { "hook_name": hook_name, "model_name": "saelab toy data", "sae_lens_training_version": null },
     });
     match arch {
-        TrainArch::Standard { .. } => cfg["architecture"] = "standard".into(),
         TrainArch::TopK { k } => {
             cfg["architecture"] = "topk".into();
             cfg["k"] = k.into();
             cfg["rescale_acts_by_decoder_norm"] = false.into();
         }
+        TrainArch::BatchTopK { .. } | TrainArch::JumpRelu { .. } => cfg["architecture"] = "jumprelu".into(),
+        TrainArch::Standard { .. } | TrainArch::Gated { .. } => cfg["architecture"] = arch.name().into(),
     }
     sae_from_f32_tensors(&cfg, &tensors).expect("trained parameters form a valid SAE")
 }
@@ -382,6 +419,20 @@ mod tests {
         let (after, m) = t.evaluate(1024);
         assert!(after.mmcs > 0.94 && after.mmcs > before.mmcs + 0.2, "mmcs {} -> {}", before.mmcs, after.mmcs);
         assert!(m.fvu < 0.2, "fvu {}", m.fvu);
+    }
+
+    #[test]
+    fn each_architecture_preset_recovers_its_features() {
+        for id in ["batchtopk", "jumprelu", "gated"] {
+            let cfg = crate::train::lab::LabSettings::preset(id).unwrap().to_config().unwrap();
+            let mut t = ToyTrainer::new(cfg.clone()).unwrap();
+            for _ in 0..cfg.steps {
+                t.step().unwrap();
+            }
+            let (rec, m) = t.evaluate(2048);
+            assert!(rec.mmcs > 0.95, "{id}: mmcs {}", rec.mmcs);
+            assert!(m.fvu < 0.2 && m.l0 > 0.5 && m.l0 < 3.0, "{id}: fvu {} l0 {}", m.fvu, m.l0);
+        }
     }
 
     #[test]

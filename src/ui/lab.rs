@@ -13,7 +13,7 @@ use super::{plots, web, Engine};
 use crate::formats::sae_files::serialize_sae;
 use crate::sae::metrics::DensityHistogram;
 use crate::train::lab::{LabSettings, PRESETS};
-use crate::train::superposition::{self, SuperpositionConfig, SuperpositionResult};
+use crate::train::superposition::{self, SuperpositionResult};
 use crate::train::toy::ToyTrainer;
 
 /// One evaluation point on the curves.
@@ -150,9 +150,11 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                     {field("geometry", "geometry (random|polygon)", settings, problems)}
                     {field("hierarchy", "hierarchy parents,children", settings, problems)}
                     {field("noise", "noise σ", settings, problems)}
-                    {field("arch", "architecture (topk|standard)", settings, problems)}
-                    {field("k", "k (topk)", settings, problems)}
-                    {field("l1", "L1 coefficient (standard)", settings, problems)}
+                    {field("arch", "architecture (standard|topk|batchtopk|jumprelu|gated)", settings, problems)}
+                    {field("k", "k (topk, batchtopk)", settings, problems)}
+                    {field("l1", "L1 coefficient (standard, gated)", settings, problems)}
+                    {field("l0", "L0 coefficient (jumprelu)", settings, problems)}
+                    {field("bandwidth", "STE bandwidth (jumprelu)", settings, problems)}
                     {field("dict", "dictionary size", settings, problems)}
                     {field("batch", "batch", settings, problems)}
                     {field("steps", "steps", settings, problems)}
@@ -178,7 +180,7 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                     <p id="lab-error" class="error" role="alert">{move || shown.with(|s| s.error.clone().unwrap_or_default())}</p>
                 </Show>
             </div>
-            <SuperpositionPanel />
+            <SuperpositionPanel settings problems />
             </div>
             <div class="panel lab-results">
                 <h2>"Recovery " <span class="muted">{move || shown.with(|s| s.device.clone())}</span></h2>
@@ -254,7 +256,8 @@ fn start_training(
     problems: RwSignal<Vec<(String, String)>>,
     shown: RwSignal<LabShown>,
 ) {
-    if let Some((key, msg)) = problems.get_untracked().first() {
+    // The superposition panel's settings (sp_…) do not concern SAE training.
+    if let Some((key, msg)) = problems.get_untracked().iter().find(|(k, _)| !k.starts_with("sp_")) {
         return shown.update(|s| s.error = Some(format!("{key}: {msg}")));
     }
     let s = settings.get_untracked();
@@ -391,46 +394,25 @@ fn record_evaluation(trainer: &ToyTrainer, shown: RwSignal<LabShown>) {
 /// Elhage et al.'s toy model: pick the sparsity, train (a few thousand tiny steps, well under a
 /// second), and see how many features the hidden dimensions hold.
 #[component]
-fn SuperpositionPanel() -> impl IntoView {
-    let sparsity = RwSignal::new("0.9".to_string());
-    let features = RwSignal::new("5".to_string());
-    let dims = RwSignal::new("2".to_string());
+fn SuperpositionPanel(settings: RwSignal<LabSettings>, problems: RwSignal<Vec<(String, String)>>) -> impl IntoView {
     let result: RwSignal<Option<Result<SuperpositionResult, String>>> = RwSignal::new(None);
     let train = move |_| {
-        let parse = |v: String, name: &str| v.trim().parse::<f64>().map_err(|_| format!("{name}: '{v}' is not a number"));
-        let cfg = (|| -> Result<SuperpositionConfig, String> {
-            let (f, d) = (parse(features.get_untracked(), "features")?, parse(dims.get_untracked(), "dims")?);
-            if f > 64.0 || d > 16.0 || f < 1.0 || d < 1.0 || f.fract() != 0.0 || d.fract() != 0.0 {
-                return Err("the page's toy model keeps to 1–64 features in 1–16 dimensions".into());
-            }
-            Ok(SuperpositionConfig {
-                features: f as usize,
-                dims: d as usize,
-                sparsity: parse(sparsity.get_untracked(), "sparsity")? as f32,
-                importance_decay: 0.9,
-                batch: 256,
-                steps: 3000,
-                lr: 1e-2,
-                seed: 1,
-            })
-        })();
-        result.set(Some(cfg.and_then(|c| superposition::train(&c))));
-    };
-    let input = |id: &'static str, label: &'static str, value: RwSignal<String>| {
-        view! {
-            <label class="field"><span>{label}</span>
-                <input id=id prop:value=move || value.get() on:change=move |ev| value.set(event_target_value(&ev)) />
-            </label>
-        }
+        let panel_problem = problems.with_untracked(|ps| ps.iter().find(|(k, _)| k.starts_with("sp_")).cloned());
+        let outcome = match panel_problem {
+            Some((key, msg)) => Err(format!("{key}: {msg}")),
+            None => settings.with_untracked(|s| s.to_superposition_config()).and_then(|c| superposition::train(&c)),
+        };
+        result.set(Some(outcome));
     };
     view! {
         <div class="panel superposition">
             <h2>"Toy model of superposition"</h2>
             <p class="lesson">"Elhage et al. 2022: n features with importance 0.9ⁱ pass through m dimensions, x′ = ReLU(WᵀWx + b). Raise the sparsity (the chance a feature is off) and watch more features than dimensions get packed in."</p>
             <div class="fields">
-                {input("sp-sparsity", "sparsity S", sparsity)}
-                {input("sp-features", "features", features)}
-                {input("sp-dims", "dimensions", dims)}
+                {field("sp_sparsity", "sparsity S", settings, problems)}
+                {field("sp_features", "features", settings, problems)}
+                {field("sp_dims", "dimensions", settings, problems)}
+                {field("sp_importance_decay", "importance decay", settings, problems)}
             </div>
             <div class="buttons"><button id="sp-train" on:click=train>"Train toy model"</button></div>
             {move || result.get().map(|r| match r {

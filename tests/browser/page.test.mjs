@@ -174,6 +174,8 @@ function cliToy(args) {
 }
 
 async function runLab(page, hash) {
+  // A hash-only navigation would keep the running page (and its last result): load afresh.
+  await page.goto("about:blank");
   await page.goto(`${url}${hash}`);
   await page.locator("#adapter").filter({ hasText: /WebGPU/ }).waitFor({ timeout: 60_000 });
   await page.locator("#lab-start").click();
@@ -215,6 +217,13 @@ test("the lab trains on WebGPU and follows the CLI's run", async () => {
   const cli = cliToy(["--preset", "sparse-features", "--steps", "20"]);
   assert.ok(Math.abs(mmcs - cli.mmcs) < 1e-3, `page MMCS ${mmcs} vs CLI ${cli.mmcs}`);
   await page.screenshot({ path: path.join(shots, "6-lab-webgpu.png"), fullPage: true });
+  // Every trained architecture's kernels run under the browser's WGSL compiler too.
+  for (const preset of ["batchtopk", "jumprelu", "gated"]) {
+    const got = await runLab(page, `#lab?preset=${preset}&steps=20`);
+    const want = cliToy(["--preset", preset, "--steps", "20"]);
+    assert.ok(Math.abs(got - want.mmcs) < 1e-3, `${preset}: page MMCS ${got} vs CLI ${want.mmcs}`);
+  }
+  await page.screenshot({ path: path.join(shots, "6b-lab-webgpu-gated.png"), fullPage: true });
   assert.deepEqual(errors, []);
   assert.deepEqual(gpuComplaints, []);
   await page.close();
@@ -246,23 +255,29 @@ test("the lab reports impossible settings next to the control and keeps the trai
 
 test("the toy model of superposition packs more features than dimensions when they are sparse", async () => {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
-  await page.goto(`${url}#lab`);
+  // Its settings come from the URL like the lab's: a shared link opens on dense features.
+  await page.goto(`${url}#lab?sp_sparsity=0&sp_features=5`);
   await page.locator("#sp-train").waitFor();
-  await page.locator("#sp-sparsity").fill("0");
-  await page.locator("#sp-sparsity").dispatchEvent("change");
+  assert.equal(await page.locator("#lab-sp_sparsity").inputValue(), "0");
   await page.locator("#sp-train").click();
   await page.locator("#sp-represented").filter({ hasText: "2 of 5 features" }).waitFor({ timeout: 30_000 });
-  await page.locator("#sp-sparsity").fill("0.95");
-  await page.locator("#sp-sparsity").dispatchEvent("change");
+  await page.locator("#lab-sp_sparsity").fill("0.95");
+  await page.locator("#lab-sp_sparsity").dispatchEvent("change");
+  assert.match(await page.evaluate(() => location.hash), /sp_sparsity=0\.95/);
   await page.locator("#sp-train").click();
   await page.locator("#sp-represented").filter({ hasText: "5 of 5 features" }).waitFor({ timeout: 30_000 });
   assert.equal(await page.locator("#sp-arrows line").count(), 5);
-  await page.locator("#sp-sparsity").fill("1.5");
-  await page.locator("#sp-sparsity").dispatchEvent("change");
+  await page.locator("#lab-sp_sparsity").fill("1.5");
+  await page.locator("#lab-sp_sparsity").dispatchEvent("change");
   await page.locator("#sp-train").click();
   assert.match(await page.locator("#sp-error").innerText(), /sparsity must be in \[0, 1\)/);
-  await page.locator("#sp-sparsity").fill("0.95");
-  await page.locator("#sp-sparsity").dispatchEvent("change");
+  await page.locator("#lab-sp_features").fill("many");
+  await page.locator("#lab-sp_features").dispatchEvent("change");
+  assert.match(await page.locator("#lab-sp_features-error").innerText(), /not a valid number/);
+  await page.locator("#lab-sp_features").fill("5");
+  await page.locator("#lab-sp_features").dispatchEvent("change");
+  await page.locator("#lab-sp_sparsity").fill("0.95");
+  await page.locator("#lab-sp_sparsity").dispatchEvent("change");
   await page.locator("#sp-train").click();
   await page.locator("#sp-represented").waitFor();
   await page.screenshot({ path: path.join(shots, "8-superposition.png"), fullPage: true });
