@@ -1,5 +1,6 @@
 //! Parsing and writing files. Nothing here touches the GPU: bytes in, plain host types out.
 
+pub mod gpt2_files;
 pub mod npy;
 pub mod safetensors;
 pub mod sae_files;

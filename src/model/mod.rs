@@ -1,0 +1,127 @@
+//! GPT-2 family language models: the config, the weights as plain f32 host arrays, and the
+//! TransformerLens hook points the forward pass exposes. `cpu` is the plain-Rust reference forward;
+//! files are parsed in `formats::gpt2_files`.
+
+pub mod cpu;
+
+/// What the forward pass needs from a Hugging Face GPT-2 `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    /// The context length (`n_positions`).
+    pub n_positions: usize,
+    /// The residual width (`n_embd`).
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    /// The MLP's hidden width (`n_inner`, 4·d_model when null).
+    pub d_mlp: usize,
+    pub layer_norm_eps: f32,
+    /// Attention scores are divided by √d_head unless `scale_attn_weights` is false.
+    pub scale_attn_weights: bool,
+}
+
+impl Gpt2Config {
+    pub fn d_head(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Every hook point of this model, in the order the forward pass reaches them.
+    pub fn hook_names(&self) -> Vec<String> {
+        let mut names = vec!["hook_embed".to_string(), "hook_pos_embed".to_string()];
+        for layer in 0..self.n_layers {
+            for hook in BLOCK_HOOKS {
+                names.push(format!("blocks.{layer}.{hook}"));
+            }
+        }
+        names.push("ln_final.hook_normalized".to_string());
+        names
+    }
+
+    /// `Ok(())` if `name` is one of this model's hook points, else a message listing the forms.
+    pub fn check_hook(&self, name: &str) -> Result<(), String> {
+        if self.hook_names().iter().any(|n| n == name) {
+            return Ok(());
+        }
+        Err(format!(
+            "'{name}' is not a hook point of this model (hook_embed, hook_pos_embed, blocks.{{0..{}}}.{{{}}}, ln_final.hook_normalized)",
+            self.n_layers.saturating_sub(1),
+            BLOCK_HOOKS.join(",")
+        ))
+    }
+}
+
+/// The per-block hook points, TransformerLens names, in forward order.
+pub const BLOCK_HOOKS: [&str; 6] = ["hook_resid_pre", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"];
+
+/// LayerNorm's scale and shift, `[d_model]` each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerNorm {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// One transformer block. Matrices are `[in, out]` row-major, as Hugging Face's `Conv1D` stores them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub ln_1: LayerNorm,
+    /// `c_attn`: `[d_model, 3·d_model]`, columns q | k | v, heads contiguous within each.
+    pub qkv_weight: Vec<f32>,
+    pub qkv_bias: Vec<f32>,
+    /// `attn.c_proj`: `[d_model, d_model]`.
+    pub attn_out_weight: Vec<f32>,
+    pub attn_out_bias: Vec<f32>,
+    pub ln_2: LayerNorm,
+    /// `mlp.c_fc`: `[d_model, d_mlp]`.
+    pub mlp_in_weight: Vec<f32>,
+    pub mlp_in_bias: Vec<f32>,
+    /// `mlp.c_proj`: `[d_mlp, d_model]`.
+    pub mlp_out_weight: Vec<f32>,
+    pub mlp_out_bias: Vec<f32>,
+}
+
+/// A GPT-2 model with f32 weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gpt2 {
+    pub cfg: Gpt2Config,
+    /// Token embedding `[vocab, d_model]`.
+    pub wte: Vec<f32>,
+    /// Position embedding `[n_positions, d_model]`.
+    pub wpe: Vec<f32>,
+    pub blocks: Vec<Block>,
+    pub ln_f: LayerNorm,
+    /// A separate unembedding `[vocab, d_model]`; `None` when tied to `wte`.
+    pub lm_head: Option<Vec<f32>>,
+}
+
+impl Gpt2 {
+    /// The unembedding `W_U` as rows `[vocab, d_model]` (lm_head, or wte when tied).
+    pub fn unembed(&self) -> &[f32] {
+        self.lm_head.as_deref().unwrap_or(&self.wte)
+    }
+}
+
+/// A request the forward pass cannot run, said so that a person can act on it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("no tokens to run")]
+    NoTokens,
+    #[error("token {token} at position {position} is outside the vocabulary (size {vocab})")]
+    TokenOutOfRange { token: u32, position: usize, vocab: usize },
+    #[error("{len} tokens are more than the model's context of {n_positions} (n_positions); shorten the text")]
+    TooLong { len: usize, n_positions: usize },
+}
+
+/// Checks tokens before a forward pass.
+pub fn check_tokens(cfg: &Gpt2Config, tokens: &[u32]) -> Result<(), ModelError> {
+    if tokens.is_empty() {
+        return Err(ModelError::NoTokens);
+    }
+    if tokens.len() > cfg.n_positions {
+        return Err(ModelError::TooLong { len: tokens.len(), n_positions: cfg.n_positions });
+    }
+    if let Some((position, &token)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= cfg.vocab_size) {
+        return Err(ModelError::TokenOutOfRange { token, position, vocab: cfg.vocab_size });
+    }
+    Ok(())
+}
