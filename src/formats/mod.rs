@@ -3,6 +3,7 @@
 pub mod gpt2_files;
 pub mod npy;
 pub mod safetensors;
+pub mod tokenizer;
 pub mod sae_files;
 
 /// A file that could not be read, with the file's name and what is wrong with it.
