@@ -21,6 +21,8 @@ const USAGE: &str = "usage:
              [--resample-every STEPS] [--p-decay A] [--magnitude constant:V|uniform:LO,HI|exponential:MEAN]
              [--correlated PAIRS] [--anti-correlated PAIRS] [--device cpu|gpu] [--save DIR]
   saelab toy --preset ID [any option above]
+  saelab forward --model DIR (--tokens T.npy | --text TEXT) [--logits OUT.npy] [--hook NAME=OUT.npy]...
+             [--device cpu|gpu]
   saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
              [--batch 256] [--steps 3000] [--lr 0.01] [--seed 1]";
 
@@ -149,6 +151,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
                 "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every", "p-decay", "magnitude", "correlated", "anti-correlated",
             ],
         )?),
+        "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
         "superposition" => superposition(&Flags::parse(
             rest,
             &["features", "dims", "sparsity", "importance-decay", "batch", "steps", "lr", "seed"],
@@ -336,6 +339,72 @@ fn toy(flags: &Flags) -> Result<(), CliError> {
             "mmcs": rec.mmcs, "recovered": rec.recovered, "fvu": m.fvu, "l0": m.l0,
             "dead": m.fire_counts.iter().filter(|&&c| c == 0).count(),
             "steps_per_s": cfg.steps as f64 / seconds, "device": device_name,
+        })
+    );
+    Ok(())
+}
+
+/// The tokens to run: `--tokens T.npy` (1-D int32/int64) or `--text` through the model folder's
+/// `tokenizer.json`.
+fn model_tokens(flags: &Flags, dir: &Path, model: &crate::model::Gpt2) -> Result<Vec<u32>, CliError> {
+    use crate::formats::gpt2_files::TOKENIZER_FILE;
+    use crate::formats::tokenizer::TextTokenizer;
+    let tokens = match (flags.get("tokens"), flags.get("text")) {
+        (Some(path), None) => {
+            let bytes = std::fs::read(path).map_err(|e| CliError(format!("{path}: {e}")))?;
+            let (shape, ids) = npy::read_i64(path, &bytes)?;
+            if shape.len() != 1 {
+                return Err(CliError(format!("{path}: expected a 1-D array of token ids, got shape {shape:?}")));
+            }
+            ids.into_iter()
+                .enumerate()
+                .map(|(i, t)| u32::try_from(t).map_err(|_| CliError(format!("{path}: token {t} at position {i} is not a token id"))))
+                .collect::<Result<Vec<u32>, _>>()?
+        }
+        (None, Some(text)) => {
+            let path = dir.join(TOKENIZER_FILE);
+            let bytes = std::fs::read(&path).map_err(|e| CliError(format!("{}: {e} (--text needs the model's tokenizer)", path.display())))?;
+            TextTokenizer::parse(&bytes).map_err(|e| CliError(format!("{}: {e}", dir.display())))?.encode(text)?
+        }
+        _ => return Err(CliError(format!("give one of --tokens T.npy or --text TEXT\n{USAGE}"))),
+    };
+    crate::model::check_tokens(&model.cfg, &tokens)?;
+    Ok(tokens)
+}
+
+/// `saelab forward`: the logits and the requested hook points of a GPT-2 model for some tokens.
+fn forward(flags: &Flags) -> Result<(), CliError> {
+    use crate::formats::gpt2_files::load_model_dir;
+    let dir = Path::new(flags.required("model")?);
+    let model = load_model_dir(dir)?;
+    let tokens = model_tokens(flags, dir, &model)?;
+    let mut hooks: Vec<(String, PathBuf)> = Vec::new();
+    for (name, value) in &flags.named {
+        if name == "hook" {
+            let (hook, path) = value.split_once('=').ok_or_else(|| CliError(format!("--hook {value}: expected NAME=OUT.npy")))?;
+            model.cfg.check_hook(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+            hooks.push((hook.to_string(), PathBuf::from(path)));
+        }
+    }
+    let names: Vec<&str> = hooks.iter().map(|(n, _)| n.as_str()).collect();
+    let (logits, captured) = match device(flags)? {
+        Device::Cpu => crate::model::cpu::run_with_hooks(&model, &tokens, &names)?,
+        Device::Gpu => return Err(CliError("the GPU forward pass is not written yet; use --device cpu".into())),
+    };
+    let n = tokens.len();
+    if let Some(path) = flags.get("logits") {
+        write_npy(Path::new(path), n, model.cfg.vocab_size, Some(logits.clone()))?;
+    }
+    for ((_, path), values) in hooks.iter().zip(captured) {
+        write_npy(path, n, values.len() / n, Some(values))?;
+    }
+    let last = &logits[(n - 1) * model.cfg.vocab_size..];
+    let next = (0..last.len()).fold(0, |best, i| if last[i] > last[best] { i } else { best });
+    println!(
+        "{}",
+        serde_json::json!({
+            "n_tokens": n, "tokens": tokens, "next_token": next, "device": "cpu (reference)",
+            "hooks": names,
         })
     );
     Ok(())

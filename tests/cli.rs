@@ -188,3 +188,75 @@ fn superposition_appears_as_features_get_sparse() {
     assert_eq!(code, 2);
     assert!(err.contains("sparsity must be in [0, 1)"), "{err}");
 }
+
+#[test]
+fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
+    use saelab::formats::gpt2_files::{load_model_dir, serialize_gpt2};
+    use saelab::model::{Gpt2, Gpt2Config};
+    let dir = temp_dir("forward");
+    // A tiny random model with GPT-2's vocabulary, so that GPT-2's tokenizer applies.
+    let cfg = Gpt2Config { vocab_size: 50257, n_positions: 12, d_model: 12, n_layers: 2, n_heads: 3, d_mlp: 20, layer_norm_eps: 1e-5, scale_attn_weights: true };
+    let model = Gpt2::random(cfg, true, 5);
+    let folder = dir.join("model");
+    std::fs::create_dir_all(&folder).unwrap();
+    let (config, weights) = serialize_gpt2(&model);
+    std::fs::write(folder.join("config.json"), config).unwrap();
+    std::fs::write(folder.join("model.safetensors"), weights).unwrap();
+    assert_eq!(load_model_dir(&folder).unwrap(), model, "serialize_gpt2 round-trips through the loader");
+    let tokenizer = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tokenizer/tokenizer.json");
+    std::fs::copy(tokenizer, folder.join("tokenizer.json")).unwrap();
+
+    let (logits, hook) = (dir.join("logits.npy"), dir.join("resid.npy"));
+    let hook_arg = format!("blocks.1.hook_resid_mid={}", path(&hook));
+    let (code, out, err) = saelab(&["forward", "--model", path(&folder), "--text", "Hello world", "--logits", path(&logits), "--hook", &hook_arg, "--device", "cpu"]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["tokens"], serde_json::json!([15496, 995]));
+    let read = |p: &std::path::Path| saelab::formats::npy::read_f32("x", &std::fs::read(p).unwrap()).unwrap();
+    let (l, h) = (read(&logits), read(&hook));
+    assert_eq!((l.shape.as_slice(), h.shape.as_slice()), (&[2, 50257][..], &[2, 12][..]));
+    // The same numbers as the library's forward.
+    let (want_logits, want_hooks) = saelab::model::cpu::run_with_hooks(&model, &[15496, 995], &["blocks.1.hook_resid_mid"]).unwrap();
+    assert_eq!((l.data, h.data), (want_logits, want_hooks[0].clone()));
+    // --tokens gives the same as --text.
+    let tokens = dir.join("tokens.npy");
+    std::fs::write(&tokens, npy_i64(&[15496, 995])).unwrap();
+    let (code, again, _) = saelab(&["forward", "--model", path(&folder), "--tokens", path(&tokens), "--device", "cpu"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(again.trim()).unwrap()["next_token"], json["next_token"]);
+
+    std::fs::write(dir.join("big.npy"), npy_i64(&[1, 50257])).unwrap();
+    std::fs::write(dir.join("negative.npy"), npy_i64(&[1, -4])).unwrap();
+    let long = "word ".repeat(20);
+    for (args, expected) in [
+        (vec!["--text", &long], "tokens are more than the model's context of 12 (n_positions)"),
+        (vec!["--tokens", path(&dir.join("big.npy"))], "token 50257 at position 1 is outside the vocabulary (size 50257)"),
+        (vec!["--tokens", path(&dir.join("negative.npy"))], "token -4 at position 1 is not a token id"),
+        (vec!["--text", "a", "--hook", "blocks.2.hook_resid_pre=x.npy"], "is not a hook point of this model"),
+        (vec!["--text", "a", "--hook", "blocks.0.hook_resid_pre"], "expected NAME=OUT.npy"),
+        (vec![], "give one of --tokens T.npy or --text TEXT"),
+    ] {
+        let mut a = vec!["forward", "--model", path(&folder), "--device", "cpu"];
+        a.extend(args.iter().copied());
+        let (code, _, err) = saelab(&a);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(our_lines(&err).len() == 1 && err.contains(expected), "{args:?}: {err}");
+    }
+    let (code, _, err) = saelab(&["forward", "--model", path(&dir), "--text", "a", "--device", "cpu"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("config.json: No such file"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 1-D int64 `.npy`.
+fn npy_i64(values: &[i64]) -> Vec<u8> {
+    let header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}", values.len());
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend(((header.len() + pad + 1) as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(std::iter::repeat_n(b' ', pad));
+    out.push(b'\n');
+    values.iter().for_each(|v| out.extend(v.to_le_bytes()));
+    out
+}

@@ -162,3 +162,45 @@ mod dir {
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use dir::load_model_dir;
+
+/// Writes a model as a Hugging Face folder's `config.json` and `model.safetensors` (f32,
+/// `transformer.` prefixes, as `GPT2LMHeadModel.save_pretrained`).
+pub fn serialize_gpt2(model: &Gpt2) -> (Vec<u8>, Vec<u8>) {
+    let c = &model.cfg;
+    let config = serde_json::json!({
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
+        "vocab_size": c.vocab_size, "n_positions": c.n_positions, "n_embd": c.d_model, "n_layer": c.n_layers,
+        "n_head": c.n_heads, "n_inner": c.d_mlp, "layer_norm_epsilon": c.layer_norm_eps,
+        "scale_attn_weights": c.scale_attn_weights, "tie_word_embeddings": model.lm_head.is_none(),
+        "bos_token_id": c.vocab_size - 1, "eos_token_id": c.vocab_size - 1,
+    });
+    let (d, m) = (c.d_model, c.d_mlp);
+    let mut tensors = std::collections::BTreeMap::new();
+    let mut put = |name: String, shape: Vec<usize>, data: &[f32]| {
+        tensors.insert(name, RawTensor::from_f32(shape, data));
+    };
+    put("transformer.wte.weight".into(), vec![c.vocab_size, d], &model.wte);
+    put("transformer.wpe.weight".into(), vec![c.n_positions, d], &model.wpe);
+    for (layer, b) in model.blocks.iter().enumerate() {
+        let p = |s: &str| format!("transformer.h.{layer}.{s}");
+        put(p("ln_1.weight"), vec![d], &b.ln_1.weight);
+        put(p("ln_1.bias"), vec![d], &b.ln_1.bias);
+        put(p("attn.c_attn.weight"), vec![d, 3 * d], &b.qkv_weight);
+        put(p("attn.c_attn.bias"), vec![3 * d], &b.qkv_bias);
+        put(p("attn.c_proj.weight"), vec![d, d], &b.attn_out_weight);
+        put(p("attn.c_proj.bias"), vec![d], &b.attn_out_bias);
+        put(p("ln_2.weight"), vec![d], &b.ln_2.weight);
+        put(p("ln_2.bias"), vec![d], &b.ln_2.bias);
+        put(p("mlp.c_fc.weight"), vec![d, m], &b.mlp_in_weight);
+        put(p("mlp.c_fc.bias"), vec![m], &b.mlp_in_bias);
+        put(p("mlp.c_proj.weight"), vec![m, d], &b.mlp_out_weight);
+        put(p("mlp.c_proj.bias"), vec![d], &b.mlp_out_bias);
+    }
+    put("transformer.ln_f.weight".into(), vec![d], &model.ln_f.weight);
+    put("transformer.ln_f.bias".into(), vec![d], &model.ln_f.bias);
+    if let Some(head) = &model.lm_head {
+        put("lm_head.weight".into(), vec![c.vocab_size, d], head);
+    }
+    let file = TensorFile { tensors, metadata: Some([("format".to_string(), "pt".to_string())].into()) };
+    (serde_json::to_vec_pretty(&config).expect("JSON"), file.serialize())
+}

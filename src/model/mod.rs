@@ -125,3 +125,44 @@ pub fn check_tokens(cfg: &Gpt2Config, tokens: &[u32]) -> Result<(), ModelError> 
     }
     Ok(())
 }
+
+impl Gpt2 {
+    /// A model with random weights (for tests and benchmarks): N(0, 0.1²) matrices and biases,
+    /// LayerNorm weights near 1.
+    pub fn random(cfg: Gpt2Config, tied: bool, seed: u64) -> Gpt2 {
+        let mut rng = crate::sae::random::Rng::new(seed);
+        let (d, m) = (cfg.d_model, cfg.d_mlp);
+        let mut normals = |n: usize| rng.normals(n, 0.1);
+        let ln = |normals: &mut dyn FnMut(usize) -> Vec<f32>| LayerNorm { weight: normals(d).into_iter().map(|v| 1.0 + v).collect(), bias: normals(d) };
+        let blocks = (0..cfg.n_layers)
+            .map(|_| Block {
+                ln_1: ln(&mut normals),
+                qkv_weight: normals(d * 3 * d),
+                qkv_bias: normals(3 * d),
+                attn_out_weight: normals(d * d),
+                attn_out_bias: normals(d),
+                ln_2: ln(&mut normals),
+                mlp_in_weight: normals(d * m),
+                mlp_in_bias: normals(m),
+                mlp_out_weight: normals(m * d),
+                mlp_out_bias: normals(d),
+            })
+            .collect();
+        Gpt2 {
+            wte: normals(cfg.vocab_size * d),
+            wpe: normals(cfg.n_positions * d),
+            blocks,
+            ln_f: ln(&mut normals),
+            lm_head: (!tied).then(|| normals(cfg.vocab_size * d)),
+            cfg,
+        }
+    }
+}
+
+impl Gpt2Config {
+    /// GPT-2 small's shape (Radford et al. 2019): 12 layers, 12 heads, width 768, vocab 50,257,
+    /// context 1024.
+    pub fn gpt2_small() -> Gpt2Config {
+        Gpt2Config { vocab_size: 50257, n_positions: 1024, d_model: 768, n_layers: 12, n_heads: 12, d_mlp: 3072, layer_norm_eps: 1e-5, scale_attn_weights: true }
+    }
+}
