@@ -387,9 +387,17 @@ fn forward(flags: &Flags) -> Result<(), CliError> {
         }
     }
     let names: Vec<&str> = hooks.iter().map(|(n, _)| n.as_str()).collect();
-    let (logits, captured) = match device(flags)? {
-        Device::Cpu => crate::model::cpu::run_with_hooks(&model, &tokens, &names)?,
-        Device::Gpu => return Err(CliError("the GPU forward pass is not written yet; use --device cpu".into())),
+    let (logits, captured, device_name) = match device(flags)? {
+        Device::Cpu => {
+            let (logits, hooks) = crate::model::cpu::run_with_hooks(&model, &tokens, &names)?;
+            (logits, hooks, "cpu (reference)".to_string())
+        }
+        Device::Gpu => {
+            let gpu = open_gpu()?;
+            let gpu_model = crate::gpu::model_runner::GpuGpt2::upload(&gpu, &model)?;
+            let out = pollster::block_on(gpu_model.forward(&gpu, &tokens, &names))?;
+            (out.logits, out.hooks, gpu.adapter_name.clone())
+        }
     };
     let n = tokens.len();
     if let Some(path) = flags.get("logits") {
@@ -403,7 +411,7 @@ fn forward(flags: &Flags) -> Result<(), CliError> {
     println!(
         "{}",
         serde_json::json!({
-            "n_tokens": n, "tokens": tokens, "next_token": next, "device": "cpu (reference)",
+            "n_tokens": n, "tokens": tokens, "next_token": next, "device": device_name,
             "hooks": names,
         })
     );

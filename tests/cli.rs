@@ -217,7 +217,13 @@ fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
     assert_eq!((l.shape.as_slice(), h.shape.as_slice()), (&[2, 50257][..], &[2, 12][..]));
     // The same numbers as the library's forward.
     let (want_logits, want_hooks) = saelab::model::cpu::run_with_hooks(&model, &[15496, 995], &["blocks.1.hook_resid_mid"]).unwrap();
-    assert_eq!((l.data, h.data), (want_logits, want_hooks[0].clone()));
+    assert_eq!((&l.data, &h.data), (&want_logits, &want_hooks[0]));
+    // On the GPU: the same within f32 reordering.
+    let (code, out, err) = saelab(&["forward", "--model", path(&folder), "--text", "Hello world", "--logits", path(&logits), "--device", "gpu"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["next_token"], json["next_token"]);
+    let on_gpu = read(&logits);
+    assert!(on_gpu.data.iter().zip(&l.data).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())));
     // --tokens gives the same as --text.
     let tokens = dir.join("tokens.npy");
     std::fs::write(&tokens, npy_i64(&[15496, 995])).unwrap();

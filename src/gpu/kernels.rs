@@ -40,6 +40,8 @@ pub struct Kernels {
     fire_counts_sparse: wgpu::ComputePipeline,
     /// shaders/train.wgsl, one pipeline per entry of TRAIN_ENTRIES.
     train: Vec<wgpu::ComputePipeline>,
+    /// shaders/model.wgsl, one pipeline per entry of MODEL_ENTRIES.
+    model: Vec<wgpu::ComputePipeline>,
     batch_histogram: wgpu::ComputePipeline,
     batch_pick: wgpu::ComputePipeline,
     batch_apply: wgpu::ComputePipeline,
@@ -78,6 +80,7 @@ impl Kernels {
         let rows_module = module(device, "rows.wgsl", &[reduce, include_str!("../../shaders/rows.wgsl")].concat());
         let decode_module = module(device, "sparse_decode.wgsl", include_str!("../../shaders/sparse_decode.wgsl"));
         let metrics_module = module(device, "metrics.wgsl", &[reduce, include_str!("../../shaders/metrics.wgsl")].concat());
+        let model_module = module(device, "model.wgsl", &[reduce, include_str!("../../shaders/model.wgsl")].concat());
         let batch_topk_module = module(device, "batch_topk.wgsl", include_str!("../../shaders/batch_topk.wgsl"));
         Kernels {
             matmul_module,
@@ -92,6 +95,7 @@ impl Kernels {
             fire_counts_dense: pipeline(device, &metrics_module, "fire_counts_dense", &[]),
             fire_counts_sparse: pipeline(device, &metrics_module, "fire_counts_sparse", &[]),
             train: TRAIN_ENTRIES.iter().map(|&e| pipeline(device, &train_module, e, &[])).collect(),
+            model: MODEL_ENTRIES.iter().map(|&e| pipeline(device, &model_module, e, &[])).collect(),
             batch_histogram: pipeline(device, &batch_topk_module, "batch_histogram", &[]),
             batch_pick: pipeline(device, &batch_topk_module, "batch_pick", &[]),
             batch_apply: pipeline(device, &batch_topk_module, "batch_apply", &[]),
@@ -611,4 +615,70 @@ pub fn batch_topk(
     let params = gpu.uniform("batch topk params", &BatchTopKParams { n: n as u32, count: count as u32, shift: 0, _pad: 0 });
     let (gx, gy) = grid_1d(n.div_ceil(256) as u32);
     dispatch(gpu, encoder, &gpu.kernels.batch_apply, &[(0, &params), (1, values), (3, state), (4, kept)], (gx, gy, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// model.wgsl
+
+/// The entries of `shaders/model.wgsl`, in `MODEL_ENTRIES` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelOp {
+    GatherRows,
+    Add,
+    GeluNew,
+    LayerNorm,
+    Attention,
+}
+
+const MODEL_ENTRIES: [&str; 5] = ["gather_rows", "add", "gelu_new", "layer_norm", "attention"];
+
+/// The longest context the attention kernel takes (its score array is this long).
+pub const MAX_CONTEXT: usize = 1024;
+
+/// `model.wgsl`'s uniform.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+pub struct ModelParams {
+    pub rows: u32,
+    pub width: u32,
+    pub n_heads: u32,
+    pub d_head: u32,
+    pub first: u32,
+    pub count: u32,
+    pub eps: f32,
+    pub scale: f32,
+}
+
+/// The buffers a model.wgsl entry uses (its comment says which).
+#[derive(Default)]
+pub struct ModelIo<'a> {
+    pub in0: Option<&'a wgpu::Buffer>,
+    pub in1: Option<&'a wgpu::Buffer>,
+    pub in2: Option<&'a wgpu::Buffer>,
+    pub out0: Option<&'a wgpu::Buffer>,
+    pub tokens: Option<&'a wgpu::Buffer>,
+}
+
+/// Runs one model.wgsl entry: per token (gather_rows, layer_norm), per (token, head)
+/// (attention) or per element (add, gelu_new).
+pub fn model_op(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, op: ModelOp, params: ModelParams, io: ModelIo<'_>) {
+    let uniform = gpu.uniform("model params", &params);
+    let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![(0, &uniform)];
+    for (binding, buffer) in [(1, io.in0), (2, io.in1), (3, io.in2), (4, io.out0), (5, io.tokens)] {
+        if let Some(b) = buffer {
+            bindings.push((binding, b));
+        }
+    }
+    let workgroups = match op {
+        ModelOp::GatherRows | ModelOp::LayerNorm => {
+            let (x, y) = grid_1d(params.rows);
+            (x, y, 1)
+        }
+        ModelOp::Attention => (params.rows, params.n_heads, 1),
+        ModelOp::Add | ModelOp::GeluNew => {
+            let (x, y) = grid_1d(params.width.div_ceil(256));
+            (x, y, 1)
+        }
+    };
+    dispatch(gpu, encoder, &gpu.kernels.model[op as usize], &bindings, workgroups);
 }

@@ -3,6 +3,7 @@
 //! pipeline, bind-group layout, workgroup size and dispatch math; its CPU twin lives in `sae/`.
 
 pub mod kernels;
+pub mod model_runner;
 pub mod sae_runner;
 pub mod train_runner;
 
@@ -20,6 +21,9 @@ pub enum GpuError {
     ReadBack(String),
     #[error("{0}")]
     TooLarge(String),
+    /// Input the kernels cannot run on (a token outside the vocabulary, an unknown hook).
+    #[error("{0}")]
+    Input(String),
     #[error("the GPU rejected a command (a bug in saelab; please report it): {0}")]
     Validation(String),
 }
