@@ -21,6 +21,7 @@ const USAGE: &str = "usage:
              [--resample-every STEPS] [--p-decay A] [--magnitude constant:V|uniform:LO,HI|exponential:MEAN]
              [--correlated PAIRS] [--anti-correlated PAIRS] [--device cpu|gpu] [--save DIR]
   saelab toy --preset ID [any option above]
+  saelab bench-model [--tokens 1,64,1024] [--layers 12] [--device cpu|gpu|both]
   saelab forward --model DIR (--tokens T.npy | --text TEXT) [--logits OUT.npy] [--hook NAME=OUT.npy]...
              [--device cpu|gpu]
   saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
@@ -151,6 +152,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
                 "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every", "p-decay", "magnitude", "correlated", "anti-correlated",
             ],
         )?),
+        "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
         "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
         "superposition" => superposition(&Flags::parse(
             rest,
@@ -271,6 +273,51 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
             let start = Instant::now();
             pollster::block_on(engine::analyze(&sae, &Backend::Cpu, &x[..rows * d_in], RunRequest::default()))?;
             report("cpu (reference, 1 thread)", rows, start.elapsed().as_secs_f64(), "encode+decode+metrics");
+        }
+    }
+    Ok(())
+}
+
+/// Forward-pass throughput of a GPT-2-small-shaped model with random weights (optionally fewer
+/// layers), CPU reference and GPU, one JSON line per (device, input length).
+fn bench_model(flags: &Flags) -> Result<(), CliError> {
+    use crate::gpu::model_runner::GpuGpt2;
+    use crate::model::{Gpt2, Gpt2Config};
+    let lengths: Vec<usize> = flags
+        .get("tokens")
+        .unwrap_or("1,64,1024")
+        .split(',')
+        .map(|t| t.trim().parse().map_err(|_| CliError(format!("--tokens: '{t}' is not a number"))))
+        .collect::<Result<_, _>>()?;
+    let mut cfg = Gpt2Config::gpt2_small();
+    cfg.n_layers = flags.number("layers", cfg.n_layers)?;
+    let which = flags.get("device").unwrap_or("both");
+    let model = Gpt2::random(cfg.clone(), true, 3);
+    let report = |device: &str, n: usize, seconds: f64, note: &str| {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": format!("gpt2-small shape, {} layers, random weights", cfg.n_layers), "device": device,
+                "tokens": n, "seconds": seconds, "tokens_per_s": n as f64 / seconds, "note": note,
+            })
+        );
+    };
+    let tokens_of = |n: usize| (0..n as u32).map(|i| (i * 7919) % cfg.vocab_size as u32).collect::<Vec<u32>>();
+    if which != "cpu" {
+        let gpu = open_gpu()?;
+        let gpu_model = GpuGpt2::upload(&gpu, &model)?;
+        pollster::block_on(gpu_model.forward(&gpu, &tokens_of(2), &[]))?; // compile pipelines
+        for &n in &lengths {
+            let start = Instant::now();
+            pollster::block_on(gpu_model.forward(&gpu, &tokens_of(n), &[]))?;
+            report(&gpu.adapter_name, n, start.elapsed().as_secs_f64(), "wall time incl. token upload and reading back all logits");
+        }
+    }
+    if which != "gpu" {
+        for &n in &lengths {
+            let start = Instant::now();
+            crate::model::cpu::forward(&model, &tokens_of(n), &mut |_, _, _| {})?;
+            report("cpu (reference, 1 thread)", n, start.elapsed().as_secs_f64(), "logits for every position");
         }
     }
     Ok(())

@@ -76,3 +76,37 @@ fn bad_tokens_and_hooks_are_errors() {
     assert!(err(&[1; 9], &[]).contains("more than the model's context of 8"));
     assert!(err(&[1], &["blocks.1.hook_resid_pre"]).contains("not a hook point"));
 }
+
+#[test]
+fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
+    use saelab::model::Intervention;
+    use saelab::sae::random::Rng;
+    let gpu = gpu();
+    let cfg = Gpt2Config { vocab_size: 97, n_positions: 20, d_model: 18, n_layers: 3, n_heads: 3, d_mlp: 30, layer_norm_eps: 1e-5, scale_attn_weights: true };
+    let model = Gpt2::random(cfg, false, 4);
+    let g = GpuGpt2::upload(&gpu, &model).unwrap();
+    let tokens: Vec<u32> = (0..13).map(|i| (i * 31 + 2) % 97).collect();
+    let mut rng = Rng::new(9);
+    let replacement = rng.normals(13 * 18, 1.0);
+    let vector = rng.normals(18, 2.0);
+    let capture = ["blocks.1.hook_resid_mid", "blocks.0.attn.hook_z", "blocks.2.hook_resid_post"];
+    for interventions in [
+        vec![Intervention::Replace { hook: "blocks.1.hook_resid_mid", values: &replacement }],
+        vec![Intervention::AddToEveryToken { hook: "blocks.0.attn.hook_z", vector: &vector }],
+        vec![Intervention::Replace { hook: "hook_embed", values: &replacement }, Intervention::AddToEveryToken { hook: "blocks.2.hook_resid_post", vector: &vector }],
+    ] {
+        let (logits, hooks) = cpu::run(&model, &tokens, &capture, &interventions).unwrap();
+        let got = pollster::block_on(g.run(&gpu, &tokens, &capture, &interventions)).unwrap();
+        assert_close(&format!("{interventions:?} logits"), &got.logits, &logits);
+        for ((name, a), b) in capture.iter().zip(&got.hooks).zip(&hooks) {
+            assert_close(&format!("{interventions:?} {name}"), a, b);
+        }
+    }
+    // The replaced activation is what the hook shows, and what follows it moved.
+    let (_, hooks) = cpu::run(&model, &tokens, &capture, &[Intervention::Replace { hook: capture[0], values: &replacement }]).unwrap();
+    assert_eq!(hooks[0], replacement);
+    let clean = pollster::block_on(g.forward(&gpu, &tokens, &capture)).unwrap();
+    assert!(clean.hooks[2].iter().zip(&hooks[2]).any(|(a, b)| (a - b).abs() > 1e-2));
+    let wrong = [Intervention::Replace { hook: capture[0], values: &replacement[..5] }];
+    assert!(pollster::block_on(g.run(&gpu, &tokens, &[], &wrong)).err().unwrap().to_string().contains("needs 13 × 18 values"));
+}

@@ -5,7 +5,7 @@
 
 use super::kernels::{self, Epilogue, Matmul, ModelIo, ModelOp, ModelParams, MAX_CONTEXT};
 use super::{Gpu, GpuError};
-use crate::model::{check_tokens, Gpt2, Gpt2Config, LayerNorm};
+use crate::model::{check_tokens, Gpt2, Gpt2Config, Intervention, LayerNorm};
 
 /// A linear layer `x·W + b`: `W` `[k, n]`, and the matmul epilogue's `[bias | 1 | 0]` columns.
 struct GpuLinear {
@@ -135,10 +135,19 @@ impl GpuGpt2 {
 
     /// Runs `tokens` and reads back the logits and the hook points named in `hooks`.
     pub async fn forward(&self, gpu: &Gpu, tokens: &[u32], hooks: &[&str]) -> Result<GpuForward, GpuError> {
+        self.run(gpu, tokens, hooks, &[]).await
+    }
+
+    /// Runs `tokens` with `interventions` applied (as `model::cpu::run`) and reads back the
+    /// logits and the hook points named in `hooks` (after any intervention there).
+    pub async fn run(&self, gpu: &Gpu, tokens: &[u32], hooks: &[&str], interventions: &[Intervention<'_>]) -> Result<GpuForward, GpuError> {
         let cfg = &self.cfg;
         check_tokens(cfg, tokens).map_err(|e| GpuError::Input(e.to_string()))?;
         for name in hooks {
             cfg.check_hook(name).map_err(GpuError::Input)?;
+        }
+        for i in interventions {
+            i.check(cfg, tokens.len()).map_err(GpuError::Input)?;
         }
         let (n, d, m, vocab) = (tokens.len(), cfg.d_model, cfg.d_mlp, cfg.vocab_size);
         if n > MAX_CONTEXT {
@@ -158,16 +167,37 @@ impl GpuGpt2 {
         let hidden = gpu.storage("mlp hidden", f(n * m));
         let mlp_out = gpu.storage("mlp_out", f(n * d));
         let captured: Vec<wgpu::Buffer> = hooks.iter().map(|h| gpu.storage(h, f(n * d))).collect();
+        // Each intervention as an [n, d] buffer: the replacement, or the vector tiled over tokens.
+        let changes: Vec<(&str, bool, wgpu::Buffer)> = interventions
+            .iter()
+            .map(|i| match i {
+                Intervention::Replace { hook, values } => (*hook, true, gpu.upload_f32("replacement", values)),
+                Intervention::AddToEveryToken { hook, vector } => (*hook, false, gpu.upload_f32("added", &vector.repeat(n))),
+            })
+            .collect();
+        let scratch = gpu.storage("intervention scratch", f(n * d));
 
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        let capture = |enc: &mut wgpu::CommandEncoder, name: &str, from: &wgpu::Buffer| {
+        let rows = |rows: usize, width: usize| ModelParams { rows: rows as u32, width: width as u32, ..Default::default() };
+        // At a hook point: apply the interventions there to the activation's buffer, then copy it
+        // out if it was asked for.
+        let capture = |enc: &mut wgpu::CommandEncoder, name: &str, at: &wgpu::Buffer| {
+            for (hook, replace, values) in changes.iter().filter(|c| c.0 == name) {
+                debug_assert_eq!(*hook, name);
+                if *replace {
+                    enc.copy_buffer_to_buffer(values, 0, at, 0, f(n * d));
+                } else {
+                    let io = ModelIo { in0: Some(at), in1: Some(values), out0: Some(&scratch), ..Default::default() };
+                    kernels::model_op(gpu, enc, ModelOp::Add, rows(1, n * d), io);
+                    enc.copy_buffer_to_buffer(&scratch, 0, at, 0, f(n * d));
+                }
+            }
             for (h, buffer) in hooks.iter().zip(&captured) {
                 if *h == name {
-                    enc.copy_buffer_to_buffer(from, 0, buffer, 0, f(n * d));
+                    enc.copy_buffer_to_buffer(at, 0, buffer, 0, f(n * d));
                 }
             }
         };
-        let rows = |rows: usize, width: usize| ModelParams { rows: rows as u32, width: width as u32, ..Default::default() };
         for chunk in &self.wte {
             let params = ModelParams { first: chunk.first as u32, count: chunk.rows as u32, ..rows(n, d) };
             kernels::model_op(gpu, &mut enc, ModelOp::GatherRows, params, ModelIo { in0: Some(&chunk.buffer), out0: Some(&embed), tokens: Some(&token_buffer), ..Default::default() });

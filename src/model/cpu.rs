@@ -6,7 +6,7 @@
 //! width]` and may change it in place: what it leaves there is what the model computes on with, as
 //! with a TransformerLens hook that returns a new value (this is how splicing and steering work).
 
-use super::{check_tokens, Gpt2, LayerNorm, ModelError};
+use super::{check_tokens, Gpt2, Intervention, LayerNorm, ModelError};
 
 /// `out[n, m] = a[n, k] · w[k, m] + bias[m]` (i-k-j order: rows of `w` stream through the cache).
 fn matmul_bias(a: &[f32], w: &[f32], bias: &[f32], k: usize, m: usize) -> Vec<f32> {
@@ -120,15 +120,28 @@ pub fn forward(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut [f3
     Ok(logits)
 }
 
-/// The forward pass reading back the named hook points (each `[n_tokens, d]`), with the logits.
-pub fn run_with_hooks(model: &Gpt2, tokens: &[u32], names: &[&str]) -> Result<(Vec<f32>, Vec<Vec<f32>>), ModelError> {
-    let mut captured: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
-    let logits = forward(model, tokens, &mut |name, acts, _| {
-        for (i, n) in names.iter().enumerate() {
+/// The forward pass with `interventions` applied, reading back the named hook points (each
+/// `[n_tokens, d]`, as the model computes with them: after any intervention there), with the
+/// logits.
+pub fn run(model: &Gpt2, tokens: &[u32], capture: &[&str], interventions: &[Intervention<'_>]) -> Result<(Vec<f32>, Vec<Vec<f32>>), ModelError> {
+    for i in interventions {
+        i.check(&model.cfg, tokens.len()).map_err(ModelError::Intervention)?;
+    }
+    let mut captured: Vec<Vec<f32>> = vec![Vec::new(); capture.len()];
+    let logits = forward(model, tokens, &mut |name, acts, width| {
+        for i in interventions.iter().filter(|i| i.hook() == name) {
+            i.apply(acts, width);
+        }
+        for (slot, n) in captured.iter_mut().zip(capture) {
             if *n == name {
-                captured[i] = acts.to_vec();
+                *slot = acts.to_vec();
             }
         }
     })?;
     Ok((logits, captured))
+}
+
+/// The forward pass reading back the named hook points (each `[n_tokens, d]`), with the logits.
+pub fn run_with_hooks(model: &Gpt2, tokens: &[u32], names: &[&str]) -> Result<(Vec<f32>, Vec<Vec<f32>>), ModelError> {
+    run(model, tokens, names, &[])
 }

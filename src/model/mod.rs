@@ -101,6 +101,52 @@ impl Gpt2 {
     }
 }
 
+/// A change to the activation at one hook point during a forward pass (TransformerLens: a hook
+/// that returns a new value). What follows the hook computes with the changed activation.
+#[derive(Debug, Clone, Copy)]
+pub enum Intervention<'a> {
+    /// Use `values` (`[n_tokens, width]`) instead: an SAE's reconstruction for splicing, zeros
+    /// for zero-ablation.
+    Replace { hook: &'a str, values: &'a [f32] },
+    /// Add `vector` (`[width]`) at every position: steering along a feature's decoder direction.
+    AddToEveryToken { hook: &'a str, vector: &'a [f32] },
+}
+
+impl Intervention<'_> {
+    pub fn hook(&self) -> &str {
+        match self {
+            Intervention::Replace { hook, .. } | Intervention::AddToEveryToken { hook, .. } => hook,
+        }
+    }
+
+    /// Applies the change to `acts` (`[n, width]`) on the host.
+    pub fn apply(&self, acts: &mut [f32], width: usize) {
+        match self {
+            Intervention::Replace { values, .. } => acts.copy_from_slice(values),
+            Intervention::AddToEveryToken { vector, .. } => {
+                for row in acts.chunks_exact_mut(width) {
+                    row.iter_mut().zip(vector.iter()).for_each(|(a, v)| *a += v);
+                }
+            }
+        }
+    }
+
+    /// Checks the hook exists and the values fit `n` tokens of this model.
+    pub fn check(&self, cfg: &Gpt2Config, n: usize) -> Result<(), String> {
+        cfg.check_hook(self.hook())?;
+        let d = cfg.d_model;
+        match self {
+            Intervention::Replace { values, hook } if values.len() != n * d => {
+                Err(format!("replacing {hook} needs {n} × {d} values, got {}", values.len()))
+            }
+            Intervention::AddToEveryToken { vector, hook } if vector.len() != d => {
+                Err(format!("adding to {hook} needs a vector of {d}, got {}", vector.len()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A request the forward pass cannot run, said so that a person can act on it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {
@@ -110,6 +156,8 @@ pub enum ModelError {
     TokenOutOfRange { token: u32, position: usize, vocab: usize },
     #[error("{len} tokens are more than the model's context of {n_positions} (n_positions); shorten the text")]
     TooLong { len: usize, n_positions: usize },
+    #[error("{0}")]
+    Intervention(String),
 }
 
 /// Checks tokens before a forward pass.
