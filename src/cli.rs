@@ -24,6 +24,8 @@ const USAGE: &str = "usage:
   saelab bench-model [--tokens 1,64,1024] [--layers 12] [--device cpu|gpu|both]
   saelab forward --model DIR (--tokens T.npy | --text TEXT) [--logits OUT.npy] [--hook NAME=OUT.npy]...
              [--device cpu|gpu]
+  saelab splice --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--device cpu|gpu] [--seed S]
+  saelab features --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--top N] [--device cpu|gpu]
   saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
              [--batch 256] [--steps 3000] [--lr 0.01] [--seed 1]";
 
@@ -153,6 +155,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             ],
         )?),
         "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
+        "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top"])?),
         "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
         "superposition" => superposition(&Flags::parse(
             rest,
@@ -462,6 +465,54 @@ fn forward(flags: &Flags) -> Result<(), CliError> {
             "hooks": names,
         })
     );
+    Ok(())
+}
+
+/// `saelab splice` (what the SAE's reconstruction error costs the model) and `saelab features`
+/// (per token, the SAE's strongest features): a model with an SAE at its hook.
+fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
+    use crate::formats::gpt2_files::load_model_dir;
+    use crate::formats::tokenizer::TextTokenizer;
+    use crate::lm::{self, LmBackend};
+    let dir = Path::new(flags.required("model")?);
+    let model = load_model_dir(dir)?;
+    let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
+    let tokens = model_tokens(flags, dir, &model)?;
+    lm::attach_point(&model, &sae)?;
+    let gpu = match device(flags)? {
+        Device::Gpu => Some(open_gpu()?),
+        Device::Cpu => None,
+    };
+    let uploaded = match &gpu {
+        Some(g) => Some((crate::gpu::model_runner::GpuGpt2::upload(g, &model)?, GpuSae::upload(g, &sae)?)),
+        None => None,
+    };
+    let backend = match (&gpu, &uploaded) {
+        (Some(gpu), Some((model, sae))) => LmBackend::Gpu { gpu, model, sae },
+        _ => LmBackend::Cpu,
+    };
+    if command == "splice" {
+        let report = pollster::block_on(lm::splice(&model, &sae, &backend, &tokens, flags.number("seed", 0)?))?;
+        println!("{}", serde_json::to_string(&report).map_err(|e| CliError(e.to_string()))?);
+        return Ok(());
+    }
+    let top: usize = flags.number("top", 5)?;
+    let per_token = pollster::block_on(lm::token_features(&model, &sae, &backend, &tokens, top))?;
+    let texts = std::fs::read(dir.join(crate::formats::gpt2_files::TOKENIZER_FILE))
+        .ok()
+        .and_then(|bytes| TextTokenizer::parse(&bytes).ok())
+        .map(|t| t.token_texts(&tokens));
+    let rows: Vec<serde_json::Value> = per_token
+        .iter()
+        .enumerate()
+        .map(|(i, features)| {
+            serde_json::json!({
+                "position": i, "token": tokens[i], "text": texts.as_ref().map(|t| t[i].clone()),
+                "features": features.iter().map(|&(f, a)| serde_json::json!({"feature": f, "activation": a})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    println!("{}", serde_json::json!({ "hook": sae.cfg.hook_name, "device": backend.name(), "tokens": rows }));
     Ok(())
 }
 

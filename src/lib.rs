@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod formats;
 pub mod gpu;
+pub mod lm;
 pub mod model;
 pub mod sae;
 pub mod train;

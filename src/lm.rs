@@ -1,0 +1,186 @@
+//! A language model with an SAE attached at its hook point: the API the CLI and the page share for
+//! text. Runs the model (CPU reference or GPU), the SAE on the hook's activations, and the splice
+//! evaluation — how much the SAE's reconstruction error costs the model.
+//!
+//! Splicing follows SAELens's evaluation (`sae_lens.evals`, `get_recons_loss`): the model's
+//! cross-entropy with the hook's activation replaced by the SAE's reconstruction, against the clean
+//! run and against zero-ablating the hook; `ce_recovered = (ce_zero − ce_spliced) / (ce_zero −
+//! ce_clean)`. KL is the mean over positions of KL(clean ‖ spliced) of the next-token
+//! distributions. The "pathological errors" baseline (Gurnee 2024, "SAE reconstruction errors are
+//! (empirically) pathological") replaces the activation by the reconstruction plus a random
+//! vector of the error's norm at each position. All positions count, the first token too.
+
+use crate::engine::{self, Backend, EngineError};
+use crate::gpu::model_runner::GpuGpt2;
+use crate::gpu::{Gpu, GpuError, GpuSae, RunRequest};
+use crate::model::{cpu, Gpt2, Intervention, ModelError};
+use crate::sae::random::Rng;
+use crate::sae::Sae;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LmError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// Where the model and the SAE run.
+pub enum LmBackend<'a> {
+    Cpu,
+    Gpu { gpu: &'a Gpu, model: &'a GpuGpt2, sae: &'a GpuSae },
+}
+
+impl LmBackend<'_> {
+    pub fn name(&self) -> String {
+        match self {
+            LmBackend::Cpu => "cpu (reference)".into(),
+            LmBackend::Gpu { gpu, .. } => gpu.adapter_name.clone(),
+        }
+    }
+
+    fn sae_backend(&self) -> Backend<'_> {
+        match self {
+            LmBackend::Cpu => Backend::Cpu,
+            LmBackend::Gpu { gpu, sae, .. } => Backend::Gpu { gpu, sae },
+        }
+    }
+
+    /// Logits and captured hooks, with interventions.
+    pub async fn run(&self, model: &Gpt2, tokens: &[u32], capture: &[&str], interventions: &[Intervention<'_>]) -> Result<(Vec<f32>, Vec<Vec<f32>>), LmError> {
+        match self {
+            LmBackend::Cpu => Ok(cpu::run(model, tokens, capture, interventions)?),
+            LmBackend::Gpu { gpu, model: gpu_model, .. } => {
+                let out = gpu_model.run(gpu, tokens, capture, interventions).await?;
+                Ok((out.logits, out.hooks))
+            }
+        }
+    }
+}
+
+/// The SAE's hook point on this model, or why it does not attach.
+pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<String, LmError> {
+    let hook = sae.cfg.hook_name.clone().ok_or_else(|| LmError::Mismatch("the SAE's cfg.json names no hook_name, so it cannot attach to a model".into()))?;
+    model.cfg.check_hook(&hook).map_err(|e| LmError::Mismatch(format!("the SAE's hook_name: {e}")))?;
+    if sae.cfg.raw.get("hook_head_index").or_else(|| sae.cfg.raw.get("metadata").and_then(|m| m.get("hook_head_index"))).is_some_and(|v| !v.is_null()) {
+        return Err(LmError::Mismatch("SAEs on a single attention head (hook_head_index) are not supported yet".into()));
+    }
+    if sae.d_in() != model.cfg.d_model {
+        return Err(LmError::Mismatch(format!("the SAE's d_in is {} but {hook} of this model is {} wide", sae.d_in(), model.cfg.d_model)));
+    }
+    Ok(hook)
+}
+
+/// Per position t < n−1, the loss of predicting `tokens[t+1]`: logsumexp(logits_t) − logit.
+pub fn next_token_losses(logits: &[f32], tokens: &[u32], vocab: usize) -> Vec<f32> {
+    logits
+        .chunks_exact(vocab)
+        .zip(tokens.iter().skip(1))
+        .map(|(row, &next)| log_sum_exp(row) - row[next as usize])
+        .collect()
+}
+
+fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    max + row.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32
+}
+
+/// Mean over positions of KL(p ‖ q) between the softmaxes of two logit rows.
+pub fn mean_kl(p_logits: &[f32], q_logits: &[f32], vocab: usize) -> f32 {
+    let rows = p_logits.len() / vocab;
+    let total: f64 = p_logits
+        .chunks_exact(vocab)
+        .zip(q_logits.chunks_exact(vocab))
+        .map(|(p, q)| {
+            let (lp, lq) = (log_sum_exp(p), log_sum_exp(q));
+            p.iter().zip(q).map(|(&a, &b)| ((a - lp) as f64).exp() * ((a - lp) as f64 - (b - lq) as f64)).sum::<f64>()
+        })
+        .sum();
+    (total / rows.max(1) as f64) as f32
+}
+
+fn mean(v: &[f32]) -> f32 {
+    v.iter().map(|&x| x as f64).sum::<f64>() as f32 / v.len().max(1) as f32
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SpliceReport {
+    pub hook: String,
+    pub n_tokens: usize,
+    pub ce_clean: f32,
+    pub ce_spliced: f32,
+    pub ce_zero_ablation: f32,
+    pub ce_recovered: f32,
+    pub kl: f32,
+    pub l0: f32,
+    pub ce_random_error: f32,
+    /// Per predicted position: spliced − clean loss.
+    pub per_token_delta: Vec<f32>,
+    pub device: String,
+}
+
+/// Runs the splice evaluation of `sae` on `model` for `tokens` (at least 2).
+pub async fn splice(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], seed: u64) -> Result<SpliceReport, LmError> {
+    let hook = attach_point(model, sae)?;
+    if tokens.len() < 2 {
+        return Err(LmError::Mismatch("splicing needs at least 2 tokens (a next token to predict)".into()));
+    }
+    let (vocab, d) = (model.cfg.vocab_size, model.cfg.d_model);
+    let (clean_logits, captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
+    let acts = &captured[0];
+    let analysis = engine::analyze(sae, &backend.sae_backend(), acts, RunRequest { recon: true, ..Default::default() }).await?;
+    let recon = analysis.recon.expect("requested");
+    let zeros = vec![0.0; acts.len()];
+    let mut rng = Rng::new(seed);
+    let mut noisy = recon.clone();
+    for (row, (a, r)) in noisy.chunks_exact_mut(d).zip(acts.chunks_exact(d).zip(recon.chunks_exact(d))) {
+        let error_norm = a.iter().zip(r).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
+        let direction = rng.normals(d, 1.0);
+        let norm = direction.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().zip(direction).for_each(|(v, e)| *v += e * error_norm / norm);
+    }
+    let mut replaced_logits = Vec::with_capacity(3);
+    for values in [&recon, &zeros, &noisy] {
+        let intervention = [Intervention::Replace { hook: hook.as_str(), values }];
+        replaced_logits.push(backend.run(model, tokens, &[], &intervention).await?.0);
+    }
+    let [spliced_logits, zero_logits, noisy_logits] = <[Vec<f32>; 3]>::try_from(replaced_logits).expect("three runs");
+    let clean = next_token_losses(&clean_logits, tokens, vocab);
+    let spliced = next_token_losses(&spliced_logits, tokens, vocab);
+    let (ce_clean, ce_spliced) = (mean(&clean), mean(&spliced));
+    let ce_zero_ablation = mean(&next_token_losses(&zero_logits, tokens, vocab));
+    Ok(SpliceReport {
+        n_tokens: tokens.len(),
+        ce_clean,
+        ce_spliced,
+        ce_zero_ablation,
+        ce_recovered: (ce_zero_ablation - ce_spliced) / (ce_zero_ablation - ce_clean),
+        kl: mean_kl(&clean_logits, &spliced_logits, vocab),
+        l0: analysis.metrics.l0 as f32,
+        ce_random_error: mean(&next_token_losses(&noisy_logits, tokens, vocab)),
+        per_token_delta: spliced.iter().zip(&clean).map(|(s, c)| s - c).collect(),
+        device: backend.name(),
+        hook,
+    })
+}
+
+/// Per token, the SAE's active features, strongest first (at most `top`).
+pub async fn token_features(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], top: usize) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
+    let hook = attach_point(model, sae)?;
+    let (_, captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
+    let analysis = engine::analyze(sae, &backend.sae_backend(), &captured[0], RunRequest { dense_acts: true, ..Default::default() }).await?;
+    let acts = analysis.acts.expect("requested");
+    Ok(acts
+        .chunks_exact(sae.d_sae())
+        .map(|row| {
+            let mut active: Vec<(usize, f32)> = row.iter().copied().enumerate().filter(|&(_, a)| a > 0.0).collect();
+            active.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            active.truncate(top);
+            active
+        })
+        .collect())
+}

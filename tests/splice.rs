@@ -1,0 +1,139 @@
+//! An SAE spliced into GPT-2 at its hook: cross-entropy clean / spliced / zero-ablated, CE loss
+//! recovered, KL, the random-error baseline, and per-token features — on SAEs whose answers are
+//! known (a perfect reconstruction; an SAE that outputs zeros), CPU and GPU, and through the CLI.
+
+mod common;
+
+use std::path::Path;
+
+use saelab::formats::gpt2_files::load_model_dir;
+use saelab::formats::safetensors::TensorFile;
+use saelab::formats::sae_files::{save_dir, sae_from_f32_tensors};
+use saelab::gpu::model_runner::GpuGpt2;
+use saelab::gpu::GpuSae;
+use saelab::lm::{self, LmBackend};
+use saelab::sae::Sae;
+
+fn fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tied_f32")
+}
+
+fn tokens() -> Vec<u32> {
+    let bytes = std::fs::read(fixture().join("tokens.npy")).unwrap();
+    saelab::formats::npy::read_i64("tokens", &bytes).unwrap().1.into_iter().map(|t| t as u32).collect()
+}
+
+/// A standard SAE at `hook` with d_sae = 2·d: `W_enc = [I, −I]`, `W_dec = [I; −I]`, so that
+/// `relu(x) − relu(−x) = x` comes back exactly — scaled by `gain` (1: perfect, 0: all zeros).
+fn mirror_sae(d: usize, hook: &str, gain: f32) -> Sae {
+    let m = 2 * d;
+    let mut w_enc = vec![0.0; d * m];
+    let mut w_dec = vec![0.0; m * d];
+    for i in 0..d {
+        w_enc[i * m + i] = 1.0;
+        w_enc[i * m + d + i] = -1.0;
+        w_dec[i * d + i] = gain;
+        w_dec[(d + i) * d + i] = -gain;
+    }
+    let cfg = serde_json::json!({
+        "architecture": "standard", "d_in": d, "d_sae": m, "dtype": "float32", "apply_b_dec_to_input": false,
+        "normalize_activations": "none", "metadata": { "hook_name": hook, "model_name": "tiny" },
+    });
+    let (zeros_sae, zeros_in) = (vec![0.0; m], vec![0.0; d]);
+    sae_from_f32_tensors(&cfg, &[("W_enc", vec![d, m], &w_enc), ("b_enc", vec![m], &zeros_sae), ("W_dec", vec![m, d], &w_dec), ("b_dec", vec![d], &zeros_in)]).unwrap()
+}
+
+#[test]
+fn splice_metrics_on_saes_with_known_answers() {
+    let model = load_model_dir(&fixture()).unwrap();
+    let tokens = tokens();
+    let hook = "blocks.1.hook_resid_pre";
+    let gpu = common::gpu();
+    let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
+    // Clean CE equals the one from Hugging Face's own logits.
+    let expected = TensorFile::parse("e", &std::fs::read(fixture().join("expected.safetensors")).unwrap()).unwrap();
+    let hf = lm::next_token_losses(&expected.tensors["logits"].to_f32(), &tokens, 211);
+    let hf_ce = hf.iter().sum::<f32>() / hf.len() as f32;
+    for gain in [1.0f32, 0.0] {
+        let sae = mirror_sae(60, hook, gain);
+        let gpu_sae = GpuSae::upload(&gpu, &sae).unwrap();
+        for backend in [LmBackend::Cpu, LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: &gpu_sae }] {
+            let r = pollster::block_on(lm::splice(&model, &sae, &backend, &tokens, 3)).unwrap();
+            let what = format!("gain {gain} on {}", r.device);
+            assert!((r.ce_clean - hf_ce).abs() < 1e-4, "{what}: clean CE {} vs transformers {hf_ce}", r.ce_clean);
+            // (A random model predicts worse than uniform, so ablation need not hurt; it must differ.)
+            assert!((r.ce_zero_ablation - r.ce_clean).abs() > 0.05, "{what}: zero-ablating the residual stream changes the loss ({r:?})");
+            assert_eq!(r.per_token_delta.len(), tokens.len() - 1);
+            if gain == 1.0 {
+                // A perfect reconstruction costs nothing; its error is zero, so is the random one.
+                assert!((r.ce_spliced - r.ce_clean).abs() < 1e-4 && r.kl.abs() < 1e-5, "{what}: {r:?}");
+                assert!((r.ce_recovered - 1.0).abs() < 1e-3 && (r.ce_random_error - r.ce_clean).abs() < 1e-4, "{what}: {r:?}");
+                assert!(r.l0 > 50.0, "{what}: every dimension is nonzero, so is one of each pair");
+            } else {
+                // An SAE that outputs zeros is zero-ablation.
+                assert!((r.ce_spliced - r.ce_zero_ablation).abs() < 1e-4 && r.ce_recovered.abs() < 1e-3, "{what}: {r:?}");
+                assert!(r.kl > 0.01);
+            }
+        }
+    }
+    // A half-strength SAE: the random-error baseline is a different, seeded run.
+    let sae = mirror_sae(60, hook, 0.5);
+    let r = pollster::block_on(lm::splice(&model, &sae, &LmBackend::Cpu, &tokens, 3)).unwrap();
+    let again = pollster::block_on(lm::splice(&model, &sae, &LmBackend::Cpu, &tokens, 3)).unwrap();
+    assert_eq!(r.ce_random_error, again.ce_random_error);
+    assert!(r.ce_random_error != r.ce_spliced && r.kl > 0.0, "{r:?}");
+}
+
+#[test]
+fn features_per_token_and_saes_that_do_not_fit() {
+    let model = load_model_dir(&fixture()).unwrap();
+    let tokens = tokens();
+    let sae = mirror_sae(60, "blocks.2.hook_mlp_out", 1.0);
+    let per_token = pollster::block_on(lm::token_features(&model, &sae, &LmBackend::Cpu, &tokens, 4)).unwrap();
+    let (_, hooks) = saelab::model::cpu::run_with_hooks(&model, &tokens, &["blocks.2.hook_mlp_out"]).unwrap();
+    for (t, features) in per_token.iter().enumerate() {
+        // The strongest feature is the largest |x_i| (feature i for positive, d + i for negative).
+        let row = &hooks[0][t * 60..(t + 1) * 60];
+        let (i, v) = row.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).unwrap();
+        assert_eq!(features[0].0, if *v > 0.0 { i } else { 60 + i });
+        assert!(features.len() == 4 && features.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+    let err = |sae: &Sae| lm::attach_point(&model, sae).unwrap_err().to_string();
+    assert!(err(&mirror_sae(60, "blocks.7.hook_resid_pre", 1.0)).contains("is not a hook point"));
+    assert!(err(&mirror_sae(32, "blocks.0.hook_resid_pre", 1.0)).contains("d_in is 32 but blocks.0.hook_resid_pre of this model is 60 wide"));
+}
+
+#[test]
+fn cli_splice_and_features() {
+    let dir = std::env::temp_dir().join(format!("saelab-splice-{}", std::process::id()));
+    let sae_dir = dir.join("sae");
+    save_dir(&mirror_sae(60, "blocks.1.hook_resid_mid", 0.5), &sae_dir).unwrap();
+    let tokens = fixture().join("tokens.npy");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_saelab")).args(args).env("XDG_RUNTIME_DIR", "/tmp").output().unwrap();
+        (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let model_dir = fixture();
+    let base = ["--model", model_dir.to_str().unwrap(), "--sae", sae_dir.to_str().unwrap(), "--tokens", tokens.to_str().unwrap()];
+    let mut reports = Vec::new();
+    for device in ["cpu", "gpu"] {
+        let (code, out, err) = run(&[&["splice"][..], &base, &["--device", device]].concat());
+        assert_eq!(code, 0, "{err}");
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        for key in ["ce_clean", "ce_spliced", "ce_zero_ablation", "ce_recovered", "kl", "l0", "ce_random_error"] {
+            assert!(json[key].is_number(), "{key} missing: {out}");
+        }
+        reports.push(json);
+    }
+    let (a, b) = (reports[0]["ce_spliced"].as_f64().unwrap(), reports[1]["ce_spliced"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-4, "cpu {a} gpu {b}");
+    let (code, out, err) = run(&[&["features"][..], &base, &["--top", "3", "--device", "cpu"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["tokens"].as_array().unwrap().len(), 23);
+    assert_eq!(json["tokens"][0]["features"].as_array().unwrap().len(), 3);
+    let (code, _, err) = run(&["splice", "--model", fixture().to_str().unwrap(), "--sae", sae_dir.to_str().unwrap(), "--text", "hi", "--device", "cpu"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tokenizer.json"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
