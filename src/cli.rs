@@ -26,6 +26,8 @@ const USAGE: &str = "usage:
              [--device cpu|gpu]
   saelab splice --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--device cpu|gpu] [--seed S]
   saelab features --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--top N] [--device cpu|gpu]
+  saelab generate --model DIR (--text TEXT | --prompt-tokens T.npy) --tokens N [--temperature T] [--seed S]
+             [--sae DIR (--steer FEATURE=ALPHA | --clamp FEATURE=VALUE)] [--device cpu|gpu]
   saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
              [--batch 256] [--steps 3000] [--lr 0.01] [--seed 1]";
 
@@ -156,6 +158,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
         )?),
         "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
         "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top"])?),
+        "generate" => generate(&Flags::parse(rest, &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"])?),
         "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
         "superposition" => superposition(&Flags::parse(
             rest,
@@ -397,9 +400,14 @@ fn toy(flags: &Flags) -> Result<(), CliError> {
 /// The tokens to run: `--tokens T.npy` (1-D int32/int64) or `--text` through the model folder's
 /// `tokenizer.json`.
 fn model_tokens(flags: &Flags, dir: &Path, model: &crate::model::Gpt2) -> Result<Vec<u32>, CliError> {
+    model_tokens_from(flags, "tokens", dir, model)
+}
+
+/// As `model_tokens`, with the `.npy` path in `--{npy_flag}`.
+fn model_tokens_from(flags: &Flags, npy_flag: &str, dir: &Path, model: &crate::model::Gpt2) -> Result<Vec<u32>, CliError> {
     use crate::formats::gpt2_files::TOKENIZER_FILE;
     use crate::formats::tokenizer::TextTokenizer;
-    let tokens = match (flags.get("tokens"), flags.get("text")) {
+    let tokens = match (flags.get(npy_flag), flags.get("text")) {
         (Some(path), None) => {
             let bytes = std::fs::read(path).map_err(|e| CliError(format!("{path}: {e}")))?;
             let (shape, ids) = npy::read_i64(path, &bytes)?;
@@ -416,7 +424,7 @@ fn model_tokens(flags: &Flags, dir: &Path, model: &crate::model::Gpt2) -> Result
             let bytes = std::fs::read(&path).map_err(|e| CliError(format!("{}: {e} (--text needs the model's tokenizer)", path.display())))?;
             TextTokenizer::parse(&bytes).map_err(|e| CliError(format!("{}: {e}", dir.display())))?.encode(text)?
         }
-        _ => return Err(CliError(format!("give one of --tokens T.npy or --text TEXT\n{USAGE}"))),
+        _ => return Err(CliError(format!("give one of --{npy_flag} T.npy or --text TEXT\n{USAGE}"))),
     };
     crate::model::check_tokens(&model.cfg, &tokens)?;
     Ok(tokens)
@@ -488,7 +496,7 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
         None => None,
     };
     let backend = match (&gpu, &uploaded) {
-        (Some(gpu), Some((model, sae))) => LmBackend::Gpu { gpu, model, sae },
+        (Some(gpu), Some((model, sae))) => LmBackend::Gpu { gpu, model, sae: Some(sae) },
         _ => LmBackend::Cpu,
     };
     if command == "splice" {
@@ -513,6 +521,77 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
         })
         .collect();
     println!("{}", serde_json::json!({ "hook": sae.cfg.hook_name, "device": backend.name(), "tokens": rows }));
+    Ok(())
+}
+
+/// `saelab generate`: a continuation, and with a steering feature the steered one beside it.
+fn generate(flags: &Flags) -> Result<(), CliError> {
+    use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
+    use crate::formats::tokenizer::TextTokenizer;
+    use crate::lm::{self, LmBackend, Sampling, Steer};
+    let dir = Path::new(flags.required("model")?);
+    let model = load_model_dir(dir)?;
+    let prompt = model_tokens_from(flags, "prompt-tokens", dir, &model)?;
+    let sampling = Sampling { new_tokens: flags.number("tokens", 20)?, temperature: flags.number("temperature", 0.0)?, seed: flags.number("seed", 0)? };
+    if !(sampling.temperature >= 0.0 && sampling.temperature.is_finite()) {
+        return Err(CliError(format!("--temperature must be ≥ 0, not {}", sampling.temperature)));
+    }
+    let parse_pair = |name: &str| -> Result<Option<(usize, f32)>, CliError> {
+        flags.get(name).map(|v| {
+            let bad = || CliError(format!("--{name} {v}: expected FEATURE=NUMBER"));
+            let (f, a) = v.split_once('=').ok_or_else(bad)?;
+            let value: f32 = a.parse().map_err(|_| bad())?;
+            if !value.is_finite() {
+                return Err(bad());
+            }
+            Ok((f.parse().map_err(|_| bad())?, value))
+        }).transpose()
+    };
+    let steer = match (parse_pair("steer")?, parse_pair("clamp")?) {
+        (Some((feature, alpha)), None) => Some(Steer::Add { feature, alpha }),
+        (None, Some((feature, value))) => Some(Steer::Clamp { feature, value }),
+        (None, None) => None,
+        (Some(_), Some(_)) => return Err(CliError("give --steer or --clamp, not both".into())),
+    };
+    let sae = match flags.get("sae") {
+        Some(p) => Some(sae_files::load_dir(Path::new(p))?),
+        None if steer.is_some() => return Err(CliError("--steer and --clamp need --sae DIR".into())),
+        None => None,
+    };
+    let gpu = match device(flags)? {
+        Device::Gpu => Some(open_gpu()?),
+        Device::Cpu => None,
+    };
+    let uploaded = match (&gpu, &sae) {
+        (Some(g), Some(sae)) => Some((crate::gpu::model_runner::GpuGpt2::upload(g, &model)?, Some(GpuSae::upload(g, sae)?))),
+        (Some(g), None) => Some((crate::gpu::model_runner::GpuGpt2::upload(g, &model)?, None)),
+        _ => None,
+    };
+    let backend = match (&gpu, &uploaded) {
+        (Some(gpu), Some((model, sae))) => LmBackend::Gpu { gpu, model, sae: sae.as_ref() },
+        _ => LmBackend::Cpu,
+    };
+    let tokenizer = std::fs::read(dir.join(TOKENIZER_FILE)).ok().and_then(|b| TextTokenizer::parse(&b).ok());
+    let describe = |tokens: &[u32]| {
+        serde_json::json!({
+            "tokens": tokens,
+            "text": tokenizer.as_ref().and_then(|t| t.decode(tokens).ok()),
+        })
+    };
+    let plain = pollster::block_on(lm::generate(&model, None, None, &backend, &prompt, sampling))?;
+    let mut out = serde_json::json!({
+        "prompt": describe(&prompt), "unsteered": describe(&plain[prompt.len()..]),
+        "temperature": sampling.temperature, "seed": sampling.seed, "device": backend.name(),
+    });
+    if let Some(s) = steer {
+        let steered = pollster::block_on(lm::generate(&model, sae.as_ref(), Some(s), &backend, &prompt, sampling))?;
+        out["steered"] = describe(&steered[prompt.len()..]);
+        out["steer"] = match s {
+            Steer::Add { feature, alpha } => serde_json::json!({"feature": feature, "add": alpha, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())}),
+            Steer::Clamp { feature, value } => serde_json::json!({"feature": feature, "clamp": value, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())}),
+        };
+    }
+    println!("{out}");
     Ok(())
 }
 

@@ -32,7 +32,8 @@ pub enum LmError {
 /// Where the model and the SAE run.
 pub enum LmBackend<'a> {
     Cpu,
-    Gpu { gpu: &'a Gpu, model: &'a GpuGpt2, sae: &'a GpuSae },
+    /// `sae` is the SAE on the GPU, when one is used (generation without steering needs none).
+    Gpu { gpu: &'a Gpu, model: &'a GpuGpt2, sae: Option<&'a GpuSae> },
 }
 
 impl LmBackend<'_> {
@@ -43,10 +44,11 @@ impl LmBackend<'_> {
         }
     }
 
-    fn sae_backend(&self) -> Backend<'_> {
+    fn sae_backend(&self) -> Result<Backend<'_>, LmError> {
         match self {
-            LmBackend::Cpu => Backend::Cpu,
-            LmBackend::Gpu { gpu, sae, .. } => Backend::Gpu { gpu, sae },
+            LmBackend::Cpu => Ok(Backend::Cpu),
+            LmBackend::Gpu { gpu, sae: Some(sae), .. } => Ok(Backend::Gpu { gpu, sae }),
+            LmBackend::Gpu { sae: None, .. } => Err(LmError::Mismatch("no SAE was uploaded to the GPU for this run".into())),
         }
     }
 
@@ -132,7 +134,7 @@ pub async fn splice(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[
     let (vocab, d) = (model.cfg.vocab_size, model.cfg.d_model);
     let (clean_logits, captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
     let acts = &captured[0];
-    let analysis = engine::analyze(sae, &backend.sae_backend(), acts, RunRequest { recon: true, ..Default::default() }).await?;
+    let analysis = engine::analyze(sae, &backend.sae_backend()?, acts, RunRequest { recon: true, ..Default::default() }).await?;
     let recon = analysis.recon.expect("requested");
     let zeros = vec![0.0; acts.len()];
     let mut rng = Rng::new(seed);
@@ -172,7 +174,7 @@ pub async fn splice(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[
 pub async fn token_features(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], top: usize) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
     let hook = attach_point(model, sae)?;
     let (_, captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
-    let analysis = engine::analyze(sae, &backend.sae_backend(), &captured[0], RunRequest { dense_acts: true, ..Default::default() }).await?;
+    let analysis = engine::analyze(sae, &backend.sae_backend()?, &captured[0], RunRequest { dense_acts: true, ..Default::default() }).await?;
     let acts = analysis.acts.expect("requested");
     Ok(acts
         .chunks_exact(sae.d_sae())
@@ -183,4 +185,93 @@ pub async fn token_features(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, to
             active
         })
         .collect())
+}
+
+/// How to steer generation with one SAE feature (Templeton et al. 2024, "Scaling
+/// Monosemanticity": feature steering).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Steer {
+    /// Add `alpha · W_dec[feature]` to the hook's activation at every position.
+    Add { feature: usize, alpha: f32 },
+    /// Set the feature's activation to `value` at every position: add
+    /// `(value − f(x)) · W_dec[feature]`, with `f(x)` the SAE's activation there.
+    Clamp { feature: usize, value: f32 },
+}
+
+/// Greedy (temperature 0) or sampled continuation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    pub new_tokens: usize,
+    pub temperature: f32,
+    pub seed: u64,
+}
+
+/// The next token from the last position's logits: argmax at temperature 0, else a draw from
+/// softmax(logits / temperature).
+pub fn pick_next(logits: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
+    let argmax = (0..logits.len()).fold(0, |best, i| if logits[i] > logits[best] { i } else { best });
+    if temperature <= 0.0 {
+        return argmax as u32;
+    }
+    let max = logits[argmax];
+    let weights: Vec<f64> = logits.iter().map(|&l| (((l - max) / temperature) as f64).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut target = rng.uniform_f64() * total;
+    for (i, w) in weights.iter().enumerate() {
+        target -= w;
+        if target <= 0.0 {
+            return i as u32;
+        }
+    }
+    argmax as u32
+}
+
+/// Continues `prompt` by `sampling.new_tokens` tokens (stopping at the context length), steered
+/// by `steer` through `sae` when given. Each step runs the whole sequence (no key/value cache).
+pub async fn generate(model: &Gpt2, sae: Option<&Sae>, steer: Option<Steer>, backend: &LmBackend<'_>, prompt: &[u32], sampling: Sampling) -> Result<Vec<u32>, LmError> {
+    let vocab = model.cfg.vocab_size;
+    let steering = match (steer, sae) {
+        (None, _) => None,
+        (Some(s), Some(sae)) => {
+            let hook = attach_point(model, sae)?;
+            let feature = match s {
+                Steer::Add { feature, .. } | Steer::Clamp { feature, .. } => feature,
+            };
+            if feature >= sae.d_sae() {
+                return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
+            }
+            let d = sae.d_in();
+            Some((hook, s, feature, sae.w_dec[feature * d..(feature + 1) * d].to_vec()))
+        }
+        (Some(_), None) => return Err(LmError::Mismatch("steering needs an SAE".into())),
+    };
+    let mut rng = Rng::new(sampling.seed);
+    let mut tokens = prompt.to_vec();
+    for _ in 0..sampling.new_tokens {
+        if tokens.len() >= model.cfg.n_positions {
+            break;
+        }
+        let logits = match &steering {
+            None => backend.run(model, &tokens, &[], &[]).await?.0,
+            Some((hook, Steer::Add { alpha, .. }, _, direction)) => {
+                let vector: Vec<f32> = direction.iter().map(|w| alpha * w).collect();
+                backend.run(model, &tokens, &[], &[Intervention::AddToEveryToken { hook, vector: &vector }]).await?.0
+            }
+            Some((hook, Steer::Clamp { value, .. }, feature, direction)) => {
+                let sae = sae.expect("checked above");
+                let (_, captured) = backend.run(model, &tokens, &[hook.as_str()], &[]).await?;
+                let acts = engine::analyze(sae, &backend.sae_backend()?, &captured[0], RunRequest { dense_acts: true, ..Default::default() }).await?.acts.expect("requested");
+                let d = direction.len();
+                let mut changed = captured[0].clone();
+                for (t, row) in changed.chunks_exact_mut(d).enumerate() {
+                    let delta = value - acts[t * sae.d_sae() + feature];
+                    row.iter_mut().zip(direction).for_each(|(x, w)| *x += delta * w);
+                }
+                backend.run(model, &tokens, &[], &[Intervention::Replace { hook, values: &changed }]).await?.0
+            }
+        };
+        let last = &logits[(tokens.len() - 1) * vocab..];
+        tokens.push(pick_next(last, sampling.temperature, &mut rng));
+    }
+    Ok(tokens)
 }

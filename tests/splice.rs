@@ -57,7 +57,7 @@ fn splice_metrics_on_saes_with_known_answers() {
     for gain in [1.0f32, 0.0] {
         let sae = mirror_sae(60, hook, gain);
         let gpu_sae = GpuSae::upload(&gpu, &sae).unwrap();
-        for backend in [LmBackend::Cpu, LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: &gpu_sae }] {
+        for backend in [LmBackend::Cpu, LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: Some(&gpu_sae) }] {
             let r = pollster::block_on(lm::splice(&model, &sae, &backend, &tokens, 3)).unwrap();
             let what = format!("gain {gain} on {}", r.device);
             assert!((r.ce_clean - hf_ce).abs() < 1e-4, "{what}: clean CE {} vs transformers {hf_ce}", r.ce_clean);
@@ -135,5 +135,62 @@ fn cli_splice_and_features() {
     let (code, _, err) = run(&["splice", "--model", fixture().to_str().unwrap(), "--sae", sae_dir.to_str().unwrap(), "--text", "hi", "--device", "cpu"]);
     assert_eq!(code, 2);
     assert!(err.contains("tokenizer.json"), "{err}");
+    // Generation, side by side with a steered run.
+    let (code, out, err) = run(&["generate", "--model", model_dir.to_str().unwrap(), "--prompt-tokens", tokens.to_str().unwrap(), "--tokens", "4", "--sae", sae_dir.to_str().unwrap(), "--steer", "2=50", "--device", "cpu"]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["unsteered"]["tokens"].as_array().unwrap().len(), 4);
+    assert_eq!(json["steered"]["tokens"].as_array().unwrap().len(), 4);
+    assert_eq!(json["steer"]["feature"], 2);
+    for (args, expected) in [
+        (vec!["--steer", "2"], "expected FEATURE=NUMBER"),
+        (vec!["--steer", "2=1", "--clamp", "2=1"], "not both"),
+        (vec!["--temperature", "-1"], "--temperature must be ≥ 0"),
+    ] {
+        let mut a = vec!["generate", "--model", model_dir.to_str().unwrap(), "--prompt-tokens", tokens.to_str().unwrap(), "--sae", sae_dir.to_str().unwrap(), "--device", "cpu"];
+        a.extend(args.iter().copied());
+        let (code, _, err) = run(&a);
+        assert!(code == 2 && err.contains(expected), "{args:?}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn generation_greedy_sampled_and_steered() {
+    use saelab::lm::{Sampling, Steer};
+    let model = load_model_dir(&fixture()).unwrap();
+    let prompt = &tokens()[..5];
+    let greedy = Sampling { new_tokens: 6, temperature: 0.0, seed: 1 };
+    let plain = pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, greedy)).unwrap();
+    // Greedy is the argmax of the forward pass, token after token.
+    let mut want = prompt.to_vec();
+    for _ in 0..6 {
+        let logits = saelab::model::cpu::forward(&model, &want, &mut |_, _, _| {}).unwrap();
+        let last = &logits[(want.len() - 1) * 211..];
+        want.push((0..211).max_by(|&a, &b| last[a].total_cmp(&last[b])).unwrap() as u32);
+    }
+    assert_eq!(plain, want);
+    // Sampling is seeded: same seed, same text; the GPU agrees with the CPU.
+    let sampled = Sampling { new_tokens: 6, temperature: 1.0, seed: 7 };
+    let a = pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, sampled)).unwrap();
+    let b = pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, sampled)).unwrap();
+    assert_eq!(a, b);
+    let gpu = common::gpu();
+    let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
+    let on_gpu = pollster::block_on(lm::generate(&model, None, None, &LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: None }, prompt, greedy)).unwrap();
+    assert_eq!(on_gpu, plain);
+    // Steering: a large push along one feature's decoder direction changes the continuation; a
+    // clamp at the feature's own value (a perfect SAE, so f(x) = x_i) changes nothing.
+    let sae = mirror_sae(60, "blocks.2.hook_resid_pre", 1.0);
+    let steered = pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 3, alpha: 40.0 }), &LmBackend::Cpu, prompt, greedy)).unwrap();
+    assert_ne!(steered, plain);
+    let zero = pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 3, alpha: 0.0 }), &LmBackend::Cpu, prompt, greedy)).unwrap();
+    assert_eq!(zero, plain);
+    let clamped = pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Clamp { feature: 3, value: 30.0 }), &LmBackend::Cpu, prompt, greedy)).unwrap();
+    assert_ne!(clamped, plain);
+    let err = pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 120, alpha: 1.0 }), &LmBackend::Cpu, prompt, greedy)).unwrap_err();
+    assert!(err.to_string().contains("feature 120 does not exist (the SAE has 120 features)"), "{err}");
+    // The context length bounds generation.
+    let long = Sampling { new_tokens: 100, temperature: 0.0, seed: 0 };
+    assert_eq!(pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, long)).unwrap().len(), 40);
 }
