@@ -25,7 +25,7 @@ const USAGE: &str = "usage:
   saelab forward --model DIR (--tokens T.npy | --text TEXT) [--logits OUT.npy] [--hook NAME=OUT.npy]...
              [--device cpu|gpu]
   saelab splice --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--device cpu|gpu] [--seed S]
-  saelab features --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--top N] [--device cpu|gpu]
+  saelab features --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--top N] [--feature F] [--device cpu|gpu]
   saelab generate --model DIR (--text TEXT | --prompt-tokens T.npy) --tokens N [--temperature T] [--seed S]
              [--sae DIR (--steer FEATURE=ALPHA | --clamp FEATURE=VALUE)] [--device cpu|gpu]
   saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
@@ -157,7 +157,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             ],
         )?),
         "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
-        "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top"])?),
+        "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top", "feature"])?),
         "generate" => generate(&Flags::parse(rest, &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"])?),
         "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
         "superposition" => superposition(&Flags::parse(
@@ -506,10 +506,8 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
     }
     let top: usize = flags.number("top", 5)?;
     let per_token = pollster::block_on(lm::token_features(&model, &sae, &backend, &tokens, top))?;
-    let texts = std::fs::read(dir.join(crate::formats::gpt2_files::TOKENIZER_FILE))
-        .ok()
-        .and_then(|bytes| TextTokenizer::parse(&bytes).ok())
-        .map(|t| t.token_texts(&tokens));
+    let tokenizer = std::fs::read(dir.join(crate::formats::gpt2_files::TOKENIZER_FILE)).ok().and_then(|bytes| TextTokenizer::parse(&bytes).ok());
+    let texts = tokenizer.as_ref().map(|t| t.token_texts(&tokens));
     let rows: Vec<serde_json::Value> = per_token
         .iter()
         .enumerate()
@@ -520,7 +518,25 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
             })
         })
         .collect();
-    println!("{}", serde_json::json!({ "hook": sae.cfg.hook_name, "device": backend.name(), "tokens": rows }));
+    let mut out = serde_json::json!({ "hook": sae.cfg.hook_name, "device": backend.name(), "tokens": rows });
+    if let Some(f) = flags.get("feature") {
+        // One feature in detail: its activation on every token and its logit-lens tokens.
+        let feature: usize = f.parse().map_err(|_| CliError(format!("--feature: '{f}' is not a feature index")))?;
+        let (top_tokens, bottom_tokens) = lm::logit_lens(&model, &sae, feature, top)?;
+        let (_, captured) = pollster::block_on(backend.run(&model, &tokens, &[&lm::attach_point(&model, &sae)?], &[]))?;
+        let acts = crate::engine::analyze_cpu(&sae, &captured[0], RunRequest { dense_acts: true, ..Default::default() }).acts.expect("requested");
+        let on_tokens: Vec<f32> = acts.chunks_exact(sae.d_sae()).map(|row| row[feature]).collect();
+        let named = |list: &[(u32, f32)]| {
+            list.iter()
+                .map(|&(t, e)| serde_json::json!({"token": t, "text": tokenizer.as_ref().and_then(|tk| tk.token_texts(&[t]).pop()), "effect": e}))
+                .collect::<Vec<_>>()
+        };
+        out["feature"] = serde_json::json!({
+            "index": feature, "activations": on_tokens,
+            "logit_lens": {"top": named(&top_tokens), "bottom": named(&bottom_tokens), "note": "W_dec[f]·W_U with ln_final's scale folded into W_U, centred over the vocabulary"},
+        });
+    }
+    println!("{out}");
     Ok(())
 }
 

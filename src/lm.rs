@@ -275,3 +275,25 @@ pub async fn generate(model: &Gpt2, sae: Option<&Sae>, steer: Option<Steer>, bac
     }
     Ok(tokens)
 }
+
+/// A feature's direct effect on the next-token logits ("logit lens" of its decoder direction, as
+/// SAE-Vis and Neuronpedia show it): `W_dec[f] · W_U` with the final LayerNorm's scale folded
+/// into `W_U` (TransformerLens `fold_ln`; its bias adds the same to every feature and is left
+/// out), centred over the vocabulary (`center_unembed`, which shifts all tokens equally).
+/// Returns `(top, bottom)`: the `n` most promoted and most suppressed tokens with their effects.
+pub fn logit_lens(model: &Gpt2, sae: &Sae, feature: usize, n: usize) -> Result<(Vec<(u32, f32)>, Vec<(u32, f32)>), LmError> {
+    attach_point(model, sae)?;
+    if feature >= sae.d_sae() {
+        return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
+    }
+    let d = model.cfg.d_model;
+    let direction: Vec<f32> = sae.w_dec[feature * d..(feature + 1) * d].iter().zip(&model.ln_f.weight).map(|(w, g)| w * g).collect();
+    let mut effects: Vec<f32> = model.unembed().chunks_exact(d).map(|u| u.iter().zip(&direction).map(|(a, b)| a * b).sum()).collect();
+    let mean = effects.iter().map(|&e| e as f64).sum::<f64>() as f32 / effects.len() as f32;
+    effects.iter_mut().for_each(|e| *e -= mean);
+    let mut order: Vec<u32> = (0..effects.len() as u32).collect();
+    order.sort_by(|&a, &b| effects[b as usize].total_cmp(&effects[a as usize]).then(a.cmp(&b)));
+    let top = order.iter().take(n).map(|&t| (t, effects[t as usize])).collect();
+    let bottom = order.iter().rev().take(n).map(|&t| (t, effects[t as usize])).collect();
+    Ok((top, bottom))
+}

@@ -194,3 +194,22 @@ fn generation_greedy_sampled_and_steered() {
     let long = Sampling { new_tokens: 100, temperature: 0.0, seed: 0 };
     assert_eq!(pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, long)).unwrap().len(), 40);
 }
+
+#[test]
+fn logit_lens_of_a_feature() {
+    let model = load_model_dir(&fixture()).unwrap();
+    let sae = mirror_sae(60, "blocks.2.hook_resid_post", 1.0);
+    let (top, bottom) = lm::logit_lens(&model, &sae, 7, 5).unwrap();
+    // Feature 7 writes +e_7 and feature 60 + 7 writes −e_7: the same tokens, in reverse order.
+    let (top_neg, bottom_neg) = lm::logit_lens(&model, &sae, 67, 5).unwrap();
+    assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), bottom_neg.iter().map(|t| t.0).collect::<Vec<_>>());
+    assert_eq!(bottom.iter().map(|t| t.0).collect::<Vec<_>>(), top_neg.iter().map(|t| t.0).collect::<Vec<_>>());
+    // By hand: effect on token v is g_7 · W_U[v, 7], centred.
+    let (d, g) = (60, model.ln_f.weight[7]);
+    let raw: Vec<f32> = model.wte.chunks_exact(d).map(|u| u[7] * g).collect();
+    let mean = raw.iter().sum::<f32>() / raw.len() as f32;
+    let best = (0..raw.len()).max_by(|&a, &b| raw[a].total_cmp(&raw[b])).unwrap();
+    assert_eq!(top[0].0 as usize, best);
+    assert!((top[0].1 - (raw[best] - mean)).abs() < 1e-5);
+    assert!(top.windows(2).all(|w| w[0].1 >= w[1].1) && bottom.windows(2).all(|w| w[0].1 <= w[1].1));
+}
