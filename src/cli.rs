@@ -21,6 +21,8 @@ const USAGE: &str = "usage:
              [--resample-every STEPS] [--p-decay A] [--magnitude constant:V|uniform:LO,HI|exponential:MEAN]
              [--correlated PAIRS] [--anti-correlated PAIRS] [--device cpu|gpu] [--save DIR]
   saelab toy --preset ID [any option above]
+  saelab random-model --out DIR [--vocab-from tokenizer.json] [--layers 2] [--width 32] [--heads 4]
+             [--context 64] [--sae-out DIR --hook NAME [--d-sae 96] [--k 4]] [--seed S]
   saelab bench-model [--tokens 1,64,1024] [--layers 12] [--device cpu|gpu|both]
   saelab forward --model DIR (--tokens T.npy | --text TEXT) [--logits OUT.npy] [--hook NAME=OUT.npy]...
              [--device cpu|gpu]
@@ -156,6 +158,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
                 "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every", "p-decay", "magnitude", "correlated", "anti-correlated",
             ],
         )?),
+        "random-model" => random_model(&Flags::parse(rest, &["out", "vocab-from", "layers", "width", "heads", "context", "sae-out", "hook", "d-sae", "k", "seed"])?),
         "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
         "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top", "feature"])?),
         "generate" => generate(&Flags::parse(rest, &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"])?),
@@ -281,6 +284,58 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
             report("cpu (reference, 1 thread)", rows, start.elapsed().as_secs_f64(), "encode+decode+metrics");
         }
     }
+    Ok(())
+}
+
+/// Writes a GPT-2 model folder with random weights (for tests, demos of the page's plumbing and
+/// benchmarks), with a copy of a `tokenizer.json` whose vocabulary sets the model's, and
+/// optionally a random TopK SAE at one of its hook points.
+fn random_model(flags: &Flags) -> Result<(), CliError> {
+    use crate::formats::gpt2_files::{serialize_gpt2, TOKENIZER_FILE};
+    use crate::formats::tokenizer::TextTokenizer;
+    use crate::model::{Gpt2, Gpt2Config};
+    let out = PathBuf::from(flags.required("out")?);
+    let io = |p: &Path, e: std::io::Error| CliError(format!("{}: {e}", p.display()));
+    std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
+    let vocab_size = match flags.get("vocab-from") {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| CliError(format!("{path}: {e}")))?;
+            let size = TextTokenizer::parse(&bytes)?.vocab_size();
+            std::fs::write(out.join(TOKENIZER_FILE), &bytes).map_err(|e| io(&out, e))?;
+            size
+        }
+        None => 256,
+    };
+    let width: usize = flags.number("width", 32)?;
+    let heads: usize = flags.number("heads", 4)?;
+    if width == 0 || heads == 0 || width % heads != 0 {
+        return Err(CliError(format!("--heads ({heads}) must divide --width ({width})")));
+    }
+    let cfg = Gpt2Config {
+        vocab_size,
+        n_positions: flags.number("context", 64)?,
+        d_model: width,
+        n_layers: flags.number("layers", 2)?,
+        n_heads: heads,
+        d_mlp: 4 * width,
+        layer_norm_eps: 1e-5,
+        scale_attn_weights: true,
+    };
+    let seed: u64 = flags.number("seed", 1)?;
+    let model = Gpt2::random(cfg.clone(), true, seed);
+    let (config, weights) = serialize_gpt2(&model);
+    for (name, bytes) in [("config.json", config), ("model.safetensors", weights)] {
+        std::fs::write(out.join(name), bytes).map_err(|e| io(&out, e))?;
+    }
+    if let Some(sae_out) = flags.get("sae-out") {
+        let hook = flags.required("hook")?;
+        cfg.check_hook(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+        let mut extra = serde_json::Map::new();
+        extra.insert("metadata".into(), serde_json::json!({"hook_name": hook, "model_name": "random gpt2"}));
+        let sae = crate::sae::random::random_sae_with("topk", width, flags.number("d-sae", 96)?, flags.number("k", 4)?, seed + 1, extra);
+        sae_files::save_dir(&sae, Path::new(sae_out))?;
+    }
+    println!("{}", serde_json::json!({"model": out.display().to_string(), "vocab_size": vocab_size, "d_model": width, "n_layers": cfg.n_layers}));
     Ok(())
 }
 
