@@ -109,7 +109,7 @@ fn mean(v: &[f32]) -> f32 {
     v.iter().map(|&x| x as f64).sum::<f64>() as f32 / v.len().max(1) as f32
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SpliceReport {
     pub hook: String,
     pub n_tokens: usize,
@@ -170,21 +170,29 @@ pub async fn splice(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[
     })
 }
 
-/// Per token, the SAE's active features, strongest first (at most `top`).
-pub async fn token_features(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], top: usize) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
+/// The SAE's activations on every token, dense `[n_tokens, d_sae]`.
+pub async fn token_activations(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32]) -> Result<Vec<f32>, LmError> {
     let hook = attach_point(model, sae)?;
     let (_, captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
     let analysis = engine::analyze(sae, &backend.sae_backend()?, &captured[0], RunRequest { dense_acts: true, ..Default::default() }).await?;
-    let acts = analysis.acts.expect("requested");
-    Ok(acts
-        .chunks_exact(sae.d_sae())
+    Ok(analysis.acts.expect("requested"))
+}
+
+/// Per row of dense activations, the active features, strongest first (at most `top`).
+pub fn top_features(acts: &[f32], d_sae: usize, top: usize) -> Vec<Vec<(usize, f32)>> {
+    acts.chunks_exact(d_sae)
         .map(|row| {
             let mut active: Vec<(usize, f32)> = row.iter().copied().enumerate().filter(|&(_, a)| a > 0.0).collect();
             active.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             active.truncate(top);
             active
         })
-        .collect())
+        .collect()
+}
+
+/// Per token, the SAE's active features, strongest first (at most `top`).
+pub async fn token_features(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], top: usize) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
+    Ok(top_features(&token_activations(model, sae, backend, tokens).await?, sae.d_sae(), top))
 }
 
 /// How to steer generation with one SAE feature (Templeton et al. 2024, "Scaling

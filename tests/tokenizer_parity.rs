@@ -20,8 +20,15 @@ fn token_ids_match_openai_encoder() {
         let ids = tok.encode(text).unwrap();
         assert_eq!(ids, want, "{text:?}");
         assert_eq!(tok.decode(&ids).unwrap(), text, "round trip of {text:?}");
+        // Shown token by token, the pieces spell the text exactly (characters split across
+        // byte-level tokens land on the token that completes them).
+        assert_eq!(tok.token_texts(&ids).concat(), text, "token texts of {text:?}");
     }
     assert_eq!(tok.token_texts(&tok.encode("Hello world").unwrap()), ["Hello", " world"]);
+    // 😀 is four bytes over two tokens: the first token shows nothing, the second the emoji.
+    let ids = tok.encode("😀").unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(tok.token_texts(&ids), ["", "😀"]);
 }
 
 #[test]

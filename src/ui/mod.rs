@@ -5,6 +5,7 @@
 //! place; whatever was loaded before stays loaded and usable.
 
 mod lab;
+mod lm;
 mod plots;
 mod web;
 
@@ -42,6 +43,7 @@ pub(crate) struct Engine {
 enum Tab {
     Explore,
     Lab,
+    LanguageModel,
 }
 
 /// Metrics as shown.
@@ -128,8 +130,16 @@ fn App() -> impl IntoView {
         }
     };
 
-    let tab = RwSignal::new(if web::hash().starts_with("#lab") { Tab::Lab } else { Tab::Explore });
+    let hash = web::hash();
+    let tab = RwSignal::new(if hash.starts_with("#lab") {
+        Tab::Lab
+    } else if hash.starts_with("#lm") {
+        Tab::LanguageModel
+    } else {
+        Tab::Explore
+    });
     let lab_view = lab::Lab(lab::LabProps { engine: engine.clone() });
+    let lm_view = lm::LanguageModel(lm::LanguageModelProps { engine: engine.clone() });
     view! {
         <header>
             <h1>"saelab"</h1>
@@ -139,12 +149,15 @@ fn App() -> impl IntoView {
                     on:click=move |_| tab.set(Tab::Explore)>"Explore an SAE"</a>
                 <a id="tab-lab" href="#lab" class=move || if tab.get() == Tab::Lab { "tab active" } else { "tab" }
                     on:click=move |_| tab.set(Tab::Lab)>"Teaching lab"</a>
+                <a id="tab-lm" href="#lm" class=move || if tab.get() == Tab::LanguageModel { "tab active" } else { "tab" }
+                    on:click=move |_| tab.set(Tab::LanguageModel)>"Language model"</a>
             </nav>
             <p id="adapter" class=move || if shown.with(|s| s.webgpu == Some(false)) { "adapter cpu" } else { "adapter" }>
                 {move || shown.with(|s| s.adapter.clone())}
             </p>
         </header>
         <div class="lab-wrap" style:display=move || if tab.get() == Tab::Lab { "block" } else { "none" }>{lab_view}</div>
+        <div class="lm-wrap" style:display=move || if tab.get() == Tab::LanguageModel { "block" } else { "none" }>{lm_view}</div>
         <main style:display=move || if tab.get() == Tab::Explore { "grid" } else { "none" }>
             <section class="panel loaders">
                 <label>"SAE folder files (cfg.json, sae_weights.safetensors, optional sparsity.safetensors) "

@@ -14,12 +14,54 @@ export async function adapter_description() {
     return [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(" · ");
 }
 export function yield_now() { return new Promise((resolve) => setTimeout(resolve, 0)); }
+// GET with a progress callback (loaded, total, from_cache), through Cache Storage: a response is
+// cached only once all its bytes have arrived, so a download that dies half-way leaves nothing.
+export async function fetch_cached(url, cache_name, on_progress) {
+    const cache = (typeof caches !== "undefined") ? await caches.open(cache_name) : null;
+    const hit = cache ? await cache.match(url) : undefined;
+    if (hit) {
+        const buffer = new Uint8Array(await hit.arrayBuffer());
+        on_progress(buffer.length, buffer.length, true);
+        return buffer;
+    }
+    let response;
+    try { response = await fetch(url); } catch (e) { throw new Error(`${url}: ${e.message || e}`); }
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    const total = Number(response.headers.get("content-length")) || 0;
+    const reader = response.body.getReader();
+    const chunks = [];
+    let loaded = 0;
+    for (;;) {
+        let part;
+        try { part = await reader.read(); } catch (e) { throw new Error(`${url}: the download broke off after ${loaded} bytes (${e.message || e})`); }
+        if (part.done) break;
+        chunks.push(part.value);
+        loaded += part.value.length;
+        on_progress(loaded, total, false);
+    }
+    if (total && loaded !== total) throw new Error(`${url}: the download broke off at ${loaded} of ${total} bytes`);
+    const bytes = new Uint8Array(loaded);
+    let at = 0;
+    for (const c of chunks) { bytes.set(c, at); at += c.length; }
+    if (cache) await cache.put(url, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
+    return bytes;
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = adapter_description)]
     async fn adapter_description_js() -> JsValue;
     #[wasm_bindgen(js_name = yield_now)]
     async fn yield_now_js();
+    #[wasm_bindgen(js_name = fetch_cached, catch)]
+    async fn fetch_cached_js(url: &str, cache_name: &str, on_progress: &Closure<dyn FnMut(f64, f64, bool)>) -> Result<JsValue, JsValue>;
+}
+
+/// GETs `url` through the page's Cache Storage (`cache_name`), reporting `(loaded, total,
+/// from_cache)` as bytes arrive; cached only when complete.
+pub async fn fetch_cached(url: &str, cache_name: &str, on_progress: impl FnMut(f64, f64, bool) + 'static) -> Result<Vec<u8>, String> {
+    let callback = Closure::<dyn FnMut(f64, f64, bool)>::new(on_progress);
+    let value = fetch_cached_js(url, cache_name, &callback).await.map_err(js_error)?;
+    Ok(value.dyn_into::<Uint8Array>().map_err(|_| format!("{url}: not bytes"))?.to_vec())
 }
 
 /// "google · swiftshader" etc. — wgpu's AdapterInfo is empty on the web, `GPUAdapter.info` is not.

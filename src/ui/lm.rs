@@ -1,0 +1,533 @@
+//! The language-model view: load a GPT-2 model (from a Hugging Face URL, with per-file progress and
+//! the browser's Cache Storage, or from files) and an SAE at one of its hooks, then run text:
+//! tokens coloured by a feature's activation, each token's top features, a feature's logit lens,
+//! the splice metrics, and steered generation beside unsteered. Everything runs through `lm`, on
+//! WebGPU when the page has it, else on the CPU reference.
+//!
+//! Token text is always put in the page as text nodes (leptos escapes it), never as HTML.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::{web, Engine};
+use crate::formats::gpt2_files::{parse_gpt2, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::formats::sae_files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
+use crate::formats::tokenizer::TextTokenizer;
+use crate::gpu::model_runner::GpuGpt2;
+use crate::gpu::GpuSae;
+use crate::lm::{self, LmBackend, Sampling, SpliceReport, Steer};
+use crate::model::Gpt2;
+use crate::sae::Sae;
+
+/// The Cache Storage bucket for downloaded model files.
+const CACHE: &str = "saelab-models-v1";
+
+/// Loaded objects (not reactive: wgpu objects are not `Send`).
+#[derive(Default)]
+struct LmState {
+    model: Option<Rc<(Gpt2, TextTokenizer, String)>>,
+    gpu_model: Option<Rc<GpuGpt2>>,
+    sae: Option<Rc<(Sae, String)>>,
+    gpu_sae: Option<Rc<GpuSae>>,
+}
+
+/// One file's download as shown.
+#[derive(Clone, Debug, PartialEq)]
+struct Progress {
+    file: String,
+    loaded: f64,
+    total: f64,
+    cached: bool,
+}
+
+/// The last run, as shown.
+#[derive(Clone, Debug, PartialEq, Default)]
+struct RunView {
+    texts: Vec<String>,
+    /// Per token: (feature, activation), strongest first.
+    features: Vec<Vec<(usize, f32)>>,
+    /// The SAE's activations `[n_tokens, d_sae]`, for colouring by any feature.
+    acts: std::sync::Arc<Vec<f32>>,
+    d_sae: usize,
+    /// Per token: the selected feature's activation.
+    selected_acts: Vec<f32>,
+    splice: Option<SpliceReport>,
+    device: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+struct Shown {
+    model_name: String,
+    sae_name: String,
+    progress: Vec<Progress>,
+    status: String,
+    error: Option<String>,
+    run: Option<RunView>,
+    clicked_token: Option<usize>,
+    feature: usize,
+    lens: Option<(Vec<(String, f32)>, Vec<(String, f32)>)>,
+    generated: Option<(String, String)>,
+}
+
+/// Settings read from `#lm?base=…&repo=…` (so a link opens on a model).
+fn url_settings() -> (String, String) {
+    let hash = web::hash();
+    let query = hash.strip_prefix("#lm").unwrap_or("").trim_start_matches('?');
+    let mut base = "https://huggingface.co".to_string();
+    let mut repo = "gpt2".to_string();
+    for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        match k {
+            "base" => base = v.to_string(),
+            "repo" => repo = v.to_string(),
+            _ => {}
+        }
+    }
+    (base, repo)
+}
+
+#[component]
+pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
+    let state = Rc::new(RefCell::new(LmState::default()));
+    let shown = RwSignal::new(Shown::default());
+    let (initial_base, initial_repo) = url_settings();
+    let base = RwSignal::new(initial_base);
+    let repo = RwSignal::new(initial_repo);
+    let text = RwSignal::new("The quick brown fox jumps over the lazy dog.".to_string());
+    let alpha = RwSignal::new("20".to_string());
+    let new_tokens = RwSignal::new("12".to_string());
+
+    let download = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |_| {
+            let (state, engine) = (state.clone(), engine.clone());
+            let url = format!("{}/{}/resolve/main", base.get_untracked().trim_end_matches('/'), repo.get_untracked().trim_matches('/'));
+            spawn_local(async move { download_model(state, engine, shown, url).await });
+        }
+    };
+    let on_model_files = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |ev: leptos::ev::Event| {
+            let files = web::files_of(&ev);
+            let (state, engine) = (state.clone(), engine.clone());
+            spawn_local(async move {
+                let mut bytes = std::collections::HashMap::new();
+                for f in &files {
+                    match web::read_file(f).await {
+                        Ok(b) => {
+                            bytes.insert(f.name(), b);
+                        }
+                        Err(e) => return shown.update(|s| s.error = Some(format!("{}: {e}", f.name()))),
+                    }
+                }
+                let get = |name: &str| bytes.get(name).cloned().ok_or_else(|| format!("choose the model's {name} too"));
+                match (get(CONFIG_FILE), get(WEIGHTS_FILE), get(TOKENIZER_FILE)) {
+                    (Ok(c), Ok(w), Ok(t)) => install_model(state, engine, shown, "files".into(), &c, &w, &t).await,
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => shown.update(|s| s.error = Some(e)),
+                }
+            });
+        }
+    };
+    let on_sae_files = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |ev: leptos::ev::Event| {
+            let files = web::files_of(&ev);
+            let (state, engine) = (state.clone(), engine.clone());
+            spawn_local(async move { load_sae(state, engine, shown, files).await });
+        }
+    };
+    let run = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |_| {
+            let (state, engine) = (state.clone(), engine.clone());
+            spawn_local(async move { run_text(state, engine, shown, text.get_untracked()).await });
+        }
+    };
+    let select_feature = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |feature: usize| {
+            let (state, engine) = (state.clone(), engine.clone());
+            spawn_local(async move { select(state, engine, shown, feature).await });
+        }
+    };
+    let generate = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |_| {
+            let (state, engine) = (state.clone(), engine.clone());
+            let (a, n) = (alpha.get_untracked(), new_tokens.get_untracked());
+            spawn_local(async move { steer(state, engine, shown, text.get_untracked(), a, n).await });
+        }
+    };
+    let on_feature_click = {
+        let select_feature = select_feature.clone();
+        move |ev: leptos::ev::MouseEvent| {
+            use wasm_bindgen::JsCast;
+            let feature = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                .and_then(|e| e.get_attribute("data-feature"))
+                .and_then(|f| f.parse::<usize>().ok());
+            if let Some(f) = feature {
+                select_feature(f);
+            }
+        }
+    };
+    let select_from_input = {
+        let select_feature = select_feature.clone();
+        move |ev: leptos::ev::Event| match event_target_value(&ev).trim().parse::<usize>() {
+            Ok(f) => select_feature(f),
+            Err(_) => shown.update(|s| s.error = Some(format!("feature: '{}' is not a feature index", event_target_value(&ev)))),
+        }
+    };
+
+    view! {
+        <section class="lm">
+            <div class="panel lm-load">
+                <h2>"Model " <span id="lm-model-name">{move || shown.with(|s| s.model_name.clone())}</span></h2>
+                <div class="fields">
+                    <label class="field"><span>"Hugging Face (or a mirror)"</span>
+                        <input id="lm-base" prop:value=move || base.get() on:change=move |ev| base.set(event_target_value(&ev)) /></label>
+                    <label class="field"><span>"repository"</span>
+                        <input id="lm-repo" prop:value=move || repo.get() on:change=move |ev| repo.set(event_target_value(&ev)) /></label>
+                </div>
+                <div class="buttons"><button id="lm-download" on:click=download>"Download model"</button></div>
+                <ul id="lm-progress" class="progress">
+                    {move || shown.with(|s| s.progress.iter().map(|p| {
+                        let pct = if p.total > 0.0 { 100.0 * p.loaded / p.total } else { 0.0 };
+                        view! {
+                            <li data-file=p.file.clone()>
+                                <span class="file">{p.file.clone()}</span>
+                                <progress max="100" value=format!("{pct:.0}")></progress>
+                                <span class="bytes">{format!("{:.1} / {:.1} MB{}", p.loaded / 1e6, p.total / 1e6, if p.cached { " (cached)" } else { "" })}</span>
+                            </li>
+                        }
+                    }).collect_view())}
+                </ul>
+                <label>"…or the model's files (config.json, model.safetensors, tokenizer.json) "
+                    <input id="lm-model-files" type="file" multiple accept=".json,.safetensors" on:change=on_model_files /></label>
+                <label>"SAE at one of its hooks (cfg.json, sae_weights.safetensors) "
+                    <input id="lm-sae-files" type="file" multiple accept=".json,.safetensors" on:change=on_sae_files /></label>
+                <p>"SAE: " <span id="lm-sae-name">{move || shown.with(|s| s.sae_name.clone())}</span></p>
+                <p id="lm-status" class="status">{move || shown.with(|s| s.status.clone())}</p>
+                <Show when=move || shown.with(|s| s.error.is_some())>
+                    <p id="lm-error" class="error" role="alert">{move || shown.with(|s| s.error.clone().unwrap_or_default())}</p>
+                </Show>
+            </div>
+            <div class="panel lm-text">
+                <h2>"Text"</h2>
+                <textarea id="lm-text" rows="3" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
+                <div class="buttons"><button id="lm-run" on:click=run>"Run"</button></div>
+                <p class="muted">"Tokens coloured by feature " <input id="lm-feature" class="narrow" prop:value=move || shown.with(|s| s.feature.to_string()) on:change=select_from_input />
+                    " — click a token for its features."</p>
+                <div id="lm-tokens" class="tokens">
+                    {move || shown.with(|s| s.run.as_ref().map(|r| {
+                        let max = r.selected_acts.iter().copied().fold(0.0f32, f32::max).max(1e-6);
+                        r.texts.iter().enumerate().map(|(i, t)| {
+                            let a = r.selected_acts.get(i).copied().unwrap_or(0.0);
+                            let style = format!("background: rgba(214, 92, 38, {:.3})", (a / max).clamp(0.0, 1.0) * 0.85);
+                            view! { <span class="token" data-index=i.to_string() data-act=format!("{a:.4}") style=style
+                                on:click=move |_| shown.update(|s| s.clicked_token = Some(i))>{t.clone()}</span> }
+                        }).collect_view()
+                    }))}
+                </div>
+                // One handler for the feature buttons below (reactive children hold no callbacks).
+                <div on:click=on_feature_click>
+                {move || shown.with(|s| s.clicked_token.and_then(|i| s.run.as_ref().map(|r| (i, r.clone())))).map(|(i, r)| {
+                    view! {
+                        <div id="lm-token-features">
+                            <h3>"Features on token " <q>{r.texts.get(i).cloned().unwrap_or_default()}</q></h3>
+                            <ol>{r.features.get(i).cloned().unwrap_or_default().into_iter().map(|(f, a)| {
+                                view! { <li><button class="link" data-feature=f.to_string()>{format!("#{f}")}</button>{format!(" {a:.3}")}</li> }
+                            }).collect_view()}</ol>
+                        </div>
+                    }
+                })}
+                </div>
+            </div>
+            <div class="panel lm-feature">
+                <h2>"Feature " <span id="lm-feature-index">{move || shown.with(|s| s.feature)}</span></h2>
+                <p class="muted">"Logit lens: W_dec[f]·W_U, ln_final's scale folded in, centred over the vocabulary."</p>
+                {move || shown.with(|s| s.lens.clone()).map(|(top, bottom)| view! {
+                    <div class="lens">
+                        <div><h3>"promotes"</h3><ol id="lm-lens-top">{top.into_iter().map(|(t, e)| view! { <li><code>{t}</code>{format!(" {e:+.3}")}</li> }).collect_view()}</ol></div>
+                        <div><h3>"suppresses"</h3><ol id="lm-lens-bottom">{bottom.into_iter().map(|(t, e)| view! { <li><code>{t}</code>{format!(" {e:+.3}")}</li> }).collect_view()}</ol></div>
+                    </div>
+                })}
+                <h3>"Steering"</h3>
+                <div class="fields">
+                    <label class="field"><span>"add α·W_dec[f], α ="</span><input id="lm-alpha" prop:value=move || alpha.get() on:change=move |ev| alpha.set(event_target_value(&ev)) /></label>
+                    <label class="field"><span>"new tokens"</span><input id="lm-new-tokens" prop:value=move || new_tokens.get() on:change=move |ev| new_tokens.set(event_target_value(&ev)) /></label>
+                </div>
+                <div class="buttons"><button id="lm-generate" on:click=generate>"Generate (greedy)"</button></div>
+                {move || shown.with(|s| s.generated.clone()).map(|(plain, steered)| view! {
+                    <table class="generated">
+                        <tr><th>"unsteered"</th><td id="lm-unsteered">{plain}</td></tr>
+                        <tr><th>"steered"</th><td id="lm-steered">{steered}</td></tr>
+                    </table>
+                })}
+            </div>
+            <div class="panel lm-splice">
+                <h2>"What the SAE costs the model " <span class="muted">{move || shown.with(|s| s.run.as_ref().map(|r| r.device.clone()).unwrap_or_default())}</span></h2>
+                {move || shown.with(|s| s.run.as_ref().and_then(|r| r.splice.clone())).map(|r| view! {
+                    <table class="lab-figures" id="lm-splice">
+                        <tr><th>"hook"</th><td>{r.hook.clone()}</td></tr>
+                        <tr><th>"CE clean"</th><td id="lm-ce-clean">{format!("{:.4}", r.ce_clean)}</td></tr>
+                        <tr><th>"CE with SAE spliced in"</th><td id="lm-ce-spliced">{format!("{:.4}", r.ce_spliced)}</td></tr>
+                        <tr><th>"CE zero-ablated"</th><td id="lm-ce-zero">{format!("{:.4}", r.ce_zero_ablation)}</td></tr>
+                        <tr><th>"CE loss recovered"</th><td id="lm-ce-recovered">{format!("{:.4}", r.ce_recovered)}</td></tr>
+                        <tr><th>"KL(clean ‖ spliced)"</th><td id="lm-kl">{format!("{:.4}", r.kl)}</td></tr>
+                        <tr><th>"CE with a random error of the same norm"</th><td id="lm-ce-random">{format!("{:.4}", r.ce_random_error)}</td></tr>
+                        <tr><th>"L0"</th><td id="lm-l0">{format!("{:.2}", r.l0)}</td></tr>
+                    </table>
+                })}
+            </div>
+        </section>
+    }
+}
+
+async fn download_model(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, url: String) {
+    shown.update(|s| {
+        s.error = None;
+        s.status = format!("Downloading {url} …");
+        s.progress = [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE].iter().map(|f| Progress { file: f.to_string(), loaded: 0.0, total: 0.0, cached: false }).collect();
+    });
+    let mut files = Vec::new();
+    for name in [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE] {
+        let file = name.to_string();
+        let progress = move |loaded: f64, total: f64, cached: bool| {
+            shown.update(|s| {
+                if let Some(p) = s.progress.iter_mut().find(|p| p.file == file) {
+                    (p.loaded, p.total, p.cached) = (loaded, total, cached);
+                }
+            })
+        };
+        match web::fetch_cached(&format!("{url}/{name}"), CACHE, progress).await {
+            Ok(bytes) => files.push(bytes),
+            Err(e) => {
+                // What was loaded before stays; the button can be pressed again.
+                return shown.update(|s| {
+                    s.error = Some(format!("{e} — nothing was kept of this file; press Download to retry"));
+                    s.status = String::new();
+                });
+            }
+        }
+    }
+    install_model(state, engine, shown, url, &files[0], &files[2], &files[1]).await;
+}
+
+async fn install_model(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, name: String, config: &[u8], weights: &[u8], tokenizer: &[u8]) {
+    shown.update(|s| s.status = "Parsing the model …".into());
+    web::yield_to_browser().await;
+    let parsed = parse_gpt2(config, weights).map_err(|e| e.to_string()).and_then(|m| TextTokenizer::parse(tokenizer).map(|t| (m, t)).map_err(|e| e.to_string()));
+    let (model, tokenizer) = match parsed {
+        Ok(x) => x,
+        Err(e) => return shown.update(|s| s.error = Some(e)),
+    };
+    if tokenizer.vocab_size() > model.cfg.vocab_size {
+        return shown.update(|s| s.error = Some(format!("tokenizer.json has {} tokens but the model's vocabulary is {}", tokenizer.vocab_size(), model.cfg.vocab_size)));
+    }
+    let gpu = engine.borrow().gpu.clone();
+    let gpu_model = match &gpu {
+        Some(g) => match GpuGpt2::upload(g, &model) {
+            Ok(m) => Some(Rc::new(m)),
+            Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+        },
+        None => None,
+    };
+    let facts = format!("{name} — {} layers, width {}, {} heads, vocab {}, context {}", model.cfg.n_layers, model.cfg.d_model, model.cfg.n_heads, model.cfg.vocab_size, model.cfg.n_positions);
+    let mut st = state.borrow_mut();
+    st.model = Some(Rc::new((model, tokenizer, name)));
+    st.gpu_model = gpu_model;
+    // An SAE loaded for another model may not fit this one; it is checked again on every run.
+    shown.update(|s| {
+        s.model_name = facts;
+        s.status = "Model loaded.".into();
+        s.error = None;
+        s.run = None;
+    });
+}
+
+async fn load_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, files: Vec<web_sys::File>) {
+    let mut cfg = None;
+    let mut weights = None;
+    for f in &files {
+        let bytes = match web::read_file(f).await {
+            Ok(b) => b,
+            Err(e) => return shown.update(|s| s.error = Some(format!("{}: {e}", f.name()))),
+        };
+        match f.name().as_str() {
+            CFG_FILE => cfg = Some(bytes),
+            SAE_WEIGHTS_FILE => weights = Some(bytes),
+            _ => {}
+        }
+    }
+    let (Some(cfg), Some(weights)) = (cfg, weights) else {
+        return shown.update(|s| s.error = Some(format!("choose the SAE's {CFG_FILE} and {SAE_WEIGHTS_FILE} together")));
+    };
+    let sae = match parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }) {
+        Ok(s) => s,
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+    };
+    if let Some(model) = state.borrow().model.clone() {
+        if let Err(e) = lm::attach_point(&model.0, &sae) {
+            return shown.update(|s| s.error = Some(e.to_string()));
+        }
+    }
+    let gpu = engine.borrow().gpu.clone();
+    let gpu_sae = match &gpu {
+        Some(g) => match GpuSae::upload(g, &sae) {
+            Ok(x) => Some(Rc::new(x)),
+            Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+        },
+        None => None,
+    };
+    let name = format!("{} {} × {} at {}", sae.cfg.architecture.name(), sae.d_in(), sae.d_sae(), sae.cfg.hook_name.clone().unwrap_or_default());
+    let mut st = state.borrow_mut();
+    st.sae = Some(Rc::new((sae, name.clone())));
+    st.gpu_sae = gpu_sae;
+    shown.update(|s| {
+        s.sae_name = name;
+        s.error = None;
+        s.feature = 0;
+        s.lens = None;
+    });
+}
+
+/// Everything a run needs, taken out of the state (so no borrow is held across an await).
+struct Loaded {
+    model: Rc<(Gpt2, TextTokenizer, String)>,
+    sae: Rc<(Sae, String)>,
+    gpu: Option<(Rc<crate::gpu::Gpu>, Rc<GpuGpt2>, Rc<GpuSae>)>,
+}
+
+fn loaded(state: &Rc<RefCell<LmState>>, engine_gpu: Option<Rc<crate::gpu::Gpu>>) -> Result<Loaded, String> {
+    let st = state.borrow();
+    let model = st.model.clone().ok_or("load a model first")?;
+    let sae = st.sae.clone().ok_or("load an SAE for this model first")?;
+    lm::attach_point(&model.0, &sae.0).map_err(|e| e.to_string())?;
+    let gpu = match (engine_gpu, st.gpu_model.clone(), st.gpu_sae.clone()) {
+        (Some(g), Some(m), Some(s)) => Some((g, m, s)),
+        _ => None,
+    };
+    Ok(Loaded { model, sae, gpu })
+}
+
+async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, text: String) {
+    let gpu = engine.borrow().gpu.clone();
+    let l = match loaded(&state, gpu) {
+        Ok(l) => l,
+        Err(e) => return shown.update(|s| s.error = Some(e)),
+    };
+    let (model, tokenizer) = (&l.model.0, &l.model.1);
+    let tokens = match tokenizer.encode(&text) {
+        Ok(t) => t,
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+    };
+    if let Err(e) = crate::model::check_tokens(&model.cfg, &tokens) {
+        return shown.update(|s| s.error = Some(e.to_string()));
+    }
+    shown.update(|s| {
+        s.status = format!("Running {} tokens …", tokens.len());
+        s.error = None;
+    });
+    web::yield_to_browser().await;
+    let backend = match &l.gpu {
+        Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
+        None => LmBackend::Cpu,
+    };
+    let sae = &l.sae.0;
+    let acts = match lm::token_activations(model, sae, &backend, &tokens).await {
+        Ok(a) => a,
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+    };
+    let features = lm::top_features(&acts, sae.d_sae(), 8);
+    let splice = if tokens.len() >= 2 {
+        match lm::splice(model, sae, &backend, &tokens, 0).await {
+            Ok(r) => Some(r),
+            Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+        }
+    } else {
+        None
+    };
+    let feature = shown.with_untracked(|s| s.feature).min(sae.d_sae() - 1);
+    // Colour by the strongest feature of the whole text when none was chosen yet.
+    let feature = if shown.with_untracked(|s| s.run.is_none() && s.lens.is_none()) {
+        features.iter().flatten().max_by(|a, b| a.1.total_cmp(&b.1)).map_or(feature, |&(f, _)| f)
+    } else {
+        feature
+    };
+    let view = RunView { texts: tokenizer.token_texts(&tokens), features, acts: std::sync::Arc::new(acts), d_sae: sae.d_sae(), selected_acts: Vec::new(), splice, device: backend.name() };
+    shown.update(|s| {
+        s.run = Some(view);
+        s.clicked_token = None;
+        s.status = format!("Ran {} tokens on {}.", tokens.len(), backend.name());
+    });
+    drop(backend);
+    select(state, engine, shown, feature).await;
+}
+
+/// Selects a feature: its activation on each token of the last run and its logit lens.
+async fn select(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, feature: usize) {
+    let gpu = engine.borrow().gpu.clone();
+    let l = match loaded(&state, gpu) {
+        Ok(l) => l,
+        Err(e) => return shown.update(|s| s.error = Some(e)),
+    };
+    let (model, tokenizer, sae) = (&l.model.0, &l.model.1, &l.sae.0);
+    let lens = match lm::logit_lens(model, sae, feature, 8) {
+        Ok(x) => x,
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+    };
+    let name = |list: Vec<(u32, f32)>| list.into_iter().map(|(t, e)| (tokenizer.token_texts(&[t]).pop().unwrap_or_default(), e)).collect::<Vec<_>>();
+    let lens = (name(lens.0), name(lens.1));
+    shown.update(|s| {
+        s.feature = feature;
+        s.lens = Some(lens);
+        s.error = None;
+        if let Some(r) = s.run.as_mut() {
+            r.selected_acts = r.acts.chunks_exact(r.d_sae).map(|row| row[feature]).collect();
+        }
+    });
+}
+
+async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, text: String, alpha: String, new_tokens: String) {
+    let gpu = engine.borrow().gpu.clone();
+    let l = match loaded(&state, gpu) {
+        Ok(l) => l,
+        Err(e) => return shown.update(|s| s.error = Some(e)),
+    };
+    let (Ok(alpha), Ok(n)) = (alpha.trim().parse::<f32>(), new_tokens.trim().parse::<usize>()) else {
+        return shown.update(|s| s.error = Some(format!("steering: α ('{alpha}') and new tokens ('{new_tokens}') must be numbers")));
+    };
+    if !alpha.is_finite() || n == 0 || n > 64 {
+        return shown.update(|s| s.error = Some("steering: α must be finite and new tokens between 1 and 64".into()));
+    }
+    let (model, tokenizer, sae) = (&l.model.0, &l.model.1, &l.sae.0);
+    let prompt = match tokenizer.encode(&text) {
+        Ok(t) if !t.is_empty() => t,
+        Ok(_) => return shown.update(|s| s.error = Some("type a prompt first".into())),
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+    };
+    let feature = shown.with_untracked(|s| s.feature);
+    shown.update(|s| s.status = format!("Generating {n} tokens twice …"));
+    web::yield_to_browser().await;
+    let backend = match &l.gpu {
+        Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
+        None => LmBackend::Cpu,
+    };
+    let sampling = Sampling { new_tokens: n, temperature: 0.0, seed: 0 };
+    let plain = lm::generate(model, None, None, &backend, &prompt, sampling).await;
+    let steered = lm::generate(model, Some(sae), Some(Steer::Add { feature, alpha }), &backend, &prompt, sampling).await;
+    match (plain, steered) {
+        (Ok(p), Ok(st)) => {
+            let text_of = |t: &[u32]| tokenizer.decode(&t[prompt.len()..]).unwrap_or_default();
+            shown.update(|s| {
+                s.generated = Some((text_of(&p), text_of(&st)));
+                s.status = format!("Generated on {}.", backend.name());
+            });
+        }
+        (Err(e), _) | (_, Err(e)) => shown.update(|s| s.error = Some(e.to_string())),
+    }
+}
