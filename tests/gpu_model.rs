@@ -110,3 +110,23 @@ fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
     let wrong = [Intervention::Replace { hook: capture[0], values: &replacement[..5] }];
     assert!(pollster::block_on(g.run(&gpu, &tokens, &[], &wrong)).err().unwrap().to_string().contains("needs 13 × 18 values"));
 }
+
+/// GPT-2 small's own config.json (the `gpt2` repository's, tests/fixtures/gpt2_small_config.json)
+/// parses to its shape, and a model of that shape (one layer, random weights: the embedding is
+/// what needs care) runs on the GPU as on the CPU, its 147 MiB token embedding split over bindings
+/// where the adapter's limit is smaller (lavapipe: 128 MiB).
+#[test]
+fn gpt2_small_shape_runs_with_its_embedding_split() {
+    let config = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_small_config.json")).unwrap();
+    let (cfg, tied) = saelab::formats::gpt2_files::parse_config(&config).unwrap();
+    assert_eq!((cfg.clone(), tied), (Gpt2Config::gpt2_small(), true));
+    let gpu = gpu();
+    let mut one_layer = cfg;
+    one_layer.n_layers = 1;
+    let model = Gpt2::random(one_layer, true, 2);
+    let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
+    let table_bytes = (50257 * 768 * 4) as u64;
+    assert_eq!(gpu_model.embedding_chunks() as u64, table_bytes.div_ceil(gpu.max_binding_bytes() / (768 * 4) * (768 * 4)));
+    // The first and the last token of the vocabulary, and one in between.
+    compare(&gpu, &model, &gpu_model, &[0, 50256, 31337], "gpt2-small shape, 1 layer");
+}

@@ -98,6 +98,10 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
     let text = RwSignal::new("The quick brown fox jumps over the lazy dog.".to_string());
     let alpha = RwSignal::new("20".to_string());
     let new_tokens = RwSignal::new("12".to_string());
+    // "add" (α·W_dec[f] at every position) or "clamp" (the feature set to α).
+    let steer_mode = RwSignal::new("add".to_string());
+    let temperature = RwSignal::new("0".to_string());
+    let seed = RwSignal::new("0".to_string());
 
     let download = {
         let (state, engine) = (state.clone(), engine.clone());
@@ -130,6 +134,13 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
             });
         }
     };
+    // A folder picker: `webkitdirectory` has no typed attribute in leptos, so it is set once mounted.
+    let folder_input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = folder_input.get() {
+            let _ = input.set_attribute("webkitdirectory", "");
+        }
+    });
     let on_sae_files = {
         let (state, engine) = (state.clone(), engine.clone());
         move |ev: leptos::ev::Event| {
@@ -156,8 +167,14 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
         let (state, engine) = (state.clone(), engine.clone());
         move |_| {
             let (state, engine) = (state.clone(), engine.clone());
-            let (a, n) = (alpha.get_untracked(), new_tokens.get_untracked());
-            spawn_local(async move { steer(state, engine, shown, text.get_untracked(), a, n).await });
+            let settings = SteerSettings {
+                alpha: alpha.get_untracked(),
+                new_tokens: new_tokens.get_untracked(),
+                clamp: steer_mode.get_untracked() == "clamp",
+                temperature: temperature.get_untracked(),
+                seed: seed.get_untracked(),
+            };
+            spawn_local(async move { steer(state, engine, shown, text.get_untracked(), settings).await });
         }
     };
     let on_feature_click = {
@@ -206,7 +223,9 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                     }).collect_view())}
                 </ul>
                 <label>"…or the model's files (config.json, model.safetensors, tokenizer.json) "
-                    <input id="lm-model-files" type="file" multiple accept=".json,.safetensors" on:change=on_model_files /></label>
+                    <input id="lm-model-files" type="file" multiple accept=".json,.safetensors" on:change=on_model_files.clone() /></label>
+                <label>"…or its folder "
+                    <input id="lm-model-folder" type="file" node_ref=folder_input on:change=on_model_files /></label>
                 <label>"SAE at one of its hooks (cfg.json, sae_weights.safetensors) "
                     <input id="lm-sae-files" type="file" multiple accept=".json,.safetensors" on:change=on_sae_files /></label>
                 <p>"SAE: " <span id="lm-sae-name">{move || shown.with(|s| s.sae_name.clone())}</span></p>
@@ -257,10 +276,17 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                 })}
                 <h3>"Steering"</h3>
                 <div class="fields">
-                    <label class="field"><span>"add α·W_dec[f], α ="</span><input id="lm-alpha" prop:value=move || alpha.get() on:change=move |ev| alpha.set(event_target_value(&ev)) /></label>
+                    <label class="field"><span>"mode"</span>
+                        <select id="lm-steer-mode" on:change=move |ev| steer_mode.set(event_target_value(&ev))>
+                            <option value="add" selected=true>"add α·W_dec[f] at every token"</option>
+                            <option value="clamp">"clamp the feature to α"</option>
+                        </select></label>
+                    <label class="field"><span>"α"</span><input id="lm-alpha" prop:value=move || alpha.get() on:change=move |ev| alpha.set(event_target_value(&ev)) /></label>
                     <label class="field"><span>"new tokens"</span><input id="lm-new-tokens" prop:value=move || new_tokens.get() on:change=move |ev| new_tokens.set(event_target_value(&ev)) /></label>
+                    <label class="field"><span>"temperature (0: greedy)"</span><input id="lm-temperature" prop:value=move || temperature.get() on:change=move |ev| temperature.set(event_target_value(&ev)) /></label>
+                    <label class="field"><span>"seed"</span><input id="lm-seed" prop:value=move || seed.get() on:change=move |ev| seed.set(event_target_value(&ev)) /></label>
                 </div>
-                <div class="buttons"><button id="lm-generate" on:click=generate>"Generate (greedy)"</button></div>
+                <div class="buttons"><button id="lm-generate" on:click=generate>"Generate"</button></div>
                 {move || shown.with(|s| s.generated.clone()).map(|(plain, steered)| view! {
                     <table class="generated">
                         <tr><th>"unsteered"</th><td id="lm-unsteered">{plain}</td></tr>
@@ -492,17 +518,27 @@ async fn select(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown:
     });
 }
 
-async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, text: String, alpha: String, new_tokens: String) {
+/// The steering controls as typed.
+struct SteerSettings {
+    alpha: String,
+    new_tokens: String,
+    clamp: bool,
+    temperature: String,
+    seed: String,
+}
+
+async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, text: String, settings: SteerSettings) {
     let gpu = engine.borrow().gpu.clone();
     let l = match loaded(&state, gpu) {
         Ok(l) => l,
         Err(e) => return shown.update(|s| s.error = Some(e)),
     };
-    let (Ok(alpha), Ok(n)) = (alpha.trim().parse::<f32>(), new_tokens.trim().parse::<usize>()) else {
-        return shown.update(|s| s.error = Some(format!("steering: α ('{alpha}') and new tokens ('{new_tokens}') must be numbers")));
+    let parsed = (settings.alpha.trim().parse::<f32>(), settings.new_tokens.trim().parse::<usize>(), settings.temperature.trim().parse::<f32>(), settings.seed.trim().parse::<u64>());
+    let (Ok(alpha), Ok(n), Ok(temperature), Ok(seed)) = parsed else {
+        return shown.update(|s| s.error = Some("steering: α, new tokens, temperature and seed must be numbers".into()));
     };
-    if !alpha.is_finite() || n == 0 || n > 64 {
-        return shown.update(|s| s.error = Some("steering: α must be finite and new tokens between 1 and 64".into()));
+    if !alpha.is_finite() || n == 0 || n > 64 || !(temperature >= 0.0 && temperature.is_finite()) {
+        return shown.update(|s| s.error = Some("steering: α must be finite, new tokens between 1 and 64, temperature ≥ 0".into()));
     }
     let (model, tokenizer, sae) = (&l.model.0, &l.model.1, &l.sae.0);
     let prompt = match tokenizer.encode(&text) {
@@ -517,9 +553,10 @@ async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: 
         Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
         None => LmBackend::Cpu,
     };
-    let sampling = Sampling { new_tokens: n, temperature: 0.0, seed: 0 };
+    let sampling = Sampling { new_tokens: n, temperature, seed };
+    let how = if settings.clamp { Steer::Clamp { feature, value: alpha } } else { Steer::Add { feature, alpha } };
     let plain = lm::generate(model, None, None, &backend, &prompt, sampling).await;
-    let steered = lm::generate(model, Some(sae), Some(Steer::Add { feature, alpha }), &backend, &prompt, sampling).await;
+    let steered = lm::generate(model, Some(sae), Some(how), &backend, &prompt, sampling).await;
     match (plain, steered) {
         (Ok(p), Ok(st)) => {
             let text_of = |t: &[u32]| tokenizer.decode(&t[prompt.len()..]).unwrap_or_default();

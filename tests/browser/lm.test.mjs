@@ -171,6 +171,20 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   const generated = cli(["generate", "--model", modelDir, "--text", text, "--tokens", "5", "--sae", saeDir, "--steer", `${other}=60`, "--device", "cpu"]);
   assert.equal((await page.locator("#lm-unsteered").textContent()), generated.unsteered.text);
   assert.equal((await page.locator("#lm-steered").textContent()), generated.steered.text);
+  // Clamping the feature, sampled at temperature 0.8 with a seed: the CLI's run again.
+  await page.locator("#lm-steer-mode").selectOption("clamp");
+  await page.locator("#lm-alpha").fill("5");
+  await page.locator("#lm-alpha").dispatchEvent("change");
+  await page.locator("#lm-temperature").fill("0.8");
+  await page.locator("#lm-temperature").dispatchEvent("change");
+  await page.locator("#lm-seed").fill("3");
+  await page.locator("#lm-seed").dispatchEvent("change");
+  const previous = await page.locator("#lm-steered").textContent();
+  await page.locator("#lm-generate").click();
+  await page.waitForFunction((p) => document.querySelector("#lm-steered")?.textContent !== p, previous, { timeout: 120_000 });
+  const sampled = cli(["generate", "--model", modelDir, "--text", text, "--tokens", "5", "--sae", saeDir, "--clamp", `${other}=5`, "--temperature", "0.8", "--seed", "3", "--device", "cpu"]);
+  assert.equal(await page.locator("#lm-unsteered").textContent(), sampled.unsteered.text);
+  assert.equal(await page.locator("#lm-steered").textContent(), sampled.steered.text);
   await page.screenshot({ path: path.join(shots, "9-language-model.png"), fullPage: true });
 
   // A repository that does not exist: a message; the loaded model stays.
