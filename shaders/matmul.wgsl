@@ -65,6 +65,18 @@ fn epilogue(acc: f32, j: u32) -> f32 {
     }
 }
 
+// Writes one accumulated value of C through the epilogue.
+fn store_one(grow: u32, gcol: u32, value: f32) {
+    let out = grow * p.ldc + p.c_col + gcol;
+    if (EPILOGUE == EPI_ACCUMULATE) {
+        c[out] = c[out] + value;
+    } else if (EPILOGUE == EPI_STORE) {
+        c[out] = value;
+    } else {
+        c[out] = epilogue(value, gcol);
+    }
+}
+
 // Writes one output row's 4 values (columns lid.x + 16·j) through the epilogue.
 fn store_row(grow: u32, col_base: u32, values: vec4<f32>) {
     if (grow >= p.m) {
@@ -73,15 +85,46 @@ fn store_row(grow: u32, col_base: u32, values: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let gcol = col_base + 16u * j;
         if (gcol < p.n) {
-            let out = grow * p.ldc + p.c_col + gcol;
-            if (EPILOGUE == EPI_ACCUMULATE) {
-                c[out] = c[out] + values[j];
-            } else if (EPILOGUE == EPI_STORE) {
-                c[out] = values[j];
-            } else {
-                c[out] = epilogue(values[j], gcol);
-            }
+            store_one(grow, gcol, values[j]);
         }
+    }
+}
+
+fn load_a(row: u32, k: u32) -> f32 {
+    if (TRANS_A == 1u) {
+        return a[k * p.lda + p.a_col + row];
+    }
+    return a[row * p.lda + p.a_col + k];
+}
+
+fn load_b(k: u32, col: u32) -> f32 {
+    if (TRANS_B == 1u) {
+        return b[col * p.ldb + k];
+    }
+    return b[k * p.ldb + col];
+}
+
+// The same product for at most SKINNY_ROWS rows (a language model's one-token steps): one thread
+// per output column computes every row, so B is read once and no 64-row tile works for nothing.
+// 1-D grid of 256-thread workgroups folded into x and y.
+const SKINNY_ROWS: u32 = 4u;
+
+@compute @workgroup_size(256)
+fn skinny(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let j = (wg.x + wg.y * 65535u) * 256u + li;
+    if (j >= p.n) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        var av = vec4<f32>(0.0);
+        for (var r = 0u; r < min(p.m, SKINNY_ROWS); r++) {
+            av[r] = load_a(r, k);
+        }
+        acc = fma(av, vec4<f32>(load_b(k, j)), acc);
+    }
+    for (var r = 0u; r < min(p.m, SKINNY_ROWS); r++) {
+        store_one(r, j, acc[r]);
     }
 }
 

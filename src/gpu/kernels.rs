@@ -22,13 +22,16 @@ pub enum Epilogue {
     Store = 5,
 }
 
+/// Products with at most this many rows run on matmul.wgsl's `skinny` entry.
+pub const SKINNY_ROWS: usize = 4;
+
 /// The largest k the TopK kernel supports (its workgroup arrays are this long).
 pub const MAX_TOPK: usize = 256;
 
 pub struct Kernels {
     matmul_module: wgpu::ShaderModule,
-    /// Matmul pipelines by (epilogue, transpose A, transpose B), compiled on first use.
-    matmul: std::cell::RefCell<std::collections::HashMap<(Epilogue, bool, bool), wgpu::ComputePipeline>>,
+    /// Matmul pipelines by (entry, epilogue, transpose A, transpose B), compiled on first use.
+    matmul: std::cell::RefCell<std::collections::HashMap<(&'static str, Epilogue, bool, bool), wgpu::ComputePipeline>>,
     topk: wgpu::ComputePipeline,
     normalize_rows: wgpu::ComputePipeline,
     fill_bias: wgpu::ComputePipeline,
@@ -102,17 +105,17 @@ impl Kernels {
         }
     }
 
-    fn matmul_pipeline(&self, device: &wgpu::Device, epilogue: Epilogue, trans_a: bool, trans_b: bool) -> wgpu::ComputePipeline {
+    fn matmul_pipeline(&self, device: &wgpu::Device, entry: &'static str, epilogue: Epilogue, trans_a: bool, trans_b: bool) -> wgpu::ComputePipeline {
         self.matmul
             .borrow_mut()
-            .entry((epilogue, trans_a, trans_b))
+            .entry((entry, epilogue, trans_a, trans_b))
             .or_insert_with(|| {
                 let constants = [
                     ("EPILOGUE", epilogue as u32 as f64),
                     ("TRANS_A", trans_a as u32 as f64),
                     ("TRANS_B", trans_b as u32 as f64),
                 ];
-                pipeline(device, &self.matmul_module, "main", &constants)
+                pipeline(device, &self.matmul_module, entry, &constants)
             })
             .clone()
     }
@@ -193,8 +196,14 @@ pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue,
             c_col: u(args.c_col),
         },
     );
-    let workgroups = (u(args.n.div_ceil(64)), u(args.m.div_ceil(64)), 1);
-    let pipeline = gpu.kernels.matmul_pipeline(&gpu.device, epilogue, args.trans_a, args.trans_b);
+    // Up to SKINNY_ROWS rows: one thread per column (matmul.wgsl `skinny`); else 64×64 tiles.
+    let (entry, workgroups) = if args.m <= SKINNY_ROWS {
+        let (x, y) = grid_1d(u(args.n.div_ceil(256)));
+        ("skinny", (x, y, 1))
+    } else {
+        ("main", (u(args.n.div_ceil(64)), u(args.m.div_ceil(64)), 1))
+    };
+    let pipeline = gpu.kernels.matmul_pipeline(&gpu.device, entry, epilogue, args.trans_a, args.trans_b);
     dispatch(
         gpu,
         encoder,
