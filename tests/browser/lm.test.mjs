@@ -181,7 +181,8 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   await page.locator("#lm-seed").dispatchEvent("change");
   const previous = await page.locator("#lm-steered").textContent();
   await page.locator("#lm-generate").click();
-  await page.waitForFunction((p) => document.querySelector("#lm-steered")?.textContent !== p, previous, { timeout: 120_000 });
+  await page.waitForFunction((p) => document.querySelector("#lm-steered")?.textContent !== p || document.querySelector("#lm-error"), previous, { timeout: 300_000 });
+  assert.equal(await page.locator("#lm-error").count(), 0, "no error while generating");
   const sampled = cli(["generate", "--model", modelDir, "--text", text, "--tokens", "5", "--sae", saeDir, "--clamp", `${other}=5`, "--temperature", "0.8", "--seed", "3", "--device", "cpu"]);
   assert.equal(await page.locator("#lm-unsteered").textContent(), sampled.unsteered.text);
   assert.equal(await page.locator("#lm-steered").textContent(), sampled.steered.text);
