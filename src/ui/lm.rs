@@ -116,20 +116,20 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
         move |ev: leptos::ev::Event| {
             let files = web::files_of(&ev);
             let (state, engine) = (state.clone(), engine.clone());
+            spawn_local(async move { load_model_files(state, engine, shown, "files".into(), files).await });
+        }
+    };
+    // A model folder (or its files) dropped anywhere on the model panel.
+    let on_drop = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |ev: leptos::ev::DragEvent| {
+            ev.prevent_default();
+            let (state, engine) = (state.clone(), engine.clone());
+            let event: web_sys::Event = ev.into();
             spawn_local(async move {
-                let mut bytes = std::collections::HashMap::new();
-                for f in &files {
-                    match web::read_file(f).await {
-                        Ok(b) => {
-                            bytes.insert(f.name(), b);
-                        }
-                        Err(e) => return shown.update(|s| s.error = Some(format!("{}: {e}", f.name()))),
-                    }
-                }
-                let get = |name: &str| bytes.get(name).cloned().ok_or_else(|| format!("choose the model's {name} too"));
-                match (get(CONFIG_FILE), get(WEIGHTS_FILE), get(TOKENIZER_FILE)) {
-                    (Ok(c), Ok(w), Ok(t)) => install_model(state, engine, shown, "files".into(), &c, &w, &t).await,
-                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => shown.update(|s| s.error = Some(e)),
+                match web::dropped_files(&event).await {
+                    Ok(files) => load_model_files(state, engine, shown, "dropped folder".into(), files).await,
+                    Err(e) => shown.update(|s| s.error = Some(format!("drop: {e}"))),
                 }
             });
         }
@@ -201,7 +201,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
 
     view! {
         <section class="lm">
-            <div class="panel lm-load">
+            <div class="panel lm-load" id="lm-drop" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
                 <h2>"Model " <span id="lm-model-name">{move || shown.with(|s| s.model_name.clone())}</span></h2>
                 <div class="fields">
                     <label class="field"><span>"Hugging Face (or a mirror)"</span>
@@ -222,7 +222,8 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                         }
                     }).collect_view())}
                 </ul>
-                <label>"…or the model's files (config.json, model.safetensors, tokenizer.json) "
+                <p class="muted">"…or drop the model's folder here, or choose its files:"</p>
+                <label>"the model's files (config.json, model.safetensors, tokenizer.json) "
                     <input id="lm-model-files" type="file" multiple accept=".json,.safetensors" on:change=on_model_files.clone() /></label>
                 <label>"…or its folder "
                     <input id="lm-model-folder" type="file" node_ref=folder_input on:change=on_model_files /></label>
@@ -310,6 +311,27 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                 })}
             </div>
         </section>
+    }
+}
+
+/// Installs a model from chosen or dropped files, found by name (other files are ignored).
+async fn load_model_files(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, origin: String, files: Vec<web_sys::File>) {
+    let mut bytes = std::collections::HashMap::new();
+    for f in &files {
+        if ![CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE].contains(&f.name().as_str()) {
+            continue;
+        }
+        match web::read_file(f).await {
+            Ok(b) => {
+                bytes.insert(f.name(), b);
+            }
+            Err(e) => return shown.update(|s| s.error = Some(format!("{}: {e}", f.name()))),
+        }
+    }
+    let get = |name: &str| bytes.get(name).cloned().ok_or_else(|| format!("the model's {name} is missing ({origin})"));
+    match (get(CONFIG_FILE), get(WEIGHTS_FILE), get(TOKENIZER_FILE)) {
+        (Ok(c), Ok(w), Ok(t)) => install_model(state, engine, shown, origin, &c, &w, &t).await,
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => shown.update(|s| s.error = Some(e)),
     }
 }
 

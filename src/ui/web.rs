@@ -14,6 +14,29 @@ export async function adapter_description() {
     return [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(" · ");
 }
 export function yield_now() { return new Promise((resolve) => setTimeout(resolve, 0)); }
+// The files of a drop: folders are walked (webkitGetAsEntry), plain files taken as they are.
+export async function dropped_files(event) {
+    const items = Array.from(event.dataTransfer ? event.dataTransfer.items : []);
+    const entries = items.map((i) => (i.webkitGetAsEntry ? i.webkitGetAsEntry() : null));
+    const files = [];
+    const walk = async (entry) => {
+        if (entry.isFile) {
+            files.push(await new Promise((ok, fail) => entry.file(ok, fail)));
+        } else if (entry.isDirectory) {
+            const reader = entry.createReader();
+            for (;;) {
+                const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+                if (batch.length === 0) break;
+                for (const e of batch) await walk(e);
+            }
+        }
+    };
+    for (let i = 0; i < items.length; i++) {
+        if (entries[i]) await walk(entries[i]);
+        else if (items[i].kind === "file") files.push(items[i].getAsFile());
+    }
+    return files;
+}
 // GET with a progress callback (loaded, total, from_cache), through Cache Storage: a response is
 // cached only once all its bytes have arrived, so a download that dies half-way leaves nothing.
 export async function fetch_cached(url, cache_name, on_progress) {
@@ -52,8 +75,16 @@ extern "C" {
     async fn adapter_description_js() -> JsValue;
     #[wasm_bindgen(js_name = yield_now)]
     async fn yield_now_js();
+    #[wasm_bindgen(js_name = dropped_files, catch)]
+    async fn dropped_files_js(event: &web_sys::Event) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = fetch_cached, catch)]
     async fn fetch_cached_js(url: &str, cache_name: &str, on_progress: &Closure<dyn FnMut(f64, f64, bool)>) -> Result<JsValue, JsValue>;
+}
+
+/// The files dropped on the page by `event`, folders walked recursively.
+pub async fn dropped_files(event: &web_sys::Event) -> Result<Vec<web_sys::File>, String> {
+    let array: js_sys::Array = dropped_files_js(event).await.map_err(js_error)?.unchecked_into();
+    Ok(array.iter().filter_map(|f| f.dyn_into::<web_sys::File>().ok()).collect())
 }
 
 /// GETs `url` through the page's Cache Storage (`cache_name`), reporting `(loaded, total,

@@ -196,6 +196,20 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   await page.locator("#lm-download").click();
   await page.locator("#lm-error").filter({ hasText: /HTTP 404/ }).waitFor({ timeout: 30_000 });
   assert.match(await page.locator("#lm-model-name").innerText(), /2 layers/);
+
+  // Dropping the model's files on the panel (a synthetic drop carries files, not a folder entry).
+  const drop = (names) => page.evaluate(async ({ base, names }) => {
+    const dt = new DataTransfer();
+    for (const n of names) {
+      const bytes = await (await fetch(`${base}/${n}`)).arrayBuffer();
+      dt.items.add(new File([bytes], n));
+    }
+    document.querySelector("#lm-drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, { base: `${hubUrl}/ok/tiny/gpt2/resolve/main`, names });
+  await drop(["config.json", "model.safetensors"]);
+  await page.locator("#lm-error").filter({ hasText: /tokenizer\.json is missing \(dropped folder\)/ }).waitFor({ timeout: 30_000 });
+  await drop(["config.json", "model.safetensors", "tokenizer.json"]);
+  await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — 2 layers/ }).waitFor({ timeout: 60_000 });
   assert.deepEqual(errors, []);
   await context.close();
 });
