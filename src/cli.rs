@@ -560,7 +560,9 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
         return Ok(());
     }
     let top: usize = flags.number("top", 5)?;
-    let per_token = pollster::block_on(lm::token_features(&model, &sae, &backend, &tokens, top))?;
+    // One forward pass and one SAE run serve both the per-token lists and `--feature`.
+    let acts = pollster::block_on(lm::token_activations(&model, &sae, &backend, &tokens))?;
+    let per_token = lm::top_features(&acts, sae.d_sae(), top);
     let tokenizer = std::fs::read(dir.join(crate::formats::gpt2_files::TOKENIZER_FILE)).ok().and_then(|bytes| TextTokenizer::parse(&bytes).ok());
     let texts = tokenizer.as_ref().map(|t| t.token_texts(&tokens));
     let rows: Vec<serde_json::Value> = per_token
@@ -578,8 +580,6 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
         // One feature in detail: its activation on every token and its logit-lens tokens.
         let feature: usize = f.parse().map_err(|_| CliError(format!("--feature: '{f}' is not a feature index")))?;
         let (top_tokens, bottom_tokens) = lm::logit_lens(&model, &sae, feature, top)?;
-        let (_, captured) = pollster::block_on(backend.run(&model, &tokens, &[&lm::attach_point(&model, &sae)?], &[]))?;
-        let acts = crate::engine::analyze_cpu(&sae, &captured[0], RunRequest { dense_acts: true, ..Default::default() }).acts.expect("requested");
         let on_tokens: Vec<f32> = acts.chunks_exact(sae.d_sae()).map(|row| row[feature]).collect();
         let named = |list: &[(u32, f32)]| {
             list.iter()
