@@ -554,14 +554,15 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
         (Some(gpu), Some((model, sae))) => LmBackend::Gpu { gpu, model, sae: Some(sae) },
         _ => LmBackend::Cpu,
     };
+    let run = pollster::block_on(lm::run_text(&model, &sae, &backend, &tokens))?;
     if command == "splice" {
-        let report = pollster::block_on(lm::splice(&model, &sae, &backend, &tokens, flags.number("seed", 0)?))?;
+        let report = pollster::block_on(lm::splice_from(&model, &backend, &tokens, &run, flags.number("seed", 0)?))?;
         println!("{}", serde_json::to_string(&report).map_err(|e| CliError(e.to_string()))?);
         return Ok(());
     }
     let top: usize = flags.number("top", 5)?;
     // One forward pass and one SAE run serve both the per-token lists and `--feature`.
-    let acts = pollster::block_on(lm::token_activations(&model, &sae, &backend, &tokens))?;
+    let acts = run.sae_acts;
     let per_token = lm::top_features(&acts, sae.d_sae(), top);
     let tokenizer = std::fs::read(dir.join(crate::formats::gpt2_files::TOKENIZER_FILE)).ok().and_then(|bytes| TextTokenizer::parse(&bytes).ok());
     let texts = tokenizer.as_ref().map(|t| t.token_texts(&tokens));

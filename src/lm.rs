@@ -125,33 +125,71 @@ pub struct SpliceReport {
     pub device: String,
 }
 
+/// One clean pass of the model over a text with the SAE at its hook: what the per-token feature
+/// lists, a feature's activation on every token and the splice evaluation all start from.
+#[derive(Debug, Clone)]
+pub struct TextRun {
+    pub hook: String,
+    /// `[n_tokens, vocab]`.
+    pub logits: Vec<f32>,
+    /// The hook's activations, `[n_tokens, d_model]`.
+    pub hook_acts: Vec<f32>,
+    /// The SAE's activations, dense `[n_tokens, d_sae]`.
+    pub sae_acts: Vec<f32>,
+    /// `sae(x)`, `[n_tokens, d_model]`.
+    pub recon: Vec<f32>,
+    pub l0: f32,
+}
+
+/// Runs the model over `tokens` once, capturing the SAE's hook, and the SAE on what it captured.
+pub async fn run_text(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32]) -> Result<TextRun, LmError> {
+    let hook = attach_point(model, sae)?;
+    let (logits, mut captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
+    let hook_acts = captured.pop().expect("one hook captured");
+    let analysis = engine::analyze(sae, &backend.sae_backend()?, &hook_acts, RunRequest { dense_acts: true, recon: true, ..Default::default() }).await?;
+    Ok(TextRun {
+        hook,
+        logits,
+        hook_acts,
+        sae_acts: analysis.acts.expect("requested"),
+        recon: analysis.recon.expect("requested"),
+        l0: analysis.metrics.l0 as f32,
+    })
+}
+
 /// Runs the splice evaluation of `sae` on `model` for `tokens` (at least 2).
 pub async fn splice(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], seed: u64) -> Result<SpliceReport, LmError> {
-    let hook = attach_point(model, sae)?;
+    let run = run_text(model, sae, backend, tokens).await?;
+    splice_from(model, backend, tokens, &run, seed).await
+}
+
+/// The splice evaluation from a clean pass already made: three more forward passes (the
+/// reconstruction, zeros and the random-error baseline at the hook).
+pub async fn splice_from(model: &Gpt2, backend: &LmBackend<'_>, tokens: &[u32], run: &TextRun, seed: u64) -> Result<SpliceReport, LmError> {
     if tokens.len() < 2 {
         return Err(LmError::Mismatch("splicing needs at least 2 tokens (a next token to predict)".into()));
     }
     let (vocab, d) = (model.cfg.vocab_size, model.cfg.d_model);
-    let (clean_logits, captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
-    let acts = &captured[0];
-    let analysis = engine::analyze(sae, &backend.sae_backend()?, acts, RunRequest { recon: true, ..Default::default() }).await?;
-    let recon = analysis.recon.expect("requested");
-    let zeros = vec![0.0; acts.len()];
+    if run.logits.len() != tokens.len() * vocab || run.hook_acts.len() != tokens.len() * d {
+        return Err(LmError::Mismatch("the clean run was made for other tokens".into()));
+    }
+    let hook = run.hook.as_str();
+    let zeros = vec![0.0; run.hook_acts.len()];
     let mut rng = Rng::new(seed);
-    let mut noisy = recon.clone();
-    for (row, (a, r)) in noisy.chunks_exact_mut(d).zip(acts.chunks_exact(d).zip(recon.chunks_exact(d))) {
+    let mut noisy = run.recon.clone();
+    for (row, (a, r)) in noisy.chunks_exact_mut(d).zip(run.hook_acts.chunks_exact(d).zip(run.recon.chunks_exact(d))) {
         let error_norm = a.iter().zip(r).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
         let direction = rng.normals(d, 1.0);
         let norm = direction.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         row.iter_mut().zip(direction).for_each(|(v, e)| *v += e * error_norm / norm);
     }
     let mut replaced_logits = Vec::with_capacity(3);
-    for values in [&recon, &zeros, &noisy] {
-        let intervention = [Intervention::Replace { hook: hook.as_str(), values }];
+    for values in [&run.recon, &zeros, &noisy] {
+        let intervention = [Intervention::Replace { hook, values }];
         replaced_logits.push(backend.run(model, tokens, &[], &intervention).await?.0);
     }
     let [spliced_logits, zero_logits, noisy_logits] = <[Vec<f32>; 3]>::try_from(replaced_logits).expect("three runs");
-    let clean = next_token_losses(&clean_logits, tokens, vocab);
+    let clean = next_token_losses(&run.logits, tokens, vocab);
     let spliced = next_token_losses(&spliced_logits, tokens, vocab);
     let (ce_clean, ce_spliced) = (mean(&clean), mean(&spliced));
     let ce_zero_ablation = mean(&next_token_losses(&zero_logits, tokens, vocab));
@@ -161,21 +199,13 @@ pub async fn splice(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[
         ce_spliced,
         ce_zero_ablation,
         ce_recovered: (ce_zero_ablation - ce_spliced) / (ce_zero_ablation - ce_clean),
-        kl: mean_kl(&clean_logits, &spliced_logits, vocab),
-        l0: analysis.metrics.l0 as f32,
+        kl: mean_kl(&run.logits, &spliced_logits, vocab),
+        l0: run.l0,
         ce_random_error: mean(&next_token_losses(&noisy_logits, tokens, vocab)),
         per_token_delta: spliced.iter().zip(&clean).map(|(s, c)| s - c).collect(),
         device: backend.name(),
-        hook,
+        hook: run.hook.clone(),
     })
-}
-
-/// The SAE's activations on every token, dense `[n_tokens, d_sae]`.
-pub async fn token_activations(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32]) -> Result<Vec<f32>, LmError> {
-    let hook = attach_point(model, sae)?;
-    let (_, captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
-    let analysis = engine::analyze(sae, &backend.sae_backend()?, &captured[0], RunRequest { dense_acts: true, ..Default::default() }).await?;
-    Ok(analysis.acts.expect("requested"))
 }
 
 /// Per row of dense activations, the active features, strongest first (at most `top`).
@@ -192,7 +222,7 @@ pub fn top_features(acts: &[f32], d_sae: usize, top: usize) -> Vec<Vec<(usize, f
 
 /// Per token, the SAE's active features, strongest first (at most `top`).
 pub async fn token_features(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], top: usize) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
-    Ok(top_features(&token_activations(model, sae, backend, tokens).await?, sae.d_sae(), top))
+    Ok(top_features(&run_text(model, sae, backend, tokens).await?.sae_acts, sae.d_sae(), top))
 }
 
 /// How to steer generation with one SAE feature (Templeton et al. 2024, "Scaling

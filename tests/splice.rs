@@ -82,6 +82,12 @@ fn splice_metrics_on_saes_with_known_answers() {
     let again = pollster::block_on(lm::splice(&model, &sae, &LmBackend::Cpu, &tokens, 3)).unwrap();
     assert_eq!(r.ce_random_error, again.ce_random_error);
     assert!(r.ce_random_error != r.ce_spliced && r.kl > 0.0, "{r:?}");
+    // The page and the CLI splice from the clean pass they already made; a pass over other
+    // tokens is refused rather than mixed in.
+    let run = pollster::block_on(lm::run_text(&model, &sae, &LmBackend::Cpu, &tokens)).unwrap();
+    assert_eq!(pollster::block_on(lm::splice_from(&model, &LmBackend::Cpu, &tokens, &run, 3)).unwrap(), r);
+    let err = pollster::block_on(lm::splice_from(&model, &LmBackend::Cpu, &tokens[..5], &run, 3)).unwrap_err();
+    assert!(err.to_string().contains("other tokens"), "{err}");
 }
 
 #[test]

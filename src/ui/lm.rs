@@ -486,19 +486,21 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
         None => LmBackend::Cpu,
     };
     let sae = &l.sae.0;
-    let acts = match lm::token_activations(model, sae, &backend, &tokens).await {
-        Ok(a) => a,
+    // One clean pass serves the token colours, the feature lists and the splice evaluation.
+    let run = match lm::run_text(model, sae, &backend, &tokens).await {
+        Ok(r) => r,
         Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
     };
-    let features = lm::top_features(&acts, sae.d_sae(), 8);
+    let features = lm::top_features(&run.sae_acts, sae.d_sae(), 8);
     let splice = if tokens.len() >= 2 {
-        match lm::splice(model, sae, &backend, &tokens, 0).await {
+        match lm::splice_from(model, &backend, &tokens, &run, 0).await {
             Ok(r) => Some(r),
             Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
         }
     } else {
         None
     };
+    let acts = run.sae_acts;
     let feature = shown.with_untracked(|s| s.feature).min(sae.d_sae() - 1);
     // Colour by the strongest feature of the whole text when none was chosen yet.
     let feature = if shown.with_untracked(|s| s.run.is_none() && s.lens.is_none()) {
