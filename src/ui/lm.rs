@@ -487,10 +487,12 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
     };
     let sae = &l.sae.0;
     // One clean pass serves the token colours, the feature lists and the splice evaluation.
+    let started = web::now_ms();
     let run = match lm::run_text(model, sae, &backend, &tokens).await {
         Ok(r) => r,
         Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
     };
+    let ran = web::now_ms();
     let features = lm::top_features(&run.sae_acts, sae.d_sae(), 8);
     let splice = if tokens.len() >= 2 {
         match lm::splice_from(model, &backend, &tokens, &run, 0).await {
@@ -500,6 +502,7 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
     } else {
         None
     };
+    let spliced = web::now_ms();
     let acts = run.sae_acts;
     let feature = shown.with_untracked(|s| s.feature).min(sae.d_sae() - 1);
     // Colour by the strongest feature of the whole text when none was chosen yet.
@@ -512,7 +515,13 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
     shown.update(|s| {
         s.run = Some(view);
         s.clicked_token = None;
-        s.status = format!("Ran {} tokens on {}.", tokens.len(), backend.name());
+        s.status = format!(
+            "Ran {} tokens on {}: model and SAE in {:.0} ms, splice evaluation (3 more passes) in {:.0} ms.",
+            tokens.len(),
+            backend.name(),
+            ran - started,
+            spliced - ran
+        );
     });
     drop(backend);
     select(state, engine, shown, feature).await;

@@ -135,6 +135,7 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   await page.locator("#lm-run").click();
   await page.locator("#lm-ce-clean").waitFor({ timeout: 120_000 });
   assert.match(await page.locator("#lm-status").innerText(), /on WebGPU/);
+  console.log(`first run: ${await page.locator("#lm-status").innerText()}`);
   assert.equal(await page.locator("#lm-tokens b").count(), 0, "token text is not parsed as HTML");
   const tokenTexts = await page.locator("#lm-tokens .token").allInnerTexts();
   assert.equal(tokenTexts.join(""), text.replace(/ /g, " "));
@@ -144,7 +145,6 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
     assert.ok(Math.abs((await num(id)) - splice[key]) < 2e-3, `${key}: page ${await num(id)} vs CLI ${splice[key]}`);
   }
   assert.equal(splice.n_tokens, tokenTexts.length);
-
   // The colouring feature's activation per token equals the CLI's.
   const feature = Number(await page.locator("#lm-feature-index").innerText());
   const detail = cli(["features", "--model", modelDir, "--sae", saeDir, "--text", text, "--feature", String(feature), "--device", "cpu"]);
