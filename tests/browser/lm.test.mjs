@@ -5,36 +5,18 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readFileSync, rmSync, statSync } from "node:fs";
 import http from "node:http";
-import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const shots = path.join(here, "screenshots");
-const saelab = path.join(root, "target/release/saelab");
-mkdirSync(shots, { recursive: true });
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { cli, freePort, launchBrowser, root, saelab, servePage, shots } from "./harness.mjs";
 
 const work = path.join(os.tmpdir(), `saelab-lm-${process.pid}`);
 const modelDir = path.join(work, "tiny-gpt2");
 const saeDir = path.join(work, "sae");
 const hook = "blocks.1.hook_resid_pre";
-let page_server, hub, browser, url, hubUrl;
+let pageServer, hub, browser, url, hubUrl;
 const requests = [];
 let breakNextWeights = true;
 
@@ -68,30 +50,17 @@ before(async () => {
   const hubPort = await freePort();
   await new Promise((r) => hub.listen(hubPort, "127.0.0.1", r));
   hubUrl = `http://127.0.0.1:${hubPort}`;
-  const port = await freePort();
-  page_server = spawn("python3", [path.join(root, "scripts/serve.py"), String(port)], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, SAELAB_QUIET: "1" } });
-  await new Promise((resolve, reject) => {
-    page_server.stdout.on("data", (d) => String(d).includes("served at") && resolve());
-    page_server.on("exit", (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  url = `http://127.0.0.1:${port}/`;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  pageServer = await servePage();
+  url = pageServer.url;
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  page_server?.kill();
+  pageServer?.close();
   hub?.close();
   rmSync(work, { recursive: true, force: true });
 });
-
-function cli(args) {
-  return JSON.parse(String(execFileSync(saelab, args, { stdio: ["ignore", "pipe", "ignore"] })));
-}
 
 const text = "Hello <b>world</b> & friends: déjà vu 東京 😀";
 

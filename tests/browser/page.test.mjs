@@ -5,62 +5,29 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { execFileSync } from "node:child_process";
+import { writeFileSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-const shots = path.join(here, "screenshots");
-mkdirSync(shots, { recursive: true });
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { launchBrowser, root, saelab, servePage, shots } from "./harness.mjs";
 
 let server;
 let browser;
 let url;
 
 before(async () => {
-  const port = await freePort();
-  server = spawn("python3", [path.join(root, "scripts/serve.py"), String(port)], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, SAELAB_QUIET: "1" } });
-  await new Promise((resolve, reject) => {
-    server.stdout.on("data", (d) => String(d).includes("served at") && resolve());
-    server.on("exit", (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  url = `http://127.0.0.1:${port}/`;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--enable-unsafe-webgpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  server = await servePage();
+  url = server.url;
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  server?.kill();
+  server?.close();
 });
 
 /** The CLI's eval of the same SAE and activations on the CPU reference. */
 function cliEval(saeDir, npy) {
-  const out = execFileSync(path.join(root, "target/release/saelab"), ["eval", "--sae", saeDir, "--input", npy, "--device", "cpu"], {
+  const out = execFileSync(saelab, ["eval", "--sae", saeDir, "--input", npy, "--device", "cpu"], {
     stdio: ["ignore", "pipe", "ignore"],
   });
   return JSON.parse(String(out));
@@ -167,7 +134,7 @@ test("without WebGPU the page says so and runs the CPU reference", async () => {
 
 /** The CLI's toy run for a lab URL's settings, on the CPU reference. */
 function cliToy(args) {
-  const out = execFileSync(path.join(root, "target/release/saelab"), ["toy", ...args, "--device", "cpu"], {
+  const out = execFileSync(saelab, ["toy", ...args, "--device", "cpu"], {
     stdio: ["ignore", "pipe", "ignore"],
   });
   return JSON.parse(String(out));
