@@ -531,29 +531,47 @@ fn forward(flags: &Flags) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A model, and the SAE when one is given, uploaded to the GPU for `--device gpu`; the CPU
+/// reference otherwise. `backend()` borrows from it.
+struct LmDevice {
+    gpu: Option<(Gpu, crate::gpu::model_runner::GpuGpt2, Option<GpuSae>)>,
+}
+
+impl LmDevice {
+    fn open(flags: &Flags, model: &crate::model::Gpt2, sae: Option<&Sae>) -> Result<LmDevice, CliError> {
+        let gpu = match device(flags)? {
+            Device::Cpu => None,
+            Device::Gpu => {
+                let gpu = open_gpu()?;
+                let gpu_model = crate::gpu::model_runner::GpuGpt2::upload(&gpu, model)?;
+                let gpu_sae = sae.map(|s| GpuSae::upload(&gpu, s)).transpose()?;
+                Some((gpu, gpu_model, gpu_sae))
+            }
+        };
+        Ok(LmDevice { gpu })
+    }
+
+    fn backend(&self) -> crate::lm::LmBackend<'_> {
+        match &self.gpu {
+            Some((gpu, model, sae)) => crate::lm::LmBackend::Gpu { gpu, model, sae: sae.as_ref() },
+            None => crate::lm::LmBackend::Cpu,
+        }
+    }
+}
+
 /// `saelab splice` (what the SAE's reconstruction error costs the model) and `saelab features`
 /// (per token, the SAE's strongest features): a model with an SAE at its hook.
 fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
     use crate::formats::gpt2_files::load_model_dir;
     use crate::formats::tokenizer::TextTokenizer;
-    use crate::lm::{self, LmBackend};
+    use crate::lm;
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
     let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
     let tokens = model_tokens(flags, dir, &model)?;
     lm::attach_point(&model, &sae)?;
-    let gpu = match device(flags)? {
-        Device::Gpu => Some(open_gpu()?),
-        Device::Cpu => None,
-    };
-    let uploaded = match &gpu {
-        Some(g) => Some((crate::gpu::model_runner::GpuGpt2::upload(g, &model)?, GpuSae::upload(g, &sae)?)),
-        None => None,
-    };
-    let backend = match (&gpu, &uploaded) {
-        (Some(gpu), Some((model, sae))) => LmBackend::Gpu { gpu, model, sae: Some(sae) },
-        _ => LmBackend::Cpu,
-    };
+    let on_device = LmDevice::open(flags, &model, Some(&sae))?;
+    let backend = on_device.backend();
     let run = pollster::block_on(lm::run_text(&model, &sae, &backend, &tokens))?;
     if command == "splice" {
         let report = pollster::block_on(lm::splice_from(&model, &backend, &tokens, &run, flags.number("seed", 0)?))?;
@@ -600,7 +618,7 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
 fn generate(flags: &Flags) -> Result<(), CliError> {
     use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
     use crate::formats::tokenizer::TextTokenizer;
-    use crate::lm::{self, LmBackend, Sampling, Steer};
+    use crate::lm::{self, Sampling, Steer};
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
     let prompt = model_tokens_from(flags, "prompt-tokens", dir, &model)?;
@@ -630,19 +648,8 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
         None if steer.is_some() => return Err(CliError("--steer and --clamp need --sae DIR".into())),
         None => None,
     };
-    let gpu = match device(flags)? {
-        Device::Gpu => Some(open_gpu()?),
-        Device::Cpu => None,
-    };
-    let uploaded = match (&gpu, &sae) {
-        (Some(g), Some(sae)) => Some((crate::gpu::model_runner::GpuGpt2::upload(g, &model)?, Some(GpuSae::upload(g, sae)?))),
-        (Some(g), None) => Some((crate::gpu::model_runner::GpuGpt2::upload(g, &model)?, None)),
-        _ => None,
-    };
-    let backend = match (&gpu, &uploaded) {
-        (Some(gpu), Some((model, sae))) => LmBackend::Gpu { gpu, model, sae: sae.as_ref() },
-        _ => LmBackend::Cpu,
-    };
+    let on_device = LmDevice::open(flags, &model, sae.as_ref())?;
+    let backend = on_device.backend();
     let tokenizer = std::fs::read(dir.join(TOKENIZER_FILE)).ok().and_then(|b| TextTokenizer::parse(&b).ok());
     let describe = |tokens: &[u32]| {
         serde_json::json!({

@@ -121,6 +121,13 @@ impl Kernels {
     }
 }
 
+/// The bindings of a multi-entry shader module's op: its uniform at binding 0, then the buffers
+/// the op uses (an entry point's layout holds only the bindings it reads or writes, so the rest are
+/// left out).
+fn bound<'a, const N: usize>(uniform: &'a wgpu::Buffer, optional: [(u32, Option<&'a wgpu::Buffer>); N]) -> Vec<(u32, &'a wgpu::Buffer)> {
+    std::iter::once((0, uniform)).chain(optional.into_iter().filter_map(|(binding, buffer)| buffer.map(|b| (binding, b)))).collect()
+}
+
 /// Binds `buffers` (binding number, buffer) to group 0 of `pipeline` and dispatches.
 fn dispatch(
     gpu: &Gpu,
@@ -577,12 +584,7 @@ pub struct TrainIo<'a> {
 /// Runs one train.wgsl entry over `threads` threads (elements, rows or columns as the entry says).
 pub fn train_op(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, op: TrainOp, params: TrainParams, io: TrainIo<'_>, threads: usize) {
     let uniform = gpu.uniform("train params", &params);
-    let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![(0, &uniform)];
-    for (binding, buffer) in [(1, io.in0), (2, io.in1), (3, io.in2), (4, io.out0), (5, io.out1), (6, io.out2), (7, io.in3)] {
-        if let Some(b) = buffer {
-            bindings.push((binding, b));
-        }
-    }
+    let bindings = bound(&uniform, [(1, io.in0), (2, io.in1), (3, io.in2), (4, io.out0), (5, io.out1), (6, io.out2), (7, io.in3)]);
     let (x, y) = grid_1d(threads.div_ceil(256) as u32);
     dispatch(gpu, encoder, &gpu.kernels.train[op as usize], &bindings, (x, y, 1));
 }
@@ -672,12 +674,7 @@ pub struct ModelIo<'a> {
 /// (attention) or per element (add, gelu_new).
 pub fn model_op(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, op: ModelOp, params: ModelParams, io: ModelIo<'_>) {
     let uniform = gpu.uniform("model params", &params);
-    let mut bindings: Vec<(u32, &wgpu::Buffer)> = vec![(0, &uniform)];
-    for (binding, buffer) in [(1, io.in0), (2, io.in1), (3, io.in2), (4, io.out0), (5, io.tokens)] {
-        if let Some(b) = buffer {
-            bindings.push((binding, b));
-        }
-    }
+    let bindings = bound(&uniform, [(1, io.in0), (2, io.in1), (3, io.in2), (4, io.out0), (5, io.tokens)]);
     let workgroups = match op {
         ModelOp::GatherRows | ModelOp::LayerNorm => {
             let (x, y) = grid_1d(params.rows);
