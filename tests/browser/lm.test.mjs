@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -178,6 +178,24 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   await drop(["config.json", "model.safetensors"]);
   await page.locator("#lm-error").filter({ hasText: /tokenizer\.json is missing \(dropped folder\)/ }).waitFor({ timeout: 30_000 });
   await drop(["config.json", "model.safetensors", "tokenizer.json"]);
+  await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — 2 layers/ }).waitFor({ timeout: 60_000 });
+
+  // A real folder dragged from the desktop (Chromium's own drag, through the DevTools protocol,
+  // so the drop carries a directory entry that the page walks), with the files one level down.
+  const nested = path.join(work, "outer");
+  mkdirSync(path.join(nested, "tiny-gpt2"), { recursive: true });
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) copyFileSync(path.join(modelDir, f), path.join(nested, "tiny-gpt2", f));
+  // First a download, so the model's name is not "dropped folder" before the drop.
+  await page.locator("#lm-repo").fill("tiny/gpt2");
+  await page.locator("#lm-repo").dispatchEvent("change");
+  await page.locator("#lm-download").click();
+  await page.locator("#lm-model-name").filter({ hasText: /tiny\/gpt2\/resolve\/main — 2 layers/ }).waitFor({ timeout: 60_000 });
+  const box = await page.locator("#lm-drop").boundingBox();
+  const cdp = await context.newCDPSession(page);
+  const data = { items: [], files: [nested], dragOperationsMask: 1 };
+  for (const type of ["dragEnter", "dragOver", "drop"]) {
+    await cdp.send("Input.dispatchDragEvent", { type, x: box.x + box.width / 2, y: box.y + 20, data });
+  }
   await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — 2 layers/ }).waitFor({ timeout: 60_000 });
   assert.deepEqual(errors, []);
   await context.close();
