@@ -421,12 +421,12 @@ fn toy(flags: &Flags) -> Result<(), CliError> {
         Device::Cpu => None,
     };
     let start = Instant::now();
-    for step in 0..cfg.steps {
+    for step in 0..cfg.train.steps {
         match &gpu {
             Some(gpu) => {
                 pollster::block_on(trainer.step_gpu(gpu)).map_err(CliError)?;
                 // Parameters stay on the GPU; look at them now and then to catch divergence.
-                if (step + 1) % 250 == 0 || step + 1 == cfg.steps {
+                if (step + 1) % 250 == 0 || step + 1 == cfg.train.steps {
                     pollster::block_on(trainer.sync(gpu)).map_err(CliError)?;
                 }
             }
@@ -446,7 +446,7 @@ fn toy(flags: &Flags) -> Result<(), CliError> {
         serde_json::json!({
             "mmcs": rec.mmcs, "recovered": rec.recovered, "fvu": m.fvu, "l0": m.l0,
             "dead": m.fire_counts.iter().filter(|&&c| c == 0).count(),
-            "steps_per_s": cfg.steps as f64 / seconds, "device": device_name,
+            "steps_per_s": cfg.train.steps as f64 / seconds, "device": device_name,
         })
     );
     Ok(())

@@ -114,9 +114,9 @@ fn toy_run_on_both(arch: TrainArch) {
     let gpu = gpu();
     let data = ToyDataConfig::new(24, 12, 0.08, 3);
     let mut cfg = ToyTrainConfig::new(data, arch, 96, 32, 80);
-    cfg.lr = 3e-3;
-    cfg.dead_after_steps = 3; // so that AuxK takes part
-    cfg.resample_every = 30; // and resampling, at steps 30 and 60
+    cfg.train.lr = 3e-3;
+    cfg.train.dead_after_steps = 3; // so that AuxK takes part
+    cfg.train.resample_every = 30; // and resampling, at steps 30 and 60
     let mut on_cpu = ToyTrainer::new(cfg.clone()).unwrap();
     let mut on_gpu = ToyTrainer::new(cfg).unwrap();
     on_gpu.use_gpu(&gpu).unwrap();
@@ -129,8 +129,8 @@ fn toy_run_on_both(arch: TrainArch) {
     }
     assert!(saw_dead, "the run should exercise AuxK");
     pollster::block_on(on_gpu.sync(&gpu)).unwrap();
-    assert_params_close(&format!("{arch:?} toy run after 80 steps"), &on_gpu.params, &on_cpu.params);
-    let (a, b) = (on_gpu.batch_topk_threshold, on_cpu.batch_topk_threshold);
+    assert_params_close(&format!("{arch:?} toy run after 80 steps"), &on_gpu.training.params, &on_cpu.training.params);
+    let (a, b) = (on_gpu.training.batch_topk_threshold, on_cpu.training.batch_topk_threshold);
     assert!((a - b).abs() <= 1e-4 * b.abs(), "{arch:?} running threshold: gpu {a}, cpu {b}");
     if let TrainArch::BatchTopK { .. } = arch {
         assert!(b > 0.0, "the running threshold moved");
@@ -146,14 +146,14 @@ fn divergence_on_the_gpu_is_reported() {
     use saelab::train::toy::{ToyTrainConfig, ToyTrainer};
     let gpu = gpu();
     let mut cfg = ToyTrainConfig::new(ToyDataConfig::new(8, 4, 0.3, 1), TrainArch::Standard { l1: 0.1 }, 8, 16, 20);
-    cfg.lr = 1e30;
+    cfg.train.lr = 1e30;
     let mut t = ToyTrainer::new(cfg).unwrap();
     t.use_gpu(&gpu).unwrap();
-    let before = t.params.clone();
+    let before = t.training.params.clone();
     for _ in 0..20 {
         pollster::block_on(t.step_gpu(&gpu)).unwrap();
     }
     let err = pollster::block_on(t.sync(&gpu)).unwrap_err();
     assert!(err.contains("diverged"), "{err}");
-    assert_eq!(t.params, before, "the last good parameters are kept");
+    assert_eq!(t.training.params, before, "the last good parameters are kept");
 }

@@ -5,7 +5,8 @@
 use super::sae_train::TrainArch;
 use super::synthetic::{Geometry, Magnitude, ToyDataConfig};
 use super::superposition::SuperpositionConfig;
-use super::toy::{BDecInit, ToyTrainConfig};
+use super::toy::ToyTrainConfig;
+use super::trainer::BDecInit;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabSettings {
@@ -335,10 +336,10 @@ impl LabSettings {
             _ => TrainArch::TopK { k: self.k },
         };
         let mut cfg = ToyTrainConfig::new(data, arch, self.dict, self.batch, self.steps);
-        cfg.lr = self.lr;
-        cfg.dead_after_steps = self.dead_after;
-        cfg.b_dec_init = self.b_dec_init;
-        cfg.resample_every = self.resample_every;
+        cfg.train.lr = self.lr;
+        cfg.train.dead_after_steps = self.dead_after;
+        cfg.train.b_dec_init = self.b_dec_init;
+        cfg.train.resample_every = self.resample_every;
         cfg.validate()?;
         if self.features > 4096 || self.dims > 1024 || self.dict > 16_384 || self.batch > 8192 {
             return Err("the lab keeps to features ≤ 4096, dims ≤ 1024, dict ≤ 16384, batch ≤ 8192".into());

@@ -7,3 +7,4 @@ pub mod sae_train;
 pub mod superposition;
 pub mod synthetic;
 pub mod toy;
+pub mod trainer;

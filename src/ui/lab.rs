@@ -298,21 +298,21 @@ async fn run_loop(state: Rc<RefCell<LabState>>, gpu: Option<Rc<crate::gpu::Gpu>>
             st.trainer.take()
         };
         let Some(mut trainer) = taken else { return };
-        let total = trainer.cfg.steps;
+        let total = trainer.cfg.train.steps;
         let eval_every = (total / 40).max(10);
         let frame_start = web::now_ms();
         let mut outcome = Ok(());
-        while trainer.step < total && web::now_ms() - frame_start < 30.0 {
+        while trainer.training.step < total && web::now_ms() - frame_start < 30.0 {
             outcome = match &gpu {
                 Some(g) if trainer.on_gpu() => trainer.step_gpu(g).await,
                 _ => trainer.step().map(|_| ()),
             };
-            if outcome.is_err() || trainer.step % eval_every == 0 {
+            if outcome.is_err() || trainer.training.step % eval_every == 0 {
                 break;
             }
         }
-        let finished = trainer.step >= total;
-        if outcome.is_ok() && (trainer.step % eval_every == 0 || finished) {
+        let finished = trainer.training.step >= total;
+        if outcome.is_ok() && (trainer.training.step % eval_every == 0 || finished) {
             if let Some(g) = &gpu {
                 outcome = trainer.sync(g).await;
             }
@@ -355,10 +355,10 @@ async fn run_loop(state: Rc<RefCell<LabState>>, gpu: Option<Rc<crate::gpu::Gpu>>
 fn record_evaluation(trainer: &ToyTrainer, shown: RwSignal<LabShown>) {
     // Evaluation runs on the CPU between frames: keep it to ~2e8 multiply-adds so large
     // dictionaries do not freeze the page.
-    let work_per_row = (trainer.cfg.data.dims * trainer.cfg.dict).max(1);
+    let work_per_row = (trainer.cfg.data.dims * trainer.cfg.train.dict).max(1);
     let (rec, m) = trainer.evaluate((200_000_000 / work_per_row).clamp(64, 1024));
     let dead = m.fire_counts.iter().filter(|&&c| c == 0).count();
-    let point = Point { step: trainer.step, mmcs: rec.mmcs as f64, fvu: m.fvu, l0: m.l0, dead };
+    let point = Point { step: trainer.training.step, mmcs: rec.mmcs as f64, fvu: m.fvu, l0: m.l0, dead };
     // Heatmap: the first 32 true features against the latents that match them best, in order.
     let rows = rec.n_true.min(32);
     let mut columns: Vec<usize> = Vec::new();
@@ -376,11 +376,11 @@ fn record_evaluation(trainer: &ToyTrainer, shown: RwSignal<LabShown>) {
     let d = trainer.cfg.data.dims;
     let arrows = (d == 2).then(|| {
         let to_pairs = |m: &[f32]| m.chunks_exact(2).map(|r| [r[0], r[1]]).collect::<Vec<_>>();
-        (to_pairs(&trainer.data.features), to_pairs(&trainer.params.w_dec))
+        (to_pairs(&trainer.data.features), to_pairs(&trainer.training.params.w_dec))
     });
     let histogram = m.log10_density_histogram(20);
     shown.update(|s| {
-        s.status = format!("Step {} of {}", trainer.step, trainer.cfg.steps);
+        s.status = format!("Step {} of {}", trainer.training.step, trainer.cfg.train.steps);
         s.history.push(point);
         s.recovered = rec.recovered;
         s.n_true = rec.n_true;
