@@ -30,6 +30,9 @@ const USAGE: &str = "usage:
   saelab features --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--top N] [--feature F] [--device cpu|gpu]
   saelab generate --model DIR (--text TEXT | --prompt-tokens T.npy) --tokens N [--temperature T] [--seed S]
              [--sae DIR (--steer FEATURE=ALPHA | --clamp FEATURE=VALUE)] [--device cpu|gpu]
+  saelab train --model DIR --hook NAME --corpus FILE --arch standard|topk|batchtopk|jumprelu|gated [--k 32] [--l1 5]
+             [--l0 0.001] [--bandwidth 0.05] --dict M --tokens T [--batch 1024] [--lr 0.001] [--context 128]
+             [--buffer ROWS] [--eval-every STEPS] [--dead-after STEPS] [--seed S] [--device cpu|gpu] --save DIR
   saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
              [--batch 256] [--steps 3000] [--lr 0.01] [--seed 1]";
 
@@ -162,6 +165,10 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
         "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
         "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top", "feature"])?),
         "generate" => generate(&Flags::parse(rest, &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"])?),
+        "train" => train_on_model(&Flags::parse(
+            rest,
+            &["model", "hook", "corpus", "arch", "k", "l1", "l0", "bandwidth", "dict", "tokens", "batch", "lr", "device", "save", "seed", "context", "buffer", "eval-every", "dead-after"],
+        )?),
         "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
         "superposition" => superposition(&Flags::parse(
             rest,
@@ -670,6 +677,91 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
             Steer::Clamp { feature, value } => serde_json::json!({"feature": feature, "clamp": value, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())}),
         };
     }
+    println!("{out}");
+    Ok(())
+}
+
+/// `saelab train`: an SAE on a model's activations at a hook over a text corpus, with progress
+/// and held-out evaluations on stderr, the final evaluation as JSON on stdout, saved in SAELens
+/// format.
+fn train_on_model(flags: &Flags) -> Result<(), CliError> {
+    use crate::formats::corpus::parse_corpus;
+    use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
+    use crate::formats::tokenizer::TextTokenizer;
+    use crate::train::activations::StoreConfig;
+    use crate::train::lm_train::LmTrainer;
+    use crate::train::sae_train::TrainArch;
+    use crate::train::trainer::TrainConfig;
+
+    let dir = Path::new(flags.required("model")?);
+    let save = PathBuf::from(flags.required("save")?);
+    let model = load_model_dir(dir)?;
+    let hook = flags.required("hook")?.to_string();
+    model.cfg.check_hook(&hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+    let corpus_path = flags.required("corpus")?;
+    let bytes = std::fs::read(corpus_path).map_err(|e| CliError(format!("{corpus_path}: {e}")))?;
+    let text = parse_corpus(corpus_path, &bytes)?;
+    let tokenizer = TextTokenizer::parse(&std::fs::read(dir.join(TOKENIZER_FILE)).map_err(|e| CliError(format!("{}: {e}", dir.join(TOKENIZER_FILE).display())))?)?;
+    let corpus = tokenizer.encode(&text)?;
+    let bos = tokenizer.special_id("<|endoftext|>");
+
+    let k: usize = flags.number("k", 32)?;
+    let arch = TrainArch::from_name(flags.required("arch")?, k, flags.number("l1", 5.0)?, flags.number("l0", 1e-3)?, flags.number("bandwidth", 0.05)?)
+        .map_err(|e| CliError(format!("--arch: {e}")))?;
+    let batch: usize = flags.number("batch", 1024)?;
+    let tokens: usize = flags.number("tokens", 0)?;
+    if tokens < batch {
+        return Err(CliError(format!("--tokens must be at least one batch ({batch})")));
+    }
+    let steps = tokens / batch;
+    let seed: u64 = flags.number("seed", 0)?;
+    let mut train = TrainConfig::new(arch, flags.number("dict", 0)?, batch, steps, seed);
+    train.lr = flags.number("lr", 1e-3)?;
+    train.lr_warmup_steps = steps / 20;
+    train.dead_after_steps = flags.number("dead-after", (10_000_000 / batch).clamp(50, 5000))?;
+    let context: usize = flags.number("context", model.cfg.n_positions.min(128))?;
+    let store = StoreConfig { hook: hook.clone(), context, buffer_rows: flags.number("buffer", (batch * 16).max(8192))?, hold_out_every: 20, seed };
+    let eval_every: usize = flags.number("eval-every", (steps / 10).max(1))?;
+    let model_name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+
+    let on_device = LmDevice::open(flags, &model, None)?;
+    let backend = on_device.backend();
+    let gpu = on_device.gpu.as_ref().map(|(g, _, _)| g);
+    let start = Instant::now();
+    let mut trainer = pollster::block_on(LmTrainer::new(&model, &model_name, &backend, &corpus, bos, store, train)).map_err(CliError)?;
+    if let Some(g) = gpu {
+        trainer.training.use_gpu(g).map_err(CliError)?;
+    }
+    eprintln!(
+        "{}",
+        serde_json::json!({"corpus_tokens": corpus.len(), "rows_per_epoch": trainer.store.rows_per_epoch(), "held_out_contexts": trainer.store.held_out_contexts().len(), "steps": steps, "device": backend.name()})
+    );
+    let mut last = None;
+    for step in 0..steps {
+        pollster::block_on(trainer.step(&model, &backend, gpu)).map_err(CliError)?;
+        if (step + 1) % eval_every == 0 || step + 1 == steps {
+            if let Some(g) = gpu {
+                pollster::block_on(trainer.training.sync(g)).map_err(CliError)?;
+            }
+            let eval = pollster::block_on(trainer.evaluate(&model, &backend, gpu))?;
+            let seconds = start.elapsed().as_secs_f64();
+            let done = trainer.tokens_trained() as f64;
+            let rate = done / seconds;
+            let mut line = serde_json::to_value(&eval).map_err(|e| CliError(e.to_string()))?;
+            line["tokens_per_s"] = rate.into();
+            line["eta_s"] = ((tokens as f64 - done).max(0.0) / rate).into();
+            line["epochs"] = trainer.store.epochs.into();
+            eprintln!("{line}");
+            last = Some(line);
+        }
+    }
+    let sae = trainer.training.to_sae(&hook, &model_name);
+    sae_files::save_dir(&sae, &save)?;
+    let mut out = last.unwrap_or_default();
+    out["saved"] = save.display().to_string().into();
+    out["device"] = backend.name().into();
+    out["harvested_rows"] = trainer.store.rows_harvested.into();
+    out["seconds"] = start.elapsed().as_secs_f64().into();
     println!("{out}");
     Ok(())
 }

@@ -64,6 +64,17 @@ impl LmBackend<'_> {
     }
 }
 
+impl LmBackend<'_> {
+    /// The activations `[n_tokens, d]` at hook `name`, running only the blocks needed to reach it
+    /// and no unembedding (harvesting for SAE training).
+    pub async fn activations_at(&self, model: &Gpt2, tokens: &[u32], name: &str) -> Result<Vec<f32>, LmError> {
+        match self {
+            LmBackend::Cpu => Ok(cpu::activations_at(model, tokens, name)?),
+            LmBackend::Gpu { gpu, model: gpu_model, .. } => Ok(gpu_model.activations_at(gpu, tokens, name).await?),
+        }
+    }
+}
+
 /// The SAE's hook point on this model, or why it does not attach.
 pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<String, LmError> {
     let hook = sae.cfg.hook_name.clone().ok_or_else(|| LmError::Mismatch("the SAE's cfg.json names no hook_name, so it cannot attach to a model".into()))?;

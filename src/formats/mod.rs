@@ -1,5 +1,6 @@
 //! Parsing and writing files. Nothing here touches the GPU: bytes in, plain host types out.
 
+pub mod corpus;
 pub mod gpt2_files;
 pub mod npy;
 pub mod safetensors;
@@ -17,4 +18,6 @@ pub enum FormatError {
     Config { file: String, msg: String },
     #[error("{file}: {msg}")]
     Io { file: String, msg: String },
+    #[error("{file}: {msg}")]
+    Corpus { file: String, msg: String },
 }

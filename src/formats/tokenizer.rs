@@ -27,6 +27,11 @@ impl TextTokenizer {
         Ok(self.inner.encode(text, false).map_err(|e| err(format!("could not encode the text: {e}")))?.get_ids().to_vec())
     }
 
+    /// The id of a special token such as `<|endoftext|>`, if the vocabulary has it.
+    pub fn special_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// Text of a run of ids.
     pub fn decode(&self, ids: &[u32]) -> Result<String, FormatError> {
         self.inner.decode(ids, false).map_err(|e| err(format!("could not decode ids: {e}")))

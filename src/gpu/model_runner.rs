@@ -141,6 +141,20 @@ impl GpuGpt2 {
     /// Runs `tokens` with `interventions` applied (as `model::cpu::run`) and reads back the
     /// logits and the hook points named in `hooks` (after any intervention there).
     pub async fn run(&self, gpu: &Gpu, tokens: &[u32], hooks: &[&str], interventions: &[Intervention<'_>]) -> Result<GpuForward, GpuError> {
+        self.run_partial(gpu, tokens, hooks, interventions, self.cfg.n_layers, true).await
+    }
+
+    /// The activations `[n_tokens, d]` at hook `name`, running only the blocks needed to reach it
+    /// and no unembedding (as `model::cpu::activations_at`).
+    pub async fn activations_at(&self, gpu: &Gpu, tokens: &[u32], name: &str) -> Result<Vec<f32>, GpuError> {
+        let at_end = name.starts_with("ln_final");
+        let out = self.run_partial(gpu, tokens, &[name], &[], self.cfg.blocks_to_reach(name), at_end).await?;
+        Ok(out.hooks.into_iter().next().expect("one hook asked for"))
+    }
+
+    /// `run` through the first `blocks` blocks; the final LayerNorm and the logits only when
+    /// `to_the_end` (else the logits come back empty).
+    async fn run_partial(&self, gpu: &Gpu, tokens: &[u32], hooks: &[&str], interventions: &[Intervention<'_>], blocks: usize, to_the_end: bool) -> Result<GpuForward, GpuError> {
         let cfg = &self.cfg;
         check_tokens(cfg, tokens).map_err(|e| GpuError::Input(e.to_string()))?;
         for name in hooks {
@@ -214,7 +228,7 @@ impl GpuGpt2 {
         };
         add(&mut enc, &embed, &pos_embed, &resid);
         let scale = if cfg.scale_attn_weights { 1.0 / (cfg.d_head() as f32).sqrt() } else { 1.0 };
-        for (layer, block) in self.blocks.iter().enumerate() {
+        for (layer, block) in self.blocks.iter().enumerate().take(blocks) {
             let name = |hook: &str| format!("blocks.{layer}.{hook}");
             capture(&mut enc, &name("hook_resid_pre"), &resid);
             layer_norm(&mut enc, &block.ln_1, &resid, &normed);
@@ -234,6 +248,10 @@ impl GpuGpt2 {
             add(&mut enc, &resid_mid, &mlp_out, &resid_next);
             std::mem::swap(&mut resid, &mut resid_next);
             capture(&mut enc, &name("hook_resid_post"), &resid);
+        }
+        if !to_the_end {
+            gpu.queue.submit([enc.finish()]);
+            return Ok(GpuForward { logits: Vec::new(), hooks: read_all(gpu, &captured, n * d).await? });
         }
         layer_norm(&mut enc, &self.ln_f, &resid, &normed);
         capture(&mut enc, "ln_final.hook_normalized", &normed);
@@ -270,10 +288,15 @@ impl GpuGpt2 {
             gpu.queue.submit([enc.finish()]);
             logits.extend(gpu.read_f32(&logits_block, rows_here * vocab).await?);
         }
-        let mut hooks_out = Vec::with_capacity(hooks.len());
-        for buffer in &captured {
-            hooks_out.push(gpu.read_f32(buffer, n * d).await?);
-        }
-        Ok(GpuForward { logits, hooks: hooks_out })
+        Ok(GpuForward { logits, hooks: read_all(gpu, &captured, n * d).await? })
     }
+}
+
+/// Reads back `len` floats of each buffer.
+async fn read_all(gpu: &Gpu, buffers: &[wgpu::Buffer], len: usize) -> Result<Vec<Vec<f32>>, GpuError> {
+    let mut out = Vec::with_capacity(buffers.len());
+    for buffer in buffers {
+        out.push(gpu.read_f32(buffer, len).await?);
+    }
+    Ok(out)
 }

@@ -82,6 +82,22 @@ fn attention_z(qkv: &[f32], n: usize, d: usize, n_heads: usize, scale: f32) -> V
 /// Runs `tokens` through the model and returns the logits `[n_tokens, vocab]`. `hook` is called
 /// at every hook point (see the module comment).
 pub fn forward(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut [f32], usize)) -> Result<Vec<f32>, ModelError> {
+    forward_partial(model, tokens, hook, model.cfg.n_layers, true)
+}
+
+/// The activations `[n_tokens, d]` at hook `name`, running only the blocks needed to reach it and
+/// no unembedding (harvesting activations for SAE training).
+pub fn activations_at(model: &Gpt2, tokens: &[u32], name: &str) -> Result<Vec<f32>, ModelError> {
+    model.cfg.check_hook(name).map_err(ModelError::Hook)?;
+    let mut out = Vec::new();
+    let at_end = name.starts_with("ln_final");
+    forward_partial(model, tokens, &mut |n, acts, _| if n == name { out = acts.to_vec() }, model.cfg.blocks_to_reach(name), at_end)?;
+    Ok(out)
+}
+
+/// `forward` through the first `blocks` blocks; the final LayerNorm and logits only when
+/// `to_the_end` (then it returns the logits, else nothing).
+fn forward_partial(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut [f32], usize), blocks: usize, to_the_end: bool) -> Result<Vec<f32>, ModelError> {
     let cfg = &model.cfg;
     check_tokens(cfg, tokens)?;
     let (n, d, eps) = (tokens.len(), cfg.d_model, cfg.layer_norm_eps);
@@ -91,7 +107,7 @@ pub fn forward(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut [f3
     hook("hook_pos_embed", &mut pos_embed, d);
     let mut resid: Vec<f32> = embed.iter().zip(&pos_embed).map(|(a, b)| a + b).collect();
     let scale = if cfg.scale_attn_weights { 1.0 / (cfg.d_head() as f32).sqrt() } else { 1.0 };
-    for (layer, block) in model.blocks.iter().enumerate() {
+    for (layer, block) in model.blocks.iter().enumerate().take(blocks) {
         let name = |hook: &str| format!("blocks.{layer}.{hook}");
         hook(&name("hook_resid_pre"), &mut resid, d);
         let h = layer_norm(&resid, &block.ln_1, eps);
@@ -109,6 +125,9 @@ pub fn forward(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut [f3
         hook(&name("hook_mlp_out"), &mut mlp_out, d);
         resid = resid_mid.iter().zip(&mlp_out).map(|(a, b)| a + b).collect();
         hook(&name("hook_resid_post"), &mut resid, d);
+    }
+    if !to_the_end {
+        return Ok(Vec::new());
     }
     let mut normalized = layer_norm(&resid, &model.ln_f, eps);
     hook("ln_final.hook_normalized", &mut normalized, d);

@@ -49,6 +49,16 @@ impl Gpt2Config {
             BLOCK_HOOKS.join(",")
         ))
     }
+
+    /// How many blocks a forward pass must run to reach hook `name` (all of them for
+    /// `ln_final.hook_normalized`); harvesting activations stops there.
+    pub fn blocks_to_reach(&self, name: &str) -> usize {
+        match name.strip_prefix("blocks.").and_then(|rest| rest.split('.').next()).and_then(|l| l.parse::<usize>().ok()) {
+            Some(layer) => (layer + 1).min(self.n_layers),
+            None if name.starts_with("ln_final") => self.n_layers,
+            None => 0,
+        }
+    }
 }
 
 /// The per-block hook points, TransformerLens names, in forward order.
@@ -158,6 +168,8 @@ pub enum ModelError {
     TooLong { len: usize, n_positions: usize },
     #[error("{0}")]
     Intervention(String),
+    #[error("{0}")]
+    Hook(String),
 }
 
 /// Checks tokens before a forward pass.

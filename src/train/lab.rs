@@ -328,13 +328,7 @@ impl LabSettings {
         data.magnitude = self.magnitude;
         data.correlated_pairs = self.correlated;
         data.anti_correlated_pairs = self.anti_correlated;
-        let arch = match self.arch.as_str() {
-            "standard" => TrainArch::Standard { l1: self.l1 },
-            "batchtopk" => TrainArch::BatchTopK { k: self.k },
-            "jumprelu" => TrainArch::JumpRelu { l0: self.l0, bandwidth: self.bandwidth },
-            "gated" => TrainArch::Gated { l1: self.l1 },
-            _ => TrainArch::TopK { k: self.k },
-        };
+        let arch = TrainArch::from_name(&self.arch, self.k, self.l1, self.l0, self.bandwidth)?;
         let mut cfg = ToyTrainConfig::new(data, arch, self.dict, self.batch, self.steps);
         cfg.train.lr = self.lr;
         cfg.train.dead_after_steps = self.dead_after;

@@ -1,7 +1,9 @@
 //! The teaching lab's training side: synthetic data with known features, the CPU reference of SAE
 //! training, and measures of how well the learned dictionary recovers the true features.
 
+pub mod activations;
 pub mod lab;
+pub mod lm_train;
 pub mod recovery;
 pub mod sae_train;
 pub mod superposition;

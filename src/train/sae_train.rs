@@ -45,6 +45,19 @@ pub enum TrainArch {
 }
 
 impl TrainArch {
+    /// The architecture named as `arch=` spells it (`standard`, `topk`, `batchtopk`, `jumprelu`,
+    /// `gated`), with its sparsity settings.
+    pub fn from_name(name: &str, k: usize, l1: f32, l0: f32, bandwidth: f32) -> Result<TrainArch, String> {
+        Ok(match name {
+            "standard" => TrainArch::Standard { l1 },
+            "topk" => TrainArch::TopK { k },
+            "batchtopk" => TrainArch::BatchTopK { k },
+            "jumprelu" => TrainArch::JumpRelu { l0, bandwidth },
+            "gated" => TrainArch::Gated { l1 },
+            other => return Err(format!("unknown architecture '{other}' (standard, topk, batchtopk, jumprelu or gated)")),
+        })
+    }
+
     /// The name SAELens gives the architecture when training.
     pub fn name(&self) -> &'static str {
         match self {

@@ -1,0 +1,99 @@
+//! Training an SAE on a language model's activations: `ActivationStore` harvests and mixes them,
+//! `SaeTrainer` takes the steps, and every so often the SAE is evaluated on held-out text — L0 and
+//! FVU on held-out activations, the dead fraction, and CE loss recovered by splicing it into the
+//! model (`lm::splice`). Shared by `saelab train` and the page.
+
+use crate::engine::{self, Backend};
+use crate::gpu::{Gpu, GpuSae, RunRequest};
+use crate::lm::{self, LmBackend, LmError};
+use crate::model::Gpt2;
+
+use super::activations::{ActivationStore, StoreConfig};
+use super::trainer::{SaeTrainer, TrainConfig};
+
+/// What an evaluation measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LmEval {
+    pub step: usize,
+    pub tokens: u64,
+    pub l0: f64,
+    pub fvu: f64,
+    pub dead_fraction: f32,
+    /// Over the held-out contexts spliced (None when there are none).
+    pub ce_clean: Option<f32>,
+    pub ce_spliced: Option<f32>,
+    pub ce_recovered: Option<f32>,
+}
+
+pub struct LmTrainer {
+    pub store: ActivationStore,
+    pub training: SaeTrainer,
+    pub model_name: String,
+}
+
+/// Held-out rows used for L0 and FVU, and held-out contexts spliced, per evaluation.
+const EVAL_ROWS: usize = 2048;
+const EVAL_CONTEXTS: usize = 4;
+
+impl LmTrainer {
+    /// A fresh SAE on `model`'s activations at `store_cfg.hook` over `corpus` (token ids);
+    /// b_dec starts from the first buffer's statistics.
+    pub async fn new(model: &Gpt2, model_name: &str, backend: &LmBackend<'_>, corpus: &[u32], bos: Option<u32>, store_cfg: StoreConfig, train: TrainConfig) -> Result<LmTrainer, String> {
+        train.validate()?;
+        let mut store = ActivationStore::new(model, corpus, bos, store_cfg)?;
+        let first = store.next_batch(model, backend, train.batch.max(256)).await.map_err(|e| e.to_string())?;
+        let training = SaeTrainer::new(train, store.d_in(), &first)?;
+        Ok(LmTrainer { store, training, model_name: model_name.to_string() })
+    }
+
+    /// Tokens trained on so far (each step one batch of rows).
+    pub fn tokens_trained(&self) -> u64 {
+        (self.training.step * self.training.cfg.batch) as u64
+    }
+
+    /// One step: the next batch from the store, on the GPU when the trainer is there.
+    pub async fn step(&mut self, model: &Gpt2, backend: &LmBackend<'_>, gpu: Option<&Gpu>) -> Result<(), String> {
+        let x = self.store.next_batch(model, backend, self.training.cfg.batch).await.map_err(|e| e.to_string())?;
+        let store = &self.store;
+        let resample_from = || store.sample_of_buffer(4096);
+        match gpu {
+            Some(gpu) if self.training.on_gpu() => self.training.step_gpu(gpu, &x, resample_from).await,
+            _ => self.training.step(&x, resample_from).map(|_| ()),
+        }
+    }
+
+    /// Evaluates the SAE as it is now (call `training.sync` first when it trains on the GPU).
+    pub async fn evaluate(&self, model: &Gpt2, backend: &LmBackend<'_>, gpu: Option<&Gpu>) -> Result<LmEval, LmError> {
+        let sae = self.training.to_sae(&self.store.cfg.hook, &self.model_name);
+        let uploaded = match gpu {
+            Some(g) => Some(GpuSae::upload(g, &sae)?),
+            None => None,
+        };
+        let (sae_backend, lm_backend) = match (&uploaded, backend) {
+            (Some(s), LmBackend::Gpu { gpu, model: m, .. }) => (Backend::Gpu { gpu, sae: s }, LmBackend::Gpu { gpu, model: m, sae: Some(s) }),
+            _ => (Backend::Cpu, LmBackend::Cpu),
+        };
+        let rows = self.store.held_out_rows(model, &lm_backend, EVAL_ROWS).await?;
+        let (l0, fvu) = if rows.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            let m = engine::analyze(&sae, &sae_backend, &rows, RunRequest::default()).await?.metrics;
+            (m.l0, m.fvu)
+        };
+        let (mut clean, mut spliced, mut zero, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+        for context in self.store.held_out_contexts().iter().take(EVAL_CONTEXTS) {
+            let r = lm::splice(model, &sae, &lm_backend, context, 0).await?;
+            clean += r.ce_clean as f64;
+            spliced += r.ce_spliced as f64;
+            zero += r.ce_zero_ablation as f64;
+            n += 1;
+        }
+        let (ce_clean, ce_spliced, ce_recovered) = if n == 0 {
+            (None, None, None)
+        } else {
+            let (c, s, z) = (clean / n as f64, spliced / n as f64, zero / n as f64);
+            (Some(c as f32), Some(s as f32), Some(((z - s) / (z - c)) as f32))
+        };
+        Ok(LmEval { step: self.training.step, tokens: self.tokens_trained(), l0, fvu, dead_fraction: self.training.dead_fraction(), ce_clean, ce_spliced, ce_recovered })
+    }
+}
