@@ -755,8 +755,7 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
             last = Some(line);
         }
     }
-    let sae = trainer.training.to_sae(&hook, &model_name);
-    sae_files::save_dir(&sae, &save)?;
+    sae_files::save_dir(&trainer.to_sae(), &save)?;
     let mut out = last.unwrap_or_default();
     out["saved"] = save.display().to_string().into();
     out["device"] = backend.name().into();

@@ -88,6 +88,10 @@ impl ActivationStore {
         self.d
     }
 
+    pub fn prepends_bos(&self) -> bool {
+        self.bos.is_some()
+    }
+
     pub fn held_out_contexts(&self) -> &[Vec<u32>] {
         &self.held_out_contexts
     }

@@ -62,9 +62,20 @@ impl LmTrainer {
         }
     }
 
+    /// The SAE as trained so far, in SAELens format, with how its activations were taken
+    /// (`context_size`, `prepend_bos`) in its metadata as SAELens records them.
+    pub fn to_sae(&self) -> crate::sae::Sae {
+        let mut sae = self.training.to_sae(&self.store.cfg.hook, &self.model_name);
+        if let Some(serde_json::Value::Object(meta)) = sae.cfg.raw.get_mut("metadata") {
+            meta.insert("context_size".into(), self.store.cfg.context.into());
+            meta.insert("prepend_bos".into(), self.store.prepends_bos().into());
+        }
+        sae
+    }
+
     /// Evaluates the SAE as it is now (call `training.sync` first when it trains on the GPU).
     pub async fn evaluate(&self, model: &Gpt2, backend: &LmBackend<'_>, gpu: Option<&Gpu>) -> Result<LmEval, LmError> {
-        let sae = self.training.to_sae(&self.store.cfg.hook, &self.model_name);
+        let sae = self.to_sae();
         let uploaded = match gpu {
             Some(g) => Some(GpuSae::upload(g, &sae)?),
             None => None,

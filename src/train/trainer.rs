@@ -389,7 +389,9 @@ pub fn to_sae(p: &Params, arch: TrainArch, batch_topk_threshold: f32, hook_name:
     let mut cfg = serde_json::json!({
         "d_in": p.d_in, "d_sae": p.d_sae, "dtype": "float32", "device": "cpu",
         "apply_b_dec_to_input": true, "normalize_activations": "none", "reshape_activations": "none",
-        "metadata": { "hook_name": hook_name, "model_name": model_name, "sae_lens_training_version": null },
+        // `sae_lens_version` names the config layout (SAELens ≥ 6 reads `metadata` only when it
+        // is at least 6.0.0; older layouts are rebuilt from top-level keys). saelab trained it.
+        "metadata": { "hook_name": hook_name, "model_name": model_name, "sae_lens_version": "6.0.0", "sae_lens_training_version": null, "trained_by": "saelab" },
     });
     match arch {
         TrainArch::TopK { k } => {
