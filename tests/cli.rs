@@ -266,3 +266,64 @@ fn npy_i64(values: &[i64]) -> Vec<u8> {
     values.iter().for_each(|v| out.extend(v.to_le_bytes()));
     out
 }
+
+#[test]
+fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
+    let dir = temp_dir("train");
+    let model = dir.join("tiny-gpt2");
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tokenizer/tokenizer.json");
+    let (code, _, err) = saelab(&["random-model", "--out", path(&model), "--vocab-from", path(&tokenizer), "--layers", "2", "--width", "24", "--heads", "3", "--context", "40"]);
+    assert_eq!(code, 0, "{err}");
+    let corpus = dir.join("corpus.txt");
+    std::fs::write(&corpus, "The cat sat on the mat. A dog ran in the park; déjà vu, 東京.\n".repeat(60)).unwrap();
+    let save = dir.join("sae");
+    let base = ["train", "--model", path(&model), "--hook", "blocks.1.hook_resid_pre", "--corpus", path(&corpus)];
+    let args = |extra: &[&str]| base.iter().chain(extra).copied().map(String::from).collect::<Vec<String>>();
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        saelab(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (code, out, err) = run(&["--arch", "topk", "--k", "4", "--dict", "48", "--tokens", "1280", "--batch", "64", "--context", "20", "--eval-every", "5", "--device", "cpu", "--save", path(&save)]);
+    assert_eq!(code, 0, "{err}");
+    let result: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(result["step"], 20);
+    assert_eq!(result["tokens"], 1280);
+    assert!(result["fvu"].as_f64().unwrap() < 1.0 && result["l0"] == 4.0, "{result}");
+    for key in ["ce_recovered", "dead_fraction", "tokens_per_s", "eta_s"] {
+        assert!(result[key].is_number(), "{key} in {result}");
+    }
+    let progress = err.lines().filter(|l| l.starts_with("{\"step\"")).count();
+    assert_eq!(progress, 4, "a progress line every 5 steps on stderr: {err}");
+    let sae = saelab::formats::sae_files::load_dir(&save).unwrap();
+    assert_eq!(sae.cfg.hook_name.as_deref(), Some("blocks.1.hook_resid_pre"));
+    assert_eq!((sae.d_in(), sae.d_sae()), (24, 48));
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(save.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["metadata"]["model_name"], "tiny-gpt2");
+    assert_eq!(cfg["metadata"]["context_size"], 20);
+
+    // Bad input: one line naming what is wrong, and nothing saved over the SAE already there.
+    let before = std::fs::read(save.join("sae_weights.safetensors")).unwrap();
+    let refused = |extra: &[&str], corpus_bytes: Option<&[u8]>| {
+        if let Some(bytes) = corpus_bytes {
+            std::fs::write(&corpus, bytes).unwrap();
+        }
+        let (code, _, err) = run(extra);
+        assert_eq!(code, 2, "{err}");
+        our_lines(&err).join("\n")
+    };
+    let ok = ["--arch", "topk", "--k", "4", "--dict", "48", "--tokens", "1280", "--batch", "64", "--device", "cpu", "--save", path(&save)];
+    assert!(refused(&ok, Some(b"")).contains("empty"));
+    assert!(refused(&ok, Some(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")).contains("binary file"));
+    assert!(refused(&ok, Some(b"caf\xe9")).contains("not UTF-8"));
+    std::fs::write(&corpus, "Some text to train on.\n".repeat(50)).unwrap();
+    let mut bad_hook = vec!["train", "--model", path(&model), "--hook", "blocks.5.hook_resid_pre", "--corpus", path(&corpus)];
+    bad_hook.extend(ok);
+    let (code, _, err) = saelab(&bad_hook);
+    assert_eq!(code, 2);
+    assert!(our_lines(&err).join("").contains("not a hook point"), "{err}");
+    assert!(refused(&["--arch", "topk", "--k", "60", "--dict", "48", "--tokens", "1280", "--device", "cpu", "--save", path(&save)], None).contains("k must be between 1 and dict (48)"));
+    assert!(refused(&["--arch", "sparse", "--dict", "48", "--tokens", "1280", "--device", "cpu", "--save", path(&save)], None).contains("unknown architecture 'sparse'"));
+    assert!(refused(&["--arch", "topk", "--dict", "48", "--tokens", "10", "--device", "cpu", "--save", path(&save)], None).contains("at least one batch"));
+    assert!(refused(&["--arch", "topk", "--dict", "48", "--tokens", "1280", "--batch", "64", "--context", "41", "--device", "cpu", "--save", path(&save)], None).contains("n_positions (40)"));
+    assert_eq!(std::fs::read(save.join("sae_weights.safetensors")).unwrap(), before);
+}
