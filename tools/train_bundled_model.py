@@ -21,7 +21,8 @@ random 256-token windows. Stored as float16; the held-out loss reported is that 
 (f16-rounded) weights, mean next-token cross-entropy over non-overlapping 256-token windows of the
 held-out chapters.
 
-Writes to --out: config.json, model.safetensors, tokenizer.json, heldout.txt (the held-out
+With --write-corpus FILE it only writes the training chapters (what the bundled SAEs are trained
+on: tools/train_bundled_saes.sh). Writes to --out: config.json, model.safetensors, tokenizer.json, heldout.txt (the held-out
 chapters, the dashboards' corpus sample) and training.json (settings, loss curve, held-out loss).
 Deterministic for a given torch build and thread count (seeded); takes ~20-25 minutes on 2 cores.
 """
@@ -103,7 +104,12 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write-corpus", metavar="FILE", help="only write the training chapters (the SAEs' corpus) to FILE")
     args = ap.parse_args()
+    if args.write_corpus:
+        docs = chapters()
+        Path(args.write_corpus).write_text("\n".join(d for i, d in enumerate(docs) if i % HELD_OUT_EVERY != HELD_OUT_AT))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

@@ -72,27 +72,39 @@ struct Shown {
     generated: Option<(String, String)>,
 }
 
-/// Settings read from `#lm?base=…&repo=…` (so a link opens on a model).
-fn url_settings() -> (String, String) {
+/// Settings read from `#lm?base=…&repo=…` (so a link opens on a model), and whether the link named
+/// a repository.
+fn url_settings() -> (String, String, bool) {
     let hash = web::hash();
     let query = hash.strip_prefix("#lm").unwrap_or("").trim_start_matches('?');
     let mut base = "https://huggingface.co".to_string();
     let mut repo = "gpt2".to_string();
+    let mut named = false;
     for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
         match k {
             "base" => base = v.to_string(),
-            "repo" => repo = v.to_string(),
+            "repo" => {
+                repo = v.to_string();
+                named = true;
+            }
             _ => {}
         }
     }
-    (base, repo)
+    (base, repo, named)
 }
 
+/// The model bundled with the page (www/models/, trained by tools/train_bundled_model.py) and its
+/// SAEs (tools/train_bundled_saes.sh): what the tab opens on when its link names no repository, so
+/// there is something real to explore with no network.
+const BUNDLED_MODEL: &str = "models/kjv-gpt2";
+const BUNDLED_SAES: [&str; 4] = ["topk-1024", "batchtopk-1024", "topk-4096", "batchtopk-4096"];
+const BUNDLED_TEXT: &str = "And God said, Let there be light: and there was light.";
+
 #[component]
-pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
+pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: Signal<bool>) -> impl IntoView {
     let state = Rc::new(RefCell::new(LmState::default()));
     let shown = RwSignal::new(Shown::default());
-    let (initial_base, initial_repo) = url_settings();
+    let (initial_base, initial_repo, repo_named) = url_settings();
     let base = RwSignal::new(initial_base);
     let repo = RwSignal::new(initial_repo);
     let text = RwSignal::new("The quick brown fox jumps over the lazy dog.".to_string());
@@ -103,6 +115,38 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
     let temperature = RwSignal::new("0".to_string());
     let seed = RwSignal::new("0".to_string());
 
+    // The first time the tab is shown (once WebGPU is set up or known to be missing), with no
+    // repository in its link: the bundled model, its first SAE, and a run on a sample text.
+    let bundled_started = Rc::new(std::cell::Cell::new(repo_named));
+    {
+        let (state, engine) = (state.clone(), engine.clone());
+        Effect::new(move |_| {
+            if ready.get() && visible.get() && !bundled_started.replace(true) {
+                let (state, engine) = (state.clone(), engine.clone());
+                spawn_local(async move {
+                    download_model(state.clone(), engine.clone(), shown, BUNDLED_MODEL.into()).await;
+                    if state.borrow().model.is_none() {
+                        return;
+                    }
+                    load_bundled_sae(state.clone(), engine.clone(), shown, BUNDLED_SAES[0]).await;
+                    text.set(BUNDLED_TEXT.into());
+                    run_text(state, engine, shown, BUNDLED_TEXT.into()).await;
+                });
+            }
+        });
+    }
+    let on_bundled_sae = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |ev: leptos::ev::Event| {
+            let name = event_target_value(&ev);
+            let (state, engine) = (state.clone(), engine.clone());
+            spawn_local(async move {
+                if let Some(name) = BUNDLED_SAES.iter().find(|n| **n == name) {
+                    load_bundled_sae(state, engine, shown, name).await;
+                }
+            });
+        }
+    };
     let download = {
         let (state, engine) = (state.clone(), engine.clone());
         move |_| {
@@ -229,6 +273,10 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                     <input id="lm-model-folder" type="file" node_ref=folder_input on:change=on_model_files /></label>
                 <label>"SAE at one of its hooks (cfg.json, sae_weights.safetensors) "
                     <input id="lm-sae-files" type="file" multiple accept=".json,.safetensors" on:change=on_sae_files /></label>
+                <label>"…or one bundled with the page "
+                    <select id="lm-bundled-sae" on:change=on_bundled_sae>
+                        {BUNDLED_SAES.iter().map(|n| view! { <option value=*n>{*n}</option> }).collect_view()}
+                    </select></label>
                 <p>"SAE: " <span id="lm-sae-name">{move || shown.with(|s| s.sae_name.clone())}</span></p>
                 <p id="lm-status" class="status">{move || shown.with(|s| s.status.clone())}</p>
                 <Show when=move || shown.with(|s| s.error.is_some())>
@@ -414,7 +462,24 @@ async fn load_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
     let (Some(cfg), Some(weights)) = (cfg, weights) else {
         return shown.update(|s| s.error = Some(format!("choose the SAE's {CFG_FILE} and {SAE_WEIGHTS_FILE} together")));
     };
-    let sae = match parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }) {
+    install_sae(state, engine, shown, &cfg, &weights, "").await;
+}
+
+/// One of the SAEs bundled with the page, by name.
+async fn load_bundled_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, name: &str) {
+    let folder = format!("{BUNDLED_MODEL}/saes/{name}");
+    shown.update(|s| s.status = format!("Loading the bundled SAE {name} …"));
+    let files = async { Ok::<_, String>((web::fetch_bytes(&format!("{folder}/{CFG_FILE}")).await?, web::fetch_bytes(&format!("{folder}/{SAE_WEIGHTS_FILE}")).await?)) };
+    match files.await {
+        Ok((cfg, weights)) => install_sae(state, engine, shown, &cfg, &weights, &format!(" (bundled {name})")).await,
+        Err(e) => shown.update(|s| s.error = Some(format!("the bundled SAE {name}: {e}"))),
+    }
+}
+
+/// Parses an SAE, checks it fits the loaded model and puts it on the GPU; the SAE loaded before
+/// stays when any of that fails.
+async fn install_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, cfg: &[u8], weights: &[u8], origin: &str) {
+    let sae = match parse_sae(SaeFileBytes { cfg, weights, sparsity: None }) {
         Ok(s) => s,
         Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
     };
@@ -431,13 +496,14 @@ async fn load_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
         },
         None => None,
     };
-    let name = format!("{} {} × {} at {}", sae.cfg.architecture.name(), sae.d_in(), sae.d_sae(), sae.cfg.hook_name.clone().unwrap_or_default());
+    let name = format!("{} {} × {} at {}{origin}", sae.cfg.architecture.name(), sae.d_in(), sae.d_sae(), sae.cfg.hook_name.clone().unwrap_or_default());
     let mut st = state.borrow_mut();
     st.sae = Some(Rc::new((sae, name.clone())));
     st.gpu_sae = gpu_sae;
     shown.update(|s| {
         s.sae_name = name;
         s.error = None;
+        s.status = String::new();
         s.feature = 0;
         s.lens = None;
     });

@@ -139,7 +139,9 @@ fn App() -> impl IntoView {
         Tab::Explore
     });
     let lab_view = lab::Lab(lab::LabProps { engine: engine.clone() });
-    let lm_view = lm::LanguageModel(lm::LanguageModelProps { engine: engine.clone() });
+    let engine_ready = Signal::derive(move || shown.with(|s| s.webgpu.is_some()));
+    let lm_visible = Signal::derive(move || tab.get() == Tab::LanguageModel);
+    let lm_view = lm::LanguageModel(lm::LanguageModelProps { engine: engine.clone(), ready: engine_ready, visible: lm_visible });
     view! {
         <header>
             <h1>"saelab"</h1>
