@@ -24,6 +24,8 @@ const USAGE: &str = "usage:
   saelab random-model --out DIR [--vocab-from tokenizer.json] [--layers 2] [--width 32] [--heads 4]
              [--context 64] [--sae-out DIR --hook NAME [--d-sae 96] [--k 4]] [--seed S]
   saelab bench-model [--tokens 1,64,1024] [--layers 12] [--device cpu|gpu|both]
+  saelab bench-train --model DIR --hook NAME --corpus FILE [--context 128] [--contexts 16] [--dict 4096] [--k 16]
+             [--batch 1024] [--steps 5] [--device cpu|gpu|both]
   saelab forward --model DIR (--tokens T.npy | --text TEXT) [--logits OUT.npy] [--hook NAME=OUT.npy]...
              [--device cpu|gpu]
   saelab splice --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--device cpu|gpu] [--seed S]
@@ -162,6 +164,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             ],
         )?),
         "random-model" => random_model(&Flags::parse(rest, &["out", "vocab-from", "layers", "width", "heads", "context", "sae-out", "hook", "d-sae", "k", "seed"])?),
+        "bench-train" => bench_train(&Flags::parse(rest, &["model", "hook", "corpus", "context", "contexts", "dict", "k", "batch", "steps", "device"])?),
         "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
         "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top", "feature"])?),
         "generate" => generate(&Flags::parse(rest, &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"])?),
@@ -387,6 +390,80 @@ fn bench_model(flags: &Flags) -> Result<(), CliError> {
             crate::model::cpu::forward(&model, &tokens_of(n), &mut |_, _, _| {})?;
             report("cpu (reference, 1 thread)", n, start.elapsed().as_secs_f64(), "logits for every position");
         }
+    }
+    Ok(())
+}
+
+/// `saelab bench-train`: activation harvesting and SAE training throughput, each on its own, on
+/// the CPU reference and the GPU: harvest = the model's blocks up to the hook over `--contexts`
+/// contexts of `--context` tokens; train = `--steps` training steps on batches already harvested.
+fn bench_train(flags: &Flags) -> Result<(), CliError> {
+    use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
+    use crate::formats::tokenizer::TextTokenizer;
+    use crate::lm::LmBackend;
+    use crate::train::sae_train::TrainArch;
+    use crate::train::trainer::{SaeTrainer, TrainConfig};
+    let dir = Path::new(flags.required("model")?);
+    let model = load_model_dir(dir)?;
+    let hook = flags.required("hook")?;
+    model.cfg.check_hook(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+    let text = crate::formats::corpus::parse_corpus(flags.required("corpus")?, &std::fs::read(flags.required("corpus")?).map_err(|e| CliError(e.to_string()))?)?;
+    let tokenizer = TextTokenizer::parse(&std::fs::read(dir.join(TOKENIZER_FILE)).map_err(|e| CliError(e.to_string()))?)?;
+    let corpus = tokenizer.encode(&text)?;
+    let context: usize = flags.number("context", 128)?;
+    let contexts: usize = flags.number("contexts", 16)?;
+    let (dict, k, batch, steps): (usize, usize, usize, usize) = (flags.number("dict", 4096)?, flags.number("k", 16)?, flags.number("batch", 1024)?, flags.number("steps", 5)?);
+    let windows: Vec<&[u32]> = corpus.chunks_exact(context).take(contexts).collect();
+    if windows.len() < contexts {
+        return Err(CliError(format!("--corpus holds fewer than {contexts} contexts of {context} tokens")));
+    }
+    let which = flags.get("device").unwrap_or("both");
+    let gpu = if which != "cpu" { Some(open_gpu()?) } else { None };
+    let gpu_model = gpu.as_ref().map(|g| crate::gpu::model_runner::GpuGpt2::upload(g, &model)).transpose()?;
+    let mut devices: Vec<(String, LmBackend<'_>, Option<&Gpu>)> = Vec::new();
+    if let (Some(g), Some(m)) = (&gpu, &gpu_model) {
+        devices.push((g.adapter_name.clone(), LmBackend::Gpu { gpu: g, model: m, sae: None }, Some(g)));
+    }
+    if which != "gpu" {
+        devices.push(("cpu (reference, 1 thread)".into(), LmBackend::Cpu, None));
+    }
+    for (name, backend, gpu) in &devices {
+        pollster::block_on(backend.activations_at(&model, windows[0], hook))?; // compile pipelines
+        let start = Instant::now();
+        let mut rows = Vec::new();
+        for w in &windows {
+            rows.extend(pollster::block_on(backend.activations_at(&model, w, hook))?);
+        }
+        let harvest = (contexts * context) as f64 / start.elapsed().as_secs_f64();
+        let d = model.cfg.d_model;
+        while rows.len() < batch * d {
+            rows.extend_from_within(..rows.len().min(batch * d - rows.len()));
+        }
+        let x = &rows[..batch * d];
+        let mut trainer = SaeTrainer::new(TrainConfig::new(TrainArch::TopK { k }, dict, batch, steps + 1, 0), d, x).map_err(CliError)?;
+        if let Some(g) = gpu {
+            trainer.use_gpu(g).map_err(CliError)?;
+            pollster::block_on(trainer.step_gpu(g, x, Vec::new)).map_err(CliError)?; // compile pipelines
+            pollster::block_on(trainer.sync(g)).map_err(CliError)?;
+        }
+        let start = Instant::now();
+        for _ in 0..steps {
+            match gpu {
+                Some(g) => pollster::block_on(trainer.step_gpu(g, x, Vec::new)).map_err(CliError)?,
+                None => trainer.step(x, Vec::new).map(|_| ()).map_err(CliError)?,
+            }
+        }
+        if let Some(g) = gpu {
+            pollster::block_on(trainer.sync(g)).map_err(CliError)?;
+        }
+        let train = (steps * batch) as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({
+                "device": name, "model": dir.display().to_string(), "hook": hook, "context": context,
+                "harvest_tokens_per_s": harvest, "sae": format!("topk k={k}, {d}×{dict}, batch {batch}"), "train_tokens_per_s": train,
+            })
+        );
     }
     Ok(())
 }

@@ -301,6 +301,13 @@ fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
     assert_eq!(cfg["metadata"]["model_name"], "tiny-gpt2");
     assert_eq!(cfg["metadata"]["context_size"], 20);
 
+    // The throughput benchmark, on both devices (a smoke run: figures are not asserted).
+    let (code, out, err) = saelab(&["bench-train", "--model", path(&model), "--hook", "blocks.1.hook_resid_pre", "--corpus", path(&corpus), "--context", "16", "--contexts", "2", "--dict", "32", "--k", "4", "--batch", "16", "--steps", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines.iter().all(|l| l["harvest_tokens_per_s"].as_f64().unwrap() > 0.0 && l["train_tokens_per_s"].as_f64().unwrap() > 0.0), "{out}");
+
     // Bad input: one line naming what is wrong, and nothing saved over the SAE already there.
     let before = std::fs::read(save.join("sae_weights.safetensors")).unwrap();
     let refused = |extra: &[&str], corpus_bytes: Option<&[u8]>| {
