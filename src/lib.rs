@@ -4,6 +4,7 @@
 //!
 //! Data flows one way: bytes → `formats` → `sae::Sae` → `gpu` → results → CLI output or the page.
 
+pub mod dashboard;
 pub mod engine;
 pub mod formats;
 pub mod gpu;

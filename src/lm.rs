@@ -44,7 +44,7 @@ impl LmBackend<'_> {
         }
     }
 
-    fn sae_backend(&self) -> Result<Backend<'_>, LmError> {
+    pub fn sae_backend(&self) -> Result<Backend<'_>, LmError> {
         match self {
             LmBackend::Cpu => Ok(Backend::Cpu),
             LmBackend::Gpu { gpu, sae: Some(sae), .. } => Ok(Backend::Gpu { gpu, sae }),

@@ -1,0 +1,163 @@
+//! Feature dashboards in the spirit of SAE-Vis (McDougall 2024) and Neuronpedia: an SAE run over a
+//! text sample, kept sparse (each token's active features), from which any feature's firing
+//! density, activation histogram, top activating examples, examples from activation quantiles,
+//! and nearest features by decoder cosine (in the same SAE or another one) are read off.
+//!
+//! The sample is cut into contexts as the activation store cuts a corpus (BOS prepended when the
+//! tokenizer has one, its position not counted), so a feature sees text as it did in training.
+
+use crate::engine;
+use crate::gpu::RunRequest;
+use crate::lm::{self, LmBackend, LmError};
+use crate::model::Gpt2;
+use crate::sae::Sae;
+
+/// One token where a feature fired.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Example {
+    pub context: usize,
+    /// Position within the context, the BOS excluded (0 = the context's first text token).
+    pub position: usize,
+    pub activation: f32,
+}
+
+/// The SAE's activations over a sample, per feature: every token it fired on.
+pub struct SampleActivations {
+    /// The sample's contexts, without BOS.
+    pub contexts: Vec<Vec<u32>>,
+    pub n_tokens: usize,
+    /// Per feature, where it fired, in sample order.
+    pub fired: Vec<Vec<Example>>,
+}
+
+/// Runs `sae` (at its hook on `model`) over `sample` in contexts of `context` tokens (BOS
+/// included), calling `progress(done, total)` after each context.
+pub async fn run_sample(
+    model: &Gpt2,
+    sae: &Sae,
+    backend: &LmBackend<'_>,
+    sample: &[u32],
+    bos: Option<u32>,
+    context: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<SampleActivations, LmError> {
+    let hook = lm::attach_point(model, sae)?;
+    if context < 2 || context > model.cfg.n_positions {
+        return Err(LmError::Mismatch(format!("context must be between 2 and {} tokens, not {context}", model.cfg.n_positions)));
+    }
+    let body = context - usize::from(bos.is_some());
+    let contexts: Vec<Vec<u32>> = sample.chunks(body).map(<[u32]>::to_vec).collect();
+    if contexts.is_empty() {
+        return Err(LmError::Mismatch("the sample holds no tokens".into()));
+    }
+    let d_sae = sae.d_sae();
+    let mut fired: Vec<Vec<Example>> = vec![Vec::new(); d_sae];
+    let sae_backend = backend.sae_backend()?;
+    for (c, tokens) in contexts.iter().enumerate() {
+        let with_bos: Vec<u32> = bos.into_iter().chain(tokens.iter().copied()).collect();
+        let acts = backend.activations_at(model, &with_bos, &hook).await?;
+        let skip = usize::from(bos.is_some()) * sae.d_in();
+        let dense = engine::analyze(sae, &sae_backend, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() }).await?.acts.expect("requested");
+        for (position, row) in dense.chunks_exact(d_sae).enumerate() {
+            for (f, &a) in row.iter().enumerate() {
+                if a > 0.0 {
+                    fired[f].push(Example { context: c, position, activation: a });
+                }
+            }
+        }
+        progress(c + 1, contexts.len());
+    }
+    let n_tokens = contexts.iter().map(Vec::len).sum();
+    Ok(SampleActivations { contexts, n_tokens, fired })
+}
+
+/// Per-feature summary for the feature list.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct FeatureSummary {
+    pub feature: usize,
+    /// The fraction of tokens it fires on.
+    pub density: f32,
+    pub max_activation: f32,
+}
+
+/// One feature's dashboard.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Dashboard {
+    pub feature: usize,
+    pub density: f32,
+    pub max_activation: f32,
+    /// Activation histogram over the tokens it fires on: `bins` equal-width bins over
+    /// (0, max_activation], counts per bin.
+    pub histogram: Vec<u32>,
+    /// The strongest activations, strongest first.
+    pub top: Vec<Example>,
+    /// Examples from activation quantiles: for each of `intervals` equal-width intervals of
+    /// (0, max] (weakest first), up to `per_interval` examples spread evenly through the sample.
+    pub intervals: Vec<(f32, f32, Vec<Example>)>,
+}
+
+impl SampleActivations {
+    pub fn summaries(&self) -> Vec<FeatureSummary> {
+        self.fired
+            .iter()
+            .enumerate()
+            .map(|(feature, ex)| FeatureSummary {
+                feature,
+                density: ex.len() as f32 / self.n_tokens.max(1) as f32,
+                max_activation: ex.iter().map(|e| e.activation).fold(0.0, f32::max),
+            })
+            .collect()
+    }
+
+    pub fn dashboard(&self, feature: usize, top: usize, bins: usize, intervals: usize, per_interval: usize) -> Dashboard {
+        let fired = &self.fired[feature];
+        let max = fired.iter().map(|e| e.activation).fold(0.0, f32::max);
+        let bin_of = |a: f32, n: usize| (((a / max) * n as f32).ceil() as usize).clamp(1, n) - 1;
+        let mut histogram = vec![0u32; bins];
+        if max > 0.0 {
+            for e in fired {
+                histogram[bin_of(e.activation, bins)] += 1;
+            }
+        }
+        let mut strongest = fired.clone();
+        strongest.sort_by(|a, b| b.activation.total_cmp(&a.activation).then((a.context, a.position).cmp(&(b.context, b.position))));
+        strongest.truncate(top);
+        let intervals = (0..intervals)
+            .map(|i| {
+                let (lo, hi) = (max * i as f32 / intervals as f32, max * (i + 1) as f32 / intervals as f32);
+                let inside: Vec<Example> = if max > 0.0 { fired.iter().copied().filter(|e| bin_of(e.activation, intervals) == i).collect() } else { Vec::new() };
+                // Evenly spaced through the sample: deterministic, and not all from one passage.
+                let picked = (0..per_interval.min(inside.len())).map(|j| inside[j * inside.len() / per_interval.min(inside.len())]).collect();
+                (lo, hi, picked)
+            })
+            .collect();
+        Dashboard { feature, density: fired.len() as f32 / self.n_tokens.max(1) as f32, max_activation: max, histogram, top: strongest, intervals }
+    }
+}
+
+/// The `n` features of `other` whose decoder directions are closest in cosine to feature
+/// `feature` of `sae` (pass the same SAE for its own nearest features; the feature itself is then
+/// left out), most similar first. Decoder rows `W_dec[f]` are compared, as SAE-Vis does.
+pub fn nearest_features(sae: &Sae, feature: usize, other: &Sae, n: usize) -> Result<Vec<(usize, f32)>, String> {
+    if sae.d_in() != other.d_in() {
+        return Err(format!("the SAEs' widths differ ({} and {})", sae.d_in(), other.d_in()));
+    }
+    if feature >= sae.d_sae() {
+        return Err(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae()));
+    }
+    let d = sae.d_in();
+    let row = &sae.w_dec[feature * d..(feature + 1) * d];
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    let row_norm = norm(row);
+    let same = std::ptr::eq(sae, other);
+    let mut cos: Vec<(usize, f32)> = other
+        .w_dec
+        .chunks_exact(d)
+        .enumerate()
+        .filter(|&(j, _)| !(same && j == feature))
+        .map(|(j, w)| (j, row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() / (row_norm * norm(w))))
+        .collect();
+    cos.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    cos.truncate(n);
+    Ok(cos)
+}

@@ -1,0 +1,101 @@
+//! Feature dashboards against a brute-force recount: the sparse per-feature record of an SAE run
+//! over a sample equals the dense activations of `lm::run_text` on each context (CPU and GPU),
+//! and each dashboard's density, maximum, histogram, top examples and quantile examples follow from
+//! it; nearest features by decoder cosine equal a direct computation.
+
+mod common;
+
+use std::path::Path;
+
+use saelab::dashboard::{self, nearest_features};
+use saelab::formats::gpt2_files::load_model_dir;
+use saelab::gpu::model_runner::GpuGpt2;
+use saelab::gpu::GpuSae;
+use saelab::lm::{self, LmBackend};
+use saelab::sae::random::random_sae_with;
+
+const HOOK: &str = "blocks.1.hook_resid_pre";
+
+fn setup() -> (saelab::model::Gpt2, saelab::sae::Sae, Vec<u32>) {
+    let model = load_model_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tied_f32")).unwrap();
+    let mut cfg = serde_json::Map::new();
+    cfg.insert("hook_name".into(), HOOK.into());
+    let sae = random_sae_with("topk", 60, 77, 5, 9, cfg);
+    let sample: Vec<u32> = (0..95u32).map(|i| (i * 31 + i / 3) % 210 + 1).collect();
+    (model, sae, sample)
+}
+
+#[test]
+fn dashboards_follow_from_the_dense_activations() {
+    let (model, sae, sample) = setup();
+    let mut calls = Vec::new();
+    // Context 20 with BOS: 19 sample tokens each, the last context shorter (95 = 5·19).
+    let run = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &sample, Some(0), 20, |done, total| calls.push((done, total)))).unwrap();
+    assert_eq!(calls.last(), Some(&(5, 5)));
+    assert_eq!(run.n_tokens, 95);
+    // Brute force: dense activations of each context, BOS row dropped.
+    let mut dense_rows: Vec<(usize, usize, Vec<f32>)> = Vec::new();
+    for (c, chunk) in sample.chunks(19).enumerate() {
+        let tokens: Vec<u32> = std::iter::once(0).chain(chunk.iter().copied()).collect();
+        let r = pollster::block_on(lm::run_text(&model, &sae, &LmBackend::Cpu, &tokens)).unwrap();
+        for (p, row) in r.sae_acts.chunks_exact(77).skip(1).enumerate() {
+            dense_rows.push((c, p, row.to_vec()));
+        }
+    }
+    for f in 0..77 {
+        let want: Vec<(usize, usize, f32)> = dense_rows.iter().filter(|r| r.2[f] > 0.0).map(|r| (r.0, r.1, r.2[f])).collect();
+        let got: Vec<(usize, usize, f32)> = run.fired[f].iter().map(|e| (e.context, e.position, e.activation)).collect();
+        assert_eq!(got, want, "feature {f}");
+    }
+    let summaries = run.summaries();
+    let busiest = summaries.iter().max_by(|a, b| a.density.total_cmp(&b.density)).unwrap().feature;
+    let d = run.dashboard(busiest, 4, 10, 3, 2);
+    assert_eq!(d.density, run.fired[busiest].len() as f32 / 95.0);
+    assert_eq!(d.max_activation, run.fired[busiest].iter().map(|e| e.activation).fold(0.0, f32::max));
+    assert_eq!(d.histogram.iter().sum::<u32>() as usize, run.fired[busiest].len());
+    assert!(d.histogram[9] >= 1, "the maximum falls in the last bin");
+    assert!(d.top.len() == 4 && d.top[0].activation == d.max_activation && d.top.windows(2).all(|w| w[0].activation >= w[1].activation));
+    for (lo, hi, examples) in &d.intervals {
+        assert!(examples.iter().all(|e| e.activation > *lo && e.activation <= *hi + 1e-6), "{lo}..{hi}: {examples:?}");
+    }
+    assert_eq!(d.intervals.last().unwrap().1, d.max_activation);
+    // A feature that never fires has an empty dashboard, not a division by zero.
+    if let Some(silent) = summaries.iter().find(|s| s.density == 0.0) {
+        let d = run.dashboard(silent.feature, 4, 10, 3, 2);
+        assert!(d.top.is_empty() && d.histogram.iter().all(|&c| c == 0) && d.max_activation == 0.0);
+    }
+
+    // The same record on the GPU.
+    let gpu = common::gpu();
+    let (gpu_model, gpu_sae) = (GpuGpt2::upload(&gpu, &model).unwrap(), GpuSae::upload(&gpu, &sae).unwrap());
+    let backend = LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: Some(&gpu_sae) };
+    let on_gpu = pollster::block_on(dashboard::run_sample(&model, &sae, &backend, &sample, Some(0), 20, |_, _| {})).unwrap();
+    let (a, b) = (run.summaries(), on_gpu.summaries());
+    let differ = a.iter().zip(&b).filter(|(x, y)| (x.max_activation - y.max_activation).abs() > 1e-3 * (1.0 + x.max_activation)).count();
+    assert_eq!(differ, 0, "GPU maxima differ from the CPU's");
+
+    let err = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &[], Some(0), 20, |_, _| {})).err().unwrap();
+    assert!(err.to_string().contains("no tokens"));
+}
+
+#[test]
+fn nearest_features_are_the_highest_decoder_cosines() {
+    let (_, sae, _) = setup();
+    let other = random_sae_with("topk", 60, 40, 5, 3, serde_json::Map::new());
+    let d = 60;
+    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt());
+    let row = &sae.w_dec[7 * d..8 * d];
+    let mut want: Vec<(usize, f32)> = other.w_dec.chunks_exact(d).map(|w| cos(row, w)).enumerate().collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let got = nearest_features(&sae, 7, &other, 5).unwrap();
+    for ((gi, gc), (wi, wc)) in got.iter().zip(&want) {
+        assert_eq!(gi, wi);
+        assert!((gc - wc).abs() < 1e-5);
+    }
+    // In the same SAE the feature itself is left out.
+    let own = nearest_features(&sae, 7, &sae, 3).unwrap();
+    assert!(own.iter().all(|&(j, c)| j != 7 && c < 0.9999));
+    assert!(nearest_features(&sae, 77, &other, 3).unwrap_err().contains("does not exist"));
+    let narrow = random_sae_with("topk", 30, 40, 5, 3, serde_json::Map::new());
+    assert!(nearest_features(&sae, 1, &narrow, 3).unwrap_err().contains("widths differ"));
+}
