@@ -24,6 +24,7 @@ const USAGE: &str = "usage:
   saelab random-model --out DIR [--vocab-from tokenizer.json] [--layers 2] [--width 32] [--heads 4]
              [--context 64] [--sae-out DIR --hook NAME [--d-sae 96] [--k 4]] [--seed S]
   saelab bench-model [--tokens 1,64,1024] [--layers 12] [--device cpu|gpu|both]
+  saelab dashboard --model DIR --sae DIR --corpus FILE [--tokens 4096] [--feature F] [--context 128] [--device cpu|gpu]
   saelab bench-train --model DIR --hook NAME --corpus FILE [--context 128] [--contexts 16] [--dict 4096] [--k 16]
              [--batch 1024] [--steps 5] [--device cpu|gpu|both]
   saelab forward --model DIR (--tokens T.npy | --text TEXT) [--logits OUT.npy] [--hook NAME=OUT.npy]...
@@ -164,6 +165,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             ],
         )?),
         "random-model" => random_model(&Flags::parse(rest, &["out", "vocab-from", "layers", "width", "heads", "context", "sae-out", "hook", "d-sae", "k", "seed"])?),
+        "dashboard" => dashboard_command(&Flags::parse(rest, &["model", "sae", "corpus", "tokens", "feature", "context", "device"])?),
         "bench-train" => bench_train(&Flags::parse(rest, &["model", "hook", "corpus", "context", "contexts", "dict", "k", "batch", "steps", "device"])?),
         "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
         "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top", "feature"])?),
@@ -391,6 +393,43 @@ fn bench_model(flags: &Flags) -> Result<(), CliError> {
             report("cpu (reference, 1 thread)", n, start.elapsed().as_secs_f64(), "logits for every position");
         }
     }
+    Ok(())
+}
+
+/// `saelab dashboard`: one feature's dashboard (SAE-Vis style) over a text sample, and the feature
+/// list's summary, as JSON; the page computes the same from the same sample.
+fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
+    use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
+    use crate::formats::tokenizer::TextTokenizer;
+    let dir = Path::new(flags.required("model")?);
+    let model = load_model_dir(dir)?;
+    let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
+    let corpus_path = flags.required("corpus")?;
+    let text = crate::formats::corpus::parse_corpus(corpus_path, &std::fs::read(corpus_path).map_err(|e| CliError(format!("{corpus_path}: {e}")))?)?;
+    let tokenizer = TextTokenizer::parse(&std::fs::read(dir.join(TOKENIZER_FILE)).map_err(|e| CliError(format!("{}: {e}", dir.join(TOKENIZER_FILE).display())))?)?;
+    let mut tokens = tokenizer.encode(&text)?;
+    tokens.truncate(flags.number("tokens", 4096)?);
+    let feature: usize = flags.number("feature", 0)?;
+    if feature >= sae.d_sae() {
+        return Err(CliError(format!("--feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
+    }
+    let context = flags.number("context", model.cfg.n_positions.min(128))?;
+    let on_device = LmDevice::open(flags, &model, Some(&sae))?;
+    let backend = on_device.backend();
+    let run = pollster::block_on(crate::dashboard::run_sample(&model, &sae, &backend, &tokens, tokenizer.special_id("<|endoftext|>"), context, |_, _| {}))?;
+    let d = run.dashboard(feature, 10, 24, 5, 3);
+    let text_of = |e: &crate::dashboard::Example| tokenizer.token_texts(&run.contexts[e.context][e.position..e.position + 1]).concat();
+    let top: Vec<serde_json::Value> = d.top.iter().map(|e| serde_json::json!({"context": e.context, "position": e.position, "activation": e.activation, "token": text_of(e)})).collect();
+    let nearest = crate::dashboard::nearest_features(&sae, feature, &sae, 6).map_err(CliError)?;
+    let summaries = run.summaries();
+    let alive = summaries.iter().filter(|s| s.density > 0.0).count();
+    println!(
+        "{}",
+        serde_json::json!({
+            "feature": feature, "sample_tokens": run.n_tokens, "density": d.density, "max_activation": d.max_activation,
+            "histogram": d.histogram, "top": top, "nearest": nearest, "features_firing": alive, "device": backend.name(),
+        })
+    );
     Ok(())
 }
 

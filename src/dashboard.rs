@@ -25,6 +25,9 @@ pub struct Example {
 pub struct SampleActivations {
     /// The sample's contexts, without BOS.
     pub contexts: Vec<Vec<u32>>,
+    bos: Option<u32>,
+    /// Contexts run so far (the first `done`).
+    pub done: usize,
     pub n_tokens: usize,
     /// Per feature, where it fired, in sample order.
     pub fired: Vec<Vec<Example>>,
@@ -41,36 +44,51 @@ pub async fn run_sample(
     context: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SampleActivations, LmError> {
-    let hook = lm::attach_point(model, sae)?;
-    if context < 2 || context > model.cfg.n_positions {
-        return Err(LmError::Mismatch(format!("context must be between 2 and {} tokens, not {context}", model.cfg.n_positions)));
+    let mut run = SampleActivations::new(model, sae, sample, bos, context)?;
+    while run.done < run.contexts.len() {
+        run.run_next(model, sae, backend).await?;
+        progress(run.done, run.contexts.len());
     }
-    let body = context - usize::from(bos.is_some());
-    let contexts: Vec<Vec<u32>> = sample.chunks(body).map(<[u32]>::to_vec).collect();
-    if contexts.is_empty() {
-        return Err(LmError::Mismatch("the sample holds no tokens".into()));
+    Ok(run)
+}
+
+impl SampleActivations {
+    /// The sample cut into contexts, nothing run yet (`run_next` runs one context at a time, so
+    /// the page can paint between them).
+    pub fn new(model: &Gpt2, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> Result<SampleActivations, LmError> {
+        lm::attach_point(model, sae)?;
+        if context < 2 || context > model.cfg.n_positions {
+            return Err(LmError::Mismatch(format!("context must be between 2 and {} tokens, not {context}", model.cfg.n_positions)));
+        }
+        if sample.is_empty() {
+            return Err(LmError::Mismatch("the sample holds no tokens".into()));
+        }
+        let body = context - usize::from(bos.is_some());
+        let contexts: Vec<Vec<u32>> = sample.chunks(body).map(<[u32]>::to_vec).collect();
+        Ok(SampleActivations { contexts, bos, done: 0, n_tokens: 0, fired: vec![Vec::new(); sae.d_sae()] })
     }
-    let d_sae = sae.d_sae();
-    let mut fired: Vec<Vec<Example>> = vec![Vec::new(); d_sae];
-    let sae_backend = backend.sae_backend()?;
-    for (c, tokens) in contexts.iter().enumerate() {
-        let with_bos: Vec<u32> = bos.into_iter().chain(tokens.iter().copied()).collect();
+
+    /// Runs the next context through the model and the SAE and records where features fired.
+    pub async fn run_next(&mut self, model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>) -> Result<(), LmError> {
+        let hook = lm::attach_point(model, sae)?;
+        let (c, d_sae) = (self.done, sae.d_sae());
+        let tokens = &self.contexts[c];
+        let with_bos: Vec<u32> = self.bos.into_iter().chain(tokens.iter().copied()).collect();
         let acts = backend.activations_at(model, &with_bos, &hook).await?;
-        let skip = usize::from(bos.is_some()) * sae.d_in();
-        let dense = engine::analyze(sae, &sae_backend, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() }).await?.acts.expect("requested");
+        let skip = usize::from(self.bos.is_some()) * sae.d_in();
+        let dense = engine::analyze(sae, &backend.sae_backend()?, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() }).await?.acts.expect("requested");
         for (position, row) in dense.chunks_exact(d_sae).enumerate() {
             for (f, &a) in row.iter().enumerate() {
                 if a > 0.0 {
-                    fired[f].push(Example { context: c, position, activation: a });
+                    self.fired[f].push(Example { context: c, position, activation: a });
                 }
             }
         }
-        progress(c + 1, contexts.len());
+        self.n_tokens += tokens.len();
+        self.done += 1;
+        Ok(())
     }
-    let n_tokens = contexts.iter().map(Vec::len).sum();
-    Ok(SampleActivations { contexts, n_tokens, fired })
 }
-
 /// Per-feature summary for the feature list.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct FeatureSummary {

@@ -18,6 +18,7 @@ use crate::formats::sae_files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE 
 use crate::formats::tokenizer::TextTokenizer;
 use crate::gpu::model_runner::GpuGpt2;
 use crate::gpu::GpuSae;
+use crate::dashboard::{self, FeatureSummary, SampleActivations};
 use crate::lm::{self, LmBackend, Sampling, SpliceReport, Steer};
 use crate::model::Gpt2;
 use crate::sae::Sae;
@@ -32,6 +33,29 @@ struct LmState {
     gpu_model: Option<Rc<GpuGpt2>>,
     sae: Option<Rc<(Sae, String)>>,
     gpu_sae: Option<Rc<GpuSae>>,
+    /// The loaded SAE over the dashboard sample (dropped when another SAE or model loads).
+    sample: Option<Rc<SampleActivations>>,
+}
+
+/// An example in a dashboard as shown: a few tokens before, the firing token, a few after.
+#[derive(Clone, Debug, PartialEq)]
+struct ExampleView {
+    before: String,
+    token: String,
+    after: String,
+    activation: f32,
+}
+
+/// One feature's dashboard as shown.
+#[derive(Clone, Debug, PartialEq)]
+struct DashView {
+    feature: usize,
+    density: f32,
+    max_activation: f32,
+    histogram: Vec<u32>,
+    top: Vec<ExampleView>,
+    intervals: Vec<(f32, f32, Vec<ExampleView>)>,
+    nearest: Vec<(usize, f32)>,
 }
 
 /// One file's download as shown.
@@ -70,6 +94,11 @@ struct Shown {
     feature: usize,
     lens: Option<(Vec<(String, f32)>, Vec<(String, f32)>)>,
     generated: Option<(String, String)>,
+    /// Dashboards: (contexts done, total) while computing; the feature list; the selected one.
+    sample_progress: Option<(usize, usize)>,
+    feature_list: Vec<FeatureSummary>,
+    sort_by_max: bool,
+    dash: Option<DashView>,
 }
 
 /// Settings read from `#lm?base=…&repo=…` (so a link opens on a model), and whether the link named
@@ -99,6 +128,10 @@ fn url_settings() -> (String, String, bool) {
 const BUNDLED_MODEL: &str = "models/kjv-gpt2";
 const BUNDLED_SAES: [&str; 4] = ["topk-1024", "batchtopk-1024", "topk-4096", "batchtopk-4096"];
 const BUNDLED_TEXT: &str = "And God said, Let there be light: and there was light.";
+/// The bundled model's held-out text, the dashboards' sample.
+const BUNDLED_SAMPLE: &str = "models/kjv-gpt2/heldout.txt";
+/// Tokens per dashboard context (BOS included), as the bundled SAEs were trained.
+const SAMPLE_CONTEXT: usize = 128;
 
 #[component]
 pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: Signal<bool>) -> impl IntoView {
@@ -145,6 +178,15 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                     load_bundled_sae(state, engine, shown, name).await;
                 }
             });
+        }
+    };
+    let sample_tokens = RwSignal::new("4096".to_string());
+    let compute_dashboards = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |_| {
+            let (state, engine) = (state.clone(), engine.clone());
+            let limit = sample_tokens.get_untracked();
+            spawn_local(async move { compute_sample(state, engine, shown, limit).await });
         }
     };
     let download = {
@@ -301,7 +343,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                     }))}
                 </div>
                 // One handler for the feature buttons below (reactive children hold no callbacks).
-                <div on:click=on_feature_click>
+                <div on:click=on_feature_click.clone()>
                 {move || shown.with(|s| s.clicked_token.and_then(|i| s.run.as_ref().map(|r| (i, r.clone())))).map(|(i, r)| {
                     view! {
                         <div id="lm-token-features">
@@ -323,6 +365,39 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                         <div><h3>"suppresses"</h3><ol id="lm-lens-bottom">{bottom.into_iter().map(|(t, e)| view! { <li><code>{t}</code>{format!(" {e:+.3}")}</li> }).collect_view()}</ol></div>
                     </div>
                 })}
+                <h3>"Dashboard"</h3>
+                <div class="fields">
+                    <label class="field"><span>"sample tokens (of the bundled held-out text)"</span>
+                        <input id="lm-sample-tokens" prop:value=move || sample_tokens.get() on:change=move |ev| sample_tokens.set(event_target_value(&ev)) /></label>
+                </div>
+                <div class="buttons"><button id="lm-dashboards" on:click=compute_dashboards>"Compute dashboards"</button></div>
+                {move || shown.with(|s| s.sample_progress).map(|(done, total)| view! {
+                    <p><progress id="lm-sample-progress" max=total.to_string() value=done.to_string()></progress>{format!(" {done} / {total} contexts")}</p>
+                })}
+                <div on:click=on_feature_click.clone()>
+                {move || shown.with(|s| s.dash.clone()).map(|d| dashboard_view(d))}
+                </div>
+                <div on:click=on_feature_click.clone()>
+                {move || shown.with(|s| !s.feature_list.is_empty()).then(|| view! {
+                    <h3>"Features by " <select id="lm-sort" on:change=move |ev| shown.update(|s| s.sort_by_max = event_target_value(&ev) == "max")>
+                        <option value="density">"firing density"</option><option value="max">"max activation"</option></select></h3>
+                    <table id="lm-feature-list" class="feature-list"><tr><th>"feature"</th><th>"density"</th><th>"max"</th></tr>
+                    {move || shown.with(|s| {
+                        let mut list = s.feature_list.clone();
+                        if s.sort_by_max {
+                            list.sort_by(|a, b| b.max_activation.total_cmp(&a.max_activation).then(a.feature.cmp(&b.feature)));
+                        } else {
+                            list.sort_by(|a, b| b.density.total_cmp(&a.density).then(a.feature.cmp(&b.feature)));
+                        }
+                        list.truncate(40);
+                        list.into_iter().map(|f| view! {
+                            <tr><td><button class="link" data-feature=f.feature.to_string()>{format!("#{}", f.feature)}</button></td>
+                                <td>{format!("{:.2e}", f.density)}</td><td>{format!("{:.2}", f.max_activation)}</td></tr>
+                        }).collect_view()
+                    })}
+                    </table>
+                })}
+                </div>
                 <h3>"Steering"</h3>
                 <div class="fields">
                     <label class="field"><span>"mode"</span>
@@ -500,7 +575,10 @@ async fn install_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, s
     let mut st = state.borrow_mut();
     st.sae = Some(Rc::new((sae, name.clone())));
     st.gpu_sae = gpu_sae;
+    st.sample = None;
     shown.update(|s| {
+        s.feature_list.clear();
+        s.dash = None;
         s.sae_name = name;
         s.error = None;
         s.status = String::new();
@@ -607,9 +685,14 @@ async fn select(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown:
     };
     let name = |list: Vec<(u32, f32)>| list.into_iter().map(|(t, e)| (tokenizer.token_texts(&[t]).pop().unwrap_or_default(), e)).collect::<Vec<_>>();
     let lens = (name(lens.0), name(lens.1));
+    let sample = state.borrow().sample.clone();
+    let dash = sample.map(|sample| dash_view(&sample, sae, tokenizer, feature));
     shown.update(|s| {
         s.feature = feature;
         s.lens = Some(lens);
+        if dash.is_some() {
+            s.dash = dash;
+        }
         s.error = None;
         if let Some(r) = s.run.as_mut() {
             r.selected_acts = r.acts.chunks_exact(r.d_sae).map(|row| row[feature]).collect();
@@ -665,5 +748,131 @@ async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: 
             });
         }
         (Err(e), _) | (_, Err(e)) => shown.update(|s| s.error = Some(e.to_string())),
+    }
+}
+
+/// Runs the loaded SAE over (the first `limit` tokens of) the bundled held-out text, with a
+/// progress bar, for the dashboards; then shows the feature list and the selected feature's.
+async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, limit: String) {
+    let Ok(limit) = limit.trim().parse::<usize>() else {
+        return shown.update(|s| s.error = Some(format!("sample tokens: '{limit}' is not a number")));
+    };
+    if !(SAMPLE_CONTEXT..=1 << 20).contains(&limit) {
+        return shown.update(|s| s.error = Some(format!("sample tokens must be between {SAMPLE_CONTEXT} and {}", 1 << 20)));
+    }
+    let gpu = engine.borrow().gpu.clone();
+    let l = match loaded(&state, gpu) {
+        Ok(l) => l,
+        Err(e) => return shown.update(|s| s.error = Some(e)),
+    };
+    let (model, tokenizer, sae) = (&l.model.0, &l.model.1, &l.sae.0);
+    let text = match web::fetch_bytes(BUNDLED_SAMPLE).await.map_err(|e| e.to_string()).and_then(|b| crate::formats::corpus::parse_corpus(BUNDLED_SAMPLE, &b).map_err(|e| e.to_string())) {
+        Ok(t) => t,
+        Err(e) => return shown.update(|s| s.error = Some(format!("the dashboard sample: {e}"))),
+    };
+    let mut tokens = match tokenizer.encode(&text) {
+        Ok(t) => t,
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+    };
+    tokens.truncate(limit);
+    let backend = match &l.gpu {
+        Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
+        None => LmBackend::Cpu,
+    };
+    let bos = tokenizer.special_id("<|endoftext|>");
+    let context = SAMPLE_CONTEXT.min(model.cfg.n_positions);
+    shown.update(|s| {
+        s.error = None;
+        s.sample_progress = Some((0, tokens.len().div_ceil(context - usize::from(bos.is_some()))));
+    });
+    let started = web::now_ms();
+    let mut run = match SampleActivations::new(model, sae, &tokens, bos, context) {
+        Ok(r) => r,
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+    };
+    let total = run.contexts.len();
+    while run.done < total {
+        if let Err(e) = run.run_next(model, sae, &backend).await {
+            return shown.update(|s| {
+                s.error = Some(e.to_string());
+                s.sample_progress = None;
+            });
+        }
+        shown.update(|s| s.sample_progress = Some((run.done, total)));
+        // Paint the progress (on the CPU reference nothing else would yield).
+        web::yield_to_browser().await;
+    }
+    let sample = Rc::new(run);
+    let feature = shown.with_untracked(|s| s.feature);
+    let dash = dash_view(&sample, sae, tokenizer, feature);
+    let summaries = sample.summaries();
+    let seconds = (web::now_ms() - started) / 1e3;
+    state.borrow_mut().sample = Some(sample.clone());
+    shown.update(|s| {
+        s.feature_list = summaries;
+        s.dash = Some(dash);
+        s.status = format!("Dashboards over {} sample tokens in {seconds:.1} s on {}.", sample.n_tokens, backend.name());
+    });
+}
+
+/// A feature's dashboard with its examples put into words: 8 tokens before, 3 after.
+fn dash_view(sample: &SampleActivations, sae: &Sae, tokenizer: &TextTokenizer, feature: usize) -> DashView {
+    let feature = feature.min(sae.d_sae() - 1);
+    let d = sample.dashboard(feature, 10, 24, 5, 3);
+    let words = |e: &dashboard::Example| {
+        let context = &sample.contexts[e.context];
+        let texts = tokenizer.token_texts(&context[e.position.saturating_sub(8)..(e.position + 4).min(context.len())]);
+        let at = e.position - e.position.saturating_sub(8);
+        ExampleView { before: texts[..at].concat(), token: texts[at].clone(), after: texts[at + 1..].concat(), activation: e.activation }
+    };
+    DashView {
+        feature,
+        density: d.density,
+        max_activation: d.max_activation,
+        histogram: d.histogram.clone(),
+        top: d.top.iter().map(words).collect(),
+        intervals: d.intervals.iter().map(|(lo, hi, ex)| (*lo, *hi, ex.iter().map(words).collect())).collect(),
+        nearest: dashboard::nearest_features(sae, feature, sae, 6).unwrap_or_default(),
+    }
+}
+
+fn examples_view(examples: Vec<ExampleView>) -> impl IntoView {
+    view! {
+        <ol class="examples">{examples.into_iter().map(|e| view! {
+            <li><span class="act">{format!("{:.2}", e.activation)}</span>" "
+                <span class="context">{e.before}<mark>{e.token}</mark>{e.after}</span></li>
+        }).collect_view()}</ol>
+    }
+}
+
+fn dashboard_view(d: DashView) -> impl IntoView {
+    let peak = d.histogram.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let bar_w = 300.0 / d.histogram.len().max(1) as f64;
+    let bars = d
+        .histogram
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let h = 60.0 * c as f64 / peak;
+            view! { <rect class="bar" x=i as f64 * bar_w y=62.0 - h width=(bar_w - 1.0).max(1.0) height=h><title>{format!("{c} tokens")}</title></rect> }
+        })
+        .collect_view();
+    view! {
+        <div id="lm-dashboard" data-feature=d.feature.to_string()>
+            <p>"Fires on " <b id="lm-dash-density">{format!("{:.3}%", 100.0 * d.density)}</b>" of sample tokens; max activation "
+                <b id="lm-dash-max">{format!("{:.3}", d.max_activation)}</b>"."</p>
+            <svg id="lm-dash-histogram" viewBox="0 0 300 74" role="img" aria-label="activation histogram">{bars}
+                <text x="0" y="73">"0"</text><text x="250" y="73">{format!("{:.2}", d.max_activation)}</text></svg>
+            <h4>"Top activations"</h4>
+            <div id="lm-dash-top">{examples_view(d.top)}</div>
+            <h4>"By activation interval"</h4>
+            <div id="lm-dash-intervals">{d.intervals.into_iter().rev().filter(|(_, _, ex)| !ex.is_empty()).map(|(lo, hi, ex)| view! {
+                <div><p class="muted">{format!("{lo:.2} – {hi:.2}")}</p>{examples_view(ex)}</div>
+            }).collect_view()}</div>
+            <h4>"Nearest features (decoder cosine)"</h4>
+            <ol id="lm-dash-nearest">{d.nearest.into_iter().map(|(j, c)| view! {
+                <li><button class="link" data-feature=j.to_string()>{format!("#{j}")}</button>{format!(" {c:.3}")}</li>
+            }).collect_view()}</ol>
+        </div>
     }
 }
