@@ -823,7 +823,9 @@ fn dash_view(sample: &SampleActivations, sae: &Sae, tokenizer: &TextTokenizer, f
         let context = &sample.contexts[e.context];
         let texts = tokenizer.token_texts(&context[e.position.saturating_sub(8)..(e.position + 4).min(context.len())]);
         let at = e.position - e.position.saturating_sub(8);
-        ExampleView { before: texts[..at].concat(), token: texts[at].clone(), after: texts[at + 1..].concat(), activation: e.activation }
+        // Line breaks shown as ↵, so each example stays on its line.
+        let flat = |t: String| t.replace('\n', "↵");
+        ExampleView { before: flat(texts[..at].concat()), token: flat(texts[at].clone()), after: flat(texts[at + 1..].concat()), activation: e.activation }
     };
     DashView {
         feature,

@@ -69,7 +69,7 @@ test("the language-model tab opens on the bundled model and SAE with no network"
   const max = Number(await page.locator("#lm-dash-max").innerText());
   assert.ok(Math.abs(max - want.max_activation) <= 2e-3 * (1 + want.max_activation), `max: page ${max}, CLI ${want.max_activation}`);
   if (want.top.length > 0) {
-    assert.equal(await page.locator("#lm-dash-top mark").first().textContent(), want.top[0].token);
+    assert.equal(await page.locator("#lm-dash-top mark").first().textContent(), want.top[0].token.replace(/\n/g, "↵"));
   }
   assert.equal(await page.locator("#lm-dash-nearest li").count(), 6);
   // The feature list, sorted by max activation, and a feature chosen from it.
