@@ -35,6 +35,8 @@ struct LmState {
     gpu_sae: Option<Rc<GpuSae>>,
     /// The loaded SAE over the dashboard sample (dropped when another SAE or model loads).
     sample: Option<Rc<SampleActivations>>,
+    /// A second SAE whose features are matched to the selected one by decoder cosine.
+    compare: Option<Rc<(Sae, String)>>,
 }
 
 /// An example in a dashboard as shown: a few tokens before, the firing token, a few after.
@@ -56,6 +58,8 @@ struct DashView {
     top: Vec<ExampleView>,
     intervals: Vec<(f32, f32, Vec<ExampleView>)>,
     nearest: Vec<(usize, f32)>,
+    /// The nearest features of the comparison SAE, with its name.
+    matched: Option<(String, Vec<(usize, f32)>)>,
 }
 
 /// One file's download as shown.
@@ -178,6 +182,14 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                     load_bundled_sae(state, engine, shown, name).await;
                 }
             });
+        }
+    };
+    let on_compare = {
+        let (state, engine) = (state.clone(), engine.clone());
+        move |ev: leptos::ev::Event| {
+            let name = event_target_value(&ev);
+            let (state, engine) = (state.clone(), engine.clone());
+            spawn_local(async move { load_comparison(state, engine, shown, name).await });
         }
     };
     let sample_tokens = RwSignal::new("4096".to_string());
@@ -370,7 +382,12 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                     <label class="field"><span>"sample tokens (of the bundled held-out text)"</span>
                         <input id="lm-sample-tokens" prop:value=move || sample_tokens.get() on:change=move |ev| sample_tokens.set(event_target_value(&ev)) /></label>
                 </div>
-                <div class="buttons"><button id="lm-dashboards" on:click=compute_dashboards>"Compute dashboards"</button></div>
+                <div class="buttons"><button id="lm-dashboards" on:click=compute_dashboards>"Compute dashboards"</button>
+                    <label>" match features with "
+                        <select id="lm-compare" on:change=on_compare>
+                            <option value="">"no other SAE"</option>
+                            {BUNDLED_SAES.iter().map(|n| view! { <option value=*n>{*n}</option> }).collect_view()}
+                        </select></label></div>
                 {move || shown.with(|s| s.sample_progress).map(|(done, total)| view! {
                     <p><progress id="lm-sample-progress" max=total.to_string() value=done.to_string()></progress>{format!(" {done} / {total} contexts")}</p>
                 })}
@@ -686,7 +703,8 @@ async fn select(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown:
     let name = |list: Vec<(u32, f32)>| list.into_iter().map(|(t, e)| (tokenizer.token_texts(&[t]).pop().unwrap_or_default(), e)).collect::<Vec<_>>();
     let lens = (name(lens.0), name(lens.1));
     let sample = state.borrow().sample.clone();
-    let dash = sample.map(|sample| dash_view(&sample, sae, tokenizer, feature));
+    let compare = state.borrow().compare.clone();
+    let dash = sample.map(|sample| dash_view(&sample, sae, tokenizer, feature, compare.as_deref()));
     shown.update(|s| {
         s.feature = feature;
         s.lens = Some(lens);
@@ -804,7 +822,8 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
     }
     let sample = Rc::new(run);
     let feature = shown.with_untracked(|s| s.feature);
-    let dash = dash_view(&sample, sae, tokenizer, feature);
+    let compare = state.borrow().compare.clone();
+    let dash = dash_view(&sample, sae, tokenizer, feature, compare.as_deref());
     let summaries = sample.summaries();
     let seconds = (web::now_ms() - started) / 1e3;
     state.borrow_mut().sample = Some(sample.clone());
@@ -816,7 +835,7 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
 }
 
 /// A feature's dashboard with its examples put into words: 8 tokens before, 3 after.
-fn dash_view(sample: &SampleActivations, sae: &Sae, tokenizer: &TextTokenizer, feature: usize) -> DashView {
+fn dash_view(sample: &SampleActivations, sae: &Sae, tokenizer: &TextTokenizer, feature: usize, compare: Option<&(Sae, String)>) -> DashView {
     let feature = feature.min(sae.d_sae() - 1);
     let d = sample.dashboard(feature, 10, 24, 5, 3);
     let words = |e: &dashboard::Example| {
@@ -835,6 +854,7 @@ fn dash_view(sample: &SampleActivations, sae: &Sae, tokenizer: &TextTokenizer, f
         top: d.top.iter().map(words).collect(),
         intervals: d.intervals.iter().map(|(lo, hi, ex)| (*lo, *hi, ex.iter().map(words).collect())).collect(),
         nearest: dashboard::nearest_features(sae, feature, sae, 6).unwrap_or_default(),
+        matched: compare.and_then(|(other, name)| dashboard::nearest_features(sae, feature, other, 6).ok().map(|m| (name.clone(), m))),
     }
 }
 
@@ -871,10 +891,34 @@ fn dashboard_view(d: DashView) -> impl IntoView {
             <div id="lm-dash-intervals">{d.intervals.into_iter().rev().filter(|(_, _, ex)| !ex.is_empty()).map(|(lo, hi, ex)| view! {
                 <div><p class="muted">{format!("{lo:.2} – {hi:.2}")}</p>{examples_view(ex)}</div>
             }).collect_view()}</div>
+            {d.matched.map(|(name, list)| view! {
+                <h4>"Matching features in " {name} " (decoder cosine)"</h4>
+                <ol id="lm-dash-matched">{list.into_iter().map(|(j, c)| view! { <li>{format!("#{j} {c:.3}")}</li> }).collect_view()}</ol>
+            })}
             <h4>"Nearest features (decoder cosine)"</h4>
             <ol id="lm-dash-nearest">{d.nearest.into_iter().map(|(j, c)| view! {
                 <li><button class="link" data-feature=j.to_string()>{format!("#{j}")}</button>{format!(" {c:.3}")}</li>
             }).collect_view()}</ol>
         </div>
     }
+}
+
+/// Chooses the bundled SAE whose features are matched to the selected feature by decoder cosine
+/// (feature splitting and absorption across dictionary sizes); "" for none. Kept on the CPU: only
+/// its decoder is read.
+async fn load_comparison(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, name: String) {
+    if name.is_empty() {
+        state.borrow_mut().compare = None;
+    } else {
+        let folder = format!("{BUNDLED_MODEL}/saes/{name}");
+        let files = async { Ok::<_, String>((web::fetch_bytes(&format!("{folder}/{CFG_FILE}")).await?, web::fetch_bytes(&format!("{folder}/{SAE_WEIGHTS_FILE}")).await?)) };
+        let sae = match files.await.and_then(|(cfg, weights)| parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).map_err(|e| e.to_string())) {
+            Ok(s) => s,
+            Err(e) => return shown.update(|s| s.error = Some(format!("the bundled SAE {name}: {e}"))),
+        };
+        let label = format!("{name} ({} features)", sae.d_sae());
+        state.borrow_mut().compare = Some(Rc::new((sae, label)));
+    }
+    let feature = shown.with_untracked(|s| s.feature);
+    select(state, engine, shown, feature).await;
 }

@@ -79,6 +79,11 @@ test("the language-model tab opens on the bundled model and SAE with no network"
   const second = await page.locator("#lm-feature-list button").nth(1).getAttribute("data-feature");
   await page.locator("#lm-feature-list button").nth(1).click();
   await page.locator(`#lm-dashboard[data-feature="${second}"]`).waitFor({ timeout: 30_000 });
+  // Its features matched in the 4096-latent TopK SAE by decoder cosine, most similar first.
+  await page.locator("#lm-compare").selectOption("topk-4096");
+  await page.locator("#lm-dash-matched li").nth(5).waitFor({ timeout: 60_000 });
+  const cosines = (await page.locator("#lm-dash-matched li").allInnerTexts()).map((t) => Number(t.split(" ")[1]));
+  assert.ok(cosines.every((c, i) => c <= 1 && (i === 0 || cosines[i - 1] >= c)), `${cosines}`);
   await page.screenshot({ path: path.join(shots, "11-bundled-dashboard.png"), fullPage: true });
 
   // Another bundled SAE: a BatchTopK one (saved as JumpReLU), four times wider.
