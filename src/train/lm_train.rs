@@ -29,11 +29,11 @@ pub struct LmTrainer {
     pub store: ActivationStore,
     pub training: SaeTrainer,
     pub model_name: String,
+    /// Held-out rows used for L0 and FVU, and held-out contexts spliced, per evaluation (the page
+    /// uses fewer, so evaluating does not stall training on a slow adapter).
+    pub eval_rows: usize,
+    pub eval_contexts: usize,
 }
-
-/// Held-out rows used for L0 and FVU, and held-out contexts spliced, per evaluation.
-const EVAL_ROWS: usize = 2048;
-const EVAL_CONTEXTS: usize = 4;
 
 impl LmTrainer {
     /// A fresh SAE on `model`'s activations at `store_cfg.hook` over `corpus` (token ids);
@@ -43,7 +43,7 @@ impl LmTrainer {
         let mut store = ActivationStore::new(model, corpus, bos, store_cfg)?;
         let first = store.next_batch(model, backend, train.batch.max(256)).await.map_err(|e| e.to_string())?;
         let training = SaeTrainer::new(train, store.d_in(), &first)?;
-        Ok(LmTrainer { store, training, model_name: model_name.to_string() })
+        Ok(LmTrainer { store, training, model_name: model_name.to_string(), eval_rows: 2048, eval_contexts: 4 })
     }
 
     /// Tokens trained on so far (each step one batch of rows).
@@ -84,7 +84,7 @@ impl LmTrainer {
             (Some(s), LmBackend::Gpu { gpu, model: m, .. }) => (Backend::Gpu { gpu, sae: s }, LmBackend::Gpu { gpu, model: m, sae: Some(s) }),
             _ => (Backend::Cpu, LmBackend::Cpu),
         };
-        let rows = self.store.held_out_rows(model, &lm_backend, EVAL_ROWS).await?;
+        let rows = self.store.held_out_rows(model, &lm_backend, self.eval_rows).await?;
         let (l0, fvu) = if rows.is_empty() {
             (f64::NAN, f64::NAN)
         } else {
@@ -92,7 +92,7 @@ impl LmTrainer {
             (m.l0, m.fvu)
         };
         let (mut clean, mut spliced, mut zero, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
-        for context in self.store.held_out_contexts().iter().take(EVAL_CONTEXTS) {
+        for context in self.store.held_out_contexts().iter().take(self.eval_contexts) {
             let r = lm::splice(model, &sae, &lm_backend, context, 0).await?;
             clean += r.ce_clean as f64;
             spliced += r.ce_spliced as f64;

@@ -297,6 +297,20 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
         }
     };
 
+    let source = {
+        let (state_m, state_o, engine_o) = (state.clone(), state.clone(), engine.clone());
+        super::lm_train::ModelSource {
+            model: Box::new(move || {
+                let st = state_m.borrow();
+                st.model.clone().map(|m| (m, st.gpu_model.clone()))
+            }),
+            open_sae: Box::new(move |cfg, weights| {
+                let (state, engine) = (state_o.clone(), engine_o.clone());
+                spawn_local(async move { install_sae(state, engine, shown, &cfg, &weights, " (trained here)").await });
+            }),
+        }
+    };
+    let train_panel = super::lm_train::TrainPanel(super::lm_train::TrainPanelProps { engine: engine.clone(), source: Rc::new(source) });
     view! {
         <section class="lm">
             <div class="panel lm-load" id="lm-drop" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
@@ -450,6 +464,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                     </table>
                 })}
             </div>
+            {train_panel}
         </section>
     }
 }

@@ -6,6 +6,7 @@
 
 mod lab;
 mod lm;
+mod lm_train;
 mod plots;
 mod web;
 
