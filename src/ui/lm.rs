@@ -572,12 +572,16 @@ async fn load_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
     install_sae(state, engine, shown, &cfg, &weights, "").await;
 }
 
+/// The cfg.json and weights of a bundled SAE.
+async fn bundled_sae_files(name: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let folder = format!("{BUNDLED_MODEL}/saes/{name}");
+    Ok((web::fetch_bytes(&format!("{folder}/{CFG_FILE}")).await?, web::fetch_bytes(&format!("{folder}/{SAE_WEIGHTS_FILE}")).await?))
+}
+
 /// One of the SAEs bundled with the page, by name.
 async fn load_bundled_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, name: &str) {
-    let folder = format!("{BUNDLED_MODEL}/saes/{name}");
     shown.update(|s| s.status = format!("Loading the bundled SAE {name} …"));
-    let files = async { Ok::<_, String>((web::fetch_bytes(&format!("{folder}/{CFG_FILE}")).await?, web::fetch_bytes(&format!("{folder}/{SAE_WEIGHTS_FILE}")).await?)) };
-    match files.await {
+    match bundled_sae_files(name).await {
         Ok((cfg, weights)) => install_sae(state, engine, shown, &cfg, &weights, &format!(" (bundled {name})")).await,
         Err(e) => shown.update(|s| s.error = Some(format!("the bundled SAE {name}: {e}"))),
     }
@@ -925,9 +929,7 @@ async fn load_comparison(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>
     if name.is_empty() {
         state.borrow_mut().compare = None;
     } else {
-        let folder = format!("{BUNDLED_MODEL}/saes/{name}");
-        let files = async { Ok::<_, String>((web::fetch_bytes(&format!("{folder}/{CFG_FILE}")).await?, web::fetch_bytes(&format!("{folder}/{SAE_WEIGHTS_FILE}")).await?)) };
-        let sae = match files.await.and_then(|(cfg, weights)| parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).map_err(|e| e.to_string())) {
+        let sae = match bundled_sae_files(&name).await.and_then(|(cfg, weights)| parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).map_err(|e| e.to_string())) {
             Ok(s) => s,
             Err(e) => return shown.update(|s| s.error = Some(format!("the bundled SAE {name}: {e}"))),
         };
