@@ -157,3 +157,14 @@ fn divergence_on_the_gpu_is_reported() {
     assert!(err.contains("diverged"), "{err}");
     assert_eq!(t.training.params, before, "the last good parameters are kept");
 }
+
+#[test]
+fn a_size_that_does_not_fit_the_adapter_says_what_would() {
+    let gpu = gpu();
+    let arch = TrainArch::TopK { k: 4 };
+    let p = Params::init(arch, 16, 64, 1);
+    let batch = (gpu.max_binding_bytes() / 4 / 64 + 1) as usize;
+    let err = GpuTrainer::new(&gpu, &p, arch, batch).err().expect("too large").to_string();
+    let max_batch = gpu.max_binding_bytes() / 4 / 64;
+    assert!(err.contains(&format!("with dict 64 the batch can be at most {max_batch}")), "{err}");
+}

@@ -122,11 +122,16 @@ impl GpuTrainer {
         if arch.uses_auxk() && (d / 2).max(1) > MAX_TOPK {
             return Err(GpuError::TooLarge(format!("GPU AuxK needs d_in/2 ≤ {MAX_TOPK}, got d_in={d}")));
         }
-        let widest = (batch * m.max(d)) as u64 * 4;
-        if widest > gpu.max_binding_bytes() || (d * m) as u64 * 4 > gpu.max_binding_bytes() {
+        // Each of [batch, max(d_sae, d_in)] and [d_in, d_sae] must fit one storage binding; say
+        // what would fit on this adapter.
+        let limit = gpu.max_binding_bytes() / 4;
+        let widest = (batch * m.max(d)) as u64;
+        if widest > limit || (d * m) as u64 > limit {
+            let max_batch = limit / m.max(d) as u64;
+            let max_dict = (limit / d as u64).min(limit / batch.max(1) as u64);
             return Err(GpuError::TooLarge(format!(
-                "batch {batch} × dict {m} × d_in {d} does not fit one GPU binding of {} bytes; use a smaller batch",
-                gpu.max_binding_bytes()
+                "batch {batch} × dict {m} × d_in {d} does not fit this adapter (one GPU binding holds {} MiB): with dict {m} the batch can be at most {max_batch}; with batch {batch} the dict can be at most {max_dict}",
+                gpu.max_binding_bytes() >> 20
             )));
         }
         let shape = p.zeros_like();
