@@ -240,7 +240,10 @@ async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefC
     web::yield_to_browser().await;
     let steps = train_cfg.steps;
     let tokens_total = (steps * train_cfg.batch) as u64;
-    let mut trainer = LmTrainer::new(&model.0, &model.2, &backend, &corpus, model.1.special_id("<|endoftext|>"), store_cfg, train_cfg).await?;
+    // The model's name as SAELens records it: the repository's last part ("gpt2" for
+    // huggingface.co/gpt2 or openai-community/gpt2, "kjv-gpt2" for the bundled model).
+    let model_name = model.2.trim_end_matches("/resolve/main").rsplit('/').next().unwrap_or(&model.2).to_string();
+    let mut trainer = LmTrainer::new(&model.0, &model_name, &backend, &corpus, model.1.special_id("<|endoftext|>"), store_cfg, train_cfg).await?;
     (trainer.eval_rows, trainer.eval_contexts) = (256, 1);
     if let (Some(g), Some(_)) = (&gpu, &gpu_model) {
         trainer.training.use_gpu(g).map_err(|e| format!("{e} — try fewer latents or a smaller batch"))?;
