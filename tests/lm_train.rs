@@ -94,6 +94,10 @@ fn the_store_serves_each_harvested_row_and_holds_contexts_out() {
     }
     assert!(store.epochs >= 1);
 
+    // A batch larger than the buffer is served whole.
+    let big = pollster::block_on(store.next_batch(&model, &LmBackend::Cpu, 50)).unwrap();
+    assert_eq!(big.len(), 50 * d);
+
     let err = |tokens: &[u32], cfg: StoreConfig| ActivationStore::new(&model, tokens, Some(0), cfg).err().expect("refused");
     assert!(err(&[], store_cfg(hook, 20)).contains("corpus is empty"));
     assert!(err(&tokens, store_cfg("blocks.9.hook_resid_pre", 20)).contains("hook"));

@@ -122,10 +122,10 @@ impl ActivationStore {
         Ok(acts[skip..].to_vec())
     }
 
-    /// Runs the model over the next contexts until the buffer holds `buffer_rows` rows, then
+    /// Runs the model over the next contexts until the buffer holds `at_least` rows, then
     /// shuffles it.
-    async fn refill(&mut self, model: &Gpt2, backend: &LmBackend<'_>) -> Result<(), LmError> {
-        while self.buffer.len() < self.cfg.buffer_rows * self.d {
+    async fn refill(&mut self, model: &Gpt2, backend: &LmBackend<'_>, at_least: usize) -> Result<(), LmError> {
+        while self.buffer.len() < at_least * self.d {
             if self.next == self.order.len() {
                 self.epochs += 1;
                 self.new_epoch();
@@ -156,7 +156,8 @@ impl ActivationStore {
     pub async fn next_batch(&mut self, model: &Gpt2, backend: &LmBackend<'_>, rows: usize) -> Result<Vec<f32>, LmError> {
         let half = (self.cfg.buffer_rows / 2).max(rows);
         if self.buffer.len() < half * self.d || self.buffer.len() < rows * self.d {
-            self.refill(model, backend).await?;
+            // A batch larger than the buffer is still served whole.
+            self.refill(model, backend, self.cfg.buffer_rows.max(rows)).await?;
         }
         let start = self.buffer.len() - rows * self.d;
         Ok(self.buffer.split_off(start))
