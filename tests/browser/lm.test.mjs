@@ -190,6 +190,9 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   await page.locator("#lm-repo").dispatchEvent("change");
   await page.locator("#lm-download").click();
   await page.locator("#lm-model-name").filter({ hasText: /tiny\/gpt2\/resolve\/main — 2 layers/ }).waitFor({ timeout: 60_000 });
+  // Drag events take viewport coordinates: bring the panel's top into view first.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.locator("#lm-model-name").scrollIntoViewIfNeeded();
   const box = await page.locator("#lm-drop").boundingBox();
   const cdp = await context.newCDPSession(page);
   const data = { items: [], files: [nested], dragOperationsMask: 1 };
