@@ -396,18 +396,27 @@ fn bench_model(flags: &Flags) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `--corpus FILE` (UTF-8 text, checked by `parse_corpus`) as token ids through the model folder's
+/// `tokenizer.json`, with the tokenizer (its `<|endoftext|>` is the BOS of harvested contexts).
+fn corpus_tokens(flags: &Flags, dir: &Path) -> Result<(crate::formats::tokenizer::TextTokenizer, Vec<u32>), CliError> {
+    use crate::formats::gpt2_files::TOKENIZER_FILE;
+    let corpus_path = flags.required("corpus")?;
+    let bytes = std::fs::read(corpus_path).map_err(|e| CliError(format!("{corpus_path}: {e}")))?;
+    let text = crate::formats::corpus::parse_corpus(corpus_path, &bytes)?;
+    let path = dir.join(TOKENIZER_FILE);
+    let tokenizer = crate::formats::tokenizer::TextTokenizer::parse(&std::fs::read(&path).map_err(|e| CliError(format!("{}: {e}", path.display())))?)?;
+    let tokens = tokenizer.encode(&text)?;
+    Ok((tokenizer, tokens))
+}
+
 /// `saelab dashboard`: one feature's dashboard (SAE-Vis style) over a text sample, and the feature
 /// list's summary, as JSON; the page computes the same from the same sample.
 fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
-    use crate::formats::tokenizer::TextTokenizer;
+    use crate::formats::gpt2_files::load_model_dir;
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
     let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
-    let corpus_path = flags.required("corpus")?;
-    let text = crate::formats::corpus::parse_corpus(corpus_path, &std::fs::read(corpus_path).map_err(|e| CliError(format!("{corpus_path}: {e}")))?)?;
-    let tokenizer = TextTokenizer::parse(&std::fs::read(dir.join(TOKENIZER_FILE)).map_err(|e| CliError(format!("{}: {e}", dir.join(TOKENIZER_FILE).display())))?)?;
-    let mut tokens = tokenizer.encode(&text)?;
+    let (tokenizer, mut tokens) = corpus_tokens(flags, dir)?;
     tokens.truncate(flags.number("tokens", 4096)?);
     let feature: usize = flags.number("feature", 0)?;
     if feature >= sae.d_sae() {
@@ -437,8 +446,7 @@ fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
 /// the CPU reference and the GPU: harvest = the model's blocks up to the hook over `--contexts`
 /// contexts of `--context` tokens; train = `--steps` training steps on batches already harvested.
 fn bench_train(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
-    use crate::formats::tokenizer::TextTokenizer;
+    use crate::formats::gpt2_files::load_model_dir;
     use crate::lm::LmBackend;
     use crate::train::sae_train::TrainArch;
     use crate::train::trainer::{SaeTrainer, TrainConfig};
@@ -446,9 +454,7 @@ fn bench_train(flags: &Flags) -> Result<(), CliError> {
     let model = load_model_dir(dir)?;
     let hook = flags.required("hook")?;
     model.cfg.check_hook(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
-    let text = crate::formats::corpus::parse_corpus(flags.required("corpus")?, &std::fs::read(flags.required("corpus")?).map_err(|e| CliError(e.to_string()))?)?;
-    let tokenizer = TextTokenizer::parse(&std::fs::read(dir.join(TOKENIZER_FILE)).map_err(|e| CliError(e.to_string()))?)?;
-    let corpus = tokenizer.encode(&text)?;
+    let (_, corpus) = corpus_tokens(flags, dir)?;
     let context: usize = flags.number("context", 128)?;
     let contexts: usize = flags.number("contexts", 16)?;
     let (dict, k, batch, steps): (usize, usize, usize, usize) = (flags.number("dict", 4096)?, flags.number("k", 16)?, flags.number("batch", 1024)?, flags.number("steps", 5)?);
@@ -801,9 +807,7 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
 /// and held-out evaluations on stderr, the final evaluation as JSON on stdout, saved in SAELens
 /// format.
 fn train_on_model(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::corpus::parse_corpus;
-    use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
-    use crate::formats::tokenizer::TextTokenizer;
+    use crate::formats::gpt2_files::load_model_dir;
     use crate::train::activations::StoreConfig;
     use crate::train::lm_train::LmTrainer;
     use crate::train::sae_train::TrainArch;
@@ -814,11 +818,7 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
     let model = load_model_dir(dir)?;
     let hook = flags.required("hook")?.to_string();
     model.cfg.check_hook(&hook).map_err(|e| CliError(format!("--hook: {e}")))?;
-    let corpus_path = flags.required("corpus")?;
-    let bytes = std::fs::read(corpus_path).map_err(|e| CliError(format!("{corpus_path}: {e}")))?;
-    let text = parse_corpus(corpus_path, &bytes)?;
-    let tokenizer = TextTokenizer::parse(&std::fs::read(dir.join(TOKENIZER_FILE)).map_err(|e| CliError(format!("{}: {e}", dir.join(TOKENIZER_FILE).display())))?)?;
-    let corpus = tokenizer.encode(&text)?;
+    let (tokenizer, corpus) = corpus_tokens(flags, dir)?;
     let bos = tokenizer.special_id("<|endoftext|>");
 
     let k: usize = flags.number("k", 32)?;

@@ -25,6 +25,8 @@ pub struct Example {
 pub struct SampleActivations {
     /// The sample's contexts, without BOS.
     pub contexts: Vec<Vec<u32>>,
+    /// The SAE's hook on the model, checked once.
+    hook: String,
     bos: Option<u32>,
     /// Contexts run so far (the first `done`).
     pub done: usize,
@@ -56,7 +58,7 @@ impl SampleActivations {
     /// The sample cut into contexts, nothing run yet (`run_next` runs one context at a time, so
     /// the page can paint between them).
     pub fn new(model: &Gpt2, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> Result<SampleActivations, LmError> {
-        lm::attach_point(model, sae)?;
+        let hook = lm::attach_point(model, sae)?;
         if context < 2 || context > model.cfg.n_positions {
             return Err(LmError::Mismatch(format!("context must be between 2 and {} tokens, not {context}", model.cfg.n_positions)));
         }
@@ -65,16 +67,16 @@ impl SampleActivations {
         }
         let body = context - usize::from(bos.is_some());
         let contexts: Vec<Vec<u32>> = sample.chunks(body).map(<[u32]>::to_vec).collect();
-        Ok(SampleActivations { contexts, bos, done: 0, n_tokens: 0, fired: vec![Vec::new(); sae.d_sae()] })
+        Ok(SampleActivations { contexts, hook, bos, done: 0, n_tokens: 0, fired: vec![Vec::new(); sae.d_sae()] })
     }
 
-    /// Runs the next context through the model and the SAE and records where features fired.
+    /// Runs the next context through the model and the SAE (the ones given to `new`) and records
+    /// where features fired.
     pub async fn run_next(&mut self, model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>) -> Result<(), LmError> {
-        let hook = lm::attach_point(model, sae)?;
         let (c, d_sae) = (self.done, sae.d_sae());
         let tokens = &self.contexts[c];
         let with_bos: Vec<u32> = self.bos.into_iter().chain(tokens.iter().copied()).collect();
-        let acts = backend.activations_at(model, &with_bos, &hook).await?;
+        let acts = backend.activations_at(model, &with_bos, &self.hook).await?;
         let skip = usize::from(self.bos.is_some()) * sae.d_in();
         let dense = engine::analyze(sae, &backend.sae_backend()?, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() }).await?.acts.expect("requested");
         for (position, row) in dense.chunks_exact(d_sae).enumerate() {

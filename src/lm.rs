@@ -62,9 +62,7 @@ impl LmBackend<'_> {
             }
         }
     }
-}
 
-impl LmBackend<'_> {
     /// The activations `[n_tokens, d]` at hook `name`, running only the blocks needed to reach it
     /// and no unembedding (harvesting for SAE training).
     pub async fn activations_at(&self, model: &Gpt2, tokens: &[u32], name: &str) -> Result<Vec<f32>, LmError> {

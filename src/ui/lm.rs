@@ -630,6 +630,16 @@ struct Loaded {
     gpu: Option<(Rc<crate::gpu::Gpu>, Rc<GpuGpt2>, Rc<GpuSae>)>,
 }
 
+impl Loaded {
+    /// WebGPU when the model and SAE are on it, else the CPU reference.
+    fn backend(&self) -> LmBackend<'_> {
+        match &self.gpu {
+            Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
+            None => LmBackend::Cpu,
+        }
+    }
+}
+
 fn loaded(state: &Rc<RefCell<LmState>>, engine_gpu: Option<Rc<crate::gpu::Gpu>>) -> Result<Loaded, String> {
     let st = state.borrow();
     let model = st.model.clone().ok_or("load a model first")?;
@@ -661,10 +671,7 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
         s.error = None;
     });
     web::yield_to_browser().await;
-    let backend = match &l.gpu {
-        Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
-        None => LmBackend::Cpu,
-    };
+    let backend = l.backend();
     let sae = &l.sae.0;
     // One clean pass serves the token colours, the feature lists and the splice evaluation.
     let started = web::now_ms();
@@ -768,10 +775,7 @@ async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: 
     let feature = shown.with_untracked(|s| s.feature);
     shown.update(|s| s.status = format!("Generating {n} tokens twice …"));
     web::yield_to_browser().await;
-    let backend = match &l.gpu {
-        Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
-        None => LmBackend::Cpu,
-    };
+    let backend = l.backend();
     let sampling = Sampling { new_tokens: n, temperature, seed };
     let how = if settings.clamp { Steer::Clamp { feature, value: alpha } } else { Steer::Add { feature, alpha } };
     let plain = lm::generate(model, None, None, &backend, &prompt, sampling).await;
@@ -812,10 +816,7 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
         Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
     };
     tokens.truncate(limit);
-    let backend = match &l.gpu {
-        Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
-        None => LmBackend::Cpu,
-    };
+    let backend = l.backend();
     let bos = tokenizer.special_id("<|endoftext|>");
     let context = SAMPLE_CONTEXT.min(model.cfg.n_positions);
     shown.update(|s| {

@@ -19,6 +19,7 @@ use crate::lm::LmBackend;
 use crate::model::Gpt2;
 use crate::formats::tokenizer::TextTokenizer;
 use crate::gpu::model_runner::GpuGpt2;
+use crate::gpu::Gpu;
 use crate::train::activations::StoreConfig;
 use crate::train::lm_train::{LmEval, LmTrainer};
 use crate::train::sae_train::TrainArch;
@@ -215,6 +216,15 @@ fn trained_files(run: &Rc<RefCell<Option<Run>>>) -> Result<(Vec<u8>, Vec<u8>), S
     Ok((cfg, weights))
 }
 
+/// Where the model runs for harvesting: WebGPU when the page has it and the model is there (the
+/// SAE being trained lives in the trainer, not in the backend).
+fn harvest_backend<'a>(gpu: &'a Option<Rc<Gpu>>, gpu_model: &'a Option<Rc<GpuGpt2>>) -> LmBackend<'a> {
+    match (gpu, gpu_model) {
+        (Some(g), Some(m)) => LmBackend::Gpu { gpu: g, model: m, sae: None },
+        _ => LmBackend::Cpu,
+    }
+}
+
 /// Sets up a run: the corpus read and tokenized, the store's first buffer harvested, the trainer on
 /// the GPU when the page has one.
 async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, settings: Settings, file: Option<web_sys::File>) -> Result<(), String> {
@@ -232,10 +242,7 @@ async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefC
     let text = parse_corpus(&name, &bytes).map_err(|e| e.to_string())?;
     let corpus = model.1.encode(&text).map_err(|e| e.to_string())?;
     let gpu = engine.borrow().gpu.clone();
-    let backend = match (&gpu, &gpu_model) {
-        (Some(g), Some(m)) => LmBackend::Gpu { gpu: g, model: m, sae: None },
-        _ => LmBackend::Cpu,
-    };
+    let backend = harvest_backend(&gpu, &gpu_model);
     shown.update(|s| s.status = format!("Harvesting the first activations from {name} ({} tokens) …", corpus.len()));
     web::yield_to_browser().await;
     let steps = train_cfg.steps;
@@ -271,10 +278,7 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
     });
     let gpu = engine.borrow().gpu.clone();
     let on_gpu = trainer.training.on_gpu();
-    let backend = match (&gpu, &gpu_model) {
-        (Some(g), Some(m)) => LmBackend::Gpu { gpu: g, model: m, sae: None },
-        _ => LmBackend::Cpu,
-    };
+    let backend = harvest_backend(&gpu, &gpu_model);
     let gpu_for_steps = if on_gpu { gpu.as_deref() } else { None };
     let mut outcome: Result<(), String> = Ok(());
     while trainer.training.step < steps && !pause_requested.get() {
