@@ -432,6 +432,16 @@ impl GpuTrainer {
         Ok((self.params.read(gpu, &self.shape).await?, self.adam_m.read(gpu, &self.shape).await?, self.adam_v.read(gpu, &self.shape).await?))
     }
 
+    /// β₁ᵗ and β₂ᵗ after the steps taken so far (with `state`, all Adam needs to go on).
+    pub fn adam_beta_t(&self) -> (f32, f32) {
+        self.adam_beta_t
+    }
+
+    /// Sets β₁ᵗ and β₂ᵗ, for an optimizer that resumes after steps taken elsewhere.
+    pub fn set_adam_beta_t(&mut self, beta_t: (f32, f32)) {
+        self.adam_beta_t = beta_t;
+    }
+
     /// Writes back parameters and Adam moments.
     pub fn set_state(&self, gpu: &Gpu, params: &Params, m: &Params, v: &Params) {
         for (set, values) in [(&self.params, params), (&self.adam_m, m), (&self.adam_v, v)] {

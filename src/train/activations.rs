@@ -11,7 +11,7 @@ use crate::lm::{LmBackend, LmError};
 use crate::model::Gpt2;
 use crate::sae::random::Rng;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoreConfig {
     pub hook: String,
     /// Tokens per context, the BOS included (at most the model's `n_positions`).
@@ -37,6 +37,28 @@ pub struct ActivationStore {
     rng: Rng,
     /// Rows harvested so far (each one model position).
     pub rows_harvested: u64,
+    corpus_fingerprint: u64,
+    corpus_tokens: usize,
+}
+
+/// Where a store is in its corpus, to save with a checkpoint and go on from: the epoch, this
+/// epoch's context order and the next context in it, the shuffling stream, and the rows in the
+/// mixing buffer (so a resumed run sees exactly the batches an uninterrupted one would).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorePosition {
+    pub epochs: usize,
+    pub order: Vec<usize>,
+    pub next: usize,
+    pub rng_state: u64,
+    pub rows_harvested: u64,
+    /// `[rows, d]`
+    pub buffer: Vec<f32>,
+}
+
+/// FNV-1a over the token ids: tells one corpus from another when a checkpoint is resumed (an
+/// identity check, not a security one).
+pub fn corpus_fingerprint(tokens: &[u32]) -> u64 {
+    tokens.iter().flat_map(|t| t.to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl ActivationStore {
@@ -76,6 +98,8 @@ impl ActivationStore {
             buffer: Vec::new(),
             rng: Rng::new(cfg.seed ^ 0x5701E),
             rows_harvested: 0,
+            corpus_fingerprint: corpus_fingerprint(corpus),
+            corpus_tokens: corpus.len(),
             train_contexts,
             held_out_contexts,
             cfg,
@@ -86,6 +110,39 @@ impl ActivationStore {
 
     pub fn d_in(&self) -> usize {
         self.d
+    }
+
+    /// `corpus_fingerprint` of the tokens this store was made from.
+    pub fn corpus_fingerprint(&self) -> u64 {
+        self.corpus_fingerprint
+    }
+
+    pub fn corpus_tokens(&self) -> usize {
+        self.corpus_tokens
+    }
+
+    pub fn position(&self) -> StorePosition {
+        StorePosition { epochs: self.epochs, order: self.order.clone(), next: self.next, rng_state: self.rng.state(), rows_harvested: self.rows_harvested, buffer: self.buffer.clone() }
+    }
+
+    /// Goes on from `position`, saved from a store made with the same model, corpus and settings.
+    pub fn resume_at(&mut self, position: StorePosition) -> Result<(), String> {
+        let n = self.train_contexts.len();
+        let mut seen = vec![false; n];
+        let permutation = position.order.len() == n && position.order.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true));
+        if !permutation || position.next > n {
+            return Err(format!("the saved position does not fit this corpus ({n} training contexts)"));
+        }
+        if position.buffer.len() % self.d != 0 || position.buffer.iter().any(|v| !v.is_finite()) {
+            return Err(format!("the saved buffer is not whole finite rows of {} values", self.d));
+        }
+        self.epochs = position.epochs;
+        self.order = position.order;
+        self.next = position.next;
+        self.rng = Rng::from_state(position.rng_state);
+        self.rows_harvested = position.rows_harvested;
+        self.buffer = position.buffer;
+        Ok(())
     }
 
     pub fn prepends_bos(&self) -> bool {

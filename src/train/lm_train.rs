@@ -8,7 +8,8 @@ use crate::gpu::{Gpu, GpuSae, RunRequest};
 use crate::lm::{self, LmBackend, LmError};
 use crate::model::Gpt2;
 
-use super::activations::{ActivationStore, StoreConfig};
+use super::activations::{corpus_fingerprint, ActivationStore, StoreConfig};
+use super::checkpoint::{model_fingerprint, Checkpoint, CheckpointHeader, FORMAT, VERSION};
 use super::trainer::{SaeTrainer, TrainConfig};
 
 /// What an evaluation measured.
@@ -44,6 +45,46 @@ impl LmTrainer {
         let first = store.next_batch(model, backend, train.batch.max(256)).await.map_err(|e| e.to_string())?;
         let training = SaeTrainer::new(train, store.d_in(), &first)?;
         Ok(LmTrainer { store, training, model_name: model_name.to_string(), eval_rows: 2048, eval_contexts: 4 })
+    }
+
+    /// The run as it stands, to go on from with `resume` (see `checkpoint`); `extra` is saved
+    /// with it as given.
+    pub async fn checkpoint(&self, model: &Gpt2, gpu: Option<&Gpu>, extra: serde_json::Value) -> Result<Checkpoint, String> {
+        let trainer = self.training.snapshot(gpu).await?;
+        let header = CheckpointHeader {
+            format: FORMAT.into(),
+            version: VERSION,
+            model_name: self.model_name.clone(),
+            model_fingerprint: model_fingerprint(model),
+            corpus_tokens: self.store.corpus_tokens(),
+            corpus_fingerprint: self.store.corpus_fingerprint(),
+            store: self.store.cfg.clone(),
+            train: trainer.cfg.clone(),
+            step: trainer.step,
+            eval_rows: self.eval_rows,
+            eval_contexts: self.eval_contexts,
+            extra,
+        };
+        Ok(Checkpoint { header, trainer, store: self.store.position() })
+    }
+
+    /// Goes on from `checkpoint` (on the CPU; `training.use_gpu` moves it), given the same model
+    /// and corpus the run used — anything else is refused with what differs.
+    pub fn resume(model: &Gpt2, corpus: &[u32], bos: Option<u32>, checkpoint: Checkpoint) -> Result<LmTrainer, String> {
+        let Checkpoint { header: h, trainer, store: position } = checkpoint;
+        if model_fingerprint(model) != h.model_fingerprint {
+            return Err(format!("this run trained on another model ({}); load that model to resume it", h.model_name));
+        }
+        if corpus.len() != h.corpus_tokens || corpus_fingerprint(corpus) != h.corpus_fingerprint {
+            return Err(format!("this run trained on another corpus ({} tokens); give the same text to resume it", h.corpus_tokens));
+        }
+        if trainer.params.d_in != model.cfg.d_model {
+            return Err(format!("the saved SAE reads {} values per token but the model's width is {}", trainer.params.d_in, model.cfg.d_model));
+        }
+        let mut store = ActivationStore::new(model, corpus, bos, h.store.clone())?;
+        store.resume_at(position)?;
+        let training = SaeTrainer::from_snapshot(trainer)?;
+        Ok(LmTrainer { store, training, model_name: h.model_name, eval_rows: h.eval_rows, eval_contexts: h.eval_contexts })
     }
 
     /// Tokens trained on so far (each step one batch of rows).

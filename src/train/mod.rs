@@ -2,6 +2,7 @@
 //! training, and measures of how well the learned dictionary recovers the true features.
 
 pub mod activations;
+pub mod checkpoint;
 pub mod lab;
 pub mod lm_train;
 pub mod recovery;

@@ -33,7 +33,7 @@ pub const JUMPRELU_INIT_THRESHOLD: f32 = 0.01;
 /// SAELens `topk_threshold_lr`: the rate of BatchTopK's running threshold.
 pub const BATCHTOPK_THRESHOLD_LR: f64 = 0.01;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum TrainArch {
     Standard { l1: f32 },
     TopK { k: usize },
@@ -538,6 +538,17 @@ impl Adam {
     /// Moments shaped like `p`.
     pub fn new(p: &Params) -> Adam {
         Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, m: p.zeros_like(), v: p.zeros_like(), beta1_t: 1.0, beta2_t: 1.0 }
+    }
+
+    /// Moments `m`, `v` and the running products β₁ᵗ, β₂ᵗ of an optimizer that has already
+    /// taken steps (a resumed checkpoint, or moments carried over from the GPU).
+    pub fn resumed(m: Params, v: Params, beta_t: (f32, f32)) -> Adam {
+        Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, m, v, beta1_t: beta_t.0, beta2_t: beta_t.1 }
+    }
+
+    /// β₁ᵗ and β₂ᵗ after the steps taken so far.
+    pub fn beta_t(&self) -> (f32, f32) {
+        (self.beta1_t, self.beta2_t)
     }
 
     pub fn step(&mut self, p: &mut Params, g: &Params, lr: f32) {

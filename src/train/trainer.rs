@@ -14,7 +14,7 @@ use super::sae_train::{
     apply_constraints, loss_and_grads, remove_parallel_decoder_grad, resample_latent, Adam, Params, StepStats, TrainArch, BATCHTOPK_THRESHOLD_LR,
 };
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub arch: TrainArch,
     pub dict: usize,
@@ -104,7 +104,7 @@ impl TrainConfig {
 }
 
 /// Where b_dec starts (SAELens `b_dec_init_method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BDecInit {
     Zeros,
     Mean,
@@ -141,6 +141,20 @@ pub fn geometric_median(rows: &[f32], d: usize, max_iter: usize, tol: f64) -> Ve
 enum Optimizer {
     Cpu(Adam),
     Gpu(GpuTrainer),
+}
+
+/// A trainer's whole state between two steps: settings, parameters, Adam's moments and
+/// bias-correction products, dead-latent counters, BatchTopK's threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerSnapshot {
+    pub cfg: TrainConfig,
+    pub step: usize,
+    pub steps_since_fired: Vec<usize>,
+    pub batch_topk_threshold: f64,
+    pub params: Params,
+    pub adam_m: Params,
+    pub adam_v: Params,
+    pub adam_beta_t: (f32, f32),
 }
 
 /// An SAE being trained on batches the caller supplies.
@@ -189,11 +203,60 @@ impl SaeTrainer {
         self.params.d_in
     }
 
-    /// Moves the optimisation to `gpu` (before the first step).
+    /// Moves the optimisation to `gpu`, Adam's moments with it (so a resumed run goes on there).
     pub fn use_gpu(&mut self, gpu: &Gpu) -> Result<(), String> {
-        let trainer = GpuTrainer::new(gpu, &self.params, self.cfg.arch, self.cfg.batch).map_err(|e| e.to_string())?;
+        let Optimizer::Cpu(adam) = &self.optimizer else {
+            return Ok(());
+        };
+        let mut trainer = GpuTrainer::new(gpu, &self.params, self.cfg.arch, self.cfg.batch).map_err(|e| e.to_string())?;
+        trainer.set_state(gpu, &self.params, &adam.m, &adam.v);
+        trainer.set_adam_beta_t(adam.beta_t());
         self.optimizer = Optimizer::Gpu(trainer);
         Ok(())
+    }
+
+    /// Everything needed to go on training exactly from here (read back from the GPU when the
+    /// trainer is there).
+    pub async fn snapshot(&self, gpu: Option<&Gpu>) -> Result<TrainerSnapshot, String> {
+        let (params, m, v, beta_t) = match (&self.optimizer, gpu) {
+            (Optimizer::Cpu(adam), _) => (self.params.clone(), adam.m.clone(), adam.v.clone(), adam.beta_t()),
+            (Optimizer::Gpu(trainer), Some(gpu)) => {
+                let (p, m, v) = trainer.state(gpu).await.map_err(|e| e.to_string())?;
+                (p, m, v, trainer.adam_beta_t())
+            }
+            (Optimizer::Gpu(_), None) => return Err("the trainer runs on the GPU: snapshot needs it".into()),
+        };
+        if !all_finite(&params) {
+            return Err(format!("training diverged by step {} (parameters are not finite); nothing to save", self.step));
+        }
+        Ok(TrainerSnapshot {
+            cfg: self.cfg.clone(),
+            step: self.step,
+            steps_since_fired: self.steps_since_fired.clone(),
+            batch_topk_threshold: self.batch_topk_threshold,
+            params,
+            adam_m: m,
+            adam_v: v,
+            adam_beta_t: beta_t,
+        })
+    }
+
+    /// A trainer (on the CPU; `use_gpu` moves it) that goes on from `snapshot`.
+    pub fn from_snapshot(snapshot: TrainerSnapshot) -> Result<SaeTrainer, String> {
+        let TrainerSnapshot { cfg, step, steps_since_fired, batch_topk_threshold, params, adam_m, adam_v, adam_beta_t } = snapshot;
+        cfg.validate()?;
+        let expected = Params::zeros(cfg.arch, params.d_in, cfg.dict);
+        let same_shape = |p: &Params| p.d_sae == cfg.dict && p.tensors().iter().zip(expected.tensors()).all(|(a, b)| a.len() == b.len());
+        if !(same_shape(&params) && same_shape(&adam_m) && same_shape(&adam_v) && adam_m.d_in == params.d_in && adam_v.d_in == params.d_in) {
+            return Err(format!("the saved parameters do not have the shapes of a {} SAE with {} latents", cfg.arch.name(), cfg.dict));
+        }
+        if steps_since_fired.len() != cfg.dict || step > cfg.steps {
+            return Err(format!("the saved state is inconsistent (step {step} of {}, {} latents tracked of {})", cfg.steps, steps_since_fired.len(), cfg.dict));
+        }
+        if !(all_finite(&params) && all_finite(&adam_m) && all_finite(&adam_v) && batch_topk_threshold.is_finite()) {
+            return Err("the saved parameters are not all finite numbers".into());
+        }
+        Ok(SaeTrainer { cfg, params, optimizer: Optimizer::Cpu(Adam::resumed(adam_m, adam_v, adam_beta_t)), steps_since_fired, step, batch_topk_threshold })
     }
 
     pub fn on_gpu(&self) -> bool {
