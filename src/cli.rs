@@ -36,6 +36,8 @@ const USAGE: &str = "usage:
   saelab train --model DIR --hook NAME --corpus FILE --arch standard|topk|batchtopk|jumprelu|gated [--k 32] [--l1 5]
              [--l0 0.001] [--bandwidth 0.05] --dict M --tokens T [--batch 1024] [--lr 0.001] [--context 128]
              [--buffer ROWS] [--eval-every STEPS] [--dead-after STEPS] [--seed S] [--device cpu|gpu] --save DIR
+             [--checkpoint FILE [--checkpoint-every STEPS]] [--stop-after STEPS]
+  saelab train --model DIR --corpus FILE --resume FILE --save DIR [--checkpoint FILE] [--stop-after STEPS] [--device cpu|gpu]
   saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
              [--batch 256] [--steps 3000] [--lr 0.01] [--seed 1]";
 
@@ -172,7 +174,10 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
         "generate" => generate(&Flags::parse(rest, &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"])?),
         "train" => train_on_model(&Flags::parse(
             rest,
-            &["model", "hook", "corpus", "arch", "k", "l1", "l0", "bandwidth", "dict", "tokens", "batch", "lr", "device", "save", "seed", "context", "buffer", "eval-every", "dead-after"],
+            &[
+                "model", "hook", "corpus", "arch", "k", "l1", "l0", "bandwidth", "dict", "tokens", "batch", "lr", "device", "save", "seed", "context", "buffer", "eval-every",
+                "dead-after", "checkpoint", "checkpoint-every", "resume", "stop-after",
+            ],
         )?),
         "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
         "superposition" => superposition(&Flags::parse(
@@ -808,19 +813,102 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
 /// format.
 fn train_on_model(flags: &Flags) -> Result<(), CliError> {
     use crate::formats::gpt2_files::load_model_dir;
+    use crate::train::checkpoint::Checkpoint;
+    use crate::train::lm_train::LmTrainer;
+
+    let dir = Path::new(flags.required("model")?);
+    let save = PathBuf::from(flags.required("save")?);
+    let model = load_model_dir(dir)?;
+    let (tokenizer, corpus) = corpus_tokens(flags, dir)?;
+    let bos = tokenizer.special_id("<|endoftext|>");
+    let on_device = LmDevice::open(flags, &model, None)?;
+    let backend = on_device.backend();
+    let gpu = on_device.gpu.as_ref().map(|(g, _, _)| g);
+    let start = Instant::now();
+
+    let (mut trainer, eval_every) = match flags.get("resume") {
+        // The run's settings are the checkpoint's; a flag that would change them is refused.
+        Some(path) => {
+            if let Some(flag) = ["hook", "arch", "k", "l1", "l0", "bandwidth", "dict", "tokens", "batch", "lr", "seed", "context", "buffer", "dead-after"].into_iter().find(|f| flags.get(f).is_some()) {
+                return Err(CliError(format!("--{flag}: a resumed run keeps the settings it was saved with")));
+            }
+            let bytes = std::fs::read(path).map_err(|e| FormatError::Io { file: path.to_string(), msg: e.to_string() })?;
+            let checkpoint = Checkpoint::parse(path, &bytes)?;
+            let saved_every = checkpoint.header.extra.get("eval_every").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
+            let trainer = LmTrainer::resume(&model, &corpus, bos, checkpoint).map_err(|e| CliError(format!("--resume {path}: {e}")))?;
+            (trainer, flags.number("eval-every", saved_every)?)
+        }
+        None => new_model_trainer(flags, &model, dir, &backend, &corpus, bos)?,
+    };
+    if let Some(g) = gpu {
+        trainer.training.use_gpu(g).map_err(CliError)?;
+    }
+    let (steps, batch) = (trainer.training.cfg.steps, trainer.training.cfg.batch);
+    let tokens = steps * batch;
+    let checkpoint_to = flags.get("checkpoint").map(PathBuf::from);
+    let checkpoint_every: usize = flags.number("checkpoint-every", eval_every)?.max(1);
+    eprintln!(
+        "{}",
+        serde_json::json!({"corpus_tokens": corpus.len(), "rows_per_epoch": trainer.store.rows_per_epoch(), "held_out_contexts": trainer.store.held_out_contexts().len(), "steps": steps, "from_step": trainer.training.step, "device": backend.name()})
+    );
+    let mut last = None;
+    let resumed_tokens = trainer.tokens_trained();
+    // A time-boxed session trains this many steps, checkpoints, and stops (`--resume` goes on).
+    let stop_at = match flags.get("stop-after") {
+        Some(_) if checkpoint_to.is_none() => return Err(CliError("--stop-after needs --checkpoint FILE to go on from".into())),
+        Some(_) => (trainer.training.step + flags.number::<usize>("stop-after", 0)?).min(steps),
+        None => steps,
+    };
+    while trainer.training.step < stop_at {
+        pollster::block_on(trainer.step(&model, &backend, gpu)).map_err(CliError)?;
+        let step = trainer.training.step;
+        if step % eval_every == 0 || step == steps {
+            if let Some(g) = gpu {
+                pollster::block_on(trainer.training.sync(g)).map_err(CliError)?;
+            }
+            let eval = pollster::block_on(trainer.evaluate(&model, &backend, gpu))?;
+            let seconds = start.elapsed().as_secs_f64();
+            let done = trainer.tokens_trained() as f64;
+            let rate = (done - resumed_tokens as f64) / seconds;
+            let mut line = serde_json::to_value(&eval).map_err(|e| CliError(e.to_string()))?;
+            line["tokens_per_s"] = rate.into();
+            line["eta_s"] = ((tokens as f64 - done).max(0.0) / rate).into();
+            line["epochs"] = trainer.store.epochs.into();
+            eprintln!("{line}");
+            last = Some(line);
+        }
+        if let Some(path) = &checkpoint_to {
+            if step % checkpoint_every == 0 || step == stop_at {
+                let extra = serde_json::json!({ "eval_every": eval_every });
+                let bytes = pollster::block_on(trainer.checkpoint(&model, gpu, extra)).map_err(CliError)?.serialize();
+                // Written beside and renamed over: an interrupted write leaves the last checkpoint whole.
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, &bytes).and_then(|_| std::fs::rename(&partial, path)).map_err(|e| CliError(format!("--checkpoint {}: {e}", path.display())))?;
+            }
+        }
+    }
+    sae_files::save_dir(&trainer.to_sae(), &save)?;
+    let mut out = last.unwrap_or_default();
+    out["saved"] = save.display().to_string().into();
+    out["device"] = backend.name().into();
+    out["harvested_rows"] = trainer.store.rows_harvested.into();
+    out["seconds"] = start.elapsed().as_secs_f64().into();
+    if stop_at < steps {
+        out["stopped_at_step"] = stop_at.into();
+    }
+    println!("{out}");
+    Ok(())
+}
+
+/// A new run from `saelab train`'s flags, with its evaluation interval.
+fn new_model_trainer(flags: &Flags, model: &crate::model::Gpt2, dir: &Path, backend: &crate::lm::LmBackend<'_>, corpus: &[u32], bos: Option<u32>) -> Result<(crate::train::lm_train::LmTrainer, usize), CliError> {
     use crate::train::activations::StoreConfig;
     use crate::train::lm_train::LmTrainer;
     use crate::train::sae_train::TrainArch;
     use crate::train::trainer::TrainConfig;
 
-    let dir = Path::new(flags.required("model")?);
-    let save = PathBuf::from(flags.required("save")?);
-    let model = load_model_dir(dir)?;
     let hook = flags.required("hook")?.to_string();
     model.cfg.check_hook(&hook).map_err(|e| CliError(format!("--hook: {e}")))?;
-    let (tokenizer, corpus) = corpus_tokens(flags, dir)?;
-    let bos = tokenizer.special_id("<|endoftext|>");
-
     let k: usize = flags.number("k", 32)?;
     let arch = TrainArch::from_name(flags.required("arch")?, k, flags.number("l1", 5.0)?, flags.number("l0", 1e-3)?, flags.number("bandwidth", 0.05)?)
         .map_err(|e| CliError(format!("--arch: {e}")))?;
@@ -836,49 +924,11 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
     train.lr_warmup_steps = steps / 20;
     train.dead_after_steps = flags.number("dead-after", (10_000_000 / batch).clamp(50, 5000))?;
     let context: usize = flags.number("context", model.cfg.n_positions.min(128))?;
-    let store = StoreConfig { hook: hook.clone(), context, buffer_rows: flags.number("buffer", (batch * 16).max(8192))?, hold_out_every: 20, seed };
+    let store = StoreConfig { hook, context, buffer_rows: flags.number("buffer", (batch * 16).max(8192))?, hold_out_every: 20, seed };
     let eval_every: usize = flags.number("eval-every", (steps / 10).max(1))?;
     let model_name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-
-    let on_device = LmDevice::open(flags, &model, None)?;
-    let backend = on_device.backend();
-    let gpu = on_device.gpu.as_ref().map(|(g, _, _)| g);
-    let start = Instant::now();
-    let mut trainer = pollster::block_on(LmTrainer::new(&model, &model_name, &backend, &corpus, bos, store, train)).map_err(CliError)?;
-    if let Some(g) = gpu {
-        trainer.training.use_gpu(g).map_err(CliError)?;
-    }
-    eprintln!(
-        "{}",
-        serde_json::json!({"corpus_tokens": corpus.len(), "rows_per_epoch": trainer.store.rows_per_epoch(), "held_out_contexts": trainer.store.held_out_contexts().len(), "steps": steps, "device": backend.name()})
-    );
-    let mut last = None;
-    for step in 0..steps {
-        pollster::block_on(trainer.step(&model, &backend, gpu)).map_err(CliError)?;
-        if (step + 1) % eval_every == 0 || step + 1 == steps {
-            if let Some(g) = gpu {
-                pollster::block_on(trainer.training.sync(g)).map_err(CliError)?;
-            }
-            let eval = pollster::block_on(trainer.evaluate(&model, &backend, gpu))?;
-            let seconds = start.elapsed().as_secs_f64();
-            let done = trainer.tokens_trained() as f64;
-            let rate = done / seconds;
-            let mut line = serde_json::to_value(&eval).map_err(|e| CliError(e.to_string()))?;
-            line["tokens_per_s"] = rate.into();
-            line["eta_s"] = ((tokens as f64 - done).max(0.0) / rate).into();
-            line["epochs"] = trainer.store.epochs.into();
-            eprintln!("{line}");
-            last = Some(line);
-        }
-    }
-    sae_files::save_dir(&trainer.to_sae(), &save)?;
-    let mut out = last.unwrap_or_default();
-    out["saved"] = save.display().to_string().into();
-    out["device"] = backend.name().into();
-    out["harvested_rows"] = trainer.store.rows_harvested.into();
-    out["seconds"] = start.elapsed().as_secs_f64().into();
-    println!("{out}");
-    Ok(())
+    let trainer = pollster::block_on(LmTrainer::new(model, &model_name, backend, corpus, bos, store, train)).map_err(CliError)?;
+    Ok((trainer, eval_every.max(1)))
 }
 
 /// The toy model of superposition (Elhage et al. 2022): how many features the hidden dimensions hold.

@@ -334,3 +334,46 @@ fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
     assert!(refused(&["--arch", "topk", "--dict", "48", "--tokens", "1280", "--batch", "64", "--context", "41", "--device", "cpu", "--save", path(&save)], None).contains("n_positions (40)"));
     assert_eq!(std::fs::read(save.join("sae_weights.safetensors")).unwrap(), before);
 }
+
+#[test]
+fn train_stops_at_a_checkpoint_and_resumes_to_the_same_sae() {
+    let dir = temp_dir("train-resume");
+    let model = dir.join("tiny-gpt2");
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tokenizer/tokenizer.json");
+    let (code, _, err) = saelab(&["random-model", "--out", path(&model), "--vocab-from", path(&tokenizer), "--layers", "2", "--width", "24", "--heads", "3", "--context", "40"]);
+    assert_eq!(code, 0, "{err}");
+    let corpus = dir.join("corpus.txt");
+    std::fs::write(&corpus, "Once upon a time, in a land of hills and rivers, a fox met a crow.\n".repeat(60)).unwrap();
+    let (whole, part, checkpoint) = (dir.join("whole"), dir.join("part"), dir.join("run.ckpt"));
+    let data = ["--model", path(&model), "--corpus", path(&corpus), "--device", "cpu"];
+    let settings = ["--hook", "blocks.0.hook_resid_post", "--arch", "batchtopk", "--k", "3", "--dict", "40", "--tokens", "1600", "--batch", "64", "--context", "20", "--eval-every", "5"];
+    let train = |extra: &[&str]| saelab(&[&["train"][..], &data, extra].concat());
+
+    let (code, out, err) = train(&[&settings[..], &["--save", path(&whole)]].concat());
+    assert_eq!(code, 0, "{err}");
+    let whole_result: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    // The same run in two sessions: 9 steps, checkpointed, stopped; then resumed to the end.
+    let (code, out, err) = train(&[&settings[..], &["--save", path(&part), "--checkpoint", path(&checkpoint), "--stop-after", "9"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let stopped: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(stopped["stopped_at_step"], 9, "{stopped}");
+    let (code, out, err) = train(&["--resume", path(&checkpoint), "--save", path(&part)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("\"from_step\":9"), "{err}");
+    let resumed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((resumed["step"].clone(), resumed["fvu"].clone(), resumed["ce_recovered"].clone()), (whole_result["step"].clone(), whole_result["fvu"].clone(), whole_result["ce_recovered"].clone()));
+    let weights = |d: &Path| std::fs::read(d.join("sae_weights.safetensors")).unwrap();
+    assert_eq!(weights(&part), weights(&whole), "the resumed run ends on the uninterrupted run's SAE, bit for bit");
+
+    // A resumed run keeps its settings; another corpus or a file that is not a checkpoint is refused.
+    let (code, _, err) = train(&["--resume", path(&checkpoint), "--save", path(&part), "--dict", "80"]);
+    assert!(code == 2 && err.contains("--dict: a resumed run keeps the settings it was saved with"), "{err}");
+    let other = dir.join("other.txt");
+    std::fs::write(&other, "Different words entirely, about ships and the sea.\n".repeat(40)).unwrap();
+    let (code, _, err) = saelab(&["train", "--model", path(&model), "--corpus", path(&other), "--device", "cpu", "--resume", path(&checkpoint), "--save", path(&part)]);
+    assert!(code == 2 && err.contains("another corpus"), "{err}");
+    let (code, _, err) = train(&["--resume", path(&part.join("sae_weights.safetensors")), "--save", path(&part)]);
+    assert!(code == 2 && err.contains("not a saelab checkpoint"), "{err}");
+    let (code, _, err) = train(&[&settings[..], &["--save", path(&part), "--stop-after", "3"]].concat());
+    assert!(code == 2 && err.contains("--stop-after needs --checkpoint"), "{err}");
+}
