@@ -146,6 +146,8 @@ fn a_checkpoint_of_another_run_or_a_damaged_one_is_refused() {
     let wider = edited(&|c| c.trainer.cfg.dict = 70);
     let e = Checkpoint::parse("run.ckpt", &wider).unwrap_err().to_string();
     assert!(e.contains("params.W_enc has shape [60, 53], expected [60, 70]"), "{e}");
+    let huge = edited(&|c| c.trainer.cfg.dict = 1 << 40);
+    assert!(Checkpoint::parse("run.ckpt", &huge).unwrap_err().to_string().contains("expected [60, 1099511627776]"), "a size in the header is not allocated");
     let counters = Checkpoint::parse("run.ckpt", &edited(&|c| drop(c.trainer.steps_since_fired.pop()))).unwrap();
     assert!(resume(&model, &tokens, counters).contains("inconsistent"));
     let order = Checkpoint::parse("run.ckpt", &edited(&|c| c.store.order[0] = c.store.order[1])).unwrap();

@@ -43,9 +43,10 @@ fn harvesting_stops_at_the_hook_and_equals_the_full_forward() {
         let worst = gpu_acts.iter().zip(&cpu_acts).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0f32, f32::max);
         assert!(gpu_acts.len() == cpu_acts.len() && worst <= 1e-4, "{hook}: GPU harvest differs by {worst}");
     }
-    assert_eq!(model.cfg.blocks_to_reach("blocks.0.hook_resid_pre"), 1);
-    assert_eq!(model.cfg.blocks_to_reach("hook_pos_embed"), 0);
-    assert_eq!(model.cfg.blocks_to_reach("ln_final.hook_normalized"), 3);
+    assert_eq!(model.cfg.extent_to_reach("blocks.0.hook_resid_pre"), (1, false));
+    assert_eq!(model.cfg.extent_to_reach("blocks.2.hook_resid_post"), (3, false));
+    assert_eq!(model.cfg.extent_to_reach("hook_pos_embed"), (0, false));
+    assert_eq!(model.cfg.extent_to_reach("ln_final.hook_normalized"), (3, true));
     assert!(cpu::activations_at(&model, &tokens, "blocks.7.hook_resid_pre").unwrap_err().to_string().contains("not a hook point"));
 }
 

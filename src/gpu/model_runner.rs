@@ -147,8 +147,8 @@ impl GpuGpt2 {
     /// The activations `[n_tokens, d]` at hook `name`, running only the blocks needed to reach it
     /// and no unembedding (as `model::cpu::activations_at`).
     pub async fn activations_at(&self, gpu: &Gpu, tokens: &[u32], name: &str) -> Result<Vec<f32>, GpuError> {
-        let at_end = name.starts_with("ln_final");
-        let out = self.run_partial(gpu, tokens, &[name], &[], self.cfg.blocks_to_reach(name), at_end).await?;
+        let (blocks, at_end) = self.cfg.extent_to_reach(name);
+        let out = self.run_partial(gpu, tokens, &[name], &[], blocks, at_end).await?;
         Ok(out.hooks.into_iter().next().expect("one hook asked for"))
     }
 

@@ -90,8 +90,8 @@ pub fn forward(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut [f3
 pub fn activations_at(model: &Gpt2, tokens: &[u32], name: &str) -> Result<Vec<f32>, ModelError> {
     model.cfg.check_hook(name).map_err(ModelError::Hook)?;
     let mut out = Vec::new();
-    let at_end = name.starts_with("ln_final");
-    forward_partial(model, tokens, &mut |n, acts, _| if n == name { out = acts.to_vec() }, model.cfg.blocks_to_reach(name), at_end)?;
+    let (blocks, at_end) = model.cfg.extent_to_reach(name);
+    forward_partial(model, tokens, &mut |n, acts, _| if n == name { out = acts.to_vec() }, blocks, at_end)?;
     Ok(out)
 }
 

@@ -50,13 +50,13 @@ impl Gpt2Config {
         ))
     }
 
-    /// How many blocks a forward pass must run to reach hook `name` (all of them for
-    /// `ln_final.hook_normalized`); harvesting activations stops there.
-    pub fn blocks_to_reach(&self, name: &str) -> usize {
+    /// How far a forward pass must go to reach hook `name`: the blocks to run, and whether the
+    /// final LayerNorm runs too (only for `ln_final.hook_normalized`). Harvesting stops there.
+    pub fn extent_to_reach(&self, name: &str) -> (usize, bool) {
         match name.strip_prefix("blocks.").and_then(|rest| rest.split('.').next()).and_then(|l| l.parse::<usize>().ok()) {
-            Some(layer) => (layer + 1).min(self.n_layers),
-            None if name.starts_with("ln_final") => self.n_layers,
-            None => 0,
+            Some(layer) => ((layer + 1).min(self.n_layers), false),
+            None if name.starts_with("ln_final") => (self.n_layers, true),
+            None => (0, false),
         }
     }
 }

@@ -119,8 +119,12 @@ impl Checkpoint {
         let err = |msg: String| FormatError::Config { file: name.to_string(), msg };
         let file = TensorFile::parse(name, bytes)?;
         let header = header_of(name, &file.metadata)?;
-        let d_in = file.tensors.get("params.W_enc").and_then(|t| t.shape.first().copied()).ok_or_else(|| err("no params.W_enc tensor".into()))?;
-        let d_sae = header.train.dict;
+        let w_enc = file.tensors.get("params.W_enc").ok_or_else(|| err("no params.W_enc tensor".into()))?;
+        let (d_in, d_sae) = (w_enc.shape.first().copied().unwrap_or(0), header.train.dict);
+        // Checked before anything is allocated from the header's sizes.
+        if w_enc.shape != [d_in, d_sae] {
+            return Err(err(format!("params.W_enc has shape {:?}, expected {:?}", w_enc.shape, [d_in, d_sae])));
+        }
         let params_from = |prefix: &str| -> Result<Params, FormatError> {
             let mut p = Params::zeros(header.train.arch, d_in, d_sae);
             let shapes = tensor_shapes(&p);

@@ -13,7 +13,7 @@ use super::checkpoint::{model_fingerprint, Checkpoint, CheckpointHeader, FORMAT,
 use super::trainer::{SaeTrainer, TrainConfig};
 
 /// What an evaluation measured.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LmEval {
     pub step: usize,
     pub tokens: u64,

@@ -58,8 +58,8 @@ struct DashView {
     top: Vec<ExampleView>,
     intervals: Vec<(f32, f32, Vec<ExampleView>)>,
     nearest: Vec<(usize, f32)>,
-    /// The nearest features of the comparison SAE, with its name.
-    matched: Option<(String, Vec<(usize, f32)>)>,
+    /// The nearest features of the comparison SAE (or why there are none), with its name.
+    matched: Option<(String, Result<Vec<(usize, f32)>, String>)>,
 }
 
 /// One file's download as shown.
@@ -874,7 +874,7 @@ fn dash_view(sample: &SampleActivations, sae: &Sae, tokenizer: &TextTokenizer, f
         top: d.top.iter().map(words).collect(),
         intervals: d.intervals.iter().map(|(lo, hi, ex)| (*lo, *hi, ex.iter().map(words).collect())).collect(),
         nearest: dashboard::nearest_features(sae, feature, sae, 6).unwrap_or_default(),
-        matched: compare.and_then(|(other, name)| dashboard::nearest_features(sae, feature, other, 6).ok().map(|m| (name.clone(), m))),
+        matched: compare.map(|(other, name)| (name.clone(), dashboard::nearest_features(sae, feature, other, 6))),
     }
 }
 
@@ -913,7 +913,10 @@ fn dashboard_view(d: DashView) -> impl IntoView {
             }).collect_view()}</div>
             {d.matched.map(|(name, list)| view! {
                 <h4>"Matching features in " {name} " (decoder cosine)"</h4>
-                <ol id="lm-dash-matched">{list.into_iter().map(|(j, c)| view! { <li>{format!("#{j} {c:.3}")}</li> }).collect_view()}</ol>
+                {match list {
+                    Ok(list) => view! { <ol id="lm-dash-matched">{list.into_iter().map(|(j, c)| view! { <li>{format!("#{j} {c:.3}")}</li> }).collect_view()}</ol> }.into_any(),
+                    Err(e) => view! { <p id="lm-dash-matched" class="error">{e}</p> }.into_any(),
+                }}
             })}
             <h4>"Nearest features (decoder cosine)"</h4>
             <ol id="lm-dash-nearest">{d.nearest.into_iter().map(|(j, c)| view! {

@@ -5,6 +5,13 @@
 //! opened in the language-model view.
 //!
 //! The corpus is the bundled held-out text or a text file the user chooses.
+//!
+//! The run is checkpointed into the page's IndexedDB (`train::checkpoint`: parameters, Adam's
+//! moments, the activation store's place and buffer, the page's settings and evaluations) after
+//! each evaluation, every `CHECKPOINT_EVERY_MS` of training, and when it pauses or ends; the corpus
+//! goes with the run's first checkpoint, in the same transaction. After a reload the panel offers
+//! the saved run, which resumes exactly where its checkpoint was taken. A checkpoint that cannot be
+//! written (a full quota) is reported and training goes on; the SAE in memory is not touched.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -21,6 +28,7 @@ use crate::formats::tokenizer::TextTokenizer;
 use crate::gpu::model_runner::GpuGpt2;
 use crate::gpu::Gpu;
 use crate::train::activations::StoreConfig;
+use crate::train::checkpoint::{read_header, Checkpoint};
 use crate::train::lm_train::{LmEval, LmTrainer};
 use crate::train::sae_train::TrainArch;
 use crate::train::trainer::TrainConfig;
@@ -31,6 +39,12 @@ pub struct ModelSource {
     pub model: Box<dyn Fn() -> Option<(Rc<(Gpt2, TextTokenizer, String)>, Option<Rc<GpuGpt2>>)>>,
     pub open_sae: Box<dyn Fn(Vec<u8>, Vec<u8>)>,
 }
+
+/// IndexedDB keys of the saved run: its last checkpoint, and its corpus as UTF-8 text.
+const CHECKPOINT_KEY: &str = "lm-train/checkpoint";
+const CORPUS_KEY: &str = "lm-train/corpus";
+/// Training time between two checkpoints (evaluations, Pause and the end checkpoint too).
+const CHECKPOINT_EVERY_MS: f64 = 15_000.0;
 
 /// Training as shown.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -44,6 +58,10 @@ struct Shown {
     status: String,
     error: Option<String>,
     trained: bool,
+    /// The last checkpoint's outcome: what was saved, or why it could not be.
+    checkpoint: Option<Result<String, String>>,
+    /// A run saved before this page was opened, described, while it can be resumed.
+    saved: Option<String>,
 }
 
 struct Run {
@@ -54,10 +72,26 @@ struct Run {
     eval_every: usize,
     /// Milliseconds spent stepping (not paused), for tokens/s.
     busy_ms: f64,
+    /// `busy_ms` at the last checkpoint written.
+    checkpointed_ms: f64,
+    settings: Settings,
+    corpus_name: String,
+    /// The corpus's text until a checkpoint has stored it.
+    unsaved_corpus: Option<Vec<u8>>,
+}
+
+/// What the page saves with a checkpoint besides the training state (`Checkpoint`'s `extra`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedExtra {
+    settings: Settings,
+    corpus_name: String,
+    eval_every: usize,
+    busy_ms: f64,
+    evals: Vec<LmEval>,
 }
 
 /// Settings as typed.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Settings {
     hook: String,
     arch: String,
@@ -89,19 +123,41 @@ fn parse_settings(s: &Settings, model: &Gpt2) -> Result<(StoreConfig, TrainConfi
     Ok((store, train, steps.div_ceil(4)))
 }
 
+/// The settings fields, as signals the form and a restored run share.
+#[derive(Clone, Copy)]
+struct Fields {
+    hook: RwSignal<String>,
+    arch: RwSignal<String>,
+    k: RwSignal<String>,
+    dict: RwSignal<String>,
+    tokens: RwSignal<String>,
+    batch: RwSignal<String>,
+    lr: RwSignal<String>,
+}
+
+impl Fields {
+    fn settings(&self) -> Settings {
+        let get = |f: RwSignal<String>| f.get_untracked();
+        Settings { hook: get(self.hook), arch: get(self.arch), k: get(self.k), dict: get(self.dict), tokens: get(self.tokens), batch: get(self.batch), lr: get(self.lr) }
+    }
+
+    fn show(&self, s: &Settings) {
+        for (field, value) in [(self.hook, &s.hook), (self.arch, &s.arch), (self.k, &s.k), (self.dict, &s.dict), (self.tokens, &s.tokens), (self.batch, &s.batch), (self.lr, &s.lr)] {
+            field.set(value.clone());
+        }
+    }
+}
+
 #[component]
 pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl IntoView {
     let shown = RwSignal::new(Shown::default());
     let run: Rc<RefCell<Option<Run>>> = Rc::new(RefCell::new(None));
     let pause_requested = Rc::new(Cell::new(false));
     let corpus_file: Rc<RefCell<Option<web_sys::File>>> = Rc::new(RefCell::new(None));
-    let hook = RwSignal::new("blocks.2.hook_resid_pre".to_string());
-    let arch = RwSignal::new("topk".to_string());
-    let k = RwSignal::new("16".to_string());
-    let dict = RwSignal::new("512".to_string());
-    let tokens = RwSignal::new("65536".to_string());
-    let batch = RwSignal::new("512".to_string());
-    let lr = RwSignal::new("0.001".to_string());
+    let text = |v: &str| RwSignal::new(v.to_string());
+    let fields = Fields { hook: text("blocks.2.hook_resid_pre"), arch: text("topk"), k: text("16"), dict: text("512"), tokens: text("65536"), batch: text("512"), lr: text("0.001") };
+    let Fields { hook, arch, k, dict, tokens, batch, lr } = fields;
+    spawn_local(async move { describe_saved_run(shown).await });
 
     let start = {
         let (engine, source, run, pause_requested, corpus_file) = (engine.clone(), source.clone(), run.clone(), pause_requested.clone(), corpus_file.clone());
@@ -109,7 +165,7 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
             if shown.with_untracked(|s| s.running) {
                 return;
             }
-            let settings = Settings { hook: hook.get_untracked(), arch: arch.get_untracked(), k: k.get_untracked(), dict: dict.get_untracked(), tokens: tokens.get_untracked(), batch: batch.get_untracked(), lr: lr.get_untracked() };
+            let settings = fields.settings();
             let (engine, source, run, pause_requested, file) = (engine.clone(), source.clone(), run.clone(), pause_requested.clone(), corpus_file.borrow().clone());
             spawn_local(async move {
                 if let Err(e) = begin(&engine, &source, &run, shown, settings, file).await {
@@ -122,6 +178,37 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
                 drive(engine, run, shown, pause_requested).await;
             });
         }
+    };
+    let restore_saved = {
+        let (engine, source, run, pause_requested) = (engine.clone(), source.clone(), run.clone(), pause_requested.clone());
+        move |_| {
+            if shown.with_untracked(|s| s.running) {
+                return;
+            }
+            let (engine, source, run, pause_requested) = (engine.clone(), source.clone(), run.clone(), pause_requested.clone());
+            spawn_local(async move {
+                match restore(&engine, &source, &run, shown, fields).await {
+                    Ok(true) => {
+                        pause_requested.set(false);
+                        drive(engine, run, shown, pause_requested).await;
+                    }
+                    Ok(false) => {}
+                    Err(e) => shown.update(|s| {
+                        s.error = Some(e);
+                        s.running = false;
+                    }),
+                }
+            });
+        }
+    };
+    let discard_saved = move |_| {
+        spawn_local(async move {
+            let outcome = web::storage_delete(&[CHECKPOINT_KEY, CORPUS_KEY]).await;
+            shown.update(|s| match outcome {
+                Ok(()) => s.saved = None,
+                Err(e) => s.error = Some(format!("could not discard the saved run: {e}")),
+            });
+        })
     };
     let pause = {
         let pause_requested = pause_requested.clone();
@@ -171,7 +258,7 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
             <div class="fields">
                 {field("tr-hook", "hook", hook)}
                 <label class="field"><span>"architecture"</span>
-                    <select id="tr-arch" on:change=move |ev| arch.set(event_target_value(&ev))>
+                    <select id="tr-arch" prop:value=move || arch.get() on:change=move |ev| arch.set(event_target_value(&ev))>
                         {["topk", "batchtopk", "jumprelu", "standard", "gated"].into_iter().map(|a| view! { <option value=a>{a}</option> }).collect_view()}
                     </select></label>
                 {field("tr-k", "k", k)}
@@ -180,6 +267,11 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
                 {field("tr-batch", "batch", batch)}
                 {field("tr-lr", "learning rate", lr)}
             </div>
+            <p id="tr-saved" class="notice" hidden=move || shown.with(|s| s.saved.is_none() || s.running)>
+                {move || shown.with(|s| s.saved.clone().unwrap_or_default())}" "
+                <button id="tr-restore" on:click=restore_saved>"Resume saved run"</button>
+                <button id="tr-discard" on:click=discard_saved>"Discard it"</button>
+            </p>
             <label>"corpus: a text file (else the bundled held-out text) " <input id="tr-corpus" type="file" accept=".txt,text/plain" on:change=on_corpus /></label>
             <div class="buttons">
                 <button id="tr-start" on:click=start>"Train"</button>
@@ -197,6 +289,13 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
             </p>
             <p id="tr-status" class="status">{move || shown.with(|s| s.status.clone())}</p>
             {move || shown.with(|s| s.error.clone()).map(|e| view! { <p id="tr-error" class="error" role="alert">{e}</p> })}
+            {move || shown.with(|s| s.checkpoint.clone()).map(|c| {
+                let (class, text) = match c {
+                    Ok(saved) => ("status", saved),
+                    Err(e) => ("error", e),
+                };
+                view! { <p id="tr-checkpoint" class=class>{text}</p> }
+            })}
             <table id="tr-evals" class="feature-list">
                 <tr><th>"step"</th><th>"tokens"</th><th>"L0"</th><th>"FVU"</th><th>"dead"</th><th>"CE recovered"</th></tr>
                 {move || shown.with(|s| s.evals.iter().map(|e| view! {
@@ -232,7 +331,8 @@ async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefC
     let (store_cfg, train_cfg, eval_every) = parse_settings(&settings, &model.0)?;
     model.0.cfg.check_hook(&store_cfg.hook).map_err(|e| format!("hook: {e}"))?;
     shown.update(|s| {
-        *s = Shown { running: true, status: "Reading and tokenizing the corpus …".into(), ..Shown::default() };
+        // A run saved earlier stays on offer until this one's first checkpoint replaces it.
+        *s = Shown { running: true, status: "Reading and tokenizing the corpus …".into(), saved: s.saved.take(), ..Shown::default() };
     });
     web::yield_to_browser().await;
     let (name, bytes) = match &file {
@@ -257,7 +357,18 @@ async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefC
     }
     let device = backend.name();
     drop(backend);
-    *run.borrow_mut() = Some(Run { trainer: Some(trainer), model, gpu_model, steps, eval_every, busy_ms: 0.0 });
+    *run.borrow_mut() = Some(Run {
+        trainer: Some(trainer),
+        model,
+        gpu_model,
+        steps,
+        eval_every,
+        busy_ms: 0.0,
+        checkpointed_ms: 0.0,
+        settings,
+        corpus_name: name,
+        unsaved_corpus: Some(bytes),
+    });
     shown.update(|s| {
         s.tokens_total = tokens_total;
         s.status = format!("Training on {device} …");
@@ -265,7 +376,8 @@ async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefC
     Ok(())
 }
 
-/// Steps until done or paused, a few per frame; evaluates every `eval_every` steps.
+/// Steps until done or paused, a few per frame; evaluates every `eval_every` steps and
+/// checkpoints after each evaluation, every `CHECKPOINT_EVERY_MS` of training and at the end.
 async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, pause_requested: Rc<Cell<bool>>) {
     // The trainer is taken out while stepping, so no RefCell borrow is held across an await.
     let Some((mut trainer, model, gpu_model, steps, eval_every)) = run.borrow_mut().as_mut().and_then(|r| r.trainer.take().map(|t| (t, r.model.clone(), r.gpu_model.clone(), r.steps, r.eval_every))) else {
@@ -283,6 +395,7 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
     let mut outcome: Result<(), String> = Ok(());
     while trainer.training.step < steps && !pause_requested.get() {
         let frame = web::now_ms();
+        let mut evaluated = false;
         while trainer.training.step < steps && web::now_ms() - frame < 30.0 {
             if let Err(e) = trainer.step(&model.0, &backend, gpu_for_steps).await {
                 outcome = Err(e);
@@ -303,12 +416,13 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
                         break;
                     }
                 }
+                evaluated = true;
             }
         }
         let elapsed = web::now_ms() - frame;
-        let busy = run.borrow_mut().as_mut().map_or(elapsed, |r| {
+        let (busy, since_checkpoint) = run.borrow_mut().as_mut().map_or((elapsed, 0.0), |r| {
             r.busy_ms += elapsed;
-            r.busy_ms
+            (r.busy_ms, r.busy_ms - r.checkpointed_ms)
         });
         let done = trainer.tokens_trained();
         shown.update(|s| {
@@ -318,12 +432,21 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
         if outcome.is_err() {
             break;
         }
+        // The end (finished or paused) checkpoints below.
+        let ending = trainer.training.step >= steps || pause_requested.get();
+        if !ending && (evaluated || since_checkpoint >= CHECKPOINT_EVERY_MS) {
+            save_checkpoint(&trainer, &model.0, gpu_for_steps, &run, shown).await;
+        }
         web::yield_to_browser().await;
     }
     if let Some(g) = gpu_for_steps {
         if let Err(e) = trainer.training.sync(g).await {
             outcome = outcome.and(Err(e));
         }
+    }
+    // A run that failed keeps its last good checkpoint.
+    if outcome.is_ok() {
+        save_checkpoint(&trainer, &model.0, gpu_for_steps, &run, shown).await;
     }
     let finished = trainer.training.step >= steps;
     let step = trainer.training.step;
@@ -337,4 +460,123 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
         s.status = if finished { format!("Trained: {step} steps.") } else { format!("Paused at step {step} of {steps}.") };
         s.error = outcome.err();
     });
+}
+
+/// Writes the run's checkpoint (and, the first time, its corpus) to IndexedDB in one
+/// transaction. A failure is shown and training goes on: the trainer in memory is untouched, and
+/// the last checkpoint written stays as it was.
+async fn save_checkpoint(trainer: &LmTrainer, model: &Gpt2, gpu: Option<&Gpu>, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>) {
+    let Some((extra, corpus)) = run.borrow().as_ref().map(|r| {
+        let extra = SavedExtra { settings: r.settings.clone(), corpus_name: r.corpus_name.clone(), eval_every: r.eval_every, busy_ms: r.busy_ms, evals: shown.with_untracked(|s| s.evals.clone()) };
+        (extra, r.unsaved_corpus.clone())
+    }) else {
+        return;
+    };
+    let step = trainer.training.step;
+    let written = async {
+        let extra = serde_json::to_value(&extra).map_err(|e| e.to_string())?;
+        let bytes = trainer.checkpoint(model, gpu, extra).await?.serialize();
+        let mut entries = vec![(CHECKPOINT_KEY, &bytes[..])];
+        if let Some(text) = &corpus {
+            entries.push((CORPUS_KEY, &text[..]));
+        }
+        web::storage_put(&entries).await?;
+        Ok::<usize, String>(bytes.len())
+    }
+    .await;
+    if let Some(r) = run.borrow_mut().as_mut() {
+        // A failed write is not retried before the next interval either.
+        r.checkpointed_ms = r.busy_ms;
+        if written.is_ok() {
+            r.unsaved_corpus = None;
+        }
+    }
+    shown.update(|s| {
+        if written.is_ok() {
+            s.saved = None;
+        }
+        s.checkpoint = Some(match written {
+            Ok(n) => Ok(format!("Checkpointed at step {step} ({:.2} MB in this browser's storage): a reload can resume from here.", n as f64 / 1e6)),
+            Err(e) => Err(format!("Could not checkpoint at step {step}: {e}. Training goes on and nothing trained is lost; Export keeps the SAE.")),
+        })
+    });
+}
+
+/// Shows the run saved in this browser, if there is one.
+async fn describe_saved_run(shown: RwSignal<Shown>) {
+    let description = match web::storage_get(CHECKPOINT_KEY).await {
+        Ok(None) => return,
+        Ok(Some(bytes)) => match read_header("the saved run", &bytes) {
+            Ok(h) => {
+                let corpus = h.extra.get("corpus_name").and_then(|c| c.as_str()).unwrap_or("?");
+                format!(
+                    "A run saved in this browser: {} with {} latents at {} of {}, corpus {corpus}, checkpointed at step {} of {} ({} of {} tokens).",
+                    h.train.arch.name(),
+                    h.train.dict,
+                    h.store.hook,
+                    h.model_name,
+                    h.step,
+                    h.train.steps,
+                    h.step * h.train.batch,
+                    h.train.steps * h.train.batch
+                )
+            }
+            Err(e) => format!("A saved run that cannot be read ({e}); discard it."),
+        },
+        Err(e) => return shown.update(|s| s.checkpoint = Some(Err(format!("Saved runs are unavailable: {e}")))),
+    };
+    shown.update(|s| {
+        if !s.running && !s.trained {
+            s.saved = Some(description);
+        }
+    });
+}
+
+/// Rebuilds the saved run on the loaded model: its corpus and checkpoint from IndexedDB, its
+/// settings back in the form, its evaluations in the table. Says whether steps are left.
+async fn restore(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, fields: Fields) -> Result<bool, String> {
+    let (model, gpu_model) = (source.model)().ok_or("load the run's model first")?;
+    shown.update(|s| {
+        s.running = true;
+        s.error = None;
+        s.status = "Reading the saved run …".into();
+    });
+    let bytes = web::storage_get(CHECKPOINT_KEY).await?.ok_or("the saved run is no longer in this browser's storage")?;
+    let corpus_bytes = web::storage_get(CORPUS_KEY).await?.ok_or("the saved run's corpus is no longer in this browser's storage")?;
+    let checkpoint = Checkpoint::parse("the saved run", &bytes).map_err(|e| e.to_string())?;
+    let extra: SavedExtra = serde_json::from_value(checkpoint.header.extra.clone()).map_err(|e| format!("the saved run's page settings cannot be read: {e}"))?;
+    let text = parse_corpus(&extra.corpus_name, &corpus_bytes).map_err(|e| e.to_string())?;
+    let corpus = model.1.encode(&text).map_err(|e| e.to_string())?;
+    let mut trainer = LmTrainer::resume(&model.0, &corpus, model.1.special_id("<|endoftext|>"), checkpoint)?;
+    let gpu = engine.borrow().gpu.clone();
+    if let (Some(g), Some(_)) = (&gpu, &gpu_model) {
+        trainer.training.use_gpu(g).map_err(|e| format!("{e} — this adapter cannot go on with the saved run"))?;
+    }
+    let (step, steps, batch) = (trainer.training.step, trainer.training.cfg.steps, trainer.training.cfg.batch);
+    fields.show(&extra.settings);
+    let tokens_done = trainer.tokens_trained();
+    shown.set(Shown {
+        tokens_done,
+        tokens_total: (steps * batch) as u64,
+        tokens_per_s: tokens_done as f64 / (extra.busy_ms / 1e3).max(1e-3),
+        evals: extra.evals,
+        status: if step < steps { format!("Resumed the saved run at step {step} of {steps} …") } else { format!("Trained: {step} steps (restored).") },
+        trained: true,
+        running: step < steps,
+        checkpoint: Some(Ok(format!("Restored from the checkpoint at step {step}."))),
+        ..Shown::default()
+    });
+    *run.borrow_mut() = Some(Run {
+        trainer: Some(trainer),
+        model,
+        gpu_model,
+        steps,
+        eval_every: extra.eval_every.max(1),
+        busy_ms: extra.busy_ms,
+        checkpointed_ms: extra.busy_ms,
+        settings: extra.settings,
+        corpus_name: extra.corpus_name,
+        unsaved_corpus: None,
+    });
+    Ok(step < steps)
 }

@@ -69,6 +69,57 @@ export async function fetch_cached(url, cache_name, on_progress) {
     if (cache) await cache.put(url, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
     return bytes;
 }
+// IndexedDB: one database, one object store of byte arrays by key. Each write is one
+// transaction, so a reload or a quota error half-way leaves what was stored before.
+function idb_open() {
+    return new Promise((ok, fail) => {
+        if (typeof indexedDB === "undefined") return fail(new Error("this browser offers the page no IndexedDB storage"));
+        const request = indexedDB.open("saelab", 1);
+        request.onupgradeneeded = () => request.result.createObjectStore("saved");
+        request.onsuccess = () => ok(request.result);
+        request.onerror = () => fail(request.error);
+    });
+}
+function storage_error(e) {
+    if (e && e.name === "QuotaExceededError") return new Error("the browser's storage quota for this page is used up (QuotaExceededError)");
+    return new Error(e && e.message ? `${e.name}: ${e.message}` : `storage failed: ${e}`);
+}
+async function idb_transaction(mode, work) {
+    let db;
+    try {
+        db = await idb_open();
+        return await new Promise((ok, fail) => {
+            const tx = db.transaction("saved", mode);
+            const result = work(tx.objectStore("saved"));
+            tx.oncomplete = () => ok(result.value);
+            tx.onabort = () => fail(tx.error || new Error("the storage transaction was aborted"));
+        });
+    } catch (e) {
+        throw storage_error(e);
+    } finally {
+        if (db) db.close();
+    }
+}
+export function idb_put(keys, values) {
+    return idb_transaction("readwrite", (store) => {
+        keys.forEach((k, i) => store.put(values[i], k));
+        return {};
+    });
+}
+export function idb_get(key) {
+    return idb_transaction("readonly", (store) => {
+        const result = {};
+        const request = store.get(key);
+        request.onsuccess = () => { result.value = request.result === undefined ? null : request.result; };
+        return result;
+    });
+}
+export function idb_delete(keys) {
+    return idb_transaction("readwrite", (store) => {
+        keys.forEach((k) => store.delete(k));
+        return {};
+    });
+}
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = adapter_description)]
@@ -79,6 +130,34 @@ extern "C" {
     async fn dropped_files_js(event: &web_sys::Event) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = fetch_cached, catch)]
     async fn fetch_cached_js(url: &str, cache_name: &str, on_progress: &Closure<dyn FnMut(f64, f64, bool)>) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = idb_put, catch)]
+    async fn idb_put_js(keys: js_sys::Array, values: js_sys::Array) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = idb_get, catch)]
+    async fn idb_get_js(key: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = idb_delete, catch)]
+    async fn idb_delete_js(keys: js_sys::Array) -> Result<JsValue, JsValue>;
+}
+
+/// Stores each `(key, bytes)` in the page's IndexedDB, all or none (one transaction).
+pub async fn storage_put(entries: &[(&str, &[u8])]) -> Result<(), String> {
+    let keys: js_sys::Array = entries.iter().map(|(k, _)| JsValue::from_str(k)).collect();
+    let values: js_sys::Array = entries.iter().map(|(_, v)| JsValue::from(Uint8Array::from(*v))).collect();
+    idb_put_js(keys, values).await.map_err(js_error)?;
+    Ok(())
+}
+
+/// The bytes stored under `key`, if any.
+pub async fn storage_get(key: &str) -> Result<Option<Vec<u8>>, String> {
+    let value = idb_get_js(key).await.map_err(js_error)?;
+    if value.is_null() || value.is_undefined() {
+        return Ok(None);
+    }
+    Ok(Some(value.dyn_into::<Uint8Array>().map_err(|_| format!("storage: '{key}' does not hold bytes"))?.to_vec()))
+}
+
+pub async fn storage_delete(keys: &[&str]) -> Result<(), String> {
+    idb_delete_js(keys.iter().map(|k| JsValue::from_str(k)).collect()).await.map_err(js_error)?;
+    Ok(())
 }
 
 /// The files dropped on the page by `event`, folders walked recursively.
