@@ -22,6 +22,7 @@ pub struct Example {
 }
 
 /// The SAE's activations over a sample, per feature: every token it fired on.
+#[derive(Debug)]
 pub struct SampleActivations {
     /// The sample's contexts, without BOS.
     pub contexts: Vec<Vec<u32>>,
@@ -91,6 +92,57 @@ impl SampleActivations {
         Ok(())
     }
 }
+/// What a sample's activations depend on — the model, the SAE, the sample's tokens and how they
+/// are cut — as one number: dashboards saved under it can be reused for the same four.
+pub fn sample_key(model: &Gpt2, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> u64 {
+    let parts = [crate::fingerprint::model(model), crate::fingerprint::sae(sae), crate::fingerprint::tokens(sample)];
+    crate::fingerprint::fnv1a(parts.iter().flat_map(|p| [*p as u32, (*p >> 32) as u32]).chain([bos.map_or(u32::MAX, |b| b), context as u32]))
+}
+
+/// A finished sample as saved: its key, and per feature `(context, position, activation)`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedSample {
+    format: String,
+    key: u64,
+    n_tokens: usize,
+    fired: Vec<Vec<(usize, usize, f32)>>,
+}
+
+const SAVED_FORMAT: &str = "saelab dashboard sample 1";
+
+impl SampleActivations {
+    /// The finished sample as bytes, under `key` (`sample_key`), to keep across page loads.
+    pub fn to_bytes(&self, key: u64) -> Vec<u8> {
+        let fired = self.fired.iter().map(|ex| ex.iter().map(|e| (e.context, e.position, e.activation)).collect()).collect();
+        serde_json::to_vec(&SavedSample { format: SAVED_FORMAT.into(), key, n_tokens: self.n_tokens, fired }).expect("plain data")
+    }
+
+    /// The sample saved by `to_bytes` for this model, SAE and sample (`new`'s arguments), or
+    /// None when it was saved for others. Bytes that do not fit are an error, never a panic.
+    pub fn from_bytes(bytes: &[u8], model: &Gpt2, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> Result<Option<SampleActivations>, String> {
+        let saved: SavedSample = serde_json::from_slice(bytes).map_err(|e| format!("saved dashboards are malformed: {e}"))?;
+        if saved.format != SAVED_FORMAT || saved.key != sample_key(model, sae, sample, bos, context) {
+            return Ok(None);
+        }
+        let mut run = SampleActivations::new(model, sae, sample, bos, context).map_err(|e| e.to_string())?;
+        let n_tokens: usize = run.contexts.iter().map(Vec::len).sum();
+        if saved.fired.len() != sae.d_sae() || saved.n_tokens != n_tokens {
+            return Err(format!("saved dashboards hold {} features over {} tokens, not {} over {n_tokens}", saved.fired.len(), saved.n_tokens, sae.d_sae()));
+        }
+        for (f, examples) in saved.fired.into_iter().enumerate() {
+            for (context, position, activation) in examples {
+                if context >= run.contexts.len() || position >= run.contexts[context].len() || !(activation > 0.0 && activation.is_finite()) {
+                    return Err(format!("saved dashboards: feature {f} has an example that does not fit the sample"));
+                }
+                run.fired[f].push(Example { context, position, activation });
+            }
+        }
+        run.done = run.contexts.len();
+        run.n_tokens = n_tokens;
+        Ok(Some(run))
+    }
+}
+
 /// Per-feature summary for the feature list.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct FeatureSummary {

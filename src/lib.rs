@@ -6,6 +6,7 @@
 
 pub mod dashboard;
 pub mod engine;
+pub mod fingerprint;
 pub mod formats;
 pub mod gpu;
 pub mod lm;

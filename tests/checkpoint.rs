@@ -115,6 +115,8 @@ fn a_checkpoint_of_another_run_or_a_damaged_one_is_refused() {
     steps(&mut trainer, &model, None, 3);
     let checkpoint = pollster::block_on(trainer.checkpoint(&model, None, serde_json::Value::Null)).unwrap();
     let bytes = checkpoint.serialize();
+    let estimate = trainer.checkpoint_size() as f64;
+    assert!(bytes.len() as f64 > estimate && (bytes.len() as f64) < 1.15 * estimate, "checkpoint_size {estimate} vs {} bytes", bytes.len());
     let resume = |model: &Gpt2, tokens: &[u32], c: Checkpoint| LmTrainer::resume(model, tokens, Some(0), c).err().expect("refused");
 
     // Another corpus, another model.

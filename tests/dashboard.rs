@@ -99,3 +99,41 @@ fn nearest_features_are_the_highest_decoder_cosines() {
     let narrow = random_sae_with("topk", 30, 40, 5, 3, serde_json::Map::new());
     assert!(nearest_features(&sae, 1, &narrow, 3).unwrap_err().contains("widths differ"));
 }
+
+#[test]
+fn saved_dashboards_come_back_only_for_the_same_model_sae_and_sample() {
+    let (model, sae, sample) = setup();
+    let run = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &sample, Some(0), 20, |_, _| {})).unwrap();
+    let key = dashboard::sample_key(&model, &sae, &sample, Some(0), 20);
+    let bytes = run.to_bytes(key);
+    let back = dashboard::SampleActivations::from_bytes(&bytes, &model, &sae, &sample, Some(0), 20).unwrap().expect("same model, SAE and sample");
+    assert_eq!((back.fired.clone(), back.n_tokens, back.done, back.contexts.clone()), (run.fired.clone(), run.n_tokens, run.done, run.contexts.clone()));
+    assert_eq!(back.dashboard(3, 4, 10, 3, 2), run.dashboard(3, 4, 10, 3, 2));
+
+    // Anything else it depends on changed: not reused.
+    let other_sae = {
+        let mut cfg = serde_json::Map::new();
+        cfg.insert("hook_name".into(), HOOK.into());
+        random_sae_with("topk", 60, 77, 5, 10, cfg)
+    };
+    let mut other_model = model.clone();
+    other_model.wpe[31] += 1e-3;
+    let from = |m: &saelab::model::Gpt2, s: &saelab::sae::Sae, t: &[u32], bos: Option<u32>, ctx: usize| dashboard::SampleActivations::from_bytes(&bytes, m, s, t, bos, ctx).unwrap().is_none();
+    assert!(from(&model, &other_sae, &sample, Some(0), 20));
+    assert!(from(&other_model, &sae, &sample, Some(0), 20));
+    assert!(from(&model, &sae, &sample[1..], Some(0), 20));
+    assert!(from(&model, &sae, &sample, None, 20));
+    assert!(from(&model, &sae, &sample, Some(0), 21));
+
+    // Truncated, grown or damaged bytes: an error, never a panic.
+    for cut in (0..bytes.len()).step_by(bytes.len() / 23 + 1) {
+        assert!(dashboard::SampleActivations::from_bytes(&bytes[..cut], &model, &sae, &sample, Some(0), 20).is_err(), "cut at {cut}");
+    }
+    let load = |b: &[u8]| dashboard::SampleActivations::from_bytes(b, &model, &sae, &sample, Some(0), 20);
+    assert!(load(&[&bytes[..], b"{}"].concat()).is_err());
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    value["fired"][0] = serde_json::json!([[99, 0, 1.0]]);
+    assert!(load(&serde_json::to_vec(&value).unwrap()).unwrap_err().contains("does not fit the sample"));
+    value["fired"].as_array_mut().unwrap().pop();
+    assert!(load(&serde_json::to_vec(&value).unwrap()).unwrap_err().contains("76 features"));
+}

@@ -55,12 +55,6 @@ pub struct StorePosition {
     pub buffer: Vec<f32>,
 }
 
-/// FNV-1a over the token ids: tells one corpus from another when a checkpoint is resumed (an
-/// identity check, not a security one).
-pub fn corpus_fingerprint(tokens: &[u32]) -> u64 {
-    tokens.iter().flat_map(|t| t.to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
 impl ActivationStore {
     /// `corpus` is the tokenized text (no BOS); `bos` the beginning-of-sequence token, if any.
     pub fn new(model: &Gpt2, corpus: &[u32], bos: Option<u32>, cfg: StoreConfig) -> Result<ActivationStore, String> {
@@ -98,7 +92,7 @@ impl ActivationStore {
             buffer: Vec::new(),
             rng: Rng::new(cfg.seed ^ 0x5701E),
             rows_harvested: 0,
-            corpus_fingerprint: corpus_fingerprint(corpus),
+            corpus_fingerprint: crate::fingerprint::tokens(corpus),
             corpus_tokens: corpus.len(),
             train_contexts,
             held_out_contexts,
@@ -112,13 +106,18 @@ impl ActivationStore {
         self.d
     }
 
-    /// `corpus_fingerprint` of the tokens this store was made from.
+    /// `fingerprint::tokens` of the corpus this store was made from.
     pub fn corpus_fingerprint(&self) -> u64 {
         self.corpus_fingerprint
     }
 
     pub fn corpus_tokens(&self) -> usize {
         self.corpus_tokens
+    }
+
+    /// Values (rows × d) in the mixing buffer now.
+    pub fn buffered_values(&self) -> usize {
+        self.buffer.len()
     }
 
     pub fn position(&self) -> StorePosition {

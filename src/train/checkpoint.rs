@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::formats::safetensors::{RawTensor, TensorFile};
 use crate::formats::FormatError;
-use crate::model::Gpt2;
 
 use super::activations::{StoreConfig, StorePosition};
 use super::sae_train::{Params, TENSOR_NAMES};
@@ -33,10 +32,10 @@ pub struct CheckpointHeader {
     pub format: String,
     pub version: u32,
     pub model_name: String,
-    /// `model_fingerprint` of the model the activations came from.
+    /// `fingerprint::model` of the model the activations came from.
     pub model_fingerprint: u64,
     pub corpus_tokens: usize,
-    /// `activations::corpus_fingerprint` of the corpus's tokens.
+    /// `fingerprint::tokens` of the corpus.
     pub corpus_fingerprint: u64,
     pub store: StoreConfig,
     pub train: TrainConfig,
@@ -67,15 +66,6 @@ pub struct Checkpoint {
     pub header: CheckpointHeader,
     pub trainer: TrainerSnapshot,
     pub store: StorePosition,
-}
-
-/// An identity check for the model a run trained on (not a security one): FNV-1a over its sizes
-/// and a strided sample of its embeddings and final layer norm.
-pub fn model_fingerprint(model: &Gpt2) -> u64 {
-    let c = &model.cfg;
-    let sizes = [c.vocab_size, c.n_positions, c.d_model, c.n_layers, c.n_heads].map(|v| v as u32);
-    let sample = model.wte.iter().step_by(31).chain(model.wpe.iter().step_by(31)).chain(&model.ln_f.weight).chain(&model.ln_f.bias).map(|v| v.to_bits());
-    sizes.into_iter().chain(sample).flat_map(|v| v.to_le_bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl Checkpoint {

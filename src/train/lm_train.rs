@@ -8,8 +8,9 @@ use crate::gpu::{Gpu, GpuSae, RunRequest};
 use crate::lm::{self, LmBackend, LmError};
 use crate::model::Gpt2;
 
-use super::activations::{corpus_fingerprint, ActivationStore, StoreConfig};
-use super::checkpoint::{model_fingerprint, Checkpoint, CheckpointHeader, FORMAT, VERSION};
+use super::activations::{ActivationStore, StoreConfig};
+use super::checkpoint::{Checkpoint, CheckpointHeader, FORMAT, VERSION};
+use crate::fingerprint;
 use super::trainer::{SaeTrainer, TrainConfig};
 
 /// What an evaluation measured.
@@ -55,7 +56,7 @@ impl LmTrainer {
             format: FORMAT.into(),
             version: VERSION,
             model_name: self.model_name.clone(),
-            model_fingerprint: model_fingerprint(model),
+            model_fingerprint: fingerprint::model(model),
             corpus_tokens: self.store.corpus_tokens(),
             corpus_fingerprint: self.store.corpus_fingerprint(),
             store: self.store.cfg.clone(),
@@ -68,14 +69,21 @@ impl LmTrainer {
         Ok(Checkpoint { header, trainer, store: self.store.position() })
     }
 
+    /// About how many bytes `checkpoint(..).serialize()` takes: parameters and Adam's two
+    /// moments, and the store's buffer.
+    pub fn checkpoint_size(&self) -> usize {
+        let params: usize = self.training.params.tensors().iter().map(|t| t.len()).sum();
+        4 * (3 * params + self.store.buffered_values())
+    }
+
     /// Goes on from `checkpoint` (on the CPU; `training.use_gpu` moves it), given the same model
     /// and corpus the run used — anything else is refused with what differs.
     pub fn resume(model: &Gpt2, corpus: &[u32], bos: Option<u32>, checkpoint: Checkpoint) -> Result<LmTrainer, String> {
         let Checkpoint { header: h, trainer, store: position } = checkpoint;
-        if model_fingerprint(model) != h.model_fingerprint {
+        if fingerprint::model(model) != h.model_fingerprint {
             return Err(format!("this run trained on another model ({}); load that model to resume it", h.model_name));
         }
-        if corpus.len() != h.corpus_tokens || corpus_fingerprint(corpus) != h.corpus_fingerprint {
+        if corpus.len() != h.corpus_tokens || fingerprint::tokens(corpus) != h.corpus_fingerprint {
             return Err(format!("this run trained on another corpus ({} tokens); give the same text to resume it", h.corpus_tokens));
         }
         if trainer.params.d_in != model.cfg.d_model {

@@ -824,33 +824,47 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
         s.sample_progress = Some((0, tokens.len().div_ceil(context - usize::from(bos.is_some()))));
     });
     let started = web::now_ms();
-    let mut run = match SampleActivations::new(model, sae, &tokens, bos, context) {
-        Ok(r) => r,
-        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
-    };
-    let total = run.contexts.len();
-    while run.done < total {
-        if let Err(e) = run.run_next(model, sae, &backend).await {
-            return shown.update(|s| {
-                s.error = Some(e.to_string());
-                s.sample_progress = None;
-            });
+    // Dashboards computed before for this model, SAE and sample come back from IndexedDB (one
+    // entry per SAE); anything else is computed, then kept there.
+    let stored_under = format!("dashboards/{:016x}", crate::fingerprint::sae(sae));
+    let key = dashboard::sample_key(model, sae, &tokens, bos, context);
+    let stored = web::storage_get(&stored_under).await.ok().flatten().map(|b| SampleActivations::from_bytes(&b, model, sae, &tokens, bos, context));
+    let (run, origin) = match stored {
+        Some(Ok(Some(run))) => (run, "restored from this browser's storage"),
+        _ => {
+            let mut run = match SampleActivations::new(model, sae, &tokens, bos, context) {
+                Ok(r) => r,
+                Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+            };
+            let total = run.contexts.len();
+            while run.done < total {
+                if let Err(e) = run.run_next(model, sae, &backend).await {
+                    return shown.update(|s| {
+                        s.error = Some(e.to_string());
+                        s.sample_progress = None;
+                    });
+                }
+                shown.update(|s| s.sample_progress = Some((run.done, total)));
+                // Paint the progress (on the CPU reference nothing else would yield).
+                web::yield_to_browser().await;
+            }
+            // Not keeping them (a full quota) costs only a recomputation next time.
+            let kept = web::storage_put(&[(&stored_under, &run.to_bytes(key))]).await;
+            (run, if kept.is_ok() { "computed" } else { "computed (not kept: the browser's storage refused them)" })
         }
-        shown.update(|s| s.sample_progress = Some((run.done, total)));
-        // Paint the progress (on the CPU reference nothing else would yield).
-        web::yield_to_browser().await;
-    }
+    };
     let sample = Rc::new(run);
     let feature = shown.with_untracked(|s| s.feature);
     let compare = state.borrow().compare.clone();
     let dash = dash_view(&sample, sae, tokenizer, feature, compare.as_deref());
     let summaries = sample.summaries();
     let seconds = (web::now_ms() - started) / 1e3;
+    shown.update(|s| s.sample_progress = Some((sample.done, sample.done)));
     state.borrow_mut().sample = Some(sample.clone());
     shown.update(|s| {
         s.feature_list = summaries;
         s.dash = Some(dash);
-        s.status = format!("Dashboards over {} sample tokens in {seconds:.1} s on {}.", sample.n_tokens, backend.name());
+        s.status = format!("Dashboards over {} sample tokens {origin} in {seconds:.1} s on {}.", sample.n_tokens, backend.name());
     });
 }
 

@@ -45,6 +45,9 @@ const CHECKPOINT_KEY: &str = "lm-train/checkpoint";
 const CORPUS_KEY: &str = "lm-train/corpus";
 /// Training time between two checkpoints (evaluations, Pause and the end checkpoint too).
 const CHECKPOINT_EVERY_MS: f64 = 15_000.0;
+/// A checkpoint is built in wasm memory (4 GiB at most) and copied to IndexedDB; larger runs
+/// are not checkpointed in the page (the CLI's `--checkpoint` has no such limit).
+const MAX_CHECKPOINT_BYTES: usize = 512 << 20;
 
 /// Training as shown.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -474,6 +477,10 @@ async fn save_checkpoint(trainer: &LmTrainer, model: &Gpt2, gpu: Option<&Gpu>, r
     };
     let step = trainer.training.step;
     let written = async {
+        let size = trainer.checkpoint_size();
+        if size > MAX_CHECKPOINT_BYTES {
+            return Err(format!("a checkpoint of this run would take {} MB, more than the page keeps ({} MB)", size >> 20, MAX_CHECKPOINT_BYTES >> 20));
+        }
         let extra = serde_json::to_value(&extra).map_err(|e| e.to_string())?;
         let bytes = trainer.checkpoint(model, gpu, extra).await?.serialize();
         let mut entries = vec![(CHECKPOINT_KEY, &bytes[..])];

@@ -89,6 +89,19 @@ test("the language-model tab opens on the bundled model and SAE with no network"
   // Another bundled SAE: a BatchTopK one (saved as JumpReLU), four times wider.
   await page.locator("#lm-bundled-sae").selectOption("batchtopk-4096");
   await page.locator("#lm-sae-name").filter({ hasText: /jumprelu 256 × 4096 .*bundled batchtopk-4096/ }).waitFor({ timeout: 60_000 });
+
+  // Back to the first SAE: its dashboards over the same sample come back from IndexedDB, not
+  // recomputed, with the same figures.
+  await page.locator("#lm-bundled-sae").selectOption("topk-1024");
+  await page.locator("#lm-sae-name").filter({ hasText: /bundled topk-1024/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lm-ce-clean").waitFor({ timeout: 180_000 });
+  await page.locator("#lm-dashboards").click();
+  await page.locator("#lm-status").filter({ hasText: /Dashboards over 380 sample tokens restored from this browser's storage/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lm-feature").fill(String(feature));
+  await page.locator("#lm-feature").dispatchEvent("change");
+  await page.locator(`#lm-dashboard[data-feature="${feature}"]`).waitFor({ timeout: 30_000 });
+  assert.equal(Number((await page.locator("#lm-dash-density").innerText()).replace("%", "")) / 100, density);
+  assert.equal(Number(await page.locator("#lm-dash-max").innerText()), max);
   assert.deepEqual(outside, [], "no request left the page's own server");
   assert.deepEqual(errors, []);
   await context.close();

@@ -60,8 +60,8 @@ const evalRows = (page) => page.locator("#tr-evals tr").evaluateAll((trs) => trs
 test("a reload half-way through training resumes from the last checkpoint", async () => {
   const context = await browser.newContext({ viewport: { width: 1500, height: 1400 }, acceptDownloads: true });
   let { page, errors } = await openTrainPanel(context);
-  // 16 steps of 128 tokens, evaluated (and checkpointed) every 4 steps.
-  await settings(page, { "#tr-k": "4", "#tr-dict": "64", "#tr-tokens": "2048", "#tr-batch": "128" });
+  // 8 steps of 128 tokens, evaluated (and checkpointed) every 2 steps.
+  await settings(page, { "#tr-k": "4", "#tr-dict": "64", "#tr-tokens": "1024", "#tr-batch": "128" });
   await page.locator("#tr-start").click();
   await page.locator("#tr-checkpoint").filter({ hasText: /Checkpointed at step \d+/ }).waitFor({ timeout: 300_000 });
   assert.match(await page.locator("#tr-checkpoint").innerText(), /a reload can resume from here/);
@@ -73,42 +73,52 @@ test("a reload half-way through training resumes from the last checkpoint", asyn
   const saved = page.locator("#tr-saved");
   await saved.waitFor({ timeout: 60_000 });
   const offer = await saved.innerText();
-  assert.match(offer, /topk with 64 latents at blocks\.2\.hook_resid_pre of kjv-gpt2, corpus heldout\.txt \(bundled\), checkpointed at step \d+ of 16/);
-  const savedStep = Number(offer.match(/checkpointed at step (\d+) of 16/)[1]);
-  assert.ok(savedStep >= 1 && savedStep < 16, `saved at step ${savedStep}`);
+  assert.match(offer, /topk with 64 latents at blocks\.2\.hook_resid_pre of kjv-gpt2, corpus heldout\.txt \(bundled\), checkpointed at step \d+ of 8/);
+  const savedStep = Number(offer.match(/checkpointed at step (\d+) of 8/)[1]);
+  assert.ok(savedStep >= 1 && savedStep < 8, `saved at step ${savedStep}`);
   await page.screenshot({ path: path.join(shots, "13-saved-run-offered.png"), fullPage: true });
 
   // Resumed: the settings and evaluations come back, and training goes on from that step.
   await page.locator("#tr-restore").click();
   await page.locator("#tr-checkpoint").filter({ hasText: `Restored from the checkpoint at step ${savedStep}` }).waitFor({ timeout: 120_000 });
   assert.equal(await page.locator("#tr-dict").inputValue(), "64");
-  assert.equal(await page.locator("#tr-tokens").inputValue(), "2048");
+  assert.equal(await page.locator("#tr-tokens").inputValue(), "1024");
   const restoredRows = await evalRows(page);
-  // Checkpoints follow each evaluation (steps 4, 8, 12) and 15 s of training time.
-  const evaluatedBefore = Math.floor(savedStep / 4);
-  assert.deepEqual(restoredRows.map((r) => r[0]).slice(0, evaluatedBefore), Array.from({ length: evaluatedBefore }, (_, i) => String(4 * (i + 1))));
-  await page.locator("#tr-status").filter({ hasText: /Trained: 16 steps/ }).waitFor({ timeout: 400_000 });
-  assert.equal(await page.locator("#tr-progress").getAttribute("value"), "2048");
+  // Checkpoints follow each evaluation (steps 2, 4, 6) and 15 s of training time.
+  const evaluatedBefore = Math.floor(savedStep / 2);
+  assert.deepEqual(restoredRows.map((r) => r[0]).slice(0, evaluatedBefore), Array.from({ length: evaluatedBefore }, (_, i) => String(2 * (i + 1))));
+  await page.locator("#tr-status").filter({ hasText: /Trained: 8 steps/ }).waitFor({ timeout: 400_000 });
+  assert.equal(await page.locator("#tr-progress").getAttribute("value"), "1024");
   const rows = await evalRows(page);
-  assert.deepEqual(rows.map((r) => r[0]), ["4", "8", "12", "16"], "each evaluation once: the saved ones and those after the resume");
+  assert.deepEqual(rows.map((r) => r[0]), ["2", "4", "6", "8"], "each evaluation once: the saved ones and those after the resume");
   assert.equal(Number(rows[3][2]), 4, "TopK k = 4: L0 is 4");
   assert.ok(Number(rows[3][3]) < Number(rows[0][3]), `held-out FVU falls: ${rows.map((r) => r[3])}`);
-  assert.match(await page.locator("#tr-checkpoint").innerText(), /Checkpointed at step 16/);
+  assert.match(await page.locator("#tr-checkpoint").innerText(), /Checkpointed at step 8/);
   const info = await exportAndInspect(page, "resumed");
   assert.match(info, /d_sae\s+64\n/);
   assert.match(info, /model_name\s+kjv-gpt2/);
   await page.screenshot({ path: path.join(shots, "14-resumed-run-trained.png"), fullPage: true });
 
-  // The finished run stays saved; Discard removes it.
+  // The finished run stays saved; Discard removes it from the browser's storage.
   await page.reload();
   await page.locator("#lm-sae-name").filter({ hasText: /bundled topk-1024/ }).waitFor({ timeout: 180_000 });
-  await page.locator("#tr-saved").filter({ hasText: /checkpointed at step 16 of 16/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#tr-saved").filter({ hasText: /checkpointed at step 8 of 8/ }).waitFor({ timeout: 60_000 });
+  const storedKeys = () =>
+    page.evaluate(
+      () =>
+        new Promise((ok, fail) => {
+          const open = indexedDB.open("saelab");
+          open.onerror = () => fail(open.error);
+          open.onsuccess = () => {
+            const keys = open.result.transaction("saved").objectStore("saved").getAllKeys();
+            keys.onsuccess = () => ok(keys.result.sort());
+          };
+        }),
+    );
+  assert.deepEqual(await storedKeys(), ["lm-train/checkpoint", "lm-train/corpus"]);
   await page.locator("#tr-discard").click();
   await page.locator("#tr-saved").waitFor({ state: "hidden" });
-  await page.reload();
-  await page.locator("#lm-sae-name").filter({ hasText: /bundled topk-1024/ }).waitFor({ timeout: 180_000 });
-  await page.waitForTimeout(1000);
-  assert.equal(await page.locator("#tr-saved").isVisible(), false, "a discarded run is not offered again");
+  assert.deepEqual(await storedKeys(), [], "a discarded run is gone");
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -116,7 +126,7 @@ test("a reload half-way through training resumes from the last checkpoint", asyn
 test("a bad corpus file is refused in place, and a full storage quota does not stop training", async () => {
   const context = await browser.newContext({ viewport: { width: 1500, height: 1400 }, acceptDownloads: true });
   const { page, errors } = await openTrainPanel(context);
-  await settings(page, { "#tr-k": "4", "#tr-dict": "64", "#tr-tokens": "1024", "#tr-batch": "256" });
+  await settings(page, { "#tr-k": "4", "#tr-dict": "64", "#tr-tokens": "512", "#tr-batch": "256" });
 
   // Corpus files that are not text: refused by name before anything is harvested.
   for (const [name, bytes, message] of [
@@ -136,9 +146,9 @@ test("a bad corpus file is refused in place, and a full storage quota does not s
   const cdp = await context.newCDPSession(page);
   await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(server.url).origin, quotaSize: 1024 });
   await page.locator("#tr-start").click();
-  await page.locator("#tr-status").filter({ hasText: /Trained: 4 steps/ }).waitFor({ timeout: 400_000 });
+  await page.locator("#tr-status").filter({ hasText: /Trained: 2 steps/ }).waitFor({ timeout: 400_000 });
   const note = await page.locator("#tr-checkpoint").innerText();
-  assert.match(note, /Could not checkpoint at step 4: the browser's storage quota for this page is used up \(QuotaExceededError\)\. Training goes on and nothing trained is lost/);
+  assert.match(note, /Could not checkpoint at step 2: the browser's storage quota for this page is used up \(QuotaExceededError\)\. Training goes on and nothing trained is lost/);
   assert.equal(await page.locator("#tr-checkpoint").getAttribute("class"), "error");
   assert.equal(await page.locator("#tr-error").count(), 0, "training itself did not fail");
   const info = await exportAndInspect(page, "quota");
