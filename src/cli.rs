@@ -836,7 +836,7 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
             let checkpoint = Checkpoint::parse(path, &bytes)?;
             let saved_every = checkpoint.header.extra.get("eval_every").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
             let trainer = LmTrainer::resume(&model, &corpus, bos, checkpoint).map_err(|e| CliError(format!("--resume {path}: {e}")))?;
-            (trainer, flags.number("eval-every", saved_every)?)
+            (trainer, flags.number::<usize>("eval-every", saved_every)?.max(1))
         }
         None => new_model_trainer(flags, &model, dir, &backend, &corpus, bos)?,
     };

@@ -4,13 +4,13 @@
 //! model (`lm::splice`). Shared by `saelab train` and the page.
 
 use crate::engine::{self, Backend};
+use crate::fingerprint;
 use crate::gpu::{Gpu, GpuSae, RunRequest};
 use crate::lm::{self, LmBackend, LmError};
 use crate::model::Gpt2;
 
 use super::activations::{ActivationStore, StoreConfig};
 use super::checkpoint::{Checkpoint, CheckpointHeader, FORMAT, VERSION};
-use crate::fingerprint;
 use super::trainer::{SaeTrainer, TrainConfig};
 
 /// What an evaluation measured.
