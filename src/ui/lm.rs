@@ -98,8 +98,11 @@ struct Shown {
     feature: usize,
     lens: Option<(Vec<(String, f32)>, Vec<(String, f32)>)>,
     generated: Option<(String, String)>,
-    /// Dashboards: (contexts done, total) while computing; the feature list; the selected one.
+    /// Dashboards: the sample's size as typed; (contexts done, total) while computing; the
+    /// feature list; the selected one.
+    sample_limit: String,
     sample_progress: Option<(usize, usize)>,
+    sample_status: String,
     feature_list: Vec<FeatureSummary>,
     sort_by_max: bool,
     dash: Option<DashView>,
@@ -140,7 +143,7 @@ const SAMPLE_CONTEXT: usize = 128;
 #[component]
 pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: Signal<bool>) -> impl IntoView {
     let state = Rc::new(RefCell::new(LmState::default()));
-    let shown = RwSignal::new(Shown::default());
+    let shown = RwSignal::new(Shown { sample_limit: "4096".into(), ..Shown::default() });
     let (initial_base, initial_repo, repo_named) = url_settings();
     let base = RwSignal::new(initial_base);
     let repo = RwSignal::new(initial_repo);
@@ -192,13 +195,11 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
             spawn_local(async move { load_comparison(state, engine, shown, name).await });
         }
     };
-    let sample_tokens = RwSignal::new("4096".to_string());
     let compute_dashboards = {
         let (state, engine) = (state.clone(), engine.clone());
         move |_| {
             let (state, engine) = (state.clone(), engine.clone());
-            let limit = sample_tokens.get_untracked();
-            spawn_local(async move { compute_sample(state, engine, shown, limit).await });
+            spawn_local(async move { compute_sample(state, engine, shown, Dashboards::Compute).await });
         }
     };
     let download = {
@@ -394,7 +395,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                 <h3>"Dashboard"</h3>
                 <div class="fields">
                     <label class="field"><span>"sample tokens (of the bundled held-out text)"</span>
-                        <input id="lm-sample-tokens" prop:value=move || sample_tokens.get() on:change=move |ev| sample_tokens.set(event_target_value(&ev)) /></label>
+                        <input id="lm-sample-tokens" prop:value=move || shown.with(|s| s.sample_limit.clone()) on:change=move |ev| shown.update(|s| s.sample_limit = event_target_value(&ev)) /></label>
                 </div>
                 <div class="buttons"><button id="lm-dashboards" on:click=compute_dashboards>"Compute dashboards"</button>
                     <label>" match features with "
@@ -405,6 +406,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                 {move || shown.with(|s| s.sample_progress).map(|(done, total)| view! {
                     <p><progress id="lm-sample-progress" max=total.to_string() value=done.to_string()></progress>{format!(" {done} / {total} contexts")}</p>
                 })}
+                <p id="lm-sample-status" class="status">{move || shown.with(|s| s.sample_status.clone())}</p>
                 <div on:click=on_feature_click.clone()>
                 {move || shown.with(|s| s.dash.clone()).map(|d| dashboard_view(d))}
                 </div>
@@ -615,12 +617,24 @@ async fn install_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, s
     shown.update(|s| {
         s.feature_list.clear();
         s.dash = None;
+        s.sample_progress = None;
+        s.sample_status = String::new();
         s.sae_name = name;
         s.error = None;
         s.status = String::new();
         s.feature = 0;
         s.lens = None;
     });
+    drop(st);
+    // Dashboards this browser computed before for this SAE and sample open with it.
+    spawn_local(async move { compute_sample(state, engine, shown, Dashboards::IfSaved).await });
+}
+
+/// Whether `compute_sample` computes dashboards, or only shows those saved before.
+#[derive(Clone, Copy, PartialEq)]
+enum Dashboards {
+    Compute,
+    IfSaved,
 }
 
 /// Everything a run needs, taken out of the state (so no borrow is held across an await).
@@ -792,57 +806,67 @@ async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: 
     }
 }
 
-/// Runs the loaded SAE over (the first `limit` tokens of) the bundled held-out text, with a
+/// Runs the loaded SAE over (the first `sample_limit` tokens of) the bundled held-out text, with a
 /// progress bar, for the dashboards; then shows the feature list and the selected feature's.
-async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, limit: String) {
+/// Dashboards this browser computed before for the same model, SAE and sample come back from
+/// IndexedDB instead (one entry per SAE); with `Dashboards::IfSaved` nothing else happens.
+async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, mode: Dashboards) {
+    let compute = mode == Dashboards::Compute;
+    // Problems are reported only when the user asked for dashboards.
+    let fail = |e: String| {
+        if compute {
+            shown.update(|s| {
+                s.error = Some(e);
+                s.sample_progress = None;
+            })
+        }
+    };
+    let limit = shown.with_untracked(|s| s.sample_limit.clone());
     let Ok(limit) = limit.trim().parse::<usize>() else {
-        return shown.update(|s| s.error = Some(format!("sample tokens: '{limit}' is not a number")));
+        return fail(format!("sample tokens: '{limit}' is not a number"));
     };
     if !(SAMPLE_CONTEXT..=1 << 20).contains(&limit) {
-        return shown.update(|s| s.error = Some(format!("sample tokens must be between {SAMPLE_CONTEXT} and {}", 1 << 20)));
+        return fail(format!("sample tokens must be between {SAMPLE_CONTEXT} and {}", 1 << 20));
     }
     let gpu = engine.borrow().gpu.clone();
     let l = match loaded(&state, gpu) {
         Ok(l) => l,
-        Err(e) => return shown.update(|s| s.error = Some(e)),
+        Err(e) => return fail(e),
     };
     let (model, tokenizer, sae) = (&l.model.0, &l.model.1, &l.sae.0);
     let text = match web::fetch_bytes(BUNDLED_SAMPLE).await.map_err(|e| e.to_string()).and_then(|b| crate::formats::corpus::parse_corpus(BUNDLED_SAMPLE, &b).map_err(|e| e.to_string())) {
         Ok(t) => t,
-        Err(e) => return shown.update(|s| s.error = Some(format!("the dashboard sample: {e}"))),
+        Err(e) => return fail(format!("the dashboard sample: {e}")),
     };
     let mut tokens = match tokenizer.encode(&text) {
         Ok(t) => t,
-        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+        Err(e) => return fail(e.to_string()),
     };
     tokens.truncate(limit);
     let backend = l.backend();
     let bos = tokenizer.special_id("<|endoftext|>");
     let context = SAMPLE_CONTEXT.min(model.cfg.n_positions);
-    shown.update(|s| {
-        s.error = None;
-        s.sample_progress = Some((0, tokens.len().div_ceil(context - usize::from(bos.is_some()))));
-    });
     let started = web::now_ms();
-    // Dashboards computed before for this model, SAE and sample come back from IndexedDB (one
-    // entry per SAE); anything else is computed, then kept there.
     let stored_under = format!("dashboards/{:016x}", crate::fingerprint::sae(sae));
     let key = dashboard::sample_key(model, sae, &tokens, bos, context);
-    let stored = web::storage_get(&stored_under).await.ok().flatten().map(|b| SampleActivations::from_bytes(&b, model, sae, &tokens, bos, context));
+    // A saved entry for another sample, or one that cannot be read, is computed afresh.
+    let stored = web::storage_get(&stored_under).await.ok().flatten().and_then(|b| SampleActivations::from_bytes(&b, model, sae, &tokens, bos, context).ok().flatten());
     let (run, origin) = match stored {
-        Some(Ok(Some(run))) => (run, "restored from this browser's storage"),
-        _ => {
+        Some(run) => (run, "restored from this browser's storage"),
+        None if !compute => return,
+        None => {
             let mut run = match SampleActivations::new(model, sae, &tokens, bos, context) {
                 Ok(r) => r,
-                Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
+                Err(e) => return fail(e.to_string()),
             };
             let total = run.contexts.len();
+            shown.update(|s| {
+                s.error = None;
+                s.sample_progress = Some((0, total));
+            });
             while run.done < total {
                 if let Err(e) = run.run_next(model, sae, &backend).await {
-                    return shown.update(|s| {
-                        s.error = Some(e.to_string());
-                        s.sample_progress = None;
-                    });
+                    return fail(e.to_string());
                 }
                 shown.update(|s| s.sample_progress = Some((run.done, total)));
                 // Paint the progress (on the CPU reference nothing else would yield).
@@ -853,18 +877,22 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
             (run, if kept.is_ok() { "computed" } else { "computed (not kept: the browser's storage refused them)" })
         }
     };
+    // Another SAE loaded meanwhile: these dashboards are not its.
+    if !state.borrow().sae.as_ref().is_some_and(|now| Rc::ptr_eq(now, &l.sae)) {
+        return;
+    }
     let sample = Rc::new(run);
     let feature = shown.with_untracked(|s| s.feature);
     let compare = state.borrow().compare.clone();
     let dash = dash_view(&sample, sae, tokenizer, feature, compare.as_deref());
     let summaries = sample.summaries();
     let seconds = (web::now_ms() - started) / 1e3;
-    shown.update(|s| s.sample_progress = Some((sample.done, sample.done)));
     state.borrow_mut().sample = Some(sample.clone());
     shown.update(|s| {
+        s.sample_progress = Some((sample.done, sample.done));
         s.feature_list = summaries;
         s.dash = Some(dash);
-        s.status = format!("Dashboards over {} sample tokens {origin} in {seconds:.1} s on {}.", sample.n_tokens, backend.name());
+        s.sample_status = format!("Dashboards over {} sample tokens {origin} in {seconds:.1} s on {}.", sample.n_tokens, backend.name());
     });
 }
 

@@ -60,6 +60,7 @@ test("the language-model tab opens on the bundled model and SAE with no network"
   await page.locator("#lm-dashboards").click();
   await page.locator("#lm-dashboard").waitFor({ timeout: 300_000 });
   assert.match(await page.locator("#lm-sample-progress").getAttribute("value"), /^3$/);
+  assert.match(await page.locator("#lm-sample-status").innerText(), /Dashboards over 380 sample tokens computed in [\d.]+ s on WebGPU/);
   const feature = Number(await page.locator("#lm-dashboard").getAttribute("data-feature"));
   const model = path.join(root, "www/models/kjv-gpt2");
   const want = cli(["dashboard", "--model", model, "--sae", path.join(model, "saes/topk-1024"), "--corpus", path.join(model, "heldout.txt"),
@@ -90,13 +91,11 @@ test("the language-model tab opens on the bundled model and SAE with no network"
   await page.locator("#lm-bundled-sae").selectOption("batchtopk-4096");
   await page.locator("#lm-sae-name").filter({ hasText: /jumprelu 256 × 4096 .*bundled batchtopk-4096/ }).waitFor({ timeout: 60_000 });
 
-  // Back to the first SAE: its dashboards over the same sample come back from IndexedDB, not
+  // Back to the first SAE: its dashboards over the same sample open with it, from IndexedDB, not
   // recomputed, with the same figures.
   await page.locator("#lm-bundled-sae").selectOption("topk-1024");
   await page.locator("#lm-sae-name").filter({ hasText: /bundled topk-1024/ }).waitFor({ timeout: 60_000 });
-  await page.locator("#lm-ce-clean").waitFor({ timeout: 180_000 });
-  await page.locator("#lm-dashboards").click();
-  await page.locator("#lm-status").filter({ hasText: /Dashboards over 380 sample tokens restored from this browser's storage/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lm-sample-status").filter({ hasText: /Dashboards over 380 sample tokens restored from this browser's storage/ }).waitFor({ timeout: 60_000 });
   await page.locator("#lm-feature").fill(String(feature));
   await page.locator("#lm-feature").dispatchEvent("change");
   await page.locator(`#lm-dashboard[data-feature="${feature}"]`).waitFor({ timeout: 30_000 });
