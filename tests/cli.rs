@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{fixtures, read_npy, temp_dir};
@@ -267,13 +267,19 @@ fn npy_i64(values: &[i64]) -> Vec<u8> {
     out
 }
 
-#[test]
-fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
-    let dir = temp_dir("train");
+/// `dir/tiny-gpt2`: a random 2-layer, width-24, context-40 GPT-2 with GPT-2's tokenizer.
+fn tiny_model(dir: &Path) -> PathBuf {
     let model = dir.join("tiny-gpt2");
     let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tokenizer/tokenizer.json");
     let (code, _, err) = saelab(&["random-model", "--out", path(&model), "--vocab-from", path(&tokenizer), "--layers", "2", "--width", "24", "--heads", "3", "--context", "40"]);
     assert_eq!(code, 0, "{err}");
+    model
+}
+
+#[test]
+fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
+    let dir = temp_dir("train");
+    let model = tiny_model(&dir);
     let corpus = dir.join("corpus.txt");
     std::fs::write(&corpus, "The cat sat on the mat. A dog ran in the park; déjà vu, 東京.\n".repeat(60)).unwrap();
     let save = dir.join("sae");
@@ -338,10 +344,7 @@ fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
 #[test]
 fn train_stops_at_a_checkpoint_and_resumes_to_the_same_sae() {
     let dir = temp_dir("train-resume");
-    let model = dir.join("tiny-gpt2");
-    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tokenizer/tokenizer.json");
-    let (code, _, err) = saelab(&["random-model", "--out", path(&model), "--vocab-from", path(&tokenizer), "--layers", "2", "--width", "24", "--heads", "3", "--context", "40"]);
-    assert_eq!(code, 0, "{err}");
+    let model = tiny_model(&dir);
     let corpus = dir.join("corpus.txt");
     std::fs::write(&corpus, "Once upon a time, in a land of hills and rivers, a fox met a crow.\n".repeat(60)).unwrap();
     let (whole, part, checkpoint) = (dir.join("whole"), dir.join("part"), dir.join("run.ckpt"));

@@ -3,34 +3,20 @@
 // checkpoint is reported while training goes on and the SAE still exports; a corpus file that is
 // empty, binary or not UTF-8 is refused in place.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { launchBrowser, saelab, servePage, shots } from "./harness.mjs";
+import { pageSession, saelab, shots } from "./harness.mjs";
 
-let server, browser;
-const work = path.join(os.tmpdir(), `saelab-checkpoint-${process.pid}`);
-
-before(async () => {
-  server = await servePage();
-  browser = await launchBrowser();
-  mkdirSync(work, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-  rmSync(work, { recursive: true, force: true });
-});
+const session = pageSession("checkpoint");
 
 async function openTrainPanel(context) {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(`${server.url}#lm`);
+  await page.goto(`${session.server.url}#lm`);
   await page.locator("#lm-sae-name").filter({ hasText: /bundled topk-1024/ }).waitFor({ timeout: 180_000 });
   return { page, errors };
 }
@@ -49,7 +35,7 @@ async function exportAndInspect(page, name) {
   await page.locator("#tr-export").click();
   for (let i = 0; i < 50 && downloads.length < 2; i++) await page.waitForTimeout(100);
   assert.deepEqual(downloads.map((d) => d.suggestedFilename()).sort(), ["cfg.json", "sae_weights.safetensors"]);
-  const saved = path.join(work, name);
+  const saved = path.join(session.work, name);
   mkdirSync(saved, { recursive: true });
   for (const d of downloads) await d.saveAs(path.join(saved, d.suggestedFilename()));
   return String(execFileSync(saelab, ["info", saved]));
@@ -58,7 +44,7 @@ async function exportAndInspect(page, name) {
 const evalRows = (page) => page.locator("#tr-evals tr").evaluateAll((trs) => trs.slice(1).map((tr) => Array.from(tr.cells, (c) => c.textContent)));
 
 test("a reload half-way through training resumes from the last checkpoint", async () => {
-  const context = await browser.newContext({ viewport: { width: 1500, height: 1400 }, acceptDownloads: true });
+  const context = await session.browser.newContext({ viewport: { width: 1500, height: 1400 }, acceptDownloads: true });
   let { page, errors } = await openTrainPanel(context);
   // 8 steps of 128 tokens, evaluated (and checkpointed) every 2 steps.
   await settings(page, { "#tr-k": "4", "#tr-dict": "64", "#tr-tokens": "1024", "#tr-batch": "128" });
@@ -124,7 +110,7 @@ test("a reload half-way through training resumes from the last checkpoint", asyn
 });
 
 test("a bad corpus file is refused in place, and a full storage quota does not stop training", async () => {
-  const context = await browser.newContext({ viewport: { width: 1500, height: 1400 }, acceptDownloads: true });
+  const context = await session.browser.newContext({ viewport: { width: 1500, height: 1400 }, acceptDownloads: true });
   const { page, errors } = await openTrainPanel(context);
   await settings(page, { "#tr-k": "4", "#tr-dict": "64", "#tr-tokens": "512", "#tr-batch": "256" });
 
@@ -144,7 +130,7 @@ test("a bad corpus file is refused in place, and a full storage quota does not s
   // A quota too small for any checkpoint: each attempt says so, training goes on to the end, and
   // the trained SAE exports.
   const cdp = await context.newCDPSession(page);
-  await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(server.url).origin, quotaSize: 1024 });
+  await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(session.server.url).origin, quotaSize: 1024 });
   await page.locator("#tr-start").click();
   await page.locator("#tr-status").filter({ hasText: /Trained: 2 steps/ }).waitFor({ timeout: 400_000 });
   const note = await page.locator("#tr-checkpoint").innerText();

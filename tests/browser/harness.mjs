@@ -2,9 +2,11 @@
 // (scripts/serve.py over dist/), Debian's headless Chromium with WebGPU, and the CLI.
 
 import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import os from "node:os";
 import path from "node:path";
+import { before, after } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -47,4 +49,24 @@ export function launchBrowser() {
 /** Runs the release CLI and parses the JSON it prints. */
 export function cli(args) {
   return JSON.parse(String(execFileSync(saelab, args, { stdio: ["ignore", "pipe", "ignore"] })));
+}
+
+/**
+ * For a test file: the page's server and Chromium, started before its tests, and a scratch folder
+ * `work`; all stopped and removed after them. Read `session.server` and `session.browser` inside
+ * the tests.
+ */
+export function pageSession(name) {
+  const session = { server: undefined, browser: undefined, work: path.join(os.tmpdir(), `saelab-${name}-${process.pid}`) };
+  before(async () => {
+    session.server = await servePage();
+    session.browser = await launchBrowser();
+    mkdirSync(session.work, { recursive: true });
+  });
+  after(async () => {
+    await session.browser?.close();
+    session.server?.close();
+    rmSync(session.work, { recursive: true, force: true });
+  });
+  return session;
 }

@@ -2,35 +2,21 @@
 // evaluations, Pause and Resume, a bad setting reported in place, the result exported in SAELens
 // format (the downloaded files load in the CLI with their hook and model) and opened in the view.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { launchBrowser, saelab, servePage, shots } from "./harness.mjs";
+import { pageSession, saelab, shots } from "./harness.mjs";
 
-let server, browser;
-const work = path.join(os.tmpdir(), `saelab-train-${process.pid}`);
-
-before(async () => {
-  server = await servePage();
-  browser = await launchBrowser();
-  mkdirSync(work, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-  rmSync(work, { recursive: true, force: true });
-});
+const session = pageSession("train");
 
 test("train an SAE on the bundled model in the page, pause, resume, export and open it", async () => {
-  const context = await browser.newContext({ viewport: { width: 1500, height: 1400 }, acceptDownloads: true });
+  const context = await session.browser.newContext({ viewport: { width: 1500, height: 1400 }, acceptDownloads: true });
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(`${server.url}#lm`);
+  await page.goto(`${session.server.url}#lm`);
   await page.locator("#lm-sae-name").filter({ hasText: /bundled topk-1024/ }).waitFor({ timeout: 180_000 });
 
   const set = async (id, value) => {
@@ -71,7 +57,7 @@ test("train an SAE on the bundled model in the page, pause, resume, export and o
   await page.locator("#tr-export").click();
   for (let i = 0; i < 50 && downloads.length < 2; i++) await page.waitForTimeout(100);
   assert.deepEqual(downloads.map((d) => d.suggestedFilename()).sort(), ["cfg.json", "sae_weights.safetensors"]);
-  const saved = path.join(work, "sae");
+  const saved = path.join(session.work, "sae");
   mkdirSync(saved, { recursive: true });
   for (const d of downloads) await d.saveAs(path.join(saved, d.suggestedFilename()));
   const info = String(execFileSync(saelab, ["info", saved]));
