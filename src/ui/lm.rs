@@ -630,6 +630,12 @@ async fn install_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, s
     spawn_local(async move { compute_sample(state, engine, shown, Dashboards::IfSaved).await });
 }
 
+/// Where shown dashboards came from.
+enum Origin {
+    Saved,
+    Computed { kept: bool },
+}
+
 /// Whether `compute_sample` computes dashboards, or only shows those saved before.
 #[derive(Clone, Copy, PartialEq)]
 enum Dashboards {
@@ -852,7 +858,7 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
     // A saved entry for another sample, or one that cannot be read, is computed afresh.
     let stored = web::storage_get(&stored_under).await.ok().flatten().and_then(|b| SampleActivations::from_bytes(&b, model, sae, &tokens, bos, context).ok().flatten());
     let (run, origin) = match stored {
-        Some(run) => (run, "restored from this browser's storage"),
+        Some(run) => (run, Origin::Saved),
         None if !compute => return,
         None => {
             let mut run = match SampleActivations::new(model, sae, &tokens, bos, context) {
@@ -874,7 +880,7 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
             }
             // Not keeping them (a full quota) costs only a recomputation next time.
             let kept = web::storage_put(&[(&stored_under, &run.to_bytes(key))]).await;
-            (run, if kept.is_ok() { "computed" } else { "computed (not kept: the browser's storage refused them)" })
+            (run, Origin::Computed { kept: kept.is_ok() })
         }
     };
     // Another SAE loaded meanwhile: these dashboards are not its.
@@ -892,7 +898,15 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
         s.sample_progress = Some((sample.done, sample.done));
         s.feature_list = summaries;
         s.dash = Some(dash);
-        s.sample_status = format!("Dashboards over {} sample tokens {origin} in {seconds:.1} s on {}.", sample.n_tokens, backend.name());
+        s.sample_status = match origin {
+            Origin::Saved => format!("Dashboards over {} sample tokens restored from this browser's storage (computed before).", sample.n_tokens),
+            Origin::Computed { kept } => format!(
+                "Dashboards over {} sample tokens computed in {seconds:.1} s on {}{}",
+                sample.n_tokens,
+                backend.name(),
+                if kept { "." } else { " (not kept: the browser's storage refused them)." }
+            ),
+        };
     });
 }
 
