@@ -880,7 +880,7 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
         if let Some(path) = &checkpoint_to {
             if step % checkpoint_every == 0 || step == stop_at {
                 let extra = serde_json::json!({ "eval_every": eval_every });
-                let bytes = pollster::block_on(trainer.checkpoint(&model, gpu, extra)).map_err(CliError)?.serialize();
+                let bytes = pollster::block_on(trainer.checkpoint(gpu, extra)).map_err(CliError)?.serialize();
                 // Written beside and renamed over: an interrupted write leaves the last checkpoint whole.
                 let partial = path.with_extension("partial");
                 std::fs::write(&partial, &bytes).and_then(|_| std::fs::rename(&partial, path)).map_err(|e| CliError(format!("--checkpoint {}: {e}", path.display())))?;

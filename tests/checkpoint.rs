@@ -52,7 +52,7 @@ fn steps(trainer: &mut LmTrainer, model: &Gpt2, gpu: Option<&saelab::gpu::Gpu>, 
 /// Saves `trainer` through bytes and resumes it, as the page does after a reload.
 fn round_trip(trainer: &LmTrainer, model: &Gpt2, tokens: &[u32], gpu: Option<&saelab::gpu::Gpu>) -> LmTrainer {
     let extra = serde_json::json!({ "settings": { "dict": "53" }, "evals": [1, 2] });
-    let bytes = pollster::block_on(trainer.checkpoint(model, gpu, extra.clone())).unwrap().serialize();
+    let bytes = pollster::block_on(trainer.checkpoint(gpu, extra.clone())).unwrap().serialize();
     let header = read_header("run.ckpt", &bytes).unwrap();
     assert_eq!((header.step, header.extra.clone(), header.model_name.as_str()), (trainer.training.step, extra, "tied_f32"));
     LmTrainer::resume(model, tokens, Some(0), Checkpoint::parse("run.ckpt", &bytes).unwrap()).unwrap()
@@ -113,7 +113,7 @@ fn a_checkpoint_of_another_run_or_a_damaged_one_is_refused() {
     let tokens = corpus(29 * 30);
     let mut trainer = new_trainer(&model, &tokens, train_cfg(TrainArch::TopK { k: 5 }, 10));
     steps(&mut trainer, &model, None, 3);
-    let checkpoint = pollster::block_on(trainer.checkpoint(&model, None, serde_json::Value::Null)).unwrap();
+    let checkpoint = pollster::block_on(trainer.checkpoint(None, serde_json::Value::Null)).unwrap();
     let bytes = checkpoint.serialize();
     let estimate = trainer.checkpoint_size() as f64;
     assert!(bytes.len() as f64 > estimate && (bytes.len() as f64) < 1.15 * estimate, "checkpoint_size {estimate} vs {} bytes", bytes.len());

@@ -35,6 +35,8 @@ pub struct LmTrainer {
     /// uses fewer, so evaluating does not stall training on a slow adapter).
     pub eval_rows: usize,
     pub eval_contexts: usize,
+    /// `fingerprint::model` of the model the activations come from, taken once for checkpoints.
+    model_fingerprint: u64,
 }
 
 impl LmTrainer {
@@ -45,18 +47,18 @@ impl LmTrainer {
         let mut store = ActivationStore::new(model, corpus, bos, store_cfg)?;
         let first = store.next_batch(model, backend, train.batch.max(256)).await.map_err(|e| e.to_string())?;
         let training = SaeTrainer::new(train, store.d_in(), &first)?;
-        Ok(LmTrainer { store, training, model_name: model_name.to_string(), eval_rows: 2048, eval_contexts: 4 })
+        Ok(LmTrainer { store, training, model_name: model_name.to_string(), eval_rows: 2048, eval_contexts: 4, model_fingerprint: fingerprint::model(model) })
     }
 
     /// The run as it stands, to go on from with `resume` (see `checkpoint`); `extra` is saved
     /// with it as given.
-    pub async fn checkpoint(&self, model: &Gpt2, gpu: Option<&Gpu>, extra: serde_json::Value) -> Result<Checkpoint, String> {
+    pub async fn checkpoint(&self, gpu: Option<&Gpu>, extra: serde_json::Value) -> Result<Checkpoint, String> {
         let trainer = self.training.snapshot(gpu).await?;
         let header = CheckpointHeader {
             format: FORMAT.into(),
             version: VERSION,
             model_name: self.model_name.clone(),
-            model_fingerprint: fingerprint::model(model),
+            model_fingerprint: self.model_fingerprint,
             corpus_tokens: self.store.corpus_tokens(),
             corpus_fingerprint: self.store.corpus_fingerprint(),
             store: self.store.cfg.clone(),
@@ -80,7 +82,8 @@ impl LmTrainer {
     /// and corpus the run used — anything else is refused with what differs.
     pub fn resume(model: &Gpt2, corpus: &[u32], bos: Option<u32>, checkpoint: Checkpoint) -> Result<LmTrainer, String> {
         let Checkpoint { header: h, trainer, store: position } = checkpoint;
-        if fingerprint::model(model) != h.model_fingerprint {
+        let model_fingerprint = fingerprint::model(model);
+        if model_fingerprint != h.model_fingerprint {
             return Err(format!("this run trained on another model ({}); load that model to resume it", h.model_name));
         }
         if corpus.len() != h.corpus_tokens || fingerprint::tokens(corpus) != h.corpus_fingerprint {
@@ -92,7 +95,7 @@ impl LmTrainer {
         let mut store = ActivationStore::new(model, corpus, bos, h.store.clone())?;
         store.resume_at(position)?;
         let training = SaeTrainer::from_snapshot(trainer)?;
-        Ok(LmTrainer { store, training, model_name: h.model_name, eval_rows: h.eval_rows, eval_contexts: h.eval_contexts })
+        Ok(LmTrainer { store, training, model_name: h.model_name, eval_rows: h.eval_rows, eval_contexts: h.eval_contexts, model_fingerprint })
     }
 
     /// Tokens trained on so far (each step one batch of rows).

@@ -135,8 +135,8 @@ fn url_settings() -> (String, String, bool) {
 const BUNDLED_MODEL: &str = "models/kjv-gpt2";
 const BUNDLED_SAES: [&str; 4] = ["topk-1024", "batchtopk-1024", "topk-4096", "batchtopk-4096"];
 const BUNDLED_TEXT: &str = "And God said, Let there be light: and there was light.";
-/// The bundled model's held-out text, the dashboards' sample.
-const BUNDLED_SAMPLE: &str = "models/kjv-gpt2/heldout.txt";
+/// The bundled model's held-out text: the dashboards' sample and the training panel's default corpus.
+pub(super) const BUNDLED_SAMPLE: &str = "models/kjv-gpt2/heldout.txt";
 /// Tokens per dashboard context (BOS included), as the bundled SAEs were trained.
 const SAMPLE_CONTEXT: usize = 128;
 

@@ -340,7 +340,7 @@ async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefC
     web::yield_to_browser().await;
     let (name, bytes) = match &file {
         Some(f) => (f.name(), web::read_file(f).await?),
-        None => ("heldout.txt (bundled)".to_string(), web::fetch_bytes("models/kjv-gpt2/heldout.txt").await?),
+        None => ("heldout.txt (bundled)".to_string(), web::fetch_bytes(super::lm::BUNDLED_SAMPLE).await?),
     };
     let text = parse_corpus(&name, &bytes).map_err(|e| e.to_string())?;
     let corpus = model.1.encode(&text).map_err(|e| e.to_string())?;
@@ -438,7 +438,7 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
         // The end (finished or paused) checkpoints below.
         let ending = trainer.training.step >= steps || pause_requested.get();
         if !ending && (evaluated || since_checkpoint >= CHECKPOINT_EVERY_MS) {
-            save_checkpoint(&trainer, &model.0, gpu_for_steps, &run, shown).await;
+            save_checkpoint(&trainer, gpu_for_steps, &run, shown).await;
         }
         web::yield_to_browser().await;
     }
@@ -449,7 +449,7 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
     }
     // A run that failed keeps its last good checkpoint.
     if outcome.is_ok() {
-        save_checkpoint(&trainer, &model.0, gpu_for_steps, &run, shown).await;
+        save_checkpoint(&trainer, gpu_for_steps, &run, shown).await;
     }
     let finished = trainer.training.step >= steps;
     let step = trainer.training.step;
@@ -468,7 +468,7 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
 /// Writes the run's checkpoint (and, the first time, its corpus) to IndexedDB in one
 /// transaction. A failure is shown and training goes on: the trainer in memory is untouched, and
 /// the last checkpoint written stays as it was.
-async fn save_checkpoint(trainer: &LmTrainer, model: &Gpt2, gpu: Option<&Gpu>, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>) {
+async fn save_checkpoint(trainer: &LmTrainer, gpu: Option<&Gpu>, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>) {
     let Some((extra, corpus)) = run.borrow().as_ref().map(|r| {
         let extra = SavedExtra { settings: r.settings.clone(), corpus_name: r.corpus_name.clone(), eval_every: r.eval_every, busy_ms: r.busy_ms, evals: shown.with_untracked(|s| s.evals.clone()) };
         (extra, r.unsaved_corpus.clone())
@@ -482,7 +482,7 @@ async fn save_checkpoint(trainer: &LmTrainer, model: &Gpt2, gpu: Option<&Gpu>, r
             return Err(format!("a checkpoint of this run would take {} MB, more than the page keeps ({} MB)", size >> 20, MAX_CHECKPOINT_BYTES >> 20));
         }
         let extra = serde_json::to_value(&extra).map_err(|e| e.to_string())?;
-        let bytes = trainer.checkpoint(model, gpu, extra).await?.serialize();
+        let bytes = trainer.checkpoint(gpu, extra).await?.serialize();
         let mut entries = vec![(CHECKPOINT_KEY, &bytes[..])];
         if let Some(text) = &corpus {
             entries.push((CORPUS_KEY, &text[..]));
