@@ -153,7 +153,9 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             let analysis = run_on(device(&flags)?, &sae, &x, request)?;
             match command.as_str() {
                 "encode" => write_npy(output.as_deref().expect("encode has --output"), x.len() / sae.d_in(), sae.d_sae(), analysis.acts)?,
-                "reconstruct" => write_npy(output.as_deref().expect("reconstruct has --output"), x.len() / sae.d_in(), sae.d_in(), analysis.recon)?,
+                "reconstruct" => {
+                    write_npy(output.as_deref().expect("reconstruct has --output"), x.len() / sae.d_in(), sae.d_in(), analysis.recon)?
+                }
                 _ => println!("{}", eval_json(&analysis)),
             }
             Ok(())
@@ -162,28 +164,82 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
         "toy" => toy(&Flags::parse(
             rest,
             &[
-                "features", "dims", "p", "arch", "k", "l1", "l0", "bandwidth", "dict", "batch", "steps", "seed", "lr", "device", "save", "preset",
-                "geometry", "hierarchy", "noise", "dead-after", "b-dec-init", "resample-every", "p-decay", "magnitude", "correlated", "anti-correlated",
+                "features",
+                "dims",
+                "p",
+                "arch",
+                "k",
+                "l1",
+                "l0",
+                "bandwidth",
+                "dict",
+                "batch",
+                "steps",
+                "seed",
+                "lr",
+                "device",
+                "save",
+                "preset",
+                "geometry",
+                "hierarchy",
+                "noise",
+                "dead-after",
+                "b-dec-init",
+                "resample-every",
+                "p-decay",
+                "magnitude",
+                "correlated",
+                "anti-correlated",
             ],
         )?),
-        "random-model" => random_model(&Flags::parse(rest, &["out", "vocab-from", "layers", "width", "heads", "context", "sae-out", "hook", "d-sae", "k", "seed"])?),
+        "random-model" => random_model(&Flags::parse(
+            rest,
+            &["out", "vocab-from", "layers", "width", "heads", "context", "sae-out", "hook", "d-sae", "k", "seed"],
+        )?),
         "dashboard" => dashboard_command(&Flags::parse(rest, &["model", "sae", "corpus", "tokens", "feature", "context", "device"])?),
-        "bench-train" => bench_train(&Flags::parse(rest, &["model", "hook", "corpus", "context", "contexts", "dict", "k", "batch", "steps", "device"])?),
+        "bench-train" => {
+            bench_train(&Flags::parse(rest, &["model", "hook", "corpus", "context", "contexts", "dict", "k", "batch", "steps", "device"])?)
+        }
         "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
-        "splice" | "features" => lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top", "feature"])?),
-        "generate" => generate(&Flags::parse(rest, &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"])?),
+        "splice" | "features" => {
+            lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top", "feature"])?)
+        }
+        "generate" => generate(&Flags::parse(
+            rest,
+            &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"],
+        )?),
         "train" => train_on_model(&Flags::parse(
             rest,
             &[
-                "model", "hook", "corpus", "arch", "k", "l1", "l0", "bandwidth", "dict", "tokens", "batch", "lr", "device", "save", "seed", "context", "buffer", "eval-every",
-                "dead-after", "checkpoint", "checkpoint-every", "resume", "stop-after",
+                "model",
+                "hook",
+                "corpus",
+                "arch",
+                "k",
+                "l1",
+                "l0",
+                "bandwidth",
+                "dict",
+                "tokens",
+                "batch",
+                "lr",
+                "device",
+                "save",
+                "seed",
+                "context",
+                "buffer",
+                "eval-every",
+                "dead-after",
+                "checkpoint",
+                "checkpoint-every",
+                "resume",
+                "stop-after",
             ],
         )?),
         "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
-        "superposition" => superposition(&Flags::parse(
-            rest,
-            &["features", "dims", "sparsity", "importance-decay", "batch", "steps", "lr", "seed"],
-        )?),
+        "superposition" => {
+            superposition(&Flags::parse(rest, &["features", "dims", "sparsity", "importance-decay", "batch", "steps", "lr", "seed"])?)
+        }
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -202,8 +258,7 @@ fn read_activations(path: &Path, sae: &Sae) -> Result<Vec<f32>, CliError> {
 
 fn write_npy(path: &Path, rows: usize, cols: usize, data: Option<Vec<f32>>) -> Result<(), CliError> {
     let data = data.expect("requested output is present");
-    std::fs::write(path, npy::write_f32(&[rows, cols], &data))
-        .map_err(|e| CliError(format!("{}: {e}", path.display())))
+    std::fs::write(path, npy::write_f32(&[rows, cols], &data)).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
 fn open_gpu() -> Result<Gpu, CliError> {
@@ -292,7 +347,12 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
             pollster::block_on(engine::analyze(&sae, &backend, warm, RunRequest::default()))?;
             let start = Instant::now();
             pollster::block_on(engine::analyze(&sae, &backend, &x, RunRequest::default()))?;
-            report(&gpu.adapter_name, n, start.elapsed().as_secs_f64(), "encode+decode+metrics, wall time incl. upload of x and readback of metrics");
+            report(
+                &gpu.adapter_name,
+                n,
+                start.elapsed().as_secs_f64(),
+                "encode+decode+metrics, wall time incl. upload of x and readback of metrics",
+            );
         }
         if which != "gpu" {
             let rows = cpu_rows.min(n);
@@ -352,7 +412,10 @@ fn random_model(flags: &Flags) -> Result<(), CliError> {
         let sae = crate::sae::random::random_sae_with("topk", width, flags.number("d-sae", 96)?, flags.number("k", 4)?, seed + 1, extra);
         sae_files::save_dir(&sae, Path::new(sae_out))?;
     }
-    println!("{}", serde_json::json!({"model": out.display().to_string(), "vocab_size": vocab_size, "d_model": width, "n_layers": cfg.n_layers}));
+    println!(
+        "{}",
+        serde_json::json!({"model": out.display().to_string(), "vocab_size": vocab_size, "d_model": width, "n_layers": cfg.n_layers})
+    );
     Ok(())
 }
 
@@ -409,7 +472,8 @@ fn corpus_tokens(flags: &Flags, dir: &Path) -> Result<(crate::formats::tokenizer
     let bytes = std::fs::read(corpus_path).map_err(|e| CliError(format!("{corpus_path}: {e}")))?;
     let text = crate::formats::corpus::parse_corpus(corpus_path, &bytes)?;
     let path = dir.join(TOKENIZER_FILE);
-    let tokenizer = crate::formats::tokenizer::TextTokenizer::parse(&std::fs::read(&path).map_err(|e| CliError(format!("{}: {e}", path.display())))?)?;
+    let tokenizer =
+        crate::formats::tokenizer::TextTokenizer::parse(&std::fs::read(&path).map_err(|e| CliError(format!("{}: {e}", path.display())))?)?;
     let tokens = tokenizer.encode(&text)?;
     Ok((tokenizer, tokens))
 }
@@ -430,10 +494,22 @@ fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
     let context = flags.number("context", model.cfg.n_positions.min(128))?;
     let on_device = LmDevice::open(flags, &model, Some(&sae))?;
     let backend = on_device.backend();
-    let run = pollster::block_on(crate::dashboard::run_sample(&model, &sae, &backend, &tokens, tokenizer.special_id("<|endoftext|>"), context, |_, _| {}))?;
+    let run = pollster::block_on(crate::dashboard::run_sample(
+        &model,
+        &sae,
+        &backend,
+        &tokens,
+        tokenizer.special_id("<|endoftext|>"),
+        context,
+        |_, _| {},
+    ))?;
     let d = run.dashboard(feature, 10, 24, 5, 3);
     let text_of = |e: &crate::dashboard::Example| tokenizer.token_texts(&run.contexts[e.context][e.position..e.position + 1]).concat();
-    let top: Vec<serde_json::Value> = d.top.iter().map(|e| serde_json::json!({"context": e.context, "position": e.position, "activation": e.activation, "token": text_of(e)})).collect();
+    let top: Vec<serde_json::Value> = d
+        .top
+        .iter()
+        .map(|e| serde_json::json!({"context": e.context, "position": e.position, "activation": e.activation, "token": text_of(e)}))
+        .collect();
     let nearest = crate::dashboard::nearest_features(&sae, feature, &sae, 6).map_err(CliError)?;
     let summaries = run.summaries();
     let alive = summaries.iter().filter(|s| s.density > 0.0).count();
@@ -462,7 +538,8 @@ fn bench_train(flags: &Flags) -> Result<(), CliError> {
     let (_, corpus) = corpus_tokens(flags, dir)?;
     let context: usize = flags.number("context", 128)?;
     let contexts: usize = flags.number("contexts", 16)?;
-    let (dict, k, batch, steps): (usize, usize, usize, usize) = (flags.number("dict", 4096)?, flags.number("k", 16)?, flags.number("batch", 1024)?, flags.number("steps", 5)?);
+    let (dict, k, batch, steps): (usize, usize, usize, usize) =
+        (flags.number("dict", 4096)?, flags.number("k", 16)?, flags.number("batch", 1024)?, flags.number("steps", 5)?);
     let windows: Vec<&[u32]> = corpus.chunks_exact(context).take(contexts).collect();
     if windows.len() < contexts {
         return Err(CliError(format!("--corpus holds fewer than {contexts} contexts of {context} tokens")));
@@ -610,7 +687,8 @@ fn model_tokens_from(flags: &Flags, npy_flag: &str, dir: &Path, model: &crate::m
         }
         (None, Some(text)) => {
             let path = dir.join(TOKENIZER_FILE);
-            let bytes = std::fs::read(&path).map_err(|e| CliError(format!("{}: {e} (--text needs the model's tokenizer)", path.display())))?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| CliError(format!("{}: {e} (--text needs the model's tokenizer)", path.display())))?;
             TextTokenizer::parse(&bytes).map_err(|e| CliError(format!("{}: {e}", dir.display())))?.encode(text)?
         }
         _ => return Err(CliError(format!("give one of --{npy_flag} T.npy or --text TEXT\n{USAGE}"))),
@@ -716,7 +794,8 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
     // One forward pass and one SAE run serve both the per-token lists and `--feature`.
     let acts = run.sae_acts;
     let per_token = lm::top_features(&acts, sae.d_sae(), top);
-    let tokenizer = std::fs::read(dir.join(crate::formats::gpt2_files::TOKENIZER_FILE)).ok().and_then(|bytes| TextTokenizer::parse(&bytes).ok());
+    let tokenizer =
+        std::fs::read(dir.join(crate::formats::gpt2_files::TOKENIZER_FILE)).ok().and_then(|bytes| TextTokenizer::parse(&bytes).ok());
     let texts = tokenizer.as_ref().map(|t| t.token_texts(&tokens));
     let rows: Vec<serde_json::Value> = per_token
         .iter()
@@ -756,20 +835,27 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
     let prompt = model_tokens_from(flags, "prompt-tokens", dir, &model)?;
-    let sampling = Sampling { new_tokens: flags.number("tokens", 20)?, temperature: flags.number("temperature", 0.0)?, seed: flags.number("seed", 0)? };
+    let sampling = Sampling {
+        new_tokens: flags.number("tokens", 20)?,
+        temperature: flags.number("temperature", 0.0)?,
+        seed: flags.number("seed", 0)?,
+    };
     if !(sampling.temperature >= 0.0 && sampling.temperature.is_finite()) {
         return Err(CliError(format!("--temperature must be ≥ 0, not {}", sampling.temperature)));
     }
     let parse_pair = |name: &str| -> Result<Option<(usize, f32)>, CliError> {
-        flags.get(name).map(|v| {
-            let bad = || CliError(format!("--{name} {v}: expected FEATURE=NUMBER"));
-            let (f, a) = v.split_once('=').ok_or_else(bad)?;
-            let value: f32 = a.parse().map_err(|_| bad())?;
-            if !value.is_finite() {
-                return Err(bad());
-            }
-            Ok((f.parse().map_err(|_| bad())?, value))
-        }).transpose()
+        flags
+            .get(name)
+            .map(|v| {
+                let bad = || CliError(format!("--{name} {v}: expected FEATURE=NUMBER"));
+                let (f, a) = v.split_once('=').ok_or_else(bad)?;
+                let value: f32 = a.parse().map_err(|_| bad())?;
+                if !value.is_finite() {
+                    return Err(bad());
+                }
+                Ok((f.parse().map_err(|_| bad())?, value))
+            })
+            .transpose()
     };
     let steer = match (parse_pair("steer")?, parse_pair("clamp")?) {
         (Some((feature, alpha)), None) => Some(Steer::Add { feature, alpha }),
@@ -800,8 +886,12 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
         let steered = pollster::block_on(lm::generate(&model, sae.as_ref(), Some(s), &backend, &prompt, sampling))?;
         out["steered"] = describe(&steered[prompt.len()..]);
         out["steer"] = match s {
-            Steer::Add { feature, alpha } => serde_json::json!({"feature": feature, "add": alpha, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())}),
-            Steer::Clamp { feature, value } => serde_json::json!({"feature": feature, "clamp": value, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())}),
+            Steer::Add { feature, alpha } => {
+                serde_json::json!({"feature": feature, "add": alpha, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())})
+            }
+            Steer::Clamp { feature, value } => {
+                serde_json::json!({"feature": feature, "clamp": value, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())})
+            }
         };
     }
     println!("{out}");
@@ -829,7 +919,11 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
     let (mut trainer, eval_every) = match flags.get("resume") {
         // The run's settings are the checkpoint's; a flag that would change them is refused.
         Some(path) => {
-            if let Some(flag) = ["hook", "arch", "k", "l1", "l0", "bandwidth", "dict", "tokens", "batch", "lr", "seed", "context", "buffer", "dead-after"].into_iter().find(|f| flags.get(f).is_some()) {
+            if let Some(flag) =
+                ["hook", "arch", "k", "l1", "l0", "bandwidth", "dict", "tokens", "batch", "lr", "seed", "context", "buffer", "dead-after"]
+                    .into_iter()
+                    .find(|f| flags.get(f).is_some())
+            {
                 return Err(CliError(format!("--{flag}: a resumed run keeps the settings it was saved with")));
             }
             let bytes = std::fs::read(path).map_err(|e| FormatError::Io { file: path.to_string(), msg: e.to_string() })?;
@@ -883,7 +977,9 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
                 let bytes = pollster::block_on(trainer.checkpoint(gpu, extra)).map_err(CliError)?.serialize();
                 // Written beside and renamed over: an interrupted write leaves the last checkpoint whole.
                 let partial = path.with_extension("partial");
-                std::fs::write(&partial, &bytes).and_then(|_| std::fs::rename(&partial, path)).map_err(|e| CliError(format!("--checkpoint {}: {e}", path.display())))?;
+                std::fs::write(&partial, &bytes)
+                    .and_then(|_| std::fs::rename(&partial, path))
+                    .map_err(|e| CliError(format!("--checkpoint {}: {e}", path.display())))?;
             }
         }
     }
@@ -901,7 +997,14 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
 }
 
 /// A new run from `saelab train`'s flags, with its evaluation interval.
-fn new_model_trainer(flags: &Flags, model: &crate::model::Gpt2, dir: &Path, backend: &crate::lm::LmBackend<'_>, corpus: &[u32], bos: Option<u32>) -> Result<(crate::train::lm_train::LmTrainer, usize), CliError> {
+fn new_model_trainer(
+    flags: &Flags,
+    model: &crate::model::Gpt2,
+    dir: &Path,
+    backend: &crate::lm::LmBackend<'_>,
+    corpus: &[u32],
+    bos: Option<u32>,
+) -> Result<(crate::train::lm_train::LmTrainer, usize), CliError> {
     use crate::train::activations::StoreConfig;
     use crate::train::lm_train::LmTrainer;
     use crate::train::sae_train::TrainArch;
@@ -910,8 +1013,14 @@ fn new_model_trainer(flags: &Flags, model: &crate::model::Gpt2, dir: &Path, back
     let hook = flags.required("hook")?.to_string();
     model.cfg.check_hook(&hook).map_err(|e| CliError(format!("--hook: {e}")))?;
     let k: usize = flags.number("k", 32)?;
-    let arch = TrainArch::from_name(flags.required("arch")?, k, flags.number("l1", 5.0)?, flags.number("l0", 1e-3)?, flags.number("bandwidth", 0.05)?)
-        .map_err(|e| CliError(format!("--arch: {e}")))?;
+    let arch = TrainArch::from_name(
+        flags.required("arch")?,
+        k,
+        flags.number("l1", 5.0)?,
+        flags.number("l0", 1e-3)?,
+        flags.number("bandwidth", 0.05)?,
+    )
+    .map_err(|e| CliError(format!("--arch: {e}")))?;
     let batch: usize = flags.number("batch", 1024)?;
     let tokens: usize = flags.number("tokens", 0)?;
     if tokens < batch {

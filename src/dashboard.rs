@@ -79,7 +79,10 @@ impl SampleActivations {
         let with_bos: Vec<u32> = self.bos.into_iter().chain(tokens.iter().copied()).collect();
         let acts = backend.activations_at(model, &with_bos, &self.hook).await?;
         let skip = usize::from(self.bos.is_some()) * sae.d_in();
-        let dense = engine::analyze(sae, &backend.sae_backend()?, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() }).await?.acts.expect("requested");
+        let dense = engine::analyze(sae, &backend.sae_backend()?, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() })
+            .await?
+            .acts
+            .expect("requested");
         for (position, row) in dense.chunks_exact(d_sae).enumerate() {
             for (f, &a) in row.iter().enumerate() {
                 if a > 0.0 {
@@ -96,7 +99,9 @@ impl SampleActivations {
 /// are cut — as one number: dashboards saved under it can be reused for the same four.
 pub fn sample_key(model: &Gpt2, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> u64 {
     let parts = [crate::fingerprint::model(model), crate::fingerprint::sae(sae), crate::fingerprint::tokens(sample)];
-    crate::fingerprint::fnv1a(parts.iter().flat_map(|p| [*p as u32, (*p >> 32) as u32]).chain([bos.map_or(u32::MAX, |b| b), context as u32]))
+    crate::fingerprint::fnv1a(
+        parts.iter().flat_map(|p| [*p as u32, (*p >> 32) as u32]).chain([bos.map_or(u32::MAX, |b| b), context as u32]),
+    )
 }
 
 /// A finished sample as saved: its key, and per feature `(context, position, activation)`.
@@ -119,7 +124,14 @@ impl SampleActivations {
 
     /// The sample saved by `to_bytes` for this model, SAE and sample (`new`'s arguments), or
     /// None when it was saved for others. Bytes that do not fit are an error, never a panic.
-    pub fn from_bytes(bytes: &[u8], model: &Gpt2, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> Result<Option<SampleActivations>, String> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        model: &Gpt2,
+        sae: &Sae,
+        sample: &[u32],
+        bos: Option<u32>,
+        context: usize,
+    ) -> Result<Option<SampleActivations>, String> {
         let saved: SavedSample = serde_json::from_slice(bytes).map_err(|e| format!("saved dashboards are malformed: {e}"))?;
         if saved.format != SAVED_FORMAT || saved.key != sample_key(model, sae, sample, bos, context) {
             return Ok(None);
@@ -127,11 +139,17 @@ impl SampleActivations {
         let mut run = SampleActivations::new(model, sae, sample, bos, context).map_err(|e| e.to_string())?;
         let n_tokens: usize = run.contexts.iter().map(Vec::len).sum();
         if saved.fired.len() != sae.d_sae() || saved.n_tokens != n_tokens {
-            return Err(format!("saved dashboards hold {} features over {} tokens, not {} over {n_tokens}", saved.fired.len(), saved.n_tokens, sae.d_sae()));
+            return Err(format!(
+                "saved dashboards hold {} features over {} tokens, not {} over {n_tokens}",
+                saved.fired.len(),
+                saved.n_tokens,
+                sae.d_sae()
+            ));
         }
         for (f, examples) in saved.fired.into_iter().enumerate() {
             for (context, position, activation) in examples {
-                if context >= run.contexts.len() || position >= run.contexts[context].len() || !(activation > 0.0 && activation.is_finite()) {
+                if context >= run.contexts.len() || position >= run.contexts[context].len() || !(activation > 0.0 && activation.is_finite())
+                {
                     return Err(format!("saved dashboards: feature {f} has an example that does not fit the sample"));
                 }
                 run.fired[f].push(Example { context, position, activation });
@@ -197,13 +215,22 @@ impl SampleActivations {
         let intervals = (0..intervals)
             .map(|i| {
                 let (lo, hi) = (max * i as f32 / intervals as f32, max * (i + 1) as f32 / intervals as f32);
-                let inside: Vec<Example> = if max > 0.0 { fired.iter().copied().filter(|e| bin_of(e.activation, intervals) == i).collect() } else { Vec::new() };
+                let inside: Vec<Example> =
+                    if max > 0.0 { fired.iter().copied().filter(|e| bin_of(e.activation, intervals) == i).collect() } else { Vec::new() };
                 // Evenly spaced through the sample: deterministic, and not all from one passage.
-                let picked = (0..per_interval.min(inside.len())).map(|j| inside[j * inside.len() / per_interval.min(inside.len())]).collect();
+                let picked =
+                    (0..per_interval.min(inside.len())).map(|j| inside[j * inside.len() / per_interval.min(inside.len())]).collect();
                 (lo, hi, picked)
             })
             .collect();
-        Dashboard { feature, density: fired.len() as f32 / self.n_tokens.max(1) as f32, max_activation: max, histogram, top: strongest, intervals }
+        Dashboard {
+            feature,
+            density: fired.len() as f32 / self.n_tokens.max(1) as f32,
+            max_activation: max,
+            histogram,
+            top: strongest,
+            intervals,
+        }
     }
 }
 

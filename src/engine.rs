@@ -78,12 +78,7 @@ pub fn analyze_cpu(sae: &Sae, x: &[f32], request: RunRequest) -> Analysis {
         .map(|((xr, rr), ar)| metrics::row_stats(xr, rr, ar))
         .collect();
     let metrics = BatchMetrics::finish(x, d_in, rows, metrics::fire_counts(&acts, d_sae));
-    Analysis {
-        acts: request.dense_acts.then_some(acts),
-        recon: request.recon.then_some(recon),
-        metrics,
-        device: Backend::Cpu.name(),
-    }
+    Analysis { acts: request.dense_acts.then_some(acts), recon: request.recon.then_some(recon), metrics, device: Backend::Cpu.name() }
 }
 
 /// Runs validated activations `x` (`[n, d_in]`) through `sae` on `backend`.

@@ -30,6 +30,13 @@ pub fn model(model: &Gpt2) -> u64 {
 pub fn sae(sae: &Sae) -> u64 {
     let hook = sae.cfg.hook_name.as_deref().unwrap_or("").bytes().map(u32::from);
     let sizes = [sae.d_in(), sae.d_sae()].map(|v| v as u32);
-    let weights = sae.w_enc.iter().step_by(STRIDE).chain(sae.w_dec.iter().step_by(STRIDE)).chain(&sae.b_enc).chain(&sae.b_dec).chain(sae.threshold.iter().flatten());
+    let weights = sae
+        .w_enc
+        .iter()
+        .step_by(STRIDE)
+        .chain(sae.w_dec.iter().step_by(STRIDE))
+        .chain(&sae.b_enc)
+        .chain(&sae.b_dec)
+        .chain(sae.threshold.iter().flatten());
     fnv1a(sizes.into_iter().chain(hook).chain(weights.map(|v| v.to_bits())))
 }

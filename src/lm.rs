@@ -33,7 +33,11 @@ pub enum LmError {
 pub enum LmBackend<'a> {
     Cpu,
     /// `sae` is the SAE on the GPU, when one is used (generation without steering needs none).
-    Gpu { gpu: &'a Gpu, model: &'a GpuGpt2, sae: Option<&'a GpuSae> },
+    Gpu {
+        gpu: &'a Gpu,
+        model: &'a GpuGpt2,
+        sae: Option<&'a GpuSae>,
+    },
 }
 
 impl LmBackend<'_> {
@@ -53,7 +57,13 @@ impl LmBackend<'_> {
     }
 
     /// Logits and captured hooks, with interventions.
-    pub async fn run(&self, model: &Gpt2, tokens: &[u32], capture: &[&str], interventions: &[Intervention<'_>]) -> Result<(Vec<f32>, Vec<Vec<f32>>), LmError> {
+    pub async fn run(
+        &self,
+        model: &Gpt2,
+        tokens: &[u32],
+        capture: &[&str],
+        interventions: &[Intervention<'_>],
+    ) -> Result<(Vec<f32>, Vec<Vec<f32>>), LmError> {
         match self {
             LmBackend::Cpu => Ok(cpu::run(model, tokens, capture, interventions)?),
             LmBackend::Gpu { gpu, model: gpu_model, .. } => {
@@ -75,9 +85,19 @@ impl LmBackend<'_> {
 
 /// The SAE's hook point on this model, or why it does not attach.
 pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<String, LmError> {
-    let hook = sae.cfg.hook_name.clone().ok_or_else(|| LmError::Mismatch("the SAE's cfg.json names no hook_name, so it cannot attach to a model".into()))?;
+    let hook = sae
+        .cfg
+        .hook_name
+        .clone()
+        .ok_or_else(|| LmError::Mismatch("the SAE's cfg.json names no hook_name, so it cannot attach to a model".into()))?;
     model.cfg.check_hook(&hook).map_err(|e| LmError::Mismatch(format!("the SAE's hook_name: {e}")))?;
-    if sae.cfg.raw.get("hook_head_index").or_else(|| sae.cfg.raw.get("metadata").and_then(|m| m.get("hook_head_index"))).is_some_and(|v| !v.is_null()) {
+    if sae
+        .cfg
+        .raw
+        .get("hook_head_index")
+        .or_else(|| sae.cfg.raw.get("metadata").and_then(|m| m.get("hook_head_index")))
+        .is_some_and(|v| !v.is_null())
+    {
         return Err(LmError::Mismatch("SAEs on a single attention head (hook_head_index) are not supported yet".into()));
     }
     if sae.d_in() != model.cfg.d_model {
@@ -88,11 +108,7 @@ pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<String, LmError> {
 
 /// Per position t < n−1, the loss of predicting `tokens[t+1]`: logsumexp(logits_t) − logit.
 pub fn next_token_losses(logits: &[f32], tokens: &[u32], vocab: usize) -> Vec<f32> {
-    logits
-        .chunks_exact(vocab)
-        .zip(tokens.iter().skip(1))
-        .map(|(row, &next)| log_sum_exp(row) - row[next as usize])
-        .collect()
+    logits.chunks_exact(vocab).zip(tokens.iter().skip(1)).map(|(row, &next)| log_sum_exp(row) - row[next as usize]).collect()
 }
 
 fn log_sum_exp(row: &[f32]) -> f32 {
@@ -155,7 +171,9 @@ pub async fn run_text(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: 
     let hook = attach_point(model, sae)?;
     let (logits, mut captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
     let hook_acts = captured.pop().expect("one hook captured");
-    let analysis = engine::analyze(sae, &backend.sae_backend()?, &hook_acts, RunRequest { dense_acts: true, recon: true, ..Default::default() }).await?;
+    let analysis =
+        engine::analyze(sae, &backend.sae_backend()?, &hook_acts, RunRequest { dense_acts: true, recon: true, ..Default::default() })
+            .await?;
     Ok(TextRun {
         hook,
         logits,
@@ -230,7 +248,13 @@ pub fn top_features(acts: &[f32], d_sae: usize, top: usize) -> Vec<Vec<(usize, f
 }
 
 /// Per token, the SAE's active features, strongest first (at most `top`).
-pub async fn token_features(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], top: usize) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
+pub async fn token_features(
+    model: &Gpt2,
+    sae: &Sae,
+    backend: &LmBackend<'_>,
+    tokens: &[u32],
+    top: usize,
+) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
     Ok(top_features(&run_text(model, sae, backend, tokens).await?.sae_acts, sae.d_sae(), top))
 }
 
@@ -275,7 +299,14 @@ pub fn pick_next(logits: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
 
 /// Continues `prompt` by `sampling.new_tokens` tokens (stopping at the context length), steered
 /// by `steer` through `sae` when given. Each step runs the whole sequence (no key/value cache).
-pub async fn generate(model: &Gpt2, sae: Option<&Sae>, steer: Option<Steer>, backend: &LmBackend<'_>, prompt: &[u32], sampling: Sampling) -> Result<Vec<u32>, LmError> {
+pub async fn generate(
+    model: &Gpt2,
+    sae: Option<&Sae>,
+    steer: Option<Steer>,
+    backend: &LmBackend<'_>,
+    prompt: &[u32],
+    sampling: Sampling,
+) -> Result<Vec<u32>, LmError> {
     let vocab = model.cfg.vocab_size;
     let steering = match (steer, sae) {
         (None, _) => None,
@@ -307,7 +338,11 @@ pub async fn generate(model: &Gpt2, sae: Option<&Sae>, steer: Option<Steer>, bac
             Some((hook, Steer::Clamp { value, .. }, feature, direction)) => {
                 let sae = sae.expect("checked above");
                 let (_, captured) = backend.run(model, &tokens, &[hook.as_str()], &[]).await?;
-                let acts = engine::analyze(sae, &backend.sae_backend()?, &captured[0], RunRequest { dense_acts: true, ..Default::default() }).await?.acts.expect("requested");
+                let acts =
+                    engine::analyze(sae, &backend.sae_backend()?, &captured[0], RunRequest { dense_acts: true, ..Default::default() })
+                        .await?
+                        .acts
+                        .expect("requested");
                 let d = direction.len();
                 let mut changed = captured[0].clone();
                 for (t, row) in changed.chunks_exact_mut(d).enumerate() {

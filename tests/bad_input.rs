@@ -47,7 +47,8 @@ fn truncated_and_garbage_weights() {
 fn header_that_lies_about_offsets() {
     let cfg = br#"{"architecture":"standard","d_in":2,"d_sae":2}"#;
     // W_enc claims bytes 0..16 but b_enc overlaps it, and the data is shorter than claimed.
-    let header = r#"{"W_enc":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b_enc":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#;
+    let header =
+        r#"{"W_enc":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b_enc":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#;
     let msg = load_error(cfg, &safetensors_with(header, &[0; 16]));
     assert!(msg.contains("offsets"), "{msg}");
     let header = r#"{"W_enc":{"dtype":"F32","shape":[2,2],"data_offsets":[0,64]}}"#;
@@ -145,7 +146,12 @@ fn gpt2_model_files_and_tokens() {
         (edit(&|v| v["n_layer"] = 4.into()), "missing tensor 'h.3.ln_1.weight'"),
         (edit(&|v| v["n_embd"] = 65.into()), "has shape [60] but config.json implies [65]"),
         (edit(&|v| v["tie_word_embeddings"] = false.into()), "missing tensor 'lm_head.weight'"),
-        (edit(&|v| { v.as_object_mut().unwrap().remove("vocab_size"); }), "missing vocab_size"),
+        (
+            edit(&|v| {
+                v.as_object_mut().unwrap().remove("vocab_size");
+            }),
+            "missing vocab_size",
+        ),
         (b"{\"n_embd\": ".to_vec(), "config.json: not valid JSON"),
         (b"[1, 2]".to_vec(), "expected a JSON object"),
     ] {

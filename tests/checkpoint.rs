@@ -77,7 +77,10 @@ fn a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one() {
         assert_eq!(resumed.store.position(), whole.store.position(), "the store is where the uninterrupted one is");
         assert_eq!(resumed.store.epochs, whole.store.epochs);
         assert!(whole.store.epochs >= 1, "the run crossed an epoch boundary");
-        let (a, b) = (pollster::block_on(whole.evaluate(&model, &LmBackend::Cpu, None)).unwrap(), pollster::block_on(resumed.evaluate(&model, &LmBackend::Cpu, None)).unwrap());
+        let (a, b) = (
+            pollster::block_on(whole.evaluate(&model, &LmBackend::Cpu, None)).unwrap(),
+            pollster::block_on(resumed.evaluate(&model, &LmBackend::Cpu, None)).unwrap(),
+        );
         assert_eq!(a, b);
     }
 }
@@ -149,7 +152,10 @@ fn a_checkpoint_of_another_run_or_a_damaged_one_is_refused() {
     let e = Checkpoint::parse("run.ckpt", &wider).unwrap_err().to_string();
     assert!(e.contains("params.W_enc has shape [60, 53], expected [60, 70]"), "{e}");
     let huge = edited(&|c| c.trainer.cfg.dict = 1 << 40);
-    assert!(Checkpoint::parse("run.ckpt", &huge).unwrap_err().to_string().contains("expected [60, 1099511627776]"), "a size in the header is not allocated");
+    assert!(
+        Checkpoint::parse("run.ckpt", &huge).unwrap_err().to_string().contains("expected [60, 1099511627776]"),
+        "a size in the header is not allocated"
+    );
     let counters = Checkpoint::parse("run.ckpt", &edited(&|c| drop(c.trainer.steps_since_fired.pop()))).unwrap();
     assert!(resume(&model, &tokens, counters).contains("inconsistent"));
     let order = Checkpoint::parse("run.ckpt", &edited(&|c| c.store.order[0] = c.store.order[1])).unwrap();

@@ -25,7 +25,15 @@ fn path(p: &Path) -> &str {
 fn info_describes_the_sae() {
     let (code, out, _) = saelab(&["info", path(&fixtures().join("topk_bdec0_layer_norm"))]);
     assert_eq!(code, 0);
-    for expected in ["architecture          topk", "d_in                  24", "d_sae                 80", "k                     6", "normalization         layer_norm", "apply_b_dec_to_input  false", "parameters            3944"] {
+    for expected in [
+        "architecture          topk",
+        "d_in                  24",
+        "d_sae                 80",
+        "k                     6",
+        "normalization         layer_norm",
+        "apply_b_dec_to_input  false",
+        "parameters            3944",
+    ] {
         assert!(out.contains(expected), "missing '{expected}' in:\n{out}");
     }
     let (_, out, _) = saelab(&["info", path(&fixtures().join("topk_bfloat16"))]);
@@ -119,7 +127,31 @@ fn errors_are_one_line_with_exit_status_2() {
 fn toy_trains_reports_json_and_saves_a_loadable_sae() {
     let dir = temp_dir("toy");
     let save = dir.join("sae");
-    let args = ["toy", "--features", "16", "--dims", "8", "--p", "0.1", "--arch", "topk", "--k", "3", "--dict", "32", "--batch", "64", "--steps", "200", "--seed", "4", "--lr", "0.003", "--save", path(&save)];
+    let args = [
+        "toy",
+        "--features",
+        "16",
+        "--dims",
+        "8",
+        "--p",
+        "0.1",
+        "--arch",
+        "topk",
+        "--k",
+        "3",
+        "--dict",
+        "32",
+        "--batch",
+        "64",
+        "--steps",
+        "200",
+        "--seed",
+        "4",
+        "--lr",
+        "0.003",
+        "--save",
+        path(&save),
+    ];
     let (code, out, err) = saelab(&args);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -195,7 +227,16 @@ fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
     use saelab::model::{Gpt2, Gpt2Config};
     let dir = temp_dir("forward");
     // A tiny random model with GPT-2's vocabulary, so that GPT-2's tokenizer applies.
-    let cfg = Gpt2Config { vocab_size: 50257, n_positions: 12, d_model: 12, n_layers: 2, n_heads: 3, d_mlp: 20, layer_norm_eps: 1e-5, scale_attn_weights: true };
+    let cfg = Gpt2Config {
+        vocab_size: 50257,
+        n_positions: 12,
+        d_model: 12,
+        n_layers: 2,
+        n_heads: 3,
+        d_mlp: 20,
+        layer_norm_eps: 1e-5,
+        scale_attn_weights: true,
+    };
     let model = Gpt2::random(cfg, true, 5);
     let folder = dir.join("model");
     std::fs::create_dir_all(&folder).unwrap();
@@ -208,7 +249,19 @@ fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
 
     let (logits, hook) = (dir.join("logits.npy"), dir.join("resid.npy"));
     let hook_arg = format!("blocks.1.hook_resid_mid={}", path(&hook));
-    let (code, out, err) = saelab(&["forward", "--model", path(&folder), "--text", "Hello world", "--logits", path(&logits), "--hook", &hook_arg, "--device", "cpu"]);
+    let (code, out, err) = saelab(&[
+        "forward",
+        "--model",
+        path(&folder),
+        "--text",
+        "Hello world",
+        "--logits",
+        path(&logits),
+        "--hook",
+        &hook_arg,
+        "--device",
+        "cpu",
+    ]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["tokens"], serde_json::json!([15496, 995]));
@@ -219,7 +272,8 @@ fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
     let (want_logits, want_hooks) = saelab::model::cpu::run_with_hooks(&model, &[15496, 995], &["blocks.1.hook_resid_mid"]).unwrap();
     assert_eq!((&l.data, &h.data), (&want_logits, &want_hooks[0]));
     // On the GPU: the same within f32 reordering.
-    let (code, out, err) = saelab(&["forward", "--model", path(&folder), "--text", "Hello world", "--logits", path(&logits), "--device", "gpu"]);
+    let (code, out, err) =
+        saelab(&["forward", "--model", path(&folder), "--text", "Hello world", "--logits", path(&logits), "--device", "gpu"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["next_token"], json["next_token"]);
     let on_gpu = read(&logits);
@@ -271,7 +325,21 @@ fn npy_i64(values: &[i64]) -> Vec<u8> {
 fn tiny_model(dir: &Path) -> PathBuf {
     let model = dir.join("tiny-gpt2");
     let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tokenizer/tokenizer.json");
-    let (code, _, err) = saelab(&["random-model", "--out", path(&model), "--vocab-from", path(&tokenizer), "--layers", "2", "--width", "24", "--heads", "3", "--context", "40"]);
+    let (code, _, err) = saelab(&[
+        "random-model",
+        "--out",
+        path(&model),
+        "--vocab-from",
+        path(&tokenizer),
+        "--layers",
+        "2",
+        "--width",
+        "24",
+        "--heads",
+        "3",
+        "--context",
+        "40",
+    ]);
     assert_eq!(code, 0, "{err}");
     model
 }
@@ -289,7 +357,26 @@ fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
         let a = args(extra);
         saelab(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    let (code, out, err) = run(&["--arch", "topk", "--k", "4", "--dict", "48", "--tokens", "1280", "--batch", "64", "--context", "20", "--eval-every", "5", "--device", "cpu", "--save", path(&save)]);
+    let (code, out, err) = run(&[
+        "--arch",
+        "topk",
+        "--k",
+        "4",
+        "--dict",
+        "48",
+        "--tokens",
+        "1280",
+        "--batch",
+        "64",
+        "--context",
+        "20",
+        "--eval-every",
+        "5",
+        "--device",
+        "cpu",
+        "--save",
+        path(&save),
+    ]);
     assert_eq!(code, 0, "{err}");
     let result: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(result["step"], 20);
@@ -308,11 +395,34 @@ fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
     assert_eq!(cfg["metadata"]["context_size"], 20);
 
     // The throughput benchmark, on both devices (a smoke run: figures are not asserted).
-    let (code, out, err) = saelab(&["bench-train", "--model", path(&model), "--hook", "blocks.1.hook_resid_pre", "--corpus", path(&corpus), "--context", "16", "--contexts", "2", "--dict", "32", "--k", "4", "--batch", "16", "--steps", "1"]);
+    let (code, out, err) = saelab(&[
+        "bench-train",
+        "--model",
+        path(&model),
+        "--hook",
+        "blocks.1.hook_resid_pre",
+        "--corpus",
+        path(&corpus),
+        "--context",
+        "16",
+        "--contexts",
+        "2",
+        "--dict",
+        "32",
+        "--k",
+        "4",
+        "--batch",
+        "16",
+        "--steps",
+        "1",
+    ]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines.iter().all(|l| l["harvest_tokens_per_s"].as_f64().unwrap() > 0.0 && l["train_tokens_per_s"].as_f64().unwrap() > 0.0), "{out}");
+    assert!(
+        lines.iter().all(|l| l["harvest_tokens_per_s"].as_f64().unwrap() > 0.0 && l["train_tokens_per_s"].as_f64().unwrap() > 0.0),
+        "{out}"
+    );
 
     // Bad input: one line naming what is wrong, and nothing saved over the SAE already there.
     let before = std::fs::read(save.join("sae_weights.safetensors")).unwrap();
@@ -334,10 +444,32 @@ fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
     let (code, _, err) = saelab(&bad_hook);
     assert_eq!(code, 2);
     assert!(our_lines(&err).join("").contains("not a hook point"), "{err}");
-    assert!(refused(&["--arch", "topk", "--k", "60", "--dict", "48", "--tokens", "1280", "--device", "cpu", "--save", path(&save)], None).contains("k must be between 1 and dict (48)"));
-    assert!(refused(&["--arch", "sparse", "--dict", "48", "--tokens", "1280", "--device", "cpu", "--save", path(&save)], None).contains("unknown architecture 'sparse'"));
-    assert!(refused(&["--arch", "topk", "--dict", "48", "--tokens", "10", "--device", "cpu", "--save", path(&save)], None).contains("at least one batch"));
-    assert!(refused(&["--arch", "topk", "--dict", "48", "--tokens", "1280", "--batch", "64", "--context", "41", "--device", "cpu", "--save", path(&save)], None).contains("n_positions (40)"));
+    assert!(refused(&["--arch", "topk", "--k", "60", "--dict", "48", "--tokens", "1280", "--device", "cpu", "--save", path(&save)], None)
+        .contains("k must be between 1 and dict (48)"));
+    assert!(refused(&["--arch", "sparse", "--dict", "48", "--tokens", "1280", "--device", "cpu", "--save", path(&save)], None)
+        .contains("unknown architecture 'sparse'"));
+    assert!(refused(&["--arch", "topk", "--dict", "48", "--tokens", "10", "--device", "cpu", "--save", path(&save)], None)
+        .contains("at least one batch"));
+    assert!(refused(
+        &[
+            "--arch",
+            "topk",
+            "--dict",
+            "48",
+            "--tokens",
+            "1280",
+            "--batch",
+            "64",
+            "--context",
+            "41",
+            "--device",
+            "cpu",
+            "--save",
+            path(&save)
+        ],
+        None
+    )
+    .contains("n_positions (40)"));
     assert_eq!(std::fs::read(save.join("sae_weights.safetensors")).unwrap(), before);
 }
 
@@ -349,14 +481,32 @@ fn train_stops_at_a_checkpoint_and_resumes_to_the_same_sae() {
     std::fs::write(&corpus, "Once upon a time, in a land of hills and rivers, a fox met a crow.\n".repeat(60)).unwrap();
     let (whole, part, checkpoint) = (dir.join("whole"), dir.join("part"), dir.join("run.ckpt"));
     let data = ["--model", path(&model), "--corpus", path(&corpus), "--device", "cpu"];
-    let settings = ["--hook", "blocks.0.hook_resid_post", "--arch", "batchtopk", "--k", "3", "--dict", "40", "--tokens", "1600", "--batch", "64", "--context", "20", "--eval-every", "5"];
+    let settings = [
+        "--hook",
+        "blocks.0.hook_resid_post",
+        "--arch",
+        "batchtopk",
+        "--k",
+        "3",
+        "--dict",
+        "40",
+        "--tokens",
+        "1600",
+        "--batch",
+        "64",
+        "--context",
+        "20",
+        "--eval-every",
+        "5",
+    ];
     let train = |extra: &[&str]| saelab(&[&["train"][..], &data, extra].concat());
 
     let (code, out, err) = train(&[&settings[..], &["--save", path(&whole)]].concat());
     assert_eq!(code, 0, "{err}");
     let whole_result: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     // The same run in two sessions: 9 steps, checkpointed, stopped; then resumed to the end.
-    let (code, out, err) = train(&[&settings[..], &["--save", path(&part), "--checkpoint", path(&checkpoint), "--stop-after", "9"]].concat());
+    let (code, out, err) =
+        train(&[&settings[..], &["--save", path(&part), "--checkpoint", path(&checkpoint), "--stop-after", "9"]].concat());
     assert_eq!(code, 0, "{err}");
     let stopped: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(stopped["stopped_at_step"], 9, "{stopped}");
@@ -364,7 +514,10 @@ fn train_stops_at_a_checkpoint_and_resumes_to_the_same_sae() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("\"from_step\":9"), "{err}");
     let resumed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!((resumed["step"].clone(), resumed["fvu"].clone(), resumed["ce_recovered"].clone()), (whole_result["step"].clone(), whole_result["fvu"].clone(), whole_result["ce_recovered"].clone()));
+    assert_eq!(
+        (resumed["step"].clone(), resumed["fvu"].clone(), resumed["ce_recovered"].clone()),
+        (whole_result["step"].clone(), whole_result["fvu"].clone(), whole_result["ce_recovered"].clone())
+    );
     let weights = |d: &Path| std::fs::read(d.join("sae_weights.safetensors")).unwrap();
     assert_eq!(weights(&part), weights(&whole), "the resumed run ends on the uninterrupted run's SAE, bit for bit");
 
@@ -373,7 +526,19 @@ fn train_stops_at_a_checkpoint_and_resumes_to_the_same_sae() {
     assert!(code == 2 && err.contains("--dict: a resumed run keeps the settings it was saved with"), "{err}");
     let other = dir.join("other.txt");
     std::fs::write(&other, "Different words entirely, about ships and the sea.\n".repeat(40)).unwrap();
-    let (code, _, err) = saelab(&["train", "--model", path(&model), "--corpus", path(&other), "--device", "cpu", "--resume", path(&checkpoint), "--save", path(&part)]);
+    let (code, _, err) = saelab(&[
+        "train",
+        "--model",
+        path(&model),
+        "--corpus",
+        path(&other),
+        "--device",
+        "cpu",
+        "--resume",
+        path(&checkpoint),
+        "--save",
+        path(&part),
+    ]);
     assert!(code == 2 && err.contains("another corpus"), "{err}");
     let (code, _, err) = train(&["--resume", path(&part.join("sae_weights.safetensors")), "--save", path(&part)]);
     assert!(code == 2 && err.contains("not a saelab checkpoint"), "{err}");

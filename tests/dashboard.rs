@@ -30,7 +30,10 @@ fn dashboards_follow_from_the_dense_activations() {
     let (model, sae, sample) = setup();
     let mut calls = Vec::new();
     // Context 20 with BOS: 19 sample tokens each, the last context shorter (95 = 5·19).
-    let run = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &sample, Some(0), 20, |done, total| calls.push((done, total)))).unwrap();
+    let run = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &sample, Some(0), 20, |done, total| {
+        calls.push((done, total))
+    }))
+    .unwrap();
     assert_eq!(calls.last(), Some(&(5, 5)));
     assert_eq!(run.n_tokens, 95);
     // Brute force: dense activations of each context, BOS row dropped.
@@ -83,7 +86,10 @@ fn nearest_features_are_the_highest_decoder_cosines() {
     let (_, sae, _) = setup();
     let other = random_sae_with("topk", 60, 40, 5, 3, serde_json::Map::new());
     let d = 60;
-    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt());
+    let cos = |a: &[f32], b: &[f32]| {
+        a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
+            / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+    };
     let row = &sae.w_dec[7 * d..8 * d];
     let mut want: Vec<(usize, f32)> = other.w_dec.chunks_exact(d).map(|w| cos(row, w)).enumerate().collect();
     want.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -106,8 +112,12 @@ fn saved_dashboards_come_back_only_for_the_same_model_sae_and_sample() {
     let run = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &sample, Some(0), 20, |_, _| {})).unwrap();
     let key = dashboard::sample_key(&model, &sae, &sample, Some(0), 20);
     let bytes = run.to_bytes(key);
-    let back = dashboard::SampleActivations::from_bytes(&bytes, &model, &sae, &sample, Some(0), 20).unwrap().expect("same model, SAE and sample");
-    assert_eq!((back.fired.clone(), back.n_tokens, back.done, back.contexts.clone()), (run.fired.clone(), run.n_tokens, run.done, run.contexts.clone()));
+    let back =
+        dashboard::SampleActivations::from_bytes(&bytes, &model, &sae, &sample, Some(0), 20).unwrap().expect("same model, SAE and sample");
+    assert_eq!(
+        (back.fired.clone(), back.n_tokens, back.done, back.contexts.clone()),
+        (run.fired.clone(), run.n_tokens, run.done, run.contexts.clone())
+    );
     assert_eq!(back.dashboard(3, 4, 10, 3, 2), run.dashboard(3, 4, 10, 3, 2));
 
     // Anything else it depends on changed: not reused.
@@ -118,7 +128,9 @@ fn saved_dashboards_come_back_only_for_the_same_model_sae_and_sample() {
     };
     let mut other_model = model.clone();
     other_model.wpe[31] += 1e-3;
-    let from = |m: &saelab::model::Gpt2, s: &saelab::sae::Sae, t: &[u32], bos: Option<u32>, ctx: usize| dashboard::SampleActivations::from_bytes(&bytes, m, s, t, bos, ctx).unwrap().is_none();
+    let from = |m: &saelab::model::Gpt2, s: &saelab::sae::Sae, t: &[u32], bos: Option<u32>, ctx: usize| {
+        dashboard::SampleActivations::from_bytes(&bytes, m, s, t, bos, ctx).unwrap().is_none()
+    };
     assert!(from(&model, &other_sae, &sample, Some(0), 20));
     assert!(from(&other_model, &sae, &sample, Some(0), 20));
     assert!(from(&model, &sae, &sample[1..], Some(0), 20));

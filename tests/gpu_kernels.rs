@@ -74,8 +74,20 @@ fn matmul_case(m: usize) {
                 let expected = match epilogue {
                     Epilogue::TopKPre => h * second,
                     Epilogue::Relu => h.max(0.0),
-                    Epilogue::JumpRelu => if h > second { h.max(0.0) } else { 0.0 },
-                    Epilogue::Gated => if h > 0.0 { (acc * second + aux).max(0.0) } else { 0.0 },
+                    Epilogue::JumpRelu => {
+                        if h > second {
+                            h.max(0.0)
+                        } else {
+                            0.0
+                        }
+                    }
+                    Epilogue::Gated => {
+                        if h > 0.0 {
+                            (acc * second + aux).max(0.0)
+                        } else {
+                            0.0
+                        }
+                    }
                     Epilogue::Accumulate => c_init[o] + acc,
                     Epilogue::Store => acc,
                 };
@@ -157,7 +169,9 @@ fn batch_topk_keeps_what_the_reference_keeps() {
     let mut ties: Vec<f32> = (0..n).map(|i| ((i % 7) as f32) * 0.25 - 0.5).collect();
     ties[123] = 9.0;
     let negative: Vec<f32> = (0..n).map(|i| -((i % 5) as f32)).collect();
-    for (values, count) in [(&normal, 1), (&normal, 5 * 37), (&normal, 4321), (&normal, n), (&ties, 1), (&ties, 2), (&ties, 5000), (&negative, 3)] {
+    for (values, count) in
+        [(&normal, 1), (&normal, 5 * 37), (&normal, 4321), (&normal, n), (&ties, 1), (&ties, 2), (&ties, 5000), (&negative, 3)]
+    {
         let input = gpu.upload_f32("values", values);
         let kept = gpu.storage("kept", (n * 4) as u64);
         let histogram = gpu.storage("histogram", 256 * 4);
@@ -248,16 +262,16 @@ fn compare_end_to_end(sae: &Sae, x: &[f32], gpu: &saelab::gpu::Gpu, binding_limi
 
     // The metric kernels against their CPU twins on the GPU's own outputs (exact inputs).
     let rows: Vec<_> = (0..n)
-        .map(|r| metrics::row_stats(&x[r * d_in..(r + 1) * d_in], &recon_gpu[r * d_in..(r + 1) * d_in], &acts_gpu[r * d_sae..(r + 1) * d_sae]))
+        .map(|r| {
+            metrics::row_stats(&x[r * d_in..(r + 1) * d_in], &recon_gpu[r * d_in..(r + 1) * d_in], &acts_gpu[r * d_sae..(r + 1) * d_sae])
+        })
         .collect();
     let expected = BatchMetrics::finish(x, d_in, rows, metrics::fire_counts(&acts_gpu, d_sae));
     assert_eq!(out.metrics.fire_counts, expected.fire_counts, "{label}: fire counts");
     assert_eq!(out.metrics.l0, expected.l0, "{label}: L0");
-    for (name, got, want) in [
-        ("mse", out.metrics.mse, expected.mse),
-        ("fvu", out.metrics.fvu, expected.fvu),
-        ("cosine", out.metrics.cosine, expected.cosine),
-    ] {
+    for (name, got, want) in
+        [("mse", out.metrics.mse, expected.mse), ("fvu", out.metrics.fvu, expected.fvu), ("cosine", out.metrics.cosine, expected.cosine)]
+    {
         assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{label}: {name} gpu {got} cpu {want}");
     }
     assert_eq!(out.metrics.dead_fraction, expected.dead_fraction);
@@ -323,7 +337,14 @@ fn a_rejected_gpu_command_is_an_error_not_a_panic_or_garbage() {
     let wrong = gpu.uniform("not storage", &[0.0f32; 4]);
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     let params = TrainParams { rows: 1, cols: 3, ..Default::default() };
-    kernels::train_op(&gpu, &mut enc, TrainOp::ReluActs, params, TrainIo { in0: Some(&input), out0: Some(&wrong), ..Default::default() }, 3);
+    kernels::train_op(
+        &gpu,
+        &mut enc,
+        TrainOp::ReluActs,
+        params,
+        TrainIo { in0: Some(&input), out0: Some(&wrong), ..Default::default() },
+        3,
+    );
     gpu.queue.submit([enc.finish()]);
     let err = pollster::block_on(gpu.read_f32(&input, 3)).expect_err("the invalid dispatch must surface");
     assert!(err.to_string().contains("the GPU rejected a command"), "{err}");

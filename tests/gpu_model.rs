@@ -53,7 +53,16 @@ fn gpu_forward_matches_the_cpu_reference_on_the_transformers_fixtures() {
 fn embeddings_larger_than_a_binding_are_split() {
     let gpu = gpu();
     // 1000 × 24 floats = 96,000 bytes per table; a 10,000-byte limit makes 10 chunks of 104 rows.
-    let cfg = Gpt2Config { vocab_size: 1000, n_positions: 70, d_model: 24, n_layers: 2, n_heads: 4, d_mlp: 52, layer_norm_eps: 1e-5, scale_attn_weights: true };
+    let cfg = Gpt2Config {
+        vocab_size: 1000,
+        n_positions: 70,
+        d_model: 24,
+        n_layers: 2,
+        n_heads: 4,
+        d_mlp: 52,
+        layer_norm_eps: 1e-5,
+        scale_attn_weights: true,
+    };
     for tied in [true, false] {
         let model = Gpt2::random(cfg.clone(), tied, 11);
         let gpu_model = GpuGpt2::upload_with_limit(&gpu, &model, 10_000).unwrap();
@@ -68,7 +77,16 @@ fn embeddings_larger_than_a_binding_are_split() {
 #[test]
 fn bad_tokens_and_hooks_are_errors() {
     let gpu = gpu();
-    let cfg = Gpt2Config { vocab_size: 50, n_positions: 8, d_model: 8, n_layers: 1, n_heads: 2, d_mlp: 16, layer_norm_eps: 1e-5, scale_attn_weights: true };
+    let cfg = Gpt2Config {
+        vocab_size: 50,
+        n_positions: 8,
+        d_model: 8,
+        n_layers: 1,
+        n_heads: 2,
+        d_mlp: 16,
+        layer_norm_eps: 1e-5,
+        scale_attn_weights: true,
+    };
     let model = Gpt2::random(cfg, true, 1);
     let g = GpuGpt2::upload(&gpu, &model).unwrap();
     let err = |tokens: &[u32], hooks: &[&str]| pollster::block_on(g.forward(&gpu, tokens, hooks)).err().expect("an error").to_string();
@@ -82,7 +100,16 @@ fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
     use saelab::model::Intervention;
     use saelab::sae::random::Rng;
     let gpu = gpu();
-    let cfg = Gpt2Config { vocab_size: 97, n_positions: 20, d_model: 18, n_layers: 3, n_heads: 3, d_mlp: 30, layer_norm_eps: 1e-5, scale_attn_weights: true };
+    let cfg = Gpt2Config {
+        vocab_size: 97,
+        n_positions: 20,
+        d_model: 18,
+        n_layers: 3,
+        n_heads: 3,
+        d_mlp: 30,
+        layer_norm_eps: 1e-5,
+        scale_attn_weights: true,
+    };
     let model = Gpt2::random(cfg, false, 4);
     let g = GpuGpt2::upload(&gpu, &model).unwrap();
     let tokens: Vec<u32> = (0..13).map(|i| (i * 31 + 2) % 97).collect();
@@ -93,7 +120,10 @@ fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
     for interventions in [
         vec![Intervention::Replace { hook: "blocks.1.hook_resid_mid", values: &replacement }],
         vec![Intervention::AddToEveryToken { hook: "blocks.0.attn.hook_z", vector: &vector }],
-        vec![Intervention::Replace { hook: "hook_embed", values: &replacement }, Intervention::AddToEveryToken { hook: "blocks.2.hook_resid_post", vector: &vector }],
+        vec![
+            Intervention::Replace { hook: "hook_embed", values: &replacement },
+            Intervention::AddToEveryToken { hook: "blocks.2.hook_resid_post", vector: &vector },
+        ],
     ] {
         let (logits, hooks) = cpu::run(&model, &tokens, &capture, &interventions).unwrap();
         let got = pollster::block_on(g.run(&gpu, &tokens, &capture, &interventions)).unwrap();

@@ -7,9 +7,7 @@ mod common;
 use common::gpu;
 use saelab::gpu::train_runner::GpuTrainer;
 use saelab::sae::random::Rng;
-use saelab::train::sae_train::{
-    apply_constraints, loss_and_grads, remove_parallel_decoder_grad, Adam, Params, TrainArch, TENSOR_NAMES,
-};
+use saelab::train::sae_train::{apply_constraints, loss_and_grads, remove_parallel_decoder_grad, Adam, Params, TrainArch, TENSOR_NAMES};
 
 const ALL_ARCHS: [TrainArch; 5] = [
     TrainArch::Standard { l1: 0.3 },

@@ -120,7 +120,8 @@ fn training_on_activations_learns_and_the_gpu_steps_equal_the_cpu_steps() {
     let hook = "blocks.1.hook_resid_pre";
     let tokens = corpus(39 * 40);
     let cfg = StoreConfig { hook: hook.into(), context: 40, buffer_rows: 512, hold_out_every: 10, seed: 1 };
-    let mut trainer = pollster::block_on(LmTrainer::new(&model, "tied_f32", &LmBackend::Cpu, &tokens, Some(0), cfg.clone(), train_config(120))).unwrap();
+    let mut trainer =
+        pollster::block_on(LmTrainer::new(&model, "tied_f32", &LmBackend::Cpu, &tokens, Some(0), cfg.clone(), train_config(120))).unwrap();
     let before = pollster::block_on(trainer.evaluate(&model, &LmBackend::Cpu, None)).unwrap();
     for _ in 0..120 {
         pollster::block_on(trainer.step(&model, &LmBackend::Cpu, None)).unwrap();
@@ -149,6 +150,9 @@ fn training_on_activations_learns_and_the_gpu_steps_equal_the_cpu_steps() {
     pollster::block_on(b.training.sync(&gpu)).unwrap();
     let worst = a.training.params.w_dec.iter().zip(&b.training.params.w_dec).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(worst < 2e-3, "W_dec after 30 steps: CPU and GPU differ by {worst}");
-    let (ea, eb) = (pollster::block_on(a.evaluate(&model, &LmBackend::Cpu, None)).unwrap(), pollster::block_on(b.evaluate(&model, &on_gpu, Some(&gpu))).unwrap());
+    let (ea, eb) = (
+        pollster::block_on(a.evaluate(&model, &LmBackend::Cpu, None)).unwrap(),
+        pollster::block_on(b.evaluate(&model, &on_gpu, Some(&gpu))).unwrap(),
+    );
     assert!((ea.fvu - eb.fvu).abs() < 1e-2 * ea.fvu.max(1e-3) && ea.dead_fraction == eb.dead_fraction, "{ea:?} vs {eb:?}");
 }

@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use saelab::formats::gpt2_files::load_model_dir;
+use saelab::formats::sae_files::{sae_from_f32_tensors, save_dir};
 use saelab::formats::safetensors::TensorFile;
-use saelab::formats::sae_files::{save_dir, sae_from_f32_tensors};
 use saelab::gpu::model_runner::GpuGpt2;
 use saelab::gpu::GpuSae;
 use saelab::lm::{self, LmBackend};
@@ -40,7 +40,11 @@ fn mirror_sae(d: usize, hook: &str, gain: f32) -> Sae {
         "normalize_activations": "none", "metadata": { "hook_name": hook, "model_name": "tiny" },
     });
     let (zeros_sae, zeros_in) = (vec![0.0; m], vec![0.0; d]);
-    sae_from_f32_tensors(&cfg, &[("W_enc", vec![d, m], &w_enc), ("b_enc", vec![m], &zeros_sae), ("W_dec", vec![m, d], &w_dec), ("b_dec", vec![d], &zeros_in)]).unwrap()
+    sae_from_f32_tensors(
+        &cfg,
+        &[("W_enc", vec![d, m], &w_enc), ("b_enc", vec![m], &zeros_sae), ("W_dec", vec![m, d], &w_dec), ("b_dec", vec![d], &zeros_in)],
+    )
+    .unwrap()
 }
 
 #[test]
@@ -106,7 +110,9 @@ fn features_per_token_and_saes_that_do_not_fit() {
     }
     let err = |sae: &Sae| lm::attach_point(&model, sae).unwrap_err().to_string();
     assert!(err(&mirror_sae(60, "blocks.7.hook_resid_pre", 1.0)).contains("is not a hook point"));
-    assert!(err(&mirror_sae(32, "blocks.0.hook_resid_pre", 1.0)).contains("d_in is 32 but blocks.0.hook_resid_pre of this model is 60 wide"));
+    assert!(
+        err(&mirror_sae(32, "blocks.0.hook_resid_pre", 1.0)).contains("d_in is 32 but blocks.0.hook_resid_pre of this model is 60 wide")
+    );
 }
 
 #[test]
@@ -138,11 +144,26 @@ fn cli_splice_and_features() {
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["tokens"].as_array().unwrap().len(), 23);
     assert_eq!(json["tokens"][0]["features"].as_array().unwrap().len(), 3);
-    let (code, _, err) = run(&["splice", "--model", fixture().to_str().unwrap(), "--sae", sae_dir.to_str().unwrap(), "--text", "hi", "--device", "cpu"]);
+    let (code, _, err) =
+        run(&["splice", "--model", fixture().to_str().unwrap(), "--sae", sae_dir.to_str().unwrap(), "--text", "hi", "--device", "cpu"]);
     assert_eq!(code, 2);
     assert!(err.contains("tokenizer.json"), "{err}");
     // Generation, side by side with a steered run.
-    let (code, out, err) = run(&["generate", "--model", model_dir.to_str().unwrap(), "--prompt-tokens", tokens.to_str().unwrap(), "--tokens", "4", "--sae", sae_dir.to_str().unwrap(), "--steer", "2=50", "--device", "cpu"]);
+    let (code, out, err) = run(&[
+        "generate",
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--prompt-tokens",
+        tokens.to_str().unwrap(),
+        "--tokens",
+        "4",
+        "--sae",
+        sae_dir.to_str().unwrap(),
+        "--steer",
+        "2=50",
+        "--device",
+        "cpu",
+    ]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["unsteered"]["tokens"].as_array().unwrap().len(), 4);
@@ -153,7 +174,17 @@ fn cli_splice_and_features() {
         (vec!["--steer", "2=1", "--clamp", "2=1"], "not both"),
         (vec!["--temperature", "-1"], "--temperature must be ≥ 0"),
     ] {
-        let mut a = vec!["generate", "--model", model_dir.to_str().unwrap(), "--prompt-tokens", tokens.to_str().unwrap(), "--sae", sae_dir.to_str().unwrap(), "--device", "cpu"];
+        let mut a = vec![
+            "generate",
+            "--model",
+            model_dir.to_str().unwrap(),
+            "--prompt-tokens",
+            tokens.to_str().unwrap(),
+            "--sae",
+            sae_dir.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ];
         a.extend(args.iter().copied());
         let (code, _, err) = run(&a);
         assert!(code == 2 && err.contains(expected), "{args:?}: {err}");
@@ -183,18 +214,40 @@ fn generation_greedy_sampled_and_steered() {
     assert_eq!(a, b);
     let gpu = common::gpu();
     let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
-    let on_gpu = pollster::block_on(lm::generate(&model, None, None, &LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: None }, prompt, greedy)).unwrap();
+    let on_gpu =
+        pollster::block_on(lm::generate(&model, None, None, &LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: None }, prompt, greedy))
+            .unwrap();
     assert_eq!(on_gpu, plain);
     // Steering: a large push along one feature's decoder direction changes the continuation; a
     // clamp at the feature's own value (a perfect SAE, so f(x) = x_i) changes nothing.
     let sae = mirror_sae(60, "blocks.2.hook_resid_pre", 1.0);
-    let steered = pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 3, alpha: 40.0 }), &LmBackend::Cpu, prompt, greedy)).unwrap();
+    let steered =
+        pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 3, alpha: 40.0 }), &LmBackend::Cpu, prompt, greedy))
+            .unwrap();
     assert_ne!(steered, plain);
-    let zero = pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 3, alpha: 0.0 }), &LmBackend::Cpu, prompt, greedy)).unwrap();
+    let zero =
+        pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 3, alpha: 0.0 }), &LmBackend::Cpu, prompt, greedy))
+            .unwrap();
     assert_eq!(zero, plain);
-    let clamped = pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Clamp { feature: 3, value: 30.0 }), &LmBackend::Cpu, prompt, greedy)).unwrap();
+    let clamped = pollster::block_on(lm::generate(
+        &model,
+        Some(&sae),
+        Some(Steer::Clamp { feature: 3, value: 30.0 }),
+        &LmBackend::Cpu,
+        prompt,
+        greedy,
+    ))
+    .unwrap();
     assert_ne!(clamped, plain);
-    let err = pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 120, alpha: 1.0 }), &LmBackend::Cpu, prompt, greedy)).unwrap_err();
+    let err = pollster::block_on(lm::generate(
+        &model,
+        Some(&sae),
+        Some(Steer::Add { feature: 120, alpha: 1.0 }),
+        &LmBackend::Cpu,
+        prompt,
+        greedy,
+    ))
+    .unwrap_err();
     assert!(err.to_string().contains("feature 120 does not exist (the SAE has 120 features)"), "{err}");
     // The context length bounds generation.
     let long = Sampling { new_tokens: 100, temperature: 0.0, seed: 0 };

@@ -10,7 +10,11 @@ pub const MAX_CORPUS_BYTES: usize = 256 << 20;
 pub fn parse_corpus(file: &str, bytes: &[u8]) -> Result<String, FormatError> {
     let err = |msg: String| FormatError::Corpus { file: file.into(), msg };
     if bytes.len() > MAX_CORPUS_BYTES {
-        return Err(err(format!("{} MB is more than the {} MB a corpus may hold; take a part of it", bytes.len() >> 20, MAX_CORPUS_BYTES >> 20)));
+        return Err(err(format!(
+            "{} MB is more than the {} MB a corpus may hold; take a part of it",
+            bytes.len() >> 20,
+            MAX_CORPUS_BYTES >> 20
+        )));
     }
     if let Some(at) = bytes.iter().position(|&b| b == 0) {
         return Err(err(format!("a binary file, not text (a zero byte at offset {at})")));

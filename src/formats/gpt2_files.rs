@@ -32,7 +32,11 @@ pub fn parse_config(bytes: &[u8]) -> Result<(Gpt2Config, bool), FormatError> {
     }
     let size = |key: &str| -> Result<usize, FormatError> {
         match obj.get(key) {
-            Some(x) => x.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| config_err(format!("{key} must be a positive integer, not {x}"))),
+            Some(x) => x
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| n as usize)
+                .ok_or_else(|| config_err(format!("{key} must be a positive integer, not {x}"))),
             None => Err(config_err(format!("missing {key}"))),
         }
     };
@@ -58,7 +62,10 @@ pub fn parse_config(bytes: &[u8]) -> Result<(Gpt2Config, bool), FormatError> {
     }
     let eps = match obj.get("layer_norm_epsilon") {
         None => 1e-5,
-        Some(x) => x.as_f64().filter(|e| *e > 0.0 && e.is_finite()).ok_or_else(|| config_err(format!("layer_norm_epsilon must be a positive number, not {x}")))? as f32,
+        Some(x) => x
+            .as_f64()
+            .filter(|e| *e > 0.0 && e.is_finite())
+            .ok_or_else(|| config_err(format!("layer_norm_epsilon must be a positive number, not {x}")))? as f32,
     };
     let n_positions = if obj.contains_key("n_positions") { size("n_positions")? } else { size("n_ctx")? };
     let cfg = Gpt2Config {
@@ -117,9 +124,16 @@ pub fn parse_gpt2(config: &[u8], weights: &[u8]) -> Result<Gpt2, FormatError> {
     let lm_head = if tied {
         None
     } else {
-        let t = file.tensors.get("lm_head.weight").ok_or_else(|| weights_err("missing tensor 'lm_head.weight' (tie_word_embeddings is false)"))?;
+        let t = file
+            .tensors
+            .get("lm_head.weight")
+            .ok_or_else(|| weights_err("missing tensor 'lm_head.weight' (tie_word_embeddings is false)"))?;
         if t.shape != [cfg.vocab_size, d] {
-            return Err(weights_err(format!("tensor 'lm_head.weight' has shape {:?} but config.json implies {:?}", t.shape, [cfg.vocab_size, d])));
+            return Err(weights_err(format!(
+                "tensor 'lm_head.weight' has shape {:?} but config.json implies {:?}",
+                t.shape,
+                [cfg.vocab_size, d]
+            )));
         }
         Some(t.to_f32())
     };

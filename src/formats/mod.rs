@@ -3,9 +3,9 @@
 pub mod corpus;
 pub mod gpt2_files;
 pub mod npy;
+pub mod sae_files;
 pub mod safetensors;
 pub mod tokenizer;
-pub mod sae_files;
 
 /// A file that could not be read, with the file's name and what is wrong with it.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

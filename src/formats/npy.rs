@@ -70,12 +70,8 @@ fn parse_header(name: &str, bytes: &[u8]) -> Result<Header, FormatError> {
         }
         v => return Err(err(name, format!("unsupported .npy format version {v}"))),
     };
-    let header_end = header_start
-        .checked_add(header_len)
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| err(name, "truncated header"))?;
-    let header = std::str::from_utf8(&bytes[header_start..header_end])
-        .map_err(|_| err(name, "header is not text"))?;
+    let header_end = header_start.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| err(name, "truncated header"))?;
+    let header = std::str::from_utf8(&bytes[header_start..header_end]).map_err(|_| err(name, "header is not text"))?;
 
     let descr = dict_value(header, "descr").ok_or_else(|| err(name, "header has no 'descr'"))?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
@@ -88,9 +84,7 @@ fn parse_header(name: &str, bytes: &[u8]) -> Result<Header, FormatError> {
         other if other.starts_with('>') => {
             return Err(err(name, format!("big-endian dtype '{other}' is not supported; save little-endian")))
         }
-        other => {
-            return Err(err(name, format!("unsupported dtype '{other}' (expected <f4, <f2, <f8, <i4 or <i8)")))
-        }
+        other => return Err(err(name, format!("unsupported dtype '{other}' (expected <f4, <f2, <f8, <i4 or <i8)"))),
     };
     let fortran = dict_value(header, "fortran_order").ok_or_else(|| err(name, "header has no 'fortran_order'"))?;
     if fortran.trim() != "False" {
@@ -106,10 +100,7 @@ fn parse_header(name: &str, bytes: &[u8]) -> Result<Header, FormatError> {
     if shape.is_empty() || shape.len() > 2 {
         return Err(err(name, format!("array has {} dimensions; only 1-D and 2-D arrays are supported", shape.len())));
     }
-    let count = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| err(name, "shape is too large"))?;
+    let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| err(name, "shape is too large"))?;
     let needed = count.checked_mul(dtype.size()).ok_or_else(|| err(name, "shape is too large"))?;
     let available = bytes.len() - header_end;
     if available < needed {
@@ -145,13 +136,8 @@ pub fn read_f32(name: &str, bytes: &[u8]) -> Result<NpyArray, FormatError> {
     let data: Vec<f32> = match h.dtype {
         NpyDtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         NpyDtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        NpyDtype::F64 => raw
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32)
-            .collect(),
-        NpyDtype::I32 | NpyDtype::I64 => {
-            return Err(err(name, "expected a float array (<f2, <f4 or <f8), found integers"))
-        }
+        NpyDtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")) as f32).collect(),
+        NpyDtype::I32 | NpyDtype::I64 => return Err(err(name, "expected a float array (<f2, <f4 or <f8), found integers")),
     };
     Ok(NpyArray { shape: h.shape, data })
 }

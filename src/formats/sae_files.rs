@@ -2,7 +2,7 @@
 //! Bytes in, a validated [`Sae`] out; and back. Reading a folder from disk is the CLI's business
 //! (`load_dir`/`save_dir`, native only); the page hands us the same bytes from file inputs or fetch.
 
-use crate::sae::{GatedParams, Sae, SaeConfig, Architecture};
+use crate::sae::{Architecture, GatedParams, Sae, SaeConfig};
 
 use super::safetensors::{RawTensor, TensorFile};
 use super::FormatError;
@@ -30,9 +30,10 @@ pub fn parse_sae(files: SaeFileBytes<'_>) -> Result<Sae, FormatError> {
     let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
 
     let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, FormatError> {
-        let t = stored.tensors.get(name).ok_or_else(|| {
-            weights_err(format!("missing tensor '{name}' (needed by a {} SAE)", cfg.architecture.name()))
-        })?;
+        let t = stored
+            .tensors
+            .get(name)
+            .ok_or_else(|| weights_err(format!("missing tensor '{name}' (needed by a {} SAE)", cfg.architecture.name())))?;
         check_shape(name, t, shape, &cfg)?;
         let values = t.to_f32();
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
@@ -65,19 +66,13 @@ pub fn parse_sae(files: SaeFileBytes<'_>) -> Result<Sae, FormatError> {
                     _ => return Err(weights_err(format!("'topk_threshold' must be one finite value, has shape {:?}", t.shape))),
                 }
             } else {
-                return Err(weights_err(format!(
-                    "missing tensor 'threshold' (needed by a {} SAE)",
-                    cfg.architecture.name()
-                )));
+                return Err(weights_err(format!("missing tensor 'threshold' (needed by a {} SAE)", cfg.architecture.name())));
             };
             (tensor("b_enc", &[d_sae])?, Some(threshold), None)
         }
         Architecture::Gated => {
-            let gated = GatedParams {
-                b_gate: tensor("b_gate", &[d_sae])?,
-                b_mag: tensor("b_mag", &[d_sae])?,
-                r_mag: tensor("r_mag", &[d_sae])?,
-            };
+            let gated =
+                GatedParams { b_gate: tensor("b_gate", &[d_sae])?, b_mag: tensor("b_mag", &[d_sae])?, r_mag: tensor("r_mag", &[d_sae])? };
             (Vec::new(), None, Some(gated))
         }
     };
@@ -128,11 +123,7 @@ pub fn sae_from_f32_tensors(cfg: &serde_json::Value, tensors: &[(&str, Vec<usize
 
 /// The three files of an SAE folder as bytes: cfg.json, the weights, and the sparsity file if any.
 pub fn serialize_sae(sae: &Sae) -> (Vec<u8>, Vec<u8>, Option<Vec<u8>>) {
-    (
-        sae.cfg.to_json().into_bytes(),
-        sae.stored.serialize(),
-        sae.sparsity_file.as_ref().map(TensorFile::serialize),
-    )
+    (sae.cfg.to_json().into_bytes(), sae.stored.serialize(), sae.sparsity_file.as_ref().map(TensorFile::serialize))
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -86,11 +86,7 @@ impl TensorFile {
                 Dtype::F32 => FloatDtype::F32,
                 Dtype::F16 => FloatDtype::F16,
                 Dtype::BF16 => FloatDtype::BF16,
-                other => {
-                    return Err(err(format!(
-                        "tensor '{tensor_name}' has dtype {other:?}; only F32, F16 and BF16 are supported"
-                    )))
-                }
+                other => return Err(err(format!("tensor '{tensor_name}' has dtype {other:?}; only F32, F16 and BF16 are supported"))),
             };
             let (start, end) = info.data_offsets;
             tensors.insert(tensor_name, RawTensor { dtype, shape: info.shape.clone(), bytes: data[start..end].to_vec() });

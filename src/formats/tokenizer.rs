@@ -42,7 +42,8 @@ impl TextTokenizer {
     /// on the token where the character completes, and a token holding only the first bytes of a
     /// character shows as "". Other tokenizers: each token decoded on its own.
     pub fn token_texts(&self, ids: &[u32]) -> Vec<String> {
-        let byte_level: Option<Vec<Vec<u8>>> = ids.iter().map(|&id| self.inner.id_to_token(id).and_then(|t| byte_level_bytes(&t))).collect();
+        let byte_level: Option<Vec<Vec<u8>>> =
+            ids.iter().map(|&id| self.inner.id_to_token(id).and_then(|t| byte_level_bytes(&t))).collect();
         let Some(pieces) = byte_level else {
             return ids.iter().map(|&id| self.inner.decode(&[id], false).unwrap_or_else(|_| "\u{FFFD}".into())).collect();
         };

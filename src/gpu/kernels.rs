@@ -50,12 +50,7 @@ pub struct Kernels {
     batch_apply: wgpu::ComputePipeline,
 }
 
-fn pipeline(
-    device: &wgpu::Device,
-    module: &wgpu::ShaderModule,
-    entry: &str,
-    constants: &[(&str, f64)],
-) -> wgpu::ComputePipeline {
+fn pipeline(device: &wgpu::Device, module: &wgpu::ShaderModule, entry: &str, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(entry),
         layout: None,
@@ -67,10 +62,7 @@ fn pipeline(
 }
 
 fn module(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ShaderModule {
-    device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(source.into()),
-    })
+    device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) })
 }
 
 impl Kernels {
@@ -105,16 +97,20 @@ impl Kernels {
         }
     }
 
-    fn matmul_pipeline(&self, device: &wgpu::Device, entry: &'static str, epilogue: Epilogue, trans_a: bool, trans_b: bool) -> wgpu::ComputePipeline {
+    fn matmul_pipeline(
+        &self,
+        device: &wgpu::Device,
+        entry: &'static str,
+        epilogue: Epilogue,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> wgpu::ComputePipeline {
         self.matmul
             .borrow_mut()
             .entry((entry, epilogue, trans_a, trans_b))
             .or_insert_with(|| {
-                let constants = [
-                    ("EPILOGUE", epilogue as u32 as f64),
-                    ("TRANS_A", trans_a as u32 as f64),
-                    ("TRANS_B", trans_b as u32 as f64),
-                ];
+                let constants =
+                    [("EPILOGUE", epilogue as u32 as f64), ("TRANS_A", trans_a as u32 as f64), ("TRANS_B", trans_b as u32 as f64)];
                 pipeline(device, &self.matmul_module, entry, &constants)
             })
             .clone()
@@ -136,10 +132,8 @@ fn dispatch(
     buffers: &[(u32, &wgpu::Buffer)],
     workgroups: (u32, u32, u32),
 ) {
-    let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
-        .iter()
-        .map(|(binding, buffer)| wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() })
-        .collect();
+    let entries: Vec<wgpu::BindGroupEntry<'_>> =
+        buffers.iter().map(|(binding, buffer)| wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() }).collect();
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: None,
         layout: &pipeline.get_bind_group_layout(0),
@@ -211,13 +205,7 @@ pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue,
         ("main", (u(args.n.div_ceil(64)), u(args.m.div_ceil(64)), 1))
     };
     let pipeline = gpu.kernels.matmul_pipeline(&gpu.device, entry, epilogue, args.trans_a, args.trans_b);
-    dispatch(
-        gpu,
-        encoder,
-        &pipeline,
-        &[(0, &params), (1, args.a), (2, args.b), (3, args.c), (4, args.cols)],
-        workgroups,
-    );
+    dispatch(gpu, encoder, &pipeline, &[(0, &params), (1, args.a), (2, args.b), (3, args.c), (4, args.cols)], workgroups);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,13 +319,7 @@ pub fn normalize_rows(
 ) {
     let params = rows_params(gpu, rows, d_in, norm);
     let (gx, gy) = grid_1d(rows as u32);
-    dispatch(
-        gpu,
-        encoder,
-        &gpu.kernels.normalize_rows,
-        &[(0, &params), (1, b_dec), (2, x), (3, sae_in), (4, norms)],
-        (gx, gy, 1),
-    );
+    dispatch(gpu, encoder, &gpu.kernels.normalize_rows, &[(0, &params), (1, b_dec), (2, x), (3, sae_in), (4, norms)], (gx, gy, 1));
 }
 
 /// `out[r] = b_dec` for every row: the start of decode.
@@ -347,14 +329,7 @@ pub fn fill_bias(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, rows: usize, d_i
 }
 
 /// `out[r] = out[r] * out_scale + shift`: undoes the input normalisation at the end of decode.
-pub fn denormalize_rows(
-    gpu: &Gpu,
-    encoder: &mut wgpu::CommandEncoder,
-    rows: usize,
-    d_in: usize,
-    norms: &wgpu::Buffer,
-    out: &wgpu::Buffer,
-) {
+pub fn denormalize_rows(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, rows: usize, d_in: usize, norms: &wgpu::Buffer, out: &wgpu::Buffer) {
     let params = rows_params(gpu, rows, d_in, RowNormalization { mode: 0, apply_b_dec: false });
     dispatch(gpu, encoder, &gpu.kernels.denormalize_rows, &[(0, &params), (4, norms), (5, out)], elementwise_grid(rows, d_in));
 }
@@ -474,14 +449,7 @@ pub fn row_metrics(
 }
 
 /// `counts[f] +=` the number of rows on which feature `f` is active.
-pub fn fire_counts(
-    gpu: &Gpu,
-    encoder: &mut wgpu::CommandEncoder,
-    rows: usize,
-    d_sae: usize,
-    acts: Activations<'_>,
-    counts: &wgpu::Buffer,
-) {
+pub fn fire_counts(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, rows: usize, d_sae: usize, acts: Activations<'_>, counts: &wgpu::Buffer) {
     let params = metrics_params(gpu, rows, 0, d_sae, &acts);
     match acts {
         Activations::Dense { acts, .. } => {
@@ -493,13 +461,7 @@ pub fn fire_counts(
             let (gx, gy) = grid_1d(groups);
             // fire_counts_sparse indexes by global id x only; keep it within one dimension.
             assert_eq!(gy, 1, "too many list entries for one dispatch; use smaller row blocks");
-            dispatch(
-                gpu,
-                encoder,
-                &gpu.kernels.fire_counts_sparse,
-                &[(0, &params), (3, value), (4, index), (6, counts)],
-                (gx, 1, 1),
-            );
+            dispatch(gpu, encoder, &gpu.kernels.fire_counts_sparse, &[(0, &params), (3, value), (4, index), (6, counts)], (gx, 1, 1));
         }
     }
 }
@@ -620,7 +582,13 @@ pub fn batch_topk(
     let histogram_groups = (n.div_ceil(256) as u32).clamp(1, 1024);
     for shift in [24u32, 16, 8, 0] {
         let params = gpu.uniform("batch topk params", &BatchTopKParams { n: n as u32, count: count as u32, shift, _pad: 0 });
-        dispatch(gpu, encoder, &gpu.kernels.batch_histogram, &[(0, &params), (1, values), (2, histogram), (3, state)], (histogram_groups, 1, 1));
+        dispatch(
+            gpu,
+            encoder,
+            &gpu.kernels.batch_histogram,
+            &[(0, &params), (1, values), (2, histogram), (3, state)],
+            (histogram_groups, 1, 1),
+        );
         dispatch(gpu, encoder, &gpu.kernels.batch_pick, &[(0, &params), (2, histogram), (3, state)], (1, 1, 1));
     }
     let params = gpu.uniform("batch topk params", &BatchTopKParams { n: n as u32, count: count as u32, shift: 0, _pad: 0 });

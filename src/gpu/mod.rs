@@ -9,7 +9,7 @@ pub mod train_runner;
 
 use wgpu::util::DeviceExt;
 
-pub use sae_runner::{GpuSae, RunRequest, RunOutput};
+pub use sae_runner::{GpuSae, RunOutput, RunRequest};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum GpuError {
@@ -150,18 +150,12 @@ impl Gpu {
             let _ = sender.send(result);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::ReadBack(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::ReadBack(e.to_string()))?;
         receiver
             .await
             .map_err(|_| GpuError::ReadBack("the map callback was dropped".into()))?
             .map_err(|e| GpuError::ReadBack(e.to_string()))?;
-        let data = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| GpuError::ReadBack(e.to_string()))?
-            .to_vec();
+        let data = staging.slice(..).get_mapped_range().map_err(|e| GpuError::ReadBack(e.to_string()))?.to_vec();
         staging.unmap();
         // Errors are reported asynchronously; by the time a read-back completes, those of the
         // commands it waited for have arrived.

@@ -27,7 +27,22 @@ impl GpuLinear {
     /// `out[rows, n] = x[rows, k]·W + b`.
     fn record(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, rows: usize, x: &wgpu::Buffer, out: &wgpu::Buffer) {
         let (k, n) = (self.k, self.n);
-        let args = Matmul { m: rows, n, k, a: x, lda: k, a_col: 0, b: &self.weight, ldb: n, c: out, ldc: n, c_col: 0, cols: &self.cols, trans_a: false, trans_b: false };
+        let args = Matmul {
+            m: rows,
+            n,
+            k,
+            a: x,
+            lda: k,
+            a_col: 0,
+            b: &self.weight,
+            ldb: n,
+            c: out,
+            ldc: n,
+            c_col: 0,
+            cols: &self.cols,
+            trans_a: false,
+            trans_b: false,
+        };
         kernels::matmul(gpu, enc, Epilogue::TopKPre, args);
     }
 }
@@ -154,7 +169,15 @@ impl GpuGpt2 {
 
     /// `run` through the first `blocks` blocks; the final LayerNorm and the logits only when
     /// `to_the_end` (else the logits come back empty).
-    async fn run_partial(&self, gpu: &Gpu, tokens: &[u32], hooks: &[&str], interventions: &[Intervention<'_>], blocks: usize, to_the_end: bool) -> Result<GpuForward, GpuError> {
+    async fn run_partial(
+        &self,
+        gpu: &Gpu,
+        tokens: &[u32],
+        hooks: &[&str],
+        interventions: &[Intervention<'_>],
+        blocks: usize,
+        to_the_end: bool,
+    ) -> Result<GpuForward, GpuError> {
         let cfg = &self.cfg;
         check_tokens(cfg, tokens).map_err(|e| GpuError::Input(e.to_string()))?;
         for name in hooks {
@@ -214,17 +237,35 @@ impl GpuGpt2 {
         };
         for chunk in &self.wte {
             let params = ModelParams { first: chunk.first as u32, count: chunk.rows as u32, ..rows(n, d) };
-            kernels::model_op(gpu, &mut enc, ModelOp::GatherRows, params, ModelIo { in0: Some(&chunk.buffer), out0: Some(&embed), tokens: Some(&token_buffer), ..Default::default() });
+            kernels::model_op(
+                gpu,
+                &mut enc,
+                ModelOp::GatherRows,
+                params,
+                ModelIo { in0: Some(&chunk.buffer), out0: Some(&embed), tokens: Some(&token_buffer), ..Default::default() },
+            );
         }
         capture(&mut enc, "hook_embed", &embed);
         enc.copy_buffer_to_buffer(&self.wpe, 0, &pos_embed, 0, f(n * d));
         capture(&mut enc, "hook_pos_embed", &pos_embed);
         let add = |enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &wgpu::Buffer| {
-            kernels::model_op(gpu, enc, ModelOp::Add, rows(1, n * d), ModelIo { in0: Some(a), in1: Some(b), out0: Some(out), ..Default::default() });
+            kernels::model_op(
+                gpu,
+                enc,
+                ModelOp::Add,
+                rows(1, n * d),
+                ModelIo { in0: Some(a), in1: Some(b), out0: Some(out), ..Default::default() },
+            );
         };
         let layer_norm = |enc: &mut wgpu::CommandEncoder, ln: &GpuLayerNorm, x: &wgpu::Buffer, out: &wgpu::Buffer| {
             let params = ModelParams { eps: cfg.layer_norm_eps, ..rows(n, d) };
-            kernels::model_op(gpu, enc, ModelOp::LayerNorm, params, ModelIo { in0: Some(x), in1: Some(&ln.weight), in2: Some(&ln.bias), out0: Some(out), ..Default::default() });
+            kernels::model_op(
+                gpu,
+                enc,
+                ModelOp::LayerNorm,
+                params,
+                ModelIo { in0: Some(x), in1: Some(&ln.weight), in2: Some(&ln.bias), out0: Some(out), ..Default::default() },
+            );
         };
         add(&mut enc, &embed, &pos_embed, &resid);
         let scale = if cfg.scale_attn_weights { 1.0 / (cfg.d_head() as f32).sqrt() } else { 1.0 };

@@ -65,8 +65,7 @@ impl GpuSae {
             cols.extend_from_slice(&columns.bias[start..end]);
             cols.extend_from_slice(&columns.scale_or_threshold[start..end]);
             cols.extend_from_slice(&columns.aux[start..end]);
-            let decode_scale: Vec<f32> =
-                decoder_norms[start..end].iter().map(|&n| if rescale { 1.0 / n } else { 1.0 }).collect();
+            let decode_scale: Vec<f32> = decoder_norms[start..end].iter().map(|&n| if rescale { 1.0 / n } else { 1.0 }).collect();
             chunks.push(FeatureChunk {
                 start,
                 width,
@@ -127,9 +126,7 @@ impl Gpu {
         let k = sae.cfg.architecture.topk();
         let block = rows_per_block(self, n, d_sae, k);
         if (block as u64) * (d_sae as u64) * 4 > self.max_binding_bytes() {
-            return Err(GpuError::TooLarge(format!(
-                "d_sae={d_sae} is too large: one row of activations exceeds the GPU's binding limit"
-            )));
+            return Err(GpuError::TooLarge(format!("d_sae={d_sae} is too large: one row of activations exceeds the GPU's binding limit")));
         }
         let f32s = |count: usize| (count * 4) as u64;
         let x_buf = self.storage("x", f32s(block * d_in));

@@ -186,13 +186,37 @@ impl GpuTrainer {
         })
     }
 
-    fn matmul(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, epilogue: Epilogue, shape: (usize, usize, usize), a: (&wgpu::Buffer, usize, bool), b: (&wgpu::Buffer, usize, bool), c: (&wgpu::Buffer, usize)) {
+    fn matmul(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        epilogue: Epilogue,
+        shape: (usize, usize, usize),
+        a: (&wgpu::Buffer, usize, bool),
+        b: (&wgpu::Buffer, usize, bool),
+        c: (&wgpu::Buffer, usize),
+    ) {
         let (m, n, k) = shape;
         kernels::matmul(
             gpu,
             enc,
             epilogue,
-            Matmul { m, n, k, a: a.0, lda: a.1, a_col: 0, b: b.0, ldb: b.1, c: c.0, ldc: c.1, c_col: 0, cols: &self.work.cols, trans_a: a.2, trans_b: b.2 },
+            Matmul {
+                m,
+                n,
+                k,
+                a: a.0,
+                lda: a.1,
+                a_col: 0,
+                b: b.0,
+                ldb: b.1,
+                c: c.0,
+                ldc: c.1,
+                c_col: 0,
+                cols: &self.work.cols,
+                trans_a: a.2,
+                trans_b: b.2,
+            },
         );
     }
 
@@ -205,7 +229,17 @@ impl GpuTrainer {
         let gated = matches!(self.arch, TrainArch::Gated { .. });
 
         // Forward: sae_in = x − b_dec; pre = sae_in·W_enc + b_enc; acts; recon = acts·W_dec + b_dec.
-        kernels::normalize_rows(gpu, enc, bsz, d, RowNormalization { mode: 0, apply_b_dec: true }, p.b_dec(), &w.x, &w.sae_in, &w.row_norms);
+        kernels::normalize_rows(
+            gpu,
+            enc,
+            bsz,
+            d,
+            RowNormalization { mode: 0, apply_b_dec: true },
+            p.b_dec(),
+            &w.x,
+            &w.sae_in,
+            &w.row_norms,
+        );
         if gated {
             // The gate and magnitude paths share sae_in·W_enc; their biases come in gated_acts.
             self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m));
@@ -214,9 +248,14 @@ impl GpuTrainer {
             self.matmul(gpu, enc, Epilogue::TopKPre, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m));
         }
         match self.arch {
-            TrainArch::Standard { .. } => {
-                kernels::train_op(gpu, enc, TrainOp::ReluActs, tp(bsz, m), TrainIo { in0: Some(&w.pre), out0: Some(&w.acts), ..Default::default() }, bsz * m)
-            }
+            TrainArch::Standard { .. } => kernels::train_op(
+                gpu,
+                enc,
+                TrainOp::ReluActs,
+                tp(bsz, m),
+                TrainIo { in0: Some(&w.pre), out0: Some(&w.acts), ..Default::default() },
+                bsz * m,
+            ),
             TrainArch::TopK { k } => {
                 kernels::topk(gpu, enc, bsz, m, m, k, &w.pre, &w.list_index, &w.list_value);
                 enc.clear_buffer(&w.acts, 0, None);
@@ -252,13 +291,26 @@ impl GpuTrainer {
         // Backward through the reconstruction.
         let io = TrainIo { in0: Some(&w.recon), in1: Some(&w.x), out0: Some(&w.g_recon), out1: Some(&w.residual), ..Default::default() };
         kernels::train_op(gpu, enc, TrainOp::ReconGrad, TrainParams { scale: 2.0 / bsz as f32, ..tp(bsz, d) }, io, bsz * d);
-        kernels::train_op(gpu, enc, TrainOp::DecoderNorms, tp(m, d), TrainIo { in0: Some(p.w_dec()), out0: Some(&w.dec_norms), ..Default::default() }, m);
+        kernels::train_op(
+            gpu,
+            enc,
+            TrainOp::DecoderNorms,
+            tp(m, d),
+            TrainIo { in0: Some(p.w_dec()), out0: Some(&w.dec_norms), ..Default::default() },
+            m,
+        );
         // g_acts = g_recon·W_decᵀ.
         self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_recon, d, false), (p.w_dec(), d, true), (&w.g_pre, m));
         if let TrainArch::JumpRelu { l0, bandwidth } = self.arch {
             // The threshold's straight-through estimate reads g_acts before it is masked.
             let params = TrainParams { scale: l0 * sparsity_scale / bsz as f32, width: bandwidth, ..tp(bsz, m) };
-            let io = TrainIo { in0: Some(&w.pre), in1: Some(p.threshold()), in2: Some(&w.g_pre), out0: Some(g.threshold()), ..Default::default() };
+            let io = TrainIo {
+                in0: Some(&w.pre),
+                in1: Some(p.threshold()),
+                in2: Some(&w.g_pre),
+                out0: Some(g.threshold()),
+                ..Default::default()
+            };
             kernels::train_op(gpu, enc, TrainOp::JumpReluThresholdGrad, params, io, m);
         }
         // Through the activation (plus the standard SAE's L1 term) into g_pre; for gated this is
@@ -360,7 +412,13 @@ impl GpuTrainer {
         let tp = |rows: usize, cols: usize| TrainParams { rows: rows as u32, cols: cols as u32, ..Default::default() };
         let io = TrainIo { in0: Some(acts), out0: Some(&w.col_sums), ..Default::default() };
         kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
-        let io = TrainIo { in0: Some(&w.col_sums), in1: Some(&w.dec_norms), in2: Some(self.params.w_dec()), out0: Some(self.grads.w_dec()), ..Default::default() };
+        let io = TrainIo {
+            in0: Some(&w.col_sums),
+            in1: Some(&w.dec_norms),
+            in2: Some(self.params.w_dec()),
+            out0: Some(self.grads.w_dec()),
+            ..Default::default()
+        };
         kernels::train_op(gpu, enc, TrainOp::L1DecoderGrad, TrainParams { scale, ..tp(m, d) }, io, m * d);
     }
 
@@ -429,7 +487,11 @@ impl GpuTrainer {
 
     /// Parameters and Adam moments `(params, m, v)`, for host-side surgery such as resampling.
     pub async fn state(&self, gpu: &Gpu) -> Result<(Params, Params, Params), GpuError> {
-        Ok((self.params.read(gpu, &self.shape).await?, self.adam_m.read(gpu, &self.shape).await?, self.adam_v.read(gpu, &self.shape).await?))
+        Ok((
+            self.params.read(gpu, &self.shape).await?,
+            self.adam_m.read(gpu, &self.shape).await?,
+            self.adam_v.read(gpu, &self.shape).await?,
+        ))
     }
 
     /// β₁ᵗ and β₂ᵗ after the steps taken so far (with `state`, all Adam needs to go on).

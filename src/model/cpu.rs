@@ -91,13 +91,29 @@ pub fn activations_at(model: &Gpt2, tokens: &[u32], name: &str) -> Result<Vec<f3
     model.cfg.check_hook(name).map_err(ModelError::Hook)?;
     let mut out = Vec::new();
     let (blocks, at_end) = model.cfg.extent_to_reach(name);
-    forward_partial(model, tokens, &mut |n, acts, _| if n == name { out = acts.to_vec() }, blocks, at_end)?;
+    forward_partial(
+        model,
+        tokens,
+        &mut |n, acts, _| {
+            if n == name {
+                out = acts.to_vec()
+            }
+        },
+        blocks,
+        at_end,
+    )?;
     Ok(out)
 }
 
 /// `forward` through the first `blocks` blocks; the final LayerNorm and logits only when
 /// `to_the_end` (then it returns the logits, else nothing).
-fn forward_partial(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut [f32], usize), blocks: usize, to_the_end: bool) -> Result<Vec<f32>, ModelError> {
+fn forward_partial(
+    model: &Gpt2,
+    tokens: &[u32],
+    hook: &mut dyn FnMut(&str, &mut [f32], usize),
+    blocks: usize,
+    to_the_end: bool,
+) -> Result<Vec<f32>, ModelError> {
     let cfg = &model.cfg;
     check_tokens(cfg, tokens)?;
     let (n, d, eps) = (tokens.len(), cfg.d_model, cfg.layer_norm_eps);
@@ -142,7 +158,12 @@ fn forward_partial(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut
 /// The forward pass with `interventions` applied, reading back the named hook points (each
 /// `[n_tokens, d]`, as the model computes with them: after any intervention there), with the
 /// logits.
-pub fn run(model: &Gpt2, tokens: &[u32], capture: &[&str], interventions: &[Intervention<'_>]) -> Result<(Vec<f32>, Vec<Vec<f32>>), ModelError> {
+pub fn run(
+    model: &Gpt2,
+    tokens: &[u32],
+    capture: &[&str],
+    interventions: &[Intervention<'_>],
+) -> Result<(Vec<f32>, Vec<Vec<f32>>), ModelError> {
     for i in interventions {
         i.check(&model.cfg, tokens.len()).map_err(ModelError::Intervention)?;
     }

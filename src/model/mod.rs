@@ -193,7 +193,10 @@ impl Gpt2 {
         let mut rng = crate::sae::random::Rng::new(seed);
         let (d, m) = (cfg.d_model, cfg.d_mlp);
         let mut normals = |n: usize| rng.normals(n, 0.1);
-        let ln = |normals: &mut dyn FnMut(usize) -> Vec<f32>| LayerNorm { weight: normals(d).into_iter().map(|v| 1.0 + v).collect(), bias: normals(d) };
+        let ln = |normals: &mut dyn FnMut(usize) -> Vec<f32>| LayerNorm {
+            weight: normals(d).into_iter().map(|v| 1.0 + v).collect(),
+            bias: normals(d),
+        };
         let blocks = (0..cfg.n_layers)
             .map(|_| Block {
                 ln_1: ln(&mut normals),
@@ -223,6 +226,15 @@ impl Gpt2Config {
     /// GPT-2 small's shape (Radford et al. 2019): 12 layers, 12 heads, width 768, vocab 50,257,
     /// context 1024.
     pub fn gpt2_small() -> Gpt2Config {
-        Gpt2Config { vocab_size: 50257, n_positions: 1024, d_model: 768, n_layers: 12, n_heads: 12, d_mlp: 3072, layer_norm_eps: 1e-5, scale_attn_weights: true }
+        Gpt2Config {
+            vocab_size: 50257,
+            n_positions: 1024,
+            d_model: 768,
+            n_layers: 12,
+            n_heads: 12,
+            d_mlp: 3072,
+            layer_norm_eps: 1e-5,
+            scale_attn_weights: true,
+        }
     }
 }

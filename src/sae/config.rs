@@ -95,9 +95,7 @@ fn cfg_err(msg: impl Into<String>) -> FormatError {
 }
 
 fn get<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    raw.get(key)
-        .filter(|v| !v.is_null())
-        .or_else(|| raw.get("metadata").and_then(|m| m.get(key)).filter(|v| !v.is_null()))
+    raw.get(key).filter(|v| !v.is_null()).or_else(|| raw.get("metadata").and_then(|m| m.get(key)).filter(|v| !v.is_null()))
 }
 
 fn get_usize(raw: &Map<String, Value>, key: &str) -> Result<usize, FormatError> {
@@ -136,17 +134,13 @@ impl SaeConfig {
             "standard" => Architecture::Standard,
             "topk" => Architecture::TopK { k: get_usize(&raw, "k").or_else(|e| legacy_k.map(|k| k as usize).ok_or(e))? },
             "batchtopk" => {
-                let k = get(&raw, "k")
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| cfg_err("batchtopk needs 'k'"))?;
+                let k = get(&raw, "k").and_then(Value::as_f64).ok_or_else(|| cfg_err("batchtopk needs 'k'"))?;
                 Architecture::BatchTopK { k }
             }
             "jumprelu" => Architecture::JumpRelu,
             "gated" => Architecture::Gated,
             other => {
-                return Err(cfg_err(format!(
-                    "unknown architecture '{other}' (supported: standard, topk, batchtopk, jumprelu, gated)"
-                )))
+                return Err(cfg_err(format!("unknown architecture '{other}' (supported: standard, topk, batchtopk, jumprelu, gated)")))
             }
         };
         if let Architecture::TopK { k } = architecture {

@@ -78,10 +78,8 @@ impl BatchMetrics {
             }
         }
         mean.iter_mut().for_each(|m| *m /= nf);
-        let total_variance: f64 = x
-            .chunks_exact(d_in)
-            .map(|row| row.iter().zip(&mean).map(|(&v, m)| (v as f64 - m).powi(2)).sum::<f64>())
-            .sum();
+        let total_variance: f64 =
+            x.chunks_exact(d_in).map(|row| row.iter().zip(&mean).map(|(&v, m)| (v as f64 - m).powi(2)).sum::<f64>()).sum();
         let sse: f64 = rows.iter().map(|r| r.sse as f64).sum();
         let dead = fire_counts.iter().filter(|&&c| c == 0).count();
         BatchMetrics {
@@ -144,7 +142,8 @@ mod tests {
         let x = [1.0, 0.0, 3.0, 2.0];
         let recon = [1.0, 0.0, 2.0, 2.0];
         let acts = [0.5, 0.0, 0.0, 1.0, 2.0, 0.0];
-        let rows: Vec<RowStats> = (0..2).map(|r| row_stats(&x[r * 2..r * 2 + 2], &recon[r * 2..r * 2 + 2], &acts[r * 3..r * 3 + 3])).collect();
+        let rows: Vec<RowStats> =
+            (0..2).map(|r| row_stats(&x[r * 2..r * 2 + 2], &recon[r * 2..r * 2 + 2], &acts[r * 3..r * 3 + 3])).collect();
         assert_eq!(rows[0].l0, 1.0);
         assert_eq!(rows[1].l0, 2.0);
         let m = BatchMetrics::finish(&x, 2, rows, fire_counts(&acts, 3));

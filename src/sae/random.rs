@@ -162,11 +162,8 @@ pub fn random_sae_with(
             w_enc[i * d_sae + j] = w_dec[j * d_in + i] + rng.normal() * 0.1 / (d_in as f32).sqrt();
         }
     }
-    let mut tensors = vec![
-        ("W_enc", vec![d_in, d_sae], w_enc),
-        ("W_dec", vec![d_sae, d_in], w_dec),
-        ("b_dec", vec![d_in], rng.normals(d_in, 0.1)),
-    ];
+    let mut tensors =
+        vec![("W_enc", vec![d_in, d_sae], w_enc), ("W_dec", vec![d_sae, d_in], w_dec), ("b_dec", vec![d_in], rng.normals(d_in, 0.1))];
     match arch {
         "gated" => {
             tensors.push(("b_gate", vec![d_sae], rng.normals(d_sae, 0.5)));

@@ -69,8 +69,11 @@ impl ActivationStore {
             return Err("the corpus is empty (no text to harvest activations from)".into());
         }
         let body = cfg.context - usize::from(bos.is_some());
-        let contexts: Vec<Vec<u32>> =
-            corpus.chunks(body).filter(|c| c.len() == body || corpus.len() < body).map(|c| bos.into_iter().chain(c.iter().copied()).collect()).collect();
+        let contexts: Vec<Vec<u32>> = corpus
+            .chunks(body)
+            .filter(|c| c.len() == body || corpus.len() < body)
+            .map(|c| bos.into_iter().chain(c.iter().copied()).collect())
+            .collect();
         let (mut train_contexts, mut held_out_contexts) = (Vec::new(), Vec::new());
         for (i, c) in contexts.into_iter().enumerate() {
             if cfg.hold_out_every > 0 && i % cfg.hold_out_every == cfg.hold_out_every - 1 {
@@ -121,7 +124,14 @@ impl ActivationStore {
     }
 
     pub fn position(&self) -> StorePosition {
-        StorePosition { epochs: self.epochs, order: self.order.clone(), next: self.next, rng_state: self.rng.state(), rows_harvested: self.rows_harvested, buffer: self.buffer.clone() }
+        StorePosition {
+            epochs: self.epochs,
+            order: self.order.clone(),
+            next: self.next,
+            rng_state: self.rng.state(),
+            rows_harvested: self.rows_harvested,
+            buffer: self.buffer.clone(),
+        }
     }
 
     /// Goes on from `position`, saved from a store made with the same model, corpus and settings.

@@ -137,7 +137,8 @@ impl Checkpoint {
             Some(t) => return Err(err(format!("store.buffer has shape {:?}, expected [rows, {d_in}]", t.shape))),
             None => Vec::new(),
         };
-        let state_text = file.metadata.as_ref().and_then(|m| m.get(STATE_KEY)).ok_or_else(|| err(format!("no {STATE_KEY} in its metadata")))?;
+        let state_text =
+            file.metadata.as_ref().and_then(|m| m.get(STATE_KEY)).ok_or_else(|| err(format!("no {STATE_KEY} in its metadata")))?;
         let s: SavedState = serde_json::from_str(state_text).map_err(|e| err(format!("the checkpoint's state is malformed: {e}")))?;
         let trainer = TrainerSnapshot {
             cfg: header.train.clone(),
@@ -149,26 +150,40 @@ impl Checkpoint {
             adam_v,
             adam_beta_t: s.adam_beta_t,
         };
-        let store = StorePosition { epochs: s.store_epochs, order: s.store_order, next: s.store_next, rng_state: s.store_rng_state, rows_harvested: s.rows_harvested, buffer };
+        let store = StorePosition {
+            epochs: s.store_epochs,
+            order: s.store_order,
+            next: s.store_next,
+            rng_state: s.store_rng_state,
+            rows_harvested: s.rows_harvested,
+            buffer,
+        };
         Ok(Checkpoint { header, trainer, store })
     }
 }
 
 /// The header alone, read without copying the tensors (to describe a saved run).
 pub fn read_header(name: &str, bytes: &[u8]) -> Result<CheckpointHeader, FormatError> {
-    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| FormatError::Safetensors { file: name.to_string(), msg: format!("not a checkpoint ({e})") })?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| FormatError::Safetensors { file: name.to_string(), msg: format!("not a checkpoint ({e})") })?;
     header_of(name, meta.metadata())
 }
 
 fn header_of(name: &str, metadata: &Option<HashMap<String, String>>) -> Result<CheckpointHeader, FormatError> {
     let err = |msg: String| FormatError::Config { file: name.to_string(), msg };
-    let text = metadata.as_ref().and_then(|m| m.get(HEADER_KEY)).ok_or_else(|| err(format!("not a saelab checkpoint (no {HEADER_KEY} in its metadata)")))?;
+    let text = metadata
+        .as_ref()
+        .and_then(|m| m.get(HEADER_KEY))
+        .ok_or_else(|| err(format!("not a saelab checkpoint (no {HEADER_KEY} in its metadata)")))?;
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| err(format!("the checkpoint header is not JSON: {e}")))?;
     if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
         return Err(err(format!("not a saelab checkpoint (format is not '{FORMAT}')")));
     }
     if value.get("version").and_then(|v| v.as_u64()) != Some(VERSION as u64) {
-        return Err(err(format!("a checkpoint of version {}; this saelab reads version {VERSION}", value.get("version").unwrap_or(&serde_json::Value::Null))));
+        return Err(err(format!(
+            "a checkpoint of version {}; this saelab reads version {VERSION}",
+            value.get("version").unwrap_or(&serde_json::Value::Null)
+        )));
     }
     serde_json::from_value(value).map_err(|e| err(format!("the checkpoint header is malformed: {e}")))
 }

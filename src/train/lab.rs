@@ -3,8 +3,8 @@
 //! keeps the default and is reported with the setting's name.
 
 use super::sae_train::TrainArch;
-use super::synthetic::{Geometry, Magnitude, ToyDataConfig};
 use super::superposition::SuperpositionConfig;
+use super::synthetic::{Geometry, Magnitude, ToyDataConfig};
 use super::toy::ToyTrainConfig;
 use super::trainer::BDecInit;
 

@@ -42,12 +42,27 @@ pub struct LmTrainer {
 impl LmTrainer {
     /// A fresh SAE on `model`'s activations at `store_cfg.hook` over `corpus` (token ids);
     /// b_dec starts from the first buffer's statistics.
-    pub async fn new(model: &Gpt2, model_name: &str, backend: &LmBackend<'_>, corpus: &[u32], bos: Option<u32>, store_cfg: StoreConfig, train: TrainConfig) -> Result<LmTrainer, String> {
+    pub async fn new(
+        model: &Gpt2,
+        model_name: &str,
+        backend: &LmBackend<'_>,
+        corpus: &[u32],
+        bos: Option<u32>,
+        store_cfg: StoreConfig,
+        train: TrainConfig,
+    ) -> Result<LmTrainer, String> {
         train.validate()?;
         let mut store = ActivationStore::new(model, corpus, bos, store_cfg)?;
         let first = store.next_batch(model, backend, train.batch.max(256)).await.map_err(|e| e.to_string())?;
         let training = SaeTrainer::new(train, store.d_in(), &first)?;
-        Ok(LmTrainer { store, training, model_name: model_name.to_string(), eval_rows: 2048, eval_contexts: 4, model_fingerprint: fingerprint::model(model) })
+        Ok(LmTrainer {
+            store,
+            training,
+            model_name: model_name.to_string(),
+            eval_rows: 2048,
+            eval_contexts: 4,
+            model_fingerprint: fingerprint::model(model),
+        })
     }
 
     /// The run as it stands, to go on from with `resume` (see `checkpoint`); `extra` is saved
@@ -90,12 +105,22 @@ impl LmTrainer {
             return Err(format!("this run trained on another corpus ({} tokens); give the same text to resume it", h.corpus_tokens));
         }
         if trainer.params.d_in != model.cfg.d_model {
-            return Err(format!("the saved SAE reads {} values per token but the model's width is {}", trainer.params.d_in, model.cfg.d_model));
+            return Err(format!(
+                "the saved SAE reads {} values per token but the model's width is {}",
+                trainer.params.d_in, model.cfg.d_model
+            ));
         }
         let mut store = ActivationStore::new(model, corpus, bos, h.store.clone())?;
         store.resume_at(position)?;
         let training = SaeTrainer::from_snapshot(trainer)?;
-        Ok(LmTrainer { store, training, model_name: h.model_name, eval_rows: h.eval_rows, eval_contexts: h.eval_contexts, model_fingerprint })
+        Ok(LmTrainer {
+            store,
+            training,
+            model_name: h.model_name,
+            eval_rows: h.eval_rows,
+            eval_contexts: h.eval_contexts,
+            model_fingerprint,
+        })
     }
 
     /// Tokens trained on so far (each step one batch of rows).
@@ -133,7 +158,9 @@ impl LmTrainer {
             None => None,
         };
         let (sae_backend, lm_backend) = match (&uploaded, backend) {
-            (Some(s), LmBackend::Gpu { gpu, model: m, .. }) => (Backend::Gpu { gpu, sae: s }, LmBackend::Gpu { gpu, model: m, sae: Some(s) }),
+            (Some(s), LmBackend::Gpu { gpu, model: m, .. }) => {
+                (Backend::Gpu { gpu, sae: s }, LmBackend::Gpu { gpu, model: m, sae: Some(s) })
+            }
             _ => (Backend::Cpu, LmBackend::Cpu),
         };
         let rows = self.store.held_out_rows(model, &lm_backend, self.eval_rows).await?;
@@ -157,6 +184,15 @@ impl LmTrainer {
             let (c, s, z) = (clean / n as f64, spliced / n as f64, zero / n as f64);
             (Some(c as f32), Some(s as f32), Some(((z - s) / (z - c)) as f32))
         };
-        Ok(LmEval { step: self.training.step, tokens: self.tokens_trained(), l0, fvu, dead_fraction: self.training.dead_fraction(), ce_clean, ce_spliced, ce_recovered })
+        Ok(LmEval {
+            step: self.training.step,
+            tokens: self.tokens_trained(),
+            l0,
+            fvu,
+            dead_fraction: self.training.dead_fraction(),
+            ce_clean,
+            ce_spliced,
+            ce_recovered,
+        })
     }
 }

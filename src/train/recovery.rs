@@ -36,8 +36,7 @@ pub fn recovery(true_features: &[f32], decoder: &[f32], d: usize) -> Recovery {
             cosines[i * n_learned + j] = t[i * d..(i + 1) * d].iter().zip(&l[j * d..(j + 1) * d]).map(|(a, b)| a * b).sum();
         }
     }
-    let best: Vec<f32> =
-        cosines.chunks_exact(n_learned.max(1)).map(|r| r.iter().copied().fold(f32::NEG_INFINITY, f32::max)).collect();
+    let best: Vec<f32> = cosines.chunks_exact(n_learned.max(1)).map(|r| r.iter().copied().fold(f32::NEG_INFINITY, f32::max)).collect();
     let mmcs = best.iter().sum::<f32>() / n_true.max(1) as f32;
     let recovered = best.iter().filter(|&&c| c > RECOVERED_COSINE).count();
     Recovery { cosines, n_true, n_learned, best, mmcs, recovered }

@@ -35,13 +35,24 @@ pub const BATCHTOPK_THRESHOLD_LR: f64 = 0.01;
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum TrainArch {
-    Standard { l1: f32 },
-    TopK { k: usize },
+    Standard {
+        l1: f32,
+    },
+    TopK {
+        k: usize,
+    },
     /// The k·B largest activations of the whole batch (Bussmann et al. 2024, "BatchTopK Sparse
     /// Autoencoders"); saved as JumpReLU with a running threshold, as SAELens does.
-    BatchTopK { k: usize },
-    JumpRelu { l0: f32, bandwidth: f32 },
-    Gated { l1: f32 },
+    BatchTopK {
+        k: usize,
+    },
+    JumpRelu {
+        l0: f32,
+        bandwidth: f32,
+    },
+    Gated {
+        l1: f32,
+    },
 }
 
 impl TrainArch {
@@ -611,7 +622,8 @@ mod tests {
                 if pattern(&plus) != base || pattern(&minus) != base {
                     continue;
                 }
-                let numeric = (loss(&plus, arch, &x, dead, 0.7, &stats.residual) - loss(&minus, arch, &x, dead, 0.7, &stats.residual)) / (2.0 * h);
+                let numeric =
+                    (loss(&plus, arch, &x, dead, 0.7, &stats.residual) - loss(&minus, arch, &x, dead, 0.7, &stats.residual)) / (2.0 * h);
                 let analytic = g.tensors()[t][i];
                 assert!(
                     (numeric - analytic).abs() <= 2e-2 * analytic.abs().max(0.05),

@@ -60,9 +60,7 @@ impl SuperpositionConfig {
 
 /// A batch `[batch, n]`: each feature is 0 with probability `sparsity`, else uniform in [0, 1].
 pub fn sample(rng: &mut Rng, cfg: &SuperpositionConfig) -> Vec<f32> {
-    (0..cfg.batch * cfg.features)
-        .map(|_| if rng.uniform() < cfg.sparsity { 0.0 } else { rng.uniform() })
-        .collect()
+    (0..cfg.batch * cfg.features).map(|_| if rng.uniform() < cfg.sparsity { 0.0 } else { rng.uniform() }).collect()
 }
 
 /// Loss and gradients for one batch (CPU reference).
@@ -149,7 +147,10 @@ pub fn train(cfg: &SuperpositionConfig) -> Result<SuperpositionResult, String> {
         .map(|i| {
             let wi = &p.w_dec[i * m..(i + 1) * m];
             let ni = norms[i].max(1e-9);
-            (0..n).filter(|&j| j != i).map(|j| wi.iter().zip(&p.w_dec[j * m..(j + 1) * m]).map(|(a, b)| a * b / ni).sum::<f32>().powi(2)).sum()
+            (0..n)
+                .filter(|&j| j != i)
+                .map(|j| wi.iter().zip(&p.w_dec[j * m..(j + 1) * m]).map(|(a, b)| a * b / ni).sum::<f32>().powi(2))
+                .sum()
         })
         .collect();
     let represented = norms.iter().filter(|&&v| v > 0.5).count();
@@ -194,7 +195,8 @@ mod tests {
     fn sparsity_brings_superposition() {
         // Elhage et al. Fig. 2-3: 5 features in 2-D. Dense: only the 2 most important are kept.
         // Sparse: all 5, in superposition (a pentagon).
-        let base = SuperpositionConfig { features: 5, dims: 2, sparsity: 0.0, importance_decay: 0.9, batch: 256, steps: 3000, lr: 1e-2, seed: 1 };
+        let base =
+            SuperpositionConfig { features: 5, dims: 2, sparsity: 0.0, importance_decay: 0.9, batch: 256, steps: 3000, lr: 1e-2, seed: 1 };
         let dense = train(&base).unwrap();
         assert_eq!(dense.represented, 2, "dense: norms {:?}", dense.norms);
         let sparse = train(&SuperpositionConfig { sparsity: 0.95, ..base }).unwrap();

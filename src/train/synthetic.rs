@@ -143,9 +143,8 @@ impl ToyData {
                 f
             }
         };
-        let firing_p = (0..n)
-            .map(|i| (cfg.p as f64 * portable_exp(-(cfg.p_decay as f64) * portable_ln((i + 1) as f64))).min(1.0) as f32)
-            .collect();
+        let firing_p =
+            (0..n).map(|i| (cfg.p as f64 * portable_exp(-(cfg.p_decay as f64) * portable_ln((i + 1) as f64))).min(1.0) as f32).collect();
         // The sampler's stream is separate from the features' so that batches do not depend on
         // how many numbers building the features took.
         let rng = Rng::new(cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(1));

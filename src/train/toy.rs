@@ -225,7 +225,9 @@ mod tests {
         let t = ToyTrainer::new(ToyTrainConfig::new(data, TrainArch::TopK { k: 2 }, 8, 16, 10)).unwrap();
         let sae = t.to_sae();
         let (cfg, weights, _) = crate::formats::sae_files::serialize_sae(&sae);
-        let back = crate::formats::sae_files::parse_sae(crate::formats::sae_files::SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).unwrap();
+        let back =
+            crate::formats::sae_files::parse_sae(crate::formats::sae_files::SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None })
+                .unwrap();
         assert_eq!(back.w_dec, t.training.params.w_dec);
         assert_eq!(back.cfg.architecture, crate::sae::Architecture::TopK { k: 2 });
     }

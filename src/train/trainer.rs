@@ -11,7 +11,8 @@ use crate::sae::random::Rng;
 use crate::sae::{cpu, Sae};
 
 use super::sae_train::{
-    apply_constraints, loss_and_grads, remove_parallel_decoder_grad, resample_latent, Adam, Params, StepStats, TrainArch, BATCHTOPK_THRESHOLD_LR,
+    apply_constraints, loss_and_grads, remove_parallel_decoder_grad, resample_latent, Adam, Params, StepStats, TrainArch,
+    BATCHTOPK_THRESHOLD_LR,
 };
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -74,7 +75,9 @@ impl TrainConfig {
             TrainArch::TopK { k } | TrainArch::BatchTopK { k } if k == 0 || k > self.dict => {
                 Err(format!("k must be between 1 and dict ({}), not {k}", self.dict))
             }
-            TrainArch::Standard { l1 } | TrainArch::Gated { l1 } if !(l1 >= 0.0 && l1.is_finite()) => Err(format!("l1 must be ≥ 0, not {l1}")),
+            TrainArch::Standard { l1 } | TrainArch::Gated { l1 } if !(l1 >= 0.0 && l1.is_finite()) => {
+                Err(format!("l1 must be ≥ 0, not {l1}"))
+            }
             TrainArch::JumpRelu { l0, .. } if !(l0 >= 0.0 && l0.is_finite()) => Err(format!("l0 must be ≥ 0, not {l0}")),
             TrainArch::JumpRelu { bandwidth, .. } if !(bandwidth > 0.0 && bandwidth.is_finite()) => {
                 Err(format!("bandwidth must be a positive number, not {bandwidth}"))
@@ -86,11 +89,8 @@ impl TrainConfig {
     pub fn lr_at(&self, step: usize) -> f32 {
         let warm = if self.lr_warmup_steps > 0 { ((step + 1) as f32 / self.lr_warmup_steps as f32).min(1.0) } else { 1.0 };
         let decay_start = self.steps - self.lr_decay_steps.min(self.steps);
-        let decay = if step >= decay_start && self.lr_decay_steps > 0 {
-            (self.steps - step) as f32 / self.lr_decay_steps as f32
-        } else {
-            1.0
-        };
+        let decay =
+            if step >= decay_start && self.lr_decay_steps > 0 { (self.steps - step) as f32 / self.lr_decay_steps as f32 } else { 1.0 };
         self.lr * warm * decay
     }
 
@@ -247,16 +247,29 @@ impl SaeTrainer {
         cfg.validate()?;
         let expected = Params::zeros(cfg.arch, params.d_in, cfg.dict);
         let same_shape = |p: &Params| p.d_sae == cfg.dict && p.tensors().iter().zip(expected.tensors()).all(|(a, b)| a.len() == b.len());
-        if !(same_shape(&params) && same_shape(&adam_m) && same_shape(&adam_v) && adam_m.d_in == params.d_in && adam_v.d_in == params.d_in) {
+        if !(same_shape(&params) && same_shape(&adam_m) && same_shape(&adam_v) && adam_m.d_in == params.d_in && adam_v.d_in == params.d_in)
+        {
             return Err(format!("the saved parameters do not have the shapes of a {} SAE with {} latents", cfg.arch.name(), cfg.dict));
         }
         if steps_since_fired.len() != cfg.dict || step > cfg.steps {
-            return Err(format!("the saved state is inconsistent (step {step} of {}, {} latents tracked of {})", cfg.steps, steps_since_fired.len(), cfg.dict));
+            return Err(format!(
+                "the saved state is inconsistent (step {step} of {}, {} latents tracked of {})",
+                cfg.steps,
+                steps_since_fired.len(),
+                cfg.dict
+            ));
         }
         if !(all_finite(&params) && all_finite(&adam_m) && all_finite(&adam_v) && batch_topk_threshold.is_finite()) {
             return Err("the saved parameters are not all finite numbers".into());
         }
-        Ok(SaeTrainer { cfg, params, optimizer: Optimizer::Cpu(Adam::resumed(adam_m, adam_v, adam_beta_t)), steps_since_fired, step, batch_topk_threshold })
+        Ok(SaeTrainer {
+            cfg,
+            params,
+            optimizer: Optimizer::Cpu(Adam::resumed(adam_m, adam_v, adam_beta_t)),
+            steps_since_fired,
+            step,
+            batch_topk_threshold,
+        })
     }
 
     pub fn on_gpu(&self) -> bool {
@@ -393,7 +406,15 @@ fn all_finite(p: &Params) -> bool {
 /// of them (minus b_dec), with an encoder norm of 0.2 × the mean alive encoder norm, and zeroes
 /// those entries' Adam moments. The draws come from their own seeded stream (seed and step), so the
 /// CPU and GPU paths resample identically.
-fn resample_dead(p: &mut Params, m: &mut Params, v: &mut Params, steps_since_fired: &mut [usize], cfg: &TrainConfig, step: usize, sample: &[f32]) {
+fn resample_dead(
+    p: &mut Params,
+    m: &mut Params,
+    v: &mut Params,
+    steps_since_fired: &mut [usize],
+    cfg: &TrainConfig,
+    step: usize,
+    sample: &[f32],
+) {
     let dead: Vec<usize> = (0..p.d_sae).filter(|&j| steps_since_fired[j] >= cfg.dead_after_steps).collect();
     let d = p.d_in;
     if dead.is_empty() || sample.len() < d {
@@ -442,9 +463,12 @@ fn resample_draw_seed(seed: u64, step: usize) -> u64 {
 pub fn to_sae(p: &Params, arch: TrainArch, batch_topk_threshold: f32, hook_name: &str, model_name: &str) -> Sae {
     let shared_threshold = vec![batch_topk_threshold; p.d_sae];
     let (d, m) = (p.d_in, p.d_sae);
-    let mut tensors: Vec<(&str, Vec<usize>, &[f32])> = vec![("W_enc", vec![d, m], &p.w_enc), ("W_dec", vec![m, d], &p.w_dec), ("b_dec", vec![d], &p.b_dec)];
+    let mut tensors: Vec<(&str, Vec<usize>, &[f32])> =
+        vec![("W_enc", vec![d, m], &p.w_enc), ("W_dec", vec![m, d], &p.w_dec), ("b_dec", vec![d], &p.b_dec)];
     match arch {
-        TrainArch::Gated { .. } => tensors.extend([("b_gate", vec![m], &p.b_enc[..]), ("r_mag", vec![m], &p.r_mag[..]), ("b_mag", vec![m], &p.b_mag[..])]),
+        TrainArch::Gated { .. } => {
+            tensors.extend([("b_gate", vec![m], &p.b_enc[..]), ("r_mag", vec![m], &p.r_mag[..]), ("b_mag", vec![m], &p.b_mag[..])])
+        }
         TrainArch::JumpRelu { .. } => tensors.extend([("b_enc", vec![m], &p.b_enc[..]), ("threshold", vec![m], &p.threshold[..])]),
         TrainArch::BatchTopK { .. } => tensors.extend([("b_enc", vec![m], &p.b_enc[..]), ("threshold", vec![m], &shared_threshold[..])]),
         TrainArch::Standard { .. } | TrainArch::TopK { .. } => tensors.push(("b_enc", vec![m], &p.b_enc[..])),
@@ -467,4 +491,3 @@ pub fn to_sae(p: &Params, arch: TrainArch, batch_topk_threshold: f32, hook_name:
     }
     sae_from_f32_tensors(&cfg, &tensors).expect("trained parameters form a valid SAE")
 }
-

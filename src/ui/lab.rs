@@ -221,7 +221,12 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
 }
 
 /// A text input bound to one setting, with its problem (if any) shown next to it.
-fn field(key: &'static str, label: &'static str, settings: RwSignal<LabSettings>, problems: RwSignal<Vec<(String, String)>>) -> impl IntoView {
+fn field(
+    key: &'static str,
+    label: &'static str,
+    settings: RwSignal<LabSettings>,
+    problems: RwSignal<Vec<(String, String)>>,
+) -> impl IntoView {
     let value = move || {
         let q = settings.with(|s| s.to_query());
         q.split('&').find_map(|kv| kv.strip_prefix(&format!("{key}="))).unwrap_or("").to_string()
@@ -364,15 +369,12 @@ fn record_evaluation(trainer: &ToyTrainer, shown: RwSignal<LabShown>) {
     let mut columns: Vec<usize> = Vec::new();
     for i in 0..rows {
         let row = &rec.cosines[i * rec.n_learned..(i + 1) * rec.n_learned];
-        let best = (0..rec.n_learned)
-            .filter(|j| !columns.contains(j))
-            .max_by(|&a, &b| row[a].total_cmp(&row[b]));
+        let best = (0..rec.n_learned).filter(|j| !columns.contains(j)).max_by(|&a, &b| row[a].total_cmp(&row[b]));
         if let Some(j) = best {
             columns.push(j);
         }
     }
-    let heatmap: Vec<Vec<f32>> =
-        (0..rows).map(|i| columns.iter().map(|&j| rec.cosines[i * rec.n_learned + j]).collect()).collect();
+    let heatmap: Vec<Vec<f32>> = (0..rows).map(|i| columns.iter().map(|&j| rec.cosines[i * rec.n_learned + j]).collect()).collect();
     let d = trainer.cfg.data.dims;
     let arrows = (d == 2).then(|| {
         let to_pairs = |m: &[f32]| m.chunks_exact(2).map(|r| [r[0], r[1]]).collect::<Vec<_>>();

@@ -13,12 +13,12 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::{web, Engine};
+use crate::dashboard::{self, FeatureSummary, SampleActivations};
 use crate::formats::gpt2_files::{parse_gpt2, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::formats::sae_files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 use crate::formats::tokenizer::TextTokenizer;
 use crate::gpu::model_runner::GpuGpt2;
 use crate::gpu::GpuSae;
-use crate::dashboard::{self, FeatureSummary, SampleActivations};
 use crate::lm::{self, LmBackend, Sampling, SpliceReport, Steer};
 use crate::model::Gpt2;
 use crate::sae::Sae;
@@ -472,7 +472,13 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
 }
 
 /// Installs a model from chosen or dropped files, found by name (other files are ignored).
-async fn load_model_files(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, origin: String, files: Vec<web_sys::File>) {
+async fn load_model_files(
+    state: Rc<RefCell<LmState>>,
+    engine: Rc<RefCell<Engine>>,
+    shown: RwSignal<Shown>,
+    origin: String,
+    files: Vec<web_sys::File>,
+) {
     let mut bytes = std::collections::HashMap::new();
     for f in &files {
         if ![CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE].contains(&f.name().as_str()) {
@@ -496,7 +502,10 @@ async fn download_model(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
     shown.update(|s| {
         s.error = None;
         s.status = format!("Downloading {url} …");
-        s.progress = [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE].iter().map(|f| Progress { file: f.to_string(), loaded: 0.0, total: 0.0, cached: false }).collect();
+        s.progress = [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE]
+            .iter()
+            .map(|f| Progress { file: f.to_string(), loaded: 0.0, total: 0.0, cached: false })
+            .collect();
     });
     let mut files = Vec::new();
     for name in [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE] {
@@ -522,16 +531,29 @@ async fn download_model(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
     install_model(state, engine, shown, url, &files[0], &files[2], &files[1]).await;
 }
 
-async fn install_model(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, name: String, config: &[u8], weights: &[u8], tokenizer: &[u8]) {
+async fn install_model(
+    state: Rc<RefCell<LmState>>,
+    engine: Rc<RefCell<Engine>>,
+    shown: RwSignal<Shown>,
+    name: String,
+    config: &[u8],
+    weights: &[u8],
+    tokenizer: &[u8],
+) {
     shown.update(|s| s.status = "Parsing the model …".into());
     web::yield_to_browser().await;
-    let parsed = parse_gpt2(config, weights).map_err(|e| e.to_string()).and_then(|m| TextTokenizer::parse(tokenizer).map(|t| (m, t)).map_err(|e| e.to_string()));
+    let parsed = parse_gpt2(config, weights)
+        .map_err(|e| e.to_string())
+        .and_then(|m| TextTokenizer::parse(tokenizer).map(|t| (m, t)).map_err(|e| e.to_string()));
     let (model, tokenizer) = match parsed {
         Ok(x) => x,
         Err(e) => return shown.update(|s| s.error = Some(e)),
     };
     if tokenizer.vocab_size() > model.cfg.vocab_size {
-        return shown.update(|s| s.error = Some(format!("tokenizer.json has {} tokens but the model's vocabulary is {}", tokenizer.vocab_size(), model.cfg.vocab_size)));
+        return shown.update(|s| {
+            s.error =
+                Some(format!("tokenizer.json has {} tokens but the model's vocabulary is {}", tokenizer.vocab_size(), model.cfg.vocab_size))
+        });
     }
     let gpu = engine.borrow().gpu.clone();
     let gpu_model = match &gpu {
@@ -541,7 +563,10 @@ async fn install_model(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>,
         },
         None => None,
     };
-    let facts = format!("{name} — {} layers, width {}, {} heads, vocab {}, context {}", model.cfg.n_layers, model.cfg.d_model, model.cfg.n_heads, model.cfg.vocab_size, model.cfg.n_positions);
+    let facts = format!(
+        "{name} — {} layers, width {}, {} heads, vocab {}, context {}",
+        model.cfg.n_layers, model.cfg.d_model, model.cfg.n_heads, model.cfg.vocab_size, model.cfg.n_positions
+    );
     let mut st = state.borrow_mut();
     st.model = Some(Rc::new((model, tokenizer, name)));
     st.gpu_model = gpu_model;
@@ -591,7 +616,14 @@ async fn load_bundled_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine
 
 /// Parses an SAE, checks it fits the loaded model and puts it on the GPU; the SAE loaded before
 /// stays when any of that fails.
-async fn install_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, cfg: &[u8], weights: &[u8], origin: &str) {
+async fn install_sae(
+    state: Rc<RefCell<LmState>>,
+    engine: Rc<RefCell<Engine>>,
+    shown: RwSignal<Shown>,
+    cfg: &[u8],
+    weights: &[u8],
+    origin: &str,
+) {
     let sae = match parse_sae(SaeFileBytes { cfg, weights, sparsity: None }) {
         Ok(s) => s,
         Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
@@ -609,7 +641,13 @@ async fn install_sae(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, s
         },
         None => None,
     };
-    let name = format!("{} {} × {} at {}{origin}", sae.cfg.architecture.name(), sae.d_in(), sae.d_sae(), sae.cfg.hook_name.clone().unwrap_or_default());
+    let name = format!(
+        "{} {} × {} at {}{origin}",
+        sae.cfg.architecture.name(),
+        sae.d_in(),
+        sae.d_sae(),
+        sae.cfg.hook_name.clone().unwrap_or_default()
+    );
     let mut st = state.borrow_mut();
     st.sae = Some(Rc::new((sae, name.clone())));
     st.gpu_sae = gpu_sae;
@@ -718,7 +756,15 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
     } else {
         feature
     };
-    let view = RunView { texts: tokenizer.token_texts(&tokens), features, acts: std::sync::Arc::new(acts), d_sae: sae.d_sae(), selected_acts: Vec::new(), splice, device: backend.name() };
+    let view = RunView {
+        texts: tokenizer.token_texts(&tokens),
+        features,
+        acts: std::sync::Arc::new(acts),
+        d_sae: sae.d_sae(),
+        selected_acts: Vec::new(),
+        splice,
+        device: backend.name(),
+    };
     shown.update(|s| {
         s.run = Some(view);
         s.clicked_token = None;
@@ -746,7 +792,9 @@ async fn select(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown:
         Ok(x) => x,
         Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
     };
-    let name = |list: Vec<(u32, f32)>| list.into_iter().map(|(t, e)| (tokenizer.token_texts(&[t]).pop().unwrap_or_default(), e)).collect::<Vec<_>>();
+    let name = |list: Vec<(u32, f32)>| {
+        list.into_iter().map(|(t, e)| (tokenizer.token_texts(&[t]).pop().unwrap_or_default(), e)).collect::<Vec<_>>()
+    };
     let lens = (name(lens.0), name(lens.1));
     let sample = state.borrow().sample.clone();
     let compare = state.borrow().compare.clone();
@@ -779,7 +827,12 @@ async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: 
         Ok(l) => l,
         Err(e) => return shown.update(|s| s.error = Some(e)),
     };
-    let parsed = (settings.alpha.trim().parse::<f32>(), settings.new_tokens.trim().parse::<usize>(), settings.temperature.trim().parse::<f32>(), settings.seed.trim().parse::<u64>());
+    let parsed = (
+        settings.alpha.trim().parse::<f32>(),
+        settings.new_tokens.trim().parse::<usize>(),
+        settings.temperature.trim().parse::<f32>(),
+        settings.seed.trim().parse::<u64>(),
+    );
     let (Ok(alpha), Ok(n), Ok(temperature), Ok(seed)) = parsed else {
         return shown.update(|s| s.error = Some("steering: α, new tokens, temperature and seed must be numbers".into()));
     };
@@ -840,7 +893,11 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
         Err(e) => return fail(e),
     };
     let (model, tokenizer, sae) = (&l.model.0, &l.model.1, &l.sae.0);
-    let text = match web::fetch_bytes(BUNDLED_SAMPLE).await.map_err(|e| e.to_string()).and_then(|b| crate::formats::corpus::parse_corpus(BUNDLED_SAMPLE, &b).map_err(|e| e.to_string())) {
+    let text = match web::fetch_bytes(BUNDLED_SAMPLE)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|b| crate::formats::corpus::parse_corpus(BUNDLED_SAMPLE, &b).map_err(|e| e.to_string()))
+    {
         Ok(t) => t,
         Err(e) => return fail(format!("the dashboard sample: {e}")),
     };
@@ -856,7 +913,11 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
     let stored_under = format!("dashboards/{:016x}", crate::fingerprint::sae(sae));
     let key = dashboard::sample_key(model, sae, &tokens, bos, context);
     // A saved entry for another sample, or one that cannot be read, is computed afresh.
-    let stored = web::storage_get(&stored_under).await.ok().flatten().and_then(|b| SampleActivations::from_bytes(&b, model, sae, &tokens, bos, context).ok().flatten());
+    let stored = web::storage_get(&stored_under)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| SampleActivations::from_bytes(&b, model, sae, &tokens, bos, context).ok().flatten());
     let (run, origin) = match stored {
         Some(run) => (run, Origin::Saved),
         None if !compute => return,
@@ -899,7 +960,9 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
         s.feature_list = summaries;
         s.dash = Some(dash);
         s.sample_status = match origin {
-            Origin::Saved => format!("Dashboards over {} sample tokens restored from this browser's storage (computed before).", sample.n_tokens),
+            Origin::Saved => {
+                format!("Dashboards over {} sample tokens restored from this browser's storage (computed before).", sample.n_tokens)
+            }
             Origin::Computed { kept } => format!(
                 "Dashboards over {} sample tokens computed in {seconds:.1} s on {}{}",
                 sample.n_tokens,
@@ -911,7 +974,13 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
 }
 
 /// A feature's dashboard with its examples put into words: 8 tokens before, 3 after.
-fn dash_view(sample: &SampleActivations, sae: &Sae, tokenizer: &TextTokenizer, feature: usize, compare: Option<&(Sae, String)>) -> DashView {
+fn dash_view(
+    sample: &SampleActivations,
+    sae: &Sae,
+    tokenizer: &TextTokenizer,
+    feature: usize,
+    compare: Option<&(Sae, String)>,
+) -> DashView {
     let feature = feature.min(sae.d_sae() - 1);
     let d = sample.dashboard(feature, 10, 24, 5, 3);
     let words = |e: &dashboard::Example| {
@@ -920,7 +989,12 @@ fn dash_view(sample: &SampleActivations, sae: &Sae, tokenizer: &TextTokenizer, f
         let at = e.position - e.position.saturating_sub(8);
         // Line breaks shown as ↵, so each example stays on its line.
         let flat = |t: String| t.replace('\n', "↵");
-        ExampleView { before: flat(texts[..at].concat()), token: flat(texts[at].clone()), after: flat(texts[at + 1..].concat()), activation: e.activation }
+        ExampleView {
+            before: flat(texts[..at].concat()),
+            token: flat(texts[at].clone()),
+            after: flat(texts[at + 1..].concat()),
+            activation: e.activation,
+        }
     };
     DashView {
         feature,
@@ -989,7 +1063,10 @@ async fn load_comparison(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>
     if name.is_empty() {
         state.borrow_mut().compare = None;
     } else {
-        let sae = match bundled_sae_files(&name).await.and_then(|(cfg, weights)| parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).map_err(|e| e.to_string())) {
+        let sae = match bundled_sae_files(&name)
+            .await
+            .and_then(|(cfg, weights)| parse_sae(SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).map_err(|e| e.to_string()))
+        {
             Ok(s) => s,
             Err(e) => return shown.update(|s| s.error = Some(format!("the bundled SAE {name}: {e}"))),
         };

@@ -22,11 +22,11 @@ use leptos::task::spawn_local;
 use super::{web, Engine};
 use crate::formats::corpus::parse_corpus;
 use crate::formats::sae_files::serialize_sae;
-use crate::lm::LmBackend;
-use crate::model::Gpt2;
 use crate::formats::tokenizer::TextTokenizer;
 use crate::gpu::model_runner::GpuGpt2;
 use crate::gpu::Gpu;
+use crate::lm::LmBackend;
+use crate::model::Gpt2;
 use crate::train::activations::StoreConfig;
 use crate::train::checkpoint::{read_header, Checkpoint};
 use crate::train::lm_train::{LmEval, LmTrainer};
@@ -107,7 +107,13 @@ struct Settings {
 
 fn parse_settings(s: &Settings, model: &Gpt2) -> Result<(StoreConfig, TrainConfig, usize), String> {
     let num = |name: &str, v: &str| v.trim().parse::<f64>().map_err(|_| format!("{name}: '{v}' is not a number"));
-    let (k, dict, tokens, batch, lr) = (num("k", &s.k)? as usize, num("dict", &s.dict)? as usize, num("tokens", &s.tokens)? as usize, num("batch", &s.batch)? as usize, num("lr", &s.lr)? as f32);
+    let (k, dict, tokens, batch, lr) = (
+        num("k", &s.k)? as usize,
+        num("dict", &s.dict)? as usize,
+        num("tokens", &s.tokens)? as usize,
+        num("batch", &s.batch)? as usize,
+        num("lr", &s.lr)? as f32,
+    );
     let arch = TrainArch::from_name(&s.arch, k, 5.0, 1e-3, 0.05)?;
     if batch == 0 || tokens < batch {
         return Err(format!("tokens must be at least one batch ({batch})"));
@@ -121,7 +127,13 @@ fn parse_settings(s: &Settings, model: &Gpt2) -> Result<(StoreConfig, TrainConfi
     train.lr_warmup_steps = steps / 20;
     train.dead_after_steps = (10_000_000 / batch).clamp(50, 5000);
     train.validate()?;
-    let store = StoreConfig { hook: s.hook.trim().to_string(), context: model.cfg.n_positions.min(128), buffer_rows: (batch * 4).max(1024), hold_out_every: 20, seed: 1 };
+    let store = StoreConfig {
+        hook: s.hook.trim().to_string(),
+        context: model.cfg.n_positions.min(128),
+        buffer_rows: (batch * 4).max(1024),
+        hold_out_every: 20,
+        seed: 1,
+    };
     // About four evaluations per run: each splices a held-out context (four forward passes).
     Ok((store, train, steps.div_ceil(4)))
 }
@@ -141,11 +153,27 @@ struct Fields {
 impl Fields {
     fn settings(&self) -> Settings {
         let get = |f: RwSignal<String>| f.get_untracked();
-        Settings { hook: get(self.hook), arch: get(self.arch), k: get(self.k), dict: get(self.dict), tokens: get(self.tokens), batch: get(self.batch), lr: get(self.lr) }
+        Settings {
+            hook: get(self.hook),
+            arch: get(self.arch),
+            k: get(self.k),
+            dict: get(self.dict),
+            tokens: get(self.tokens),
+            batch: get(self.batch),
+            lr: get(self.lr),
+        }
     }
 
     fn show(&self, s: &Settings) {
-        for (field, value) in [(self.hook, &s.hook), (self.arch, &s.arch), (self.k, &s.k), (self.dict, &s.dict), (self.tokens, &s.tokens), (self.batch, &s.batch), (self.lr, &s.lr)] {
+        for (field, value) in [
+            (self.hook, &s.hook),
+            (self.arch, &s.arch),
+            (self.k, &s.k),
+            (self.dict, &s.dict),
+            (self.tokens, &s.tokens),
+            (self.batch, &s.batch),
+            (self.lr, &s.lr),
+        ] {
             field.set(value.clone());
         }
     }
@@ -158,18 +186,28 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
     let pause_requested = Rc::new(Cell::new(false));
     let corpus_file: Rc<RefCell<Option<web_sys::File>>> = Rc::new(RefCell::new(None));
     let text = |v: &str| RwSignal::new(v.to_string());
-    let fields = Fields { hook: text("blocks.2.hook_resid_pre"), arch: text("topk"), k: text("16"), dict: text("512"), tokens: text("65536"), batch: text("512"), lr: text("0.001") };
+    let fields = Fields {
+        hook: text("blocks.2.hook_resid_pre"),
+        arch: text("topk"),
+        k: text("16"),
+        dict: text("512"),
+        tokens: text("65536"),
+        batch: text("512"),
+        lr: text("0.001"),
+    };
     let Fields { hook, arch, k, dict, tokens, batch, lr } = fields;
     spawn_local(async move { describe_saved_run(shown).await });
 
     let start = {
-        let (engine, source, run, pause_requested, corpus_file) = (engine.clone(), source.clone(), run.clone(), pause_requested.clone(), corpus_file.clone());
+        let (engine, source, run, pause_requested, corpus_file) =
+            (engine.clone(), source.clone(), run.clone(), pause_requested.clone(), corpus_file.clone());
         move |_| {
             if shown.with_untracked(|s| s.running) {
                 return;
             }
             let settings = fields.settings();
-            let (engine, source, run, pause_requested, file) = (engine.clone(), source.clone(), run.clone(), pause_requested.clone(), corpus_file.borrow().clone());
+            let (engine, source, run, pause_requested, file) =
+                (engine.clone(), source.clone(), run.clone(), pause_requested.clone(), corpus_file.borrow().clone());
             spawn_local(async move {
                 if let Err(e) = begin(&engine, &source, &run, shown, settings, file).await {
                     return shown.update(|s| {
@@ -232,7 +270,8 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
         let run = run.clone();
         move |_| match trained_files(&run) {
             Ok((cfg, weights)) => {
-                let outcome = web::download("cfg.json", &cfg, "application/json").and_then(|_| web::download("sae_weights.safetensors", &weights, "application/octet-stream"));
+                let outcome = web::download("cfg.json", &cfg, "application/json")
+                    .and_then(|_| web::download("sae_weights.safetensors", &weights, "application/octet-stream"));
                 shown.update(|s| s.error = outcome.err());
             }
             Err(e) => shown.update(|s| s.error = Some(e)),
@@ -329,7 +368,14 @@ fn harvest_backend<'a>(gpu: &'a Option<Rc<Gpu>>, gpu_model: &'a Option<Rc<GpuGpt
 
 /// Sets up a run: the corpus read and tokenized, the store's first buffer harvested, the trainer on
 /// the GPU when the page has one.
-async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, settings: Settings, file: Option<web_sys::File>) -> Result<(), String> {
+async fn begin(
+    engine: &Rc<RefCell<Engine>>,
+    source: &ModelSource,
+    run: &Rc<RefCell<Option<Run>>>,
+    shown: RwSignal<Shown>,
+    settings: Settings,
+    file: Option<web_sys::File>,
+) -> Result<(), String> {
     let (model, gpu_model) = (source.model)().ok_or("load a model first")?;
     let (store_cfg, train_cfg, eval_every) = parse_settings(&settings, &model.0)?;
     model.0.cfg.check_hook(&store_cfg.hook).map_err(|e| format!("hook: {e}"))?;
@@ -353,7 +399,8 @@ async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefC
     // The model's name as SAELens records it: the repository's last part ("gpt2" for
     // huggingface.co/gpt2 or openai-community/gpt2, "kjv-gpt2" for the bundled model).
     let model_name = model.2.trim_end_matches("/resolve/main").rsplit('/').next().unwrap_or(&model.2).to_string();
-    let mut trainer = LmTrainer::new(&model.0, &model_name, &backend, &corpus, model.1.special_id("<|endoftext|>"), store_cfg, train_cfg).await?;
+    let mut trainer =
+        LmTrainer::new(&model.0, &model_name, &backend, &corpus, model.1.special_id("<|endoftext|>"), store_cfg, train_cfg).await?;
     (trainer.eval_rows, trainer.eval_contexts) = (256, 1);
     if let (Some(g), Some(_)) = (&gpu, &gpu_model) {
         trainer.training.use_gpu(g).map_err(|e| format!("{e} — try fewer latents or a smaller batch"))?;
@@ -383,7 +430,9 @@ async fn begin(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefC
 /// checkpoints after each evaluation, every `CHECKPOINT_EVERY_MS` of training and at the end.
 async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, pause_requested: Rc<Cell<bool>>) {
     // The trainer is taken out while stepping, so no RefCell borrow is held across an await.
-    let Some((mut trainer, model, gpu_model, steps, eval_every)) = run.borrow_mut().as_mut().and_then(|r| r.trainer.take().map(|t| (t, r.model.clone(), r.gpu_model.clone(), r.steps, r.eval_every))) else {
+    let Some((mut trainer, model, gpu_model, steps, eval_every)) =
+        run.borrow_mut().as_mut().and_then(|r| r.trainer.take().map(|t| (t, r.model.clone(), r.gpu_model.clone(), r.steps, r.eval_every)))
+    else {
         return;
     };
     shown.update(|s| {
@@ -470,7 +519,13 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
 /// the last checkpoint written stays as it was.
 async fn save_checkpoint(trainer: &LmTrainer, gpu: Option<&Gpu>, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>) {
     let Some((extra, corpus)) = run.borrow().as_ref().map(|r| {
-        let extra = SavedExtra { settings: r.settings.clone(), corpus_name: r.corpus_name.clone(), eval_every: r.eval_every, busy_ms: r.busy_ms, evals: shown.with_untracked(|s| s.evals.clone()) };
+        let extra = SavedExtra {
+            settings: r.settings.clone(),
+            corpus_name: r.corpus_name.clone(),
+            eval_every: r.eval_every,
+            busy_ms: r.busy_ms,
+            evals: shown.with_untracked(|s| s.evals.clone()),
+        };
         (extra, r.unsaved_corpus.clone())
     }) else {
         return;
@@ -479,7 +534,11 @@ async fn save_checkpoint(trainer: &LmTrainer, gpu: Option<&Gpu>, run: &Rc<RefCel
     let written = async {
         let size = trainer.checkpoint_size();
         if size > MAX_CHECKPOINT_BYTES {
-            return Err(format!("a checkpoint of this run would take {} MB, more than the page keeps ({} MB)", size >> 20, MAX_CHECKPOINT_BYTES >> 20));
+            return Err(format!(
+                "a checkpoint of this run would take {} MB, more than the page keeps ({} MB)",
+                size >> 20,
+                MAX_CHECKPOINT_BYTES >> 20
+            ));
         }
         let extra = serde_json::to_value(&extra).map_err(|e| e.to_string())?;
         let bytes = trainer.checkpoint(gpu, extra).await?.serialize();
@@ -503,8 +562,13 @@ async fn save_checkpoint(trainer: &LmTrainer, gpu: Option<&Gpu>, run: &Rc<RefCel
             s.saved = None;
         }
         s.checkpoint = Some(match written {
-            Ok(n) => Ok(format!("Checkpointed at step {step} ({:.2} MB in this browser's storage): a reload can resume from here.", n as f64 / 1e6)),
-            Err(e) => Err(format!("Could not checkpoint at step {step}: {e}. Training goes on and nothing trained is lost; Export keeps the SAE.")),
+            Ok(n) => Ok(format!(
+                "Checkpointed at step {step} ({:.2} MB in this browser's storage): a reload can resume from here.",
+                n as f64 / 1e6
+            )),
+            Err(e) => Err(format!(
+                "Could not checkpoint at step {step}: {e}. Training goes on and nothing trained is lost; Export keeps the SAE."
+            )),
         })
     });
 }
@@ -541,7 +605,13 @@ async fn describe_saved_run(shown: RwSignal<Shown>) {
 
 /// Rebuilds the saved run on the loaded model: its corpus and checkpoint from IndexedDB, its
 /// settings back in the form, its evaluations in the table. Says whether steps are left.
-async fn restore(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, fields: Fields) -> Result<bool, String> {
+async fn restore(
+    engine: &Rc<RefCell<Engine>>,
+    source: &ModelSource,
+    run: &Rc<RefCell<Option<Run>>>,
+    shown: RwSignal<Shown>,
+    fields: Fields,
+) -> Result<bool, String> {
     let (model, gpu_model) = (source.model)().ok_or("load the run's model first")?;
     shown.update(|s| {
         s.running = true;
@@ -551,7 +621,8 @@ async fn restore(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<Re
     let bytes = web::storage_get(CHECKPOINT_KEY).await?.ok_or("the saved run is no longer in this browser's storage")?;
     let corpus_bytes = web::storage_get(CORPUS_KEY).await?.ok_or("the saved run's corpus is no longer in this browser's storage")?;
     let checkpoint = Checkpoint::parse("the saved run", &bytes).map_err(|e| e.to_string())?;
-    let extra: SavedExtra = serde_json::from_value(checkpoint.header.extra.clone()).map_err(|e| format!("the saved run's page settings cannot be read: {e}"))?;
+    let extra: SavedExtra = serde_json::from_value(checkpoint.header.extra.clone())
+        .map_err(|e| format!("the saved run's page settings cannot be read: {e}"))?;
     let text = parse_corpus(&extra.corpus_name, &corpus_bytes).map_err(|e| e.to_string())?;
     let corpus = model.1.encode(&text).map_err(|e| e.to_string())?;
     let mut trainer = LmTrainer::resume(&model.0, &corpus, model.1.special_id("<|endoftext|>"), checkpoint)?;
@@ -567,7 +638,11 @@ async fn restore(engine: &Rc<RefCell<Engine>>, source: &ModelSource, run: &Rc<Re
         tokens_total: (steps * batch) as u64,
         tokens_per_s: tokens_done as f64 / (extra.busy_ms / 1e3).max(1e-3),
         evals: extra.evals,
-        status: if step < steps { format!("Resumed the saved run at step {step} of {steps} …") } else { format!("Trained: {step} steps (restored).") },
+        status: if step < steps {
+            format!("Resumed the saved run at step {step} of {steps} …")
+        } else {
+            format!("Trained: {step} steps (restored).")
+        },
         trained: true,
         running: step < steps,
         checkpoint: Some(Ok(format!("Restored from the checkpoint at step {step}."))),

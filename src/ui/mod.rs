@@ -223,7 +223,8 @@ fn metrics_table(s: &Shown) -> impl IntoView {
         .collect_view();
     let check = match (s.check, &s.reference) {
         (Some(d), _) => view! { <p id="check" class=if d < 1e-3 { "ok" } else { "bad" }>
-            {format!("GPU vs CPU reference: largest relative difference {d:.2e} {}", if d < 1e-3 { "✓ match" } else { "✗ MISMATCH" })}</p> }.into_any(),
+        {format!("GPU vs CPU reference: largest relative difference {d:.2e} {}", if d < 1e-3 { "✓ match" } else { "✗ MISMATCH" })}</p> }
+        .into_any(),
         (None, Some(_)) => view! { <p id="check" class="muted">"Computed by the CPU reference only."</p> }.into_any(),
         (None, None) => view! { <p id="check" class="muted">"CPU cross-check skipped for this size."</p> }.into_any(),
     };
@@ -276,7 +277,9 @@ async fn start(engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
         Ok(v) => v,
         Err(e) => return shown.update(|s| s.error = Some(format!("could not load the bundled demo: {e}"))),
     };
-    if let Err(e) = install_sae(&engine, SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }, "bundled demo (TopK, 128 known features)") {
+    if let Err(e) =
+        install_sae(&engine, SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }, "bundled demo (TopK, 128 known features)")
+    {
         return shown.update(|s| s.error = Some(e));
     }
     if let Err(e) = install_activations(&engine, &acts, "demo/activations.npy (bundled, 512 rows)") {
@@ -380,7 +383,8 @@ async fn run_and_show(engine: &Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
     });
     if x.len() % sae.d_in() != 0 || x.is_empty() {
         return shown.update(|s| {
-            s.error = Some(format!("the activations ({x_name}) do not have the SAE's width d_in={}: load matching activations", sae.d_in()));
+            s.error =
+                Some(format!("the activations ({x_name}) do not have the SAE's width d_in={}: load matching activations", sae.d_in()));
             s.primary = None;
             s.reference = None;
             s.histogram = None;

@@ -50,11 +50,8 @@ pub fn read_npy(path: &std::path::Path) -> saelab::formats::npy::NpyArray {
 
 /// Every fixture folder (each an SAELens SAE plus x/encode/recon .npy files), sorted.
 pub fn fixture_cases() -> Vec<std::path::PathBuf> {
-    let mut cases: Vec<_> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("cfg.json").exists())
-        .collect();
+    let mut cases: Vec<_> =
+        std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("cfg.json").exists()).collect();
     cases.sort();
     cases
 }
