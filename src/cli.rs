@@ -4,9 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::engine::{self, Analysis, Backend};
-use crate::formats::{npy, sae_files, FormatError};
-use crate::gpu::{Gpu, GpuSae, RunRequest};
+use std::rc::Rc;
+
+use crate::backend::Backend;
+use crate::engine::{self, Analysis, LoadedSae};
+use crate::formats::{npy, FormatError};
+use crate::gpu::RunRequest;
+use crate::lm::LoadedModel;
+use crate::model::HookPoint;
+use crate::sae::files as sae_files;
 use crate::sae::{Architecture, Sae};
 
 const USAGE: &str = "usage:
@@ -109,18 +115,17 @@ impl Flags {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Device {
-    Cpu,
-    Gpu,
-}
-
-fn device(flags: &Flags) -> Result<Device, CliError> {
+/// `--device cpu|gpu` (default gpu): the one place the CLI chooses where its work runs.
+fn backend(flags: &Flags) -> Result<Backend, CliError> {
     match flags.get("device").unwrap_or("gpu") {
-        "cpu" => Ok(Device::Cpu),
-        "gpu" => Ok(Device::Gpu),
+        "cpu" => Ok(Backend::Cpu),
+        "gpu" => open_gpu(),
         other => Err(CliError(format!("--device must be cpu or gpu, not '{other}'"))),
     }
+}
+
+fn open_gpu() -> Result<Backend, CliError> {
+    Ok(pollster::block_on(Backend::open_gpu())?)
 }
 
 fn dispatch(args: &[String]) -> Result<(), CliError> {
@@ -150,7 +155,9 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             let output = if command == "eval" { None } else { Some(PathBuf::from(flags.required("output")?)) };
             let x = read_activations(Path::new(input), &sae)?;
             let request = RunRequest { dense_acts: command == "encode", lists: false, recon: command == "reconstruct" };
-            let analysis = run_on(device(&flags)?, &sae, &x, request)?;
+            let sae = LoadedSae::new(Rc::new(sae), &backend(&flags)?)?;
+            let analysis = pollster::block_on(engine::analyze(&sae, &x, request))?;
+            let sae = &sae.sae;
             match command.as_str() {
                 "encode" => write_npy(output.as_deref().expect("encode has --output"), x.len() / sae.d_in(), sae.d_sae(), analysis.acts)?,
                 "reconstruct" => {
@@ -261,21 +268,6 @@ fn write_npy(path: &Path, rows: usize, cols: usize, data: Option<Vec<f32>>) -> R
     std::fs::write(path, npy::write_f32(&[rows, cols], &data)).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
-fn open_gpu() -> Result<Gpu, CliError> {
-    Ok(pollster::block_on(Gpu::new())?)
-}
-
-fn run_on(device: Device, sae: &Sae, x: &[f32], request: RunRequest) -> Result<Analysis, CliError> {
-    match device {
-        Device::Cpu => Ok(pollster::block_on(engine::analyze(sae, &Backend::Cpu, x, request))?),
-        Device::Gpu => {
-            let gpu = open_gpu()?;
-            let gpu_sae = GpuSae::upload(&gpu, sae)?;
-            Ok(pollster::block_on(engine::analyze(sae, &Backend::Gpu { gpu: &gpu, sae: &gpu_sae }, x, request))?)
-        }
-    }
-}
-
 /// `eval`'s JSON: the batch metrics plus the device that computed them.
 pub fn eval_json(a: &Analysis) -> String {
     let m = &a.metrics;
@@ -321,7 +313,7 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
     let k: usize = flags.number("k", 32)?;
     let cpu_rows: usize = flags.number("cpu-rows", 256)?;
     let which = flags.get("device").unwrap_or("both");
-    let mut rng = crate::sae::random::Rng::new(7);
+    let mut rng = crate::random::Rng::new(7);
     let x: Vec<f32> = (0..n * d_in).map(|_| rng.normal()).collect();
     let gpu = if which != "cpu" { Some(open_gpu()?) } else { None };
     for arch in ["standard", "topk"] {
@@ -340,15 +332,15 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
                 })
             );
         };
+        let sae = Rc::new(sae);
         if let Some(gpu) = &gpu {
-            let gpu_sae = GpuSae::upload(gpu, &sae)?;
-            let backend = Backend::Gpu { gpu, sae: &gpu_sae };
+            let on_gpu = LoadedSae::new(sae.clone(), gpu)?;
             let warm = &x[..d_in * n.min(64)];
-            pollster::block_on(engine::analyze(&sae, &backend, warm, RunRequest::default()))?;
+            pollster::block_on(engine::analyze(&on_gpu, warm, RunRequest::default()))?;
             let start = Instant::now();
-            pollster::block_on(engine::analyze(&sae, &backend, &x, RunRequest::default()))?;
+            pollster::block_on(engine::analyze(&on_gpu, &x, RunRequest::default()))?;
             report(
-                &gpu.adapter_name,
+                &gpu.name(),
                 n,
                 start.elapsed().as_secs_f64(),
                 "encode+decode+metrics, wall time incl. upload of x and readback of metrics",
@@ -357,7 +349,7 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
         if which != "gpu" {
             let rows = cpu_rows.min(n);
             let start = Instant::now();
-            pollster::block_on(engine::analyze(&sae, &Backend::Cpu, &x[..rows * d_in], RunRequest::default()))?;
+            pollster::block_on(engine::analyze(&LoadedSae::new(sae, &Backend::Cpu)?, &x[..rows * d_in], RunRequest::default()))?;
             report("cpu (reference, 1 thread)", rows, start.elapsed().as_secs_f64(), "encode+decode+metrics");
         }
     }
@@ -368,8 +360,8 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
 /// benchmarks), with a copy of a `tokenizer.json` whose vocabulary sets the model's, and
 /// optionally a random TopK SAE at one of its hook points.
 fn random_model(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::{serialize_gpt2, TOKENIZER_FILE};
     use crate::formats::tokenizer::TextTokenizer;
+    use crate::model::files::{serialize_gpt2, TOKENIZER_FILE};
     use crate::model::{Gpt2, Gpt2Config};
     let out = PathBuf::from(flags.required("out")?);
     let io = |p: &Path, e: std::io::Error| CliError(format!("{}: {e}", p.display()));
@@ -406,7 +398,7 @@ fn random_model(flags: &Flags) -> Result<(), CliError> {
     }
     if let Some(sae_out) = flags.get("sae-out") {
         let hook = flags.required("hook")?;
-        cfg.check_hook(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+        cfg.hook_point(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
         let mut extra = serde_json::Map::new();
         extra.insert("metadata".into(), serde_json::json!({"hook_name": hook, "model_name": "random gpt2"}));
         let sae = crate::sae::random::random_sae_with("topk", width, flags.number("d-sae", 96)?, flags.number("k", 4)?, seed + 1, extra);
@@ -422,7 +414,6 @@ fn random_model(flags: &Flags) -> Result<(), CliError> {
 /// Forward-pass throughput of a GPT-2-small-shaped model with random weights (optionally fewer
 /// layers), CPU reference and GPU, one JSON line per (device, input length).
 fn bench_model(flags: &Flags) -> Result<(), CliError> {
-    use crate::gpu::model_runner::GpuGpt2;
     use crate::model::{Gpt2, Gpt2Config};
     let lengths: Vec<usize> = flags
         .get("tokens")
@@ -446,12 +437,12 @@ fn bench_model(flags: &Flags) -> Result<(), CliError> {
     let tokens_of = |n: usize| (0..n as u32).map(|i| (i * 7919) % cfg.vocab_size as u32).collect::<Vec<u32>>();
     if which != "cpu" {
         let gpu = open_gpu()?;
-        let gpu_model = GpuGpt2::upload(&gpu, &model)?;
-        pollster::block_on(gpu_model.forward(&gpu, &tokens_of(2), &[]))?; // compile pipelines
+        let on_gpu = LoadedModel::new(Rc::new(model.clone()), &gpu)?;
+        pollster::block_on(on_gpu.run(&tokens_of(2), &[], &[]))?; // compile pipelines
         for &n in &lengths {
             let start = Instant::now();
-            pollster::block_on(gpu_model.forward(&gpu, &tokens_of(n), &[]))?;
-            report(&gpu.adapter_name, n, start.elapsed().as_secs_f64(), "wall time incl. token upload and reading back all logits");
+            pollster::block_on(on_gpu.run(&tokens_of(n), &[], &[]))?;
+            report(&gpu.name(), n, start.elapsed().as_secs_f64(), "wall time incl. token upload and reading back all logits");
         }
     }
     if which != "gpu" {
@@ -467,7 +458,7 @@ fn bench_model(flags: &Flags) -> Result<(), CliError> {
 /// `--corpus FILE` (UTF-8 text, checked by `parse_corpus`) as token ids through the model folder's
 /// `tokenizer.json`, with the tokenizer (its `<|endoftext|>` is the BOS of harvested contexts).
 fn corpus_tokens(flags: &Flags, dir: &Path) -> Result<(crate::formats::tokenizer::TextTokenizer, Vec<u32>), CliError> {
-    use crate::formats::gpt2_files::TOKENIZER_FILE;
+    use crate::model::files::TOKENIZER_FILE;
     let corpus_path = flags.required("corpus")?;
     let bytes = std::fs::read(corpus_path).map_err(|e| CliError(format!("{corpus_path}: {e}")))?;
     let text = crate::formats::corpus::parse_corpus(corpus_path, &bytes)?;
@@ -481,7 +472,7 @@ fn corpus_tokens(flags: &Flags, dir: &Path) -> Result<(crate::formats::tokenizer
 /// `saelab dashboard`: one feature's dashboard (SAE-Vis style) over a text sample, and the feature
 /// list's summary, as JSON; the page computes the same from the same sample.
 fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::load_model_dir;
+    use crate::model::files::load_model_dir;
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
     let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
@@ -492,17 +483,10 @@ fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
         return Err(CliError(format!("--feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
     }
     let context = flags.number("context", model.cfg.n_positions.min(128))?;
-    let on_device = LmDevice::open(flags, &model, Some(&sae))?;
-    let backend = on_device.backend();
-    let run = pollster::block_on(crate::dashboard::run_sample(
-        &model,
-        &sae,
-        &backend,
-        &tokens,
-        tokenizer.special_id("<|endoftext|>"),
-        context,
-        |_, _| {},
-    ))?;
+    let backend = backend(flags)?;
+    let (model, sae) = (LoadedModel::new(Rc::new(model), &backend)?, LoadedSae::new(Rc::new(sae), &backend)?);
+    let run =
+        pollster::block_on(crate::dashboard::run_sample(&model, &sae, &tokens, tokenizer.special_id("<|endoftext|>"), context, |_, _| {}))?;
     let d = run.dashboard(feature, 10, 24, 5, 3);
     let text_of = |e: &crate::dashboard::Example| tokenizer.token_texts(&run.contexts[e.context][e.position..e.position + 1]).concat();
     let top: Vec<serde_json::Value> = d
@@ -510,7 +494,7 @@ fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
         .iter()
         .map(|e| serde_json::json!({"context": e.context, "position": e.position, "activation": e.activation, "token": text_of(e)}))
         .collect();
-    let nearest = crate::dashboard::nearest_features(&sae, feature, &sae, 6).map_err(CliError)?;
+    let nearest = crate::dashboard::nearest_features(&sae.sae, feature, &sae.sae, 6).map_err(CliError)?;
     let summaries = run.summaries();
     let alive = summaries.iter().filter(|s| s.density > 0.0).count();
     println!(
@@ -527,14 +511,12 @@ fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
 /// the CPU reference and the GPU: harvest = the model's blocks up to the hook over `--contexts`
 /// contexts of `--context` tokens; train = `--steps` training steps on batches already harvested.
 fn bench_train(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::load_model_dir;
-    use crate::lm::LmBackend;
+    use crate::model::files::load_model_dir;
     use crate::train::sae_train::TrainArch;
     use crate::train::trainer::{SaeTrainer, TrainConfig};
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
-    let hook = flags.required("hook")?;
-    model.cfg.check_hook(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+    let hook = model.cfg.hook_point(flags.required("hook")?).map_err(|e| CliError(format!("--hook: {e}")))?;
     let (_, corpus) = corpus_tokens(flags, dir)?;
     let context: usize = flags.number("context", 128)?;
     let contexts: usize = flags.number("contexts", 16)?;
@@ -545,21 +527,22 @@ fn bench_train(flags: &Flags) -> Result<(), CliError> {
         return Err(CliError(format!("--corpus holds fewer than {contexts} contexts of {context} tokens")));
     }
     let which = flags.get("device").unwrap_or("both");
-    let gpu = if which != "cpu" { Some(open_gpu()?) } else { None };
-    let gpu_model = gpu.as_ref().map(|g| crate::gpu::model_runner::GpuGpt2::upload(g, &model)).transpose()?;
-    let mut devices: Vec<(String, LmBackend<'_>, Option<&Gpu>)> = Vec::new();
-    if let (Some(g), Some(m)) = (&gpu, &gpu_model) {
-        devices.push((g.adapter_name.clone(), LmBackend::Gpu { gpu: g, model: m, sae: None }, Some(g)));
+    let mut backends: Vec<(String, Backend)> = Vec::new();
+    if which != "cpu" {
+        let gpu = open_gpu()?;
+        backends.push((gpu.name(), gpu));
     }
     if which != "gpu" {
-        devices.push(("cpu (reference, 1 thread)".into(), LmBackend::Cpu, None));
+        backends.push(("cpu (reference, 1 thread)".into(), Backend::Cpu));
     }
-    for (name, backend, gpu) in &devices {
-        pollster::block_on(backend.activations_at(&model, windows[0], hook))?; // compile pipelines
+    let model = Rc::new(model);
+    for (name, backend) in &backends {
+        let loaded = LoadedModel::new(model.clone(), backend)?;
+        pollster::block_on(loaded.activations_at(windows[0], hook))?; // compile pipelines
         let start = Instant::now();
         let mut rows = Vec::new();
         for w in &windows {
-            rows.extend(pollster::block_on(backend.activations_at(&model, w, hook))?);
+            rows.extend(pollster::block_on(loaded.activations_at(w, hook))?);
         }
         let harvest = (contexts * context) as f64 / start.elapsed().as_secs_f64();
         let d = model.cfg.d_model;
@@ -567,22 +550,17 @@ fn bench_train(flags: &Flags) -> Result<(), CliError> {
             rows.extend_from_within(..rows.len().min(batch * d - rows.len()));
         }
         let x = &rows[..batch * d];
-        let mut trainer = SaeTrainer::new(TrainConfig::new(TrainArch::TopK { k }, dict, batch, steps + 1, 0), d, x).map_err(CliError)?;
-        if let Some(g) = gpu {
-            trainer.use_gpu(g).map_err(CliError)?;
-            pollster::block_on(trainer.step_gpu(g, x, Vec::new)).map_err(CliError)?; // compile pipelines
-            pollster::block_on(trainer.sync(g)).map_err(CliError)?;
+        let cfg = TrainConfig::new(TrainArch::TopK { k }, dict, batch, steps + 1, 0);
+        let mut trainer = SaeTrainer::new(cfg, d, x, backend).map_err(CliError)?;
+        if backend.gpu().is_some() {
+            pollster::block_on(trainer.step(x, Vec::new)).map_err(CliError)?; // compile pipelines
+            pollster::block_on(trainer.sync()).map_err(CliError)?;
         }
         let start = Instant::now();
         for _ in 0..steps {
-            match gpu {
-                Some(g) => pollster::block_on(trainer.step_gpu(g, x, Vec::new)).map_err(CliError)?,
-                None => trainer.step(x, Vec::new).map(|_| ()).map_err(CliError)?,
-            }
+            pollster::block_on(trainer.step(x, Vec::new)).map_err(CliError)?;
         }
-        if let Some(g) = gpu {
-            pollster::block_on(trainer.sync(g)).map_err(CliError)?;
-        }
+        pollster::block_on(trainer.sync()).map_err(CliError)?;
         let train = (steps * batch) as f64 / start.elapsed().as_secs_f64();
         println!(
             "{}",
@@ -621,33 +599,18 @@ fn toy(flags: &Flags) -> Result<(), CliError> {
         settings.set(&name.replace('-', "_"), value).map_err(|e| CliError(format!("--{name}: {e}")))?;
     }
     let cfg = settings.to_config().map_err(CliError)?;
-    let device = device(flags)?;
-    let mut trainer = ToyTrainer::new(cfg.clone()).map_err(CliError)?;
-    let gpu = match device {
-        Device::Gpu => {
-            let gpu = open_gpu()?;
-            trainer.use_gpu(&gpu).map_err(CliError)?;
-            Some(gpu)
-        }
-        Device::Cpu => None,
-    };
+    let backend = backend(flags)?;
+    let mut trainer = ToyTrainer::new(cfg.clone(), &backend).map_err(CliError)?;
     let start = Instant::now();
     for step in 0..cfg.train.steps {
-        match &gpu {
-            Some(gpu) => {
-                pollster::block_on(trainer.step_gpu(gpu)).map_err(CliError)?;
-                // Parameters stay on the GPU; look at them now and then to catch divergence.
-                if (step + 1) % 250 == 0 || step + 1 == cfg.train.steps {
-                    pollster::block_on(trainer.sync(gpu)).map_err(CliError)?;
-                }
-            }
-            None => {
-                trainer.step().map_err(CliError)?;
-            }
+        pollster::block_on(trainer.step()).map_err(CliError)?;
+        // On a GPU the parameters stay there; look at them now and then to catch divergence.
+        if (step + 1) % 250 == 0 || step + 1 == cfg.train.steps {
+            pollster::block_on(trainer.sync()).map_err(CliError)?;
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    let device_name = gpu.as_ref().map_or_else(|| "cpu (reference)".to_string(), |g| g.adapter_name.clone());
+    let device_name = backend.name();
     let (rec, m) = trainer.evaluate(4096);
     if let Some(dir) = flags.get("save") {
         sae_files::save_dir(&trainer.to_sae(), Path::new(dir))?;
@@ -671,8 +634,8 @@ fn model_tokens(flags: &Flags, dir: &Path, model: &crate::model::Gpt2) -> Result
 
 /// As `model_tokens`, with the `.npy` path in `--{npy_flag}`.
 fn model_tokens_from(flags: &Flags, npy_flag: &str, dir: &Path, model: &crate::model::Gpt2) -> Result<Vec<u32>, CliError> {
-    use crate::formats::gpt2_files::TOKENIZER_FILE;
     use crate::formats::tokenizer::TextTokenizer;
+    use crate::model::files::TOKENIZER_FILE;
     let tokens = match (flags.get(npy_flag), flags.get("text")) {
         (Some(path), None) => {
             let bytes = std::fs::read(path).map_err(|e| CliError(format!("{path}: {e}")))?;
@@ -699,39 +662,31 @@ fn model_tokens_from(flags: &Flags, npy_flag: &str, dir: &Path, model: &crate::m
 
 /// `saelab forward`: the logits and the requested hook points of a GPT-2 model for some tokens.
 fn forward(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::load_model_dir;
+    use crate::model::files::load_model_dir;
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
     let tokens = model_tokens(flags, dir, &model)?;
-    let mut hooks: Vec<(String, PathBuf)> = Vec::new();
+    let mut hooks: Vec<(HookPoint, PathBuf)> = Vec::new();
     for (name, value) in &flags.named {
         if name == "hook" {
             let (hook, path) = value.split_once('=').ok_or_else(|| CliError(format!("--hook {value}: expected NAME=OUT.npy")))?;
-            model.cfg.check_hook(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
-            hooks.push((hook.to_string(), PathBuf::from(path)));
+            let hook = model.cfg.hook_point(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+            hooks.push((hook, PathBuf::from(path)));
         }
     }
-    let names: Vec<&str> = hooks.iter().map(|(n, _)| n.as_str()).collect();
-    let (logits, captured, device_name) = match device(flags)? {
-        Device::Cpu => {
-            let (logits, hooks) = crate::model::cpu::run_with_hooks(&model, &tokens, &names)?;
-            (logits, hooks, "cpu (reference)".to_string())
-        }
-        Device::Gpu => {
-            let gpu = open_gpu()?;
-            let gpu_model = crate::gpu::model_runner::GpuGpt2::upload(&gpu, &model)?;
-            let out = pollster::block_on(gpu_model.forward(&gpu, &tokens, &names))?;
-            (out.logits, out.hooks, gpu.adapter_name.clone())
-        }
-    };
+    let names: Vec<HookPoint> = hooks.iter().map(|(n, _)| *n).collect();
+    let backend = backend(flags)?;
+    let vocab = model.cfg.vocab_size;
+    let (logits, captured) = pollster::block_on(LoadedModel::new(Rc::new(model), &backend)?.run(&tokens, &names, &[]))?;
+    let device_name = backend.name();
     let n = tokens.len();
     if let Some(path) = flags.get("logits") {
-        write_npy(Path::new(path), n, model.cfg.vocab_size, Some(logits.clone()))?;
+        write_npy(Path::new(path), n, vocab, Some(logits.clone()))?;
     }
     for ((_, path), values) in hooks.iter().zip(captured) {
         write_npy(path, n, values.len() / n, Some(values))?;
     }
-    let last = &logits[(n - 1) * model.cfg.vocab_size..];
+    let last = &logits[(n - 1) * vocab..];
     let next = (0..last.len()).fold(0, |best, i| if last[i] > last[best] { i } else { best });
     println!(
         "{}",
@@ -743,50 +698,22 @@ fn forward(flags: &Flags) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A model, and the SAE when one is given, uploaded to the GPU for `--device gpu`; the CPU
-/// reference otherwise. `backend()` borrows from it.
-struct LmDevice {
-    gpu: Option<(Gpu, crate::gpu::model_runner::GpuGpt2, Option<GpuSae>)>,
-}
-
-impl LmDevice {
-    fn open(flags: &Flags, model: &crate::model::Gpt2, sae: Option<&Sae>) -> Result<LmDevice, CliError> {
-        let gpu = match device(flags)? {
-            Device::Cpu => None,
-            Device::Gpu => {
-                let gpu = open_gpu()?;
-                let gpu_model = crate::gpu::model_runner::GpuGpt2::upload(&gpu, model)?;
-                let gpu_sae = sae.map(|s| GpuSae::upload(&gpu, s)).transpose()?;
-                Some((gpu, gpu_model, gpu_sae))
-            }
-        };
-        Ok(LmDevice { gpu })
-    }
-
-    fn backend(&self) -> crate::lm::LmBackend<'_> {
-        match &self.gpu {
-            Some((gpu, model, sae)) => crate::lm::LmBackend::Gpu { gpu, model, sae: sae.as_ref() },
-            None => crate::lm::LmBackend::Cpu,
-        }
-    }
-}
-
 /// `saelab splice` (what the SAE's reconstruction error costs the model) and `saelab features`
 /// (per token, the SAE's strongest features): a model with an SAE at its hook.
 fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::load_model_dir;
     use crate::formats::tokenizer::TextTokenizer;
     use crate::lm;
+    use crate::model::files::load_model_dir;
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
     let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
     let tokens = model_tokens(flags, dir, &model)?;
     lm::attach_point(&model, &sae)?;
-    let on_device = LmDevice::open(flags, &model, Some(&sae))?;
-    let backend = on_device.backend();
-    let run = pollster::block_on(lm::run_text(&model, &sae, &backend, &tokens))?;
+    let backend = backend(flags)?;
+    let (model, sae) = (LoadedModel::new(Rc::new(model), &backend)?, LoadedSae::new(Rc::new(sae), &backend)?);
+    let run = pollster::block_on(lm::run_text(&model, &sae, &tokens))?;
     if command == "splice" {
-        let report = pollster::block_on(lm::splice_from(&model, &backend, &tokens, &run, flags.number("seed", 0)?))?;
+        let report = pollster::block_on(lm::splice_from(&model, &tokens, &run, flags.number("seed", 0)?))?;
         println!("{}", serde_json::to_string(&report).map_err(|e| CliError(e.to_string()))?);
         return Ok(());
     }
@@ -794,8 +721,7 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
     // One forward pass and one SAE run serve both the per-token lists and `--feature`.
     let acts = run.sae_acts;
     let per_token = lm::top_features(&acts, sae.d_sae(), top);
-    let tokenizer =
-        std::fs::read(dir.join(crate::formats::gpt2_files::TOKENIZER_FILE)).ok().and_then(|bytes| TextTokenizer::parse(&bytes).ok());
+    let tokenizer = std::fs::read(dir.join(crate::model::files::TOKENIZER_FILE)).ok().and_then(|bytes| TextTokenizer::parse(&bytes).ok());
     let texts = tokenizer.as_ref().map(|t| t.token_texts(&tokens));
     let rows: Vec<serde_json::Value> = per_token
         .iter()
@@ -829,9 +755,9 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
 
 /// `saelab generate`: a continuation, and with a steering feature the steered one beside it.
 fn generate(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::{load_model_dir, TOKENIZER_FILE};
     use crate::formats::tokenizer::TextTokenizer;
     use crate::lm::{self, Sampling, Steer};
+    use crate::model::files::{load_model_dir, TOKENIZER_FILE};
     let dir = Path::new(flags.required("model")?);
     let model = load_model_dir(dir)?;
     let prompt = model_tokens_from(flags, "prompt-tokens", dir, &model)?;
@@ -868,8 +794,9 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
         None if steer.is_some() => return Err(CliError("--steer and --clamp need --sae DIR".into())),
         None => None,
     };
-    let on_device = LmDevice::open(flags, &model, sae.as_ref())?;
-    let backend = on_device.backend();
+    let backend = backend(flags)?;
+    let model = LoadedModel::new(Rc::new(model), &backend)?;
+    let sae = sae.map(|s| LoadedSae::new(Rc::new(s), &backend)).transpose()?;
     let tokenizer = std::fs::read(dir.join(TOKENIZER_FILE)).ok().and_then(|b| TextTokenizer::parse(&b).ok());
     let describe = |tokens: &[u32]| {
         serde_json::json!({
@@ -877,20 +804,20 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
             "text": tokenizer.as_ref().and_then(|t| t.decode(tokens).ok()),
         })
     };
-    let plain = pollster::block_on(lm::generate(&model, None, None, &backend, &prompt, sampling))?;
+    let plain = pollster::block_on(lm::generate(&model, None, None, &prompt, sampling))?;
     let mut out = serde_json::json!({
         "prompt": describe(&prompt), "unsteered": describe(&plain[prompt.len()..]),
         "temperature": sampling.temperature, "seed": sampling.seed, "device": backend.name(),
     });
     if let Some(s) = steer {
-        let steered = pollster::block_on(lm::generate(&model, sae.as_ref(), Some(s), &backend, &prompt, sampling))?;
+        let steered = pollster::block_on(lm::generate(&model, sae.as_ref(), Some(s), &prompt, sampling))?;
         out["steered"] = describe(&steered[prompt.len()..]);
         out["steer"] = match s {
             Steer::Add { feature, alpha } => {
-                serde_json::json!({"feature": feature, "add": alpha, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())})
+                serde_json::json!({"feature": feature, "add": alpha, "hook": sae.as_ref().and_then(|s| s.sae.cfg.hook_name.clone())})
             }
             Steer::Clamp { feature, value } => {
-                serde_json::json!({"feature": feature, "clamp": value, "hook": sae.as_ref().and_then(|s| s.cfg.hook_name.clone())})
+                serde_json::json!({"feature": feature, "clamp": value, "hook": sae.as_ref().and_then(|s| s.sae.cfg.hook_name.clone())})
             }
         };
     }
@@ -902,7 +829,7 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
 /// and held-out evaluations on stderr, the final evaluation as JSON on stdout, saved in SAELens
 /// format.
 fn train_on_model(flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::gpt2_files::load_model_dir;
+    use crate::model::files::load_model_dir;
     use crate::train::checkpoint::Checkpoint;
     use crate::train::lm_train::LmTrainer;
 
@@ -911,9 +838,7 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
     let model = load_model_dir(dir)?;
     let (tokenizer, corpus) = corpus_tokens(flags, dir)?;
     let bos = tokenizer.special_id("<|endoftext|>");
-    let on_device = LmDevice::open(flags, &model, None)?;
-    let backend = on_device.backend();
-    let gpu = on_device.gpu.as_ref().map(|(g, _, _)| g);
+    let backend = backend(flags)?;
     let start = Instant::now();
 
     let (mut trainer, eval_every) = match flags.get("resume") {
@@ -929,14 +854,13 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
             let bytes = std::fs::read(path).map_err(|e| FormatError::Io { file: path.to_string(), msg: e.to_string() })?;
             let checkpoint = Checkpoint::parse(path, &bytes)?;
             let saved_every = checkpoint.header.extra.get("eval_every").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
-            let trainer = LmTrainer::resume(&model, &corpus, bos, checkpoint).map_err(|e| CliError(format!("--resume {path}: {e}")))?;
+            let trainer =
+                LmTrainer::resume(&model, &corpus, bos, checkpoint, &backend).map_err(|e| CliError(format!("--resume {path}: {e}")))?;
             (trainer, flags.number::<usize>("eval-every", saved_every)?.max(1))
         }
         None => new_model_trainer(flags, &model, dir, &backend, &corpus, bos)?,
     };
-    if let Some(g) = gpu {
-        trainer.training.use_gpu(g).map_err(CliError)?;
-    }
+    let model = LoadedModel::new(Rc::new(model), &backend)?;
     let (steps, batch) = (trainer.training.cfg.steps, trainer.training.cfg.batch);
     let tokens = steps * batch;
     let checkpoint_to = flags.get("checkpoint").map(PathBuf::from);
@@ -954,13 +878,11 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
         None => steps,
     };
     while trainer.training.step < stop_at {
-        pollster::block_on(trainer.step(&model, &backend, gpu)).map_err(CliError)?;
+        pollster::block_on(trainer.step(&model)).map_err(CliError)?;
         let step = trainer.training.step;
         if step % eval_every == 0 || step == steps {
-            if let Some(g) = gpu {
-                pollster::block_on(trainer.training.sync(g)).map_err(CliError)?;
-            }
-            let eval = pollster::block_on(trainer.evaluate(&model, &backend, gpu))?;
+            pollster::block_on(trainer.training.sync()).map_err(CliError)?;
+            let eval = pollster::block_on(trainer.evaluate(&model))?;
             let seconds = start.elapsed().as_secs_f64();
             let done = trainer.tokens_trained() as f64;
             let rate = (done - resumed_tokens as f64) / seconds;
@@ -974,7 +896,7 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
         if let Some(path) = &checkpoint_to {
             if step % checkpoint_every == 0 || step == stop_at {
                 let extra = serde_json::json!({ "eval_every": eval_every });
-                let bytes = pollster::block_on(trainer.checkpoint(gpu, extra)).map_err(CliError)?.serialize();
+                let bytes = pollster::block_on(trainer.checkpoint(extra)).map_err(CliError)?.serialize();
                 // Written beside and renamed over: an interrupted write leaves the last checkpoint whole.
                 let partial = path.with_extension("partial");
                 std::fs::write(&partial, &bytes)
@@ -1001,7 +923,7 @@ fn new_model_trainer(
     flags: &Flags,
     model: &crate::model::Gpt2,
     dir: &Path,
-    backend: &crate::lm::LmBackend<'_>,
+    backend: &Backend,
     corpus: &[u32],
     bos: Option<u32>,
 ) -> Result<(crate::train::lm_train::LmTrainer, usize), CliError> {
@@ -1010,8 +932,7 @@ fn new_model_trainer(
     use crate::train::sae_train::TrainArch;
     use crate::train::trainer::TrainConfig;
 
-    let hook = flags.required("hook")?.to_string();
-    model.cfg.check_hook(&hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+    let hook = model.cfg.hook_point(flags.required("hook")?).map_err(|e| CliError(format!("--hook: {e}")))?;
     let k: usize = flags.number("k", 32)?;
     let arch = TrainArch::from_name(
         flags.required("arch")?,
@@ -1036,7 +957,9 @@ fn new_model_trainer(
     let store = StoreConfig { hook, context, buffer_rows: flags.number("buffer", (batch * 16).max(8192))?, hold_out_every: 20, seed };
     let eval_every: usize = flags.number("eval-every", (steps / 10).max(1))?;
     let model_name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let trainer = pollster::block_on(LmTrainer::new(model, &model_name, backend, corpus, bos, store, train)).map_err(CliError)?;
+    // The first batch (b_dec's initialisation) is harvested where the model will run.
+    let loaded = LoadedModel::new(Rc::new(model.clone()), backend)?;
+    let trainer = pollster::block_on(LmTrainer::new(&loaded, &model_name, corpus, bos, store, train, backend)).map_err(CliError)?;
     Ok((trainer, eval_every.max(1)))
 }
 

@@ -6,10 +6,10 @@
 //! The sample is cut into contexts as the activation store cuts a corpus (BOS prepended when the
 //! tokenizer has one, its position not counted), so a feature sees text as it did in training.
 
-use crate::engine;
+use crate::engine::{self, LoadedSae};
 use crate::gpu::RunRequest;
-use crate::lm::{self, LmBackend, LmError};
-use crate::model::Gpt2;
+use crate::lm::{self, LmError, LoadedModel};
+use crate::model::{Gpt2, HookPoint};
 use crate::sae::Sae;
 
 /// One token where a feature fired.
@@ -27,7 +27,7 @@ pub struct SampleActivations {
     /// The sample's contexts, without BOS.
     pub contexts: Vec<Vec<u32>>,
     /// The SAE's hook on the model, checked once.
-    hook: String,
+    hook: HookPoint,
     bos: Option<u32>,
     /// Contexts run so far (the first `done`).
     pub done: usize,
@@ -39,17 +39,16 @@ pub struct SampleActivations {
 /// Runs `sae` (at its hook on `model`) over `sample` in contexts of `context` tokens (BOS
 /// included), calling `progress(done, total)` after each context.
 pub async fn run_sample(
-    model: &Gpt2,
-    sae: &Sae,
-    backend: &LmBackend<'_>,
+    model: &LoadedModel,
+    sae: &LoadedSae,
     sample: &[u32],
     bos: Option<u32>,
     context: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SampleActivations, LmError> {
-    let mut run = SampleActivations::new(model, sae, sample, bos, context)?;
+    let mut run = SampleActivations::new(&model.model, &sae.sae, sample, bos, context)?;
     while run.done < run.contexts.len() {
-        run.run_next(model, sae, backend).await?;
+        run.run_next(model, sae).await?;
         progress(run.done, run.contexts.len());
     }
     Ok(run)
@@ -73,16 +72,16 @@ impl SampleActivations {
 
     /// Runs the next context through the model and the SAE (the ones given to `new`) and records
     /// where features fired.
-    pub async fn run_next(&mut self, model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>) -> Result<(), LmError> {
-        let (c, d_sae) = (self.done, sae.d_sae());
+    pub async fn run_next(&mut self, model: &LoadedModel, sae: &LoadedSae) -> Result<(), LmError> {
+        let (c, d_sae) = (self.done, sae.sae.d_sae());
         let tokens = &self.contexts[c];
         let with_bos: Vec<u32> = self.bos.into_iter().chain(tokens.iter().copied()).collect();
-        let acts = backend.activations_at(model, &with_bos, &self.hook).await?;
-        let skip = usize::from(self.bos.is_some()) * sae.d_in();
-        let dense = engine::analyze(sae, &backend.sae_backend()?, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() })
+        let acts = model.activations_at(&with_bos, self.hook).await?;
+        let skip = usize::from(self.bos.is_some()) * sae.sae.d_in();
+        let dense = engine::analyze(sae, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() })
             .await?
             .acts
-            .expect("requested");
+            .ok_or_else(|| LmError::Mismatch("the SAE returned no activations".into()))?;
         for (position, row) in dense.chunks_exact(d_sae).enumerate() {
             for (f, &a) in row.iter().enumerate() {
                 if a > 0.0 {

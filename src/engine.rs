@@ -1,6 +1,10 @@
-//! The one API the CLI, the page and the tests use: validate activations against an SAE, then run
-//! them on the CPU reference or the GPU and get activations, reconstructions and metrics back.
+//! An SAE on its backend: the one API the CLI, the page and the tests use to validate activations
+//! against an SAE, run them where the SAE was placed (CPU reference or GPU) and get activations,
+//! reconstructions and metrics back.
 
+use std::rc::Rc;
+
+use crate::backend::Backend;
 use crate::formats::npy::NpyArray;
 use crate::gpu::{Gpu, GpuError, GpuSae, RunRequest};
 use crate::sae::metrics::{self, BatchMetrics};
@@ -42,18 +46,52 @@ pub fn check_activations(file: &str, array: &NpyArray, d_in: usize) -> Result<us
     Ok(n)
 }
 
-/// Where to run: the plain-Rust reference, or an SAE already uploaded to a GPU.
-pub enum Backend<'a> {
-    Cpu,
-    Gpu { gpu: &'a Gpu, sae: &'a GpuSae },
+/// An SAE placed on a backend: its host weights (what the CPU reference runs and every caller
+/// reads the config from) and, on a GPU, their copy uploaded once. Cloning it shares both.
+#[derive(Clone)]
+pub struct LoadedSae {
+    pub sae: Rc<Sae>,
+    on_gpu: Option<(Rc<Gpu>, Rc<GpuSae>)>,
 }
 
-impl Backend<'_> {
-    pub fn name(&self) -> String {
-        match self {
-            Backend::Cpu => "cpu (reference)".to_string(),
-            Backend::Gpu { gpu, .. } => gpu.adapter_name.clone(),
+impl LoadedSae {
+    /// Places `sae` on `backend` (uploads its weights to a GPU).
+    pub fn new(sae: Rc<Sae>, backend: &Backend) -> Result<LoadedSae, GpuError> {
+        let on_gpu = match backend {
+            Backend::Cpu => None,
+            Backend::Gpu(gpu) => Some((gpu.clone(), Rc::new(GpuSae::upload(gpu, &sae)?))),
+        };
+        Ok(LoadedSae { sae, on_gpu })
+    }
+
+    /// As `new`, with the weights split into pieces of at most `max_binding_bytes` on a GPU
+    /// (tests of the chunked path).
+    pub fn with_binding_limit(sae: Rc<Sae>, backend: &Backend, max_binding_bytes: u64) -> Result<LoadedSae, GpuError> {
+        let on_gpu = match backend {
+            Backend::Cpu => None,
+            Backend::Gpu(gpu) => Some((gpu.clone(), Rc::new(GpuSae::upload_with_binding_limit(gpu, &sae, max_binding_bytes)?))),
+        };
+        Ok(LoadedSae { sae, on_gpu })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &self.on_gpu {
+            None => Backend::Cpu,
+            Some((gpu, _)) => Backend::Gpu(gpu.clone()),
         }
+    }
+
+    /// The uploaded copy, on a GPU.
+    pub fn gpu_sae(&self) -> Option<&GpuSae> {
+        self.on_gpu.as_ref().map(|(_, s)| s.as_ref())
+    }
+}
+
+/// A placed SAE reads as its host weights (config, decoder rows), as an `Rc<Sae>` would.
+impl std::ops::Deref for LoadedSae {
+    type Target = Sae;
+    fn deref(&self) -> &Sae {
+        &self.sae
     }
 }
 
@@ -81,13 +119,13 @@ pub fn analyze_cpu(sae: &Sae, x: &[f32], request: RunRequest) -> Analysis {
     Analysis { acts: request.dense_acts.then_some(acts), recon: request.recon.then_some(recon), metrics, device: Backend::Cpu.name() }
 }
 
-/// Runs validated activations `x` (`[n, d_in]`) through `sae` on `backend`.
-pub async fn analyze(sae: &Sae, backend: &Backend<'_>, x: &[f32], request: RunRequest) -> Result<Analysis, EngineError> {
-    match backend {
-        Backend::Cpu => Ok(analyze_cpu(sae, x, request)),
-        Backend::Gpu { gpu, sae: gpu_sae } => {
+/// Runs validated activations `x` (`[n, d_in]`) through `sae` where it was placed.
+pub async fn analyze(sae: &LoadedSae, x: &[f32], request: RunRequest) -> Result<Analysis, EngineError> {
+    match &sae.on_gpu {
+        None => Ok(analyze_cpu(&sae.sae, x, request)),
+        Some((gpu, gpu_sae)) => {
             let out = gpu.run_sae(gpu_sae, x, request).await?;
-            Ok(Analysis { acts: out.acts, recon: out.recon, metrics: out.metrics, device: backend.name() })
+            Ok(Analysis { acts: out.acts, recon: out.recon, metrics: out.metrics, device: gpu.adapter_name.clone() })
         }
     }
 }

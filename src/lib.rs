@@ -4,6 +4,7 @@
 //!
 //! Data flows one way: bytes → `formats` → `sae::Sae` → `gpu` → results → CLI output or the page.
 
+pub mod backend;
 pub mod dashboard;
 pub mod engine;
 pub mod fingerprint;
@@ -11,6 +12,7 @@ pub mod formats;
 pub mod gpu;
 pub mod lm;
 pub mod model;
+pub mod random;
 pub mod sae;
 pub mod train;
 

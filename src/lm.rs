@@ -10,11 +10,14 @@
 //! (empirically) pathological") replaces the activation by the reconstruction plus a random
 //! vector of the error's norm at each position. All positions count, the first token too.
 
-use crate::engine::{self, Backend, EngineError};
+use std::rc::Rc;
+
+use crate::backend::Backend;
+use crate::engine::{self, EngineError, LoadedSae};
 use crate::gpu::model_runner::GpuGpt2;
-use crate::gpu::{Gpu, GpuError, GpuSae, RunRequest};
-use crate::model::{cpu, Gpt2, Intervention, ModelError};
-use crate::sae::random::Rng;
+use crate::gpu::{Gpu, GpuError, RunRequest};
+use crate::model::{cpu, Gpt2, HookPoint, Intervention, ModelError};
+use crate::random::Rng;
 use crate::sae::Sae;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,68 +32,78 @@ pub enum LmError {
     Mismatch(String),
 }
 
-/// Where the model and the SAE run.
-pub enum LmBackend<'a> {
-    Cpu,
-    /// `sae` is the SAE on the GPU, when one is used (generation without steering needs none).
-    Gpu {
-        gpu: &'a Gpu,
-        model: &'a GpuGpt2,
-        sae: Option<&'a GpuSae>,
-    },
+/// A model placed on a backend: its host weights (the CPU reference's input, and the config every
+/// caller reads) and, on a GPU, their copy uploaded once. Cloning it shares both.
+#[derive(Clone)]
+pub struct LoadedModel {
+    pub model: Rc<Gpt2>,
+    on_gpu: Option<(Rc<Gpu>, Rc<GpuGpt2>)>,
 }
 
-impl LmBackend<'_> {
-    pub fn name(&self) -> String {
-        match self {
-            LmBackend::Cpu => "cpu (reference)".into(),
-            LmBackend::Gpu { gpu, .. } => gpu.adapter_name.clone(),
+impl LoadedModel {
+    /// Places `model` on `backend` (uploads its weights to a GPU).
+    pub fn new(model: Rc<Gpt2>, backend: &Backend) -> Result<LoadedModel, GpuError> {
+        let on_gpu = match backend {
+            Backend::Cpu => None,
+            Backend::Gpu(gpu) => Some((gpu.clone(), Rc::new(GpuGpt2::upload(gpu, &model)?))),
+        };
+        Ok(LoadedModel { model, on_gpu })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &self.on_gpu {
+            None => Backend::Cpu,
+            Some((gpu, _)) => Backend::Gpu(gpu.clone()),
         }
     }
 
-    pub fn sae_backend(&self) -> Result<Backend<'_>, LmError> {
-        match self {
-            LmBackend::Cpu => Ok(Backend::Cpu),
-            LmBackend::Gpu { gpu, sae: Some(sae), .. } => Ok(Backend::Gpu { gpu, sae }),
-            LmBackend::Gpu { sae: None, .. } => Err(LmError::Mismatch("no SAE was uploaded to the GPU for this run".into())),
-        }
+    /// The uploaded copy, on a GPU.
+    pub fn gpu_model(&self) -> Option<&GpuGpt2> {
+        self.on_gpu.as_ref().map(|(_, m)| m.as_ref())
     }
 
-    /// Logits and captured hooks, with interventions.
+    /// Logits and the activations at `capture`, with `interventions` applied.
     pub async fn run(
         &self,
-        model: &Gpt2,
         tokens: &[u32],
-        capture: &[&str],
+        capture: &[HookPoint],
         interventions: &[Intervention<'_>],
     ) -> Result<(Vec<f32>, Vec<Vec<f32>>), LmError> {
-        match self {
-            LmBackend::Cpu => Ok(cpu::run(model, tokens, capture, interventions)?),
-            LmBackend::Gpu { gpu, model: gpu_model, .. } => {
+        match &self.on_gpu {
+            None => Ok(cpu::run(&self.model, tokens, capture, interventions)?),
+            Some((gpu, gpu_model)) => {
                 let out = gpu_model.run(gpu, tokens, capture, interventions).await?;
                 Ok((out.logits, out.hooks))
             }
         }
     }
 
-    /// The activations `[n_tokens, d]` at hook `name`, running only the blocks needed to reach it
+    /// The activations `[n_tokens, d]` at `hook`, running only the blocks needed to reach it
     /// and no unembedding (harvesting for SAE training).
-    pub async fn activations_at(&self, model: &Gpt2, tokens: &[u32], name: &str) -> Result<Vec<f32>, LmError> {
-        match self {
-            LmBackend::Cpu => Ok(cpu::activations_at(model, tokens, name)?),
-            LmBackend::Gpu { gpu, model: gpu_model, .. } => Ok(gpu_model.activations_at(gpu, tokens, name).await?),
+    pub async fn activations_at(&self, tokens: &[u32], hook: HookPoint) -> Result<Vec<f32>, LmError> {
+        match &self.on_gpu {
+            None => Ok(cpu::activations_at(&self.model, tokens, hook)?),
+            Some((gpu, gpu_model)) => Ok(gpu_model.activations_at(gpu, tokens, hook).await?),
         }
     }
 }
 
+/// A placed model reads as its host weights (config, embeddings), as an `Rc<Gpt2>` would.
+impl std::ops::Deref for LoadedModel {
+    type Target = Gpt2;
+    fn deref(&self) -> &Gpt2 {
+        &self.model
+    }
+}
+
 /// The SAE's hook point on this model, or why it does not attach.
-pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<String, LmError> {
-    let hook = sae
+pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<HookPoint, LmError> {
+    let name = sae
         .cfg
         .hook_name
         .clone()
         .ok_or_else(|| LmError::Mismatch("the SAE's cfg.json names no hook_name, so it cannot attach to a model".into()))?;
-    model.cfg.check_hook(&hook).map_err(|e| LmError::Mismatch(format!("the SAE's hook_name: {e}")))?;
+    let hook = model.cfg.hook_point(&name).map_err(|e| LmError::Mismatch(format!("the SAE's hook_name: {e}")))?;
     if sae
         .cfg
         .raw
@@ -136,7 +149,7 @@ fn mean(v: &[f32]) -> f32 {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SpliceReport {
-    pub hook: String,
+    pub hook: HookPoint,
     pub n_tokens: usize,
     pub ce_clean: f32,
     pub ce_spliced: f32,
@@ -154,7 +167,7 @@ pub struct SpliceReport {
 /// lists, a feature's activation on every token and the splice evaluation all start from.
 #[derive(Debug, Clone)]
 pub struct TextRun {
-    pub hook: String,
+    pub hook: HookPoint,
     /// `[n_tokens, vocab]`.
     pub logits: Vec<f32>,
     /// The hook's activations, `[n_tokens, d_model]`.
@@ -167,13 +180,11 @@ pub struct TextRun {
 }
 
 /// Runs the model over `tokens` once, capturing the SAE's hook, and the SAE on what it captured.
-pub async fn run_text(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32]) -> Result<TextRun, LmError> {
-    let hook = attach_point(model, sae)?;
-    let (logits, mut captured) = backend.run(model, tokens, &[hook.as_str()], &[]).await?;
-    let hook_acts = captured.pop().expect("one hook captured");
-    let analysis =
-        engine::analyze(sae, &backend.sae_backend()?, &hook_acts, RunRequest { dense_acts: true, recon: true, ..Default::default() })
-            .await?;
+pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> Result<TextRun, LmError> {
+    let hook = attach_point(&model.model, &sae.sae)?;
+    let (logits, mut captured) = model.run(tokens, &[hook], &[]).await?;
+    let hook_acts = captured.pop().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
+    let analysis = engine::analyze(sae, &hook_acts, RunRequest { dense_acts: true, recon: true, ..Default::default() }).await?;
     Ok(TextRun {
         hook,
         logits,
@@ -185,14 +196,15 @@ pub async fn run_text(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: 
 }
 
 /// Runs the splice evaluation of `sae` on `model` for `tokens` (at least 2).
-pub async fn splice(model: &Gpt2, sae: &Sae, backend: &LmBackend<'_>, tokens: &[u32], seed: u64) -> Result<SpliceReport, LmError> {
-    let run = run_text(model, sae, backend, tokens).await?;
-    splice_from(model, backend, tokens, &run, seed).await
+pub async fn splice(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32], seed: u64) -> Result<SpliceReport, LmError> {
+    let run = run_text(model, sae, tokens).await?;
+    splice_from(model, tokens, &run, seed).await
 }
 
 /// The splice evaluation from a clean pass already made: three more forward passes (the
 /// reconstruction, zeros and the random-error baseline at the hook).
-pub async fn splice_from(model: &Gpt2, backend: &LmBackend<'_>, tokens: &[u32], run: &TextRun, seed: u64) -> Result<SpliceReport, LmError> {
+pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, seed: u64) -> Result<SpliceReport, LmError> {
+    let model = &loaded.model;
     if tokens.len() < 2 {
         return Err(LmError::Mismatch("splicing needs at least 2 tokens (a next token to predict)".into()));
     }
@@ -200,7 +212,7 @@ pub async fn splice_from(model: &Gpt2, backend: &LmBackend<'_>, tokens: &[u32], 
     if run.logits.len() != tokens.len() * vocab || run.hook_acts.len() != tokens.len() * d {
         return Err(LmError::Mismatch("the clean run was made for other tokens".into()));
     }
-    let hook = run.hook.as_str();
+    let hook = run.hook;
     let zeros = vec![0.0; run.hook_acts.len()];
     let mut rng = Rng::new(seed);
     let mut noisy = run.recon.clone();
@@ -213,7 +225,7 @@ pub async fn splice_from(model: &Gpt2, backend: &LmBackend<'_>, tokens: &[u32], 
     let mut replaced_logits = Vec::with_capacity(3);
     for values in [&run.recon, &zeros, &noisy] {
         let intervention = [Intervention::Replace { hook, values }];
-        replaced_logits.push(backend.run(model, tokens, &[], &intervention).await?.0);
+        replaced_logits.push(loaded.run(tokens, &[], &intervention).await?.0);
     }
     let [spliced_logits, zero_logits, noisy_logits] = <[Vec<f32>; 3]>::try_from(replaced_logits).expect("three runs");
     let clean = next_token_losses(&run.logits, tokens, vocab);
@@ -230,8 +242,8 @@ pub async fn splice_from(model: &Gpt2, backend: &LmBackend<'_>, tokens: &[u32], 
         l0: run.l0,
         ce_random_error: mean(&next_token_losses(&noisy_logits, tokens, vocab)),
         per_token_delta: spliced.iter().zip(&clean).map(|(s, c)| s - c).collect(),
-        device: backend.name(),
-        hook: run.hook.clone(),
+        device: loaded.backend().name(),
+        hook: run.hook,
     })
 }
 
@@ -248,14 +260,8 @@ pub fn top_features(acts: &[f32], d_sae: usize, top: usize) -> Vec<Vec<(usize, f
 }
 
 /// Per token, the SAE's active features, strongest first (at most `top`).
-pub async fn token_features(
-    model: &Gpt2,
-    sae: &Sae,
-    backend: &LmBackend<'_>,
-    tokens: &[u32],
-    top: usize,
-) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
-    Ok(top_features(&run_text(model, sae, backend, tokens).await?.sae_acts, sae.d_sae(), top))
+pub async fn token_features(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32], top: usize) -> Result<Vec<Vec<(usize, f32)>>, LmError> {
+    Ok(top_features(&run_text(model, sae, tokens).await?.sae_acts, sae.sae.d_sae(), top))
 }
 
 /// How to steer generation with one SAE feature (Templeton et al. 2024, "Scaling
@@ -300,17 +306,18 @@ pub fn pick_next(logits: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
 /// Continues `prompt` by `sampling.new_tokens` tokens (stopping at the context length), steered
 /// by `steer` through `sae` when given. Each step runs the whole sequence (no key/value cache).
 pub async fn generate(
-    model: &Gpt2,
-    sae: Option<&Sae>,
+    loaded: &LoadedModel,
+    loaded_sae: Option<&LoadedSae>,
     steer: Option<Steer>,
-    backend: &LmBackend<'_>,
     prompt: &[u32],
     sampling: Sampling,
 ) -> Result<Vec<u32>, LmError> {
+    let model = &loaded.model;
     let vocab = model.cfg.vocab_size;
-    let steering = match (steer, sae) {
+    let steering = match (steer, loaded_sae) {
         (None, _) => None,
-        (Some(s), Some(sae)) => {
+        (Some(s), Some(loaded_sae)) => {
+            let sae = &loaded_sae.sae;
             let hook = attach_point(model, sae)?;
             let feature = match s {
                 Steer::Add { feature, .. } | Steer::Clamp { feature, .. } => feature,
@@ -330,26 +337,26 @@ pub async fn generate(
             break;
         }
         let logits = match &steering {
-            None => backend.run(model, &tokens, &[], &[]).await?.0,
+            None => loaded.run(&tokens, &[], &[]).await?.0,
             Some((hook, Steer::Add { alpha, .. }, _, direction)) => {
                 let vector: Vec<f32> = direction.iter().map(|w| alpha * w).collect();
-                backend.run(model, &tokens, &[], &[Intervention::AddToEveryToken { hook, vector: &vector }]).await?.0
+                loaded.run(&tokens, &[], &[Intervention::AddToEveryToken { hook: *hook, vector: &vector }]).await?.0
             }
             Some((hook, Steer::Clamp { value, .. }, feature, direction)) => {
-                let sae = sae.expect("checked above");
-                let (_, captured) = backend.run(model, &tokens, &[hook.as_str()], &[]).await?;
-                let acts =
-                    engine::analyze(sae, &backend.sae_backend()?, &captured[0], RunRequest { dense_acts: true, ..Default::default() })
-                        .await?
-                        .acts
-                        .expect("requested");
+                let loaded_sae = loaded_sae.ok_or_else(|| LmError::Mismatch("clamping a feature needs its SAE".into()))?;
+                let sae = &loaded_sae.sae;
+                let (_, captured) = loaded.run(&tokens, &[*hook], &[]).await?;
+                let acts = engine::analyze(loaded_sae, &captured[0], RunRequest { dense_acts: true, ..Default::default() })
+                    .await?
+                    .acts
+                    .ok_or_else(|| LmError::Mismatch("the SAE returned no activations".into()))?;
                 let d = direction.len();
                 let mut changed = captured[0].clone();
                 for (t, row) in changed.chunks_exact_mut(d).enumerate() {
                     let delta = value - acts[t * sae.d_sae() + feature];
                     row.iter_mut().zip(direction).for_each(|(x, w)| *x += delta * w);
                 }
-                backend.run(model, &tokens, &[], &[Intervention::Replace { hook, values: &changed }]).await?.0
+                loaded.run(&tokens, &[], &[Intervention::Replace { hook: *hook, values: &changed }]).await?.0
             }
         };
         let last = &logits[(tokens.len() - 1) * vocab..];

@@ -6,7 +6,7 @@ mod common;
 use common::fixtures;
 use saelab::engine::check_activations;
 use saelab::formats::npy;
-use saelab::formats::sae_files::{parse_sae, SaeFileBytes};
+use saelab::sae::files::{parse_sae, SaeFileBytes};
 
 fn files(name: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = fixtures().join(name);
@@ -126,8 +126,8 @@ fn activations_that_do_not_fit_the_sae() {
 /// GPT-2 folders: bad config.json, missing or mis-shaped tensors, truncated weights, bad tokens.
 #[test]
 fn gpt2_model_files_and_tokens() {
-    use saelab::formats::gpt2_files::parse_gpt2;
     use saelab::formats::safetensors::TensorFile;
+    use saelab::model::files::parse_gpt2;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tied_f32");
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
@@ -175,6 +175,6 @@ fn gpt2_model_files_and_tokens() {
     assert_eq!(run(&[1, 2, 211]), "token 211 at position 2 is outside the vocabulary (size 211)");
     assert_eq!(run(&[0; 41]), "41 tokens are more than the model's context of 40 (n_positions); shorten the text");
     assert_eq!(run(&[]), "no tokens to run");
-    assert!(model.cfg.check_hook("blocks.3.hook_resid_pre").unwrap_err().contains("blocks.{0..2}"));
-    assert!(model.cfg.check_hook("blocks.2.attn.hook_z").is_ok());
+    assert!(model.cfg.hook_point("blocks.3.hook_resid_pre").unwrap_err().contains("blocks.{0..2}"));
+    assert!(model.cfg.hook_point("blocks.2.attn.hook_z").is_ok());
 }

@@ -7,8 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use saelab::formats::gpt2_files::load_model_dir;
-use saelab::lm::LmBackend;
+use saelab::backend::Backend;
+use saelab::lm::LoadedModel;
+use saelab::model::files::load_model_dir;
 use saelab::model::Gpt2;
 use saelab::train::activations::StoreConfig;
 use saelab::train::checkpoint::{read_header, Checkpoint};
@@ -28,7 +29,7 @@ const HOOK: &str = "blocks.1.hook_resid_pre";
 
 fn store_cfg() -> StoreConfig {
     // A buffer of 100 rows and batches of 24: refills land mid-run, so the saved buffer matters.
-    StoreConfig { hook: HOOK.into(), context: 30, buffer_rows: 100, hold_out_every: 10, seed: 3 }
+    StoreConfig { hook: HOOK.parse().unwrap(), context: 30, buffer_rows: 100, hold_out_every: 10, seed: 3 }
 }
 
 fn train_cfg(arch: TrainArch, steps: usize) -> TrainConfig {
@@ -39,23 +40,26 @@ fn train_cfg(arch: TrainArch, steps: usize) -> TrainConfig {
     cfg
 }
 
-fn new_trainer(model: &Gpt2, tokens: &[u32], cfg: TrainConfig) -> LmTrainer {
-    pollster::block_on(LmTrainer::new(model, "tied_f32", &LmBackend::Cpu, tokens, Some(0), store_cfg(), cfg)).unwrap()
+/// A new run trained on `backend`, harvesting on the CPU reference.
+fn new_trainer(model: &Gpt2, tokens: &[u32], cfg: TrainConfig, backend: &Backend) -> LmTrainer {
+    let model = common::model_on(model, &Backend::Cpu);
+    pollster::block_on(LmTrainer::new(&model, "tied_f32", tokens, Some(0), store_cfg(), cfg, backend)).unwrap()
 }
 
-fn steps(trainer: &mut LmTrainer, model: &Gpt2, gpu: Option<&saelab::gpu::Gpu>, n: usize) {
+fn steps(trainer: &mut LmTrainer, model: &Gpt2, n: usize) {
+    let model: LoadedModel = common::model_on(model, &Backend::Cpu);
     for _ in 0..n {
-        pollster::block_on(trainer.step(model, &LmBackend::Cpu, gpu)).unwrap();
+        pollster::block_on(trainer.step(&model)).unwrap();
     }
 }
 
-/// Saves `trainer` through bytes and resumes it, as the page does after a reload.
-fn round_trip(trainer: &LmTrainer, model: &Gpt2, tokens: &[u32], gpu: Option<&saelab::gpu::Gpu>) -> LmTrainer {
+/// Saves `trainer` through bytes and resumes it on `backend`, as the page does after a reload.
+fn round_trip(trainer: &LmTrainer, model: &Gpt2, tokens: &[u32], backend: &Backend) -> LmTrainer {
     let extra = serde_json::json!({ "settings": { "dict": "53" }, "evals": [1, 2] });
-    let bytes = pollster::block_on(trainer.checkpoint(gpu, extra.clone())).unwrap().serialize();
+    let bytes = pollster::block_on(trainer.checkpoint(extra.clone())).unwrap().serialize();
     let header = read_header("run.ckpt", &bytes).unwrap();
     assert_eq!((header.step, header.extra.clone(), header.model_name.as_str()), (trainer.training.step, extra, "tied_f32"));
-    LmTrainer::resume(model, tokens, Some(0), Checkpoint::parse("run.ckpt", &bytes).unwrap()).unwrap()
+    LmTrainer::resume(model, tokens, Some(0), Checkpoint::parse("run.ckpt", &bytes).unwrap(), backend).unwrap()
 }
 
 #[test]
@@ -64,13 +68,13 @@ fn a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one() {
     let tokens = corpus(29 * 30);
     // BatchTopK: its running threshold, AuxK's dead-latent counters and resampling all carry over.
     for arch in [TrainArch::BatchTopK { k: 5 }, TrainArch::JumpRelu { l0: 1e-3, bandwidth: 0.05 }] {
-        let mut whole = new_trainer(&model, &tokens, train_cfg(arch, 40));
-        steps(&mut whole, &model, None, 40);
-        let mut first = new_trainer(&model, &tokens, train_cfg(arch, 40));
-        steps(&mut first, &model, None, 17);
-        let mut resumed = round_trip(&first, &model, &tokens, None);
+        let mut whole = new_trainer(&model, &tokens, train_cfg(arch, 40), &Backend::Cpu);
+        steps(&mut whole, &model, 40);
+        let mut first = new_trainer(&model, &tokens, train_cfg(arch, 40), &Backend::Cpu);
+        steps(&mut first, &model, 17);
+        let mut resumed = round_trip(&first, &model, &tokens, &Backend::Cpu);
         assert_eq!(resumed.training.step, 17);
-        steps(&mut resumed, &model, None, 23);
+        steps(&mut resumed, &model, 23);
         assert_eq!(resumed.training.params, whole.training.params, "{arch:?}: the resumed run's parameters");
         assert_eq!(resumed.training.batch_topk_threshold.to_bits(), whole.training.batch_topk_threshold.to_bits());
         assert_eq!(resumed.training.dead_mask(), whole.training.dead_mask());
@@ -78,8 +82,8 @@ fn a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one() {
         assert_eq!(resumed.store.epochs, whole.store.epochs);
         assert!(whole.store.epochs >= 1, "the run crossed an epoch boundary");
         let (a, b) = (
-            pollster::block_on(whole.evaluate(&model, &LmBackend::Cpu, None)).unwrap(),
-            pollster::block_on(resumed.evaluate(&model, &LmBackend::Cpu, None)).unwrap(),
+            pollster::block_on(whole.evaluate(&common::model_on(&model, &Backend::Cpu))).unwrap(),
+            pollster::block_on(resumed.evaluate(&common::model_on(&model, &Backend::Cpu))).unwrap(),
         );
         assert_eq!(a, b);
     }
@@ -89,22 +93,19 @@ fn a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one() {
 fn a_run_on_the_gpu_saves_from_and_resumes_on_the_gpu() {
     let model = model();
     let tokens = corpus(29 * 30);
-    let gpu = common::gpu();
+    let gpu = common::gpu_backend();
     let cfg = train_cfg(TrainArch::TopK { k: 6 }, 24);
-    let mut whole = new_trainer(&model, &tokens, cfg.clone());
-    whole.training.use_gpu(&gpu).unwrap();
-    steps(&mut whole, &model, Some(&gpu), 24);
-    pollster::block_on(whole.training.sync(&gpu)).unwrap();
+    let mut whole = new_trainer(&model, &tokens, cfg.clone(), &gpu);
+    steps(&mut whole, &model, 24);
+    pollster::block_on(whole.training.sync()).unwrap();
 
-    let mut first = new_trainer(&model, &tokens, cfg);
-    first.training.use_gpu(&gpu).unwrap();
-    steps(&mut first, &model, Some(&gpu), 11);
+    let mut first = new_trainer(&model, &tokens, cfg, &gpu);
+    steps(&mut first, &model, 11);
     // The checkpoint reads parameters and Adam's moments back from the GPU; the resumed trainer
     // takes them (and Adam's step count) back there.
-    let mut resumed = round_trip(&first, &model, &tokens, Some(&gpu));
-    resumed.training.use_gpu(&gpu).unwrap();
-    steps(&mut resumed, &model, Some(&gpu), 13);
-    pollster::block_on(resumed.training.sync(&gpu)).unwrap();
+    let mut resumed = round_trip(&first, &model, &tokens, &gpu);
+    steps(&mut resumed, &model, 13);
+    pollster::block_on(resumed.training.sync()).unwrap();
     let worst = whole.training.params.w_dec.iter().zip(&resumed.training.params.w_dec).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst < 1e-5, "W_dec after 24 steps, resumed at 11 vs uninterrupted: differs by {worst}");
     assert_eq!(resumed.training.dead_mask(), whole.training.dead_mask());
@@ -114,13 +115,14 @@ fn a_run_on_the_gpu_saves_from_and_resumes_on_the_gpu() {
 fn a_checkpoint_of_another_run_or_a_damaged_one_is_refused() {
     let model = model();
     let tokens = corpus(29 * 30);
-    let mut trainer = new_trainer(&model, &tokens, train_cfg(TrainArch::TopK { k: 5 }, 10));
-    steps(&mut trainer, &model, None, 3);
-    let checkpoint = pollster::block_on(trainer.checkpoint(None, serde_json::Value::Null)).unwrap();
+    let mut trainer = new_trainer(&model, &tokens, train_cfg(TrainArch::TopK { k: 5 }, 10), &Backend::Cpu);
+    steps(&mut trainer, &model, 3);
+    let checkpoint = pollster::block_on(trainer.checkpoint(serde_json::Value::Null)).unwrap();
     let bytes = checkpoint.serialize();
     let estimate = trainer.checkpoint_size() as f64;
     assert!(bytes.len() as f64 > estimate && (bytes.len() as f64) < 1.15 * estimate, "checkpoint_size {estimate} vs {} bytes", bytes.len());
-    let resume = |model: &Gpt2, tokens: &[u32], c: Checkpoint| LmTrainer::resume(model, tokens, Some(0), c).err().expect("refused");
+    let resume =
+        |model: &Gpt2, tokens: &[u32], c: Checkpoint| LmTrainer::resume(model, tokens, Some(0), c, &Backend::Cpu).err().expect("refused");
 
     // Another corpus, another model.
     assert!(resume(&model, &corpus(29 * 31), checkpoint.clone()).contains("another corpus (870 tokens)"));
@@ -136,7 +138,7 @@ fn a_checkpoint_of_another_run_or_a_damaged_one_is_refused() {
     grown.extend([7u8; 100]);
     assert!(Checkpoint::parse("run.ckpt", &grown).is_err(), "extra bytes after the data");
     assert!(Checkpoint::parse("run.ckpt", b"not a checkpoint at all").unwrap_err().to_string().starts_with("run.ckpt: "));
-    let sae_weights = saelab::formats::sae_files::serialize_sae(&trainer.to_sae()).1;
+    let sae_weights = saelab::sae::files::serialize_sae(&trainer.to_sae()).1;
     assert!(Checkpoint::parse("sae_weights.safetensors", &sae_weights).unwrap_err().to_string().contains("not a saelab checkpoint"));
 
     // A header of another version, or one that does not fit its tensors or the corpus.
@@ -156,7 +158,13 @@ fn a_checkpoint_of_another_run_or_a_damaged_one_is_refused() {
         Checkpoint::parse("run.ckpt", &huge).unwrap_err().to_string().contains("expected [60, 1099511627776]"),
         "a size in the header is not allocated"
     );
-    let counters = Checkpoint::parse("run.ckpt", &edited(&|c| drop(c.trainer.steps_since_fired.pop()))).unwrap();
+    let counters = Checkpoint::parse(
+        "run.ckpt",
+        &edited(&|c| {
+            c.trainer.steps_since_fired.pop();
+        }),
+    )
+    .unwrap();
     assert!(resume(&model, &tokens, counters).contains("inconsistent"));
     let order = Checkpoint::parse("run.ckpt", &edited(&|c| c.store.order[0] = c.store.order[1])).unwrap();
     assert!(resume(&model, &tokens, order).contains("does not fit this corpus"));

@@ -159,7 +159,7 @@ fn toy_trains_reports_json_and_saves_a_loadable_sae() {
         assert!(json.get(key).is_some(), "toy output lacks {key}: {out}");
     }
     assert!(json["mmcs"].as_f64().unwrap() > 0.5, "{out}");
-    let sae = saelab::formats::sae_files::load_dir(&save).unwrap();
+    let sae = saelab::sae::files::load_dir(&save).unwrap();
     assert_eq!(sae.cfg.architecture, saelab::sae::Architecture::TopK { k: 3 });
     assert_eq!((sae.d_in(), sae.d_sae()), (8, 32));
     // Same seed, same result.
@@ -175,7 +175,7 @@ fn toy_trains_reports_json_and_saves_a_loadable_sae() {
         assert_eq!(code, 0, "{arch}: {err}");
         let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert!(json["mmcs"].as_f64().unwrap() > 0.5, "{arch}: {out}");
-        let sae = saelab::formats::sae_files::load_dir(&folder).unwrap();
+        let sae = saelab::sae::files::load_dir(&folder).unwrap();
         let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(folder.join("cfg.json")).unwrap()).unwrap();
         assert_eq!(cfg["architecture"], saved_as, "{arch}");
         if arch == "batchtopk" {
@@ -223,7 +223,7 @@ fn superposition_appears_as_features_get_sparse() {
 
 #[test]
 fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
-    use saelab::formats::gpt2_files::{load_model_dir, serialize_gpt2};
+    use saelab::model::files::{load_model_dir, serialize_gpt2};
     use saelab::model::{Gpt2, Gpt2Config};
     let dir = temp_dir("forward");
     // A tiny random model with GPT-2's vocabulary, so that GPT-2's tokenizer applies.
@@ -269,7 +269,8 @@ fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
     let (l, h) = (read(&logits), read(&hook));
     assert_eq!((l.shape.as_slice(), h.shape.as_slice()), (&[2, 50257][..], &[2, 12][..]));
     // The same numbers as the library's forward.
-    let (want_logits, want_hooks) = saelab::model::cpu::run_with_hooks(&model, &[15496, 995], &["blocks.1.hook_resid_mid"]).unwrap();
+    let (want_logits, want_hooks) =
+        saelab::model::cpu::run_with_hooks(&model, &[15496, 995], &["blocks.1.hook_resid_mid".parse().unwrap()]).unwrap();
     assert_eq!((&l.data, &h.data), (&want_logits, &want_hooks[0]));
     // On the GPU: the same within f32 reordering.
     let (code, out, err) =
@@ -387,7 +388,7 @@ fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
     }
     let progress = err.lines().filter(|l| l.starts_with("{\"step\"")).count();
     assert_eq!(progress, 4, "a progress line every 5 steps on stderr: {err}");
-    let sae = saelab::formats::sae_files::load_dir(&save).unwrap();
+    let sae = saelab::sae::files::load_dir(&save).unwrap();
     assert_eq!(sae.cfg.hook_name.as_deref(), Some("blocks.1.hook_resid_pre"));
     assert_eq!((sae.d_in(), sae.d_sae()), (24, 48));
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(save.join("cfg.json")).unwrap()).unwrap();

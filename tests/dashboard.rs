@@ -7,11 +7,10 @@ mod common;
 
 use std::path::Path;
 
+use saelab::backend::Backend;
 use saelab::dashboard::{self, nearest_features};
-use saelab::formats::gpt2_files::load_model_dir;
-use saelab::gpu::model_runner::GpuGpt2;
-use saelab::gpu::GpuSae;
-use saelab::lm::{self, LmBackend};
+use saelab::lm;
+use saelab::model::files::load_model_dir;
 use saelab::sae::random::random_sae_with;
 
 const HOOK: &str = "blocks.1.hook_resid_pre";
@@ -30,9 +29,14 @@ fn dashboards_follow_from_the_dense_activations() {
     let (model, sae, sample) = setup();
     let mut calls = Vec::new();
     // Context 20 with BOS: 19 sample tokens each, the last context shorter (95 = 5·19).
-    let run = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &sample, Some(0), 20, |done, total| {
-        calls.push((done, total))
-    }))
+    let run = pollster::block_on(dashboard::run_sample(
+        &common::model_on(&model, &Backend::Cpu),
+        &common::sae_on(&sae, &Backend::Cpu),
+        &sample,
+        Some(0),
+        20,
+        |done, total| calls.push((done, total)),
+    ))
     .unwrap();
     assert_eq!(calls.last(), Some(&(5, 5)));
     assert_eq!(run.n_tokens, 95);
@@ -40,7 +44,8 @@ fn dashboards_follow_from_the_dense_activations() {
     let mut dense_rows: Vec<(usize, usize, Vec<f32>)> = Vec::new();
     for (c, chunk) in sample.chunks(19).enumerate() {
         let tokens: Vec<u32> = std::iter::once(0).chain(chunk.iter().copied()).collect();
-        let r = pollster::block_on(lm::run_text(&model, &sae, &LmBackend::Cpu, &tokens)).unwrap();
+        let r = pollster::block_on(lm::run_text(&common::model_on(&model, &Backend::Cpu), &common::sae_on(&sae, &Backend::Cpu), &tokens))
+            .unwrap();
         for (p, row) in r.sae_acts.chunks_exact(77).skip(1).enumerate() {
             dense_rows.push((c, p, row.to_vec()));
         }
@@ -69,15 +74,30 @@ fn dashboards_follow_from_the_dense_activations() {
     }
 
     // The same record on the GPU.
-    let gpu = common::gpu();
-    let (gpu_model, gpu_sae) = (GpuGpt2::upload(&gpu, &model).unwrap(), GpuSae::upload(&gpu, &sae).unwrap());
-    let backend = LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: Some(&gpu_sae) };
-    let on_gpu = pollster::block_on(dashboard::run_sample(&model, &sae, &backend, &sample, Some(0), 20, |_, _| {})).unwrap();
+    let gpu = common::gpu_backend();
+    let on_gpu = pollster::block_on(dashboard::run_sample(
+        &common::model_on(&model, &gpu),
+        &common::sae_on(&sae, &gpu),
+        &sample,
+        Some(0),
+        20,
+        |_, _| {},
+    ))
+    .unwrap();
     let (a, b) = (run.summaries(), on_gpu.summaries());
     let differ = a.iter().zip(&b).filter(|(x, y)| (x.max_activation - y.max_activation).abs() > 1e-3 * (1.0 + x.max_activation)).count();
     assert_eq!(differ, 0, "GPU maxima differ from the CPU's");
 
-    let err = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &[], Some(0), 20, |_, _| {})).err().unwrap();
+    let err = pollster::block_on(dashboard::run_sample(
+        &common::model_on(&model, &Backend::Cpu),
+        &common::sae_on(&sae, &Backend::Cpu),
+        &[],
+        Some(0),
+        20,
+        |_, _| {},
+    ))
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("no tokens"));
 }
 
@@ -109,7 +129,15 @@ fn nearest_features_are_the_highest_decoder_cosines() {
 #[test]
 fn saved_dashboards_come_back_only_for_the_same_model_sae_and_sample() {
     let (model, sae, sample) = setup();
-    let run = pollster::block_on(dashboard::run_sample(&model, &sae, &LmBackend::Cpu, &sample, Some(0), 20, |_, _| {})).unwrap();
+    let run = pollster::block_on(dashboard::run_sample(
+        &common::model_on(&model, &Backend::Cpu),
+        &common::sae_on(&sae, &Backend::Cpu),
+        &sample,
+        Some(0),
+        20,
+        |_, _| {},
+    ))
+    .unwrap();
     let key = dashboard::sample_key(&model, &sae, &sample, Some(0), 20);
     let bytes = run.to_bytes(key);
     let back =

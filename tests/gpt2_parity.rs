@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use saelab::formats::gpt2_files::load_model_dir;
 use saelab::formats::npy;
 use saelab::formats::safetensors::TensorFile;
 use saelab::model::cpu;
+use saelab::model::files::load_model_dir;
 
 /// f32 sums of a few hundred terms in another order, through 3 layers and a softmax:
 /// |ours − HF| ≤ 2e-4 · (1 + |HF|).
@@ -41,13 +41,12 @@ fn cpu_forward_matches_transformers_at_every_hook() {
         assert_eq!(model.lm_head.is_some(), case == "untied_bf16");
         let tokens = tokens(&dir);
         let want = expected(&dir);
-        let names = model.cfg.hook_names();
+        let names = model.cfg.hook_points();
         assert_eq!(names.len(), want.tensors.len() - 1, "{case}: every hook has a reference");
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let (logits, hooks) = cpu::run_with_hooks(&model, &tokens, &refs).unwrap();
+        let (logits, hooks) = cpu::run_with_hooks(&model, &tokens, &names).unwrap();
         assert_close(&format!("{case} logits"), &logits, &want.tensors["logits"].to_f32());
         for (name, got) in names.iter().zip(&hooks) {
-            let reference = &want.tensors[name.as_str()];
+            let reference = &want.tensors[name.to_string().as_str()];
             assert_eq!(reference.shape, [tokens.len(), model.cfg.d_model], "{case} {name}");
             assert_close(&format!("{case} {name}"), got, &reference.to_f32());
         }
@@ -64,12 +63,12 @@ fn a_hook_that_changes_activations_changes_what_follows() {
     let last = model.cfg.n_layers - 1;
     let (mut mlp_out, mut resid_mid, mut resid_post) = (Vec::new(), Vec::new(), Vec::new());
     let ablated = cpu::forward(&model, &tokens, &mut |name, acts, _| {
-        if name == format!("blocks.{last}.hook_mlp_out") {
+        if name.to_string() == format!("blocks.{last}.hook_mlp_out") {
             mlp_out = acts.to_vec();
             acts.iter_mut().for_each(|v| *v = 0.0);
-        } else if name == format!("blocks.{last}.hook_resid_mid") {
+        } else if name.to_string() == format!("blocks.{last}.hook_resid_mid") {
             resid_mid = acts.to_vec();
-        } else if name == format!("blocks.{last}.hook_resid_post") {
+        } else if name.to_string() == format!("blocks.{last}.hook_resid_post") {
             resid_post = acts.to_vec();
         }
     })

@@ -7,8 +7,9 @@ mod common;
 use common::{gpu, max_rel_err, random_input};
 use saelab::gpu::kernels::{self, Epilogue, Matmul};
 use saelab::gpu::{GpuSae, RunRequest};
+use saelab::random::Rng;
 use saelab::sae::metrics::{self, BatchMetrics};
-use saelab::sae::random::{random_sae, random_sae_with, Rng};
+use saelab::sae::random::{random_sae, random_sae_with};
 use saelab::sae::{cpu, Architecture, Sae};
 
 /// f32 products over a few hundred terms, summed in another order: 1e-4 relative to (1 + |x|).

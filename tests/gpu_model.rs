@@ -7,9 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::gpu;
-use saelab::formats::gpt2_files::load_model_dir;
 use saelab::gpu::model_runner::GpuGpt2;
-use saelab::model::{cpu, Gpt2, Gpt2Config};
+use saelab::model::files::load_model_dir;
+use saelab::model::{cpu, Gpt2, Gpt2Config, HookPoint};
 
 /// f32 sums in another order (tiled matmuls, tree reductions) through a few layers:
 /// |gpu − cpu| ≤ 1e-4 · (1 + |cpu|).
@@ -22,10 +22,9 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
 }
 
 fn compare(gpu: &saelab::gpu::Gpu, model: &Gpt2, gpu_model: &GpuGpt2, tokens: &[u32], what: &str) {
-    let names = model.cfg.hook_names();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (logits, hooks) = cpu::run_with_hooks(model, tokens, &refs).unwrap();
-    let got = pollster::block_on(gpu_model.forward(gpu, tokens, &refs)).unwrap();
+    let names = model.cfg.hook_points();
+    let (logits, hooks) = cpu::run_with_hooks(model, tokens, &names).unwrap();
+    let got = pollster::block_on(gpu_model.forward(gpu, tokens, &names)).unwrap();
     assert_close(&format!("{what} logits"), &got.logits, &logits);
     for ((name, g), c) in names.iter().zip(&got.hooks).zip(&hooks) {
         assert_close(&format!("{what} {name}"), g, c);
@@ -89,7 +88,10 @@ fn bad_tokens_and_hooks_are_errors() {
     };
     let model = Gpt2::random(cfg, true, 1);
     let g = GpuGpt2::upload(&gpu, &model).unwrap();
-    let err = |tokens: &[u32], hooks: &[&str]| pollster::block_on(g.forward(&gpu, tokens, hooks)).err().expect("an error").to_string();
+    let err = |tokens: &[u32], hooks: &[&str]| {
+        let hooks: Vec<HookPoint> = hooks.iter().map(|h| h.parse().unwrap()).collect();
+        pollster::block_on(g.forward(&gpu, tokens, &hooks)).err().expect("an error").to_string()
+    };
     assert!(err(&[1, 50], &[]).contains("outside the vocabulary"));
     assert!(err(&[1; 9], &[]).contains("more than the model's context of 8"));
     assert!(err(&[1], &["blocks.1.hook_resid_pre"]).contains("not a hook point"));
@@ -98,7 +100,7 @@ fn bad_tokens_and_hooks_are_errors() {
 #[test]
 fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
     use saelab::model::Intervention;
-    use saelab::sae::random::Rng;
+    use saelab::random::Rng;
     let gpu = gpu();
     let cfg = Gpt2Config {
         vocab_size: 97,
@@ -116,13 +118,15 @@ fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
     let mut rng = Rng::new(9);
     let replacement = rng.normals(13 * 18, 1.0);
     let vector = rng.normals(18, 2.0);
-    let capture = ["blocks.1.hook_resid_mid", "blocks.0.attn.hook_z", "blocks.2.hook_resid_post"];
+    let capture: Vec<HookPoint> =
+        ["blocks.1.hook_resid_mid", "blocks.0.attn.hook_z", "blocks.2.hook_resid_post"].map(|h| h.parse().unwrap()).to_vec();
+    let hook = |name: &str| -> HookPoint { name.parse().unwrap() };
     for interventions in [
-        vec![Intervention::Replace { hook: "blocks.1.hook_resid_mid", values: &replacement }],
-        vec![Intervention::AddToEveryToken { hook: "blocks.0.attn.hook_z", vector: &vector }],
+        vec![Intervention::Replace { hook: hook("blocks.1.hook_resid_mid"), values: &replacement }],
+        vec![Intervention::AddToEveryToken { hook: hook("blocks.0.attn.hook_z"), vector: &vector }],
         vec![
-            Intervention::Replace { hook: "hook_embed", values: &replacement },
-            Intervention::AddToEveryToken { hook: "blocks.2.hook_resid_post", vector: &vector },
+            Intervention::Replace { hook: hook("hook_embed"), values: &replacement },
+            Intervention::AddToEveryToken { hook: hook("blocks.2.hook_resid_post"), vector: &vector },
         ],
     ] {
         let (logits, hooks) = cpu::run(&model, &tokens, &capture, &interventions).unwrap();
@@ -148,7 +152,7 @@ fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
 #[test]
 fn gpt2_small_shape_runs_with_its_embedding_split() {
     let config = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_small_config.json")).unwrap();
-    let (cfg, tied) = saelab::formats::gpt2_files::parse_config(&config).unwrap();
+    let (cfg, tied) = saelab::model::files::parse_config(&config).unwrap();
     assert_eq!((cfg.clone(), tied), (Gpt2Config::gpt2_small(), true));
     let gpu = gpu();
     let mut one_layer = cfg;

@@ -5,8 +5,8 @@
 mod common;
 
 use common::gpu;
-use saelab::gpu::train_runner::GpuTrainer;
-use saelab::sae::random::Rng;
+use saelab::random::Rng;
+use saelab::train::gpu_trainer::GpuTrainer;
 use saelab::train::sae_train::{apply_constraints, loss_and_grads, remove_parallel_decoder_grad, Adam, Params, TrainArch, TENSOR_NAMES};
 
 const ALL_ARCHS: [TrainArch; 5] = [
@@ -109,24 +109,23 @@ fn toy_training_on_the_gpu_follows_the_cpu_trajectory() {
 fn toy_run_on_both(arch: TrainArch) {
     use saelab::train::synthetic::ToyDataConfig;
     use saelab::train::toy::{ToyTrainConfig, ToyTrainer};
-    let gpu = gpu();
+    let gpu = saelab::backend::Backend::Gpu(std::rc::Rc::new(gpu()));
     let data = ToyDataConfig::new(24, 12, 0.08, 3);
     let mut cfg = ToyTrainConfig::new(data, arch, 96, 32, 80);
     cfg.train.lr = 3e-3;
     cfg.train.dead_after_steps = 3; // so that AuxK takes part
     cfg.train.resample_every = 30; // and resampling, at steps 30 and 60
-    let mut on_cpu = ToyTrainer::new(cfg.clone()).unwrap();
-    let mut on_gpu = ToyTrainer::new(cfg).unwrap();
-    on_gpu.use_gpu(&gpu).unwrap();
+    let mut on_cpu = ToyTrainer::new(cfg.clone(), &saelab::backend::Backend::Cpu).unwrap();
+    let mut on_gpu = ToyTrainer::new(cfg, &gpu).unwrap();
     let mut saw_dead = false;
     for _ in 0..80 {
-        on_cpu.step().unwrap();
-        pollster::block_on(on_gpu.step_gpu(&gpu)).unwrap();
+        pollster::block_on(on_cpu.step()).unwrap();
+        pollster::block_on(on_gpu.step()).unwrap();
         assert_eq!(on_cpu.dead_mask(), on_gpu.dead_mask());
         saw_dead |= on_cpu.dead_mask().iter().any(|&d| d);
     }
     assert!(saw_dead, "the run should exercise AuxK");
-    pollster::block_on(on_gpu.sync(&gpu)).unwrap();
+    pollster::block_on(on_gpu.sync()).unwrap();
     assert_params_close(&format!("{arch:?} toy run after 80 steps"), &on_gpu.training.params, &on_cpu.training.params);
     let (a, b) = (on_gpu.training.batch_topk_threshold, on_cpu.training.batch_topk_threshold);
     assert!((a - b).abs() <= 1e-4 * b.abs(), "{arch:?} running threshold: gpu {a}, cpu {b}");
@@ -142,16 +141,15 @@ fn toy_run_on_both(arch: TrainArch) {
 fn divergence_on_the_gpu_is_reported() {
     use saelab::train::synthetic::ToyDataConfig;
     use saelab::train::toy::{ToyTrainConfig, ToyTrainer};
-    let gpu = gpu();
+    let gpu = saelab::backend::Backend::Gpu(std::rc::Rc::new(gpu()));
     let mut cfg = ToyTrainConfig::new(ToyDataConfig::new(8, 4, 0.3, 1), TrainArch::Standard { l1: 0.1 }, 8, 16, 20);
     cfg.train.lr = 1e30;
-    let mut t = ToyTrainer::new(cfg).unwrap();
-    t.use_gpu(&gpu).unwrap();
+    let mut t = ToyTrainer::new(cfg, &gpu).unwrap();
     let before = t.training.params.clone();
     for _ in 0..20 {
-        pollster::block_on(t.step_gpu(&gpu)).unwrap();
+        pollster::block_on(t.step()).unwrap();
     }
-    let err = pollster::block_on(t.sync(&gpu)).unwrap_err();
+    let err = pollster::block_on(t.sync()).unwrap_err();
     assert!(err.contains("diverged"), "{err}");
     assert_eq!(t.training.params, before, "the last good parameters are kept");
 }

@@ -7,10 +7,10 @@ mod common;
 
 use std::path::Path;
 
-use saelab::formats::gpt2_files::load_model_dir;
+use saelab::backend::Backend;
 use saelab::gpu::model_runner::GpuGpt2;
-use saelab::lm::LmBackend;
-use saelab::model::{cpu, Gpt2};
+use saelab::model::files::load_model_dir;
+use saelab::model::{cpu, Gpt2, HookPoint};
 use saelab::train::activations::{ActivationStore, StoreConfig};
 use saelab::train::lm_train::LmTrainer;
 use saelab::train::sae_train::TrainArch;
@@ -26,7 +26,7 @@ fn corpus(n: usize) -> Vec<u32> {
 }
 
 fn store_cfg(hook: &str, context: usize) -> StoreConfig {
-    StoreConfig { hook: hook.into(), context, buffer_rows: 40, hold_out_every: 5, seed: 4 }
+    StoreConfig { hook: hook.parse().unwrap(), context, buffer_rows: 40, hold_out_every: 5, seed: 4 }
 }
 
 #[test]
@@ -35,7 +35,8 @@ fn harvesting_stops_at_the_hook_and_equals_the_full_forward() {
     let gpu = common::gpu();
     let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
     let tokens: Vec<u32> = corpus(29);
-    for hook in ["hook_embed", "blocks.0.attn.hook_z", "blocks.1.hook_resid_post", "blocks.2.hook_mlp_out", "ln_final.hook_normalized"] {
+    for name in ["hook_embed", "blocks.0.attn.hook_z", "blocks.1.hook_resid_post", "blocks.2.hook_mlp_out", "ln_final.hook_normalized"] {
+        let hook: HookPoint = name.parse().unwrap();
         let (_, full) = cpu::run_with_hooks(&model, &tokens, &[hook]).unwrap();
         let cpu_acts = cpu::activations_at(&model, &tokens, hook).unwrap();
         assert_eq!(cpu_acts, full[0], "{hook}: the CPU harvest is the full forward's capture");
@@ -43,11 +44,14 @@ fn harvesting_stops_at_the_hook_and_equals_the_full_forward() {
         let worst = gpu_acts.iter().zip(&cpu_acts).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0f32, f32::max);
         assert!(gpu_acts.len() == cpu_acts.len() && worst <= 1e-4, "{hook}: GPU harvest differs by {worst}");
     }
-    assert_eq!(model.cfg.extent_to_reach("blocks.0.hook_resid_pre"), (1, false));
-    assert_eq!(model.cfg.extent_to_reach("blocks.2.hook_resid_post"), (3, false));
-    assert_eq!(model.cfg.extent_to_reach("hook_pos_embed"), (0, false));
-    assert_eq!(model.cfg.extent_to_reach("ln_final.hook_normalized"), (3, true));
-    assert!(cpu::activations_at(&model, &tokens, "blocks.7.hook_resid_pre").unwrap_err().to_string().contains("not a hook point"));
+    assert_eq!(model.cfg.extent_to_reach("blocks.0.hook_resid_pre".parse().unwrap()), (1, false));
+    assert_eq!(model.cfg.extent_to_reach("blocks.2.hook_resid_post".parse().unwrap()), (3, false));
+    assert_eq!(model.cfg.extent_to_reach("hook_pos_embed".parse().unwrap()), (0, false));
+    assert_eq!(model.cfg.extent_to_reach("ln_final.hook_normalized".parse().unwrap()), (3, true));
+    assert!(cpu::activations_at(&model, &tokens, "blocks.7.hook_resid_pre".parse().unwrap())
+        .unwrap_err()
+        .to_string()
+        .contains("not a hook point"));
 }
 
 #[test]
@@ -68,14 +72,14 @@ fn the_store_serves_each_harvested_row_and_holds_contexts_out() {
             continue;
         }
         let context: Vec<u32> = std::iter::once(0).chain(chunk.iter().copied()).collect();
-        let acts = cpu::activations_at(&model, &context, hook).unwrap();
+        let acts = cpu::activations_at(&model, &context, hook.parse().unwrap()).unwrap();
         expected.extend(acts[d..].chunks_exact(d).map(<[f32]>::to_vec));
     }
     // 80 rows in batches of 16: the buffer (40 rows, refilled below 20) has then harvested at most
     // 80 + 58 of the epoch's 152 rows, so none can have come round twice.
     let mut served: Vec<Vec<f32>> = Vec::new();
     while served.len() < 80 {
-        let batch = pollster::block_on(store.next_batch(&model, &LmBackend::Cpu, 16)).unwrap();
+        let batch = pollster::block_on(store.next_batch(&common::model_on(&model, &Backend::Cpu), 16)).unwrap();
         served.extend(batch.chunks_exact(d).map(<[f32]>::to_vec));
     }
     // Each served row is a harvested one, and no row comes twice (two contexts that start with
@@ -91,12 +95,12 @@ fn the_store_serves_each_harvested_row_and_holds_contexts_out() {
     assert!(first_rows.windows(2).any(|w| w[1] != w[0] + 1), "{first_rows:?}");
     // Past the end of the corpus the store starts another epoch.
     for _ in 0..30 {
-        pollster::block_on(store.next_batch(&model, &LmBackend::Cpu, 16)).unwrap();
+        pollster::block_on(store.next_batch(&common::model_on(&model, &Backend::Cpu), 16)).unwrap();
     }
     assert!(store.epochs >= 1);
 
     // A batch larger than the buffer is served whole.
-    let big = pollster::block_on(store.next_batch(&model, &LmBackend::Cpu, 50)).unwrap();
+    let big = pollster::block_on(store.next_batch(&common::model_on(&model, &Backend::Cpu), 50)).unwrap();
     assert_eq!(big.len(), 50 * d);
 
     let err = |tokens: &[u32], cfg: StoreConfig| ActivationStore::new(&model, tokens, Some(0), cfg).err().expect("refused");
@@ -119,14 +123,15 @@ fn training_on_activations_learns_and_the_gpu_steps_equal_the_cpu_steps() {
     let model = model();
     let hook = "blocks.1.hook_resid_pre";
     let tokens = corpus(39 * 40);
-    let cfg = StoreConfig { hook: hook.into(), context: 40, buffer_rows: 512, hold_out_every: 10, seed: 1 };
+    let cfg = StoreConfig { hook: hook.parse().unwrap(), context: 40, buffer_rows: 512, hold_out_every: 10, seed: 1 };
+    let on_cpu = common::model_on(&model, &Backend::Cpu);
     let mut trainer =
-        pollster::block_on(LmTrainer::new(&model, "tied_f32", &LmBackend::Cpu, &tokens, Some(0), cfg.clone(), train_config(120))).unwrap();
-    let before = pollster::block_on(trainer.evaluate(&model, &LmBackend::Cpu, None)).unwrap();
+        pollster::block_on(LmTrainer::new(&on_cpu, "tied_f32", &tokens, Some(0), cfg.clone(), train_config(120), &Backend::Cpu)).unwrap();
+    let before = pollster::block_on(trainer.evaluate(&on_cpu)).unwrap();
     for _ in 0..120 {
-        pollster::block_on(trainer.step(&model, &LmBackend::Cpu, None)).unwrap();
+        pollster::block_on(trainer.step(&on_cpu)).unwrap();
     }
-    let after = pollster::block_on(trainer.evaluate(&model, &LmBackend::Cpu, None)).unwrap();
+    let after = pollster::block_on(trainer.evaluate(&on_cpu)).unwrap();
     assert!(after.fvu < 0.6 * before.fvu, "held-out FVU {} -> {}", before.fvu, after.fvu);
     assert!((after.l0 - 6.0).abs() < 1e-9 && after.tokens == 120 * 64);
     let recovered = after.ce_recovered.unwrap();
@@ -137,22 +142,17 @@ fn training_on_activations_learns_and_the_gpu_steps_equal_the_cpu_steps() {
     // The same run with the SAE's steps on the GPU (the same harvested batches): same parameters
     // after 30 steps (through AuxK and a resampling at step 20), same held-out evaluation with the
     // model on the GPU too.
-    let gpu = common::gpu();
-    let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
-    let on_gpu = LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: None };
-    let mut a = pollster::block_on(LmTrainer::new(&model, "m", &LmBackend::Cpu, &tokens, Some(0), cfg.clone(), train_config(30))).unwrap();
-    let mut b = pollster::block_on(LmTrainer::new(&model, "m", &LmBackend::Cpu, &tokens, Some(0), cfg, train_config(30))).unwrap();
-    b.training.use_gpu(&gpu).unwrap();
+    let gpu = common::gpu_backend();
+    let on_gpu = common::model_on(&model, &gpu);
+    let mut a = pollster::block_on(LmTrainer::new(&on_cpu, "m", &tokens, Some(0), cfg.clone(), train_config(30), &Backend::Cpu)).unwrap();
+    let mut b = pollster::block_on(LmTrainer::new(&on_cpu, "m", &tokens, Some(0), cfg, train_config(30), &gpu)).unwrap();
     for _ in 0..30 {
-        pollster::block_on(a.step(&model, &LmBackend::Cpu, None)).unwrap();
-        pollster::block_on(b.step(&model, &LmBackend::Cpu, Some(&gpu))).unwrap();
+        pollster::block_on(a.step(&on_cpu)).unwrap();
+        pollster::block_on(b.step(&on_cpu)).unwrap();
     }
-    pollster::block_on(b.training.sync(&gpu)).unwrap();
+    pollster::block_on(b.training.sync()).unwrap();
     let worst = a.training.params.w_dec.iter().zip(&b.training.params.w_dec).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(worst < 2e-3, "W_dec after 30 steps: CPU and GPU differ by {worst}");
-    let (ea, eb) = (
-        pollster::block_on(a.evaluate(&model, &LmBackend::Cpu, None)).unwrap(),
-        pollster::block_on(b.evaluate(&model, &on_gpu, Some(&gpu))).unwrap(),
-    );
+    let (ea, eb) = (pollster::block_on(a.evaluate(&on_cpu)).unwrap(), pollster::block_on(b.evaluate(&on_gpu)).unwrap());
     assert!((ea.fvu - eb.fvu).abs() < 1e-2 * ea.fvu.max(1e-3) && ea.dead_fraction == eb.dead_fraction, "{ea:?} vs {eb:?}");
 }

@@ -6,9 +6,9 @@
 mod common;
 
 use common::{fixture_cases, gpu, read_npy, temp_dir};
-use saelab::formats::sae_files::{load_dir, save_dir};
 use saelab::gpu::{GpuSae, RunRequest};
 use saelab::sae::cpu;
+use saelab::sae::files::{load_dir, save_dir};
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");

@@ -6,12 +6,11 @@ mod common;
 
 use std::path::Path;
 
-use saelab::formats::gpt2_files::load_model_dir;
-use saelab::formats::sae_files::{sae_from_f32_tensors, save_dir};
+use saelab::backend::Backend;
 use saelab::formats::safetensors::TensorFile;
-use saelab::gpu::model_runner::GpuGpt2;
-use saelab::gpu::GpuSae;
-use saelab::lm::{self, LmBackend};
+use saelab::lm;
+use saelab::model::files::load_model_dir;
+use saelab::sae::files::{sae_from_f32_tensors, save_dir};
 use saelab::sae::Sae;
 
 fn fixture() -> std::path::PathBuf {
@@ -47,22 +46,29 @@ fn mirror_sae(d: usize, hook: &str, gain: f32) -> Sae {
     .unwrap()
 }
 
+fn cpu_model(model: &saelab::model::Gpt2) -> saelab::lm::LoadedModel {
+    common::model_on(model, &Backend::Cpu)
+}
+
+fn cpu_sae(sae: &Sae) -> saelab::engine::LoadedSae {
+    common::sae_on(sae, &Backend::Cpu)
+}
+
 #[test]
 fn splice_metrics_on_saes_with_known_answers() {
     let model = load_model_dir(&fixture()).unwrap();
     let tokens = tokens();
     let hook = "blocks.1.hook_resid_pre";
-    let gpu = common::gpu();
-    let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
+    let gpu = common::gpu_backend();
     // Clean CE equals the one from Hugging Face's own logits.
     let expected = TensorFile::parse("e", &std::fs::read(fixture().join("expected.safetensors")).unwrap()).unwrap();
     let hf = lm::next_token_losses(&expected.tensors["logits"].to_f32(), &tokens, 211);
     let hf_ce = hf.iter().sum::<f32>() / hf.len() as f32;
     for gain in [1.0f32, 0.0] {
         let sae = mirror_sae(60, hook, gain);
-        let gpu_sae = GpuSae::upload(&gpu, &sae).unwrap();
-        for backend in [LmBackend::Cpu, LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: Some(&gpu_sae) }] {
-            let r = pollster::block_on(lm::splice(&model, &sae, &backend, &tokens, 3)).unwrap();
+        for backend in [Backend::Cpu, gpu.clone()] {
+            let (model, sae) = (common::model_on(&model, &backend), common::sae_on(&sae, &backend));
+            let r = pollster::block_on(lm::splice(&model, &sae, &tokens, 3)).unwrap();
             let what = format!("gain {gain} on {}", r.device);
             assert!((r.ce_clean - hf_ce).abs() < 1e-4, "{what}: clean CE {} vs transformers {hf_ce}", r.ce_clean);
             // (A random model predicts worse than uniform, so ablation need not hurt; it must differ.)
@@ -82,15 +88,15 @@ fn splice_metrics_on_saes_with_known_answers() {
     }
     // A half-strength SAE: the random-error baseline is a different, seeded run.
     let sae = mirror_sae(60, hook, 0.5);
-    let r = pollster::block_on(lm::splice(&model, &sae, &LmBackend::Cpu, &tokens, 3)).unwrap();
-    let again = pollster::block_on(lm::splice(&model, &sae, &LmBackend::Cpu, &tokens, 3)).unwrap();
+    let r = pollster::block_on(lm::splice(&cpu_model(&model), &cpu_sae(&sae), &tokens, 3)).unwrap();
+    let again = pollster::block_on(lm::splice(&cpu_model(&model), &cpu_sae(&sae), &tokens, 3)).unwrap();
     assert_eq!(r.ce_random_error, again.ce_random_error);
     assert!(r.ce_random_error != r.ce_spliced && r.kl > 0.0, "{r:?}");
     // The page and the CLI splice from the clean pass they already made; a pass over other
     // tokens is refused rather than mixed in.
-    let run = pollster::block_on(lm::run_text(&model, &sae, &LmBackend::Cpu, &tokens)).unwrap();
-    assert_eq!(pollster::block_on(lm::splice_from(&model, &LmBackend::Cpu, &tokens, &run, 3)).unwrap(), r);
-    let err = pollster::block_on(lm::splice_from(&model, &LmBackend::Cpu, &tokens[..5], &run, 3)).unwrap_err();
+    let run = pollster::block_on(lm::run_text(&cpu_model(&model), &cpu_sae(&sae), &tokens)).unwrap();
+    assert_eq!(pollster::block_on(lm::splice_from(&cpu_model(&model), &tokens, &run, 3)).unwrap(), r);
+    let err = pollster::block_on(lm::splice_from(&cpu_model(&model), &tokens[..5], &run, 3)).unwrap_err();
     assert!(err.to_string().contains("other tokens"), "{err}");
 }
 
@@ -99,8 +105,8 @@ fn features_per_token_and_saes_that_do_not_fit() {
     let model = load_model_dir(&fixture()).unwrap();
     let tokens = tokens();
     let sae = mirror_sae(60, "blocks.2.hook_mlp_out", 1.0);
-    let per_token = pollster::block_on(lm::token_features(&model, &sae, &LmBackend::Cpu, &tokens, 4)).unwrap();
-    let (_, hooks) = saelab::model::cpu::run_with_hooks(&model, &tokens, &["blocks.2.hook_mlp_out"]).unwrap();
+    let per_token = pollster::block_on(lm::token_features(&cpu_model(&model), &cpu_sae(&sae), &tokens, 4)).unwrap();
+    let (_, hooks) = saelab::model::cpu::run_with_hooks(&model, &tokens, &["blocks.2.hook_mlp_out".parse().unwrap()]).unwrap();
     for (t, features) in per_token.iter().enumerate() {
         // The strongest feature is the largest |x_i| (feature i for positive, d + i for negative).
         let row = &hooks[0][t * 60..(t + 1) * 60];
@@ -198,7 +204,7 @@ fn generation_greedy_sampled_and_steered() {
     let model = load_model_dir(&fixture()).unwrap();
     let prompt = &tokens()[..5];
     let greedy = Sampling { new_tokens: 6, temperature: 0.0, seed: 1 };
-    let plain = pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, greedy)).unwrap();
+    let plain = pollster::block_on(lm::generate(&cpu_model(&model), None, None, prompt, greedy)).unwrap();
     // Greedy is the argmax of the forward pass, token after token.
     let mut want = prompt.to_vec();
     for _ in 0..6 {
@@ -209,41 +215,45 @@ fn generation_greedy_sampled_and_steered() {
     assert_eq!(plain, want);
     // Sampling is seeded: same seed, same text; the GPU agrees with the CPU.
     let sampled = Sampling { new_tokens: 6, temperature: 1.0, seed: 7 };
-    let a = pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, sampled)).unwrap();
-    let b = pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, sampled)).unwrap();
+    let a = pollster::block_on(lm::generate(&cpu_model(&model), None, None, prompt, sampled)).unwrap();
+    let b = pollster::block_on(lm::generate(&cpu_model(&model), None, None, prompt, sampled)).unwrap();
     assert_eq!(a, b);
-    let gpu = common::gpu();
-    let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
-    let on_gpu =
-        pollster::block_on(lm::generate(&model, None, None, &LmBackend::Gpu { gpu: &gpu, model: &gpu_model, sae: None }, prompt, greedy))
-            .unwrap();
+    let on_gpu = pollster::block_on(lm::generate(&common::model_on(&model, &common::gpu_backend()), None, None, prompt, greedy)).unwrap();
     assert_eq!(on_gpu, plain);
     // Steering: a large push along one feature's decoder direction changes the continuation; a
     // clamp at the feature's own value (a perfect SAE, so f(x) = x_i) changes nothing.
     let sae = mirror_sae(60, "blocks.2.hook_resid_pre", 1.0);
-    let steered =
-        pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 3, alpha: 40.0 }), &LmBackend::Cpu, prompt, greedy))
-            .unwrap();
+    let steered = pollster::block_on(lm::generate(
+        &cpu_model(&model),
+        Some(&cpu_sae(&sae)),
+        Some(Steer::Add { feature: 3, alpha: 40.0 }),
+        prompt,
+        greedy,
+    ))
+    .unwrap();
     assert_ne!(steered, plain);
-    let zero =
-        pollster::block_on(lm::generate(&model, Some(&sae), Some(Steer::Add { feature: 3, alpha: 0.0 }), &LmBackend::Cpu, prompt, greedy))
-            .unwrap();
+    let zero = pollster::block_on(lm::generate(
+        &cpu_model(&model),
+        Some(&cpu_sae(&sae)),
+        Some(Steer::Add { feature: 3, alpha: 0.0 }),
+        prompt,
+        greedy,
+    ))
+    .unwrap();
     assert_eq!(zero, plain);
     let clamped = pollster::block_on(lm::generate(
-        &model,
-        Some(&sae),
+        &cpu_model(&model),
+        Some(&cpu_sae(&sae)),
         Some(Steer::Clamp { feature: 3, value: 30.0 }),
-        &LmBackend::Cpu,
         prompt,
         greedy,
     ))
     .unwrap();
     assert_ne!(clamped, plain);
     let err = pollster::block_on(lm::generate(
-        &model,
-        Some(&sae),
+        &cpu_model(&model),
+        Some(&cpu_sae(&sae)),
         Some(Steer::Add { feature: 120, alpha: 1.0 }),
-        &LmBackend::Cpu,
         prompt,
         greedy,
     ))
@@ -251,7 +261,7 @@ fn generation_greedy_sampled_and_steered() {
     assert!(err.to_string().contains("feature 120 does not exist (the SAE has 120 features)"), "{err}");
     // The context length bounds generation.
     let long = Sampling { new_tokens: 100, temperature: 0.0, seed: 0 };
-    assert_eq!(pollster::block_on(lm::generate(&model, None, None, &LmBackend::Cpu, prompt, long)).unwrap().len(), 40);
+    assert_eq!(pollster::block_on(lm::generate(&cpu_model(&model), None, None, prompt, long)).unwrap().len(), 40);
 }
 
 #[test]

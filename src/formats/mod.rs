@@ -1,9 +1,9 @@
-//! Parsing and writing files. Nothing here touches the GPU: bytes in, plain host types out.
+//! Generic file formats: safetensors, npy, text corpora, tokenizers. Bytes in, plain containers out;
+//! nothing here knows an SAE or a model (their folder layouts live in `sae::files` and
+//! `model::files`) or touches the GPU.
 
 pub mod corpus;
-pub mod gpt2_files;
 pub mod npy;
-pub mod sae_files;
 pub mod safetensors;
 pub mod tokenizer;
 

@@ -3,12 +3,15 @@
 
 use super::FormatError;
 
+/// The tokenizer's file in a Hugging Face model folder.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
 }
 
 fn err(msg: impl Into<String>) -> FormatError {
-    FormatError::Config { file: super::gpt2_files::TOKENIZER_FILE.into(), msg: msg.into() }
+    FormatError::Config { file: TOKENIZER_FILE.into(), msg: msg.into() }
 }
 
 impl TextTokenizer {

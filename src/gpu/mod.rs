@@ -5,7 +5,6 @@
 pub mod kernels;
 pub mod model_runner;
 pub mod sae_runner;
-pub mod train_runner;
 
 use wgpu::util::DeviceExt;
 
@@ -174,17 +173,6 @@ impl Gpu {
     }
 }
 
-/// Order-preserving map from f32 to u32: `a < b` ⇔ `key(a) < key(b)` for non-NaN values.
-/// Twin of `sortable_key` in `shaders/topk.wgsl`; the CPU TopK breaks ties with it the same way.
-pub fn sortable_key(v: f32) -> u32 {
-    let bits = v.to_bits();
-    if bits & 0x8000_0000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    }
-}
-
 /// Splits a count of workgroups over x and y so that neither exceeds WebGPU's 65,535 per
 /// dimension. Kernels recover the index as `wg.x + wg.y * 65535`.
 pub fn grid_1d(workgroups: u32) -> (u32, u32) {
@@ -199,14 +187,6 @@ pub fn grid_1d(workgroups: u32) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sortable_key_preserves_order() {
-        let values = [f32::NEG_INFINITY, -3.5, -1e-30, 0.0, 1e-30, 2.0, 7.25, f32::INFINITY];
-        for w in values.windows(2) {
-            assert!(sortable_key(w[0]) < sortable_key(w[1]), "{} vs {}", w[0], w[1]);
-        }
-    }
 
     #[test]
     fn grid_stays_within_limits() {

@@ -5,7 +5,7 @@
 
 use super::kernels::{self, Epilogue, Matmul, ModelIo, ModelOp, ModelParams, MAX_CONTEXT};
 use super::{Gpu, GpuError};
-use crate::model::{check_tokens, Gpt2, Gpt2Config, Intervention, LayerNorm};
+use crate::model::{check_tokens, BlockSite, Gpt2, Gpt2Config, HookPoint, Intervention, LayerNorm};
 
 /// A linear layer `x·W + b`: `W` `[k, n]`, and the matmul epilogue's `[bias | 1 | 0]` columns.
 struct GpuLinear {
@@ -149,22 +149,28 @@ impl GpuGpt2 {
     }
 
     /// Runs `tokens` and reads back the logits and the hook points named in `hooks`.
-    pub async fn forward(&self, gpu: &Gpu, tokens: &[u32], hooks: &[&str]) -> Result<GpuForward, GpuError> {
+    pub async fn forward(&self, gpu: &Gpu, tokens: &[u32], hooks: &[HookPoint]) -> Result<GpuForward, GpuError> {
         self.run(gpu, tokens, hooks, &[]).await
     }
 
     /// Runs `tokens` with `interventions` applied (as `model::cpu::run`) and reads back the
     /// logits and the hook points named in `hooks` (after any intervention there).
-    pub async fn run(&self, gpu: &Gpu, tokens: &[u32], hooks: &[&str], interventions: &[Intervention<'_>]) -> Result<GpuForward, GpuError> {
+    pub async fn run(
+        &self,
+        gpu: &Gpu,
+        tokens: &[u32],
+        hooks: &[HookPoint],
+        interventions: &[Intervention<'_>],
+    ) -> Result<GpuForward, GpuError> {
         self.run_partial(gpu, tokens, hooks, interventions, self.cfg.n_layers, true).await
     }
 
-    /// The activations `[n_tokens, d]` at hook `name`, running only the blocks needed to reach it
+    /// The activations `[n_tokens, d]` at `hook`, running only the blocks needed to reach it
     /// and no unembedding (as `model::cpu::activations_at`).
-    pub async fn activations_at(&self, gpu: &Gpu, tokens: &[u32], name: &str) -> Result<Vec<f32>, GpuError> {
-        let (blocks, at_end) = self.cfg.extent_to_reach(name);
-        let out = self.run_partial(gpu, tokens, &[name], &[], blocks, at_end).await?;
-        Ok(out.hooks.into_iter().next().expect("one hook asked for"))
+    pub async fn activations_at(&self, gpu: &Gpu, tokens: &[u32], hook: HookPoint) -> Result<Vec<f32>, GpuError> {
+        let (blocks, at_end) = self.cfg.extent_to_reach(hook);
+        let out = self.run_partial(gpu, tokens, &[hook], &[], blocks, at_end).await?;
+        out.hooks.into_iter().next().ok_or_else(|| GpuError::Input(format!("{hook} was not reached")))
     }
 
     /// `run` through the first `blocks` blocks; the final LayerNorm and the logits only when
@@ -173,15 +179,15 @@ impl GpuGpt2 {
         &self,
         gpu: &Gpu,
         tokens: &[u32],
-        hooks: &[&str],
+        hooks: &[HookPoint],
         interventions: &[Intervention<'_>],
         blocks: usize,
         to_the_end: bool,
     ) -> Result<GpuForward, GpuError> {
         let cfg = &self.cfg;
         check_tokens(cfg, tokens).map_err(|e| GpuError::Input(e.to_string()))?;
-        for name in hooks {
-            cfg.check_hook(name).map_err(GpuError::Input)?;
+        if let Some(hook) = hooks.iter().find(|h| !cfg.has_hook(**h)) {
+            return Err(GpuError::Input(format!("{hook} is not a hook point of this model ({} layers)", cfg.n_layers)));
         }
         for i in interventions {
             i.check(cfg, tokens.len()).map_err(GpuError::Input)?;
@@ -203,9 +209,9 @@ impl GpuGpt2 {
         let attn_out = gpu.storage("attn_out", f(n * d));
         let hidden = gpu.storage("mlp hidden", f(n * m));
         let mlp_out = gpu.storage("mlp_out", f(n * d));
-        let captured: Vec<wgpu::Buffer> = hooks.iter().map(|h| gpu.storage(h, f(n * d))).collect();
+        let captured: Vec<wgpu::Buffer> = hooks.iter().map(|h| gpu.storage(&h.to_string(), f(n * d))).collect();
         // Each intervention as an [n, d] buffer: the replacement, or the vector tiled over tokens.
-        let changes: Vec<(&str, bool, wgpu::Buffer)> = interventions
+        let changes: Vec<(HookPoint, bool, wgpu::Buffer)> = interventions
             .iter()
             .map(|i| match i {
                 Intervention::Replace { hook, values } => (*hook, true, gpu.upload_f32("replacement", values)),
@@ -218,9 +224,8 @@ impl GpuGpt2 {
         let rows = |rows: usize, width: usize| ModelParams { rows: rows as u32, width: width as u32, ..Default::default() };
         // At a hook point: apply the interventions there to the activation's buffer, then copy it
         // out if it was asked for.
-        let capture = |enc: &mut wgpu::CommandEncoder, name: &str, at: &wgpu::Buffer| {
-            for (hook, replace, values) in changes.iter().filter(|c| c.0 == name) {
-                debug_assert_eq!(*hook, name);
+        let capture = |enc: &mut wgpu::CommandEncoder, point: HookPoint, at: &wgpu::Buffer| {
+            for (_, replace, values) in changes.iter().filter(|c| c.0 == point) {
                 if *replace {
                     enc.copy_buffer_to_buffer(values, 0, at, 0, f(n * d));
                 } else {
@@ -229,8 +234,8 @@ impl GpuGpt2 {
                     enc.copy_buffer_to_buffer(&scratch, 0, at, 0, f(n * d));
                 }
             }
-            for (h, buffer) in hooks.iter().zip(&captured) {
-                if *h == name {
+            for (&wanted, buffer) in hooks.iter().zip(&captured) {
+                if wanted == point {
                     enc.copy_buffer_to_buffer(at, 0, buffer, 0, f(n * d));
                 }
             }
@@ -245,9 +250,9 @@ impl GpuGpt2 {
                 ModelIo { in0: Some(&chunk.buffer), out0: Some(&embed), tokens: Some(&token_buffer), ..Default::default() },
             );
         }
-        capture(&mut enc, "hook_embed", &embed);
+        capture(&mut enc, HookPoint::Embed, &embed);
         enc.copy_buffer_to_buffer(&self.wpe, 0, &pos_embed, 0, f(n * d));
-        capture(&mut enc, "hook_pos_embed", &pos_embed);
+        capture(&mut enc, HookPoint::PosEmbed, &pos_embed);
         let add = |enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &wgpu::Buffer| {
             kernels::model_op(
                 gpu,
@@ -270,32 +275,32 @@ impl GpuGpt2 {
         add(&mut enc, &embed, &pos_embed, &resid);
         let scale = if cfg.scale_attn_weights { 1.0 / (cfg.d_head() as f32).sqrt() } else { 1.0 };
         for (layer, block) in self.blocks.iter().enumerate().take(blocks) {
-            let name = |hook: &str| format!("blocks.{layer}.{hook}");
-            capture(&mut enc, &name("hook_resid_pre"), &resid);
+            let at = |site| HookPoint::block(layer, site);
+            capture(&mut enc, at(BlockSite::ResidPre), &resid);
             layer_norm(&mut enc, &block.ln_1, &resid, &normed);
             block.qkv.record(gpu, &mut enc, n, &normed, &qkv);
             let params = ModelParams { n_heads: cfg.n_heads as u32, d_head: cfg.d_head() as u32, scale, ..rows(n, d) };
             kernels::model_op(gpu, &mut enc, ModelOp::Attention, params, ModelIo { in0: Some(&qkv), out0: Some(&z), ..Default::default() });
-            capture(&mut enc, &name("attn.hook_z"), &z);
+            capture(&mut enc, at(BlockSite::AttnZ), &z);
             block.attn_out.record(gpu, &mut enc, n, &z, &attn_out);
-            capture(&mut enc, &name("hook_attn_out"), &attn_out);
+            capture(&mut enc, at(BlockSite::AttnOut), &attn_out);
             add(&mut enc, &resid, &attn_out, &resid_mid);
-            capture(&mut enc, &name("hook_resid_mid"), &resid_mid);
+            capture(&mut enc, at(BlockSite::ResidMid), &resid_mid);
             layer_norm(&mut enc, &block.ln_2, &resid_mid, &normed);
             block.mlp_in.record(gpu, &mut enc, n, &normed, &hidden);
             kernels::model_op(gpu, &mut enc, ModelOp::GeluNew, rows(1, n * m), ModelIo { out0: Some(&hidden), ..Default::default() });
             block.mlp_out.record(gpu, &mut enc, n, &hidden, &mlp_out);
-            capture(&mut enc, &name("hook_mlp_out"), &mlp_out);
+            capture(&mut enc, at(BlockSite::MlpOut), &mlp_out);
             add(&mut enc, &resid_mid, &mlp_out, &resid_next);
             std::mem::swap(&mut resid, &mut resid_next);
-            capture(&mut enc, &name("hook_resid_post"), &resid);
+            capture(&mut enc, at(BlockSite::ResidPost), &resid);
         }
         if !to_the_end {
             gpu.queue.submit([enc.finish()]);
             return Ok(GpuForward { logits: Vec::new(), hooks: read_all(gpu, &captured, n * d).await? });
         }
         layer_norm(&mut enc, &self.ln_f, &resid, &normed);
-        capture(&mut enc, "ln_final.hook_normalized", &normed);
+        capture(&mut enc, HookPoint::FinalNormalized, &normed);
         gpu.queue.submit([enc.finish()]);
 
         // Logits in row blocks that fit one binding, each block through every unembedding chunk.

@@ -2,11 +2,11 @@
 //! `GPT2LMHeadModel` in eval mode), with TransformerLens hook points. GPU kernels for the forward
 //! must reproduce it; tests check it against Hugging Face `transformers` (tools/make_gpt2_fixtures.py).
 //!
-//! At every hook point the caller's `hook(name, acts, width)` sees the activation `[n_tokens,
+//! At every hook point the caller's `hook(point, acts, width)` sees the activation `[n_tokens,
 //! width]` and may change it in place: what it leaves there is what the model computes on with, as
 //! with a TransformerLens hook that returns a new value (this is how splicing and steering work).
 
-use super::{check_tokens, Gpt2, Intervention, LayerNorm, ModelError};
+use super::{check_tokens, BlockSite, Gpt2, HookPoint, Intervention, LayerNorm, ModelError};
 
 /// `out[n, m] = a[n, k] · w[k, m] + bias[m]` (i-k-j order: rows of `w` stream through the cache).
 fn matmul_bias(a: &[f32], w: &[f32], bias: &[f32], k: usize, m: usize) -> Vec<f32> {
@@ -81,21 +81,23 @@ fn attention_z(qkv: &[f32], n: usize, d: usize, n_heads: usize, scale: f32) -> V
 
 /// Runs `tokens` through the model and returns the logits `[n_tokens, vocab]`. `hook` is called
 /// at every hook point (see the module comment).
-pub fn forward(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(&str, &mut [f32], usize)) -> Result<Vec<f32>, ModelError> {
+pub fn forward(model: &Gpt2, tokens: &[u32], hook: &mut dyn FnMut(HookPoint, &mut [f32], usize)) -> Result<Vec<f32>, ModelError> {
     forward_partial(model, tokens, hook, model.cfg.n_layers, true)
 }
 
-/// The activations `[n_tokens, d]` at hook `name`, running only the blocks needed to reach it and
+/// The activations `[n_tokens, d]` at `hook`, running only the blocks needed to reach it and
 /// no unembedding (harvesting activations for SAE training).
-pub fn activations_at(model: &Gpt2, tokens: &[u32], name: &str) -> Result<Vec<f32>, ModelError> {
-    model.cfg.check_hook(name).map_err(ModelError::Hook)?;
+pub fn activations_at(model: &Gpt2, tokens: &[u32], hook: HookPoint) -> Result<Vec<f32>, ModelError> {
+    if !model.cfg.has_hook(hook) {
+        return Err(ModelError::Hook(format!("{hook} is not a hook point of this model ({} layers)", model.cfg.n_layers)));
+    }
     let mut out = Vec::new();
-    let (blocks, at_end) = model.cfg.extent_to_reach(name);
+    let (blocks, at_end) = model.cfg.extent_to_reach(hook);
     forward_partial(
         model,
         tokens,
-        &mut |n, acts, _| {
-            if n == name {
+        &mut |at, acts, _| {
+            if at == hook {
                 out = acts.to_vec()
             }
         },
@@ -110,7 +112,7 @@ pub fn activations_at(model: &Gpt2, tokens: &[u32], name: &str) -> Result<Vec<f3
 fn forward_partial(
     model: &Gpt2,
     tokens: &[u32],
-    hook: &mut dyn FnMut(&str, &mut [f32], usize),
+    hook: &mut dyn FnMut(HookPoint, &mut [f32], usize),
     blocks: usize,
     to_the_end: bool,
 ) -> Result<Vec<f32>, ModelError> {
@@ -118,35 +120,35 @@ fn forward_partial(
     check_tokens(cfg, tokens)?;
     let (n, d, eps) = (tokens.len(), cfg.d_model, cfg.layer_norm_eps);
     let mut embed: Vec<f32> = tokens.iter().flat_map(|&t| model.wte[t as usize * d..(t as usize + 1) * d].iter().copied()).collect();
-    hook("hook_embed", &mut embed, d);
+    hook(HookPoint::Embed, &mut embed, d);
     let mut pos_embed = model.wpe[..n * d].to_vec();
-    hook("hook_pos_embed", &mut pos_embed, d);
+    hook(HookPoint::PosEmbed, &mut pos_embed, d);
     let mut resid: Vec<f32> = embed.iter().zip(&pos_embed).map(|(a, b)| a + b).collect();
     let scale = if cfg.scale_attn_weights { 1.0 / (cfg.d_head() as f32).sqrt() } else { 1.0 };
     for (layer, block) in model.blocks.iter().enumerate().take(blocks) {
-        let name = |hook: &str| format!("blocks.{layer}.{hook}");
-        hook(&name("hook_resid_pre"), &mut resid, d);
+        let at = |site| HookPoint::block(layer, site);
+        hook(at(BlockSite::ResidPre), &mut resid, d);
         let h = layer_norm(&resid, &block.ln_1, eps);
         let qkv = matmul_bias(&h, &block.qkv_weight, &block.qkv_bias, d, 3 * d);
         let mut z = attention_z(&qkv, n, d, cfg.n_heads, scale);
-        hook(&name("attn.hook_z"), &mut z, d);
+        hook(at(BlockSite::AttnZ), &mut z, d);
         let mut attn_out = matmul_bias(&z, &block.attn_out_weight, &block.attn_out_bias, d, d);
-        hook(&name("hook_attn_out"), &mut attn_out, d);
+        hook(at(BlockSite::AttnOut), &mut attn_out, d);
         let mut resid_mid: Vec<f32> = resid.iter().zip(&attn_out).map(|(a, b)| a + b).collect();
-        hook(&name("hook_resid_mid"), &mut resid_mid, d);
+        hook(at(BlockSite::ResidMid), &mut resid_mid, d);
         let h = layer_norm(&resid_mid, &block.ln_2, eps);
         let mut hidden = matmul_bias(&h, &block.mlp_in_weight, &block.mlp_in_bias, d, cfg.d_mlp);
         hidden.iter_mut().for_each(|v| *v = gelu_new(*v));
         let mut mlp_out = matmul_bias(&hidden, &block.mlp_out_weight, &block.mlp_out_bias, cfg.d_mlp, d);
-        hook(&name("hook_mlp_out"), &mut mlp_out, d);
+        hook(at(BlockSite::MlpOut), &mut mlp_out, d);
         resid = resid_mid.iter().zip(&mlp_out).map(|(a, b)| a + b).collect();
-        hook(&name("hook_resid_post"), &mut resid, d);
+        hook(at(BlockSite::ResidPost), &mut resid, d);
     }
     if !to_the_end {
         return Ok(Vec::new());
     }
     let mut normalized = layer_norm(&resid, &model.ln_f, eps);
-    hook("ln_final.hook_normalized", &mut normalized, d);
+    hook(HookPoint::FinalNormalized, &mut normalized, d);
     let unembed = model.unembed();
     let mut logits = Vec::with_capacity(n * cfg.vocab_size);
     for row in normalized.chunks_exact(d) {
@@ -161,19 +163,22 @@ fn forward_partial(
 pub fn run(
     model: &Gpt2,
     tokens: &[u32],
-    capture: &[&str],
+    capture: &[HookPoint],
     interventions: &[Intervention<'_>],
 ) -> Result<(Vec<f32>, Vec<Vec<f32>>), ModelError> {
     for i in interventions {
         i.check(&model.cfg, tokens.len()).map_err(ModelError::Intervention)?;
     }
+    if let Some(hook) = capture.iter().find(|h| !model.cfg.has_hook(**h)) {
+        return Err(ModelError::Hook(format!("{hook} is not a hook point of this model ({} layers)", model.cfg.n_layers)));
+    }
     let mut captured: Vec<Vec<f32>> = vec![Vec::new(); capture.len()];
-    let logits = forward(model, tokens, &mut |name, acts, width| {
-        for i in interventions.iter().filter(|i| i.hook() == name) {
+    let logits = forward(model, tokens, &mut |at, acts, width| {
+        for i in interventions.iter().filter(|i| i.hook() == at) {
             i.apply(acts, width);
         }
-        for (slot, n) in captured.iter_mut().zip(capture) {
-            if *n == name {
+        for (slot, &wanted) in captured.iter_mut().zip(capture) {
+            if wanted == at {
                 *slot = acts.to_vec();
             }
         }
@@ -181,7 +186,7 @@ pub fn run(
     Ok((logits, captured))
 }
 
-/// The forward pass reading back the named hook points (each `[n_tokens, d]`), with the logits.
-pub fn run_with_hooks(model: &Gpt2, tokens: &[u32], names: &[&str]) -> Result<(Vec<f32>, Vec<Vec<f32>>), ModelError> {
-    run(model, tokens, names, &[])
+/// The forward pass reading back the hook points `capture` (each `[n_tokens, d]`), with the logits.
+pub fn run_with_hooks(model: &Gpt2, tokens: &[u32], capture: &[HookPoint]) -> Result<(Vec<f32>, Vec<Vec<f32>>), ModelError> {
+    run(model, tokens, capture, &[])
 }

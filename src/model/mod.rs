@@ -1,8 +1,12 @@
 //! GPT-2 family language models: the config, the weights as plain f32 host arrays, and the
 //! TransformerLens hook points the forward pass exposes. `cpu` is the plain-Rust reference forward;
-//! files are parsed in `formats::gpt2_files`.
+//! files are parsed in `files`.
 
 pub mod cpu;
+pub mod files;
+pub mod hook;
+
+pub use hook::{BlockSite, HookPoint};
 
 /// What the forward pass needs from a Hugging Face GPT-2 `config.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,42 +31,43 @@ impl Gpt2Config {
     }
 
     /// Every hook point of this model, in the order the forward pass reaches them.
-    pub fn hook_names(&self) -> Vec<String> {
-        let mut names = vec!["hook_embed".to_string(), "hook_pos_embed".to_string()];
+    pub fn hook_points(&self) -> Vec<HookPoint> {
+        let mut hooks = vec![HookPoint::Embed, HookPoint::PosEmbed];
         for layer in 0..self.n_layers {
-            for hook in BLOCK_HOOKS {
-                names.push(format!("blocks.{layer}.{hook}"));
-            }
+            hooks.extend(BlockSite::ALL.iter().map(|&site| HookPoint::block(layer, site)));
         }
-        names.push("ln_final.hook_normalized".to_string());
-        names
+        hooks.push(HookPoint::FinalNormalized);
+        hooks
     }
 
-    /// `Ok(())` if `name` is one of this model's hook points, else a message listing the forms.
-    pub fn check_hook(&self, name: &str) -> Result<(), String> {
-        if self.hook_names().iter().any(|n| n == name) {
-            return Ok(());
+    /// The hook point TransformerLens calls `name` on this model, or a message listing the forms
+    /// this model has.
+    pub fn hook_point(&self, name: &str) -> Result<HookPoint, String> {
+        match HookPoint::parse(name) {
+            Some(hook) if self.has_hook(hook) => Ok(hook),
+            _ => Err(format!(
+                "'{name}' is not a hook point of this model (hook_embed, hook_pos_embed, blocks.{{0..{}}}.{{{}}}, ln_final.hook_normalized)",
+                self.n_layers.saturating_sub(1),
+                BlockSite::ALL.map(BlockSite::name).join(",")
+            )),
         }
-        Err(format!(
-            "'{name}' is not a hook point of this model (hook_embed, hook_pos_embed, blocks.{{0..{}}}.{{{}}}, ln_final.hook_normalized)",
-            self.n_layers.saturating_sub(1),
-            BLOCK_HOOKS.join(",")
-        ))
     }
 
-    /// How far a forward pass must go to reach hook `name`: the blocks to run, and whether the
-    /// final LayerNorm runs too (only for `ln_final.hook_normalized`). Harvesting stops there.
-    pub fn extent_to_reach(&self, name: &str) -> (usize, bool) {
-        match name.strip_prefix("blocks.").and_then(|rest| rest.split('.').next()).and_then(|l| l.parse::<usize>().ok()) {
-            Some(layer) => ((layer + 1).min(self.n_layers), false),
-            None if name.starts_with("ln_final") => (self.n_layers, true),
-            None => (0, false),
+    /// Whether this model's forward pass reaches `hook` (its layer exists).
+    pub fn has_hook(&self, hook: HookPoint) -> bool {
+        hook.layer().is_none_or(|layer| layer < self.n_layers)
+    }
+
+    /// How far a forward pass must go to reach `hook`: the blocks to run, and whether the final
+    /// LayerNorm runs too (only for `ln_final.hook_normalized`). Harvesting stops there.
+    pub fn extent_to_reach(&self, hook: HookPoint) -> (usize, bool) {
+        match hook {
+            HookPoint::Block { layer, .. } => ((layer + 1).min(self.n_layers), false),
+            HookPoint::FinalNormalized => (self.n_layers, true),
+            HookPoint::Embed | HookPoint::PosEmbed => (0, false),
         }
     }
 }
-
-/// The per-block hook points, TransformerLens names, in forward order.
-pub const BLOCK_HOOKS: [&str; 6] = ["hook_resid_pre", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"];
 
 /// LayerNorm's scale and shift, `[d_model]` each.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,14 +122,14 @@ impl Gpt2 {
 pub enum Intervention<'a> {
     /// Use `values` (`[n_tokens, width]`) instead: an SAE's reconstruction for splicing, zeros
     /// for zero-ablation.
-    Replace { hook: &'a str, values: &'a [f32] },
+    Replace { hook: HookPoint, values: &'a [f32] },
     /// Add `vector` (`[width]`) at every position: steering along a feature's decoder direction.
-    AddToEveryToken { hook: &'a str, vector: &'a [f32] },
+    AddToEveryToken { hook: HookPoint, vector: &'a [f32] },
 }
 
 impl Intervention<'_> {
-    pub fn hook(&self) -> &str {
-        match self {
+    pub fn hook(&self) -> HookPoint {
+        match *self {
             Intervention::Replace { hook, .. } | Intervention::AddToEveryToken { hook, .. } => hook,
         }
     }
@@ -143,7 +148,9 @@ impl Intervention<'_> {
 
     /// Checks the hook exists and the values fit `n` tokens of this model.
     pub fn check(&self, cfg: &Gpt2Config, n: usize) -> Result<(), String> {
-        cfg.check_hook(self.hook())?;
+        if !cfg.has_hook(self.hook()) {
+            return Err(format!("{} is not a hook point of this model ({} layers)", self.hook(), cfg.n_layers));
+        }
         let d = cfg.d_model;
         match self {
             Intervention::Replace { values, hook } if values.len() != n * d => {
@@ -190,7 +197,7 @@ impl Gpt2 {
     /// A model with random weights (for tests and benchmarks): N(0, 0.1²) matrices and biases,
     /// LayerNorm weights near 1.
     pub fn random(cfg: Gpt2Config, tied: bool, seed: u64) -> Gpt2 {
-        let mut rng = crate::sae::random::Rng::new(seed);
+        let mut rng = crate::random::Rng::new(seed);
         let (d, m) = (cfg.d_model, cfg.d_mlp);
         let mut normals = |n: usize| rng.normals(n, 0.1);
         let ln = |normals: &mut dyn FnMut(usize) -> Vec<f32>| LayerNorm {

@@ -67,7 +67,7 @@ pub fn project(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
 /// Indices of the `k` largest values, largest first; ties go to the lower index.
 pub fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..values.len()).collect();
-    let key = |i: &usize| (std::cmp::Reverse(crate::gpu::sortable_key(values[*i])), *i);
+    let key = |i: &usize| (std::cmp::Reverse(sortable_key(values[*i])), *i);
     if k < order.len() {
         order.select_nth_unstable_by_key(k, key);
         order.truncate(k);
@@ -159,4 +159,28 @@ pub fn forward(sae: &Sae, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
         acts.extend(a);
     }
     (acts, recon)
+}
+
+/// Order-preserving map from f32 to u32: `a < b` ⇔ `key(a) < key(b)` for non-NaN values.
+/// The CPU twin of `sortable_key` in `shaders/topk.wgsl`; the CPU TopK breaks ties with it the same way.
+pub fn sortable_key(v: f32) -> u32 {
+    let bits = v.to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_key_preserves_order() {
+        let values = [f32::NEG_INFINITY, -3.5, -1e-30, 0.0, 1e-30, 2.0, 7.25, f32::INFINITY];
+        for w in values.windows(2) {
+            assert!(sortable_key(w[0]) < sortable_key(w[1]), "{} vs {}", w[0], w[1]);
+        }
+    }
 }

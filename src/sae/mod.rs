@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod cpu;
+pub mod files;
 pub mod metrics;
 pub mod random;
 

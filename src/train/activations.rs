@@ -7,13 +7,13 @@
 //!
 //! A share of the corpus's contexts is held out for evaluation (FVU, L0 and the splice).
 
-use crate::lm::{LmBackend, LmError};
-use crate::model::Gpt2;
-use crate::sae::random::Rng;
+use crate::lm::{LmError, LoadedModel};
+use crate::model::{Gpt2, HookPoint};
+use crate::random::Rng;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoreConfig {
-    pub hook: String,
+    pub hook: HookPoint,
     /// Tokens per context, the BOS included (at most the model's `n_positions`).
     pub context: usize,
     /// Rows the mixing buffer holds when full.
@@ -58,7 +58,7 @@ pub struct StorePosition {
 impl ActivationStore {
     /// `corpus` is the tokenized text (no BOS); `bos` the beginning-of-sequence token, if any.
     pub fn new(model: &Gpt2, corpus: &[u32], bos: Option<u32>, cfg: StoreConfig) -> Result<ActivationStore, String> {
-        model.cfg.check_hook(&cfg.hook).map_err(|e| format!("hook: {e}"))?;
+        model.cfg.hook_point(&cfg.hook.to_string()).map_err(|e| format!("hook: {e}"))?;
         if cfg.context < 2 || cfg.context > model.cfg.n_positions {
             return Err(format!("context must be between 2 and the model's n_positions ({}), not {}", model.cfg.n_positions, cfg.context));
         }
@@ -182,15 +182,15 @@ impl ActivationStore {
     }
 
     /// The activations at the hook for `context`, without the BOS position.
-    async fn harvest(&self, model: &Gpt2, backend: &LmBackend<'_>, context: &[u32]) -> Result<Vec<f32>, LmError> {
-        let acts = backend.activations_at(model, context, &self.cfg.hook).await?;
+    async fn harvest(&self, model: &LoadedModel, context: &[u32]) -> Result<Vec<f32>, LmError> {
+        let acts = model.activations_at(context, self.cfg.hook).await?;
         let skip = usize::from(self.bos.is_some()) * self.d;
         Ok(acts[skip..].to_vec())
     }
 
     /// Runs the model over the next contexts until the buffer holds `at_least` rows, then
     /// shuffles it.
-    async fn refill(&mut self, model: &Gpt2, backend: &LmBackend<'_>, at_least: usize) -> Result<(), LmError> {
+    async fn refill(&mut self, model: &LoadedModel, at_least: usize) -> Result<(), LmError> {
         while self.buffer.len() < at_least * self.d {
             if self.next == self.order.len() {
                 self.epochs += 1;
@@ -198,7 +198,7 @@ impl ActivationStore {
             }
             let context = self.train_contexts[self.order[self.next]].clone();
             self.next += 1;
-            let acts = self.harvest(model, backend, &context).await?;
+            let acts = self.harvest(model, &context).await?;
             if let Some(bad) = acts.iter().position(|v| !v.is_finite()) {
                 return Err(LmError::Mismatch(format!("the model's activation at {} is not finite (row {})", self.cfg.hook, bad / self.d)));
             }
@@ -219,11 +219,11 @@ impl ActivationStore {
 
     /// The next `rows` training rows (`[rows, d]`): from the shuffled buffer, refilled when less
     /// than half of it is left (SAELens's mixing buffer keeps half between refills).
-    pub async fn next_batch(&mut self, model: &Gpt2, backend: &LmBackend<'_>, rows: usize) -> Result<Vec<f32>, LmError> {
+    pub async fn next_batch(&mut self, model: &LoadedModel, rows: usize) -> Result<Vec<f32>, LmError> {
         let half = (self.cfg.buffer_rows / 2).max(rows);
         if self.buffer.len() < half * self.d || self.buffer.len() < rows * self.d {
             // A batch larger than the buffer is still served whole.
-            self.refill(model, backend, self.cfg.buffer_rows.max(rows)).await?;
+            self.refill(model, self.cfg.buffer_rows.max(rows)).await?;
         }
         let start = self.buffer.len() - rows * self.d;
         Ok(self.buffer.split_off(start))
@@ -236,13 +236,13 @@ impl ActivationStore {
     }
 
     /// The held-out activations (without BOS positions), `[n, d]`, at most `max_rows`.
-    pub async fn held_out_rows(&self, model: &Gpt2, backend: &LmBackend<'_>, max_rows: usize) -> Result<Vec<f32>, LmError> {
+    pub async fn held_out_rows(&self, model: &LoadedModel, max_rows: usize) -> Result<Vec<f32>, LmError> {
         let mut out = Vec::new();
         for context in &self.held_out_contexts {
             if out.len() >= max_rows * self.d {
                 break;
             }
-            out.extend(self.harvest(model, backend, context).await?);
+            out.extend(self.harvest(model, context).await?);
         }
         out.truncate(max_rows * self.d);
         Ok(out)

@@ -3,10 +3,13 @@
 //! FVU on held-out activations, the dead fraction, and CE loss recovered by splicing it into the
 //! model (`lm::splice`). Shared by `saelab train` and the page.
 
-use crate::engine::{self, Backend};
+use std::rc::Rc;
+
+use crate::backend::Backend;
+use crate::engine::{self, LoadedSae};
 use crate::fingerprint;
-use crate::gpu::{Gpu, GpuSae, RunRequest};
-use crate::lm::{self, LmBackend, LmError};
+use crate::gpu::RunRequest;
+use crate::lm::{self, LmError, LoadedModel};
 use crate::model::Gpt2;
 
 use super::activations::{ActivationStore, StoreConfig};
@@ -40,35 +43,36 @@ pub struct LmTrainer {
 }
 
 impl LmTrainer {
-    /// A fresh SAE on `model`'s activations at `store_cfg.hook` over `corpus` (token ids);
-    /// b_dec starts from the first buffer's statistics.
+    /// A fresh SAE on `model`'s activations at `store_cfg.hook` over `corpus` (token ids),
+    /// trained on `backend` (the model harvests where it was placed); b_dec starts from the
+    /// first buffer's statistics.
     pub async fn new(
-        model: &Gpt2,
+        model: &LoadedModel,
         model_name: &str,
-        backend: &LmBackend<'_>,
         corpus: &[u32],
         bos: Option<u32>,
         store_cfg: StoreConfig,
         train: TrainConfig,
+        backend: &Backend,
     ) -> Result<LmTrainer, String> {
         train.validate()?;
-        let mut store = ActivationStore::new(model, corpus, bos, store_cfg)?;
-        let first = store.next_batch(model, backend, train.batch.max(256)).await.map_err(|e| e.to_string())?;
-        let training = SaeTrainer::new(train, store.d_in(), &first)?;
+        let mut store = ActivationStore::new(&model.model, corpus, bos, store_cfg)?;
+        let first = store.next_batch(model, train.batch.max(256)).await.map_err(|e| e.to_string())?;
+        let training = SaeTrainer::new(train, store.d_in(), &first, backend)?;
         Ok(LmTrainer {
             store,
             training,
             model_name: model_name.to_string(),
             eval_rows: 2048,
             eval_contexts: 4,
-            model_fingerprint: fingerprint::model(model),
+            model_fingerprint: fingerprint::model(&model.model),
         })
     }
 
     /// The run as it stands, to go on from with `resume` (see `checkpoint`); `extra` is saved
     /// with it as given.
-    pub async fn checkpoint(&self, gpu: Option<&Gpu>, extra: serde_json::Value) -> Result<Checkpoint, String> {
-        let trainer = self.training.snapshot(gpu).await?;
+    pub async fn checkpoint(&self, extra: serde_json::Value) -> Result<Checkpoint, String> {
+        let trainer = self.training.snapshot().await?;
         let header = CheckpointHeader {
             format: FORMAT.into(),
             version: VERSION,
@@ -93,9 +97,9 @@ impl LmTrainer {
         4 * (3 * params + self.store.buffered_values())
     }
 
-    /// Goes on from `checkpoint` (on the CPU; `training.use_gpu` moves it), given the same model
-    /// and corpus the run used — anything else is refused with what differs.
-    pub fn resume(model: &Gpt2, corpus: &[u32], bos: Option<u32>, checkpoint: Checkpoint) -> Result<LmTrainer, String> {
+    /// Goes on from `checkpoint`, training on `backend`, given the same model and corpus the run
+    /// used — anything else is refused with what differs.
+    pub fn resume(model: &Gpt2, corpus: &[u32], bos: Option<u32>, checkpoint: Checkpoint, backend: &Backend) -> Result<LmTrainer, String> {
         let Checkpoint { header: h, trainer, store: position } = checkpoint;
         let model_fingerprint = fingerprint::model(model);
         if model_fingerprint != h.model_fingerprint {
@@ -112,7 +116,7 @@ impl LmTrainer {
         }
         let mut store = ActivationStore::new(model, corpus, bos, h.store.clone())?;
         store.resume_at(position)?;
-        let training = SaeTrainer::from_snapshot(trainer)?;
+        let training = SaeTrainer::from_snapshot(trainer, backend)?;
         Ok(LmTrainer {
             store,
             training,
@@ -128,21 +132,17 @@ impl LmTrainer {
         (self.training.step * self.training.cfg.batch) as u64
     }
 
-    /// One step: the next batch from the store, on the GPU when the trainer is there.
-    pub async fn step(&mut self, model: &Gpt2, backend: &LmBackend<'_>, gpu: Option<&Gpu>) -> Result<(), String> {
-        let x = self.store.next_batch(model, backend, self.training.cfg.batch).await.map_err(|e| e.to_string())?;
+    /// One step: the next batch from the store (harvested by `model`), where the trainer runs.
+    pub async fn step(&mut self, model: &LoadedModel) -> Result<(), String> {
+        let x = self.store.next_batch(model, self.training.cfg.batch).await.map_err(|e| e.to_string())?;
         let store = &self.store;
-        let resample_from = || store.sample_of_buffer(4096);
-        match gpu {
-            Some(gpu) if self.training.on_gpu() => self.training.step_gpu(gpu, &x, resample_from).await,
-            _ => self.training.step(&x, resample_from).map(|_| ()),
-        }
+        self.training.step(&x, || store.sample_of_buffer(4096)).await
     }
 
     /// The SAE as trained so far, in SAELens format, with how its activations were taken
     /// (`context_size`, `prepend_bos`) in its metadata as SAELens records them.
     pub fn to_sae(&self) -> crate::sae::Sae {
-        let mut sae = self.training.to_sae(&self.store.cfg.hook, &self.model_name);
+        let mut sae = self.training.to_sae(&self.store.cfg.hook.to_string(), &self.model_name);
         if let Some(serde_json::Value::Object(meta)) = sae.cfg.raw.get_mut("metadata") {
             meta.insert("context_size".into(), self.store.cfg.context.into());
             meta.insert("prepend_bos".into(), self.store.prepends_bos().into());
@@ -150,29 +150,20 @@ impl LmTrainer {
         sae
     }
 
-    /// Evaluates the SAE as it is now (call `training.sync` first when it trains on the GPU).
-    pub async fn evaluate(&self, model: &Gpt2, backend: &LmBackend<'_>, gpu: Option<&Gpu>) -> Result<LmEval, LmError> {
-        let sae = self.to_sae();
-        let uploaded = match gpu {
-            Some(g) => Some(GpuSae::upload(g, &sae)?),
-            None => None,
-        };
-        let (sae_backend, lm_backend) = match (&uploaded, backend) {
-            (Some(s), LmBackend::Gpu { gpu, model: m, .. }) => {
-                (Backend::Gpu { gpu, sae: s }, LmBackend::Gpu { gpu, model: m, sae: Some(s) })
-            }
-            _ => (Backend::Cpu, LmBackend::Cpu),
-        };
-        let rows = self.store.held_out_rows(model, &lm_backend, self.eval_rows).await?;
+    /// Evaluates the SAE as it is now (call `training.sync` first when it trains on the GPU),
+    /// with the SAE on the model's backend.
+    pub async fn evaluate(&self, model: &LoadedModel) -> Result<LmEval, LmError> {
+        let sae = LoadedSae::new(Rc::new(self.to_sae()), &model.backend())?;
+        let rows = self.store.held_out_rows(model, self.eval_rows).await?;
         let (l0, fvu) = if rows.is_empty() {
             (f64::NAN, f64::NAN)
         } else {
-            let m = engine::analyze(&sae, &sae_backend, &rows, RunRequest::default()).await?.metrics;
+            let m = engine::analyze(&sae, &rows, RunRequest::default()).await?.metrics;
             (m.l0, m.fvu)
         };
         let (mut clean, mut spliced, mut zero, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
         for context in self.store.held_out_contexts().iter().take(self.eval_contexts) {
-            let r = lm::splice(model, &sae, &lm_backend, context, 0).await?;
+            let r = lm::splice(model, &sae, context, 0).await?;
             clean += r.ce_clean as f64;
             spliced += r.ce_spliced as f64;
             zero += r.ce_zero_ablation as f64;

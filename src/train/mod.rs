@@ -3,6 +3,7 @@
 
 pub mod activations;
 pub mod checkpoint;
+pub mod gpu_trainer;
 pub mod lab;
 pub mod lm_train;
 pub mod recovery;

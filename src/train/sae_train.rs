@@ -1,5 +1,5 @@
 //! Training an SAE: the CPU reference of one step (forward, loss, backward), Adam, and the decoder
-//! constraints. GPU training kernels (`gpu::train_runner`) must reproduce these functions.
+//! constraints. GPU training kernels (`train::gpu_trainer`) must reproduce these functions.
 //!
 //! Losses, per batch of B rows (SAELens `TrainingSAE.training_forward_pass` and each
 //! architecture's `calculate_aux_loss`); `s` is the sparsity coefficient's warm-up factor:
@@ -23,8 +23,8 @@
 //! TopK and BatchTopK decoders are kept at unit row norm as in Gao et al.: the gradient parallel to
 //! each row is removed before the update and rows are renormalised after it.
 
+use crate::random::Rng;
 use crate::sae::cpu::top_k_indices;
-use crate::sae::random::Rng;
 
 /// AuxK's weight in the loss (Gao et al. 2024).
 pub const AUXK_COEFFICIENT: f32 = 1.0 / 32.0;

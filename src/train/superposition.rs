@@ -8,7 +8,7 @@
 //! features' hidden directions (the columns of W) and `b_enc` `[n]` the output bias; the encoder
 //! tensors and `b_dec` are unused and stay zero.
 
-use crate::sae::random::Rng;
+use crate::random::Rng;
 
 use super::sae_train::{Adam, Params, TrainArch};
 

@@ -9,7 +9,7 @@
 //! uses only `sae::random` (a seeded generator and arithmetic-only ln/exp/sin/cos), so the same
 //! seed gives bit-identical data natively and in the browser.
 
-use crate::sae::random::{portable_exp, portable_ln, portable_sin_cos, Rng};
+use crate::random::{portable_exp, portable_ln, portable_sin_cos, Rng};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Magnitude {

@@ -2,12 +2,12 @@
 //! the page can interleave steps with drawing). It feeds `trainer::SaeTrainer` batches from
 //! `ToyData`, measures recovery of the true features and exports the SAE in SAELens format.
 
-use crate::gpu::Gpu;
+use crate::backend::Backend;
 use crate::sae::metrics::BatchMetrics;
 use crate::sae::Sae;
 
 use super::recovery::{recovery, Recovery};
-use super::sae_train::{StepStats, TrainArch};
+use super::sae_train::TrainArch;
 use super::synthetic::{ToyData, ToyDataConfig};
 use super::trainer::{SaeTrainer, TrainConfig};
 
@@ -38,26 +38,18 @@ pub struct ToyTrainer {
 }
 
 impl ToyTrainer {
-    pub fn new(cfg: ToyTrainConfig) -> Result<ToyTrainer, String> {
+    /// A fresh run of `cfg`, trained on `backend`.
+    pub fn new(cfg: ToyTrainConfig, backend: &Backend) -> Result<ToyTrainer, String> {
         cfg.validate()?;
         let mut data = ToyData::new(cfg.data.clone())?;
         let (first, _) = data.sample(cfg.train.batch.max(256));
-        let training = SaeTrainer::new(cfg.train.clone(), cfg.data.dims, &first)?;
+        let training = SaeTrainer::new(cfg.train.clone(), cfg.data.dims, &first, backend)?;
         Ok(ToyTrainer { cfg, data, training })
     }
 
-    /// Moves the optimisation to `gpu` (before the first step).
-    pub fn use_gpu(&mut self, gpu: &Gpu) -> Result<(), String> {
-        self.training.use_gpu(gpu)
-    }
-
-    pub fn on_gpu(&self) -> bool {
-        self.training.on_gpu()
-    }
-
     /// Refreshes the parameters from the GPU (see `SaeTrainer::sync`).
-    pub async fn sync(&mut self, gpu: &Gpu) -> Result<(), String> {
-        self.training.sync(gpu).await
+    pub async fn sync(&mut self) -> Result<(), String> {
+        self.training.sync().await
     }
 
     /// Resampling draws its inputs from a stream of its own (data seed and step), so the CPU and
@@ -69,18 +61,11 @@ impl ToyTrainer {
         sampler.sample(cfg.train.batch.max(256)).0
     }
 
-    /// One step on the GPU.
-    pub async fn step_gpu(&mut self, gpu: &Gpu) -> Result<(), String> {
+    /// One optimisation step on a fresh batch, where the trainer runs.
+    pub async fn step(&mut self) -> Result<(), String> {
         let (x, _) = self.data.sample(self.cfg.train.batch);
         let (cfg, step) = (&self.cfg, self.training.step);
-        self.training.step_gpu(gpu, &x, || Self::resample_sample(cfg, step)).await
-    }
-
-    /// One optimisation step on the CPU reference.
-    pub fn step(&mut self) -> Result<StepStats, String> {
-        let (x, _) = self.data.sample(self.cfg.train.batch);
-        let (cfg, step) = (&self.cfg, self.training.step);
-        self.training.step(&x, || Self::resample_sample(cfg, step))
+        self.training.step(&x, || Self::resample_sample(cfg, step)).await
     }
 
     pub fn dead_mask(&self) -> Vec<bool> {
@@ -117,10 +102,10 @@ mod tests {
         let data = ToyDataConfig::new(32, 16, 0.05, 1);
         let mut cfg = ToyTrainConfig::new(data, TrainArch::TopK { k: 4 }, 64, 256, 600);
         cfg.train.lr = 3e-3;
-        let mut t = ToyTrainer::new(cfg).unwrap();
+        let mut t = ToyTrainer::new(cfg, &Backend::Cpu).unwrap();
         let (before, _) = t.evaluate(512);
         for _ in 0..600 {
-            t.step().unwrap();
+            pollster::block_on(t.step()).unwrap();
         }
         let (after, m) = t.evaluate(1024);
         assert!(after.mmcs > 0.94 && after.mmcs > before.mmcs + 0.2, "mmcs {} -> {}", before.mmcs, after.mmcs);
@@ -131,9 +116,9 @@ mod tests {
     fn each_architecture_preset_recovers_its_features() {
         for id in ["batchtopk", "jumprelu", "gated"] {
             let cfg = crate::train::lab::LabSettings::preset(id).unwrap().to_config().unwrap();
-            let mut t = ToyTrainer::new(cfg.clone()).unwrap();
+            let mut t = ToyTrainer::new(cfg.clone(), &Backend::Cpu).unwrap();
             for _ in 0..cfg.train.steps {
-                t.step().unwrap();
+                pollster::block_on(t.step()).unwrap();
             }
             let (rec, m) = t.evaluate(2048);
             assert!(rec.mmcs > 0.95, "{id}: mmcs {}", rec.mmcs);
@@ -149,14 +134,14 @@ mod tests {
         let mut cfg = ToyTrainConfig::new(data, TrainArch::TopK { k: 1 }, 64, 64, 81);
         cfg.train.dead_after_steps = 20;
         cfg.train.resample_every = 40;
-        let mut t = ToyTrainer::new(cfg).unwrap();
+        let mut t = ToyTrainer::new(cfg, &Backend::Cpu).unwrap();
         for _ in 0..40 {
-            t.step().unwrap();
+            pollster::block_on(t.step()).unwrap();
         }
         let dead_before: Vec<usize> = (0..64).filter(|&j| t.dead_mask()[j]).collect();
         assert!(dead_before.len() > 10, "k = 1 over 64 latents should leave many dead, got {}", dead_before.len());
         let rows_before = t.training.params.w_dec.clone();
-        t.step().unwrap(); // resamples first, then steps
+        pollster::block_on(t.step()).unwrap(); // resamples first, then steps
         assert!(t.dead_mask().iter().all(|&d| !d), "resampled latents count as alive again");
         let moved = dead_before
             .iter()
@@ -188,11 +173,11 @@ mod tests {
         let data = ToyDataConfig::new(8, 4, 0.2, 2);
         let mut cfg = ToyTrainConfig::new(data.clone(), TrainArch::Standard { l1: 0.1 }, 8, 16, 10);
         cfg.train.lr = 1e30;
-        let mut t = ToyTrainer::new(cfg).unwrap();
+        let mut t = ToyTrainer::new(cfg, &Backend::Cpu).unwrap();
         let before = t.training.params.clone();
         let mut outcome = Ok(());
         for _ in 0..10 {
-            if let Err(e) = t.step() {
+            if let Err(e) = pollster::block_on(t.step()) {
                 outcome = Err(e);
                 break;
             }
@@ -205,8 +190,8 @@ mod tests {
         let _ = t.to_sae();
         let mut overflow = ToyTrainConfig::new(data.clone(), TrainArch::Standard { l1: 0.1 }, 8, 16, 10);
         overflow.train.lr = f32::MAX;
-        let mut t = ToyTrainer::new(overflow).unwrap();
-        let err = (0..10).find_map(|_| t.step().err()).expect("lr = f32::MAX must overflow");
+        let mut t = ToyTrainer::new(overflow, &Backend::Cpu).unwrap();
+        let err = (0..10).find_map(|_| pollster::block_on(t.step()).err()).expect("lr = f32::MAX must overflow");
         assert!(err.contains("diverged"), "{err}");
         let _ = t.to_sae();
         let bad = |f: fn(&mut ToyTrainConfig)| {
@@ -222,12 +207,10 @@ mod tests {
     #[test]
     fn exported_sae_round_trips_through_the_loader() {
         let data = ToyDataConfig::new(8, 4, 0.2, 3);
-        let t = ToyTrainer::new(ToyTrainConfig::new(data, TrainArch::TopK { k: 2 }, 8, 16, 10)).unwrap();
+        let t = ToyTrainer::new(ToyTrainConfig::new(data, TrainArch::TopK { k: 2 }, 8, 16, 10), &Backend::Cpu).unwrap();
         let sae = t.to_sae();
-        let (cfg, weights, _) = crate::formats::sae_files::serialize_sae(&sae);
-        let back =
-            crate::formats::sae_files::parse_sae(crate::formats::sae_files::SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None })
-                .unwrap();
+        let (cfg, weights, _) = crate::sae::files::serialize_sae(&sae);
+        let back = crate::sae::files::parse_sae(crate::sae::files::SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).unwrap();
         assert_eq!(back.w_dec, t.training.params.w_dec);
         assert_eq!(back.cfg.architecture, crate::sae::Architecture::TopK { k: 2 });
     }

@@ -4,15 +4,17 @@
 //! with known features (`toy`) or a language model's activations (`activations`) — so this module
 //! never waits on data and runs the same in the CLI and between frames in the page.
 
-use crate::formats::sae_files::sae_from_f32_tensors;
-use crate::gpu::train_runner::GpuTrainer;
+use std::rc::Rc;
+
+use super::gpu_trainer::GpuTrainer;
+use crate::backend::Backend;
 use crate::gpu::Gpu;
-use crate::sae::random::Rng;
+use crate::random::Rng;
+use crate::sae::files::sae_from_f32_tensors;
 use crate::sae::{cpu, Sae};
 
 use super::sae_train::{
-    apply_constraints, loss_and_grads, remove_parallel_decoder_grad, resample_latent, Adam, Params, StepStats, TrainArch,
-    BATCHTOPK_THRESHOLD_LR,
+    apply_constraints, loss_and_grads, remove_parallel_decoder_grad, resample_latent, Adam, Params, TrainArch, BATCHTOPK_THRESHOLD_LR,
 };
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -137,10 +139,26 @@ pub fn geometric_median(rows: &[f32], d: usize, max_iter: usize, tol: f64) -> Ve
     m.into_iter().map(|v| v as f32).collect()
 }
 
-/// Where the optimisation runs. On the GPU, `SaeTrainer::params` is a copy refreshed by `sync`.
+/// Where the optimisation runs (the trainer's `Backend`, with the state kept there). On the GPU,
+/// `SaeTrainer::params` is a copy refreshed by `sync`.
 enum Optimizer {
     Cpu(Adam),
-    Gpu(GpuTrainer),
+    Gpu { gpu: Rc<Gpu>, trainer: GpuTrainer },
+}
+
+impl Optimizer {
+    /// Adam's state on `backend`, starting from `params` and the moments `adam` holds.
+    fn on(backend: &Backend, params: &Params, adam: Adam, cfg: &TrainConfig) -> Result<Optimizer, String> {
+        match backend {
+            Backend::Cpu => Ok(Optimizer::Cpu(adam)),
+            Backend::Gpu(gpu) => {
+                let mut trainer = GpuTrainer::new(gpu, params, cfg.arch, cfg.batch).map_err(|e| e.to_string())?;
+                trainer.set_state(gpu, params, &adam.m, &adam.v);
+                trainer.set_adam_beta_t(adam.beta_t());
+                Ok(Optimizer::Gpu { gpu: gpu.clone(), trainer })
+            }
+        }
+    }
 }
 
 /// A trainer's whole state between two steps: settings, parameters, Adam's moments and
@@ -171,9 +189,9 @@ pub struct SaeTrainer {
 }
 
 impl SaeTrainer {
-    /// A fresh SAE for `d_in`-wide inputs; b_dec starts at a statistic of `first_sample`
-    /// (`[n, d_in]`, SAELens `b_dec_init_method`).
-    pub fn new(cfg: TrainConfig, d_in: usize, first_sample: &[f32]) -> Result<SaeTrainer, String> {
+    /// A fresh SAE for `d_in`-wide inputs, trained on `backend`; b_dec starts at a statistic of
+    /// `first_sample` (`[n, d_in]`, SAELens `b_dec_init_method`).
+    pub fn new(cfg: TrainConfig, d_in: usize, first_sample: &[f32], backend: &Backend) -> Result<SaeTrainer, String> {
         cfg.validate()?;
         if d_in == 0 || first_sample.is_empty() || first_sample.len() % d_in != 0 {
             return Err(format!("the first sample must be whole rows of {d_in} values"));
@@ -190,7 +208,7 @@ impl SaeTrainer {
             BDecInit::GeometricMedian => params.b_dec = geometric_median(first_sample, d_in, 100, 1e-5),
         }
         Ok(SaeTrainer {
-            optimizer: Optimizer::Cpu(Adam::new(&params)),
+            optimizer: Optimizer::on(backend, &params, Adam::new(&params), &cfg)?,
             steps_since_fired: vec![0; cfg.dict],
             step: 0,
             batch_topk_threshold: 0.0,
@@ -203,28 +221,15 @@ impl SaeTrainer {
         self.params.d_in
     }
 
-    /// Moves the optimisation to `gpu`, Adam's moments with it (so a resumed run goes on there).
-    pub fn use_gpu(&mut self, gpu: &Gpu) -> Result<(), String> {
-        let Optimizer::Cpu(adam) = &self.optimizer else {
-            return Ok(());
-        };
-        let mut trainer = GpuTrainer::new(gpu, &self.params, self.cfg.arch, self.cfg.batch).map_err(|e| e.to_string())?;
-        trainer.set_state(gpu, &self.params, &adam.m, &adam.v);
-        trainer.set_adam_beta_t(adam.beta_t());
-        self.optimizer = Optimizer::Gpu(trainer);
-        Ok(())
-    }
-
     /// Everything needed to go on training exactly from here (read back from the GPU when the
     /// trainer is there).
-    pub async fn snapshot(&self, gpu: Option<&Gpu>) -> Result<TrainerSnapshot, String> {
-        let (params, m, v, beta_t) = match (&self.optimizer, gpu) {
-            (Optimizer::Cpu(adam), _) => (self.params.clone(), adam.m.clone(), adam.v.clone(), adam.beta_t()),
-            (Optimizer::Gpu(trainer), Some(gpu)) => {
+    pub async fn snapshot(&self) -> Result<TrainerSnapshot, String> {
+        let (params, m, v, beta_t) = match &self.optimizer {
+            Optimizer::Cpu(adam) => (self.params.clone(), adam.m.clone(), adam.v.clone(), adam.beta_t()),
+            Optimizer::Gpu { gpu, trainer } => {
                 let (p, m, v) = trainer.state(gpu).await.map_err(|e| e.to_string())?;
                 (p, m, v, trainer.adam_beta_t())
             }
-            (Optimizer::Gpu(_), None) => return Err("the trainer runs on the GPU: snapshot needs it".into()),
         };
         if !all_finite(&params) {
             return Err(format!("training diverged by step {} (parameters are not finite); nothing to save", self.step));
@@ -241,8 +246,8 @@ impl SaeTrainer {
         })
     }
 
-    /// A trainer (on the CPU; `use_gpu` moves it) that goes on from `snapshot`.
-    pub fn from_snapshot(snapshot: TrainerSnapshot) -> Result<SaeTrainer, String> {
+    /// A trainer on `backend` that goes on from `snapshot` (saved on either backend).
+    pub fn from_snapshot(snapshot: TrainerSnapshot, backend: &Backend) -> Result<SaeTrainer, String> {
         let TrainerSnapshot { cfg, step, steps_since_fired, batch_topk_threshold, params, adam_m, adam_v, adam_beta_t } = snapshot;
         cfg.validate()?;
         let expected = Params::zeros(cfg.arch, params.d_in, cfg.dict);
@@ -262,24 +267,22 @@ impl SaeTrainer {
         if !(all_finite(&params) && all_finite(&adam_m) && all_finite(&adam_v) && batch_topk_threshold.is_finite()) {
             return Err("the saved parameters are not all finite numbers".into());
         }
-        Ok(SaeTrainer {
-            cfg,
-            params,
-            optimizer: Optimizer::Cpu(Adam::resumed(adam_m, adam_v, adam_beta_t)),
-            steps_since_fired,
-            step,
-            batch_topk_threshold,
-        })
+        let optimizer = Optimizer::on(backend, &params, Adam::resumed(adam_m, adam_v, adam_beta_t), &cfg)?;
+        Ok(SaeTrainer { cfg, params, optimizer, steps_since_fired, step, batch_topk_threshold })
     }
 
-    pub fn on_gpu(&self) -> bool {
-        matches!(self.optimizer, Optimizer::Gpu(_))
+    /// Where the optimisation runs.
+    pub fn backend(&self) -> Backend {
+        match &self.optimizer {
+            Optimizer::Cpu(_) => Backend::Cpu,
+            Optimizer::Gpu { gpu, .. } => Backend::Gpu(gpu.clone()),
+        }
     }
 
     /// Refreshes `params` from the GPU and checks them; a non-finite parameter means training
-    /// diverged.
-    pub async fn sync(&mut self, gpu: &Gpu) -> Result<(), String> {
-        if let Optimizer::Gpu(trainer) = &self.optimizer {
+    /// diverged. (On the CPU, `params` are always current.)
+    pub async fn sync(&mut self) -> Result<(), String> {
+        if let Optimizer::Gpu { gpu, trainer } = &self.optimizer {
             let params = trainer.params(gpu).await.map_err(|e| e.to_string())?;
             if !all_finite(&params) {
                 return Err(format!("training diverged by step {} (parameters are not finite); lower the learning rate", self.step));
@@ -303,77 +306,67 @@ impl SaeTrainer {
         self.dead_mask().iter().filter(|&&d| d).count() as f32 / self.cfg.dict.max(1) as f32
     }
 
-    /// One step on the GPU on batch `x` (`[batch, d_in]`). When resampling is due,
-    /// `resample_from` gives the inputs to resample towards (not the training batch).
-    pub async fn step_gpu(&mut self, gpu: &Gpu, x: &[f32], resample_from: impl FnOnce() -> Vec<f32>) -> Result<(), String> {
+    /// One optimisation step on batch `x` (`[batch, d_in]`), where the trainer runs. When
+    /// resampling is due, `resample_from` gives the inputs to resample towards (not the training
+    /// batch). A non-finite loss or an overflowing update stops training with a message; on the
+    /// CPU the parameters are left as they were before the step.
+    pub async fn step(&mut self, x: &[f32], resample_from: impl FnOnce() -> Vec<f32>) -> Result<(), String> {
         self.check_batch(x)?;
         if self.resample_due() {
-            if let Optimizer::Gpu(trainer) = &self.optimizer {
-                let (mut p, mut m, mut v) = trainer.state(gpu).await.map_err(|e| e.to_string())?;
-                if !all_finite(&p) {
-                    return Err(format!("training diverged by step {} (parameters are not finite); lower the learning rate", self.step));
-                }
-                resample_dead(&mut p, &mut m, &mut v, &mut self.steps_since_fired, &self.cfg, self.step, &resample_from());
-                trainer.set_state(gpu, &p, &m, &v);
-                self.params = p;
-            }
+            self.resample(&resample_from()).await?;
         }
         let dead = self.dead_mask();
         let (sparsity_scale, lr) = (self.cfg.sparsity_scale_at(self.step), self.cfg.lr_at(self.step));
-        let Optimizer::Gpu(trainer) = &mut self.optimizer else {
-            return Err("step_gpu called before use_gpu".into());
+        let (fired, batch_min_act) = match &mut self.optimizer {
+            Optimizer::Cpu(adam) => {
+                let (stats, mut grads) = loss_and_grads(&self.params, self.cfg.arch, x, &dead, sparsity_scale);
+                if !stats.loss.is_finite() {
+                    return Err(format!("training diverged at step {} (loss is {}); lower the learning rate", self.step, stats.loss));
+                }
+                if self.cfg.arch.unit_decoder() {
+                    remove_parallel_decoder_grad(&self.params, &mut grads);
+                }
+                let before = self.params.clone();
+                adam.step(&mut self.params, &grads, lr);
+                apply_constraints(self.cfg.arch, &mut self.params);
+                // Parameters stay finite (saving and evaluating rely on it): an update that
+                // overflows is undone and stops training.
+                if !all_finite(&self.params) {
+                    self.params = before;
+                    return Err(format!("training diverged at step {} (parameters overflowed); lower the learning rate", self.step));
+                }
+                (stats.fired, stats.batch_min_act)
+            }
+            Optimizer::Gpu { gpu, trainer } => {
+                let result = trainer.step(gpu, x, &dead, sparsity_scale, lr).await.map_err(|e| e.to_string())?;
+                (result.fire_counts.iter().map(|&c| c > 0).collect(), result.batch_min_act)
+            }
         };
-        let result = trainer.step(gpu, x, &dead, sparsity_scale, lr).await.map_err(|e| e.to_string())?;
-        for (s, &c) in self.steps_since_fired.iter_mut().zip(&result.fire_counts) {
-            *s = if c > 0 { 0 } else { *s + 1 };
+        for (s, f) in self.steps_since_fired.iter_mut().zip(fired) {
+            *s = if f { 0 } else { *s + 1 };
         }
-        self.update_batch_topk_threshold(result.batch_min_act);
+        self.update_batch_topk_threshold(batch_min_act);
         self.step += 1;
         Ok(())
     }
 
-    /// One optimisation step on the CPU reference on batch `x` (`[batch, d_in]`); `resample_from`
-    /// as for `step_gpu`. A non-finite loss stops training with a message; the parameters are
-    /// left as they were before the step.
-    pub fn step(&mut self, x: &[f32], resample_from: impl FnOnce() -> Vec<f32>) -> Result<StepStats, String> {
-        self.check_batch(x)?;
-        if self.on_gpu() {
-            return Err("this trainer runs on the GPU: use step_gpu".into());
-        }
-        if self.resample_due() {
-            if let Optimizer::Cpu(adam) = &mut self.optimizer {
-                let (mut m, mut v) = (adam.m.clone(), adam.v.clone());
-                resample_dead(&mut self.params, &mut m, &mut v, &mut self.steps_since_fired, &self.cfg, self.step, &resample_from());
-                adam.m = m;
-                adam.v = v;
+    /// Resamples the dead latents towards `sample` (parameters and Adam's moments, where they are).
+    async fn resample(&mut self, sample: &[f32]) -> Result<(), String> {
+        match &mut self.optimizer {
+            Optimizer::Cpu(adam) => {
+                resample_dead(&mut self.params, &mut adam.m, &mut adam.v, &mut self.steps_since_fired, &self.cfg, self.step, sample);
+            }
+            Optimizer::Gpu { gpu, trainer } => {
+                let (mut p, mut m, mut v) = trainer.state(gpu).await.map_err(|e| e.to_string())?;
+                if !all_finite(&p) {
+                    return Err(format!("training diverged by step {} (parameters are not finite); lower the learning rate", self.step));
+                }
+                resample_dead(&mut p, &mut m, &mut v, &mut self.steps_since_fired, &self.cfg, self.step, sample);
+                trainer.set_state(gpu, &p, &m, &v);
+                self.params = p;
             }
         }
-        let dead = self.dead_mask();
-        let (stats, mut grads) = loss_and_grads(&self.params, self.cfg.arch, x, &dead, self.cfg.sparsity_scale_at(self.step));
-        if !stats.loss.is_finite() {
-            return Err(format!("training diverged at step {} (loss is {}); lower the learning rate", self.step, stats.loss));
-        }
-        if self.cfg.arch.unit_decoder() {
-            remove_parallel_decoder_grad(&self.params, &mut grads);
-        }
-        let lr = self.cfg.lr_at(self.step);
-        let before = self.params.clone();
-        if let Optimizer::Cpu(adam) = &mut self.optimizer {
-            adam.step(&mut self.params, &grads, lr);
-        }
-        apply_constraints(self.cfg.arch, &mut self.params);
-        // Parameters stay finite (saving and evaluating rely on it): an update that overflows
-        // is undone and stops training.
-        if !all_finite(&self.params) {
-            self.params = before;
-            return Err(format!("training diverged at step {} (parameters overflowed); lower the learning rate", self.step));
-        }
-        for (s, &f) in self.steps_since_fired.iter_mut().zip(&stats.fired) {
-            *s = if f { 0 } else { *s + 1 };
-        }
-        self.update_batch_topk_threshold(stats.batch_min_act);
-        self.step += 1;
-        Ok(stats)
+        Ok(())
     }
 
     fn check_batch(&self, x: &[f32]) -> Result<(), String> {

@@ -10,7 +10,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::{plots, web, Engine};
-use crate::formats::sae_files::serialize_sae;
+use crate::backend::Backend;
+use crate::sae::files::serialize_sae;
 use crate::sae::metrics::DensityHistogram;
 use crate::train::lab::{LabSettings, PRESETS};
 use crate::train::superposition::{self, SuperpositionResult};
@@ -79,7 +80,7 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
         }
     };
     let resume = {
-        let (state, engine) = (state.clone(), engine.clone());
+        let state = state.clone();
         move |_| {
             let generation = {
                 let mut st = state.borrow_mut();
@@ -90,8 +91,7 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
                 st.generation
             };
             shown.update(|s| s.running = true);
-            let gpu = engine.borrow().gpu.clone();
-            spawn_local(run_loop(state.clone(), gpu, shown, generation));
+            spawn_local(run_loop(state.clone(), shown, generation));
         }
     };
     let reset = {
@@ -268,18 +268,15 @@ fn start_training(
     let s = settings.get_untracked();
     web::set_hash(&format!("#lab?{}", s.to_query()));
     // A bad configuration is refused before anything is replaced: the current run stays.
-    let mut trainer = match s.to_config().and_then(ToyTrainer::new) {
+    let backend = engine.borrow().backend.clone();
+    let trainer = match s.to_config().and_then(|cfg| ToyTrainer::new(cfg, &backend)) {
         Ok(t) => t,
         Err(e) => return shown.update(|sh| sh.error = Some(e)),
     };
-    let gpu = engine.borrow().gpu.clone();
-    let mut device = "CPU reference".to_string();
-    if let Some(g) = &gpu {
-        match trainer.use_gpu(g) {
-            Ok(()) => device = g.adapter_name.clone(),
-            Err(e) => return shown.update(|sh| sh.error = Some(e)),
-        }
-    }
+    let device = match &backend {
+        Backend::Cpu => "CPU reference".to_string(),
+        Backend::Gpu(gpu) => gpu.adapter_name.clone(),
+    };
     let generation = {
         let mut st = state.borrow_mut();
         st.generation += 1;
@@ -288,11 +285,11 @@ fn start_training(
         st.generation
     };
     shown.set(LabShown { status: "Training…".into(), device, running: true, ..Default::default() });
-    spawn_local(run_loop(state, gpu, shown, generation));
+    spawn_local(run_loop(state, shown, generation));
 }
 
 /// Steps the trainer for ~30 ms at a time, evaluating every few steps, until done or paused.
-async fn run_loop(state: Rc<RefCell<LabState>>, gpu: Option<Rc<crate::gpu::Gpu>>, shown: RwSignal<LabShown>, generation: u64) {
+async fn run_loop(state: Rc<RefCell<LabState>>, shown: RwSignal<LabShown>, generation: u64) {
     loop {
         // Take the trainer out so that no borrow is held across an await.
         let taken = {
@@ -308,19 +305,14 @@ async fn run_loop(state: Rc<RefCell<LabState>>, gpu: Option<Rc<crate::gpu::Gpu>>
         let frame_start = web::now_ms();
         let mut outcome = Ok(());
         while trainer.training.step < total && web::now_ms() - frame_start < 30.0 {
-            outcome = match &gpu {
-                Some(g) if trainer.on_gpu() => trainer.step_gpu(g).await,
-                _ => trainer.step().map(|_| ()),
-            };
+            outcome = trainer.step().await;
             if outcome.is_err() || trainer.training.step % eval_every == 0 {
                 break;
             }
         }
         let finished = trainer.training.step >= total;
         if outcome.is_ok() && (trainer.training.step % eval_every == 0 || finished) {
-            if let Some(g) = &gpu {
-                outcome = trainer.sync(g).await;
-            }
+            outcome = trainer.sync().await;
             if outcome.is_ok() {
                 record_evaluation(&trainer, shown);
             }

@@ -6,6 +6,7 @@
 //!
 //! Token text is always put in the page as text nodes (leptos escapes it), never as HTML.
 
+use super::bundled::{BUNDLED_MODEL, BUNDLED_SAES, BUNDLED_SAMPLE, BUNDLED_TEXT};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -14,13 +15,11 @@ use leptos::task::spawn_local;
 
 use super::{web, Engine};
 use crate::dashboard::{self, FeatureSummary, SampleActivations};
-use crate::formats::gpt2_files::{parse_gpt2, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
-use crate::formats::sae_files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
+use crate::engine::LoadedSae;
 use crate::formats::tokenizer::TextTokenizer;
-use crate::gpu::model_runner::GpuGpt2;
-use crate::gpu::GpuSae;
-use crate::lm::{self, LmBackend, Sampling, SpliceReport, Steer};
-use crate::model::Gpt2;
+use crate::lm::{self, LoadedModel, Sampling, SpliceReport, Steer};
+use crate::model::files::{parse_gpt2, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::sae::files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 use crate::sae::Sae;
 
 /// The Cache Storage bucket for downloaded model files.
@@ -29,10 +28,9 @@ const CACHE: &str = "saelab-models-v1";
 /// Loaded objects (not reactive: wgpu objects are not `Send`).
 #[derive(Default)]
 struct LmState {
-    model: Option<Rc<(Gpt2, TextTokenizer, String)>>,
-    gpu_model: Option<Rc<GpuGpt2>>,
-    sae: Option<Rc<(Sae, String)>>,
-    gpu_sae: Option<Rc<GpuSae>>,
+    /// The model on the page's backend, its tokenizer and its name.
+    model: Option<Rc<(LoadedModel, TextTokenizer, String)>>,
+    sae: Option<Rc<(LoadedSae, String)>>,
     /// The loaded SAE over the dashboard sample (dropped when another SAE or model loads).
     sample: Option<Rc<SampleActivations>>,
     /// A second SAE whose features are matched to the selected one by decoder cosine.
@@ -129,14 +127,6 @@ fn url_settings() -> (String, String, bool) {
     (base, repo, named)
 }
 
-/// The model bundled with the page (www/models/, trained by tools/train_bundled_model.py) and its
-/// SAEs (tools/train_bundled_saes.sh): what the tab opens on when its link names no repository, so
-/// there is something real to explore with no network.
-const BUNDLED_MODEL: &str = "models/kjv-gpt2";
-const BUNDLED_SAES: [&str; 4] = ["topk-1024", "batchtopk-1024", "topk-4096", "batchtopk-4096"];
-const BUNDLED_TEXT: &str = "And God said, Let there be light: and there was light.";
-/// The bundled model's held-out text: the dashboards' sample and the training panel's default corpus.
-pub(super) const BUNDLED_SAMPLE: &str = "models/kjv-gpt2/heldout.txt";
 /// Tokens per dashboard context (BOS included), as the bundled SAEs were trained.
 const SAMPLE_CONTEXT: usize = 128;
 
@@ -170,7 +160,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                     }
                     load_bundled_sae(state.clone(), engine.clone(), shown, BUNDLED_SAES[0]).await;
                     text.set(BUNDLED_TEXT.into());
-                    run_text(state, engine, shown, BUNDLED_TEXT.into()).await;
+                    run_text(state, shown, BUNDLED_TEXT.into()).await;
                 });
             }
         });
@@ -188,18 +178,18 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
         }
     };
     let on_compare = {
-        let (state, engine) = (state.clone(), engine.clone());
+        let state = state.clone();
         move |ev: leptos::ev::Event| {
             let name = event_target_value(&ev);
-            let (state, engine) = (state.clone(), engine.clone());
-            spawn_local(async move { load_comparison(state, engine, shown, name).await });
+            let state = state.clone();
+            spawn_local(async move { load_comparison(state, shown, name).await });
         }
     };
     let compute_dashboards = {
-        let (state, engine) = (state.clone(), engine.clone());
+        let state = state.clone();
         move |_| {
-            let (state, engine) = (state.clone(), engine.clone());
-            spawn_local(async move { compute_sample(state, engine, shown, Dashboards::Compute).await });
+            let state = state.clone();
+            spawn_local(async move { compute_sample(state, shown, Dashboards::Compute).await });
         }
     };
     let download = {
@@ -249,23 +239,23 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
         }
     };
     let run = {
-        let (state, engine) = (state.clone(), engine.clone());
+        let state = state.clone();
         move |_| {
-            let (state, engine) = (state.clone(), engine.clone());
-            spawn_local(async move { run_text(state, engine, shown, text.get_untracked()).await });
+            let state = state.clone();
+            spawn_local(async move { run_text(state, shown, text.get_untracked()).await });
         }
     };
     let select_feature = {
-        let (state, engine) = (state.clone(), engine.clone());
+        let state = state.clone();
         move |feature: usize| {
-            let (state, engine) = (state.clone(), engine.clone());
-            spawn_local(async move { select(state, engine, shown, feature).await });
+            let state = state.clone();
+            spawn_local(async move { select(state, shown, feature).await });
         }
     };
     let generate = {
-        let (state, engine) = (state.clone(), engine.clone());
+        let state = state.clone();
         move |_| {
-            let (state, engine) = (state.clone(), engine.clone());
+            let state = state.clone();
             let settings = SteerSettings {
                 alpha: alpha.get_untracked(),
                 new_tokens: new_tokens.get_untracked(),
@@ -273,7 +263,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                 temperature: temperature.get_untracked(),
                 seed: seed.get_untracked(),
             };
-            spawn_local(async move { steer(state, engine, shown, text.get_untracked(), settings).await });
+            spawn_local(async move { steer(state, shown, text.get_untracked(), settings).await });
         }
     };
     let on_feature_click = {
@@ -301,17 +291,14 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
     let source = {
         let (state_m, state_o, engine_o) = (state.clone(), state.clone(), engine.clone());
         super::lm_train::ModelSource {
-            model: Box::new(move || {
-                let st = state_m.borrow();
-                st.model.clone().map(|m| (m, st.gpu_model.clone()))
-            }),
+            model: Box::new(move || state_m.borrow().model.clone()),
             open_sae: Box::new(move |cfg, weights| {
                 let (state, engine) = (state_o.clone(), engine_o.clone());
                 spawn_local(async move { install_sae(state, engine, shown, &cfg, &weights, " (trained here)").await });
             }),
         }
     };
-    let train_panel = super::lm_train::TrainPanel(super::lm_train::TrainPanelProps { engine: engine.clone(), source: Rc::new(source) });
+    let train_panel = super::lm_train::TrainPanel(super::lm_train::TrainPanelProps { source: Rc::new(source) });
     view! {
         <section class="lm">
             <div class="panel lm-load" id="lm-drop" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
@@ -455,7 +442,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                 <h2>"What the SAE costs the model " <span class="muted">{move || shown.with(|s| s.run.as_ref().map(|r| r.device.clone()).unwrap_or_default())}</span></h2>
                 {move || shown.with(|s| s.run.as_ref().and_then(|r| r.splice.clone())).map(|r| view! {
                     <table class="lab-figures" id="lm-splice">
-                        <tr><th>"hook"</th><td>{r.hook.clone()}</td></tr>
+                        <tr><th>"hook"</th><td>{r.hook.to_string()}</td></tr>
                         <tr><th>"CE clean"</th><td id="lm-ce-clean">{format!("{:.4}", r.ce_clean)}</td></tr>
                         <tr><th>"CE with SAE spliced in"</th><td id="lm-ce-spliced">{format!("{:.4}", r.ce_spliced)}</td></tr>
                         <tr><th>"CE zero-ablated"</th><td id="lm-ce-zero">{format!("{:.4}", r.ce_zero_ablation)}</td></tr>
@@ -555,13 +542,10 @@ async fn install_model(
                 Some(format!("tokenizer.json has {} tokens but the model's vocabulary is {}", tokenizer.vocab_size(), model.cfg.vocab_size))
         });
     }
-    let gpu = engine.borrow().gpu.clone();
-    let gpu_model = match &gpu {
-        Some(g) => match GpuGpt2::upload(g, &model) {
-            Ok(m) => Some(Rc::new(m)),
-            Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
-        },
-        None => None,
+    let backend = engine.borrow().backend.clone();
+    let model = match LoadedModel::new(Rc::new(model), &backend) {
+        Ok(m) => m,
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
     };
     let facts = format!(
         "{name} — {} layers, width {}, {} heads, vocab {}, context {}",
@@ -569,7 +553,6 @@ async fn install_model(
     );
     let mut st = state.borrow_mut();
     st.model = Some(Rc::new((model, tokenizer, name)));
-    st.gpu_model = gpu_model;
     // An SAE loaded for another model may not fit this one; it is checked again on every run.
     shown.update(|s| {
         s.model_name = facts;
@@ -633,13 +616,10 @@ async fn install_sae(
             return shown.update(|s| s.error = Some(e.to_string()));
         }
     }
-    let gpu = engine.borrow().gpu.clone();
-    let gpu_sae = match &gpu {
-        Some(g) => match GpuSae::upload(g, &sae) {
-            Ok(x) => Some(Rc::new(x)),
-            Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
-        },
-        None => None,
+    let backend = engine.borrow().backend.clone();
+    let sae = match LoadedSae::new(Rc::new(sae), &backend) {
+        Ok(x) => x,
+        Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
     };
     let name = format!(
         "{} {} × {} at {}{origin}",
@@ -650,7 +630,6 @@ async fn install_sae(
     );
     let mut st = state.borrow_mut();
     st.sae = Some(Rc::new((sae, name.clone())));
-    st.gpu_sae = gpu_sae;
     st.sample = None;
     shown.update(|s| {
         s.feature_list.clear();
@@ -665,7 +644,7 @@ async fn install_sae(
     });
     drop(st);
     // Dashboards this browser computed before for this SAE and sample open with it.
-    spawn_local(async move { compute_sample(state, engine, shown, Dashboards::IfSaved).await });
+    spawn_local(async move { compute_sample(state, shown, Dashboards::IfSaved).await });
 }
 
 /// Where shown dashboards came from.
@@ -683,36 +662,27 @@ enum Dashboards {
 
 /// Everything a run needs, taken out of the state (so no borrow is held across an await).
 struct Loaded {
-    model: Rc<(Gpt2, TextTokenizer, String)>,
-    sae: Rc<(Sae, String)>,
-    gpu: Option<(Rc<crate::gpu::Gpu>, Rc<GpuGpt2>, Rc<GpuSae>)>,
+    model: Rc<(LoadedModel, TextTokenizer, String)>,
+    sae: Rc<(LoadedSae, String)>,
 }
 
 impl Loaded {
-    /// WebGPU when the model and SAE are on it, else the CPU reference.
-    fn backend(&self) -> LmBackend<'_> {
-        match &self.gpu {
-            Some((g, m, s)) => LmBackend::Gpu { gpu: g, model: m, sae: Some(s) },
-            None => LmBackend::Cpu,
-        }
+    /// Where the model runs (and the SAE: both were placed on the page's backend).
+    fn device(&self) -> String {
+        self.model.0.backend().name()
     }
 }
 
-fn loaded(state: &Rc<RefCell<LmState>>, engine_gpu: Option<Rc<crate::gpu::Gpu>>) -> Result<Loaded, String> {
+fn loaded(state: &Rc<RefCell<LmState>>) -> Result<Loaded, String> {
     let st = state.borrow();
     let model = st.model.clone().ok_or("load a model first")?;
     let sae = st.sae.clone().ok_or("load an SAE for this model first")?;
     lm::attach_point(&model.0, &sae.0).map_err(|e| e.to_string())?;
-    let gpu = match (engine_gpu, st.gpu_model.clone(), st.gpu_sae.clone()) {
-        (Some(g), Some(m), Some(s)) => Some((g, m, s)),
-        _ => None,
-    };
-    Ok(Loaded { model, sae, gpu })
+    Ok(Loaded { model, sae })
 }
 
-async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, text: String) {
-    let gpu = engine.borrow().gpu.clone();
-    let l = match loaded(&state, gpu) {
+async fn run_text(state: Rc<RefCell<LmState>>, shown: RwSignal<Shown>, text: String) {
+    let l = match loaded(&state) {
         Ok(l) => l,
         Err(e) => return shown.update(|s| s.error = Some(e)),
     };
@@ -729,18 +699,17 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
         s.error = None;
     });
     web::yield_to_browser().await;
-    let backend = l.backend();
     let sae = &l.sae.0;
     // One clean pass serves the token colours, the feature lists and the splice evaluation.
     let started = web::now_ms();
-    let run = match lm::run_text(model, sae, &backend, &tokens).await {
+    let run = match lm::run_text(model, sae, &tokens).await {
         Ok(r) => r,
         Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
     };
     let ran = web::now_ms();
     let features = lm::top_features(&run.sae_acts, sae.d_sae(), 8);
     let splice = if tokens.len() >= 2 {
-        match lm::splice_from(model, &backend, &tokens, &run, 0).await {
+        match lm::splice_from(model, &tokens, &run, 0).await {
             Ok(r) => Some(r),
             Err(e) => return shown.update(|s| s.error = Some(e.to_string())),
         }
@@ -763,7 +732,7 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
         d_sae: sae.d_sae(),
         selected_acts: Vec::new(),
         splice,
-        device: backend.name(),
+        device: l.device(),
     };
     shown.update(|s| {
         s.run = Some(view);
@@ -771,19 +740,17 @@ async fn run_text(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, show
         s.status = format!(
             "Ran {} tokens on {}: model and SAE in {:.0} ms, splice evaluation (3 more passes) in {:.0} ms.",
             tokens.len(),
-            backend.name(),
+            l.device(),
             ran - started,
             spliced - ran
         );
     });
-    drop(backend);
-    select(state, engine, shown, feature).await;
+    select(state, shown, feature).await;
 }
 
 /// Selects a feature: its activation on each token of the last run and its logit lens.
-async fn select(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, feature: usize) {
-    let gpu = engine.borrow().gpu.clone();
-    let l = match loaded(&state, gpu) {
+async fn select(state: Rc<RefCell<LmState>>, shown: RwSignal<Shown>, feature: usize) {
+    let l = match loaded(&state) {
         Ok(l) => l,
         Err(e) => return shown.update(|s| s.error = Some(e)),
     };
@@ -821,9 +788,8 @@ struct SteerSettings {
     seed: String,
 }
 
-async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, text: String, settings: SteerSettings) {
-    let gpu = engine.borrow().gpu.clone();
-    let l = match loaded(&state, gpu) {
+async fn steer(state: Rc<RefCell<LmState>>, shown: RwSignal<Shown>, text: String, settings: SteerSettings) {
+    let l = match loaded(&state) {
         Ok(l) => l,
         Err(e) => return shown.update(|s| s.error = Some(e)),
     };
@@ -848,17 +814,16 @@ async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: 
     let feature = shown.with_untracked(|s| s.feature);
     shown.update(|s| s.status = format!("Generating {n} tokens twice …"));
     web::yield_to_browser().await;
-    let backend = l.backend();
     let sampling = Sampling { new_tokens: n, temperature, seed };
     let how = if settings.clamp { Steer::Clamp { feature, value: alpha } } else { Steer::Add { feature, alpha } };
-    let plain = lm::generate(model, None, None, &backend, &prompt, sampling).await;
-    let steered = lm::generate(model, Some(sae), Some(how), &backend, &prompt, sampling).await;
+    let plain = lm::generate(model, None, None, &prompt, sampling).await;
+    let steered = lm::generate(model, Some(sae), Some(how), &prompt, sampling).await;
     match (plain, steered) {
         (Ok(p), Ok(st)) => {
             let text_of = |t: &[u32]| tokenizer.decode(&t[prompt.len()..]).unwrap_or_default();
             shown.update(|s| {
                 s.generated = Some((text_of(&p), text_of(&st)));
-                s.status = format!("Generated on {}.", backend.name());
+                s.status = format!("Generated on {}.", l.device());
             });
         }
         (Err(e), _) | (_, Err(e)) => shown.update(|s| s.error = Some(e.to_string())),
@@ -869,7 +834,7 @@ async fn steer(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: 
 /// progress bar, for the dashboards; then shows the feature list and the selected feature's.
 /// Dashboards this browser computed before for the same model, SAE and sample come back from
 /// IndexedDB instead (one entry per SAE); with `Dashboards::IfSaved` nothing else happens.
-async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, mode: Dashboards) {
+async fn compute_sample(state: Rc<RefCell<LmState>>, shown: RwSignal<Shown>, mode: Dashboards) {
     let compute = mode == Dashboards::Compute;
     // Problems are reported only when the user asked for dashboards.
     let fail = |e: String| {
@@ -887,8 +852,7 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
     if !(SAMPLE_CONTEXT..=1 << 20).contains(&limit) {
         return fail(format!("sample tokens must be between {SAMPLE_CONTEXT} and {}", 1 << 20));
     }
-    let gpu = engine.borrow().gpu.clone();
-    let l = match loaded(&state, gpu) {
+    let l = match loaded(&state) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
@@ -906,7 +870,6 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
         Err(e) => return fail(e.to_string()),
     };
     tokens.truncate(limit);
-    let backend = l.backend();
     let bos = tokenizer.special_id("<|endoftext|>");
     let context = SAMPLE_CONTEXT.min(model.cfg.n_positions);
     let started = web::now_ms();
@@ -932,7 +895,7 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
                 s.sample_progress = Some((0, total));
             });
             while run.done < total {
-                if let Err(e) = run.run_next(model, sae, &backend).await {
+                if let Err(e) = run.run_next(model, sae).await {
                     return fail(e.to_string());
                 }
                 shown.update(|s| s.sample_progress = Some((run.done, total)));
@@ -966,7 +929,7 @@ async fn compute_sample(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>
             Origin::Computed { kept } => format!(
                 "Dashboards over {} sample tokens computed in {seconds:.1} s on {}{}",
                 sample.n_tokens,
-                backend.name(),
+                l.device(),
                 if kept { "." } else { " (not kept: the browser's storage refused them)." }
             ),
         };
@@ -1059,7 +1022,7 @@ fn dashboard_view(d: DashView) -> impl IntoView {
 /// Chooses the bundled SAE whose features are matched to the selected feature by decoder cosine
 /// (feature splitting and absorption across dictionary sizes); "" for none. Kept on the CPU: only
 /// its decoder is read.
-async fn load_comparison(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, name: String) {
+async fn load_comparison(state: Rc<RefCell<LmState>>, shown: RwSignal<Shown>, name: String) {
     if name.is_empty() {
         state.borrow_mut().compare = None;
     } else {
@@ -1074,5 +1037,5 @@ async fn load_comparison(state: Rc<RefCell<LmState>>, engine: Rc<RefCell<Engine>
         state.borrow_mut().compare = Some(Rc::new((sae, label)));
     }
     let feature = shown.with_untracked(|s| s.feature);
-    select(state, engine, shown, feature).await;
+    select(state, shown, feature).await;
 }

@@ -19,24 +19,22 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::{web, Engine};
+use super::web;
 use crate::formats::corpus::parse_corpus;
-use crate::formats::sae_files::serialize_sae;
 use crate::formats::tokenizer::TextTokenizer;
-use crate::gpu::model_runner::GpuGpt2;
-use crate::gpu::Gpu;
-use crate::lm::LmBackend;
+use crate::lm::LoadedModel;
 use crate::model::Gpt2;
+use crate::sae::files::serialize_sae;
 use crate::train::activations::StoreConfig;
 use crate::train::checkpoint::{read_header, Checkpoint};
 use crate::train::lm_train::{LmEval, LmTrainer};
 use crate::train::sae_train::TrainArch;
 use crate::train::trainer::TrainConfig;
 
-/// What the panel needs of the language-model view: the loaded model (with its tokenizer, name
-/// and GPU copy), and a way to open a trained SAE there.
+/// What the panel needs of the language-model view: the loaded model (on the page's backend,
+/// with its tokenizer and name), and a way to open a trained SAE there.
 pub struct ModelSource {
-    pub model: Box<dyn Fn() -> Option<(Rc<(Gpt2, TextTokenizer, String)>, Option<Rc<GpuGpt2>>)>>,
+    pub model: Box<dyn Fn() -> Option<Rc<(LoadedModel, TextTokenizer, String)>>>,
     pub open_sae: Box<dyn Fn(Vec<u8>, Vec<u8>)>,
 }
 
@@ -69,8 +67,8 @@ struct Shown {
 
 struct Run {
     trainer: Option<LmTrainer>,
-    model: Rc<(Gpt2, TextTokenizer, String)>,
-    gpu_model: Option<Rc<GpuGpt2>>,
+    /// The model the run harvests from; the SAE trains where it runs.
+    model: Rc<(LoadedModel, TextTokenizer, String)>,
     steps: usize,
     eval_every: usize,
     /// Milliseconds spent stepping (not paused), for tokens/s.
@@ -128,7 +126,7 @@ fn parse_settings(s: &Settings, model: &Gpt2) -> Result<(StoreConfig, TrainConfi
     train.dead_after_steps = (10_000_000 / batch).clamp(50, 5000);
     train.validate()?;
     let store = StoreConfig {
-        hook: s.hook.trim().to_string(),
+        hook: model.cfg.hook_point(s.hook.trim()).map_err(|e| format!("hook: {e}"))?,
         context: model.cfg.n_positions.min(128),
         buffer_rows: (batch * 4).max(1024),
         hold_out_every: 20,
@@ -180,7 +178,7 @@ impl Fields {
 }
 
 #[component]
-pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl IntoView {
+pub fn TrainPanel(source: Rc<ModelSource>) -> impl IntoView {
     let shown = RwSignal::new(Shown::default());
     let run: Rc<RefCell<Option<Run>>> = Rc::new(RefCell::new(None));
     let pause_requested = Rc::new(Cell::new(false));
@@ -199,39 +197,37 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
     spawn_local(async move { describe_saved_run(shown).await });
 
     let start = {
-        let (engine, source, run, pause_requested, corpus_file) =
-            (engine.clone(), source.clone(), run.clone(), pause_requested.clone(), corpus_file.clone());
+        let (source, run, pause_requested, corpus_file) = (source.clone(), run.clone(), pause_requested.clone(), corpus_file.clone());
         move |_| {
             if shown.with_untracked(|s| s.running) {
                 return;
             }
             let settings = fields.settings();
-            let (engine, source, run, pause_requested, file) =
-                (engine.clone(), source.clone(), run.clone(), pause_requested.clone(), corpus_file.borrow().clone());
+            let (source, run, pause_requested, file) = (source.clone(), run.clone(), pause_requested.clone(), corpus_file.borrow().clone());
             spawn_local(async move {
-                if let Err(e) = begin(&engine, &source, &run, shown, settings, file).await {
+                if let Err(e) = begin(&source, &run, shown, settings, file).await {
                     return shown.update(|s| {
                         s.error = Some(e);
                         s.running = false;
                     });
                 }
                 pause_requested.set(false);
-                drive(engine, run, shown, pause_requested).await;
+                drive(run, shown, pause_requested).await;
             });
         }
     };
     let restore_saved = {
-        let (engine, source, run, pause_requested) = (engine.clone(), source.clone(), run.clone(), pause_requested.clone());
+        let (source, run, pause_requested) = (source.clone(), run.clone(), pause_requested.clone());
         move |_| {
             if shown.with_untracked(|s| s.running) {
                 return;
             }
-            let (engine, source, run, pause_requested) = (engine.clone(), source.clone(), run.clone(), pause_requested.clone());
+            let (source, run, pause_requested) = (source.clone(), run.clone(), pause_requested.clone());
             spawn_local(async move {
-                match restore(&engine, &source, &run, shown, fields).await {
+                match restore(&source, &run, shown, fields).await {
                     Ok(true) => {
                         pause_requested.set(false);
-                        drive(engine, run, shown, pause_requested).await;
+                        drive(run, shown, pause_requested).await;
                     }
                     Ok(false) => {}
                     Err(e) => shown.update(|s| {
@@ -256,14 +252,14 @@ pub fn TrainPanel(engine: Rc<RefCell<Engine>>, source: Rc<ModelSource>) -> impl 
         move |_| pause_requested.set(true)
     };
     let resume = {
-        let (engine, run, pause_requested) = (engine.clone(), run.clone(), pause_requested.clone());
+        let (run, pause_requested) = (run.clone(), pause_requested.clone());
         move |_| {
             if !shown.with_untracked(|s| s.paused) {
                 return;
             }
             pause_requested.set(false);
-            let (engine, run, pause_requested) = (engine.clone(), run.clone(), pause_requested.clone());
-            spawn_local(async move { drive(engine, run, shown, pause_requested).await });
+            let (run, pause_requested) = (run.clone(), pause_requested.clone());
+            spawn_local(async move { drive(run, shown, pause_requested).await });
         }
     };
     let export = {
@@ -357,28 +353,17 @@ fn trained_files(run: &Rc<RefCell<Option<Run>>>) -> Result<(Vec<u8>, Vec<u8>), S
     Ok((cfg, weights))
 }
 
-/// Where the model runs for harvesting: WebGPU when the page has it and the model is there (the
-/// SAE being trained lives in the trainer, not in the backend).
-fn harvest_backend<'a>(gpu: &'a Option<Rc<Gpu>>, gpu_model: &'a Option<Rc<GpuGpt2>>) -> LmBackend<'a> {
-    match (gpu, gpu_model) {
-        (Some(g), Some(m)) => LmBackend::Gpu { gpu: g, model: m, sae: None },
-        _ => LmBackend::Cpu,
-    }
-}
-
 /// Sets up a run: the corpus read and tokenized, the store's first buffer harvested, the trainer on
 /// the GPU when the page has one.
 async fn begin(
-    engine: &Rc<RefCell<Engine>>,
     source: &ModelSource,
     run: &Rc<RefCell<Option<Run>>>,
     shown: RwSignal<Shown>,
     settings: Settings,
     file: Option<web_sys::File>,
 ) -> Result<(), String> {
-    let (model, gpu_model) = (source.model)().ok_or("load a model first")?;
+    let model = (source.model)().ok_or("load a model first")?;
     let (store_cfg, train_cfg, eval_every) = parse_settings(&settings, &model.0)?;
-    model.0.cfg.check_hook(&store_cfg.hook).map_err(|e| format!("hook: {e}"))?;
     shown.update(|s| {
         // A run saved earlier stays on offer until this one's first checkpoint replaces it.
         *s = Shown { running: true, status: "Reading and tokenizing the corpus …".into(), saved: s.saved.take(), ..Shown::default() };
@@ -386,12 +371,12 @@ async fn begin(
     web::yield_to_browser().await;
     let (name, bytes) = match &file {
         Some(f) => (f.name(), web::read_file(f).await?),
-        None => ("heldout.txt (bundled)".to_string(), web::fetch_bytes(super::lm::BUNDLED_SAMPLE).await?),
+        None => ("heldout.txt (bundled)".to_string(), web::fetch_bytes(super::bundled::BUNDLED_SAMPLE).await?),
     };
     let text = parse_corpus(&name, &bytes).map_err(|e| e.to_string())?;
     let corpus = model.1.encode(&text).map_err(|e| e.to_string())?;
-    let gpu = engine.borrow().gpu.clone();
-    let backend = harvest_backend(&gpu, &gpu_model);
+    // The SAE trains where the model runs: WebGPU when the page has it.
+    let backend = model.0.backend();
     shown.update(|s| s.status = format!("Harvesting the first activations from {name} ({} tokens) …", corpus.len()));
     web::yield_to_browser().await;
     let steps = train_cfg.steps;
@@ -400,17 +385,12 @@ async fn begin(
     // huggingface.co/gpt2 or openai-community/gpt2, "kjv-gpt2" for the bundled model).
     let model_name = model.2.trim_end_matches("/resolve/main").rsplit('/').next().unwrap_or(&model.2).to_string();
     let mut trainer =
-        LmTrainer::new(&model.0, &model_name, &backend, &corpus, model.1.special_id("<|endoftext|>"), store_cfg, train_cfg).await?;
+        LmTrainer::new(&model.0, &model_name, &corpus, model.1.special_id("<|endoftext|>"), store_cfg, train_cfg, &backend).await?;
     (trainer.eval_rows, trainer.eval_contexts) = (256, 1);
-    if let (Some(g), Some(_)) = (&gpu, &gpu_model) {
-        trainer.training.use_gpu(g).map_err(|e| format!("{e} — try fewer latents or a smaller batch"))?;
-    }
     let device = backend.name();
-    drop(backend);
     *run.borrow_mut() = Some(Run {
         trainer: Some(trainer),
         model,
-        gpu_model,
         steps,
         eval_every,
         busy_ms: 0.0,
@@ -428,10 +408,10 @@ async fn begin(
 
 /// Steps until done or paused, a few per frame; evaluates every `eval_every` steps and
 /// checkpoints after each evaluation, every `CHECKPOINT_EVERY_MS` of training and at the end.
-async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, pause_requested: Rc<Cell<bool>>) {
+async fn drive(run: Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, pause_requested: Rc<Cell<bool>>) {
     // The trainer is taken out while stepping, so no RefCell borrow is held across an await.
-    let Some((mut trainer, model, gpu_model, steps, eval_every)) =
-        run.borrow_mut().as_mut().and_then(|r| r.trainer.take().map(|t| (t, r.model.clone(), r.gpu_model.clone(), r.steps, r.eval_every)))
+    let Some((mut trainer, model, steps, eval_every)) =
+        run.borrow_mut().as_mut().and_then(|r| r.trainer.take().map(|t| (t, r.model.clone(), r.steps, r.eval_every)))
     else {
         return;
     };
@@ -440,28 +420,22 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
         s.paused = false;
         s.error = None;
     });
-    let gpu = engine.borrow().gpu.clone();
-    let on_gpu = trainer.training.on_gpu();
-    let backend = harvest_backend(&gpu, &gpu_model);
-    let gpu_for_steps = if on_gpu { gpu.as_deref() } else { None };
     let mut outcome: Result<(), String> = Ok(());
     while trainer.training.step < steps && !pause_requested.get() {
         let frame = web::now_ms();
         let mut evaluated = false;
         while trainer.training.step < steps && web::now_ms() - frame < 30.0 {
-            if let Err(e) = trainer.step(&model.0, &backend, gpu_for_steps).await {
+            if let Err(e) = trainer.step(&model.0).await {
                 outcome = Err(e);
                 break;
             }
             let step = trainer.training.step;
             if step % eval_every == 0 || step == steps {
-                if let Some(g) = gpu_for_steps {
-                    if let Err(e) = trainer.training.sync(g).await {
-                        outcome = Err(e);
-                        break;
-                    }
+                if let Err(e) = trainer.training.sync().await {
+                    outcome = Err(e);
+                    break;
                 }
-                match trainer.evaluate(&model.0, &backend, gpu_for_steps).await {
+                match trainer.evaluate(&model.0).await {
                     Ok(e) => shown.update(|s| s.evals.push(e)),
                     Err(e) => {
                         outcome = Err(e.to_string());
@@ -487,18 +461,16 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
         // The end (finished or paused) checkpoints below.
         let ending = trainer.training.step >= steps || pause_requested.get();
         if !ending && (evaluated || since_checkpoint >= CHECKPOINT_EVERY_MS) {
-            save_checkpoint(&trainer, gpu_for_steps, &run, shown).await;
+            save_checkpoint(&trainer, &run, shown).await;
         }
         web::yield_to_browser().await;
     }
-    if let Some(g) = gpu_for_steps {
-        if let Err(e) = trainer.training.sync(g).await {
-            outcome = outcome.and(Err(e));
-        }
+    if let Err(e) = trainer.training.sync().await {
+        outcome = outcome.and(Err(e));
     }
     // A run that failed keeps its last good checkpoint.
     if outcome.is_ok() {
-        save_checkpoint(&trainer, gpu_for_steps, &run, shown).await;
+        save_checkpoint(&trainer, &run, shown).await;
     }
     let finished = trainer.training.step >= steps;
     let step = trainer.training.step;
@@ -517,7 +489,7 @@ async fn drive(engine: Rc<RefCell<Engine>>, run: Rc<RefCell<Option<Run>>>, shown
 /// Writes the run's checkpoint (and, the first time, its corpus) to IndexedDB in one
 /// transaction. A failure is shown and training goes on: the trainer in memory is untouched, and
 /// the last checkpoint written stays as it was.
-async fn save_checkpoint(trainer: &LmTrainer, gpu: Option<&Gpu>, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>) {
+async fn save_checkpoint(trainer: &LmTrainer, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>) {
     let Some((extra, corpus)) = run.borrow().as_ref().map(|r| {
         let extra = SavedExtra {
             settings: r.settings.clone(),
@@ -541,7 +513,7 @@ async fn save_checkpoint(trainer: &LmTrainer, gpu: Option<&Gpu>, run: &Rc<RefCel
             ));
         }
         let extra = serde_json::to_value(&extra).map_err(|e| e.to_string())?;
-        let bytes = trainer.checkpoint(gpu, extra).await?.serialize();
+        let bytes = trainer.checkpoint(extra).await?.serialize();
         let mut entries = vec![(CHECKPOINT_KEY, &bytes[..])];
         if let Some(text) = &corpus {
             entries.push((CORPUS_KEY, &text[..]));
@@ -605,14 +577,8 @@ async fn describe_saved_run(shown: RwSignal<Shown>) {
 
 /// Rebuilds the saved run on the loaded model: its corpus and checkpoint from IndexedDB, its
 /// settings back in the form, its evaluations in the table. Says whether steps are left.
-async fn restore(
-    engine: &Rc<RefCell<Engine>>,
-    source: &ModelSource,
-    run: &Rc<RefCell<Option<Run>>>,
-    shown: RwSignal<Shown>,
-    fields: Fields,
-) -> Result<bool, String> {
-    let (model, gpu_model) = (source.model)().ok_or("load the run's model first")?;
+async fn restore(source: &ModelSource, run: &Rc<RefCell<Option<Run>>>, shown: RwSignal<Shown>, fields: Fields) -> Result<bool, String> {
+    let model = (source.model)().ok_or("load the run's model first")?;
     shown.update(|s| {
         s.running = true;
         s.error = None;
@@ -625,11 +591,8 @@ async fn restore(
         .map_err(|e| format!("the saved run's page settings cannot be read: {e}"))?;
     let text = parse_corpus(&extra.corpus_name, &corpus_bytes).map_err(|e| e.to_string())?;
     let corpus = model.1.encode(&text).map_err(|e| e.to_string())?;
-    let mut trainer = LmTrainer::resume(&model.0, &corpus, model.1.special_id("<|endoftext|>"), checkpoint)?;
-    let gpu = engine.borrow().gpu.clone();
-    if let (Some(g), Some(_)) = (&gpu, &gpu_model) {
-        trainer.training.use_gpu(g).map_err(|e| format!("{e} — this adapter cannot go on with the saved run"))?;
-    }
+    // The run goes on where the model runs (WebGPU when the page has it).
+    let trainer = LmTrainer::resume(&model.0, &corpus, model.1.special_id("<|endoftext|>"), checkpoint, &model.0.backend())?;
     let (step, steps, batch) = (trainer.training.step, trainer.training.cfg.steps, trainer.training.cfg.batch);
     fields.show(&extra.settings);
     let tokens_done = trainer.tokens_trained();
@@ -651,7 +614,6 @@ async fn restore(
     *run.borrow_mut() = Some(Run {
         trainer: Some(trainer),
         model,
-        gpu_model,
         steps,
         eval_every: extra.eval_every.max(1),
         busy_ms: extra.busy_ms,

@@ -4,6 +4,7 @@
 //! user load their own SAE folder and `.npy` activations. A file that fails to load is reported in
 //! place; whatever was loaded before stays loaded and usable.
 
+mod bundled;
 mod lab;
 mod lm;
 mod lm_train;
@@ -16,10 +17,11 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::engine::{self, Analysis, Backend};
+use crate::backend::Backend;
+use crate::engine::{self, Analysis, LoadedSae};
 use crate::formats::npy;
-use crate::formats::sae_files::{parse_sae, SaeFileBytes, CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE};
-use crate::gpu::{Gpu, GpuSae, RunRequest};
+use crate::gpu::{Gpu, RunRequest};
+use crate::sae::files::{parse_sae, SaeFileBytes, CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE};
 use crate::sae::metrics::DensityHistogram;
 use crate::sae::{Architecture, Sae};
 
@@ -32,12 +34,18 @@ pub fn mount() {
 }
 
 /// What the GPU-side and file-side state is; not reactive (wgpu objects are not `Send`).
-#[derive(Default)]
 pub(crate) struct Engine {
-    pub(crate) gpu: Option<Rc<Gpu>>,
-    sae: Option<(Sae, String)>,
-    gpu_sae: Option<Rc<GpuSae>>,
+    /// Where the page runs: WebGPU when the browser has it, else the CPU reference. Chosen once,
+    /// at start.
+    pub(crate) backend: Backend,
+    sae: Option<(LoadedSae, String)>,
     activations: Option<(Vec<f32>, String)>,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine { backend: Backend::Cpu, sae: None, activations: None }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -258,7 +266,7 @@ async fn start(engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
                 s.adapter = gpu.adapter_name.clone();
                 s.webgpu = Some(true);
             });
-            engine.borrow_mut().gpu = Some(Rc::new(gpu));
+            engine.borrow_mut().backend = Backend::Gpu(Rc::new(gpu));
         }
         Err(e) => shown.update(|s| {
             s.adapter = format!("WebGPU is not available in this browser ({e}). Running the CPU reference instead — slower, same results.");
@@ -292,12 +300,8 @@ async fn start(engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
 fn install_sae(engine: &Rc<RefCell<Engine>>, files: SaeFileBytes<'_>, name: &str) -> Result<(), String> {
     let sae = parse_sae(files).map_err(|e| e.to_string())?;
     let mut e = engine.borrow_mut();
-    let gpu_sae = match &e.gpu {
-        Some(gpu) => Some(Rc::new(GpuSae::upload(gpu, &sae).map_err(|err| err.to_string())?)),
-        None => None,
-    };
-    e.sae = Some((sae, name.to_string()));
-    e.gpu_sae = gpu_sae;
+    let loaded = LoadedSae::new(Rc::new(sae), &e.backend).map_err(|err| err.to_string())?;
+    e.sae = Some((loaded, name.to_string()));
     Ok(())
 }
 
@@ -370,11 +374,11 @@ fn fail(shown: RwSignal<Shown>, message: String) {
 /// reference as a cross-check) and refreshes what is shown.
 async fn run_and_show(engine: &Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
     // Everything is cloned out of the engine first: no borrow is held across an await.
-    let (sae, sae_name, x, x_name, gpu) = {
+    let (sae, sae_name, x, x_name) = {
         let e = engine.borrow();
         let Some((sae, sae_name)) = &e.sae else { return };
         let Some((x, x_name)) = &e.activations else { return };
-        (sae.clone(), sae_name.clone(), x.clone(), x_name.clone(), e.gpu.clone().zip(e.gpu_sae.clone()))
+        (sae.clone(), sae_name.clone(), x.clone(), x_name.clone())
     };
     shown.update(|s| {
         s.sae_name = sae_name.clone();
@@ -396,21 +400,18 @@ async fn run_and_show(engine: &Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
     web::yield_to_browser().await;
 
     let started = web::now_ms();
-    let primary = match &gpu {
-        Some((gpu, gpu_sae)) => {
-            let backend = Backend::Gpu { gpu, sae: gpu_sae };
-            match engine::analyze(&sae, &backend, &x, RunRequest::default()).await {
-                Ok(a) => Some(a),
-                Err(err) => return fail(shown, format!("GPU run failed: {err}")),
-            }
-        }
-        None => None,
+    let primary = match sae.backend() {
+        Backend::Gpu(_) => match engine::analyze(&sae, &x, RunRequest::default()).await {
+            Ok(a) => Some(a),
+            Err(err) => return fail(shown, format!("GPU run failed: {err}")),
+        },
+        Backend::Cpu => None,
     };
     let gpu_ms = web::now_ms() - started;
     let work = n as f64 * sae.d_in() as f64 * sae.d_sae() as f64;
     let reference = if primary.is_none() || work <= CPU_CHECK_LIMIT {
         web::yield_to_browser().await;
-        engine::analyze(&sae, &Backend::Cpu, &x, RunRequest::default()).await.ok()
+        Some(engine::analyze_cpu(&sae, &x, RunRequest::default()))
     } else {
         None
     };

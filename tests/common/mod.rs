@@ -1,8 +1,15 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+use std::rc::Rc;
+
+use saelab::backend::Backend;
+use saelab::engine::LoadedSae;
 use saelab::gpu::Gpu;
-use saelab::sae::random::Rng;
+use saelab::lm::LoadedModel;
+use saelab::model::Gpt2;
+use saelab::random::Rng;
+use saelab::sae::Sae;
 
 /// Opens the GPU. Panics — failing the test, never skipping it — when there is no adapter:
 /// CI runs these on Mesa's lavapipe (`apt-get install mesa-vulkan-drivers`).
@@ -11,6 +18,21 @@ pub fn gpu() -> Gpu {
         Ok(gpu) => gpu,
         Err(e) => panic!("GPU tests need an adapter and none was found: {e}"),
     }
+}
+
+/// The GPU as a backend (see `gpu`).
+pub fn gpu_backend() -> Backend {
+    Backend::Gpu(Rc::new(gpu()))
+}
+
+/// A copy of `model` placed on `backend`.
+pub fn model_on(model: &Gpt2, backend: &Backend) -> LoadedModel {
+    LoadedModel::new(Rc::new(model.clone()), backend).unwrap()
+}
+
+/// A copy of `sae` placed on `backend`.
+pub fn sae_on(sae: &Sae, backend: &Backend) -> LoadedSae {
+    LoadedSae::new(Rc::new(sae.clone()), backend).unwrap()
 }
 
 pub fn random_input(n: usize, d_in: usize, seed: u64) -> Vec<f32> {

@@ -3,9 +3,9 @@
 //! element-wise kernels, with parameters, gradients and Adam moments resident on the GPU.
 //! Per step only the fire counts come back (for dead-latent tracking).
 
-use super::kernels::{self, Epilogue, Matmul, RowNormalization, TrainIo, TrainOp, TrainParams, MAX_TOPK};
-use super::{Gpu, GpuError};
-use crate::train::sae_train::{Params, TrainArch, AUXK_COEFFICIENT, TENSOR_NAMES};
+use super::sae_train::{Params, TrainArch, AUXK_COEFFICIENT, TENSOR_NAMES};
+use crate::gpu::kernels::{self, Epilogue, Matmul, RowNormalization, TrainIo, TrainOp, TrainParams, MAX_TOPK};
+use crate::gpu::{Gpu, GpuError};
 
 /// One set of the parameter tensors on the GPU (in `Params::tensors` order; an absent tensor is a
 /// 4-byte placeholder).

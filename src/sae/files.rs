@@ -4,8 +4,8 @@
 
 use crate::sae::{Architecture, GatedParams, Sae, SaeConfig};
 
-use super::safetensors::{RawTensor, TensorFile};
-use super::FormatError;
+use crate::formats::safetensors::{RawTensor, TensorFile};
+use crate::formats::FormatError;
 
 pub const CFG_FILE: &str = "cfg.json";
 pub const WEIGHTS_FILE: &str = "sae_weights.safetensors";

@@ -6,12 +6,12 @@
 
 use crate::model::{Block, Gpt2, Gpt2Config, LayerNorm};
 
-use super::safetensors::{RawTensor, TensorFile};
-use super::FormatError;
+use crate::formats::safetensors::{RawTensor, TensorFile};
+use crate::formats::FormatError;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub use crate::formats::tokenizer::TOKENIZER_FILE;
 
 fn config_err(msg: impl Into<String>) -> FormatError {
     FormatError::Config { file: CONFIG_FILE.into(), msg: msg.into() }
