@@ -927,40 +927,34 @@ fn new_model_trainer(
     corpus: &[u32],
     bos: Option<u32>,
 ) -> Result<(crate::train::lm_train::LmTrainer, usize), CliError> {
-    use crate::train::activations::StoreConfig;
     use crate::train::lm_train::LmTrainer;
-    use crate::train::sae_train::TrainArch;
-    use crate::train::trainer::TrainConfig;
+    use crate::train::policy::{TrainPlan, TrainSettings};
 
-    let hook = model.cfg.hook_point(flags.required("hook")?).map_err(|e| CliError(format!("--hook: {e}")))?;
-    let k: usize = flags.number("k", 32)?;
-    let arch = TrainArch::from_name(
-        flags.required("arch")?,
-        k,
-        flags.number("l1", 5.0)?,
-        flags.number("l0", 1e-3)?,
-        flags.number("bandwidth", 0.05)?,
-    )
-    .map_err(|e| CliError(format!("--arch: {e}")))?;
-    let batch: usize = flags.number("batch", 1024)?;
-    let tokens: usize = flags.number("tokens", 0)?;
-    if tokens < batch {
-        return Err(CliError(format!("--tokens must be at least one batch ({batch})")));
-    }
-    let steps = tokens / batch;
-    let seed: u64 = flags.number("seed", 0)?;
-    let mut train = TrainConfig::new(arch, flags.number("dict", 0)?, batch, steps, seed);
-    train.lr = flags.number("lr", 1e-3)?;
-    train.lr_warmup_steps = steps / 20;
-    train.dead_after_steps = flags.number("dead-after", (10_000_000 / batch).clamp(50, 5000))?;
-    let context: usize = flags.number("context", model.cfg.n_positions.min(128))?;
-    let store = StoreConfig { hook, context, buffer_rows: flags.number("buffer", (batch * 16).max(8192))?, hold_out_every: 20, seed };
-    let eval_every: usize = flags.number("eval-every", (steps / 10).max(1))?;
+    let d = TrainSettings::default();
+    let settings = TrainSettings {
+        hook: flags.required("hook")?.to_string(),
+        arch: flags.required("arch")?.to_string(),
+        k: flags.number("k", d.k)?,
+        l1: flags.number("l1", d.l1)?,
+        l0: flags.number("l0", d.l0)?,
+        bandwidth: flags.number("bandwidth", d.bandwidth)?,
+        dict: flags.number("dict", d.dict)?,
+        tokens: flags.number("tokens", d.tokens)?,
+        batch: flags.number("batch", d.batch)?,
+        lr: flags.number("lr", d.lr)?,
+        seed: flags.number("seed", d.seed)?,
+        context: flags.get("context").map(|_| flags.number("context", 0)).transpose()?,
+        buffer_rows: flags.get("buffer").map(|_| flags.number("buffer", 0)).transpose()?,
+        dead_after: flags.get("dead-after").map(|_| flags.number("dead-after", 0)).transpose()?,
+        eval_every: flags.get("eval-every").map(|_| flags.number("eval-every", 0)).transpose()?,
+    };
+    // The policy names the setting; the CLI's flags carry the same names.
+    let TrainPlan { store, train, eval_every } = settings.plan(&model.cfg).map_err(|e| CliError(format!("--{e}")))?;
     let model_name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
     // The first batch (b_dec's initialisation) is harvested where the model will run.
     let loaded = LoadedModel::new(Rc::new(model.clone()), backend)?;
     let trainer = pollster::block_on(LmTrainer::new(&loaded, &model_name, corpus, bos, store, train, backend)).map_err(CliError)?;
-    Ok((trainer, eval_every.max(1)))
+    Ok((trainer, eval_every))
 }
 
 /// The toy model of superposition (Elhage et al. 2022): how many features the hidden dimensions hold.

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod gpu_trainer;
 pub mod lab;
 pub mod lm_train;
+pub mod policy;
 pub mod recovery;
 pub mod sae_train;
 pub mod superposition;

@@ -28,7 +28,7 @@ use crate::sae::files::serialize_sae;
 use crate::train::activations::StoreConfig;
 use crate::train::checkpoint::{read_header, Checkpoint};
 use crate::train::lm_train::{LmEval, LmTrainer};
-use crate::train::sae_train::TrainArch;
+use crate::train::policy::{parse_count, parse_positive, TrainSettings};
 use crate::train::trainer::TrainConfig;
 
 /// What the panel needs of the language-model view: the loaded model (on the page's backend,
@@ -103,37 +103,24 @@ struct Settings {
     lr: String,
 }
 
+/// The form's settings through the one training policy (`train::policy`), with the page's own
+/// limits on top.
 fn parse_settings(s: &Settings, model: &Gpt2) -> Result<(StoreConfig, TrainConfig, usize), String> {
-    let num = |name: &str, v: &str| v.trim().parse::<f64>().map_err(|_| format!("{name}: '{v}' is not a number"));
-    let (k, dict, tokens, batch, lr) = (
-        num("k", &s.k)? as usize,
-        num("dict", &s.dict)? as usize,
-        num("tokens", &s.tokens)? as usize,
-        num("batch", &s.batch)? as usize,
-        num("lr", &s.lr)? as f32,
-    );
-    let arch = TrainArch::from_name(&s.arch, k, 5.0, 1e-3, 0.05)?;
-    if batch == 0 || tokens < batch {
-        return Err(format!("tokens must be at least one batch ({batch})"));
-    }
-    if dict > 65_536 || batch > 8192 {
+    let settings = TrainSettings {
+        hook: s.hook.clone(),
+        arch: s.arch.clone(),
+        k: parse_count("k", &s.k)?,
+        dict: parse_count("dict", &s.dict)?,
+        tokens: parse_count("tokens", &s.tokens)?,
+        batch: parse_count("batch", &s.batch)?,
+        lr: parse_positive("lr", &s.lr)?,
+        ..TrainSettings::default()
+    };
+    if settings.dict > 65_536 || settings.batch > 8192 {
         return Err("the page trains dictionaries of at most 65,536 latents with batches of at most 8192".into());
     }
-    let steps = tokens / batch;
-    let mut train = TrainConfig::new(arch, dict, batch, steps, 1);
-    train.lr = lr;
-    train.lr_warmup_steps = steps / 20;
-    train.dead_after_steps = (10_000_000 / batch).clamp(50, 5000);
-    train.validate()?;
-    let store = StoreConfig {
-        hook: model.cfg.hook_point(s.hook.trim()).map_err(|e| format!("hook: {e}"))?,
-        context: model.cfg.n_positions.min(128),
-        buffer_rows: (batch * 4).max(1024),
-        hold_out_every: 20,
-        seed: 1,
-    };
-    // About four evaluations per run: each splices a held-out context (four forward passes).
-    Ok((store, train, steps.div_ceil(4)))
+    let plan = settings.plan(&model.cfg)?;
+    Ok((plan.store, plan.train, plan.eval_every))
 }
 
 /// The settings fields, as signals the form and a restored run share.
