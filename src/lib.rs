@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod lm;
 pub mod model;
 pub mod random;
+pub mod reference;
 pub mod sae;
 pub mod train;
 

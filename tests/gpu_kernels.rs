@@ -5,9 +5,12 @@
 mod common;
 
 use common::{gpu, max_rel_err, random_input};
-use saelab::gpu::kernels::{self, Epilogue, Matmul};
+use saelab::gpu::kernels::batch_topk::{batch_topk, BatchTopK};
+use saelab::gpu::kernels::matmul::{matmul, Epilogue, Matmul};
+use saelab::gpu::kernels::topk::{topk, TopK};
 use saelab::gpu::{GpuSae, RunRequest};
 use saelab::random::Rng;
+use saelab::reference;
 use saelab::sae::metrics::{self, BatchMetrics};
 use saelab::sae::random::{random_sae, random_sae_with};
 use saelab::sae::{cpu, Architecture, Sae};
@@ -50,18 +53,23 @@ fn matmul_case(m: usize) {
         let get_a = |i: usize, t: usize| if trans_a { a[t * lda + a_col + i] } else { a[i * lda + a_col + t] };
         let get_b = |t: usize, j: usize| if trans_b { b[j * ldb + t] } else { b[t * ldb + j] };
         let product = |i: usize, j: usize| (0..k).map(|t| get_a(i, t) * get_b(t, j)).sum::<f32>();
+        // The CPU twin, on the same layout.
+        let layout = reference::matmul::Layout { m, n, k, lda, a_col, ldb, ldc, c_col, trans_a, trans_b };
+        let mut twin = c_init.clone();
+        reference::matmul::matmul(epilogue, layout, &a, &b, &cols, &mut twin);
 
         let a_buf = gpu.upload_f32("a", &a);
         let b_buf = gpu.upload_f32("b", &b);
         let c_buf = gpu.upload_f32("c", &c_init);
         let cols_buf = gpu.upload_f32("cols", &cols);
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        kernels::matmul(
+        matmul(
             &gpu,
             &mut enc,
             epilogue,
             Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb, c: &c_buf, ldc, c_col, cols: &cols_buf, trans_a, trans_b },
-        );
+        )
+        .unwrap();
         gpu.queue.submit([enc.finish()]);
         let got = pollster::block_on(gpu.read_f32(&c_buf, m * ldc)).unwrap();
         let label = format!("m={m} {epilogue:?} trans_a={trans_a} trans_b={trans_b}");
@@ -100,6 +108,7 @@ fn matmul_case(m: usize) {
                 };
                 if !near {
                     worst = worst.max((got[o] - expected).abs() / (1.0 + expected.abs()));
+                    assert!((twin[o] - expected).abs() <= 1e-6 * (1.0 + expected.abs()), "{label}: the twin disagrees with the formula");
                 }
             }
             // Columns outside [c_col, c_col + n) are untouched.
@@ -116,7 +125,7 @@ fn run_topk(gpu: &saelab::gpu::Gpu, pre: &[f32], rows: usize, d_sae: usize, k: u
     let index = gpu.storage("index", (rows * k * 4) as u64);
     let value = gpu.storage("value", (rows * k * 4) as u64);
     let mut enc = gpu.device.create_command_encoder(&Default::default());
-    kernels::topk(gpu, &mut enc, rows, d_sae, d_sae, k, &pre_buf, &index, &value);
+    topk(gpu, &mut enc, TopK { rows, d_sae, ld: d_sae, k, pre: &pre_buf, index: &index, value: &value }).unwrap();
     gpu.queue.submit([enc.finish()]);
     (pollster::block_on(gpu.read_u32(&index, rows * k)).unwrap(), pollster::block_on(gpu.read_f32(&value, rows * k)).unwrap())
 }
@@ -178,7 +187,7 @@ fn batch_topk_keeps_what_the_reference_keeps() {
         let histogram = gpu.storage("histogram", 256 * 4);
         let state = gpu.storage("state", 16);
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        kernels::batch_topk(&gpu, &mut enc, n, count, &input, &kept, &histogram, &state);
+        batch_topk(&gpu, &mut enc, BatchTopK { n, count, values: &input, kept: &kept, histogram: &histogram, state: &state }).unwrap();
         gpu.queue.submit([enc.finish()]);
         let got = pollster::block_on(gpu.read_f32(&kept, n)).unwrap();
         let got_state = pollster::block_on(gpu.read_u32(&state, 4)).unwrap();
@@ -331,21 +340,13 @@ fn weights_larger_than_one_binding_are_split() {
 
 #[test]
 fn a_rejected_gpu_command_is_an_error_not_a_panic_or_garbage() {
-    use saelab::gpu::kernels::{TrainIo, TrainOp, TrainParams};
+    use saelab::gpu::kernels::train::{relu_acts, Shape};
     let gpu = gpu();
     let input = gpu.upload_f32("input", &[1.0, -2.0, 3.0]);
     // A uniform buffer cannot be bound as writable storage: the device rejects the bind group.
     let wrong = gpu.uniform("not storage", &[0.0f32; 4]);
     let mut enc = gpu.device.create_command_encoder(&Default::default());
-    let params = TrainParams { rows: 1, cols: 3, ..Default::default() };
-    kernels::train_op(
-        &gpu,
-        &mut enc,
-        TrainOp::ReluActs,
-        params,
-        TrainIo { in0: Some(&input), out0: Some(&wrong), ..Default::default() },
-        3,
-    );
+    relu_acts(&gpu, &mut enc, Shape::new(1, 3), &input, &wrong).unwrap();
     gpu.queue.submit([enc.finish()]);
     let err = pollster::block_on(gpu.read_f32(&input, 3)).expect_err("the invalid dispatch must surface");
     assert!(err.to_string().contains("the GPU rejected a command"), "{err}");

@@ -1,6 +1,6 @@
 //! The GPU side: adapter and device set-up for both targets (Vulkan natively, the browser's
-//! WebGPU on wasm), buffer helpers, and one launcher per WGSL kernel. Each launcher owns its
-//! pipeline, bind-group layout, workgroup size and dispatch math; its CPU twin lives in `sae/`.
+//! WebGPU on wasm), buffer helpers, one module per WGSL kernel family (`kernels`), and the runners
+//! that keep an SAE (`sae_runner`) or a model (`model_runner`) resident and record their passes.
 
 pub mod kernels;
 pub mod model_runner;
@@ -36,6 +36,8 @@ pub struct Gpu {
     pub adapter_name: String,
     pub backend: String,
     pub kernels: kernels::Kernels,
+    /// Dispatches, buffers and bind groups recorded so far (see `kernels::Counters`).
+    pub counters: kernels::Counters,
     /// Errors the device reported outside any error scope (invalid shaders, pipelines, bindings).
     /// wgpu's default natively is to panic and in the browser to log a warning and carry on with
     /// garbage; we collect them instead and fail the next read-back with the message.
@@ -73,7 +75,8 @@ impl Gpu {
         }));
         let kernels = kernels::Kernels::new(&device);
         let adapter_name = if info.name.is_empty() { format!("{:?}", info.backend) } else { info.name.clone() };
-        let gpu = Gpu { device, queue, limits, adapter_name, backend: format!("{:?}", info.backend), kernels, errors };
+        let backend = format!("{:?}", info.backend);
+        let gpu = Gpu { device, queue, limits, adapter_name, backend, kernels, counters: Default::default(), errors };
         gpu.check_errors()?;
         Ok(gpu)
     }
@@ -104,6 +107,7 @@ impl Gpu {
     pub fn upload_bytes(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
         // Zero-sized bindings are invalid; a 4-byte placeholder keeps every binding legal.
         let contents: &[u8] = if bytes.is_empty() { &[0; 4] } else { bytes };
+        self.counters.count_buffer();
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents,
@@ -112,6 +116,7 @@ impl Gpu {
     }
 
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.counters.count_buffer();
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::bytes_of(value),
@@ -121,6 +126,7 @@ impl Gpu {
 
     /// A storage buffer of `bytes` bytes (at least 4), zero-initialised.
     pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.counters.count_buffer();
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(4).next_multiple_of(4),

@@ -3,7 +3,8 @@
 //! model.wgsl kernels (embedding gather, LayerNorm, causal attention, gelu_new, residual adds) and
 //! matmul.wgsl products. Only the logits and the hook points asked for are read back.
 
-use super::kernels::{self, Epilogue, Matmul, ModelIo, ModelOp, ModelParams, MAX_CONTEXT};
+use super::kernels::matmul::{matmul, Epilogue, Matmul};
+use super::kernels::model::{self, Attention, TableChunk, MAX_CONTEXT};
 use super::{Gpu, GpuError};
 use crate::model::{check_tokens, BlockSite, Gpt2, Gpt2Config, HookPoint, Intervention, LayerNorm};
 
@@ -25,7 +26,7 @@ impl GpuLinear {
     }
 
     /// `out[rows, n] = x[rows, k]·W + b`.
-    fn record(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, rows: usize, x: &wgpu::Buffer, out: &wgpu::Buffer) {
+    fn record(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, rows: usize, x: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<(), GpuError> {
         let (k, n) = (self.k, self.n);
         let args = Matmul {
             m: rows,
@@ -43,7 +44,8 @@ impl GpuLinear {
             trans_a: false,
             trans_b: false,
         };
-        kernels::matmul(gpu, enc, Epilogue::TopKPre, args);
+        // (acc + bias) · 1: the TopK pre-activation epilogue is exactly a biased linear layer.
+        matmul(gpu, enc, Epilogue::TopKPre, args)
     }
 }
 
@@ -221,16 +223,14 @@ impl GpuGpt2 {
         let scratch = gpu.storage("intervention scratch", f(n * d));
 
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        let rows = |rows: usize, width: usize| ModelParams { rows: rows as u32, width: width as u32, ..Default::default() };
         // At a hook point: apply the interventions there to the activation's buffer, then copy it
         // out if it was asked for.
-        let capture = |enc: &mut wgpu::CommandEncoder, point: HookPoint, at: &wgpu::Buffer| {
+        let capture = |enc: &mut wgpu::CommandEncoder, point: HookPoint, at: &wgpu::Buffer| -> Result<(), GpuError> {
             for (_, replace, values) in changes.iter().filter(|c| c.0 == point) {
                 if *replace {
                     enc.copy_buffer_to_buffer(values, 0, at, 0, f(n * d));
                 } else {
-                    let io = ModelIo { in0: Some(at), in1: Some(values), out0: Some(&scratch), ..Default::default() };
-                    kernels::model_op(gpu, enc, ModelOp::Add, rows(1, n * d), io);
+                    model::add(gpu, enc, n * d, at, values, &scratch)?;
                     enc.copy_buffer_to_buffer(&scratch, 0, at, 0, f(n * d));
                 }
             }
@@ -239,68 +239,49 @@ impl GpuGpt2 {
                     enc.copy_buffer_to_buffer(at, 0, buffer, 0, f(n * d));
                 }
             }
+            Ok(())
         };
         for chunk in &self.wte {
-            let params = ModelParams { first: chunk.first as u32, count: chunk.rows as u32, ..rows(n, d) };
-            kernels::model_op(
-                gpu,
-                &mut enc,
-                ModelOp::GatherRows,
-                params,
-                ModelIo { in0: Some(&chunk.buffer), out0: Some(&embed), tokens: Some(&token_buffer), ..Default::default() },
-            );
+            let table = TableChunk { first: chunk.first, count: chunk.rows, width: d, rows: &chunk.buffer };
+            model::gather_rows(gpu, &mut enc, n, table, &token_buffer, &embed)?;
         }
-        capture(&mut enc, HookPoint::Embed, &embed);
+        capture(&mut enc, HookPoint::Embed, &embed)?;
         enc.copy_buffer_to_buffer(&self.wpe, 0, &pos_embed, 0, f(n * d));
-        capture(&mut enc, HookPoint::PosEmbed, &pos_embed);
-        let add = |enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &wgpu::Buffer| {
-            kernels::model_op(
-                gpu,
-                enc,
-                ModelOp::Add,
-                rows(1, n * d),
-                ModelIo { in0: Some(a), in1: Some(b), out0: Some(out), ..Default::default() },
-            );
-        };
+        capture(&mut enc, HookPoint::PosEmbed, &pos_embed)?;
+        let add =
+            |enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &wgpu::Buffer| model::add(gpu, enc, n * d, a, b, out);
         let layer_norm = |enc: &mut wgpu::CommandEncoder, ln: &GpuLayerNorm, x: &wgpu::Buffer, out: &wgpu::Buffer| {
-            let params = ModelParams { eps: cfg.layer_norm_eps, ..rows(n, d) };
-            kernels::model_op(
-                gpu,
-                enc,
-                ModelOp::LayerNorm,
-                params,
-                ModelIo { in0: Some(x), in1: Some(&ln.weight), in2: Some(&ln.bias), out0: Some(out), ..Default::default() },
-            );
+            let args = model::LayerNorm { rows: n, width: d, eps: cfg.layer_norm_eps, x, weight: &ln.weight, bias: &ln.bias, out };
+            model::layer_norm(gpu, enc, args)
         };
-        add(&mut enc, &embed, &pos_embed, &resid);
+        add(&mut enc, &embed, &pos_embed, &resid)?;
         let scale = if cfg.scale_attn_weights { 1.0 / (cfg.d_head() as f32).sqrt() } else { 1.0 };
         for (layer, block) in self.blocks.iter().enumerate().take(blocks) {
             let at = |site| HookPoint::block(layer, site);
-            capture(&mut enc, at(BlockSite::ResidPre), &resid);
-            layer_norm(&mut enc, &block.ln_1, &resid, &normed);
-            block.qkv.record(gpu, &mut enc, n, &normed, &qkv);
-            let params = ModelParams { n_heads: cfg.n_heads as u32, d_head: cfg.d_head() as u32, scale, ..rows(n, d) };
-            kernels::model_op(gpu, &mut enc, ModelOp::Attention, params, ModelIo { in0: Some(&qkv), out0: Some(&z), ..Default::default() });
-            capture(&mut enc, at(BlockSite::AttnZ), &z);
-            block.attn_out.record(gpu, &mut enc, n, &z, &attn_out);
-            capture(&mut enc, at(BlockSite::AttnOut), &attn_out);
-            add(&mut enc, &resid, &attn_out, &resid_mid);
-            capture(&mut enc, at(BlockSite::ResidMid), &resid_mid);
-            layer_norm(&mut enc, &block.ln_2, &resid_mid, &normed);
-            block.mlp_in.record(gpu, &mut enc, n, &normed, &hidden);
-            kernels::model_op(gpu, &mut enc, ModelOp::GeluNew, rows(1, n * m), ModelIo { out0: Some(&hidden), ..Default::default() });
-            block.mlp_out.record(gpu, &mut enc, n, &hidden, &mlp_out);
-            capture(&mut enc, at(BlockSite::MlpOut), &mlp_out);
-            add(&mut enc, &resid_mid, &mlp_out, &resid_next);
+            capture(&mut enc, at(BlockSite::ResidPre), &resid)?;
+            layer_norm(&mut enc, &block.ln_1, &resid, &normed)?;
+            block.qkv.record(gpu, &mut enc, n, &normed, &qkv)?;
+            model::attention(gpu, &mut enc, Attention { rows: n, n_heads: cfg.n_heads, d_head: cfg.d_head(), scale, qkv: &qkv, z: &z })?;
+            capture(&mut enc, at(BlockSite::AttnZ), &z)?;
+            block.attn_out.record(gpu, &mut enc, n, &z, &attn_out)?;
+            capture(&mut enc, at(BlockSite::AttnOut), &attn_out)?;
+            add(&mut enc, &resid, &attn_out, &resid_mid)?;
+            capture(&mut enc, at(BlockSite::ResidMid), &resid_mid)?;
+            layer_norm(&mut enc, &block.ln_2, &resid_mid, &normed)?;
+            block.mlp_in.record(gpu, &mut enc, n, &normed, &hidden)?;
+            model::gelu_new(gpu, &mut enc, n * m, &hidden)?;
+            block.mlp_out.record(gpu, &mut enc, n, &hidden, &mlp_out)?;
+            capture(&mut enc, at(BlockSite::MlpOut), &mlp_out)?;
+            add(&mut enc, &resid_mid, &mlp_out, &resid_next)?;
             std::mem::swap(&mut resid, &mut resid_next);
-            capture(&mut enc, at(BlockSite::ResidPost), &resid);
+            capture(&mut enc, at(BlockSite::ResidPost), &resid)?;
         }
         if !to_the_end {
             gpu.queue.submit([enc.finish()]);
             return Ok(GpuForward { logits: Vec::new(), hooks: read_all(gpu, &captured, n * d).await? });
         }
-        layer_norm(&mut enc, &self.ln_f, &resid, &normed);
-        capture(&mut enc, HookPoint::FinalNormalized, &normed);
+        layer_norm(&mut enc, &self.ln_f, &resid, &normed)?;
+        capture(&mut enc, HookPoint::FinalNormalized, &normed)?;
         gpu.queue.submit([enc.finish()]);
 
         // Logits in row blocks that fit one binding, each block through every unembedding chunk.
@@ -329,7 +310,7 @@ impl GpuGpt2 {
                     trans_a: false,
                     trans_b: true,
                 };
-                kernels::matmul(gpu, &mut enc, Epilogue::Store, args);
+                matmul(gpu, &mut enc, Epilogue::Store, args)?;
             }
             gpu.queue.submit([enc.finish()]);
             logits.extend(gpu.read_f32(&logits_block, rows_here * vocab).await?);

@@ -2,7 +2,11 @@
 //! binding), then batches of activations run through normalise → encode → (TopK) → decode →
 //! metrics without leaving the GPU; only what the caller asks for is read back.
 
-use super::kernels::{self, Activations, Epilogue, Matmul, RowNormalization, SparseDecode, MAX_TOPK};
+use super::kernels::matmul::{matmul, Epilogue, Matmul};
+use super::kernels::metrics::{fire_counts, row_metrics, Activations, RowMetrics};
+use super::kernels::rows::{denormalize_rows, fill_bias, normalize_rows, NormalizeRows, RowNormalization};
+use super::kernels::sparse_decode::{sparse_decode, SparseDecode};
+use super::kernels::topk::{topk, TopK, MAX_TOPK};
 use super::{Gpu, GpuError};
 use crate::sae::metrics::{BatchMetrics, RowStats};
 use crate::sae::{Architecture, Sae, SaeConfig};
@@ -151,9 +155,13 @@ impl Gpu {
             let rows = block.min(n - first);
             self.queue.write_buffer(&x_buf, 0, bytemuck::cast_slice(&x[first * d_in..(first + rows) * d_in]));
             let mut enc = self.device.create_command_encoder(&Default::default());
-            kernels::normalize_rows(self, &mut enc, rows, d_in, row_norm, &sae.b_dec, &x_buf, &sae_in, &norms);
+            normalize_rows(
+                self,
+                &mut enc,
+                NormalizeRows { rows, d_in, norm: row_norm, b_dec: &sae.b_dec, x: &x_buf, sae_in: &sae_in, norms: &norms },
+            )?;
             for chunk in &sae.chunks {
-                kernels::matmul(
+                matmul(
                     self,
                     &mut enc,
                     sae.epilogue,
@@ -173,15 +181,15 @@ impl Gpu {
                         trans_a: false,
                         trans_b: false,
                     },
-                );
+                )?;
             }
             if let Some(k) = k {
-                kernels::topk(self, &mut enc, rows, d_sae, d_sae, k, &acts, &list_index, &list_value);
+                topk(self, &mut enc, TopK { rows, d_sae, ld: d_sae, k, pre: &acts, index: &list_index, value: &list_value })?;
             }
-            kernels::fill_bias(self, &mut enc, rows, d_in, &sae.b_dec, &recon);
+            fill_bias(self, &mut enc, rows, d_in, &sae.b_dec, &recon)?;
             for chunk in &sae.chunks {
                 match k {
-                    Some(k) => kernels::sparse_decode(
+                    Some(k) => sparse_decode(
                         self,
                         &mut enc,
                         SparseDecode {
@@ -197,7 +205,7 @@ impl Gpu {
                             out: &recon,
                         },
                     ),
-                    None => kernels::matmul(
+                    None => matmul(
                         self,
                         &mut enc,
                         Epilogue::Accumulate,
@@ -218,15 +226,15 @@ impl Gpu {
                             trans_b: false,
                         },
                     ),
-                }
+                }?;
             }
-            kernels::denormalize_rows(self, &mut enc, rows, d_in, &norms, &recon);
+            denormalize_rows(self, &mut enc, rows, d_in, &norms, &recon)?;
             let activations = || match k {
                 Some(k) => Activations::Lists { index: &list_index, value: &list_value, k },
                 None => Activations::Dense { acts: &acts, ld: d_sae },
             };
-            kernels::row_metrics(self, &mut enc, rows, d_in, d_sae, &x_buf, &recon, activations(), &stats);
-            kernels::fire_counts(self, &mut enc, rows, d_sae, activations(), &counts);
+            row_metrics(self, &mut enc, RowMetrics { rows, d_in, d_sae, x: &x_buf, recon: &recon, acts: activations(), stats: &stats })?;
+            fire_counts(self, &mut enc, rows, d_sae, activations(), &counts)?;
             self.queue.submit([enc.finish()]);
 
             let block_stats = self.read_f32(&stats, rows * 3).await?;

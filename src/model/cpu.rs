@@ -7,6 +7,12 @@
 //! with a TransformerLens hook that returns a new value (this is how splicing and steering work).
 
 use super::{check_tokens, BlockSite, Gpt2, HookPoint, Intervention, LayerNorm, ModelError};
+use crate::reference::model::{add, attention_z, gather_rows, gelu_new};
+
+/// torch.nn.LayerNorm with `ln`'s weight and bias (`reference::model::layer_norm`).
+fn layer_norm(x: &[f32], ln: &LayerNorm, eps: f32) -> Vec<f32> {
+    crate::reference::model::layer_norm(x, &ln.weight, &ln.bias, eps)
+}
 
 /// `out[n, m] = a[n, k] · w[k, m] + bias[m]` (i-k-j order: rows of `w` stream through the cache).
 fn matmul_bias(a: &[f32], w: &[f32], bias: &[f32], k: usize, m: usize) -> Vec<f32> {
@@ -25,58 +31,6 @@ fn matmul_bias(a: &[f32], w: &[f32], bias: &[f32], k: usize, m: usize) -> Vec<f3
         }
     }
     out
-}
-
-/// torch.nn.LayerNorm over the last dimension: biased variance, `eps` inside the square root.
-pub fn layer_norm(x: &[f32], ln: &LayerNorm, eps: f32) -> Vec<f32> {
-    let d = ln.weight.len();
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(d) {
-        let mean = row.iter().sum::<f32>() / d as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-        let inv = 1.0 / (var + eps).sqrt();
-        out.extend(row.iter().zip(ln.weight.iter().zip(&ln.bias)).map(|(v, (w, b))| (v - mean) * inv * w + b));
-    }
-    out
-}
-
-/// GPT-2's `gelu_new`: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (Hendrycks & Gimpel's tanh form).
-pub fn gelu_new(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
-}
-
-/// Causal multi-head self-attention on `h = ln_1(resid)` `[n, d]`: returns `z` `[n, d]` (each
-/// head's weighted values, heads concatenated; TransformerLens's `attn.hook_z` flattened).
-fn attention_z(qkv: &[f32], n: usize, d: usize, n_heads: usize, scale: f32) -> Vec<f32> {
-    let dh = d / n_heads;
-    let mut z = vec![0.0f32; n * d];
-    let mut scores = vec![0.0f32; n];
-    for head in 0..n_heads {
-        let (q_off, k_off, v_off) = (head * dh, d + head * dh, 2 * d + head * dh);
-        for t in 0..n {
-            let q = &qkv[t * 3 * d + q_off..t * 3 * d + q_off + dh];
-            // Scores for positions 0..=t (the causal mask), softmax with the max subtracted.
-            let mut max = f32::NEG_INFINITY;
-            for (s, score) in scores.iter_mut().enumerate().take(t + 1) {
-                let k = &qkv[s * 3 * d + k_off..s * 3 * d + k_off + dh];
-                *score = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
-                max = max.max(*score);
-            }
-            let mut total = 0.0f32;
-            for score in scores.iter_mut().take(t + 1) {
-                *score = (*score - max).exp();
-                total += *score;
-            }
-            let out = &mut z[t * d + head * dh..t * d + (head + 1) * dh];
-            for (s, &p) in scores.iter().enumerate().take(t + 1) {
-                let v = &qkv[s * 3 * d + v_off..s * 3 * d + v_off + dh];
-                let w = p / total;
-                out.iter_mut().zip(v).for_each(|(o, vv)| *o += w * vv);
-            }
-        }
-    }
-    z
 }
 
 /// Runs `tokens` through the model and returns the logits `[n_tokens, vocab]`. `hook` is called
@@ -119,11 +73,12 @@ fn forward_partial(
     let cfg = &model.cfg;
     check_tokens(cfg, tokens)?;
     let (n, d, eps) = (tokens.len(), cfg.d_model, cfg.layer_norm_eps);
-    let mut embed: Vec<f32> = tokens.iter().flat_map(|&t| model.wte[t as usize * d..(t as usize + 1) * d].iter().copied()).collect();
+    let mut embed = vec![0.0f32; n * d];
+    gather_rows(&model.wte, 0, d, tokens, &mut embed);
     hook(HookPoint::Embed, &mut embed, d);
     let mut pos_embed = model.wpe[..n * d].to_vec();
     hook(HookPoint::PosEmbed, &mut pos_embed, d);
-    let mut resid: Vec<f32> = embed.iter().zip(&pos_embed).map(|(a, b)| a + b).collect();
+    let mut resid = add(&embed, &pos_embed);
     let scale = if cfg.scale_attn_weights { 1.0 / (cfg.d_head() as f32).sqrt() } else { 1.0 };
     for (layer, block) in model.blocks.iter().enumerate().take(blocks) {
         let at = |site| HookPoint::block(layer, site);
@@ -134,14 +89,14 @@ fn forward_partial(
         hook(at(BlockSite::AttnZ), &mut z, d);
         let mut attn_out = matmul_bias(&z, &block.attn_out_weight, &block.attn_out_bias, d, d);
         hook(at(BlockSite::AttnOut), &mut attn_out, d);
-        let mut resid_mid: Vec<f32> = resid.iter().zip(&attn_out).map(|(a, b)| a + b).collect();
+        let mut resid_mid = add(&resid, &attn_out);
         hook(at(BlockSite::ResidMid), &mut resid_mid, d);
         let h = layer_norm(&resid_mid, &block.ln_2, eps);
         let mut hidden = matmul_bias(&h, &block.mlp_in_weight, &block.mlp_in_bias, d, cfg.d_mlp);
         hidden.iter_mut().for_each(|v| *v = gelu_new(*v));
         let mut mlp_out = matmul_bias(&hidden, &block.mlp_out_weight, &block.mlp_out_bias, cfg.d_mlp, d);
         hook(at(BlockSite::MlpOut), &mut mlp_out, d);
-        resid = resid_mid.iter().zip(&mlp_out).map(|(a, b)| a + b).collect();
+        resid = add(&resid_mid, &mlp_out);
         hook(at(BlockSite::ResidPost), &mut resid, d);
     }
     if !to_the_end {

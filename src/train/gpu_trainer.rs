@@ -4,7 +4,12 @@
 //! Per step only the fire counts come back (for dead-latent tracking).
 
 use super::sae_train::{Params, TrainArch, AUXK_COEFFICIENT, TENSOR_NAMES};
-use crate::gpu::kernels::{self, Epilogue, Matmul, RowNormalization, TrainIo, TrainOp, TrainParams, MAX_TOPK};
+use crate::gpu::kernels::batch_topk::{batch_topk, BatchTopK};
+use crate::gpu::kernels::matmul::{matmul, Epilogue, Matmul};
+use crate::gpu::kernels::metrics::{fire_counts, Activations};
+use crate::gpu::kernels::rows::{fill_bias, normalize_rows, NormalizeRows, RowNormalization};
+use crate::gpu::kernels::topk::{topk, TopK, MAX_TOPK};
+use crate::gpu::kernels::train::{self as ops, AdamStep, Shape, Sum};
 use crate::gpu::{Gpu, GpuError};
 
 /// One set of the parameter tensors on the GPU (in `Params::tensors` order; an absent tensor is a
@@ -195,9 +200,9 @@ impl GpuTrainer {
         a: (&wgpu::Buffer, usize, bool),
         b: (&wgpu::Buffer, usize, bool),
         c: (&wgpu::Buffer, usize),
-    ) {
+    ) -> Result<(), GpuError> {
         let (m, n, k) = shape;
-        kernels::matmul(
+        matmul(
             gpu,
             enc,
             epilogue,
@@ -217,101 +222,94 @@ impl GpuTrainer {
                 trans_a: a.2,
                 trans_b: b.2,
             },
-        );
+        )
     }
 
     /// Records the forward and backward pass for the batch in `work.x`; gradients land in `grads`.
     /// Mirrors `train::sae_train::loss_and_grads` step by step.
-    fn record_gradients(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, dead: &[bool], sparsity_scale: f32) {
+    fn record_gradients(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, dead: &[bool], sparsity_scale: f32) -> Result<(), GpuError> {
         let (d, m, bsz) = (self.d_in, self.d_sae, self.batch);
         let (p, g, w) = (&self.params, &self.grads, &self.work);
-        let tp = |rows: usize, cols: usize| TrainParams { rows: rows as u32, cols: cols as u32, ..Default::default() };
+        let (acts_shape, rows_shape, decoder) = (Shape::new(bsz, m), Shape::new(bsz, d), Shape::new(m, d));
         let gated = matches!(self.arch, TrainArch::Gated { .. });
 
         // Forward: sae_in = x − b_dec; pre = sae_in·W_enc + b_enc; acts; recon = acts·W_dec + b_dec.
-        kernels::normalize_rows(
+        let norm = RowNormalization { mode: 0, apply_b_dec: true };
+        normalize_rows(
             gpu,
             enc,
-            bsz,
-            d,
-            RowNormalization { mode: 0, apply_b_dec: true },
-            p.b_dec(),
-            &w.x,
-            &w.sae_in,
-            &w.row_norms,
-        );
+            NormalizeRows { rows: bsz, d_in: d, norm, b_dec: p.b_dec(), x: &w.x, sae_in: &w.sae_in, norms: &w.row_norms },
+        )?;
         if gated {
             // The gate and magnitude paths share sae_in·W_enc; their biases come in gated_acts.
-            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m));
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m))?;
         } else {
             enc.copy_buffer_to_buffer(p.b_enc(), 0, &w.cols, 0, (m * 4) as u64);
-            self.matmul(gpu, enc, Epilogue::TopKPre, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m));
+            self.matmul(gpu, enc, Epilogue::TopKPre, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m))?;
         }
         match self.arch {
-            TrainArch::Standard { .. } => kernels::train_op(
-                gpu,
-                enc,
-                TrainOp::ReluActs,
-                tp(bsz, m),
-                TrainIo { in0: Some(&w.pre), out0: Some(&w.acts), ..Default::default() },
-                bsz * m,
-            ),
+            TrainArch::Standard { .. } => ops::relu_acts(gpu, enc, acts_shape, &w.pre, &w.acts)?,
             TrainArch::TopK { k } => {
-                kernels::topk(gpu, enc, bsz, m, m, k, &w.pre, &w.list_index, &w.list_value);
+                topk(gpu, enc, TopK { rows: bsz, d_sae: m, ld: m, k, pre: &w.pre, index: &w.list_index, value: &w.list_value })?;
                 enc.clear_buffer(&w.acts, 0, None);
-                let params = TrainParams { k: k as u32, ..tp(bsz, m) };
-                let io = TrainIo { in0: Some(&w.list_index), in1: Some(&w.list_value), out0: Some(&w.acts), ..Default::default() };
-                kernels::train_op(gpu, enc, TrainOp::ScatterLists, params, io, bsz * k);
+                ops::scatter_lists(gpu, enc, acts_shape, k, &w.list_index, &w.list_value, &w.acts)?;
             }
             TrainArch::BatchTopK { k } => {
                 enc.clear_buffer(&w.histogram, 0, None);
                 enc.clear_buffer(&w.select_state, 0, None);
-                kernels::batch_topk(gpu, enc, bsz * m, k * bsz, &w.pre, &w.acts, &w.histogram, &w.select_state);
-            }
-            TrainArch::JumpRelu { .. } => {
-                let io = TrainIo { in0: Some(&w.pre), in1: Some(p.threshold()), out0: Some(&w.acts), ..Default::default() };
-                kernels::train_op(gpu, enc, TrainOp::JumpReluActs, tp(bsz, m), io, bsz * m);
-            }
-            TrainArch::Gated { .. } => {
-                let io = TrainIo {
-                    in0: Some(&w.pre),
-                    in1: Some(p.b_enc()),
-                    in2: Some(p.r_mag()),
-                    in3: Some(p.b_mag()),
-                    out0: Some(&w.acts),
-                    out1: Some(&w.aux_acts),
-                    ..Default::default()
+                let args = BatchTopK {
+                    n: bsz * m,
+                    count: k * bsz,
+                    values: &w.pre,
+                    kept: &w.acts,
+                    histogram: &w.histogram,
+                    state: &w.select_state,
                 };
-                kernels::train_op(gpu, enc, TrainOp::GatedActs, tp(bsz, m), io, bsz * m);
+                batch_topk(gpu, enc, args)?;
             }
+            TrainArch::JumpRelu { .. } => ops::jumprelu_acts(gpu, enc, acts_shape, &w.pre, p.threshold(), &w.acts)?,
+            TrainArch::Gated { .. } => ops::gated_acts(
+                gpu,
+                enc,
+                ops::GatedActs {
+                    shape: acts_shape,
+                    projected: &w.pre,
+                    b_gate: p.b_enc(),
+                    r_mag: p.r_mag(),
+                    b_mag: p.b_mag(),
+                    acts: &w.acts,
+                    gate_acts: &w.aux_acts,
+                },
+            )?,
         }
-        kernels::fill_bias(gpu, enc, bsz, d, p.b_dec(), &w.recon);
-        self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.acts, m, false), (p.w_dec(), d, false), (&w.recon, d));
+        fill_bias(gpu, enc, bsz, d, p.b_dec(), &w.recon)?;
+        self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.acts, m, false), (p.w_dec(), d, false), (&w.recon, d))?;
 
         // Backward through the reconstruction.
-        let io = TrainIo { in0: Some(&w.recon), in1: Some(&w.x), out0: Some(&w.g_recon), out1: Some(&w.residual), ..Default::default() };
-        kernels::train_op(gpu, enc, TrainOp::ReconGrad, TrainParams { scale: 2.0 / bsz as f32, ..tp(bsz, d) }, io, bsz * d);
-        kernels::train_op(
-            gpu,
-            enc,
-            TrainOp::DecoderNorms,
-            tp(m, d),
-            TrainIo { in0: Some(p.w_dec()), out0: Some(&w.dec_norms), ..Default::default() },
-            m,
-        );
+        let args = ops::ReconGrad {
+            shape: rows_shape,
+            scale: 2.0 / bsz as f32,
+            recon: &w.recon,
+            x: &w.x,
+            g_recon: &w.g_recon,
+            residual: &w.residual,
+        };
+        ops::recon_grad(gpu, enc, args)?;
+        ops::decoder_norms(gpu, enc, decoder, p.w_dec(), &w.dec_norms)?;
         // g_acts = g_recon·W_decᵀ.
-        self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_recon, d, false), (p.w_dec(), d, true), (&w.g_pre, m));
+        self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_recon, d, false), (p.w_dec(), d, true), (&w.g_pre, m))?;
         if let TrainArch::JumpRelu { l0, bandwidth } = self.arch {
             // The threshold's straight-through estimate reads g_acts before it is masked.
-            let params = TrainParams { scale: l0 * sparsity_scale / bsz as f32, width: bandwidth, ..tp(bsz, m) };
-            let io = TrainIo {
-                in0: Some(&w.pre),
-                in1: Some(p.threshold()),
-                in2: Some(&w.g_pre),
-                out0: Some(g.threshold()),
-                ..Default::default()
+            let args = ops::JumpReluThresholdGrad {
+                shape: acts_shape,
+                l0_scale: l0 * sparsity_scale / bsz as f32,
+                bandwidth,
+                pre: &w.pre,
+                threshold: p.threshold(),
+                g_acts: &w.g_pre,
+                g_threshold: g.threshold(),
             };
-            kernels::train_op(gpu, enc, TrainOp::JumpReluThresholdGrad, params, io, m);
+            ops::jumprelu_threshold_grad(gpu, enc, args)?;
         }
         // Through the activation (plus the standard SAE's L1 term) into g_pre; for gated this is
         // the magnitude path's gradient.
@@ -320,12 +318,11 @@ impl GpuTrainer {
             _ => 0.0,
         };
         let act_l1 = if gated { 0.0 } else { l1 };
-        let io = TrainIo { in0: Some(&w.acts), in1: Some(&w.dec_norms), out0: Some(&w.g_pre), ..Default::default() };
-        kernels::train_op(gpu, enc, TrainOp::ActGrad, TrainParams { scale: act_l1, ..tp(bsz, m) }, io, bsz * m);
+        ops::act_grad(gpu, enc, acts_shape, act_l1, &w.acts, &w.dec_norms, &w.g_pre)?;
         // g_W_dec = actsᵀ·g_recon (+ the L1 term's share).
-        self.matmul(gpu, enc, Epilogue::Store, (m, d, bsz), (&w.acts, m, true), (&w.g_recon, d, false), (g.w_dec(), d));
+        self.matmul(gpu, enc, Epilogue::Store, (m, d, bsz), (&w.acts, m, true), (&w.g_recon, d, false), (g.w_dec(), d))?;
         if act_l1 != 0.0 {
-            self.record_l1_decoder_grad(gpu, enc, &w.acts, act_l1);
+            self.record_l1_decoder_grad(gpu, enc, &w.acts, act_l1)?;
         }
 
         // The auxiliary path: AuxK (Gao et al. 2024; dead latents reconstruct the residual) or
@@ -333,10 +330,9 @@ impl GpuTrainer {
         let num_dead = dead.iter().filter(|&&x| x).count();
         let aux = if gated {
             // via_gate = gate_acts·W_dec + b_dec; g_aux = 2 (via_gate − x) / B.
-            kernels::fill_bias(gpu, enc, bsz, d, p.b_dec(), &w.aux_recon);
-            self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.aux_acts, m, false), (p.w_dec(), d, false), (&w.aux_recon, d));
-            let io = TrainIo { in0: Some(&w.aux_recon), in1: Some(&w.x), out0: Some(&w.g_aux), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::AuxGrad, TrainParams { scale: 2.0 / bsz as f32, ..tp(bsz, d) }, io, bsz * d);
+            fill_bias(gpu, enc, bsz, d, p.b_dec(), &w.aux_recon)?;
+            self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.aux_acts, m, false), (p.w_dec(), d, false), (&w.aux_recon, d))?;
+            ops::aux_grad(gpu, enc, rows_shape, 2.0 / bsz as f32, &w.aux_recon, &w.x, &w.g_aux)?;
             true
         } else if self.arch.uses_auxk() && num_dead > 0 {
             let k_aux_full = (d / 2).max(1);
@@ -344,89 +340,78 @@ impl GpuTrainer {
             let k_aux = k_aux_full.min(num_dead);
             let mask: Vec<f32> = dead.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect();
             gpu.queue.write_buffer(&w.dead, 0, bytemuck::cast_slice(&mask));
-            let io = TrainIo { in0: Some(&w.pre), in1: Some(&w.dead), out0: Some(&w.masked), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::MaskDead, tp(bsz, m), io, bsz * m);
-            kernels::topk(gpu, enc, bsz, m, m, k_aux, &w.masked, &w.aux_index, &w.aux_value);
+            ops::mask_dead(gpu, enc, acts_shape, &w.pre, &w.dead, &w.masked)?;
+            topk(gpu, enc, TopK { rows: bsz, d_sae: m, ld: m, k: k_aux, pre: &w.masked, index: &w.aux_index, value: &w.aux_value })?;
             enc.clear_buffer(&w.aux_acts, 0, None);
-            let io = TrainIo { in0: Some(&w.aux_index), in1: Some(&w.aux_value), out0: Some(&w.aux_acts), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::ScatterLists, TrainParams { k: k_aux as u32, ..tp(bsz, m) }, io, bsz * k_aux);
-            self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.aux_acts, m, false), (p.w_dec(), d, false), (&w.aux_recon, d));
+            ops::scatter_lists(gpu, enc, acts_shape, k_aux, &w.aux_index, &w.aux_value, &w.aux_acts)?;
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.aux_acts, m, false), (p.w_dec(), d, false), (&w.aux_recon, d))?;
             let scale = 2.0 * AUXK_COEFFICIENT * aux_scale / bsz as f32;
-            let io = TrainIo { in0: Some(&w.aux_recon), in1: Some(&w.residual), out0: Some(&w.g_aux), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::AuxGrad, TrainParams { scale, ..tp(bsz, d) }, io, bsz * d);
+            ops::aux_grad(gpu, enc, rows_shape, scale, &w.aux_recon, &w.residual, &w.g_aux)?;
             true
         } else {
             false
         };
         if aux {
             // g_aux_acts = g_aux·W_decᵀ, through the aux activation (with the gate's L1).
-            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_aux, d, false), (p.w_dec(), d, true), (&w.g_aux_acts, m));
-            let io = TrainIo { in0: Some(&w.aux_acts), in1: Some(&w.dec_norms), out0: Some(&w.g_aux_acts), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::ActGrad, TrainParams { scale: if gated { l1 } else { 0.0 }, ..tp(bsz, m) }, io, bsz * m);
-            self.matmul(gpu, enc, Epilogue::Accumulate, (m, d, bsz), (&w.aux_acts, m, true), (&w.g_aux, d, false), (g.w_dec(), d));
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_aux, d, false), (p.w_dec(), d, true), (&w.g_aux_acts, m))?;
+            ops::act_grad(gpu, enc, acts_shape, if gated { l1 } else { 0.0 }, &w.aux_acts, &w.dec_norms, &w.g_aux_acts)?;
+            self.matmul(gpu, enc, Epilogue::Accumulate, (m, d, bsz), (&w.aux_acts, m, true), (&w.g_aux, d, false), (g.w_dec(), d))?;
             if gated && l1 != 0.0 {
-                self.record_l1_decoder_grad(gpu, enc, &w.aux_acts, l1);
+                self.record_l1_decoder_grad(gpu, enc, &w.aux_acts, l1)?;
             }
         }
         if gated {
             // g_b_gate = Σ_b g_gate_pre; then g_projected, g_r_mag, g_b_mag.
-            let io = TrainIo { in0: Some(&w.g_aux_acts), out0: Some(g.b_enc()), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
-            let io = TrainIo {
-                in1: Some(&w.pre),
-                in2: Some(p.r_mag()),
-                in3: Some(&w.g_aux_acts),
-                out0: Some(&w.g_pre),
-                out1: Some(g.r_mag()),
-                out2: Some(g.b_mag()),
-                ..Default::default()
+            ops::column_sums(gpu, enc, acts_shape, 1.0, Sum::Set, &w.g_aux_acts, g.b_enc())?;
+            let args = ops::GatedBackward {
+                shape: acts_shape,
+                projected: &w.pre,
+                r_mag: p.r_mag(),
+                g_gate_pre: &w.g_aux_acts,
+                g_mag_pre: &w.g_pre,
+                g_r_mag: g.r_mag(),
+                g_b_mag: g.b_mag(),
             };
-            kernels::train_op(gpu, enc, TrainOp::GatedBackward, tp(bsz, m), io, m);
+            ops::gated_backward(gpu, enc, args)?;
         } else {
             if aux {
-                let io = TrainIo { in0: Some(&w.aux_acts), in2: Some(&w.g_aux_acts), out0: Some(&w.g_pre), ..Default::default() };
-                kernels::train_op(gpu, enc, TrainOp::AuxActGrad, tp(bsz, m), io, bsz * m);
+                ops::aux_act_grad(gpu, enc, acts_shape, &w.aux_acts, &w.g_aux_acts, &w.g_pre)?;
             }
-            let io = TrainIo { in0: Some(&w.g_pre), out0: Some(g.b_enc()), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
+            ops::column_sums(gpu, enc, acts_shape, 1.0, Sum::Set, &w.g_pre, g.b_enc())?;
         }
 
         // Encoder and b_dec: g_W_enc = sae_inᵀ·g_pre, g_b_dec = Σ_b g_recon (+ Σ_b g_aux for the
         // gate's reconstruction) − Σ_b g_pre·W_encᵀ (b_dec enters the reconstructions and sae_in).
-        self.matmul(gpu, enc, Epilogue::Store, (d, m, bsz), (&w.sae_in, d, true), (&w.g_pre, m, false), (g.w_enc(), m));
-        self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.g_pre, m, false), (p.w_enc(), m, true), (&w.g_sae_in, d));
-        let io = TrainIo { in0: Some(&w.g_recon), out0: Some(g.b_dec()), ..Default::default() };
-        kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, d) }, io, d);
+        self.matmul(gpu, enc, Epilogue::Store, (d, m, bsz), (&w.sae_in, d, true), (&w.g_pre, m, false), (g.w_enc(), m))?;
+        self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.g_pre, m, false), (p.w_enc(), m, true), (&w.g_sae_in, d))?;
+        ops::column_sums(gpu, enc, rows_shape, 1.0, Sum::Set, &w.g_recon, g.b_dec())?;
         if gated {
-            let io = TrainIo { in0: Some(&w.g_aux), out0: Some(g.b_dec()), ..Default::default() };
-            kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, mode: 1, ..tp(bsz, d) }, io, d);
+            ops::column_sums(gpu, enc, rows_shape, 1.0, Sum::Add, &w.g_aux, g.b_dec())?;
         }
-        let io = TrainIo { in0: Some(&w.g_sae_in), out0: Some(g.b_dec()), ..Default::default() };
-        kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: -1.0, mode: 1, ..tp(bsz, d) }, io, d);
+        ops::column_sums(gpu, enc, rows_shape, -1.0, Sum::Add, &w.g_sae_in, g.b_dec())
     }
 
     /// The decoder-norm-weighted L1's decoder gradient:
     /// g_W_dec[j] += scale·(Σ_b acts[b, j])·W_dec[j]/‖W_dec[j]‖.
-    fn record_l1_decoder_grad(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, acts: &wgpu::Buffer, scale: f32) {
+    fn record_l1_decoder_grad(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, acts: &wgpu::Buffer, scale: f32) -> Result<(), GpuError> {
         let (d, m, bsz, w) = (self.d_in, self.d_sae, self.batch, &self.work);
-        let tp = |rows: usize, cols: usize| TrainParams { rows: rows as u32, cols: cols as u32, ..Default::default() };
-        let io = TrainIo { in0: Some(acts), out0: Some(&w.col_sums), ..Default::default() };
-        kernels::train_op(gpu, enc, TrainOp::ColumnSums, TrainParams { scale: 1.0, ..tp(bsz, m) }, io, m);
-        let io = TrainIo {
-            in0: Some(&w.col_sums),
-            in1: Some(&w.dec_norms),
-            in2: Some(self.params.w_dec()),
-            out0: Some(self.grads.w_dec()),
-            ..Default::default()
+        ops::column_sums(gpu, enc, Shape::new(bsz, m), 1.0, Sum::Set, acts, &w.col_sums)?;
+        let args = ops::L1DecoderGrad {
+            decoder: Shape::new(m, d),
+            scale,
+            act_sums: &w.col_sums,
+            decoder_norms: &w.dec_norms,
+            w_dec: self.params.w_dec(),
+            g_w_dec: self.grads.w_dec(),
         };
-        kernels::train_op(gpu, enc, TrainOp::L1DecoderGrad, TrainParams { scale, ..tp(m, d) }, io, m * d);
+        ops::l1_decoder_grad(gpu, enc, args)
     }
 
     /// Gradients of one batch without updating (for tests against the CPU reference).
     pub async fn gradients(&self, gpu: &Gpu, x: &[f32], dead: &[bool], sparsity_scale: f32) -> Result<Params, GpuError> {
         gpu.queue.write_buffer(&self.work.x, 0, bytemuck::cast_slice(x));
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        self.record_gradients(gpu, &mut enc, dead, sparsity_scale);
+        self.record_gradients(gpu, &mut enc, dead, sparsity_scale)?;
         gpu.queue.submit([enc.finish()]);
         self.grads.read(gpu, &self.shape).await
     }
@@ -435,15 +420,20 @@ impl GpuTrainer {
     /// parameter constraints; one read-back (fire counts and BatchTopK's threshold).
     pub async fn step(&mut self, gpu: &Gpu, x: &[f32], dead: &[bool], sparsity_scale: f32, lr: f32) -> Result<StepResult, GpuError> {
         let (d, m, bsz) = (self.d_in, self.d_sae, self.batch);
-        assert_eq!(x.len(), bsz * d, "a batch is [batch, d_in]");
+        if x.len() != bsz * d || dead.len() != m {
+            return Err(GpuError::Input(format!(
+                "a step takes [{bsz}, {d}] inputs and {m} dead flags, got {} and {}",
+                x.len(),
+                dead.len()
+            )));
+        }
         gpu.queue.write_buffer(&self.work.x, 0, bytemuck::cast_slice(x));
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        self.record_gradients(gpu, &mut enc, dead, sparsity_scale);
+        self.record_gradients(gpu, &mut enc, dead, sparsity_scale)?;
         let unit_decoder = self.arch.unit_decoder();
-        let rows = |rows: usize, cols: usize| TrainParams { rows: rows as u32, cols: cols as u32, ..Default::default() };
+        let decoder = Shape::new(m, d);
         if unit_decoder {
-            let io = TrainIo { in0: Some(self.params.w_dec()), out0: Some(self.grads.w_dec()), ..Default::default() };
-            kernels::train_op(gpu, &mut enc, TrainOp::RemoveParallelGrad, rows(m, d), io, m);
+            ops::remove_parallel_grad(gpu, &mut enc, decoder, self.params.w_dec(), self.grads.w_dec())?;
         }
         let (beta1, beta2) = (0.9f32, 0.999f32);
         self.adam_beta_t = (self.adam_beta_t.0 * beta1, self.adam_beta_t.1 * beta2);
@@ -454,24 +444,23 @@ impl GpuTrainer {
                 continue;
             }
             // Thresholds stay ≥ 0 (apply_constraints).
-            let mode = u32::from(TENSOR_NAMES[i] == "threshold");
-            let params = TrainParams { rows: n as u32, mode, lr, beta1, beta2, eps: 1e-8, c1, c2, ..Default::default() };
-            let io = TrainIo {
-                in0: Some(&self.grads.buffers[i]),
-                out0: Some(&self.params.buffers[i]),
-                out1: Some(&self.adam_m.buffers[i]),
-                out2: Some(&self.adam_v.buffers[i]),
-                ..Default::default()
+            let step = AdamStep { lr, beta1, beta2, eps: 1e-8, c1, c2, clamp_at_zero: TENSOR_NAMES[i] == "threshold" };
+            let args = ops::Adam {
+                n,
+                step,
+                grad: &self.grads.buffers[i],
+                param: &self.params.buffers[i],
+                m: &self.adam_m.buffers[i],
+                v: &self.adam_v.buffers[i],
             };
-            kernels::train_op(gpu, &mut enc, TrainOp::Adam, params, io, n);
+            ops::adam(gpu, &mut enc, args)?;
         }
         if unit_decoder {
-            let io = TrainIo { out0: Some(self.params.w_dec()), ..Default::default() };
-            kernels::train_op(gpu, &mut enc, TrainOp::NormalizeDecoder, rows(m, d), io, m);
+            ops::normalize_decoder(gpu, &mut enc, decoder, self.params.w_dec())?;
         }
         let w = &self.work;
         enc.clear_buffer(&w.report, 0, None);
-        kernels::fire_counts(gpu, &mut enc, bsz, m, kernels::Activations::Dense { acts: &w.acts, ld: m }, &w.report);
+        fire_counts(gpu, &mut enc, bsz, m, Activations::Dense { acts: &w.acts, ld: m }, &w.report)?;
         enc.copy_buffer_to_buffer(&w.select_state, 0, &w.report, (m * 4) as u64, 16);
         gpu.queue.submit([enc.finish()]);
         let mut report = gpu.read_u32(&w.report, m + 4).await?;

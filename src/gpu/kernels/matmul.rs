@@ -1,0 +1,117 @@
+//! `shaders/matmul.wgsl`: `C = epilogue(A·B)` with 64×64 tiles, or one thread per column for at
+//! most `SKINNY_ROWS` rows; the epilogue fuses each SAE architecture's activation into encode.
+//! CPU twin: `reference::matmul`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{dispatch, index_size, module, need, pipeline};
+use crate::gpu::{grid_1d, Gpu, GpuError};
+
+/// The epilogue's definition is its CPU twin's.
+pub use crate::reference::matmul::Epilogue;
+
+/// Products with at most this many rows run on the `skinny` entry.
+pub const SKINNY_ROWS: usize = 4;
+
+/// The specialisations by (entry, epilogue, transpose A, transpose B), compiled on first use.
+pub(crate) struct Pipelines {
+    module: wgpu::ShaderModule,
+    compiled: RefCell<HashMap<(&'static str, Epilogue, bool, bool), wgpu::ComputePipeline>>,
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device) -> Pipelines {
+        Pipelines { module: module(device, "matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")), compiled: Default::default() }
+    }
+
+    fn get(&self, device: &wgpu::Device, entry: &'static str, epilogue: Epilogue, trans_a: bool, trans_b: bool) -> wgpu::ComputePipeline {
+        self.compiled
+            .borrow_mut()
+            .entry((entry, epilogue, trans_a, trans_b))
+            .or_insert_with(|| {
+                let constants =
+                    [("EPILOGUE", epilogue as u32 as f64), ("TRANS_A", trans_a as u32 as f64), ("TRANS_B", trans_b as u32 as f64)];
+                pipeline(device, &self.module, entry, &constants)
+            })
+            .clone()
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    a_col: u32,
+    ldb: u32,
+    ldc: u32,
+    c_col: u32,
+}
+
+/// `C[m, c_col + j] = epilogue(Σ_k A[m, k] · B[k, j])` for m < M, j < N, with
+/// `A[m, k] = a[m·lda + a_col + k]` (or `a[k·lda + a_col + m]` when `trans_a`) and
+/// `B[k, j] = b[k·ldb + j]` (or `b[j·ldb + k]` when `trans_b`).
+pub struct Matmul<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: &'a wgpu::Buffer,
+    pub lda: usize,
+    pub a_col: usize,
+    pub b: &'a wgpu::Buffer,
+    pub ldb: usize,
+    pub c: &'a wgpu::Buffer,
+    pub ldc: usize,
+    pub c_col: usize,
+    /// `[bias | scale_or_threshold | aux]`, each `n` long (any buffer for `Accumulate`/`Store`).
+    pub cols: &'a wgpu::Buffer,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue, args: Matmul<'_>) -> Result<(), GpuError> {
+    const KERNEL: &str = "matmul";
+    if args.m == 0 || args.n == 0 {
+        return Ok(());
+    }
+    // The last element each operand is read or written at.
+    let a_end =
+        if args.trans_a { (args.k.max(1) - 1) * args.lda + args.a_col + args.m } else { (args.m - 1) * args.lda + args.a_col + args.k };
+    let b_end = if args.trans_b { (args.n - 1) * args.ldb + args.k } else { args.k.max(1).saturating_sub(1) * args.ldb + args.n };
+    need(KERNEL, "A", args.a, a_end)?;
+    need(KERNEL, "B", args.b, b_end)?;
+    need(KERNEL, "C", args.c, (args.m - 1) * args.ldc + args.c_col + args.n)?;
+    if !matches!(epilogue, Epilogue::Accumulate | Epilogue::Store) {
+        need(KERNEL, "the per-column parameters", args.cols, 3 * args.n)?;
+    }
+    let u = |what: &str, v: usize| index_size(KERNEL, what, v);
+    let params = Params {
+        m: u("m", args.m)?,
+        n: u("n", args.n)?,
+        k: u("k", args.k)?,
+        lda: u("lda", args.lda)?,
+        a_col: u("a_col", args.a_col)?,
+        ldb: u("ldb", args.ldb)?,
+        ldc: u("ldc", args.ldc)?,
+        c_col: u("c_col", args.c_col)?,
+    };
+    let uniform = gpu.uniform("matmul params", &params);
+    // Up to SKINNY_ROWS rows: one thread per column (`skinny`); else 64×64 tiles.
+    let (entry, workgroups) = if args.m <= SKINNY_ROWS {
+        let (x, y) = grid_1d(args.n.div_ceil(256) as u32);
+        ("skinny", (x, y, 1))
+    } else {
+        ("main", (args.n.div_ceil(64) as u32, args.m.div_ceil(64) as u32, 1))
+    };
+    if workgroups.1 > 65_535 {
+        return Err(GpuError::TooLarge(format!("{KERNEL}: {} rows need more than 65,535 row tiles; split the product", args.m)));
+    }
+    let pipeline = gpu.kernels.matmul.get(&gpu.device, entry, epilogue, args.trans_a, args.trans_b);
+    dispatch(gpu, encoder, &pipeline, &[(0, &uniform), (1, args.a), (2, args.b), (3, args.c), (4, args.cols)], workgroups);
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! One module per WGSL kernel family (`shaders/<family>.wgsl`). Each owns its pipelines, its
+//! uniform struct, its bind-group contract and its dispatch math, and has one typed function per
+//! entry point; sizes a caller can get wrong come back as `GpuError`s, never panics. Every entry's
+//! CPU twin is a plain function in `crate::reference`, and `tests/kernels.rs` runs each entry
+//! against its twin on random inputs of awkward sizes.
+//!
+//! Pipelines are compiled once, when the device opens (`Kernels::new`); matmul's specialisations
+//! (epilogue, transposes) on first use, then kept.
+
+pub mod batch_topk;
+pub mod matmul;
+pub mod metrics;
+pub mod model;
+pub mod rows;
+pub mod sparse_decode;
+pub mod topk;
+pub mod train;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Gpu, GpuError};
+
+/// Every family's pipelines for one device.
+pub struct Kernels {
+    pub(crate) matmul: matmul::Pipelines,
+    pub(crate) topk: topk::Pipelines,
+    pub(crate) rows: rows::Pipelines,
+    pub(crate) sparse_decode: sparse_decode::Pipelines,
+    pub(crate) metrics: metrics::Pipelines,
+    pub(crate) train: train::Pipelines,
+    pub(crate) batch_topk: batch_topk::Pipelines,
+    pub(crate) model: model::Pipelines,
+}
+
+impl Kernels {
+    pub fn new(device: &wgpu::Device) -> Kernels {
+        Kernels {
+            matmul: matmul::Pipelines::new(device),
+            topk: topk::Pipelines::new(device),
+            rows: rows::Pipelines::new(device),
+            sparse_decode: sparse_decode::Pipelines::new(device),
+            metrics: metrics::Pipelines::new(device),
+            train: train::Pipelines::new(device),
+            batch_topk: batch_topk::Pipelines::new(device),
+            model: model::Pipelines::new(device),
+        }
+    }
+}
+
+/// The shared workgroup reduction (`shaders/reduce.wgsl`): WGSL has no includes, so it is
+/// prepended to the families that use it.
+pub(crate) const REDUCE_WGSL: &str = include_str!("../../../shaders/reduce.wgsl");
+
+pub(crate) fn module(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ShaderModule {
+    device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) })
+}
+
+pub(crate) fn pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: None,
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+        cache: None,
+    })
+}
+
+/// How much GPU work was recorded: dispatches, and the buffers and bind groups created for them
+/// (the per-dispatch overhead a training step pays). Read by benchmarks and the dispatch-count
+/// test; never reset by the library.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub dispatches: AtomicU64,
+    pub buffers: AtomicU64,
+    pub bind_groups: AtomicU64,
+}
+
+/// A snapshot of `Counters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub dispatches: u64,
+    pub buffers: u64,
+    pub bind_groups: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> Counts {
+        Counts {
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            buffers: self.buffers.load(Ordering::Relaxed),
+            bind_groups: self.bind_groups.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn count_buffer(&self) {
+        self.buffers.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Sub for Counts {
+    type Output = Counts;
+    fn sub(self, before: Counts) -> Counts {
+        Counts {
+            dispatches: self.dispatches - before.dispatches,
+            buffers: self.buffers - before.buffers,
+            bind_groups: self.bind_groups - before.bind_groups,
+        }
+    }
+}
+
+/// Binds `buffers` (binding number, buffer) to group 0 of `pipeline` and dispatches.
+pub(crate) fn dispatch(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[(u32, &wgpu::Buffer)],
+    workgroups: (u32, u32, u32),
+) {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> =
+        buffers.iter().map(|(binding, buffer)| wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() }).collect();
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    gpu.counters.bind_groups.fetch_add(1, Ordering::Relaxed);
+    gpu.counters.dispatches.fetch_add(1, Ordering::Relaxed);
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, &bind_group, &[]);
+    pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+}
+
+/// `Ok` when `buffer` holds at least `values` 4-byte values, else an error naming the kernel and
+/// the operand (a binding shorter than the shape says would read or write out of range).
+pub(crate) fn need(kernel: &str, operand: &str, buffer: &wgpu::Buffer, values: usize) -> Result<(), GpuError> {
+    let bytes = values as u64 * 4;
+    if buffer.size() < bytes {
+        return Err(GpuError::Input(format!("{kernel}: {operand} holds {} values, the shape needs {values}", buffer.size() / 4)));
+    }
+    Ok(())
+}
+
+/// A size as the kernels' u32 indices see it, or an error when it does not fit.
+pub(crate) fn index_size(kernel: &str, what: &str, n: usize) -> Result<u32, GpuError> {
+    u32::try_from(n).map_err(|_| GpuError::TooLarge(format!("{kernel}: {what} = {n} exceeds the kernels' 32-bit indices")))
+}
