@@ -377,7 +377,7 @@ fn random_model(flags: &Flags) -> Result<(), CliError> {
     };
     let width: usize = flags.number("width", 32)?;
     let heads: usize = flags.number("heads", 4)?;
-    if width == 0 || heads == 0 || width % heads != 0 {
+    if width == 0 || heads == 0 || !width.is_multiple_of(heads) {
         return Err(CliError(format!("--heads ({heads}) must divide --width ({width})")));
     }
     let cfg = Gpt2Config {

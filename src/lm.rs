@@ -96,6 +96,9 @@ impl std::ops::Deref for LoadedModel {
     }
 }
 
+/// Tokens with the effect a feature has on their logits.
+pub type TokenEffects = Vec<(u32, f32)>;
+
 /// The SAE's hook point on this model, or why it does not attach.
 pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<HookPoint, LmError> {
     let name = sae
@@ -370,7 +373,7 @@ pub async fn generate(
 /// into `W_U` (TransformerLens `fold_ln`; its bias adds the same to every feature and is left
 /// out), centred over the vocabulary (`center_unembed`, which shifts all tokens equally).
 /// Returns `(top, bottom)`: the `n` most promoted and most suppressed tokens with their effects.
-pub fn logit_lens(model: &Gpt2, sae: &Sae, feature: usize, n: usize) -> Result<(Vec<(u32, f32)>, Vec<(u32, f32)>), LmError> {
+pub fn logit_lens(model: &Gpt2, sae: &Sae, feature: usize, n: usize) -> Result<(TokenEffects, TokenEffects), LmError> {
     attach_point(model, sae)?;
     if feature >= sae.d_sae() {
         return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));

@@ -67,7 +67,7 @@ fn graph(depth: usize, within: Option<&str>) -> BTreeMap<String, BTreeSet<String
         let from = module.iter().take(depth).cloned().collect::<Vec<_>>().join("::");
         for target in referenced_modules(&module, &std::fs::read_to_string(file).unwrap()) {
             // The longest prefix of the path that is a module of the crate.
-            let Some(len) = (1..=target.len()).rev().find(|&n| modules.contains(&target[..n].to_vec())) else { continue };
+            let Some(len) = (1..=target.len()).rev().find(|&n| modules.contains(&target[..n])) else { continue };
             if within.is_some_and(|w| target[0] != w) || len < depth.min(target.len()) {
                 continue;
             }

@@ -131,7 +131,7 @@ fn gpt2_model_files_and_tokens() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tied_f32");
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let error = |c: &[u8], w: &[u8]| parse_gpt2(c, w).err().expect("expected an error").to_string();
+    let error = |c: &[u8], w: &[u8]| parse_gpt2(c, w).expect_err("expected an error").to_string();
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v: serde_json::Value = serde_json::from_slice(&config).unwrap();
         f(&mut v);
@@ -171,7 +171,7 @@ fn gpt2_model_files_and_tokens() {
 
     // Tokens the model cannot take.
     let model = parse_gpt2(&config, &weights).unwrap();
-    let run = |tokens: &[u32]| saelab::model::cpu::forward(&model, tokens, &mut |_, _, _| {}).err().expect("an error").to_string();
+    let run = |tokens: &[u32]| saelab::model::cpu::forward(&model, tokens, &mut |_, _, _| {}).expect_err("an error").to_string();
     assert_eq!(run(&[1, 2, 211]), "token 211 at position 2 is outside the vocabulary (size 211)");
     assert_eq!(run(&[0; 41]), "41 tokens are more than the model's context of 40 (n_positions); shorten the text");
     assert_eq!(run(&[]), "no tokens to run");

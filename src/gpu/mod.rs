@@ -97,7 +97,7 @@ impl Gpu {
 
     /// The largest buffer one storage binding may see, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     pub fn upload_f32(&self, label: &str, data: &[f32]) -> wgpu::Buffer {

@@ -288,7 +288,7 @@ impl GpuGpt2 {
         let unembed = self.lm_head.as_ref().unwrap_or(&self.wte);
         let block_rows = ((self.max_binding_bytes / f(vocab)) as usize).clamp(1, n);
         let logits_block = gpu.storage("logits", f(block_rows * vocab));
-        let zeros = gpu.upload_f32("no bias", &vec![0.0; 1]);
+        let zeros = gpu.upload_f32("no bias", &[0.0; 1]);
         let mut logits = Vec::with_capacity(n * vocab);
         for row0 in (0..n).step_by(block_rows) {
             let rows_here = block_rows.min(n - row0);

@@ -119,7 +119,7 @@ pub struct RunOutput {
 fn rows_per_block(gpu: &Gpu, n: usize, d_sae: usize, k: Option<usize>) -> usize {
     let by_binding = (gpu.max_binding_bytes() / (d_sae as u64 * 4)) as usize;
     let by_grid = k.map_or(usize::MAX, |k| 65_535 * 256 / k);
-    n.min(by_binding).min(by_grid).min(8192).max(1)
+    n.min(by_binding).min(by_grid).clamp(1, 8192)
 }
 
 impl Gpu {

@@ -142,7 +142,7 @@ impl ActivationStore {
         if !permutation || position.next > n {
             return Err(format!("the saved position does not fit this corpus ({n} training contexts)"));
         }
-        if position.buffer.len() % self.d != 0 || position.buffer.iter().any(|v| !v.is_finite()) {
+        if !position.buffer.len().is_multiple_of(self.d) || position.buffer.iter().any(|v| !v.is_finite()) {
             return Err(format!("the saved buffer is not whole finite rows of {} values", self.d));
         }
         self.epochs = position.epochs;

@@ -191,6 +191,9 @@ impl GpuTrainer {
         })
     }
 
+    /// One product on the trainer's buffers: `(m, n, k)`, then (buffer, leading dimension,
+    /// transposed) for A and B and (buffer, leading dimension) for C.
+    #[allow(clippy::too_many_arguments)] // the three operands' layouts, as matmul.wgsl reads them
     fn matmul(
         &self,
         gpu: &Gpu,

@@ -20,6 +20,7 @@
 //!   (Rajamanoharan et al. 2024, "Improving Dictionary Learning with Gated Sparse Autoencoders";
 //!   SAELens `GatedTrainingSAE`): the gate's L1 and the auxiliary reconstruction through the gate
 //!   alone; the Heaviside gate itself passes no gradient.
+//!
 //! TopK and BatchTopK decoders are kept at unit row norm as in Gao et al.: the gradient parallel to
 //! each row is removed before the update and rows are renormalised after it.
 
@@ -358,6 +359,8 @@ fn terms(p: &Params, arch: TrainArch, x: &[f32], f: &Forward, sparsity_scale: f3
 /// One step's loss and gradients. `dead` marks latents counted dead (AuxK); `sparsity_scale` is
 /// the warm-up factor in [0, 1] of the L1 or L0 coefficient. For JumpReLU's θ the "gradient" is
 /// SAELens's straight-through estimate.
+// Index loops mirror the formulas: several tensors are addressed by the same (b, i, j).
+#[allow(clippy::needless_range_loop)]
 pub fn loss_and_grads(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool], sparsity_scale: f32) -> (StepStats, Params) {
     let (d, m) = (p.d_in, p.d_sae);
     let batch = x.len() / d;
@@ -503,6 +506,8 @@ pub fn apply_constraints(arch: TrainArch, p: &mut Params) {
 /// Monosemanticity", resampling): decoder row = the unit direction, encoder column = the direction
 /// times `encoder_norm`, encoder (gate) bias 0, JumpReLU threshold back to its initial value, gated
 /// `r_mag = b_mag = 0`, and the Adam moments of those entries 0 (in `moments`).
+// Index loops: W_dec[j, i] and W_enc[i, j] are written together, by the same (i, j).
+#[allow(clippy::needless_range_loop)]
 pub fn resample_latent(p: &mut Params, moments: [&mut Params; 2], j: usize, direction: &[f32], encoder_norm: f32) {
     let (d, m) = (p.d_in, p.d_sae);
     let norm = direction.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
@@ -597,6 +602,7 @@ mod tests {
 
     /// Analytic gradients against central differences in every parameter (JumpReLU's θ has a
     /// straight-through estimate instead, checked by hand below).
+    #[allow(clippy::needless_range_loop)] // t indexes the tensors of p and of g alike
     fn check_gradients(arch: TrainArch, dead: &[bool], seed: u64) {
         let (p, x) = problem(arch, seed);
         let (stats, g) = loss_and_grads(&p, arch, &x, dead, 0.7);

@@ -169,6 +169,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // i indexes a tensor of p and its gradient alike
     fn gradients_match_finite_differences() {
         let cfg = SuperpositionConfig { features: 6, dims: 3, sparsity: 0.3, importance_decay: 0.8, batch: 7, steps: 1, lr: 1e-3, seed: 2 };
         let mut rng = Rng::new(5);

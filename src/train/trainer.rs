@@ -140,7 +140,9 @@ pub fn geometric_median(rows: &[f32], d: usize, max_iter: usize, tol: f64) -> Ve
 }
 
 /// Where the optimisation runs (the trainer's `Backend`, with the state kept there). On the GPU,
-/// `SaeTrainer::params` is a copy refreshed by `sync`.
+/// `SaeTrainer::params` is a copy refreshed by `sync`. (One per trainer, built once and never
+/// moved in a loop: the variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
 enum Optimizer {
     Cpu(Adam),
     Gpu { gpu: Rc<Gpu>, trainer: GpuTrainer },
@@ -193,7 +195,7 @@ impl SaeTrainer {
     /// `first_sample` (`[n, d_in]`, SAELens `b_dec_init_method`).
     pub fn new(cfg: TrainConfig, d_in: usize, first_sample: &[f32], backend: &Backend) -> Result<SaeTrainer, String> {
         cfg.validate()?;
-        if d_in == 0 || first_sample.is_empty() || first_sample.len() % d_in != 0 {
+        if d_in == 0 || first_sample.is_empty() || !first_sample.len().is_multiple_of(d_in) {
             return Err(format!("the first sample must be whole rows of {d_in} values"));
         }
         let mut params = Params::init(cfg.arch, d_in, cfg.dict, cfg.seed.wrapping_add(17));
@@ -294,7 +296,7 @@ impl SaeTrainer {
 
     /// Whether the next step starts by resampling dead latents (and so needs a sample).
     pub fn resample_due(&self) -> bool {
-        self.cfg.resample_every > 0 && self.step > 0 && self.step % self.cfg.resample_every == 0
+        self.cfg.resample_every > 0 && self.step > 0 && self.step.is_multiple_of(self.cfg.resample_every)
     }
 
     pub fn dead_mask(&self) -> Vec<bool> {

@@ -27,6 +27,9 @@ pub struct Point {
     pub dead: usize,
 }
 
+/// A 2-D direction drawn as an arrow.
+type Arrow = [f32; 2];
+
 #[derive(Clone, Debug, Default, PartialEq)]
 struct LabShown {
     status: String,
@@ -40,7 +43,7 @@ struct LabShown {
     /// Up to 32 true features × their best-matching latents, cosines.
     heatmap: Vec<Vec<f32>>,
     /// dims = 2: (true feature directions, decoder directions).
-    arrows: Option<(Vec<[f32; 2]>, Vec<[f32; 2]>)>,
+    arrows: Option<(Vec<Arrow>, Vec<Arrow>)>,
     histogram: Option<DensityHistogram>,
 }
 

@@ -25,6 +25,11 @@ use crate::sae::Sae;
 /// The Cache Storage bucket for downloaded model files.
 const CACHE: &str = "saelab-models-v1";
 
+/// Features of another SAE nearest a feature, by decoder cosine, or why there are none.
+type Matches = Result<Vec<(usize, f32)>, String>;
+/// Tokens (as text) with a feature's effect on their logits.
+type NamedEffects = Vec<(String, f32)>;
+
 /// Loaded objects (not reactive: wgpu objects are not `Send`).
 #[derive(Default)]
 struct LmState {
@@ -57,7 +62,7 @@ struct DashView {
     intervals: Vec<(f32, f32, Vec<ExampleView>)>,
     nearest: Vec<(usize, f32)>,
     /// The nearest features of the comparison SAE (or why there are none), with its name.
-    matched: Option<(String, Result<Vec<(usize, f32)>, String>)>,
+    matched: Option<(String, Matches)>,
 }
 
 /// One file's download as shown.
@@ -94,7 +99,7 @@ struct Shown {
     run: Option<RunView>,
     clicked_token: Option<usize>,
     feature: usize,
-    lens: Option<(Vec<(String, f32)>, Vec<(String, f32)>)>,
+    lens: Option<(NamedEffects, NamedEffects)>,
     generated: Option<(String, String)>,
     /// Dashboards: the sample's size as typed; (contexts done, total) while computing; the
     /// feature list; the selected one.
@@ -395,7 +400,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                 })}
                 <p id="lm-sample-status" class="status">{move || shown.with(|s| s.sample_status.clone())}</p>
                 <div on:click=on_feature_click.clone()>
-                {move || shown.with(|s| s.dash.clone()).map(|d| dashboard_view(d))}
+                {move || shown.with(|s| s.dash.clone()).map(dashboard_view)}
                 </div>
                 <div on:click=on_feature_click.clone()>
                 {move || shown.with(|s| !s.feature_list.is_empty()).then(|| view! {

@@ -31,10 +31,13 @@ use crate::train::lm_train::{LmEval, LmTrainer};
 use crate::train::policy::{parse_count, parse_positive, TrainSettings};
 use crate::train::trainer::TrainConfig;
 
+/// A loaded model: on the page's backend, with its tokenizer and its name.
+pub type ModelEntry = (LoadedModel, TextTokenizer, String);
+
 /// What the panel needs of the language-model view: the loaded model (on the page's backend,
 /// with its tokenizer and name), and a way to open a trained SAE there.
 pub struct ModelSource {
-    pub model: Box<dyn Fn() -> Option<Rc<(LoadedModel, TextTokenizer, String)>>>,
+    pub model: Box<dyn Fn() -> Option<Rc<ModelEntry>>>,
     pub open_sae: Box<dyn Fn(Vec<u8>, Vec<u8>)>,
 }
 

@@ -193,7 +193,7 @@ fn App() -> impl IntoView {
             </section>
             <section class="panel">
                 <h2>"Metrics"</h2>
-                {move || shown.with(|s| metrics_table(s))}
+                {move || shown.with(metrics_table)}
             </section>
             <section class="panel plots">
                 <figure>

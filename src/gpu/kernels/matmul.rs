@@ -16,10 +16,13 @@ pub use crate::reference::matmul::Epilogue;
 /// Products with at most this many rows run on the `skinny` entry.
 pub const SKINNY_ROWS: usize = 4;
 
-/// The specialisations by (entry, epilogue, transpose A, transpose B), compiled on first use.
+/// A pipeline's specialisation: (entry, epilogue, transpose A, transpose B).
+type Specialisation = (&'static str, Epilogue, bool, bool);
+
+/// The specialisations, compiled on first use.
 pub(crate) struct Pipelines {
     module: wgpu::ShaderModule,
-    compiled: RefCell<HashMap<(&'static str, Epilogue, bool, bool), wgpu::ComputePipeline>>,
+    compiled: RefCell<HashMap<Specialisation, wgpu::ComputePipeline>>,
 }
 
 impl Pipelines {
