@@ -546,3 +546,58 @@ fn train_stops_at_a_checkpoint_and_resumes_to_the_same_sae() {
     let (code, _, err) = train(&[&settings[..], &["--save", path(&part), "--stop-after", "3"]].concat());
     assert!(code == 2 && err.contains("--stop-after needs --checkpoint"), "{err}");
 }
+
+/// The README's command list (the CLI section's code block) and `--help` agree: every command
+/// `saelab --help` lists is in the README, and each command's flags there are exactly those its
+/// `--help` lists.
+#[test]
+fn the_readme_command_list_matches_help() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("## The CLI").nth(1).expect("a CLI section").split("\n## ").next().unwrap();
+    let block = section.split("```sh").nth(1).expect("a code block").split("```").next().unwrap();
+    let flags_in = |text: &str| -> BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(str::to_string)
+            .collect()
+    };
+    // Continuation lines belong to the command above them; comments after '#' are not flags.
+    let mut readme_commands: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in block.lines() {
+        let code = line.split(" # ").next().unwrap();
+        if let Some(rest) = code.trim_start().strip_prefix("saelab ") {
+            current = rest.split_whitespace().next().unwrap().to_string();
+        }
+        if !current.is_empty() {
+            readme_commands.entry(current.clone()).or_default().extend(flags_in(code));
+        }
+    }
+    let (code, help, _) = saelab(&["--help"]);
+    assert_eq!(code, 0);
+    let commands: Vec<String> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert!(commands.len() >= 16, "{help}");
+    for command in &commands {
+        let documented = readme_commands.get(command).unwrap_or_else(|| panic!("the README does not list `saelab {command}`"));
+        let (code, help, _) = saelab(&[command, "--help"]);
+        assert_eq!(code, 0, "{command} --help");
+        let mut offered = flags_in(&help);
+        offered.remove("--help");
+        offered.remove("--version");
+        assert_eq!(documented, &offered, "`saelab {command}`: the README's flags (left) and --help's (right)");
+    }
+    for documented in readme_commands.keys() {
+        assert!(commands.contains(documented), "the README lists `saelab {documented}`, which --help does not");
+    }
+}

@@ -15,37 +15,10 @@ use crate::model::HookPoint;
 use crate::sae::files as sae_files;
 use crate::sae::{Architecture, Sae};
 
-const USAGE: &str = "usage:
-  saelab info DIR
-  saelab encode --sae DIR --input X.npy --output ACTS.npy [--device cpu|gpu]
-  saelab reconstruct --sae DIR --input X.npy --output RECON.npy [--device cpu|gpu]
-  saelab eval --sae DIR --input X.npy [--device cpu|gpu]
-  saelab bench [--n N] [--d-in D] [--d-sae M] [--k K] [--cpu-rows R] [--device cpu|gpu|both]
-  saelab toy --features N --dims D --p P --arch standard|topk|batchtopk|jumprelu|gated [--k K] [--l1 C]
-             [--l0 C] [--bandwidth E] --dict M --batch B --steps S --seed SEED [--lr LR] [--geometry random|polygon] [--hierarchy P,C] [--noise S]
-             [--dead-after STEPS] [--b-dec-init zeros|mean|geometric_median]
-             [--resample-every STEPS] [--p-decay A] [--magnitude constant:V|uniform:LO,HI|exponential:MEAN]
-             [--correlated PAIRS] [--anti-correlated PAIRS] [--device cpu|gpu] [--save DIR]
-  saelab toy --preset ID [any option above]
-  saelab random-model --out DIR [--vocab-from tokenizer.json] [--layers 2] [--width 32] [--heads 4]
-             [--context 64] [--sae-out DIR --hook NAME [--d-sae 96] [--k 4]] [--seed S]
-  saelab bench-model [--tokens 1,64,1024] [--layers 12] [--device cpu|gpu|both]
-  saelab dashboard --model DIR --sae DIR --corpus FILE [--tokens 4096] [--feature F] [--context 128] [--device cpu|gpu]
-  saelab bench-train --model DIR --hook NAME --corpus FILE [--context 128] [--contexts 16] [--dict 4096] [--k 16]
-             [--batch 1024] [--steps 5] [--device cpu|gpu|both]
-  saelab forward --model DIR (--tokens T.npy | --text TEXT) [--logits OUT.npy] [--hook NAME=OUT.npy]...
-             [--device cpu|gpu]
-  saelab splice --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--device cpu|gpu] [--seed S]
-  saelab features --model DIR --sae DIR (--text TEXT | --tokens T.npy) [--top N] [--feature F] [--device cpu|gpu]
-  saelab generate --model DIR (--text TEXT | --prompt-tokens T.npy) --tokens N [--temperature T] [--seed S]
-             [--sae DIR (--steer FEATURE=ALPHA | --clamp FEATURE=VALUE)] [--device cpu|gpu]
-  saelab train --model DIR --hook NAME --corpus FILE --arch standard|topk|batchtopk|jumprelu|gated [--k 32] [--l1 5]
-             [--l0 0.001] [--bandwidth 0.05] --dict M --tokens T [--batch 1024] [--lr 0.001] [--context 128]
-             [--buffer ROWS] [--eval-every STEPS] [--dead-after STEPS] [--seed S] [--device cpu|gpu] --save DIR
-             [--checkpoint FILE [--checkpoint-every STEPS]] [--stop-after STEPS]
-  saelab train --model DIR --corpus FILE --resume FILE --save DIR [--checkpoint FILE] [--stop-after STEPS] [--device cpu|gpu]
-  saelab superposition [--features 5] [--dims 2] [--sparsity 0.9] [--importance-decay 0.9]
-             [--batch 256] [--steps 3000] [--lr 0.01] [--seed 1]";
+pub mod args;
+
+use args::*;
+use clap::Parser;
 
 /// A failure to report: one line, exit status 2.
 #[derive(Debug)]
@@ -79,48 +52,22 @@ pub fn run(args: Vec<String>) -> i32 {
     }
 }
 
-struct Flags {
-    positional: Vec<String>,
-    named: Vec<(String, String)>,
-}
-
-impl Flags {
-    fn parse(args: &[String], allowed: &[&str]) -> Result<Flags, CliError> {
-        let mut flags = Flags { positional: Vec::new(), named: Vec::new() };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if let Some(name) = a.strip_prefix("--") {
-                if !allowed.contains(&name) {
-                    return Err(CliError(format!("unknown option --{name}\n{USAGE}")));
-                }
-                let value = it.next().ok_or_else(|| CliError(format!("--{name} needs a value")))?;
-                flags.named.push((name.to_string(), value.clone()));
-            } else {
-                flags.positional.push(a.clone());
-            }
-        }
-        Ok(flags)
-    }
-    fn get(&self, name: &str) -> Option<&str> {
-        self.named.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-    fn required(&self, name: &str) -> Result<&str, CliError> {
-        self.get(name).ok_or_else(|| CliError(format!("missing --{name}\n{USAGE}")))
-    }
-    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, CliError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| CliError(format!("--{name}: '{v}' is not a valid number"))),
-        }
-    }
-}
-
 /// `--device cpu|gpu` (default gpu): the one place the CLI chooses where its work runs.
-fn backend(flags: &Flags) -> Result<Backend, CliError> {
-    match flags.get("device").unwrap_or("gpu") {
+fn backend(device: &DeviceArg) -> Result<Backend, CliError> {
+    match device.device.as_str() {
         "cpu" => Ok(Backend::Cpu),
         "gpu" => open_gpu(),
         other => Err(CliError(format!("--device must be cpu or gpu, not '{other}'"))),
+    }
+}
+
+/// `--device cpu|gpu|both` for the benchmarks: which of the two to measure.
+fn bench_devices(device: &BenchDeviceArg) -> Result<(bool, bool), CliError> {
+    match device.device.as_str() {
+        "cpu" => Ok((true, false)),
+        "gpu" => Ok((false, true)),
+        "both" => Ok((true, true)),
+        other => Err(CliError(format!("--device must be cpu, gpu or both, not '{other}'"))),
     }
 }
 
@@ -128,130 +75,76 @@ fn open_gpu() -> Result<Backend, CliError> {
     Ok(pollster::block_on(Backend::open_gpu())?)
 }
 
-fn dispatch(args: &[String]) -> Result<(), CliError> {
-    let Some((command, rest)) = args.split_first() else {
-        return Err(CliError(USAGE.into()));
+/// clap's errors as one line (`--help` and `--version` print to stdout and end with status 0).
+fn parse_error(e: clap::Error) -> Result<Cli, CliError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind: ContextKind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.join(", "),
+        Some(other) => other.to_string(),
+        None => String::new(),
     };
-    match command.as_str() {
-        "info" => {
-            let flags = Flags::parse(rest, &[])?;
-            let [dir] = flags.positional.as_slice() else {
-                return Err(CliError(format!("info takes one SAE folder\n{USAGE}")));
-            };
-            print!("{}", describe(&sae_files::load_dir(Path::new(dir))?));
+    // "--output <OUT.npy>" → "--output"
+    let flag = |s: String| s.split([' ', '=']).next().unwrap_or_default().to_string();
+    let message = match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+        }
+        ErrorKind::InvalidSubcommand => format!("unknown command '{}' (saelab --help lists them)", context(ContextKind::InvalidSubcommand)),
+        ErrorKind::MissingRequiredArgument => {
+            let missing: Vec<String> = context(ContextKind::InvalidArg).split(", ").map(|a| flag(a.to_string())).collect();
+            format!("missing {} (see --help)", missing.join(", "))
+        }
+        ErrorKind::UnknownArgument => format!("unknown option {} (see --help)", context(ContextKind::InvalidArg)),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
+            format!("{}: '{}' is not a valid value", flag(context(ContextKind::InvalidArg)), context(ContextKind::InvalidValue))
+        }
+        _ => e.to_string().lines().next().unwrap_or("bad arguments").trim_start_matches("error: ").to_string(),
+    };
+    Err(CliError(message))
+}
+
+fn dispatch(args: &[String]) -> Result<(), CliError> {
+    let cli = Cli::try_parse_from(std::iter::once("saelab".to_string()).chain(args.iter().cloned())).or_else(parse_error)?;
+    match cli.command {
+        Command::Info { dir } => {
+            print!("{}", describe(&sae_files::load_dir(&dir)?));
             Ok(())
         }
-        "encode" | "reconstruct" | "eval" => {
-            let mut allowed = vec!["sae", "input", "device"];
-            if command != "eval" {
-                allowed.push("output");
-            }
-            let flags = Flags::parse(rest, &allowed)?;
-            if let Some(extra) = flags.positional.first() {
-                return Err(CliError(format!("unexpected argument '{extra}'\n{USAGE}")));
-            }
-            let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
-            let input = flags.required("input")?;
-            let output = if command == "eval" { None } else { Some(PathBuf::from(flags.required("output")?)) };
-            let x = read_activations(Path::new(input), &sae)?;
-            let request = RunRequest { dense_acts: command == "encode", lists: false, recon: command == "reconstruct" };
-            let sae = LoadedSae::new(Rc::new(sae), &backend(&flags)?)?;
-            let analysis = pollster::block_on(engine::analyze(&sae, &x, request))?;
-            let sae = &sae.sae;
-            match command.as_str() {
-                "encode" => write_npy(output.as_deref().expect("encode has --output"), x.len() / sae.d_in(), sae.d_sae(), analysis.acts)?,
-                "reconstruct" => {
-                    write_npy(output.as_deref().expect("reconstruct has --output"), x.len() / sae.d_in(), sae.d_in(), analysis.recon)?
-                }
-                _ => println!("{}", eval_json(&analysis)),
-            }
+        Command::Encode(a) => run_sae(&a.eval, Some(&a.output), RunRequest { dense_acts: true, ..Default::default() }),
+        Command::Reconstruct(a) => run_sae(&a.eval, Some(&a.output), RunRequest { recon: true, ..Default::default() }),
+        Command::Eval(a) => run_sae(&a, None, RunRequest::default()),
+        Command::Bench(a) => bench(&a),
+        Command::Toy(a) => toy(&a),
+        Command::RandomModel(a) => random_model(&a),
+        Command::BenchModel(a) => bench_model(&a),
+        Command::Dashboard(a) => dashboard_command(&a),
+        Command::BenchTrain(a) => bench_train(&a),
+        Command::Forward(a) => forward(&a),
+        Command::Splice(a) => splice(&a),
+        Command::Features(a) => features(&a),
+        Command::Generate(a) => generate(&a),
+        Command::Train(a) => train_on_model(&a),
+        Command::Superposition(a) => superposition(&a),
+    }
+}
+
+/// `encode`, `reconstruct` and `eval`: activations through an SAE, the result to `output` (dense
+/// activations or reconstructions, as `request` asks) or the metrics as JSON.
+fn run_sae(a: &EvalArgs, output: Option<&Path>, request: RunRequest) -> Result<(), CliError> {
+    let sae = sae_files::load_dir(&a.sae)?;
+    let x = read_activations(&a.input, &sae)?;
+    let sae = LoadedSae::new(Rc::new(sae), &backend(&a.device)?)?;
+    let analysis = pollster::block_on(engine::analyze(&sae, &x, request))?;
+    let rows = x.len() / sae.d_in();
+    match output {
+        Some(path) if request.dense_acts => write_npy(path, rows, sae.d_sae(), analysis.acts),
+        Some(path) => write_npy(path, rows, sae.d_in(), analysis.recon),
+        None => {
+            println!("{}", eval_json(&analysis));
             Ok(())
         }
-        "bench" => bench(&Flags::parse(rest, &["n", "d-in", "d-sae", "k", "cpu-rows", "device"])?),
-        "toy" => toy(&Flags::parse(
-            rest,
-            &[
-                "features",
-                "dims",
-                "p",
-                "arch",
-                "k",
-                "l1",
-                "l0",
-                "bandwidth",
-                "dict",
-                "batch",
-                "steps",
-                "seed",
-                "lr",
-                "device",
-                "save",
-                "preset",
-                "geometry",
-                "hierarchy",
-                "noise",
-                "dead-after",
-                "b-dec-init",
-                "resample-every",
-                "p-decay",
-                "magnitude",
-                "correlated",
-                "anti-correlated",
-            ],
-        )?),
-        "random-model" => random_model(&Flags::parse(
-            rest,
-            &["out", "vocab-from", "layers", "width", "heads", "context", "sae-out", "hook", "d-sae", "k", "seed"],
-        )?),
-        "dashboard" => dashboard_command(&Flags::parse(rest, &["model", "sae", "corpus", "tokens", "feature", "context", "device"])?),
-        "bench-train" => {
-            bench_train(&Flags::parse(rest, &["model", "hook", "corpus", "context", "contexts", "dict", "k", "batch", "steps", "device"])?)
-        }
-        "bench-model" => bench_model(&Flags::parse(rest, &["tokens", "layers", "device"])?),
-        "splice" | "features" => {
-            lm_command(command, &Flags::parse(rest, &["model", "sae", "text", "tokens", "device", "seed", "top", "feature"])?)
-        }
-        "generate" => generate(&Flags::parse(
-            rest,
-            &["model", "sae", "text", "prompt-tokens", "tokens", "temperature", "seed", "steer", "clamp", "device"],
-        )?),
-        "train" => train_on_model(&Flags::parse(
-            rest,
-            &[
-                "model",
-                "hook",
-                "corpus",
-                "arch",
-                "k",
-                "l1",
-                "l0",
-                "bandwidth",
-                "dict",
-                "tokens",
-                "batch",
-                "lr",
-                "device",
-                "save",
-                "seed",
-                "context",
-                "buffer",
-                "eval-every",
-                "dead-after",
-                "checkpoint",
-                "checkpoint-every",
-                "resume",
-                "stop-after",
-            ],
-        )?),
-        "forward" => forward(&Flags::parse(rest, &["model", "tokens", "text", "logits", "hook", "device"])?),
-        "superposition" => {
-            superposition(&Flags::parse(rest, &["features", "dims", "sparsity", "importance-decay", "batch", "steps", "lr", "seed"])?)
-        }
-        "help" | "--help" | "-h" => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        other => Err(CliError(format!("unknown command '{other}'\n{USAGE}"))),
     }
 }
 
@@ -264,7 +157,7 @@ fn read_activations(path: &Path, sae: &Sae) -> Result<Vec<f32>, CliError> {
 }
 
 fn write_npy(path: &Path, rows: usize, cols: usize, data: Option<Vec<f32>>) -> Result<(), CliError> {
-    let data = data.expect("requested output is present");
+    let data = data.ok_or_else(|| CliError(format!("{}: nothing was computed to write", path.display())))?;
     std::fs::write(path, npy::write_f32(&[rows, cols], &data)).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
@@ -306,16 +199,12 @@ pub fn describe(sae: &Sae) -> String {
 }
 
 /// Throughput of encode + decode + metrics on random data, GPU and/or CPU.
-fn bench(flags: &Flags) -> Result<(), CliError> {
-    let n: usize = flags.number("n", 4096)?;
-    let d_in: usize = flags.number("d-in", 768)?;
-    let d_sae: usize = flags.number("d-sae", 24_576)?;
-    let k: usize = flags.number("k", 32)?;
-    let cpu_rows: usize = flags.number("cpu-rows", 256)?;
-    let which = flags.get("device").unwrap_or("both");
+fn bench(a: &BenchArgs) -> Result<(), CliError> {
+    let BenchArgs { n, d_in, d_sae, k, cpu_rows, .. } = *a;
+    let (on_cpu, on_gpu) = bench_devices(&a.device)?;
     let mut rng = crate::random::Rng::new(7);
     let x: Vec<f32> = (0..n * d_in).map(|_| rng.normal()).collect();
-    let gpu = if which != "cpu" { Some(open_gpu()?) } else { None };
+    let gpu = if on_gpu { Some(open_gpu()?) } else { None };
     for arch in ["standard", "topk"] {
         let sae = crate::sae::random::random_sae(arch, d_in, d_sae, k, 11);
         // Encode and decode are each a [n, d_in] x [d_in, d_sae] product (decode is sparse for TopK).
@@ -346,7 +235,7 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
                 "encode+decode+metrics, wall time incl. upload of x and readback of metrics",
             );
         }
-        if which != "gpu" {
+        if on_cpu {
             let rows = cpu_rows.min(n);
             let start = Instant::now();
             pollster::block_on(engine::analyze(&LoadedSae::new(sae, &Backend::Cpu)?, &x[..rows * d_in], RunRequest::default()))?;
@@ -359,50 +248,49 @@ fn bench(flags: &Flags) -> Result<(), CliError> {
 /// Writes a GPT-2 model folder with random weights (for tests, demos of the page's plumbing and
 /// benchmarks), with a copy of a `tokenizer.json` whose vocabulary sets the model's, and
 /// optionally a random TopK SAE at one of its hook points.
-fn random_model(flags: &Flags) -> Result<(), CliError> {
+fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
     use crate::formats::tokenizer::TextTokenizer;
     use crate::model::files::{serialize_gpt2, TOKENIZER_FILE};
     use crate::model::{Gpt2, Gpt2Config};
-    let out = PathBuf::from(flags.required("out")?);
+    let out = a.out.clone();
     let io = |p: &Path, e: std::io::Error| CliError(format!("{}: {e}", p.display()));
     std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
-    let vocab_size = match flags.get("vocab-from") {
+    let vocab_size = match &a.vocab_from {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| CliError(format!("{path}: {e}")))?;
+            let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
             let size = TextTokenizer::parse(&bytes)?.vocab_size();
             std::fs::write(out.join(TOKENIZER_FILE), &bytes).map_err(|e| io(&out, e))?;
             size
         }
         None => 256,
     };
-    let width: usize = flags.number("width", 32)?;
-    let heads: usize = flags.number("heads", 4)?;
+    let (width, heads) = (a.width, a.heads);
     if width == 0 || heads == 0 || !width.is_multiple_of(heads) {
         return Err(CliError(format!("--heads ({heads}) must divide --width ({width})")));
     }
     let cfg = Gpt2Config {
         vocab_size,
-        n_positions: flags.number("context", 64)?,
+        n_positions: a.context,
         d_model: width,
-        n_layers: flags.number("layers", 2)?,
+        n_layers: a.layers,
         n_heads: heads,
         d_mlp: 4 * width,
         layer_norm_eps: 1e-5,
         scale_attn_weights: true,
     };
-    let seed: u64 = flags.number("seed", 1)?;
+    let seed = a.seed;
     let model = Gpt2::random(cfg.clone(), true, seed);
     let (config, weights) = serialize_gpt2(&model);
     for (name, bytes) in [("config.json", config), ("model.safetensors", weights)] {
         std::fs::write(out.join(name), bytes).map_err(|e| io(&out, e))?;
     }
-    if let Some(sae_out) = flags.get("sae-out") {
-        let hook = flags.required("hook")?;
+    if let Some(sae_out) = &a.sae_out {
+        let hook = a.hook.as_deref().ok_or_else(|| CliError("--sae-out needs --hook NAME".into()))?;
         cfg.hook_point(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
         let mut extra = serde_json::Map::new();
         extra.insert("metadata".into(), serde_json::json!({"hook_name": hook, "model_name": "random gpt2"}));
-        let sae = crate::sae::random::random_sae_with("topk", width, flags.number("d-sae", 96)?, flags.number("k", 4)?, seed + 1, extra);
-        sae_files::save_dir(&sae, Path::new(sae_out))?;
+        let sae = crate::sae::random::random_sae_with("topk", width, a.d_sae, a.k, seed + 1, extra);
+        sae_files::save_dir(&sae, sae_out)?;
     }
     println!(
         "{}",
@@ -413,17 +301,16 @@ fn random_model(flags: &Flags) -> Result<(), CliError> {
 
 /// Forward-pass throughput of a GPT-2-small-shaped model with random weights (optionally fewer
 /// layers), CPU reference and GPU, one JSON line per (device, input length).
-fn bench_model(flags: &Flags) -> Result<(), CliError> {
+fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
     use crate::model::{Gpt2, Gpt2Config};
-    let lengths: Vec<usize> = flags
-        .get("tokens")
-        .unwrap_or("1,64,1024")
+    let lengths: Vec<usize> = a
+        .tokens
         .split(',')
         .map(|t| t.trim().parse().map_err(|_| CliError(format!("--tokens: '{t}' is not a number"))))
         .collect::<Result<_, _>>()?;
     let mut cfg = Gpt2Config::gpt2_small();
-    cfg.n_layers = flags.number("layers", cfg.n_layers)?;
-    let which = flags.get("device").unwrap_or("both");
+    cfg.n_layers = a.layers;
+    let (on_cpu, on_gpu) = bench_devices(&a.device)?;
     let model = Gpt2::random(cfg.clone(), true, 3);
     let report = |device: &str, n: usize, seconds: f64, note: &str| {
         println!(
@@ -435,7 +322,7 @@ fn bench_model(flags: &Flags) -> Result<(), CliError> {
         );
     };
     let tokens_of = |n: usize| (0..n as u32).map(|i| (i * 7919) % cfg.vocab_size as u32).collect::<Vec<u32>>();
-    if which != "cpu" {
+    if on_gpu {
         let gpu = open_gpu()?;
         let on_gpu = LoadedModel::new(Rc::new(model.clone()), &gpu)?;
         pollster::block_on(on_gpu.run(&tokens_of(2), &[], &[]))?; // compile pipelines
@@ -445,7 +332,7 @@ fn bench_model(flags: &Flags) -> Result<(), CliError> {
             report(&gpu.name(), n, start.elapsed().as_secs_f64(), "wall time incl. token upload and reading back all logits");
         }
     }
-    if which != "gpu" {
+    if on_cpu {
         for &n in &lengths {
             let start = Instant::now();
             crate::model::cpu::forward(&model, &tokens_of(n), &mut |_, _, _| {})?;
@@ -457,11 +344,11 @@ fn bench_model(flags: &Flags) -> Result<(), CliError> {
 
 /// `--corpus FILE` (UTF-8 text, checked by `parse_corpus`) as token ids through the model folder's
 /// `tokenizer.json`, with the tokenizer (its `<|endoftext|>` is the BOS of harvested contexts).
-fn corpus_tokens(flags: &Flags, dir: &Path) -> Result<(crate::formats::tokenizer::TextTokenizer, Vec<u32>), CliError> {
+fn corpus_tokens(corpus: &Path, dir: &Path) -> Result<(crate::formats::tokenizer::TextTokenizer, Vec<u32>), CliError> {
     use crate::model::files::TOKENIZER_FILE;
-    let corpus_path = flags.required("corpus")?;
-    let bytes = std::fs::read(corpus_path).map_err(|e| CliError(format!("{corpus_path}: {e}")))?;
-    let text = crate::formats::corpus::parse_corpus(corpus_path, &bytes)?;
+    let name = corpus.display().to_string();
+    let bytes = std::fs::read(corpus).map_err(|e| CliError(format!("{name}: {e}")))?;
+    let text = crate::formats::corpus::parse_corpus(&name, &bytes)?;
     let path = dir.join(TOKENIZER_FILE);
     let tokenizer =
         crate::formats::tokenizer::TextTokenizer::parse(&std::fs::read(&path).map_err(|e| CliError(format!("{}: {e}", path.display())))?)?;
@@ -471,19 +358,19 @@ fn corpus_tokens(flags: &Flags, dir: &Path) -> Result<(crate::formats::tokenizer
 
 /// `saelab dashboard`: one feature's dashboard (SAE-Vis style) over a text sample, and the feature
 /// list's summary, as JSON; the page computes the same from the same sample.
-fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
+fn dashboard_command(a: &DashboardArgs) -> Result<(), CliError> {
     use crate::model::files::load_model_dir;
-    let dir = Path::new(flags.required("model")?);
+    let dir = a.source.model.as_path();
     let model = load_model_dir(dir)?;
-    let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
-    let (tokenizer, mut tokens) = corpus_tokens(flags, dir)?;
-    tokens.truncate(flags.number("tokens", 4096)?);
-    let feature: usize = flags.number("feature", 0)?;
+    let sae = sae_files::load_dir(&a.sae)?;
+    let (tokenizer, mut tokens) = corpus_tokens(&a.source.corpus, dir)?;
+    tokens.truncate(a.tokens);
+    let feature = a.feature;
     if feature >= sae.d_sae() {
         return Err(CliError(format!("--feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
     }
-    let context = flags.number("context", model.cfg.n_positions.min(128))?;
-    let backend = backend(flags)?;
+    let context = a.context.unwrap_or(model.cfg.n_positions.min(128));
+    let backend = backend(&a.device)?;
     let (model, sae) = (LoadedModel::new(Rc::new(model), &backend)?, LoadedSae::new(Rc::new(sae), &backend)?);
     let run =
         pollster::block_on(crate::dashboard::run_sample(&model, &sae, &tokens, tokenizer.special_id("<|endoftext|>"), context, |_, _| {}))?;
@@ -510,29 +397,26 @@ fn dashboard_command(flags: &Flags) -> Result<(), CliError> {
 /// `saelab bench-train`: activation harvesting and SAE training throughput, each on its own, on
 /// the CPU reference and the GPU: harvest = the model's blocks up to the hook over `--contexts`
 /// contexts of `--context` tokens; train = `--steps` training steps on batches already harvested.
-fn bench_train(flags: &Flags) -> Result<(), CliError> {
+fn bench_train(a: &BenchTrainArgs) -> Result<(), CliError> {
     use crate::model::files::load_model_dir;
     use crate::train::sae_train::TrainArch;
     use crate::train::trainer::{SaeTrainer, TrainConfig};
-    let dir = Path::new(flags.required("model")?);
+    let dir = a.source.model.as_path();
     let model = load_model_dir(dir)?;
-    let hook = model.cfg.hook_point(flags.required("hook")?).map_err(|e| CliError(format!("--hook: {e}")))?;
-    let (_, corpus) = corpus_tokens(flags, dir)?;
-    let context: usize = flags.number("context", 128)?;
-    let contexts: usize = flags.number("contexts", 16)?;
-    let (dict, k, batch, steps): (usize, usize, usize, usize) =
-        (flags.number("dict", 4096)?, flags.number("k", 16)?, flags.number("batch", 1024)?, flags.number("steps", 5)?);
+    let hook = model.cfg.hook_point(&a.hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+    let (_, corpus) = corpus_tokens(&a.source.corpus, dir)?;
+    let BenchTrainArgs { context, contexts, dict, k, batch, steps, .. } = *a;
     let windows: Vec<&[u32]> = corpus.chunks_exact(context).take(contexts).collect();
     if windows.len() < contexts {
         return Err(CliError(format!("--corpus holds fewer than {contexts} contexts of {context} tokens")));
     }
-    let which = flags.get("device").unwrap_or("both");
+    let (on_cpu, on_gpu) = bench_devices(&a.device)?;
     let mut backends: Vec<(String, Backend)> = Vec::new();
-    if which != "cpu" {
+    if on_gpu {
         let gpu = open_gpu()?;
         backends.push((gpu.name(), gpu));
     }
-    if which != "gpu" {
+    if on_cpu {
         backends.push(("cpu (reference, 1 thread)".into(), Backend::Cpu));
     }
     let model = Rc::new(model);
@@ -576,30 +460,32 @@ fn bench_train(flags: &Flags) -> Result<(), CliError> {
 /// Trains an SAE on synthetic data with known features and reports recovery (teaching lab).
 /// Settings are the lab page's (`train::lab::LabSettings`), so a preset or a shared URL's values
 /// give the same run here.
-fn toy(flags: &Flags) -> Result<(), CliError> {
+fn toy(a: &ToyArgs) -> Result<(), CliError> {
     use crate::train::lab::LabSettings;
     use crate::train::toy::ToyTrainer;
 
-    let mut settings = match flags.get("preset") {
+    let given = a.settings();
+    let mut settings = match &a.preset {
         Some(id) => LabSettings::preset(id).ok_or_else(|| {
             let ids: Vec<&str> = crate::train::lab::PRESETS.iter().map(|p| p.id).collect();
             CliError(format!("--preset: unknown preset '{id}' (known: {})", ids.join(", ")))
         })?,
         None => {
-            for name in ["features", "dims", "p", "arch", "dict", "batch", "steps", "seed"] {
-                flags.required(name)?;
+            // Without a preset, the run is described in full.
+            let required = ["features", "dims", "p", "arch", "dict", "batch", "steps", "seed"];
+            let missing: Vec<String> =
+                given.iter().filter(|(n, v)| required.contains(n) && v.is_none()).map(|(n, _)| format!("--{n}")).collect();
+            if !missing.is_empty() {
+                return Err(CliError(format!("missing {} (or give --preset ID)", missing.join(", "))));
             }
             LabSettings::default()
         }
     };
-    for (name, value) in &flags.named {
-        if name == "device" || name == "save" || name == "preset" {
-            continue;
-        }
+    for (name, value) in given.into_iter().filter_map(|(n, v)| v.map(|v| (n, v))) {
         settings.set(&name.replace('-', "_"), value).map_err(|e| CliError(format!("--{name}: {e}")))?;
     }
     let cfg = settings.to_config().map_err(CliError)?;
-    let backend = backend(flags)?;
+    let backend = backend(&a.device)?;
     let mut trainer = ToyTrainer::new(cfg.clone(), &backend).map_err(CliError)?;
     let start = Instant::now();
     for step in 0..cfg.train.steps {
@@ -612,8 +498,8 @@ fn toy(flags: &Flags) -> Result<(), CliError> {
     let seconds = start.elapsed().as_secs_f64();
     let device_name = backend.name();
     let (rec, m) = trainer.evaluate(4096);
-    if let Some(dir) = flags.get("save") {
-        sae_files::save_dir(&trainer.to_sae(), Path::new(dir))?;
+    if let Some(dir) = &a.save {
+        sae_files::save_dir(&trainer.to_sae(), dir)?;
     }
     println!(
         "{}",
@@ -626,20 +512,22 @@ fn toy(flags: &Flags) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The tokens to run: `--tokens T.npy` (1-D int32/int64) or `--text` through the model folder's
-/// `tokenizer.json`.
-fn model_tokens(flags: &Flags, dir: &Path, model: &crate::model::Gpt2) -> Result<Vec<u32>, CliError> {
-    model_tokens_from(flags, "tokens", dir, model)
-}
-
-/// As `model_tokens`, with the `.npy` path in `--{npy_flag}`.
-fn model_tokens_from(flags: &Flags, npy_flag: &str, dir: &Path, model: &crate::model::Gpt2) -> Result<Vec<u32>, CliError> {
+/// The tokens to run: a 1-D `.npy` of ids (int32/int64; the flag `npy_flag` names it) or text
+/// through the model folder's `tokenizer.json`.
+fn model_tokens(
+    npy: Option<&Path>,
+    text: Option<&str>,
+    npy_flag: &str,
+    dir: &Path,
+    model: &crate::model::Gpt2,
+) -> Result<Vec<u32>, CliError> {
     use crate::formats::tokenizer::TextTokenizer;
     use crate::model::files::TOKENIZER_FILE;
-    let tokens = match (flags.get(npy_flag), flags.get("text")) {
+    let tokens = match (npy, text) {
         (Some(path), None) => {
-            let bytes = std::fs::read(path).map_err(|e| CliError(format!("{path}: {e}")))?;
-            let (shape, ids) = npy::read_i64(path, &bytes)?;
+            let path = path.display().to_string();
+            let bytes = std::fs::read(&path).map_err(|e| CliError(format!("{path}: {e}")))?;
+            let (shape, ids) = npy::read_i64(&path, &bytes)?;
             if shape.len() != 1 {
                 return Err(CliError(format!("{path}: expected a 1-D array of token ids, got shape {shape:?}")));
             }
@@ -654,34 +542,32 @@ fn model_tokens_from(flags: &Flags, npy_flag: &str, dir: &Path, model: &crate::m
                 std::fs::read(&path).map_err(|e| CliError(format!("{}: {e} (--text needs the model's tokenizer)", path.display())))?;
             TextTokenizer::parse(&bytes).map_err(|e| CliError(format!("{}: {e}", dir.display())))?.encode(text)?
         }
-        _ => return Err(CliError(format!("give one of --{npy_flag} T.npy or --text TEXT\n{USAGE}"))),
+        _ => return Err(CliError(format!("give one of --{npy_flag} T.npy or --text TEXT"))),
     };
     crate::model::check_tokens(&model.cfg, &tokens)?;
     Ok(tokens)
 }
 
 /// `saelab forward`: the logits and the requested hook points of a GPT-2 model for some tokens.
-fn forward(flags: &Flags) -> Result<(), CliError> {
+fn forward(a: &ForwardArgs) -> Result<(), CliError> {
     use crate::model::files::load_model_dir;
-    let dir = Path::new(flags.required("model")?);
+    let dir = a.model.as_path();
     let model = load_model_dir(dir)?;
-    let tokens = model_tokens(flags, dir, &model)?;
+    let tokens = model_tokens(a.tokens.tokens.as_deref(), a.tokens.text.as_deref(), "tokens", dir, &model)?;
     let mut hooks: Vec<(HookPoint, PathBuf)> = Vec::new();
-    for (name, value) in &flags.named {
-        if name == "hook" {
-            let (hook, path) = value.split_once('=').ok_or_else(|| CliError(format!("--hook {value}: expected NAME=OUT.npy")))?;
-            let hook = model.cfg.hook_point(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
-            hooks.push((hook, PathBuf::from(path)));
-        }
+    for value in &a.hook {
+        let (hook, path) = value.split_once('=').ok_or_else(|| CliError(format!("--hook {value}: expected NAME=OUT.npy")))?;
+        let hook = model.cfg.hook_point(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+        hooks.push((hook, PathBuf::from(path)));
     }
     let names: Vec<HookPoint> = hooks.iter().map(|(n, _)| *n).collect();
-    let backend = backend(flags)?;
+    let backend = backend(&a.device)?;
     let vocab = model.cfg.vocab_size;
     let (logits, captured) = pollster::block_on(LoadedModel::new(Rc::new(model), &backend)?.run(&tokens, &names, &[]))?;
     let device_name = backend.name();
     let n = tokens.len();
-    if let Some(path) = flags.get("logits") {
-        write_npy(Path::new(path), n, vocab, Some(logits.clone()))?;
+    if let Some(path) = &a.logits {
+        write_npy(path, n, vocab, Some(logits.clone()))?;
     }
     for ((_, path), values) in hooks.iter().zip(captured) {
         write_npy(path, n, values.len() / n, Some(values))?;
@@ -698,26 +584,43 @@ fn forward(flags: &Flags) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `saelab splice` (what the SAE's reconstruction error costs the model) and `saelab features`
-/// (per token, the SAE's strongest features): a model with an SAE at its hook.
-fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
-    use crate::formats::tokenizer::TextTokenizer;
+/// A model with an SAE at its hook on the chosen backend, the tokens, and one clean run of both.
+struct LmRun {
+    dir: PathBuf,
+    model: LoadedModel,
+    sae: LoadedSae,
+    tokens: Vec<u32>,
+    run: crate::lm::TextRun,
+    backend: Backend,
+}
+
+fn lm_run(a: &ModelSaeArgs) -> Result<LmRun, CliError> {
     use crate::lm;
     use crate::model::files::load_model_dir;
-    let dir = Path::new(flags.required("model")?);
-    let model = load_model_dir(dir)?;
-    let sae = sae_files::load_dir(Path::new(flags.required("sae")?))?;
-    let tokens = model_tokens(flags, dir, &model)?;
+    let model = load_model_dir(&a.model)?;
+    let sae = sae_files::load_dir(&a.sae)?;
+    let tokens = model_tokens(a.tokens.tokens.as_deref(), a.tokens.text.as_deref(), "tokens", &a.model, &model)?;
     lm::attach_point(&model, &sae)?;
-    let backend = backend(flags)?;
+    let backend = backend(&a.device)?;
     let (model, sae) = (LoadedModel::new(Rc::new(model), &backend)?, LoadedSae::new(Rc::new(sae), &backend)?);
     let run = pollster::block_on(lm::run_text(&model, &sae, &tokens))?;
-    if command == "splice" {
-        let report = pollster::block_on(lm::splice_from(&model, &tokens, &run, flags.number("seed", 0)?))?;
-        println!("{}", serde_json::to_string(&report).map_err(|e| CliError(e.to_string()))?);
-        return Ok(());
-    }
-    let top: usize = flags.number("top", 5)?;
+    Ok(LmRun { dir: a.model.clone(), model, sae, tokens, run, backend })
+}
+
+/// `saelab splice`: what the SAE's reconstruction error costs the model.
+fn splice(a: &SpliceArgs) -> Result<(), CliError> {
+    let LmRun { model, tokens, run, .. } = lm_run(&a.run)?;
+    let report = pollster::block_on(crate::lm::splice_from(&model, &tokens, &run, a.seed))?;
+    println!("{}", serde_json::to_string(&report).map_err(|e| CliError(e.to_string()))?);
+    Ok(())
+}
+
+/// `saelab features`: per token, the SAE's strongest features; with `--feature`, one in detail.
+fn features(a: &FeaturesArgs) -> Result<(), CliError> {
+    use crate::formats::tokenizer::TextTokenizer;
+    use crate::lm;
+    let LmRun { dir, model, sae, tokens, run, backend } = lm_run(&a.run)?;
+    let top = a.top;
     // One forward pass and one SAE run serve both the per-token lists and `--feature`.
     let acts = run.sae_acts;
     let per_token = lm::top_features(&acts, sae.d_sae(), top);
@@ -734,9 +637,8 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
         })
         .collect();
     let mut out = serde_json::json!({ "hook": sae.cfg.hook_name, "device": backend.name(), "tokens": rows });
-    if let Some(f) = flags.get("feature") {
+    if let Some(feature) = a.feature {
         // One feature in detail: its activation on every token and its logit-lens tokens.
-        let feature: usize = f.parse().map_err(|_| CliError(format!("--feature: '{f}' is not a feature index")))?;
         let (top_tokens, bottom_tokens) = lm::logit_lens(&model, &sae, feature, top)?;
         let on_tokens: Vec<f32> = acts.chunks_exact(sae.d_sae()).map(|row| row[feature]).collect();
         let named = |list: &[(u32, f32)]| {
@@ -754,24 +656,20 @@ fn lm_command(command: &str, flags: &Flags) -> Result<(), CliError> {
 }
 
 /// `saelab generate`: a continuation, and with a steering feature the steered one beside it.
-fn generate(flags: &Flags) -> Result<(), CliError> {
+fn generate(a: &GenerateArgs) -> Result<(), CliError> {
     use crate::formats::tokenizer::TextTokenizer;
     use crate::lm::{self, Sampling, Steer};
     use crate::model::files::{load_model_dir, TOKENIZER_FILE};
-    let dir = Path::new(flags.required("model")?);
+    let dir = a.model.as_path();
     let model = load_model_dir(dir)?;
-    let prompt = model_tokens_from(flags, "prompt-tokens", dir, &model)?;
-    let sampling = Sampling {
-        new_tokens: flags.number("tokens", 20)?,
-        temperature: flags.number("temperature", 0.0)?,
-        seed: flags.number("seed", 0)?,
-    };
+    let prompt = model_tokens(a.prompt_tokens.as_deref(), a.text.as_deref(), "prompt-tokens", dir, &model)?;
+    let sampling = Sampling { new_tokens: a.tokens, temperature: a.temperature, seed: a.seed };
     if !(sampling.temperature >= 0.0 && sampling.temperature.is_finite()) {
         return Err(CliError(format!("--temperature must be ≥ 0, not {}", sampling.temperature)));
     }
-    let parse_pair = |name: &str| -> Result<Option<(usize, f32)>, CliError> {
-        flags
-            .get(name)
+    let parse_pair = |name: &str, given: &Option<String>| -> Result<Option<(usize, f32)>, CliError> {
+        given
+            .as_ref()
             .map(|v| {
                 let bad = || CliError(format!("--{name} {v}: expected FEATURE=NUMBER"));
                 let (f, a) = v.split_once('=').ok_or_else(bad)?;
@@ -783,18 +681,18 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
             })
             .transpose()
     };
-    let steer = match (parse_pair("steer")?, parse_pair("clamp")?) {
+    let steer = match (parse_pair("steer", &a.steer)?, parse_pair("clamp", &a.clamp)?) {
         (Some((feature, alpha)), None) => Some(Steer::Add { feature, alpha }),
         (None, Some((feature, value))) => Some(Steer::Clamp { feature, value }),
         (None, None) => None,
         (Some(_), Some(_)) => return Err(CliError("give --steer or --clamp, not both".into())),
     };
-    let sae = match flags.get("sae") {
-        Some(p) => Some(sae_files::load_dir(Path::new(p))?),
+    let sae = match &a.sae {
+        Some(p) => Some(sae_files::load_dir(p)?),
         None if steer.is_some() => return Err(CliError("--steer and --clamp need --sae DIR".into())),
         None => None,
     };
-    let backend = backend(flags)?;
+    let backend = backend(&a.device)?;
     let model = LoadedModel::new(Rc::new(model), &backend)?;
     let sae = sae.map(|s| LoadedSae::new(Rc::new(s), &backend)).transpose()?;
     let tokenizer = std::fs::read(dir.join(TOKENIZER_FILE)).ok().and_then(|b| TextTokenizer::parse(&b).ok());
@@ -828,43 +726,41 @@ fn generate(flags: &Flags) -> Result<(), CliError> {
 /// `saelab train`: an SAE on a model's activations at a hook over a text corpus, with progress
 /// and held-out evaluations on stderr, the final evaluation as JSON on stdout, saved in SAELens
 /// format.
-fn train_on_model(flags: &Flags) -> Result<(), CliError> {
+fn train_on_model(a: &TrainArgs) -> Result<(), CliError> {
     use crate::model::files::load_model_dir;
     use crate::train::checkpoint::Checkpoint;
     use crate::train::lm_train::LmTrainer;
 
-    let dir = Path::new(flags.required("model")?);
-    let save = PathBuf::from(flags.required("save")?);
+    let dir = a.source.model.as_path();
+    let save = a.save.clone();
     let model = load_model_dir(dir)?;
-    let (tokenizer, corpus) = corpus_tokens(flags, dir)?;
+    let (tokenizer, corpus) = corpus_tokens(&a.source.corpus, dir)?;
     let bos = tokenizer.special_id("<|endoftext|>");
-    let backend = backend(flags)?;
+    let backend = backend(&a.device)?;
+    // The model harvests where the SAE trains.
+    let model = LoadedModel::new(Rc::new(model), &backend)?;
     let start = Instant::now();
 
-    let (mut trainer, eval_every) = match flags.get("resume") {
+    let (mut trainer, eval_every) = match &a.resume {
         // The run's settings are the checkpoint's; a flag that would change them is refused.
         Some(path) => {
-            if let Some(flag) =
-                ["hook", "arch", "k", "l1", "l0", "bandwidth", "dict", "tokens", "batch", "lr", "seed", "context", "buffer", "dead-after"]
-                    .into_iter()
-                    .find(|f| flags.get(f).is_some())
-            {
+            if let Some(flag) = a.run_settings_given() {
                 return Err(CliError(format!("--{flag}: a resumed run keeps the settings it was saved with")));
             }
-            let bytes = std::fs::read(path).map_err(|e| FormatError::Io { file: path.to_string(), msg: e.to_string() })?;
-            let checkpoint = Checkpoint::parse(path, &bytes)?;
+            let name = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|e| FormatError::Io { file: name.clone(), msg: e.to_string() })?;
+            let checkpoint = Checkpoint::parse(&name, &bytes)?;
             let saved_every = checkpoint.header.extra.get("eval_every").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
             let trainer =
-                LmTrainer::resume(&model, &corpus, bos, checkpoint, &backend).map_err(|e| CliError(format!("--resume {path}: {e}")))?;
-            (trainer, flags.number::<usize>("eval-every", saved_every)?.max(1))
+                LmTrainer::resume(&model, &corpus, bos, checkpoint, &backend).map_err(|e| CliError(format!("--resume {name}: {e}")))?;
+            (trainer, a.eval_every.unwrap_or(saved_every).max(1))
         }
-        None => new_model_trainer(flags, &model, dir, &backend, &corpus, bos)?,
+        None => new_model_trainer(a, &model, dir, &backend, &corpus, bos)?,
     };
-    let model = LoadedModel::new(Rc::new(model), &backend)?;
     let (steps, batch) = (trainer.training.cfg.steps, trainer.training.cfg.batch);
     let tokens = steps * batch;
-    let checkpoint_to = flags.get("checkpoint").map(PathBuf::from);
-    let checkpoint_every: usize = flags.number("checkpoint-every", eval_every)?.max(1);
+    let checkpoint_to = a.checkpoint.clone();
+    let checkpoint_every = a.checkpoint_every.unwrap_or(eval_every).max(1);
     eprintln!(
         "{}",
         serde_json::json!({"corpus_tokens": corpus.len(), "rows_per_epoch": trainer.store.rows_per_epoch(), "held_out_contexts": trainer.store.held_out_contexts().len(), "steps": steps, "from_step": trainer.training.step, "device": backend.name()})
@@ -872,9 +768,9 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
     let mut last = None;
     let resumed_tokens = trainer.tokens_trained();
     // A time-boxed session trains this many steps, checkpoints, and stops (`--resume` goes on).
-    let stop_at = match flags.get("stop-after") {
+    let stop_at = match a.stop_after {
         Some(_) if checkpoint_to.is_none() => return Err(CliError("--stop-after needs --checkpoint FILE to go on from".into())),
-        Some(_) => (trainer.training.step + flags.number::<usize>("stop-after", 0)?).min(steps),
+        Some(n) => (trainer.training.step + n).min(steps),
         None => steps,
     };
     while trainer.training.step < stop_at {
@@ -918,10 +814,11 @@ fn train_on_model(flags: &Flags) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A new run from `saelab train`'s flags, with its evaluation interval.
+/// A new run from `saelab train`'s flags (defaults from the training policy), with its
+/// evaluation interval.
 fn new_model_trainer(
-    flags: &Flags,
-    model: &crate::model::Gpt2,
+    a: &TrainArgs,
+    model: &LoadedModel,
     dir: &Path,
     backend: &Backend,
     corpus: &[u32],
@@ -932,43 +829,41 @@ fn new_model_trainer(
 
     let d = TrainSettings::default();
     let settings = TrainSettings {
-        hook: flags.required("hook")?.to_string(),
-        arch: flags.required("arch")?.to_string(),
-        k: flags.number("k", d.k)?,
-        l1: flags.number("l1", d.l1)?,
-        l0: flags.number("l0", d.l0)?,
-        bandwidth: flags.number("bandwidth", d.bandwidth)?,
-        dict: flags.number("dict", d.dict)?,
-        tokens: flags.number("tokens", d.tokens)?,
-        batch: flags.number("batch", d.batch)?,
-        lr: flags.number("lr", d.lr)?,
-        seed: flags.number("seed", d.seed)?,
-        context: flags.get("context").map(|_| flags.number("context", 0)).transpose()?,
-        buffer_rows: flags.get("buffer").map(|_| flags.number("buffer", 0)).transpose()?,
-        dead_after: flags.get("dead-after").map(|_| flags.number("dead-after", 0)).transpose()?,
-        eval_every: flags.get("eval-every").map(|_| flags.number("eval-every", 0)).transpose()?,
+        hook: a.hook.clone().ok_or_else(|| CliError("missing --hook (or give --resume FILE)".into()))?,
+        arch: a.arch.clone().ok_or_else(|| CliError("missing --arch (or give --resume FILE)".into()))?,
+        k: a.k.unwrap_or(d.k),
+        l1: a.l1.unwrap_or(d.l1),
+        l0: a.l0.unwrap_or(d.l0),
+        bandwidth: a.bandwidth.unwrap_or(d.bandwidth),
+        dict: a.dict.unwrap_or(d.dict),
+        tokens: a.tokens.unwrap_or(d.tokens),
+        batch: a.batch.unwrap_or(d.batch),
+        lr: a.lr.unwrap_or(d.lr),
+        seed: a.seed.unwrap_or(d.seed),
+        context: a.context,
+        buffer_rows: a.buffer,
+        dead_after: a.dead_after,
+        eval_every: a.eval_every,
     };
     // The policy names the setting; the CLI's flags carry the same names.
     let TrainPlan { store, train, eval_every } = settings.plan(&model.cfg).map_err(|e| CliError(format!("--{e}")))?;
     let model_name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-    // The first batch (b_dec's initialisation) is harvested where the model will run.
-    let loaded = LoadedModel::new(Rc::new(model.clone()), backend)?;
-    let trainer = pollster::block_on(LmTrainer::new(&loaded, &model_name, corpus, bos, store, train, backend)).map_err(CliError)?;
+    let trainer = pollster::block_on(LmTrainer::new(model, &model_name, corpus, bos, store, train, backend)).map_err(CliError)?;
     Ok((trainer, eval_every))
 }
 
 /// The toy model of superposition (Elhage et al. 2022): how many features the hidden dimensions hold.
-fn superposition(flags: &Flags) -> Result<(), CliError> {
+fn superposition(a: &SuperpositionArgs) -> Result<(), CliError> {
     use crate::train::superposition::{train, SuperpositionConfig};
     let cfg = SuperpositionConfig {
-        features: flags.number("features", 5)?,
-        dims: flags.number("dims", 2)?,
-        sparsity: flags.number("sparsity", 0.9)?,
-        importance_decay: flags.number("importance-decay", 0.9)?,
-        batch: flags.number("batch", 256)?,
-        steps: flags.number("steps", 3000)?,
-        lr: flags.number("lr", 0.01)?,
-        seed: flags.number("seed", 1)?,
+        features: a.features,
+        dims: a.dims,
+        sparsity: a.sparsity,
+        importance_decay: a.importance_decay,
+        batch: a.batch,
+        steps: a.steps,
+        lr: a.lr,
+        seed: a.seed,
     };
     let result = train(&cfg).map_err(CliError)?;
     let mut json = serde_json::to_value(&result).map_err(|e| CliError(e.to_string()))?;
