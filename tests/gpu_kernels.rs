@@ -246,7 +246,7 @@ fn compare_end_to_end(sae: &Sae, x: &[f32], gpu: &saelab::gpu::Gpu, binding_limi
     if binding_limit.is_some() {
         assert!(gpu_sae.chunk_count() >= 3, "{label}: expected the weights split into chunks");
     }
-    let out = pollster::block_on(gpu.run_sae(&gpu_sae, x, RunRequest { dense_acts: true, lists: false, recon: true })).unwrap();
+    let out = pollster::block_on(gpu.run_sae(&gpu_sae, x, RunRequest { dense_acts: true, recon: true })).unwrap();
     let (acts_gpu, recon_gpu) = (out.acts.unwrap(), out.recon.unwrap());
     let (acts_cpu, recon_cpu) = cpu::forward(sae, x);
     // f32 sums of ~100 terms in another order differ by ~1e-6; 3e-5 leaves a wide safety factor.

@@ -579,21 +579,30 @@ fn row_metrics_and_fire_counts_dense_and_from_lists() {
 fn a_training_step_records_the_same_work_every_time() {
     use saelab::train::gpu_trainer::GpuTrainer;
     use saelab::train::sae_train::{Params, TrainArch};
-    let mut b = Bench::new(40);
     for arch in [TrainArch::TopK { k: K }, TrainArch::BatchTopK { k: K }, TrainArch::Standard { l1: 1.0 }] {
+        // A device of its own: the uniform pool is per device.
+        let mut b = Bench::new(40);
         let p = Params::init(arch, WIDTH, LATENTS, 3);
+        // Adam's uniform differs by tensor size only (W_enc and W_dec share theirs).
+        let adam_uniforms =
+            p.tensors().iter().filter(|t| !t.is_empty()).map(|t| t.len()).collect::<std::collections::BTreeSet<_>>().len() as u64;
         let mut trainer = GpuTrainer::new(&b.gpu, &p, arch, ROWS).unwrap();
         let x = b.normals(ROWS * WIDTH, 1.0);
         let dead = vec![false; LATENTS];
         let mut per_step = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             let before = b.gpu.counters.snapshot();
             pollster::block_on(trainer.step(&b.gpu, &x, &dead, 1.0, 1e-3)).unwrap();
             per_step.push(b.gpu.counters.snapshot() - before);
         }
-        assert!(per_step.windows(2).all(|w| w[0] == w[1]), "{arch:?}: {per_step:?}");
-        let c = per_step[0];
+        // The first step makes the uniforms; later steps reuse all but Adam's (its bias
+        // corrections change every step) and launch exactly the same work.
+        let steady = &per_step[1..];
+        assert!(steady.windows(2).all(|w| w[0] == w[1]), "{arch:?}: {per_step:?}");
+        let c = steady[0];
         assert!(c.dispatches >= 15 && c.bind_groups == c.dispatches, "{arch:?}: {c:?}");
-        println!("{arch:?} step, batch {ROWS}, {WIDTH} × {LATENTS}: {c:?}");
+        assert_eq!(c.buffers, adam_uniforms, "{arch:?}: new uniforms per step, after the first ({per_step:?})");
+        assert!(per_step[0].buffers > c.buffers, "{arch:?}: the first step made the uniforms the others reuse");
+        println!("{arch:?} step, batch {ROWS}, {WIDTH} × {LATENTS}: first {:?}, then {c:?}", per_step[0]);
     }
 }

@@ -42,7 +42,22 @@ pub struct Gpu {
     /// wgpu's default natively is to panic and in the browser to log a warning and carry on with
     /// garbage; we collect them instead and fail the next read-back with the message.
     errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Uniform buffers by content, reused (see `uniform`).
+    uniforms: std::sync::Mutex<UniformPool>,
 }
+
+/// Uniform buffers keyed by their bytes. A uniform is never written after it is made, so one
+/// with the same contents can serve any number of dispatches, in flight or not: a training step,
+/// which launches the same kernels on the same shapes every step, creates new uniforms only for
+/// what changes (Adam's learning rate and bias corrections). The least recently used are dropped
+/// past `UNIFORM_POOL_SIZE`, so values that change every step do not accumulate.
+#[derive(Default)]
+struct UniformPool {
+    buffers: std::collections::HashMap<Vec<u8>, (wgpu::Buffer, u64)>,
+    clock: u64,
+}
+
+const UNIFORM_POOL_SIZE: usize = 4096;
 
 impl Gpu {
     /// Opens the default adapter with its full limits (so large weights need fewer chunks).
@@ -76,7 +91,17 @@ impl Gpu {
         let kernels = kernels::Kernels::new(&device);
         let adapter_name = if info.name.is_empty() { format!("{:?}", info.backend) } else { info.name.clone() };
         let backend = format!("{:?}", info.backend);
-        let gpu = Gpu { device, queue, limits, adapter_name, backend, kernels, counters: Default::default(), errors };
+        let gpu = Gpu {
+            device,
+            queue,
+            limits,
+            adapter_name,
+            backend,
+            kernels,
+            counters: Default::default(),
+            errors,
+            uniforms: Default::default(),
+        };
         gpu.check_errors()?;
         Ok(gpu)
     }
@@ -115,13 +140,31 @@ impl Gpu {
         })
     }
 
+    /// A uniform buffer holding `value`: the pooled one with these bytes, or a new one.
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(value);
+        let mut pool = self.uniforms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pool.clock += 1;
+        let now = pool.clock;
+        if let Some((buffer, last_used)) = pool.buffers.get_mut(bytes) {
+            *last_used = now;
+            return buffer.clone();
+        }
+        if pool.buffers.len() >= UNIFORM_POOL_SIZE {
+            // Keep the more recently used half.
+            let mut ages: Vec<u64> = pool.buffers.values().map(|(_, t)| *t).collect();
+            ages.sort_unstable();
+            let cutoff = ages[ages.len() / 2];
+            pool.buffers.retain(|_, (_, t)| *t >= cutoff);
+        }
         self.counters.count_buffer();
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: bytemuck::bytes_of(value),
+            contents: bytes,
             usage: wgpu::BufferUsages::UNIFORM,
-        })
+        });
+        pool.buffers.insert(bytes.to_vec(), (buffer.clone(), now));
+        buffer
     }
 
     /// A storage buffer of `bytes` bytes (at least 4), zero-initialised.

@@ -99,8 +99,6 @@ impl GpuSae {
 pub struct RunRequest {
     /// Dense feature activations `[n, d_sae]` (for TopK, scattered on the host from the lists).
     pub dense_acts: bool,
-    /// TopK (index, value) lists `[n, k]`.
-    pub lists: bool,
     /// Reconstructions `[n, d_in]`.
     pub recon: bool,
 }
@@ -108,8 +106,6 @@ pub struct RunRequest {
 #[derive(Debug, Clone)]
 pub struct RunOutput {
     pub acts: Option<Vec<f32>>,
-    pub list_index: Option<Vec<u32>>,
-    pub list_value: Option<Vec<f32>>,
     pub recon: Option<Vec<f32>>,
     pub metrics: BatchMetrics,
 }
@@ -146,8 +142,6 @@ impl Gpu {
         let row_norm = RowNormalization::of(&sae.cfg);
 
         let mut out_acts = request.dense_acts.then(|| Vec::with_capacity(n * d_sae));
-        let mut out_index = (request.lists && k.is_some()).then(|| Vec::with_capacity(n * list_len));
-        let mut out_value = (request.lists && k.is_some()).then(|| Vec::with_capacity(n * list_len));
         let mut out_recon = request.recon.then(|| Vec::with_capacity(n * d_in));
         let mut rows_stats = Vec::with_capacity(n);
 
@@ -243,10 +237,10 @@ impl Gpu {
                 out.extend(self.read_f32(&recon, rows * d_in).await?);
             }
             match k {
-                Some(k) if out_acts.is_some() || out_index.is_some() => {
-                    let index = self.read_u32(&list_index, rows * k).await?;
-                    let value = self.read_f32(&list_value, rows * k).await?;
+                Some(k) => {
                     if let Some(out) = out_acts.as_mut() {
+                        let index = self.read_u32(&list_index, rows * k).await?;
+                        let value = self.read_f32(&list_value, rows * k).await?;
                         let base = out.len();
                         out.resize(base + rows * d_sae, 0.0);
                         for (r, (idx, val)) in index.chunks_exact(k).zip(value.chunks_exact(k)).enumerate() {
@@ -255,26 +249,15 @@ impl Gpu {
                             }
                         }
                     }
-                    if let (Some(oi), Some(ov)) = (out_index.as_mut(), out_value.as_mut()) {
-                        oi.extend(index);
-                        ov.extend(value);
-                    }
                 }
                 None => {
                     if let Some(out) = out_acts.as_mut() {
                         out.extend(self.read_f32(&acts, rows * d_sae).await?);
                     }
                 }
-                _ => {}
             }
         }
         let fire_counts = self.read_u32(&counts, d_sae).await?;
-        Ok(RunOutput {
-            acts: out_acts,
-            list_index: out_index,
-            list_value: out_value,
-            recon: out_recon,
-            metrics: BatchMetrics::finish(x, d_in, rows_stats, fire_counts),
-        })
+        Ok(RunOutput { acts: out_acts, recon: out_recon, metrics: BatchMetrics::finish(x, d_in, rows_stats, fire_counts) })
     }
 }
