@@ -12,6 +12,7 @@ pub mod formats;
 pub mod gpu;
 pub mod lm;
 pub mod model;
+pub mod page;
 pub mod random;
 pub mod reference;
 pub mod sae;

@@ -111,27 +111,6 @@ struct Shown {
     dash: Option<DashView>,
 }
 
-/// Settings read from `#lm?base=…&repo=…` (so a link opens on a model), and whether the link named
-/// a repository.
-fn url_settings() -> (String, String, bool) {
-    let hash = web::hash();
-    let query = hash.strip_prefix("#lm").unwrap_or("").trim_start_matches('?');
-    let mut base = "https://huggingface.co".to_string();
-    let mut repo = "gpt2".to_string();
-    let mut named = false;
-    for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
-        match k {
-            "base" => base = v.to_string(),
-            "repo" => {
-                repo = v.to_string();
-                named = true;
-            }
-            _ => {}
-        }
-    }
-    (base, repo, named)
-}
-
 /// Tokens per dashboard context (BOS included), as the bundled SAEs were trained.
 const SAMPLE_CONTEXT: usize = 128;
 
@@ -139,7 +118,7 @@ const SAMPLE_CONTEXT: usize = 128;
 pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: Signal<bool>) -> impl IntoView {
     let state = Rc::new(RefCell::new(LmState::default()));
     let shown = RwSignal::new(Shown { sample_limit: "4096".into(), ..Shown::default() });
-    let (initial_base, initial_repo, repo_named) = url_settings();
+    let crate::page::LmLink { base: initial_base, repo: initial_repo, repo_named } = crate::page::LmLink::parse(&web::hash());
     let base = RwSignal::new(initial_base);
     let repo = RwSignal::new(initial_repo);
     let text = RwSignal::new("The quick brown fox jumps over the lazy dog.".to_string());

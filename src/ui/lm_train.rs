@@ -28,7 +28,6 @@ use crate::sae::files::serialize_sae;
 use crate::train::activations::StoreConfig;
 use crate::train::checkpoint::{read_header, Checkpoint};
 use crate::train::lm_train::{LmEval, LmTrainer};
-use crate::train::policy::{parse_count, parse_positive, TrainSettings};
 use crate::train::trainer::TrainConfig;
 
 /// A loaded model: on the page's backend, with its tokenizer and its name.
@@ -94,35 +93,12 @@ struct SavedExtra {
     evals: Vec<LmEval>,
 }
 
-/// Settings as typed.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-struct Settings {
-    hook: String,
-    arch: String,
-    k: String,
-    dict: String,
-    tokens: String,
-    batch: String,
-    lr: String,
-}
+/// Settings as typed (the page's form, parsed by `page::TrainForm::plan`).
+type Settings = crate::page::TrainForm;
 
-/// The form's settings through the one training policy (`train::policy`), with the page's own
-/// limits on top.
+/// The form's settings through the one training policy, with the page's own limits.
 fn parse_settings(s: &Settings, model: &Gpt2) -> Result<(StoreConfig, TrainConfig, usize), String> {
-    let settings = TrainSettings {
-        hook: s.hook.clone(),
-        arch: s.arch.clone(),
-        k: parse_count("k", &s.k)?,
-        dict: parse_count("dict", &s.dict)?,
-        tokens: parse_count("tokens", &s.tokens)?,
-        batch: parse_count("batch", &s.batch)?,
-        lr: parse_positive("lr", &s.lr)?,
-        ..TrainSettings::default()
-    };
-    if settings.dict > 65_536 || settings.batch > 8192 {
-        return Err("the page trains dictionaries of at most 65,536 latents with batches of at most 8192".into());
-    }
-    let plan = settings.plan(&model.cfg)?;
+    let plan = s.plan(&model.cfg)?;
     Ok((plan.store, plan.train, plan.eval_every))
 }
 
