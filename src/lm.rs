@@ -187,7 +187,7 @@ pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> R
     let hook = attach_point(&model.model, &sae.sae)?;
     let (logits, mut captured) = model.run(tokens, &[hook], &[]).await?;
     let hook_acts = captured.pop().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
-    let analysis = engine::analyze(sae, &hook_acts, RunRequest { dense_acts: true, recon: true, ..Default::default() }).await?;
+    let analysis = engine::analyze(sae, &hook_acts, RunRequest { dense_acts: true, recon: true }).await?;
     Ok(TextRun {
         hook,
         logits,
