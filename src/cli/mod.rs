@@ -223,11 +223,11 @@ fn bench(a: &BenchArgs) -> Result<(), CliError> {
         };
         let sae = Rc::new(sae);
         if let Some(gpu) = &gpu {
-            let on_gpu = LoadedSae::new(sae.clone(), gpu)?;
+            let gpu_sae = LoadedSae::new(sae.clone(), gpu)?;
             let warm = &x[..d_in * n.min(64)];
-            pollster::block_on(engine::analyze(&on_gpu, warm, RunRequest::default()))?;
+            pollster::block_on(engine::analyze(&gpu_sae, warm, RunRequest::default()))?;
             let start = Instant::now();
-            pollster::block_on(engine::analyze(&on_gpu, &x, RunRequest::default()))?;
+            pollster::block_on(engine::analyze(&gpu_sae, &x, RunRequest::default()))?;
             report(
                 &gpu.name(),
                 n,
@@ -672,8 +672,8 @@ fn generate(a: &GenerateArgs) -> Result<(), CliError> {
             .as_ref()
             .map(|v| {
                 let bad = || CliError(format!("--{name} {v}: expected FEATURE=NUMBER"));
-                let (f, a) = v.split_once('=').ok_or_else(bad)?;
-                let value: f32 = a.parse().map_err(|_| bad())?;
+                let (f, number) = v.split_once('=').ok_or_else(bad)?;
+                let value: f32 = number.parse().map_err(|_| bad())?;
                 if !value.is_finite() {
                     return Err(bad());
                 }
