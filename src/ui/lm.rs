@@ -122,12 +122,6 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
     let base = RwSignal::new(initial_base);
     let repo = RwSignal::new(initial_repo);
     let text = RwSignal::new("The quick brown fox jumps over the lazy dog.".to_string());
-    let alpha = RwSignal::new("20".to_string());
-    let new_tokens = RwSignal::new("12".to_string());
-    // "add" (α·W_dec[f] at every position) or "clamp" (the feature set to α).
-    let steer_mode = RwSignal::new("add".to_string());
-    let temperature = RwSignal::new("0".to_string());
-    let seed = RwSignal::new("0".to_string());
 
     // The first time the tab is shown (once WebGPU is set up or known to be missing), with no
     // repository in its link: the bundled model, its first SAE, and a run on a sample text.
@@ -234,20 +228,6 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
         move |feature: usize| {
             let state = state.clone();
             spawn_local(async move { select(state, shown, feature).await });
-        }
-    };
-    let generate = {
-        let state = state.clone();
-        move |_| {
-            let state = state.clone();
-            let settings = SteerSettings {
-                alpha: alpha.get_untracked(),
-                new_tokens: new_tokens.get_untracked(),
-                clamp: steer_mode.get_untracked() == "clamp",
-                temperature: temperature.get_untracked(),
-                seed: seed.get_untracked(),
-            };
-            spawn_local(async move { steer(state, shown, text.get_untracked(), settings).await });
         }
     };
     let on_feature_click = {
@@ -357,12 +337,7 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
             <div class="panel lm-feature">
                 <h2>"Feature " <span id="lm-feature-index">{move || shown.with(|s| s.feature)}</span></h2>
                 <p class="muted">"Logit lens: W_dec[f]·W_U, ln_final's scale folded in, centred over the vocabulary."</p>
-                {move || shown.with(|s| s.lens.clone()).map(|(top, bottom)| view! {
-                    <div class="lens">
-                        <div><h3>"promotes"</h3><ol id="lm-lens-top">{top.into_iter().map(|(t, e)| view! { <li><code>{t}</code>{format!(" {e:+.3}")}</li> }).collect_view()}</ol></div>
-                        <div><h3>"suppresses"</h3><ol id="lm-lens-bottom">{bottom.into_iter().map(|(t, e)| view! { <li><code>{t}</code>{format!(" {e:+.3}")}</li> }).collect_view()}</ol></div>
-                    </div>
-                })}
+                <LogitLens shown=shown />
                 <h3>"Dashboard"</h3>
                 <div class="fields">
                     <label class="field"><span>"sample tokens (of the bundled held-out text)"</span>
@@ -402,6 +377,51 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                     </table>
                 })}
                 </div>
+                <Steering state=state.clone() shown=shown text=text />
+            </div>
+            <SplicePanel shown=shown />
+            {train_panel}
+        </section>
+    }
+}
+
+/// The selected feature's logit lens: the tokens it promotes and suppresses most.
+#[component]
+fn LogitLens(shown: RwSignal<Shown>) -> impl IntoView {
+    view! {
+                {move || shown.with(|s| s.lens.clone()).map(|(top, bottom)| view! {
+                    <div class="lens">
+                        <div><h3>"promotes"</h3><ol id="lm-lens-top">{top.into_iter().map(|(t, e)| view! { <li><code>{t}</code>{format!(" {e:+.3}")}</li> }).collect_view()}</ol></div>
+                        <div><h3>"suppresses"</h3><ol id="lm-lens-bottom">{bottom.into_iter().map(|(t, e)| view! { <li><code>{t}</code>{format!(" {e:+.3}")}</li> }).collect_view()}</ol></div>
+                    </div>
+                })}
+    }
+}
+
+/// Steering: generate from the text with and without the selected feature pushed or clamped.
+#[component]
+fn Steering(state: Rc<RefCell<LmState>>, shown: RwSignal<Shown>, text: RwSignal<String>) -> impl IntoView {
+    let alpha = RwSignal::new("20".to_string());
+    let new_tokens = RwSignal::new("12".to_string());
+    // "add" (α·W_dec[f] at every position) or "clamp" (the feature set to α).
+    let steer_mode = RwSignal::new("add".to_string());
+    let temperature = RwSignal::new("0".to_string());
+    let seed = RwSignal::new("0".to_string());
+    let generate = {
+        let state = state.clone();
+        move |_| {
+            let state = state.clone();
+            let settings = SteerSettings {
+                alpha: alpha.get_untracked(),
+                new_tokens: new_tokens.get_untracked(),
+                clamp: steer_mode.get_untracked() == "clamp",
+                temperature: temperature.get_untracked(),
+                seed: seed.get_untracked(),
+            };
+            spawn_local(async move { steer(state, shown, text.get_untracked(), settings).await });
+        }
+    };
+    view! {
                 <h3>"Steering"</h3>
                 <div class="fields">
                     <label class="field"><span>"mode"</span>
@@ -421,7 +441,13 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                         <tr><th>"steered"</th><td id="lm-steered">{steered}</td></tr>
                     </table>
                 })}
-            </div>
+    }
+}
+
+/// What the SAE's reconstruction error costs the model on the last run (the splice evaluation).
+#[component]
+fn SplicePanel(shown: RwSignal<Shown>) -> impl IntoView {
+    view! {
             <div class="panel lm-splice">
                 <h2>"What the SAE costs the model " <span class="muted">{move || shown.with(|s| s.run.as_ref().map(|r| r.device.clone()).unwrap_or_default())}</span></h2>
                 {move || shown.with(|s| s.run.as_ref().and_then(|r| r.splice.clone())).map(|r| view! {
@@ -437,8 +463,6 @@ pub fn LanguageModel(engine: Rc<RefCell<Engine>>, ready: Signal<bool>, visible: 
                     </table>
                 })}
             </div>
-            {train_panel}
-        </section>
     }
 }
 
