@@ -64,26 +64,11 @@ impl LoadedSae {
         Ok(LoadedSae { sae, on_gpu })
     }
 
-    /// As `new`, with the weights split into pieces of at most `max_binding_bytes` on a GPU
-    /// (tests of the chunked path).
-    pub fn with_binding_limit(sae: Rc<Sae>, backend: &Backend, max_binding_bytes: u64) -> Result<LoadedSae, GpuError> {
-        let on_gpu = match backend {
-            Backend::Cpu => None,
-            Backend::Gpu(gpu) => Some((gpu.clone(), Rc::new(GpuSae::upload_with_binding_limit(gpu, &sae, max_binding_bytes)?))),
-        };
-        Ok(LoadedSae { sae, on_gpu })
-    }
-
     pub fn backend(&self) -> Backend {
         match &self.on_gpu {
             None => Backend::Cpu,
             Some((gpu, _)) => Backend::Gpu(gpu.clone()),
         }
-    }
-
-    /// The uploaded copy, on a GPU.
-    pub fn gpu_sae(&self) -> Option<&GpuSae> {
-        self.on_gpu.as_ref().map(|(_, s)| s.as_ref())
     }
 }
 

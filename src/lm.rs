@@ -57,11 +57,6 @@ impl LoadedModel {
         }
     }
 
-    /// The uploaded copy, on a GPU.
-    pub fn gpu_model(&self) -> Option<&GpuGpt2> {
-        self.on_gpu.as_ref().map(|(_, m)| m.as_ref())
-    }
-
     /// Logits and the activations at `capture`, with `interventions` applied.
     pub async fn run(
         &self,

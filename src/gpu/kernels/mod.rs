@@ -137,6 +137,32 @@ pub(crate) fn dispatch(
     pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
 }
 
+/// One operand of a launch: its binding number, its name (for errors), the buffer, and how many
+/// 4-byte values the launch's shape needs it to hold.
+pub(crate) type Operand<'a> = (u32, &'a str, &'a wgpu::Buffer, usize);
+
+/// Checks that every operand holds what the shape needs, then binds `params` as the uniform at
+/// binding 0 and the operands at theirs, and dispatches (the entries whose bindings follow the
+/// `in0..`/`out0..` convention of train.wgsl and model.wgsl).
+pub(crate) fn launch<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: &str,
+    pipeline: &wgpu::ComputePipeline,
+    params: &P,
+    operands: &[Operand<'_>],
+    workgroups: (u32, u32, u32),
+) -> Result<(), GpuError> {
+    for (_, name, buffer, values) in operands {
+        need(kernel, name, buffer, *values)?;
+    }
+    let uniform = gpu.uniform(kernel, params);
+    let bindings: Vec<(u32, &wgpu::Buffer)> =
+        std::iter::once((0, &uniform)).chain(operands.iter().map(|(binding, _, buffer, _)| (*binding, *buffer))).collect();
+    dispatch(gpu, encoder, pipeline, &bindings, workgroups);
+    Ok(())
+}
+
 /// `Ok` when `buffer` holds at least `values` 4-byte values, else an error naming the kernel and
 /// the operand (a binding shorter than the shape says would read or write out of range).
 pub(crate) fn need(kernel: &str, operand: &str, buffer: &wgpu::Buffer, values: usize) -> Result<(), GpuError> {

@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{dispatch, index_size, module, need, pipeline, REDUCE_WGSL};
+use super::{index_size, launch, module, pipeline, REDUCE_WGSL};
 use crate::gpu::{grid_1d, Gpu, GpuError};
 
 /// The longest context the attention kernel takes (its score array is this long).
@@ -52,25 +52,6 @@ const IN2: u32 = 3;
 const OUT0: u32 = 4;
 const TOKENS: u32 = 5;
 
-fn run(
-    gpu: &Gpu,
-    encoder: &mut wgpu::CommandEncoder,
-    kernel: &str,
-    pipeline: &wgpu::ComputePipeline,
-    params: Params,
-    operands: &[(u32, &str, &wgpu::Buffer, usize)],
-    workgroups: (u32, u32, u32),
-) -> Result<(), GpuError> {
-    for (_, name, buffer, values) in operands {
-        need(kernel, name, buffer, *values)?;
-    }
-    let uniform = gpu.uniform("model params", &params);
-    let bindings: Vec<(u32, &wgpu::Buffer)> =
-        std::iter::once((0, &uniform)).chain(operands.iter().map(|(binding, _, buffer, _)| (*binding, *buffer))).collect();
-    dispatch(gpu, encoder, pipeline, &bindings, workgroups);
-    Ok(())
-}
-
 fn per_row(rows: u32) -> (u32, u32, u32) {
     let (x, y) = grid_1d(rows);
     (x, y, 1)
@@ -110,7 +91,7 @@ pub fn gather_rows(
     };
     let ops =
         [(IN0, "table chunk", chunk.rows, chunk.count * chunk.width), (OUT0, "out", out, n * chunk.width), (TOKENS, "tokens", tokens, n)];
-    run(gpu, enc, KERNEL, &gpu.kernels.model.gather_rows, params, &ops, per_row(params.rows))
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.gather_rows, &params, &ops, per_row(params.rows))
 }
 
 /// `out = a + b` over `n` elements.
@@ -125,14 +106,14 @@ pub fn add(
     const KERNEL: &str = "add";
     let params = Params { rows: 1, width: index_size(KERNEL, "n", n)?, ..Default::default() };
     let ops = [(IN0, "a", a, n), (IN1, "b", b, n), (OUT0, "out", out, n)];
-    run(gpu, enc, KERNEL, &gpu.kernels.model.add, params, &ops, per_element(params.width))
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.add, &params, &ops, per_element(params.width))
 }
 
 /// GPT-2's `gelu_new` in place over `n` elements (the tanh approximation).
 pub fn gelu_new(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, n: usize, x: &wgpu::Buffer) -> Result<(), GpuError> {
     const KERNEL: &str = "gelu_new";
     let params = Params { rows: 1, width: index_size(KERNEL, "n", n)?, ..Default::default() };
-    run(gpu, enc, KERNEL, &gpu.kernels.model.gelu_new, params, &[(OUT0, "x", x, n)], per_element(params.width))
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.gelu_new, &params, &[(OUT0, "x", x, n)], per_element(params.width))
 }
 
 /// torch's LayerNorm per row (biased variance): `out = (x − mean) / √(var + eps) · weight + bias`,
@@ -157,7 +138,7 @@ pub fn layer_norm(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: LayerNorm<'_>) -
         ..Default::default()
     };
     let ops = [(IN0, "x", a.x, n), (IN1, "weight", a.weight, a.width), (IN2, "bias", a.bias, a.width), (OUT0, "out", a.out, n)];
-    run(gpu, enc, KERNEL, &gpu.kernels.model.layer_norm, params, &ops, per_row(params.rows))
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.layer_norm, &params, &ops, per_row(params.rows))
 }
 
 /// Causal multi-head attention over `rows` tokens: `qkv` is `[rows, 3·width]` (q | k | v, heads
@@ -193,5 +174,5 @@ pub fn attention(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Attention<'_>) ->
         ..Default::default()
     };
     let ops = [(IN0, "qkv", a.qkv, 3 * a.rows * width), (OUT0, "z", a.z, a.rows * width)];
-    run(gpu, enc, KERNEL, &gpu.kernels.model.attention, params, &ops, (params.rows, params.n_heads, 1))
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.attention, &params, &ops, (params.rows, params.n_heads, 1))
 }

@@ -5,7 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{dispatch, index_size, module, need, pipeline};
+use super::{index_size, module, need, pipeline, Operand};
 use crate::gpu::{grid_1d, Gpu, GpuError};
 
 /// One pipeline per entry point, by name.
@@ -105,28 +105,22 @@ const OUT0: u32 = 4;
 const OUT1: u32 = 5;
 const OUT2: u32 = 6;
 
-/// Checks each operand's length, then dispatches `threads` threads (256 a workgroup).
+/// `kernels::launch` over `threads` threads (256 a workgroup); no dispatch for none.
 fn launch(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     kernel: &str,
     pipeline: &wgpu::ComputePipeline,
     params: Params,
-    operands: &[(u32, &str, &wgpu::Buffer, usize)],
+    operands: &[Operand<'_>],
     threads: usize,
 ) -> Result<(), GpuError> {
-    for (_, name, buffer, values) in operands {
-        need(kernel, name, buffer, *values)?;
-    }
     if threads == 0 {
-        return Ok(());
+        // Still refuses operands shorter than the shape.
+        return operands.iter().try_for_each(|(_, name, buffer, values)| need(kernel, name, buffer, *values));
     }
-    let uniform = gpu.uniform("train params", &params);
-    let bindings: Vec<(u32, &wgpu::Buffer)> =
-        std::iter::once((0, &uniform)).chain(operands.iter().map(|(binding, _, buffer, _)| (*binding, *buffer))).collect();
     let (x, y) = grid_1d(threads.div_ceil(256) as u32);
-    dispatch(gpu, encoder, pipeline, &bindings, (x, y, 1));
-    Ok(())
+    super::launch(gpu, encoder, kernel, pipeline, &params, operands, (x, y, 1))
 }
 
 /// `acts = relu(pre)` over `shape`.
