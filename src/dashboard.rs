@@ -244,12 +244,12 @@ pub fn nearest_features(sae: &Sae, feature: usize, other: &Sae, n: usize) -> Res
         return Err(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae()));
     }
     let d = sae.d_in();
-    let row = &sae.w_dec[feature * d..(feature + 1) * d];
+    let row = &sae.w_dec()[feature * d..(feature + 1) * d];
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     let row_norm = norm(row);
     let same = std::ptr::eq(sae, other);
     let mut cos: Vec<(usize, f32)> = other
-        .w_dec
+        .w_dec()
         .chunks_exact(d)
         .enumerate()
         .filter(|&(j, _)| !(same && j == feature))

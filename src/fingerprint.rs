@@ -25,18 +25,13 @@ pub fn model(model: &Gpt2) -> u64 {
     fnv1a(sizes.into_iter().chain(sample.map(|v| v.to_bits())))
 }
 
-/// An SAE: its sizes and hook, a strided sample of its encoder and decoder, its biases and
-/// thresholds.
+/// An SAE: its sizes and hook, a strided sample of its encoder and decoder, and every per-feature
+/// and per-dimension tensor (biases, thresholds, gates).
 pub fn sae(sae: &Sae) -> u64 {
     let hook = sae.cfg.hook_name.as_deref().unwrap_or("").bytes().map(u32::from);
     let sizes = [sae.d_in(), sae.d_sae()].map(|v| v as u32);
-    let weights = sae
-        .w_enc
-        .iter()
-        .step_by(STRIDE)
-        .chain(sae.w_dec.iter().step_by(STRIDE))
-        .chain(&sae.b_enc)
-        .chain(&sae.b_dec)
-        .chain(sae.threshold.iter().flatten());
+    let w = sae.weights();
+    let small = w.tensors().into_iter().filter(|(name, _)| !matches!(*name, "W_enc" | "W_dec")).flat_map(|(_, t)| t.iter());
+    let weights = w.w_enc.iter().step_by(STRIDE).chain(w.w_dec.iter().step_by(STRIDE)).chain(small);
     fnv1a(sizes.into_iter().chain(hook).chain(weights.map(|v| v.to_bits())))
 }

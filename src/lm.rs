@@ -324,7 +324,7 @@ pub async fn generate(
                 return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
             }
             let d = sae.d_in();
-            Some((hook, s, feature, sae.w_dec[feature * d..(feature + 1) * d].to_vec()))
+            Some((hook, s, feature, sae.w_dec()[feature * d..(feature + 1) * d].to_vec()))
         }
         (Some(_), None) => return Err(LmError::Mismatch("steering needs an SAE".into())),
     };
@@ -374,7 +374,7 @@ pub fn logit_lens(model: &Gpt2, sae: &Sae, feature: usize, n: usize) -> Result<(
         return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
     }
     let d = model.cfg.d_model;
-    let direction: Vec<f32> = sae.w_dec[feature * d..(feature + 1) * d].iter().zip(&model.ln_f.weight).map(|(w, g)| w * g).collect();
+    let direction: Vec<f32> = sae.w_dec()[feature * d..(feature + 1) * d].iter().zip(&model.ln_f.weight).map(|(w, g)| w * g).collect();
     let mut effects: Vec<f32> = model.unembed().chunks_exact(d).map(|u| u.iter().zip(&direction).map(|(a, b)| a * b).sum()).collect();
     let mean = effects.iter().map(|&e| e as f64).sum::<f64>() as f32 / effects.len() as f32;
     effects.iter_mut().for_each(|e| *e -= mean);

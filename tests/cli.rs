@@ -179,7 +179,7 @@ fn toy_trains_reports_json_and_saves_a_loadable_sae() {
         let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(folder.join("cfg.json")).unwrap()).unwrap();
         assert_eq!(cfg["architecture"], saved_as, "{arch}");
         if arch == "batchtopk" {
-            let threshold = sae.threshold.as_ref().expect("a threshold");
+            let threshold = sae.weights().tensor("threshold").expect("a threshold");
             assert!(threshold[0] > 0.0 && threshold.iter().all(|&t| t == threshold[0]), "one learned threshold for all latents");
         }
     }

@@ -110,8 +110,8 @@ fn nearest_features_are_the_highest_decoder_cosines() {
         a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
             / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
     };
-    let row = &sae.w_dec[7 * d..8 * d];
-    let mut want: Vec<(usize, f32)> = other.w_dec.chunks_exact(d).map(|w| cos(row, w)).enumerate().collect();
+    let row = &sae.w_dec()[7 * d..8 * d];
+    let mut want: Vec<(usize, f32)> = other.w_dec().chunks_exact(d).map(|w| cos(row, w)).enumerate().collect();
     want.sort_by(|a, b| b.1.total_cmp(&a.1));
     let got = nearest_features(&sae, 7, &other, 5).unwrap();
     for ((gi, gc), (wi, wc)) in got.iter().zip(&want) {

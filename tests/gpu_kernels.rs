@@ -216,7 +216,7 @@ fn near_boundary(sae: &Sae, x: &[f32], margin: f32) -> Vec<bool> {
     let mut near = Vec::with_capacity(x.len() / d_in * d_sae);
     for row in x.chunks_exact(d_in) {
         let (sae_in, _) = cpu::process_input(sae, row);
-        let acc = cpu::project(sae, &sae_in);
+        let acc = cpu::project(sae.weights(), &sae_in);
         match sae.cfg.architecture {
             Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
                 near.extend((0..d_sae).map(|j| (acc[j] + cols.bias[j] - cols.scale_or_threshold[j]).abs() < margin))
@@ -309,11 +309,15 @@ fn every_architecture_and_normalisation_matches_the_reference_at_awkward_sizes()
             }
         }
     }
-    let mut rescaled = random_sae_with("topk", d_in, d_sae, k, 99, cfg(&[("rescale_acts_by_decoder_norm", true.into())]));
+    let rescaled = random_sae_with("topk", d_in, d_sae, k, 99, cfg(&[("rescale_acts_by_decoder_norm", true.into())]));
     // Uneven decoder norms so that the rescaling changes which features win.
-    for (j, row) in rescaled.w_dec.chunks_exact_mut(d_in).enumerate() {
-        row.iter_mut().for_each(|v| *v *= 0.5 + (j % 7) as f32 * 0.3);
-    }
+    let rescaled = rescaled
+        .with_weights(|w| {
+            for (j, row) in w.w_dec.chunks_exact_mut(d_in).enumerate() {
+                row.iter_mut().for_each(|v| *v *= 0.5 + (j % 7) as f32 * 0.3);
+            }
+        })
+        .unwrap();
     compare_end_to_end(&rescaled, &x, &gpu, None);
 }
 

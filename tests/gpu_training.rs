@@ -6,8 +6,10 @@ mod common;
 
 use common::gpu;
 use saelab::random::Rng;
+use saelab::sae::SaeWeights;
 use saelab::train::gpu_trainer::GpuTrainer;
-use saelab::train::sae_train::{apply_constraints, loss_and_grads, remove_parallel_decoder_grad, Adam, Params, TrainArch, TENSOR_NAMES};
+use saelab::train::sae_train::init_weights;
+use saelab::train::sae_train::{apply_constraints, loss_and_grads, remove_parallel_decoder_grad, Adam, TrainArch};
 
 const ALL_ARCHS: [TrainArch; 5] = [
     TrainArch::Standard { l1: 0.3 },
@@ -17,22 +19,29 @@ const ALL_ARCHS: [TrainArch; 5] = [
     TrainArch::Gated { l1: 0.3 },
 ];
 
-fn problem(arch: TrainArch, d: usize, m: usize, batch: usize, seed: u64) -> (Params, Vec<f32>) {
+fn problem(arch: TrainArch, d: usize, m: usize, batch: usize, seed: u64) -> (SaeWeights, Vec<f32>) {
     let mut rng = Rng::new(seed);
-    let mut p = Params::init(arch, d, m, seed);
-    p.b_enc = rng.normals(m, 0.2);
+    let mut p = init_weights(arch, d, m, seed);
+    *p.encoder.pre_bias_mut() = rng.normals(m, 0.2);
     p.b_dec = rng.normals(d, 0.2);
     p.w_enc.iter_mut().for_each(|w| *w += 0.1 * rng.normal());
     // Thresholds spread over the pre-activations' range, so that many sit inside the STE window.
-    p.threshold.iter_mut().for_each(|t| *t = 0.5 * rng.uniform());
-    p.r_mag.iter_mut().for_each(|r| *r = 0.3 * rng.normal());
-    p.b_mag.iter_mut().for_each(|b| *b = 0.2 * rng.normal());
+    if let Some(t) = p.tensor_mut("threshold") {
+        t.iter_mut().for_each(|t| *t = 0.5 * rng.uniform());
+    }
+    if let Some(r) = p.tensor_mut("r_mag") {
+        r.iter_mut().for_each(|r| *r = 0.3 * rng.normal());
+    }
+    if let Some(b) = p.tensor_mut("b_mag") {
+        b.iter_mut().for_each(|b| *b = 0.2 * rng.normal());
+    }
     (p, rng.normals(batch * d, 1.0))
 }
 
 /// Per tensor: |gpu − cpu| ≤ 1e-4 · max|cpu| + 1e-6 (f32 sums in another order).
-fn assert_params_close(what: &str, gpu: &Params, cpu: &Params) {
-    for (name, (a, b)) in TENSOR_NAMES.iter().zip(gpu.tensors().into_iter().zip(cpu.tensors())) {
+fn assert_params_close(what: &str, gpu: &SaeWeights, cpu: &SaeWeights) {
+    assert_eq!(gpu.encoder.kind(), cpu.encoder.kind(), "{what}: tensors");
+    for ((name, a), (_, b)) in gpu.tensors().into_iter().zip(cpu.tensors()) {
         assert_eq!(a.len(), b.len(), "{what} {name}: length");
         let scale = b.iter().fold(0.0f32, |s, v| s.max(v.abs()));
         for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
@@ -158,7 +167,7 @@ fn divergence_on_the_gpu_is_reported() {
 fn a_size_that_does_not_fit_the_adapter_says_what_would() {
     let gpu = gpu();
     let arch = TrainArch::TopK { k: 4 };
-    let p = Params::init(arch, 16, 64, 1);
+    let p = init_weights(arch, 16, 64, 1);
     let batch = (gpu.max_binding_bytes() / 4 / 64 + 1) as usize;
     let err = GpuTrainer::new(&gpu, &p, arch, batch).err().expect("too large").to_string();
     let max_batch = gpu.max_binding_bytes() / 4 / 64;

@@ -578,14 +578,13 @@ fn row_metrics_and_fire_counts_dense_and_from_lists() {
 #[test]
 fn a_training_step_records_the_same_work_every_time() {
     use saelab::train::gpu_trainer::GpuTrainer;
-    use saelab::train::sae_train::{Params, TrainArch};
+    use saelab::train::sae_train::{init_weights, TrainArch};
     for arch in [TrainArch::TopK { k: K }, TrainArch::BatchTopK { k: K }, TrainArch::Standard { l1: 1.0 }] {
         // A device of its own: the uniform pool is per device.
         let mut b = Bench::new(40);
-        let p = Params::init(arch, WIDTH, LATENTS, 3);
+        let p = init_weights(arch, WIDTH, LATENTS, 3);
         // Adam's uniform differs by tensor size only (W_enc and W_dec share theirs).
-        let adam_uniforms =
-            p.tensors().iter().filter(|t| !t.is_empty()).map(|t| t.len()).collect::<std::collections::BTreeSet<_>>().len() as u64;
+        let adam_uniforms = p.tensors().iter().map(|(_, t)| t.len()).collect::<std::collections::BTreeSet<_>>().len() as u64;
         let mut trainer = GpuTrainer::new(&b.gpu, &p, arch, ROWS).unwrap();
         let x = b.normals(ROWS * WIDTH, 1.0);
         let dead = vec![false; LATENTS];

@@ -13,7 +13,7 @@ use crate::gpu::RunRequest;
 use crate::lm::LoadedModel;
 use crate::model::HookPoint;
 use crate::sae::files as sae_files;
-use crate::sae::{Architecture, Sae};
+use crate::sae::{Architecture, EncoderTensors, Sae};
 
 pub mod args;
 
@@ -184,14 +184,14 @@ pub fn describe(sae: &Sae) -> String {
         Architecture::BatchTopK { k } => line("k (training)", k.to_string()),
         _ => {}
     }
-    if let Some(t) = &sae.threshold {
+    if let EncoderTensors::Threshold { threshold: t, .. } = &sae.weights().encoder {
         let (min, max) = t.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
         let mean = t.iter().map(|&v| v as f64).sum::<f64>() / t.len() as f64;
         line("threshold", format!("min {min:.4}  mean {mean:.4}  max {max:.4}"));
     }
     line("hook_name", c.hook_name.clone().unwrap_or_else(|| "(none)".into()));
     line("model_name", c.model_name.clone().unwrap_or_else(|| "(none)".into()));
-    line("dtype", format!("{} (stored as {})", c.dtype, sae.stored_dtype()));
+    line("dtype", format!("{} (stored as {})", c.dtype, sae.stored_dtype.name()));
     line("normalization", c.normalization.name().to_string());
     line("apply_b_dec_to_input", c.apply_b_dec_to_input.to_string());
     line("parameters", sae.parameter_count().to_string());

@@ -46,6 +46,16 @@ impl RawTensor {
         RawTensor { dtype: FloatDtype::F32, shape, bytes: bytemuck::cast_slice(data).to_vec() }
     }
 
+    /// `data` stored as `dtype`, rounded to nearest (exact for values that came from that dtype).
+    pub fn from_f32_as(dtype: FloatDtype, shape: Vec<usize>, data: &[f32]) -> RawTensor {
+        let bytes = match dtype {
+            FloatDtype::F32 => bytemuck::cast_slice(data).to_vec(),
+            FloatDtype::F16 => data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+            FloatDtype::BF16 => data.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+        };
+        RawTensor { dtype, shape, bytes }
+    }
+
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }

@@ -62,7 +62,7 @@ impl GpuSae {
             let width = width_limit.min(d_sae - start);
             let end = start + width;
             let mut w_enc = Vec::with_capacity(d_in * width);
-            for row in sae.w_enc.chunks_exact(d_sae) {
+            for row in sae.w_enc().chunks_exact(d_sae) {
                 w_enc.extend_from_slice(&row[start..end]);
             }
             let mut cols = Vec::with_capacity(3 * width);
@@ -74,7 +74,7 @@ impl GpuSae {
                 start,
                 width,
                 w_enc: gpu.upload_f32("W_enc chunk", &w_enc),
-                w_dec: gpu.upload_f32("W_dec chunk", &sae.w_dec[start * d_in..end * d_in]),
+                w_dec: gpu.upload_f32("W_dec chunk", &sae.w_dec()[start * d_in..end * d_in]),
                 cols: gpu.upload_f32("encoder columns", &cols),
                 decode_scale: gpu.upload_f32("decode scale", &decode_scale),
             });
@@ -86,7 +86,7 @@ impl GpuSae {
             Architecture::JumpRelu | Architecture::BatchTopK { .. } => Epilogue::JumpRelu,
             Architecture::Gated => Epilogue::Gated,
         };
-        Ok(GpuSae { cfg: sae.cfg.clone(), chunks, b_dec: gpu.upload_f32("b_dec", &sae.b_dec), epilogue })
+        Ok(GpuSae { cfg: sae.cfg.clone(), chunks, b_dec: gpu.upload_f32("b_dec", sae.b_dec()), epilogue })
     }
 
     pub fn chunk_count(&self) -> usize {

@@ -3,7 +3,7 @@
 //! each architecture's `encode` in `standard_sae.py`, `topk_sae.py`, `jumprelu_sae.py`,
 //! `gated_sae.py`) line by line, in f32 like SAELens's default dtype.
 
-use super::{Architecture, Normalization, Sae};
+use super::{EncoderTensors, Normalization, Sae, SaeWeights};
 
 /// SAELens's epsilon in `run_time_activation_ln_in`.
 pub const LAYER_NORM_EPS: f32 = 1e-5;
@@ -47,16 +47,17 @@ pub fn row_norm(normalization: Normalization, x: &[f32]) -> RowNorm {
 pub fn process_input(sae: &Sae, x: &[f32]) -> (Vec<f32>, RowNorm) {
     let norm = row_norm(sae.cfg.normalization, x);
     let b_dec_weight = if sae.cfg.apply_b_dec_to_input { 1.0 } else { 0.0 };
-    let sae_in = x.iter().zip(&sae.b_dec).map(|(v, b)| (v - norm.shift) * norm.in_scale - b * b_dec_weight).collect();
+    let sae_in = x.iter().zip(sae.b_dec()).map(|(v, b)| (v - norm.shift) * norm.in_scale - b * b_dec_weight).collect();
     (sae_in, norm)
 }
 
-/// `sae_in @ W_enc` for one row (no bias), accumulated in f32 in input order.
-pub fn project(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
-    let d_sae = sae.d_sae();
+/// `sae_in @ W_enc` for one row (no bias), accumulated in f32 in input order. Training's forward
+/// pass (`train::sae_train`) projects with it too.
+pub fn project(weights: &SaeWeights, sae_in: &[f32]) -> Vec<f32> {
+    let d_sae = weights.d_sae;
     let mut acc = vec![0.0f32; d_sae];
     for (i, &xi) in sae_in.iter().enumerate() {
-        let w_row = &sae.w_enc[i * d_sae..(i + 1) * d_sae];
+        let w_row = &weights.w_enc[i * d_sae..(i + 1) * d_sae];
         for (a, w) in acc.iter_mut().zip(w_row) {
             *a += xi * w;
         }
@@ -78,18 +79,17 @@ pub fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
 
 /// Encodes one already-processed row into dense feature activations `[d_sae]`.
 pub fn encode_row(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
-    let mut pre = project(sae, sae_in);
-    match sae.cfg.architecture {
-        Architecture::Standard => {
-            for (p, b) in pre.iter_mut().zip(&sae.b_enc) {
-                *p = (*p + b).max(0.0);
-            }
-            pre
-        }
-        Architecture::TopK { k } => {
-            for (p, b) in pre.iter_mut().zip(&sae.b_enc) {
+    let mut pre = project(sae.weights(), sae_in);
+    match &sae.weights().encoder {
+        EncoderTensors::Bias { b_enc } => {
+            for (p, b) in pre.iter_mut().zip(b_enc) {
                 *p += b;
             }
+            let Some(k) = sae.cfg.architecture.topk() else {
+                // StandardSAE
+                pre.iter_mut().for_each(|p| *p = p.max(0.0));
+                return pre;
+            };
             // TopKSAE with rescale_acts_by_decoder_norm selects on pre * ‖W_dec‖.
             let selection_values = if sae.cfg.rescale_acts_by_decoder_norm {
                 pre.iter().zip(sae.decoder_norms()).map(|(p, n)| p * n).collect()
@@ -102,19 +102,17 @@ pub fn encode_row(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
             }
             acts
         }
-        Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
-            let threshold = sae.threshold.as_ref().expect("validated at load: jumprelu has a threshold");
-            for ((p, b), t) in pre.iter_mut().zip(&sae.b_enc).zip(threshold) {
+        EncoderTensors::Threshold { b_enc, threshold } => {
+            for ((p, b), t) in pre.iter_mut().zip(b_enc).zip(threshold) {
                 let h = *p + b;
                 *p = if h > *t { h.max(0.0) } else { 0.0 };
             }
             pre
         }
-        Architecture::Gated => {
-            let g = sae.gated.as_ref().expect("validated at load: gated has gate parameters");
+        EncoderTensors::Gated { b_gate, r_mag, b_mag } => {
             for (j, p) in pre.iter_mut().enumerate() {
-                let gate_open = *p + g.b_gate[j] > 0.0;
-                let magnitude = (*p * g.r_mag[j].exp() + g.b_mag[j]).max(0.0);
+                let gate_open = *p + b_gate[j] > 0.0;
+                let magnitude = (*p * r_mag[j].exp() + b_mag[j]).max(0.0);
                 *p = if gate_open { magnitude } else { 0.0 };
             }
             pre
@@ -125,22 +123,29 @@ pub fn encode_row(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
 /// Decodes one row of dense activations, then undoes the row's normalisation.
 pub fn decode_row(sae: &Sae, acts: &[f32], norm: RowNorm) -> Vec<f32> {
     let d_in = sae.d_in();
-    let mut out = sae.b_dec.clone();
+    let mut out = sae.b_dec().to_vec();
     let decoder_scale = sae.cfg.rescale_acts_by_decoder_norm && sae.cfg.architecture.topk().is_some();
     let norms = if decoder_scale { sae.decoder_norms() } else { Vec::new() };
-    for (j, &a) in acts.iter().enumerate() {
-        if a == 0.0 {
-            continue;
-        }
-        let a = if decoder_scale { a / norms[j] } else { a };
-        for (o, w) in out.iter_mut().zip(&sae.w_dec[j * d_in..(j + 1) * d_in]) {
-            *o += a * w;
-        }
+    if decoder_scale {
+        let scaled: Vec<f32> = acts.iter().zip(&norms).map(|(a, n)| if *a == 0.0 { 0.0 } else { a / n }).collect();
+        add_decoded(&mut out, &scaled, sae.w_dec(), d_in);
+    } else {
+        add_decoded(&mut out, acts, sae.w_dec(), d_in);
     }
     for o in out.iter_mut() {
         *o = *o * norm.out_scale + norm.shift;
     }
     out
+}
+
+/// `out += Σ_j acts[j] · W_dec[j]` over the active latents of one row (`W_dec` is `[d_sae, d_in]`).
+/// Training's forward pass decodes with it too.
+pub fn add_decoded(out: &mut [f32], acts: &[f32], w_dec: &[f32], d_in: usize) {
+    for (j, &a) in acts.iter().enumerate().filter(|(_, &a)| a != 0.0) {
+        for (o, w) in out.iter_mut().zip(&w_dec[j * d_in..(j + 1) * d_in]) {
+            *o += a * w;
+        }
+    }
 }
 
 /// What SAELens's `sae.encode(x)` returns, for `n` rows: dense `[n, d_sae]`.

@@ -2,9 +2,9 @@
 //! Bytes in, a validated [`Sae`] out; and back. Reading a folder from disk is the CLI's business
 //! (`load_dir`/`save_dir`, native only); the page hands us the same bytes from file inputs or fetch.
 
-use crate::sae::{Architecture, GatedParams, Sae, SaeConfig};
+use crate::sae::{EncoderKind, EncoderTensors, Sae, SaeConfig, SaeWeights};
 
-use crate::formats::safetensors::{RawTensor, TensorFile};
+use crate::formats::safetensors::{FloatDtype, RawTensor, TensorFile};
 use crate::formats::FormatError;
 
 pub const CFG_FILE: &str = "cfg.json";
@@ -27,8 +27,31 @@ pub struct SaeFileBytes<'a> {
 pub fn parse_sae(files: SaeFileBytes<'_>) -> Result<Sae, FormatError> {
     let cfg = SaeConfig::parse(files.cfg)?;
     let stored = TensorFile::parse(WEIGHTS_FILE, files.weights)?;
-    let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
+    let log_sparsity = match files.sparsity {
+        Some(bytes) => read_sparsity(bytes, cfg.d_sae)?,
+        None => None,
+    };
+    sae_from_tensor_file(cfg, &stored, log_sparsity)
+}
 
+/// `sparsity.safetensors`'s `sparsity` tensor, `[d_sae]`, if the file has one.
+fn read_sparsity(bytes: &[u8], d_sae: usize) -> Result<Option<Vec<f32>>, FormatError> {
+    let file = TensorFile::parse(SPARSITY_FILE, bytes)?;
+    match file.tensors.get("sparsity") {
+        Some(t) if t.shape == [d_sae] => Ok(Some(t.to_f32())),
+        Some(t) => Err(FormatError::Safetensors {
+            file: SPARSITY_FILE.into(),
+            msg: format!("'sparsity' has shape {:?} but cfg.json says d_sae={d_sae}", t.shape),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// The weights of `cfg`'s architecture from a weights file, converted as SAELens's loaders do
+/// (older JumpReLU files store `log_threshold`; a BatchTopK training checkpoint one scalar
+/// `topk_threshold`).
+fn sae_from_tensor_file(cfg: SaeConfig, stored: &TensorFile, log_sparsity: Option<Vec<f32>>) -> Result<Sae, FormatError> {
+    let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
     let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, FormatError> {
         let t = stored
             .tensors
@@ -45,17 +68,16 @@ pub fn parse_sae(files: SaeFileBytes<'_>) -> Result<Sae, FormatError> {
     let w_enc = tensor("W_enc", &[d_in, d_sae])?;
     let w_dec = tensor("W_dec", &[d_sae, d_in])?;
     let b_dec = tensor("b_dec", &[d_in])?;
-    let (b_enc, threshold, gated) = match cfg.architecture {
-        Architecture::Standard | Architecture::TopK { .. } => (tensor("b_enc", &[d_sae])?, None, None),
-        Architecture::JumpRelu | Architecture::BatchTopK { .. } => {
+    let encoder = match EncoderKind::of(cfg.architecture) {
+        EncoderKind::Bias => EncoderTensors::Bias { b_enc: tensor("b_enc", &[d_sae])? },
+        EncoderKind::Threshold => {
             let threshold = if stored.tensors.contains_key("threshold") {
                 tensor("threshold", &[d_sae])?
             } else if stored.tensors.contains_key("log_threshold") {
-                // Older SAELens JumpReLU files store log(threshold).
                 tensor("log_threshold", &[d_sae])?.into_iter().map(f32::exp).collect()
             } else if let Some(t) = stored.tensors.get("topk_threshold") {
-                // A BatchTopK training checkpoint: one global threshold, which SAELens's
-                // process_state_dict_for_saving_inference broadcasts to every feature.
+                // SAELens's process_state_dict_for_saving_inference broadcasts the one global
+                // threshold to every feature.
                 if cfg.rescale_acts_by_decoder_norm {
                     return Err(weights_err(
                         "a batchtopk checkpoint with rescale_acts_by_decoder_norm needs SAELens's inference export (save_inference_model) first",
@@ -68,36 +90,17 @@ pub fn parse_sae(files: SaeFileBytes<'_>) -> Result<Sae, FormatError> {
             } else {
                 return Err(weights_err(format!("missing tensor 'threshold' (needed by a {} SAE)", cfg.architecture.name())));
             };
-            (tensor("b_enc", &[d_sae])?, Some(threshold), None)
+            EncoderTensors::Threshold { b_enc: tensor("b_enc", &[d_sae])?, threshold }
         }
-        Architecture::Gated => {
-            let gated =
-                GatedParams { b_gate: tensor("b_gate", &[d_sae])?, b_mag: tensor("b_mag", &[d_sae])?, r_mag: tensor("r_mag", &[d_sae])? };
-            (Vec::new(), None, Some(gated))
-        }
+        EncoderKind::Gated => EncoderTensors::Gated {
+            b_gate: tensor("b_gate", &[d_sae])?,
+            r_mag: tensor("r_mag", &[d_sae])?,
+            b_mag: tensor("b_mag", &[d_sae])?,
+        },
     };
-    let sparsity = match files.sparsity {
-        Some(bytes) => {
-            let file = TensorFile::parse(SPARSITY_FILE, bytes)?;
-            let log_sparsity = match file.tensors.get("sparsity") {
-                Some(t) if t.shape == [d_sae] => Some(t.to_f32()),
-                Some(t) => {
-                    return Err(FormatError::Safetensors {
-                        file: SPARSITY_FILE.into(),
-                        msg: format!("'sparsity' has shape {:?} but cfg.json says d_sae={d_sae}", t.shape),
-                    })
-                }
-                None => None,
-            };
-            Some((file, log_sparsity))
-        }
-        None => None,
-    };
-    let (sparsity_file, log_sparsity) = match sparsity {
-        Some((f, s)) => (Some(f), s),
-        None => (None, None),
-    };
-    Ok(Sae { cfg, w_enc, w_dec, b_enc, b_dec, threshold, gated, log_sparsity, stored, sparsity_file })
+    let stored_dtype = stored.tensors.get("W_enc").map(|t| t.dtype).unwrap_or(FloatDtype::F32);
+    let weights = SaeWeights { d_in, d_sae, w_enc, w_dec, b_dec, encoder };
+    Sae::new(cfg, weights, stored_dtype, log_sparsity).map_err(weights_err)
 }
 
 fn check_shape(name: &str, t: &RawTensor, expected: &[usize], cfg: &SaeConfig) -> Result<(), FormatError> {
@@ -110,20 +113,35 @@ fn check_shape(name: &str, t: &RawTensor, expected: &[usize], cfg: &SaeConfig) -
     )))
 }
 
-/// Builds an SAE from a cfg.json object and f32 tensors, through the same parser and checks as
-/// files (random SAEs for tests and benchmarks, SAEs trained by saelab).
+/// Builds an SAE from a cfg.json object and f32 tensors, with the same checks as files (random
+/// SAEs for tests and benchmarks).
 pub fn sae_from_f32_tensors(cfg: &serde_json::Value, tensors: &[(&str, Vec<usize>, &[f32])]) -> Result<Sae, FormatError> {
     let file = TensorFile {
         tensors: tensors.iter().map(|(name, shape, data)| (name.to_string(), RawTensor::from_f32(shape.clone(), data))).collect(),
         metadata: None,
     };
-    let cfg_bytes = cfg.to_string().into_bytes();
-    parse_sae(SaeFileBytes { cfg: &cfg_bytes, weights: &file.serialize(), sparsity: None })
+    let cfg = SaeConfig::parse(cfg.to_string().as_bytes())?;
+    sae_from_tensor_file(cfg, &file, None)
 }
 
-/// The three files of an SAE folder as bytes: cfg.json, the weights, and the sparsity file if any.
+/// The three files of an SAE folder as bytes: cfg.json, the weights (by SAELens's names, in the
+/// dtype they were stored in), and the sparsity file if the SAE has a sparsity. The one writer of
+/// SAE folders: the CLI's save, the page's downloads and training's exports all come here.
 pub fn serialize_sae(sae: &Sae) -> (Vec<u8>, Vec<u8>, Option<Vec<u8>>) {
-    (sae.cfg.to_json().into_bytes(), sae.stored.serialize(), sae.sparsity_file.as_ref().map(TensorFile::serialize))
+    let w = sae.weights();
+    let weights = TensorFile {
+        tensors: w
+            .tensors()
+            .into_iter()
+            .map(|(name, values)| (name.to_string(), RawTensor::from_f32_as(sae.stored_dtype, w.shape_of(name), values)))
+            .collect(),
+        metadata: None,
+    };
+    let sparsity = sae.log_sparsity.as_ref().map(|s| {
+        let tensors = [("sparsity".to_string(), RawTensor::from_f32(vec![s.len()], s))].into_iter().collect();
+        TensorFile { tensors, metadata: None }.serialize()
+    });
+    (sae.cfg.to_json().into_bytes(), weights.serialize(), sparsity)
 }
 
 #[cfg(not(target_arch = "wasm32"))]

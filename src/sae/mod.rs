@@ -6,40 +6,23 @@ pub mod cpu;
 pub mod files;
 pub mod metrics;
 pub mod random;
+pub mod weights;
 
 pub use config::{Architecture, Normalization, SaeConfig};
+pub use weights::{EncoderKind, EncoderTensors, SaeWeights};
 
-use crate::formats::safetensors::TensorFile;
+use crate::formats::safetensors::FloatDtype;
 
-/// Gated SAE parameters (Rajamanoharan et al. 2024, "Improving Dictionary Learning with Gated SAEs";
-/// SAELens `GatedSAE`): the magnitude path shares `W_enc`, rescaled per feature by `exp(r_mag)`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GatedParams {
-    pub b_gate: Vec<f32>,
-    pub b_mag: Vec<f32>,
-    pub r_mag: Vec<f32>,
-}
-
-/// An SAE ready to run: its config and its weights widened to f32, row-major.
+/// An SAE ready to run: its config and its weights widened to f32. Built only by [`Sae::new`],
+/// which checks that the weights are those the config's architecture runs on.
 #[derive(Debug, Clone)]
 pub struct Sae {
     pub cfg: SaeConfig,
-    /// `[d_in, d_sae]`
-    pub w_enc: Vec<f32>,
-    /// `[d_sae, d_in]`
-    pub w_dec: Vec<f32>,
-    /// `[d_sae]`; empty for gated SAEs, which have `b_gate` and `b_mag` instead.
-    pub b_enc: Vec<f32>,
-    /// `[d_in]`
-    pub b_dec: Vec<f32>,
-    /// JumpReLU (and BatchTopK saved as JumpReLU) thresholds, `[d_sae]`.
-    pub threshold: Option<Vec<f32>>,
-    pub gated: Option<GatedParams>,
+    weights: SaeWeights,
+    /// The dtype the weights file stored them in; saving writes them back in it.
+    pub stored_dtype: FloatDtype,
     /// `log10` feature firing density from `sparsity.safetensors`, if the folder had one.
     pub log_sparsity: Option<Vec<f32>>,
-    /// The weights file as read, so that saving is byte-for-byte stable.
-    pub stored: TensorFile,
-    pub sparsity_file: Option<TensorFile>,
 }
 
 /// Per-feature parameters of the encoder's epilogue, laid out the same way for every
@@ -57,44 +40,82 @@ pub struct EncoderColumns {
 }
 
 impl Sae {
+    /// An SAE from its config and weights: the sizes must be the config's, the encoder tensors
+    /// those of its architecture (SAELens's classes: `b_enc` for standard and topk, `b_enc` and
+    /// `threshold` for jumprelu and batchtopk, `b_gate`, `r_mag`, `b_mag` for gated), and the
+    /// sparsity, if given, one value per feature.
+    pub fn new(cfg: SaeConfig, weights: SaeWeights, stored_dtype: FloatDtype, log_sparsity: Option<Vec<f32>>) -> Result<Sae, String> {
+        let (kind, expected) = (weights.encoder.kind(), EncoderKind::of(cfg.architecture));
+        if kind != expected {
+            return Err(format!(
+                "a {} SAE has the tensors {:?}, not {:?}",
+                cfg.architecture.name(),
+                expected.tensor_names(),
+                kind.tensor_names()
+            ));
+        }
+        if (weights.d_in, weights.d_sae) != (cfg.d_in, cfg.d_sae) || !weights.shapes_agree() {
+            return Err(format!("the weights are not shaped for d_in={}, d_sae={}", cfg.d_in, cfg.d_sae));
+        }
+        if log_sparsity.as_ref().is_some_and(|s| s.len() != cfg.d_sae) {
+            return Err(format!("the sparsity has not d_sae={} values", cfg.d_sae));
+        }
+        Ok(Sae { cfg, weights, stored_dtype, log_sparsity })
+    }
+
+    pub fn weights(&self) -> &SaeWeights {
+        &self.weights
+    }
+
+    /// The same SAE with its weights edited by `edit`, checked again as by [`Sae::new`].
+    pub fn with_weights(self, edit: impl FnOnce(&mut SaeWeights)) -> Result<Sae, String> {
+        let Sae { cfg, mut weights, stored_dtype, log_sparsity } = self;
+        edit(&mut weights);
+        Sae::new(cfg, weights, stored_dtype, log_sparsity)
+    }
     pub fn d_in(&self) -> usize {
         self.cfg.d_in
     }
     pub fn d_sae(&self) -> usize {
         self.cfg.d_sae
     }
-
-    /// Number of trainable parameters (all tensors of the weights file).
-    pub fn parameter_count(&self) -> usize {
-        self.stored.tensors.values().map(|t| t.len()).sum()
+    /// `[d_in, d_sae]`
+    pub fn w_enc(&self) -> &[f32] {
+        &self.weights.w_enc
+    }
+    /// `[d_sae, d_in]`
+    pub fn w_dec(&self) -> &[f32] {
+        &self.weights.w_dec
+    }
+    /// `[d_in]`
+    pub fn b_dec(&self) -> &[f32] {
+        &self.weights.b_dec
     }
 
-    /// The dtype the weights were stored in (the first tensor's; SAELens saves all alike).
-    pub fn stored_dtype(&self) -> &'static str {
-        self.stored.tensors.get("W_enc").map(|t| t.dtype.name()).unwrap_or("float32")
+    /// Number of parameters (all tensors of the weights file).
+    pub fn parameter_count(&self) -> usize {
+        self.weights.parameter_count()
     }
 
     /// ‖W_dec[j]‖ for every feature.
     pub fn decoder_norms(&self) -> Vec<f32> {
-        self.w_dec.chunks_exact(self.d_in()).map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt()).collect()
+        self.weights.decoder_norms()
     }
 
     pub fn encoder_columns(&self) -> EncoderColumns {
         let d_sae = self.d_sae();
         let zeros = vec![0.0; d_sae];
-        match (&self.cfg.architecture, &self.threshold, &self.gated) {
-            (Architecture::Gated, _, Some(g)) => EncoderColumns {
-                bias: g.b_gate.clone(),
-                scale_or_threshold: g.r_mag.iter().map(|r| r.exp()).collect(),
-                aux: g.b_mag.clone(),
-            },
-            (Architecture::JumpRelu | Architecture::BatchTopK { .. }, Some(t), _) => {
-                EncoderColumns { bias: self.b_enc.clone(), scale_or_threshold: t.clone(), aux: zeros }
+        match &self.weights.encoder {
+            EncoderTensors::Gated { b_gate, r_mag, b_mag } => {
+                EncoderColumns { bias: b_gate.clone(), scale_or_threshold: r_mag.iter().map(|r| r.exp()).collect(), aux: b_mag.clone() }
             }
-            (Architecture::TopK { .. }, _, _) if self.cfg.rescale_acts_by_decoder_norm => {
-                EncoderColumns { bias: self.b_enc.clone(), scale_or_threshold: self.decoder_norms(), aux: zeros }
+            EncoderTensors::Threshold { b_enc, threshold } => {
+                EncoderColumns { bias: b_enc.clone(), scale_or_threshold: threshold.clone(), aux: zeros }
             }
-            _ => EncoderColumns { bias: self.b_enc.clone(), scale_or_threshold: vec![1.0; d_sae], aux: zeros },
+            EncoderTensors::Bias { b_enc } if self.cfg.rescale_acts_by_decoder_norm && self.cfg.architecture.topk().is_some() => {
+                EncoderColumns { bias: b_enc.clone(), scale_or_threshold: self.decoder_norms(), aux: zeros }
+            }
+            EncoderTensors::Bias { b_enc } => EncoderColumns { bias: b_enc.clone(), scale_or_threshold: vec![1.0; d_sae], aux: zeros },
         }
     }
 }

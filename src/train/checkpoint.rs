@@ -16,8 +16,8 @@ use crate::formats::safetensors::{RawTensor, TensorFile};
 use crate::formats::FormatError;
 
 use super::activations::{StoreConfig, StorePosition};
-use super::sae_train::{Params, TENSOR_NAMES};
 use super::trainer::{TrainConfig, TrainerSnapshot};
+use crate::sae::SaeWeights;
 
 /// `format` of a checkpoint's header; `VERSION` changes when its layout does.
 pub const FORMAT: &str = "saelab lm-train checkpoint";
@@ -73,10 +73,8 @@ impl Checkpoint {
         let mut tensors = BTreeMap::new();
         let t = &self.trainer;
         for (prefix, p) in [("params", &t.params), ("adam_m", &t.adam_m), ("adam_v", &t.adam_v)] {
-            for ((name, values), shape) in TENSOR_NAMES.iter().zip(p.tensors()).zip(tensor_shapes(p)) {
-                if !values.is_empty() {
-                    tensors.insert(format!("{prefix}.{name}"), RawTensor::from_f32(shape, values));
-                }
+            for (name, values) in p.tensors() {
+                tensors.insert(format!("{prefix}.{name}"), RawTensor::from_f32(p.shape_of(name), values));
             }
         }
         let d = t.params.d_in;
@@ -115,15 +113,18 @@ impl Checkpoint {
         if w_enc.shape != [d_in, d_sae] {
             return Err(err(format!("params.W_enc has shape {:?}, expected {:?}", w_enc.shape, [d_in, d_sae])));
         }
-        let params_from = |prefix: &str| -> Result<Params, FormatError> {
-            let mut p = Params::zeros(header.train.arch, d_in, d_sae);
-            let shapes = tensor_shapes(&p);
-            for ((tensor_name, values), shape) in TENSOR_NAMES.iter().zip(p.tensors_mut()).zip(shapes) {
-                if values.is_empty() {
-                    continue;
-                }
+        let params_from = |prefix: &str| -> Result<SaeWeights, FormatError> {
+            let mut p = SaeWeights::zeros(header.train.arch.encoder_kind(), d_in, d_sae);
+            let shapes: Vec<Vec<usize>> = p.tensors().iter().map(|(name, _)| p.shape_of(name)).collect();
+            for ((tensor_name, values), shape) in p.tensors_mut().into_iter().zip(shapes) {
                 let key = format!("{prefix}.{tensor_name}");
-                let t = file.tensors.get(&key).ok_or_else(|| err(format!("no {key} tensor")))?;
+                // Checkpoints of saelab before the one weights type named the gate's bias b_enc.
+                let legacy = (tensor_name == "b_gate").then(|| format!("{prefix}.b_enc"));
+                let t = file
+                    .tensors
+                    .get(&key)
+                    .or_else(|| legacy.and_then(|k| file.tensors.get(&k)))
+                    .ok_or_else(|| err(format!("no {key} tensor")))?;
                 if t.shape != shape {
                     return Err(err(format!("{key} has shape {:?}, expected {shape:?}", t.shape)));
                 }
@@ -186,10 +187,4 @@ fn header_of(name: &str, metadata: &Option<HashMap<String, String>>) -> Result<C
         )));
     }
     serde_json::from_value(value).map_err(|e| err(format!("the checkpoint header is malformed: {e}")))
-}
-
-fn tensor_shapes(p: &Params) -> [Vec<usize>; 7] {
-    let (d, m) = (p.d_in, p.d_sae);
-    let per_latent = |t: &Vec<f32>| vec![t.len()];
-    [vec![d, m], per_latent(&p.b_enc), vec![m, d], vec![d], per_latent(&p.threshold), per_latent(&p.r_mag), per_latent(&p.b_mag)]
 }

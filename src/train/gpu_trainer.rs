@@ -3,7 +3,7 @@
 //! element-wise kernels, with parameters, gradients and Adam moments resident on the GPU.
 //! Per step only the fire counts come back (for dead-latent tracking).
 
-use super::sae_train::{Params, TrainArch, AUXK_COEFFICIENT, TENSOR_NAMES};
+use super::sae_train::{k_aux, TrainArch, AUXK_COEFFICIENT};
 use crate::gpu::kernels::batch_topk::{batch_topk, BatchTopK};
 use crate::gpu::kernels::matmul::{matmul, Epilogue, Matmul};
 use crate::gpu::kernels::metrics::{fire_counts, Activations};
@@ -11,47 +11,70 @@ use crate::gpu::kernels::rows::{fill_bias, normalize_rows, NormalizeRows, RowNor
 use crate::gpu::kernels::topk::{topk, TopK, MAX_TOPK};
 use crate::gpu::kernels::train::{self as ops, AdamStep, Shape, Sum};
 use crate::gpu::{Gpu, GpuError};
+use crate::sae::{EncoderTensors, SaeWeights};
 
-/// One set of the parameter tensors on the GPU (in `Params::tensors` order; an absent tensor is a
-/// 4-byte placeholder).
+/// The encoder's own tensors on the GPU, as [`EncoderTensors`].
+enum EncoderBuffers {
+    Bias { b_enc: wgpu::Buffer },
+    Threshold { b_enc: wgpu::Buffer, threshold: wgpu::Buffer },
+    Gated { b_gate: wgpu::Buffer, r_mag: wgpu::Buffer, b_mag: wgpu::Buffer },
+}
+
+/// One set of weight-shaped tensors on the GPU (parameters, gradients, Adam's moments).
 struct TensorSet {
-    buffers: [wgpu::Buffer; 7],
+    w_enc: wgpu::Buffer,
+    w_dec: wgpu::Buffer,
+    b_dec: wgpu::Buffer,
+    encoder: EncoderBuffers,
 }
 
 impl TensorSet {
-    fn upload(gpu: &Gpu, p: &Params) -> TensorSet {
-        let t = p.tensors();
-        TensorSet { buffers: std::array::from_fn(|i| gpu.upload_f32(TENSOR_NAMES[i], t[i])) }
+    fn upload(gpu: &Gpu, p: &SaeWeights) -> TensorSet {
+        let up = |name: &str, t: &[f32]| gpu.upload_f32(name, t);
+        let encoder = match &p.encoder {
+            EncoderTensors::Bias { b_enc } => EncoderBuffers::Bias { b_enc: up("b_enc", b_enc) },
+            EncoderTensors::Threshold { b_enc, threshold } => {
+                EncoderBuffers::Threshold { b_enc: up("b_enc", b_enc), threshold: up("threshold", threshold) }
+            }
+            EncoderTensors::Gated { b_gate, r_mag, b_mag } => {
+                EncoderBuffers::Gated { b_gate: up("b_gate", b_gate), r_mag: up("r_mag", r_mag), b_mag: up("b_mag", b_mag) }
+            }
+        };
+        TensorSet { w_enc: up("W_enc", &p.w_enc), w_dec: up("W_dec", &p.w_dec), b_dec: up("b_dec", &p.b_dec), encoder }
     }
-    fn w_enc(&self) -> &wgpu::Buffer {
-        &self.buffers[0]
+
+    /// The bias added to `x W_enc`: `b_enc`, or the gate's `b_gate`.
+    fn pre_bias(&self) -> &wgpu::Buffer {
+        match &self.encoder {
+            EncoderBuffers::Bias { b_enc } | EncoderBuffers::Threshold { b_enc, .. } => b_enc,
+            EncoderBuffers::Gated { b_gate, .. } => b_gate,
+        }
     }
-    fn b_enc(&self) -> &wgpu::Buffer {
-        &self.buffers[1]
+
+    /// The buffers in [`SaeWeights::tensors`] order.
+    fn buffers(&self) -> Vec<&wgpu::Buffer> {
+        let encoder = match &self.encoder {
+            EncoderBuffers::Bias { b_enc } => vec![b_enc],
+            EncoderBuffers::Threshold { b_enc, threshold } => vec![b_enc, threshold],
+            EncoderBuffers::Gated { b_gate, r_mag, b_mag } => vec![b_gate, r_mag, b_mag],
+        };
+        [&self.w_enc, &self.w_dec, &self.b_dec].into_iter().chain(encoder).collect()
     }
-    fn w_dec(&self) -> &wgpu::Buffer {
-        &self.buffers[2]
-    }
-    fn b_dec(&self) -> &wgpu::Buffer {
-        &self.buffers[3]
-    }
-    fn threshold(&self) -> &wgpu::Buffer {
-        &self.buffers[4]
-    }
-    fn r_mag(&self) -> &wgpu::Buffer {
-        &self.buffers[5]
-    }
-    fn b_mag(&self) -> &wgpu::Buffer {
-        &self.buffers[6]
-    }
+
     /// Reads back tensors shaped like `shape`.
-    async fn read(&self, gpu: &Gpu, shape: &Params) -> Result<Params, GpuError> {
+    async fn read(&self, gpu: &Gpu, shape: &SaeWeights) -> Result<SaeWeights, GpuError> {
         let mut p = shape.clone();
-        for (buffer, tensor) in self.buffers.iter().zip(p.tensors_mut()) {
+        for (buffer, (_, tensor)) in self.buffers().into_iter().zip(p.tensors_mut()) {
             let len = tensor.len();
             *tensor = gpu.read_f32(buffer, len).await?;
         }
         Ok(p)
+    }
+
+    fn write(&self, gpu: &Gpu, p: &SaeWeights) {
+        for (buffer, (_, data)) in self.buffers().into_iter().zip(p.tensors()) {
+            gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        }
     }
 }
 
@@ -106,7 +129,7 @@ pub struct GpuTrainer {
     pub batch: usize,
     pub arch: TrainArch,
     /// Zeros shaped like the parameters (which tensors exist, and their lengths).
-    shape: Params,
+    shape: SaeWeights,
     params: TensorSet,
     grads: TensorSet,
     adam_m: TensorSet,
@@ -117,14 +140,17 @@ pub struct GpuTrainer {
 }
 
 impl GpuTrainer {
-    pub fn new(gpu: &Gpu, p: &Params, arch: TrainArch, batch: usize) -> Result<GpuTrainer, GpuError> {
+    pub fn new(gpu: &Gpu, p: &SaeWeights, arch: TrainArch, batch: usize) -> Result<GpuTrainer, GpuError> {
         let (d, m) = (p.d_in, p.d_sae);
+        if p.encoder.kind() != arch.encoder_kind() || !p.shapes_agree() {
+            return Err(GpuError::Input(format!("{} training needs the tensors {:?}", arch.name(), arch.encoder_kind().tensor_names())));
+        }
         if let TrainArch::TopK { k } = arch {
             if k > MAX_TOPK {
                 return Err(GpuError::TooLarge(format!("GPU TopK training needs k ≤ {MAX_TOPK}, got k={k}")));
             }
         }
-        if arch.uses_auxk() && (d / 2).max(1) > MAX_TOPK {
+        if arch.uses_auxk() && k_aux(d) > MAX_TOPK {
             return Err(GpuError::TooLarge(format!("GPU AuxK needs d_in/2 ≤ {MAX_TOPK}, got d_in={d}")));
         }
         // Each of [batch, max(d_sae, d_in)] and [d_in, d_sae] must fit one storage binding; say
@@ -145,7 +171,7 @@ impl GpuTrainer {
             TrainArch::TopK { k } => k,
             _ => 1,
         };
-        let k_aux = (d / 2).max(1);
+        let k_aux_max = k_aux(d);
         let mut cols = vec![0.0f32; 3 * m];
         cols[m..2 * m].iter_mut().for_each(|v| *v = 1.0);
         let work = Work {
@@ -166,8 +192,8 @@ impl GpuTrainer {
             col_sums: gpu.storage("column sums", f(m)),
             dead: gpu.storage("dead mask", f(m)),
             masked: gpu.storage("masked pre", f(batch * m)),
-            aux_index: gpu.storage("aux index", f(batch * k_aux)),
-            aux_value: gpu.storage("aux value", f(batch * k_aux)),
+            aux_index: gpu.storage("aux index", f(batch * k_aux_max)),
+            aux_value: gpu.storage("aux value", f(batch * k_aux_max)),
             aux_acts: gpu.storage("aux acts", f(batch * m)),
             aux_recon: gpu.storage("aux recon", f(batch * d)),
             g_aux: gpu.storage("g_aux", f(batch * d)),
@@ -234,30 +260,29 @@ impl GpuTrainer {
         let (d, m, bsz) = (self.d_in, self.d_sae, self.batch);
         let (p, g, w) = (&self.params, &self.grads, &self.work);
         let (acts_shape, rows_shape, decoder) = (Shape::new(bsz, m), Shape::new(bsz, d), Shape::new(m, d));
-        let gated = matches!(self.arch, TrainArch::Gated { .. });
+        let gated = matches!(p.encoder, EncoderBuffers::Gated { .. });
 
         // Forward: sae_in = x − b_dec; pre = sae_in·W_enc + b_enc; acts; recon = acts·W_dec + b_dec.
         let norm = RowNormalization { mode: 0, apply_b_dec: true };
         normalize_rows(
             gpu,
             enc,
-            NormalizeRows { rows: bsz, d_in: d, norm, b_dec: p.b_dec(), x: &w.x, sae_in: &w.sae_in, norms: &w.row_norms },
+            NormalizeRows { rows: bsz, d_in: d, norm, b_dec: &p.b_dec, x: &w.x, sae_in: &w.sae_in, norms: &w.row_norms },
         )?;
         if gated {
             // The gate and magnitude paths share sae_in·W_enc; their biases come in gated_acts.
-            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m))?;
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.sae_in, d, false), (&p.w_enc, m, false), (&w.pre, m))?;
         } else {
-            enc.copy_buffer_to_buffer(p.b_enc(), 0, &w.cols, 0, (m * 4) as u64);
-            self.matmul(gpu, enc, Epilogue::TopKPre, (bsz, m, d), (&w.sae_in, d, false), (p.w_enc(), m, false), (&w.pre, m))?;
+            enc.copy_buffer_to_buffer(p.pre_bias(), 0, &w.cols, 0, (m * 4) as u64);
+            self.matmul(gpu, enc, Epilogue::TopKPre, (bsz, m, d), (&w.sae_in, d, false), (&p.w_enc, m, false), (&w.pre, m))?;
         }
-        match self.arch {
-            TrainArch::Standard { .. } => ops::relu_acts(gpu, enc, acts_shape, &w.pre, &w.acts)?,
-            TrainArch::TopK { k } => {
+        match (&p.encoder, self.arch) {
+            (EncoderBuffers::Bias { .. }, TrainArch::TopK { k }) => {
                 topk(gpu, enc, TopK { rows: bsz, d_sae: m, ld: m, k, pre: &w.pre, index: &w.list_index, value: &w.list_value })?;
                 enc.clear_buffer(&w.acts, 0, None);
                 ops::scatter_lists(gpu, enc, acts_shape, k, &w.list_index, &w.list_value, &w.acts)?;
             }
-            TrainArch::BatchTopK { k } => {
+            (EncoderBuffers::Bias { .. }, TrainArch::BatchTopK { k }) => {
                 enc.clear_buffer(&w.histogram, 0, None);
                 enc.clear_buffer(&w.select_state, 0, None);
                 let args = BatchTopK {
@@ -270,23 +295,16 @@ impl GpuTrainer {
                 };
                 batch_topk(gpu, enc, args)?;
             }
-            TrainArch::JumpRelu { .. } => ops::jumprelu_acts(gpu, enc, acts_shape, &w.pre, p.threshold(), &w.acts)?,
-            TrainArch::Gated { .. } => ops::gated_acts(
+            (EncoderBuffers::Bias { .. }, _) => ops::relu_acts(gpu, enc, acts_shape, &w.pre, &w.acts)?,
+            (EncoderBuffers::Threshold { threshold, .. }, _) => ops::jumprelu_acts(gpu, enc, acts_shape, &w.pre, threshold, &w.acts)?,
+            (EncoderBuffers::Gated { b_gate, r_mag, b_mag }, _) => ops::gated_acts(
                 gpu,
                 enc,
-                ops::GatedActs {
-                    shape: acts_shape,
-                    projected: &w.pre,
-                    b_gate: p.b_enc(),
-                    r_mag: p.r_mag(),
-                    b_mag: p.b_mag(),
-                    acts: &w.acts,
-                    gate_acts: &w.aux_acts,
-                },
+                ops::GatedActs { shape: acts_shape, projected: &w.pre, b_gate, r_mag, b_mag, acts: &w.acts, gate_acts: &w.aux_acts },
             )?,
         }
-        fill_bias(gpu, enc, bsz, d, p.b_dec(), &w.recon)?;
-        self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.acts, m, false), (p.w_dec(), d, false), (&w.recon, d))?;
+        fill_bias(gpu, enc, bsz, d, &p.b_dec, &w.recon)?;
+        self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.acts, m, false), (&p.w_dec, d, false), (&w.recon, d))?;
 
         // Backward through the reconstruction.
         let args = ops::ReconGrad {
@@ -298,19 +316,24 @@ impl GpuTrainer {
             residual: &w.residual,
         };
         ops::recon_grad(gpu, enc, args)?;
-        ops::decoder_norms(gpu, enc, decoder, p.w_dec(), &w.dec_norms)?;
+        ops::decoder_norms(gpu, enc, decoder, &p.w_dec, &w.dec_norms)?;
         // g_acts = g_recon·W_decᵀ.
-        self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_recon, d, false), (p.w_dec(), d, true), (&w.g_pre, m))?;
-        if let TrainArch::JumpRelu { l0, bandwidth } = self.arch {
+        self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_recon, d, false), (&p.w_dec, d, true), (&w.g_pre, m))?;
+        if let (
+            TrainArch::JumpRelu { l0, bandwidth },
+            EncoderBuffers::Threshold { threshold, .. },
+            EncoderBuffers::Threshold { threshold: g_threshold, .. },
+        ) = (self.arch, &p.encoder, &g.encoder)
+        {
             // The threshold's straight-through estimate reads g_acts before it is masked.
             let args = ops::JumpReluThresholdGrad {
                 shape: acts_shape,
                 l0_scale: l0 * sparsity_scale / bsz as f32,
                 bandwidth,
                 pre: &w.pre,
-                threshold: p.threshold(),
+                threshold,
                 g_acts: &w.g_pre,
-                g_threshold: g.threshold(),
+                g_threshold,
             };
             ops::jumprelu_threshold_grad(gpu, enc, args)?;
         }
@@ -323,7 +346,7 @@ impl GpuTrainer {
         let act_l1 = if gated { 0.0 } else { l1 };
         ops::act_grad(gpu, enc, acts_shape, act_l1, &w.acts, &w.dec_norms, &w.g_pre)?;
         // g_W_dec = actsᵀ·g_recon (+ the L1 term's share).
-        self.matmul(gpu, enc, Epilogue::Store, (m, d, bsz), (&w.acts, m, true), (&w.g_recon, d, false), (g.w_dec(), d))?;
+        self.matmul(gpu, enc, Epilogue::Store, (m, d, bsz), (&w.acts, m, true), (&w.g_recon, d, false), (&g.w_dec, d))?;
         if act_l1 != 0.0 {
             self.record_l1_decoder_grad(gpu, enc, &w.acts, act_l1)?;
         }
@@ -333,21 +356,20 @@ impl GpuTrainer {
         let num_dead = dead.iter().filter(|&&x| x).count();
         let aux = if gated {
             // via_gate = gate_acts·W_dec + b_dec; g_aux = 2 (via_gate − x) / B.
-            fill_bias(gpu, enc, bsz, d, p.b_dec(), &w.aux_recon)?;
-            self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.aux_acts, m, false), (p.w_dec(), d, false), (&w.aux_recon, d))?;
+            fill_bias(gpu, enc, bsz, d, &p.b_dec, &w.aux_recon)?;
+            self.matmul(gpu, enc, Epilogue::Accumulate, (bsz, d, m), (&w.aux_acts, m, false), (&p.w_dec, d, false), (&w.aux_recon, d))?;
             ops::aux_grad(gpu, enc, rows_shape, 2.0 / bsz as f32, &w.aux_recon, &w.x, &w.g_aux)?;
             true
         } else if self.arch.uses_auxk() && num_dead > 0 {
-            let k_aux_full = (d / 2).max(1);
-            let aux_scale = (num_dead as f32 / k_aux_full as f32).min(1.0);
-            let k_aux = k_aux_full.min(num_dead);
+            let aux_scale = (num_dead as f32 / k_aux(d) as f32).min(1.0);
+            let k_used = k_aux(d).min(num_dead);
             let mask: Vec<f32> = dead.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect();
             gpu.queue.write_buffer(&w.dead, 0, bytemuck::cast_slice(&mask));
             ops::mask_dead(gpu, enc, acts_shape, &w.pre, &w.dead, &w.masked)?;
-            topk(gpu, enc, TopK { rows: bsz, d_sae: m, ld: m, k: k_aux, pre: &w.masked, index: &w.aux_index, value: &w.aux_value })?;
+            topk(gpu, enc, TopK { rows: bsz, d_sae: m, ld: m, k: k_used, pre: &w.masked, index: &w.aux_index, value: &w.aux_value })?;
             enc.clear_buffer(&w.aux_acts, 0, None);
-            ops::scatter_lists(gpu, enc, acts_shape, k_aux, &w.aux_index, &w.aux_value, &w.aux_acts)?;
-            self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.aux_acts, m, false), (p.w_dec(), d, false), (&w.aux_recon, d))?;
+            ops::scatter_lists(gpu, enc, acts_shape, k_used, &w.aux_index, &w.aux_value, &w.aux_acts)?;
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.aux_acts, m, false), (&p.w_dec, d, false), (&w.aux_recon, d))?;
             let scale = 2.0 * AUXK_COEFFICIENT * aux_scale / bsz as f32;
             ops::aux_grad(gpu, enc, rows_shape, scale, &w.aux_recon, &w.residual, &w.g_aux)?;
             true
@@ -356,42 +378,44 @@ impl GpuTrainer {
         };
         if aux {
             // g_aux_acts = g_aux·W_decᵀ, through the aux activation (with the gate's L1).
-            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_aux, d, false), (p.w_dec(), d, true), (&w.g_aux_acts, m))?;
+            self.matmul(gpu, enc, Epilogue::Store, (bsz, m, d), (&w.g_aux, d, false), (&p.w_dec, d, true), (&w.g_aux_acts, m))?;
             ops::act_grad(gpu, enc, acts_shape, if gated { l1 } else { 0.0 }, &w.aux_acts, &w.dec_norms, &w.g_aux_acts)?;
-            self.matmul(gpu, enc, Epilogue::Accumulate, (m, d, bsz), (&w.aux_acts, m, true), (&w.g_aux, d, false), (g.w_dec(), d))?;
+            self.matmul(gpu, enc, Epilogue::Accumulate, (m, d, bsz), (&w.aux_acts, m, true), (&w.g_aux, d, false), (&g.w_dec, d))?;
             if gated && l1 != 0.0 {
                 self.record_l1_decoder_grad(gpu, enc, &w.aux_acts, l1)?;
             }
         }
-        if gated {
+        if let (EncoderBuffers::Gated { r_mag, .. }, EncoderBuffers::Gated { b_gate: g_b_gate, r_mag: g_r_mag, b_mag: g_b_mag }) =
+            (&p.encoder, &g.encoder)
+        {
             // g_b_gate = Σ_b g_gate_pre; then g_projected, g_r_mag, g_b_mag.
-            ops::column_sums(gpu, enc, acts_shape, 1.0, Sum::Set, &w.g_aux_acts, g.b_enc())?;
+            ops::column_sums(gpu, enc, acts_shape, 1.0, Sum::Set, &w.g_aux_acts, g_b_gate)?;
             let args = ops::GatedBackward {
                 shape: acts_shape,
                 projected: &w.pre,
-                r_mag: p.r_mag(),
+                r_mag,
                 g_gate_pre: &w.g_aux_acts,
                 g_mag_pre: &w.g_pre,
-                g_r_mag: g.r_mag(),
-                g_b_mag: g.b_mag(),
+                g_r_mag,
+                g_b_mag,
             };
             ops::gated_backward(gpu, enc, args)?;
         } else {
             if aux {
                 ops::aux_act_grad(gpu, enc, acts_shape, &w.aux_acts, &w.g_aux_acts, &w.g_pre)?;
             }
-            ops::column_sums(gpu, enc, acts_shape, 1.0, Sum::Set, &w.g_pre, g.b_enc())?;
+            ops::column_sums(gpu, enc, acts_shape, 1.0, Sum::Set, &w.g_pre, g.pre_bias())?;
         }
 
         // Encoder and b_dec: g_W_enc = sae_inᵀ·g_pre, g_b_dec = Σ_b g_recon (+ Σ_b g_aux for the
         // gate's reconstruction) − Σ_b g_pre·W_encᵀ (b_dec enters the reconstructions and sae_in).
-        self.matmul(gpu, enc, Epilogue::Store, (d, m, bsz), (&w.sae_in, d, true), (&w.g_pre, m, false), (g.w_enc(), m))?;
-        self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.g_pre, m, false), (p.w_enc(), m, true), (&w.g_sae_in, d))?;
-        ops::column_sums(gpu, enc, rows_shape, 1.0, Sum::Set, &w.g_recon, g.b_dec())?;
+        self.matmul(gpu, enc, Epilogue::Store, (d, m, bsz), (&w.sae_in, d, true), (&w.g_pre, m, false), (&g.w_enc, m))?;
+        self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.g_pre, m, false), (&p.w_enc, m, true), (&w.g_sae_in, d))?;
+        ops::column_sums(gpu, enc, rows_shape, 1.0, Sum::Set, &w.g_recon, &g.b_dec)?;
         if gated {
-            ops::column_sums(gpu, enc, rows_shape, 1.0, Sum::Add, &w.g_aux, g.b_dec())?;
+            ops::column_sums(gpu, enc, rows_shape, 1.0, Sum::Add, &w.g_aux, &g.b_dec)?;
         }
-        ops::column_sums(gpu, enc, rows_shape, -1.0, Sum::Add, &w.g_sae_in, g.b_dec())
+        ops::column_sums(gpu, enc, rows_shape, -1.0, Sum::Add, &w.g_sae_in, &g.b_dec)
     }
 
     /// The decoder-norm-weighted L1's decoder gradient:
@@ -404,14 +428,14 @@ impl GpuTrainer {
             scale,
             act_sums: &w.col_sums,
             decoder_norms: &w.dec_norms,
-            w_dec: self.params.w_dec(),
-            g_w_dec: self.grads.w_dec(),
+            w_dec: &self.params.w_dec,
+            g_w_dec: &self.grads.w_dec,
         };
         ops::l1_decoder_grad(gpu, enc, args)
     }
 
     /// Gradients of one batch without updating (for tests against the CPU reference).
-    pub async fn gradients(&self, gpu: &Gpu, x: &[f32], dead: &[bool], sparsity_scale: f32) -> Result<Params, GpuError> {
+    pub async fn gradients(&self, gpu: &Gpu, x: &[f32], dead: &[bool], sparsity_scale: f32) -> Result<SaeWeights, GpuError> {
         gpu.queue.write_buffer(&self.work.x, 0, bytemuck::cast_slice(x));
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         self.record_gradients(gpu, &mut enc, dead, sparsity_scale)?;
@@ -436,30 +460,20 @@ impl GpuTrainer {
         let unit_decoder = self.arch.unit_decoder();
         let decoder = Shape::new(m, d);
         if unit_decoder {
-            ops::remove_parallel_grad(gpu, &mut enc, decoder, self.params.w_dec(), self.grads.w_dec())?;
+            ops::remove_parallel_grad(gpu, &mut enc, decoder, &self.params.w_dec, &self.grads.w_dec)?;
         }
         let (beta1, beta2) = (0.9f32, 0.999f32);
         self.adam_beta_t = (self.adam_beta_t.0 * beta1, self.adam_beta_t.1 * beta2);
         let (c1, c2) = (1.0 - self.adam_beta_t.0, 1.0 - self.adam_beta_t.1);
-        for (i, tensor) in self.shape.tensors().into_iter().enumerate() {
-            let n = tensor.len();
-            if n == 0 {
-                continue;
-            }
+        let sets = [&self.grads, &self.params, &self.adam_m, &self.adam_v].map(TensorSet::buffers);
+        for (i, (name, tensor)) in self.shape.tensors().into_iter().enumerate() {
             // Thresholds stay ≥ 0 (apply_constraints).
-            let step = AdamStep { lr, beta1, beta2, eps: 1e-8, c1, c2, clamp_at_zero: TENSOR_NAMES[i] == "threshold" };
-            let args = ops::Adam {
-                n,
-                step,
-                grad: &self.grads.buffers[i],
-                param: &self.params.buffers[i],
-                m: &self.adam_m.buffers[i],
-                v: &self.adam_v.buffers[i],
-            };
+            let step = AdamStep { lr, beta1, beta2, eps: 1e-8, c1, c2, clamp_at_zero: name == "threshold" };
+            let args = ops::Adam { n: tensor.len(), step, grad: sets[0][i], param: sets[1][i], m: sets[2][i], v: sets[3][i] };
             ops::adam(gpu, &mut enc, args)?;
         }
         if unit_decoder {
-            ops::normalize_decoder(gpu, &mut enc, decoder, self.params.w_dec())?;
+            ops::normalize_decoder(gpu, &mut enc, decoder, &self.params.w_dec)?;
         }
         let w = &self.work;
         enc.clear_buffer(&w.report, 0, None);
@@ -473,12 +487,12 @@ impl GpuTrainer {
         Ok(StepResult { fire_counts: report, batch_min_act })
     }
 
-    pub async fn params(&self, gpu: &Gpu) -> Result<Params, GpuError> {
+    pub async fn params(&self, gpu: &Gpu) -> Result<SaeWeights, GpuError> {
         self.params.read(gpu, &self.shape).await
     }
 
     /// Parameters and Adam moments `(params, m, v)`, for host-side surgery such as resampling.
-    pub async fn state(&self, gpu: &Gpu) -> Result<(Params, Params, Params), GpuError> {
+    pub async fn state(&self, gpu: &Gpu) -> Result<(SaeWeights, SaeWeights, SaeWeights), GpuError> {
         Ok((
             self.params.read(gpu, &self.shape).await?,
             self.adam_m.read(gpu, &self.shape).await?,
@@ -497,13 +511,9 @@ impl GpuTrainer {
     }
 
     /// Writes back parameters and Adam moments.
-    pub fn set_state(&self, gpu: &Gpu, params: &Params, m: &Params, v: &Params) {
+    pub fn set_state(&self, gpu: &Gpu, params: &SaeWeights, m: &SaeWeights, v: &SaeWeights) {
         for (set, values) in [(&self.params, params), (&self.adam_m, m), (&self.adam_v, v)] {
-            for (buffer, data) in set.buffers.iter().zip(values.tensors()) {
-                if !data.is_empty() {
-                    gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(data));
-                }
-            }
+            set.write(gpu, values);
         }
     }
 }

@@ -25,12 +25,19 @@
 //! each row is removed before the update and rows are renormalised after it.
 
 use crate::random::Rng;
-use crate::sae::cpu::top_k_indices;
+use crate::sae::cpu::{add_decoded, project, top_k_indices};
+use crate::sae::{EncoderKind, EncoderTensors, SaeWeights};
 
 /// AuxK's weight in the loss (Gao et al. 2024).
 pub const AUXK_COEFFICIENT: f32 = 1.0 / 32.0;
 /// SAELens `jumprelu_init_threshold`.
 pub const JUMPRELU_INIT_THRESHOLD: f32 = 0.01;
+/// How many dead latents AuxK reconstructs the residual from: `d_in / 2` (Gao et al. 2024,
+/// App. B.1; SAELens `TopKTrainingSAE.calculate_topk_aux_loss`), at least 1.
+pub fn k_aux(d_in: usize) -> usize {
+    (d_in / 2).max(1)
+}
+
 /// SAELens `topk_threshold_lr`: the rate of BatchTopK's running threshold.
 pub const BATCHTOPK_THRESHOLD_LR: f64 = 0.01;
 
@@ -90,85 +97,38 @@ impl TrainArch {
     pub fn uses_auxk(&self) -> bool {
         self.unit_decoder()
     }
+
+    /// The tensors it trains: BatchTopK trains a plain bias (its running threshold is one number,
+    /// kept by the trainer) and is saved with a threshold.
+    pub fn encoder_kind(&self) -> EncoderKind {
+        match self {
+            TrainArch::Standard { .. } | TrainArch::TopK { .. } | TrainArch::BatchTopK { .. } => EncoderKind::Bias,
+            TrainArch::JumpRelu { .. } => EncoderKind::Threshold,
+            TrainArch::Gated { .. } => EncoderKind::Gated,
+        }
+    }
 }
 
-/// Trainable parameters (and, with the same shapes, their gradients and Adam moments).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Params {
-    pub d_in: usize,
-    pub d_sae: usize,
-    /// `[d_in, d_sae]`
-    pub w_enc: Vec<f32>,
-    /// `[d_sae]`; for gated SAEs this is the gate's bias, SAELens's `b_gate`.
-    pub b_enc: Vec<f32>,
-    /// `[d_sae, d_in]`
-    pub w_dec: Vec<f32>,
-    pub b_dec: Vec<f32>,
-    /// JumpReLU's `[d_sae]` thresholds θ; empty otherwise.
-    pub threshold: Vec<f32>,
-    /// Gated's magnitude path: `W_mag = W_enc · exp(r_mag)` per column, bias `b_mag`; empty otherwise.
-    pub r_mag: Vec<f32>,
-    pub b_mag: Vec<f32>,
-}
-
-/// The names of `Params::tensors`, in order.
-pub const TENSOR_NAMES: [&str; 7] = ["W_enc", "b_enc", "W_dec", "b_dec", "threshold", "r_mag", "b_mag"];
-
-impl Params {
-    /// All zeros, with the tensors `arch` trains.
-    pub fn zeros(arch: TrainArch, d_in: usize, d_sae: usize) -> Params {
-        let jump = matches!(arch, TrainArch::JumpRelu { .. });
-        let gated = matches!(arch, TrainArch::Gated { .. });
-        Params {
-            d_in,
-            d_sae,
-            w_enc: vec![0.0; d_in * d_sae],
-            b_enc: vec![0.0; d_sae],
-            w_dec: vec![0.0; d_sae * d_in],
-            b_dec: vec![0.0; d_in],
-            threshold: vec![0.0; if jump { d_sae } else { 0 }],
-            r_mag: vec![0.0; if gated { d_sae } else { 0 }],
-            b_mag: vec![0.0; if gated { d_sae } else { 0 }],
+/// SAELens's initialisation of the weights `arch` trains: random decoder rows (here unit-norm),
+/// `W_enc = W_decᵀ`, zero biases; JumpReLU thresholds at `jumprelu_init_threshold`, gated
+/// `r_mag = b_mag = 0`.
+pub fn init_weights(arch: TrainArch, d_in: usize, d_sae: usize, seed: u64) -> SaeWeights {
+    let mut rng = Rng::new(seed);
+    let mut p = SaeWeights::zeros(arch.encoder_kind(), d_in, d_sae);
+    for row in p.w_dec.chunks_exact_mut(d_in) {
+        let v = rng.normals(d_in, 1.0);
+        let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().zip(v).for_each(|(r, a)| *r = a / norm);
+    }
+    for i in 0..d_in {
+        for j in 0..d_sae {
+            p.w_enc[i * d_sae + j] = p.w_dec[j * d_in + i];
         }
     }
-
-    /// Zeros with the same shapes as `self`.
-    pub fn zeros_like(&self) -> Params {
-        let mut z = self.clone();
-        z.tensors_mut().into_iter().for_each(|t| t.iter_mut().for_each(|v| *v = 0.0));
-        z
+    if let EncoderTensors::Threshold { threshold, .. } = &mut p.encoder {
+        threshold.iter_mut().for_each(|t| *t = JUMPRELU_INIT_THRESHOLD);
     }
-
-    /// SAELens's initialisation: random decoder rows (here unit-norm), `W_enc = W_decᵀ`, zero
-    /// biases; JumpReLU thresholds at `jumprelu_init_threshold`, gated `r_mag = b_mag = 0`.
-    pub fn init(arch: TrainArch, d_in: usize, d_sae: usize, seed: u64) -> Params {
-        let mut rng = Rng::new(seed);
-        let mut p = Params::zeros(arch, d_in, d_sae);
-        for row in p.w_dec.chunks_exact_mut(d_in) {
-            let v = rng.normals(d_in, 1.0);
-            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
-            row.iter_mut().zip(v).for_each(|(r, a)| *r = a / norm);
-        }
-        for i in 0..d_in {
-            for j in 0..d_sae {
-                p.w_enc[i * d_sae + j] = p.w_dec[j * d_in + i];
-            }
-        }
-        p.threshold.iter_mut().for_each(|t| *t = JUMPRELU_INIT_THRESHOLD);
-        p
-    }
-
-    pub fn tensors(&self) -> [&Vec<f32>; 7] {
-        [&self.w_enc, &self.b_enc, &self.w_dec, &self.b_dec, &self.threshold, &self.r_mag, &self.b_mag]
-    }
-
-    pub fn tensors_mut(&mut self) -> [&mut Vec<f32>; 7] {
-        [&mut self.w_enc, &mut self.b_enc, &mut self.w_dec, &mut self.b_dec, &mut self.threshold, &mut self.r_mag, &mut self.b_mag]
-    }
-
-    pub fn decoder_norms(&self) -> Vec<f32> {
-        self.w_dec.chunks_exact(self.d_in).map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt()).collect()
-    }
+    p
 }
 
 /// What one step measured.
@@ -231,21 +191,17 @@ pub(crate) struct Forward {
     aux_recon: Vec<f32>,
     aux_scale: f32,
     batch_min_act: Option<f32>,
+    /// JumpReLU: how many pre-activations of the batch are above their threshold (the L0 term).
+    above_threshold: usize,
 }
 
-/// `out += Σ_j acts[j] · W_dec[j]` over the active latents of one row.
-fn decode_into(out: &mut [f32], acts: &[f32], w_dec: &[f32], d: usize) {
-    for (j, &a) in acts.iter().enumerate().filter(|(_, &a)| a != 0.0) {
-        for (o, w) in out.iter_mut().zip(&w_dec[j * d..(j + 1) * d]) {
-            *o += a * w;
-        }
-    }
-}
-
-pub(crate) fn forward(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool]) -> Forward {
+/// The non-linearity is the one the weights' encoder tensors imply (relu with a bias, a threshold,
+/// a gate); `arch` gives its settings (k) and the losses'. The trainers check that the two agree.
+pub(crate) fn forward(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool]) -> Forward {
     let (d, m) = (p.d_in, p.d_sae);
     let batch = x.len() / d;
-    let gated = matches!(arch, TrainArch::Gated { .. });
+    let gated = matches!(p.encoder, EncoderTensors::Gated { .. });
+    let pre_bias = p.encoder.pre_bias();
     let mut f = Forward {
         sae_in: Vec::with_capacity(x.len()),
         pre: vec![0.0; batch * m],
@@ -256,35 +212,36 @@ pub(crate) fn forward(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool]) -> 
         aux_recon: vec![0.0; x.len()],
         aux_scale: 0.0,
         batch_min_act: None,
+        above_threshold: 0,
     };
     for (b, row) in x.chunks_exact(d).enumerate() {
         let sae_in: Vec<f32> = row.iter().zip(&p.b_dec).map(|(v, bd)| v - bd).collect();
         // sae_in·W_enc first, then the biases (the GPU adds them in the same order).
-        let mut projected = vec![0.0f32; m];
-        for (i, &s) in sae_in.iter().enumerate() {
-            for (o, w) in projected.iter_mut().zip(&p.w_enc[i * m..(i + 1) * m]) {
-                *o += s * w;
-            }
-        }
+        let projected = project(p, &sae_in);
         let pre = &mut f.pre[b * m..(b + 1) * m];
-        pre.iter_mut().zip(projected.iter().zip(&p.b_enc)).for_each(|(o, (v, bias))| *o = v + bias);
+        pre.iter_mut().zip(projected.iter().zip(pre_bias)).for_each(|(o, (v, bias))| *o = v + bias);
         let acts = &mut f.acts[b * m..(b + 1) * m];
-        match arch {
-            TrainArch::Standard { .. } => acts.iter_mut().zip(pre.iter()).for_each(|(a, &h)| *a = h.max(0.0)),
-            TrainArch::TopK { k } => {
-                for j in top_k_indices(pre, k) {
-                    acts[j] = pre[j].max(0.0);
+        match &p.encoder {
+            EncoderTensors::Bias { .. } => match arch {
+                TrainArch::TopK { k } => {
+                    for j in top_k_indices(pre, k) {
+                        acts[j] = pre[j].max(0.0);
+                    }
+                }
+                // Selected over the whole batch below.
+                TrainArch::BatchTopK { .. } => {}
+                _ => acts.iter_mut().zip(pre.iter()).for_each(|(a, &h)| *a = h.max(0.0)),
+            },
+            EncoderTensors::Threshold { threshold, .. } => {
+                for (a, (&h, &t)) in acts.iter_mut().zip(pre.iter().zip(threshold)) {
+                    *a = if h > t { h } else { 0.0 };
+                    f.above_threshold += usize::from(h > t);
                 }
             }
-            // Selected over the whole batch below.
-            TrainArch::BatchTopK { .. } => {}
-            TrainArch::JumpRelu { .. } => {
-                acts.iter_mut().zip(pre.iter().zip(&p.threshold)).for_each(|(a, (&h, &t))| *a = if h > t { h } else { 0.0 })
-            }
-            TrainArch::Gated { .. } => {
+            EncoderTensors::Gated { r_mag, b_mag, .. } => {
                 let mag_pre = &mut f.mag_pre[b * m..(b + 1) * m];
                 for j in 0..m {
-                    mag_pre[j] = projected[j] * p.r_mag[j].exp() + p.b_mag[j];
+                    mag_pre[j] = projected[j] * r_mag[j].exp() + b_mag[j];
                     acts[j] = if pre[j] > 0.0 { mag_pre[j].max(0.0) } else { 0.0 };
                     f.aux_acts[b * m + j] = pre[j].max(0.0);
                 }
@@ -302,41 +259,41 @@ pub(crate) fn forward(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool]) -> 
     for b in 0..batch {
         let recon = &mut f.recon[b * d..(b + 1) * d];
         recon.copy_from_slice(&p.b_dec);
-        decode_into(recon, &f.acts[b * m..(b + 1) * m], &p.w_dec, d);
+        add_decoded(recon, &f.acts[b * m..(b + 1) * m], &p.w_dec, d);
         if gated {
             let via_gate = &mut f.aux_recon[b * d..(b + 1) * d];
             via_gate.copy_from_slice(&p.b_dec);
-            decode_into(via_gate, &f.aux_acts[b * m..(b + 1) * m], &p.w_dec, d);
+            add_decoded(via_gate, &f.aux_acts[b * m..(b + 1) * m], &p.w_dec, d);
         }
     }
     // AuxK: only with dead latents.
     let num_dead = dead.iter().filter(|&&dd| dd).count();
     if arch.uses_auxk() && num_dead > 0 {
-        let k_aux_full = (d / 2).max(1);
+        let k_aux_full = k_aux(d);
         f.aux_scale = (num_dead as f32 / k_aux_full as f32).min(1.0);
-        let k_aux = k_aux_full.min(num_dead);
+        let k_aux_used = k_aux_full.min(num_dead);
         let dead_index: Vec<usize> = (0..m).filter(|&j| dead[j]).collect();
         for b in 0..batch {
             let pre = &f.pre[b * m..(b + 1) * m];
             let dead_pre: Vec<f32> = dead_index.iter().map(|&j| pre[j]).collect();
-            for t in top_k_indices(&dead_pre, k_aux) {
+            for t in top_k_indices(&dead_pre, k_aux_used) {
                 let j = dead_index[t];
                 f.aux_acts[b * m + j] = pre[j].max(0.0);
             }
-            decode_into(&mut f.aux_recon[b * d..(b + 1) * d], &f.aux_acts[b * m..(b + 1) * m], &p.w_dec, d);
+            add_decoded(&mut f.aux_recon[b * d..(b + 1) * d], &f.aux_acts[b * m..(b + 1) * m], &p.w_dec, d);
         }
     }
     f
 }
 
 /// The loss at `p` (with AuxK's residual held at `residual`), for finite-difference checks.
-pub fn loss(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool], sparsity_scale: f32, residual: &[f32]) -> f32 {
+pub fn loss(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool], sparsity_scale: f32, residual: &[f32]) -> f32 {
     let f = forward(p, arch, x, dead);
     terms(p, arch, x, &f, sparsity_scale, residual).0
 }
 
 /// (loss, mse, aux) from a forward pass.
-fn terms(p: &Params, arch: TrainArch, x: &[f32], f: &Forward, sparsity_scale: f32, residual: &[f32]) -> (f32, f32, f32) {
+fn terms(p: &SaeWeights, arch: TrainArch, x: &[f32], f: &Forward, sparsity_scale: f32, residual: &[f32]) -> (f32, f32, f32) {
     let batch = (x.len() / p.d_in) as f32;
     let sq_dist = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(u, v)| (u - v) * (u - v)).sum::<f32>();
     let norm_weighted = |acts: &[f32]| {
@@ -347,10 +304,7 @@ fn terms(p: &Params, arch: TrainArch, x: &[f32], f: &Forward, sparsity_scale: f3
     let aux = match arch {
         TrainArch::Standard { l1 } => l1 * sparsity_scale * norm_weighted(&f.acts) / batch,
         TrainArch::TopK { .. } | TrainArch::BatchTopK { .. } => AUXK_COEFFICIENT * f.aux_scale * sq_dist(&f.aux_recon, residual) / batch,
-        TrainArch::JumpRelu { l0, .. } => {
-            let active = f.pre.chunks_exact(p.d_sae).map(|row| row.iter().zip(&p.threshold).filter(|(h, t)| h > t).count()).sum::<usize>();
-            l0 * sparsity_scale * active as f32 / batch
-        }
+        TrainArch::JumpRelu { l0, .. } => l0 * sparsity_scale * f.above_threshold as f32 / batch,
         TrainArch::Gated { l1 } => (l1 * sparsity_scale * norm_weighted(&f.aux_acts) + sq_dist(&f.aux_recon, x)) / batch,
     };
     (mse + aux, mse, aux)
@@ -361,13 +315,24 @@ fn terms(p: &Params, arch: TrainArch, x: &[f32], f: &Forward, sparsity_scale: f3
 /// SAELens's straight-through estimate.
 // Index loops mirror the formulas: several tensors are addressed by the same (b, i, j).
 #[allow(clippy::needless_range_loop)]
-pub fn loss_and_grads(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool], sparsity_scale: f32) -> (StepStats, Params) {
+pub fn loss_and_grads(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool], sparsity_scale: f32) -> (StepStats, SaeWeights) {
     let (d, m) = (p.d_in, p.d_sae);
     let batch = x.len() / d;
     let f = forward(p, arch, x, dead);
     let residual: Vec<f32> = x.iter().zip(&f.recon).map(|(v, r)| v - r).collect();
     let (loss, mse, aux) = terms(p, arch, x, &f, sparsity_scale, &residual);
     let mut g = p.zeros_like();
+    // The gradients of the encoder's own tensors, put into `g.encoder` at the end.
+    let mut g_pre_bias = vec![0.0f32; m];
+    let (mut g_threshold, mut g_r_mag, mut g_b_mag) = (vec![0.0f32; m], vec![0.0f32; m], vec![0.0f32; m]);
+    let threshold = match &p.encoder {
+        EncoderTensors::Threshold { threshold, .. } => Some(&threshold[..]),
+        _ => None,
+    };
+    let gate = match &p.encoder {
+        EncoderTensors::Gated { r_mag, b_mag, .. } => Some((&r_mag[..], &b_mag[..])),
+        _ => None,
+    };
     let inv_b = 1.0 / batch as f32;
     let norms = p.decoder_norms();
     // The L1 coefficient per row (standard, gated).
@@ -407,15 +372,15 @@ pub fn loss_and_grads(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool], spa
                     *gw += acts[j] * gr;
                 }
                 let ga = g_act();
-                match arch {
-                    TrainArch::Gated { .. } => {
+                match (gate, arch) {
+                    (Some((r_mag, b_mag)), _) => {
                         // Magnitude path: mag_pre = projected·exp(r_mag) + b_mag.
-                        let e = p.r_mag[j].exp();
+                        let e = r_mag[j].exp();
                         g_projected[j] += ga * e;
-                        g.r_mag[j] += ga * (f.mag_pre[b * m + j] - p.b_mag[j]);
-                        g.b_mag[j] += ga;
+                        g_r_mag[j] += ga * (f.mag_pre[b * m + j] - b_mag[j]);
+                        g_b_mag[j] += ga;
                     }
-                    TrainArch::Standard { .. } => {
+                    (None, TrainArch::Standard { .. }) => {
                         g_pre[j] += ga + l1_row * norms[j];
                         let scale = l1_row * acts[j] / norms[j].max(1e-12);
                         for (gw, wv) in g.w_dec[j * d..(j + 1) * d].iter_mut().zip(w) {
@@ -425,13 +390,13 @@ pub fn loss_and_grads(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool], spa
                     _ => g_pre[j] += ga,
                 }
             }
-            if let TrainArch::JumpRelu { l0, bandwidth } = arch {
+            if let (TrainArch::JumpRelu { l0, bandwidth }, Some(threshold)) = (arch, threshold) {
                 // SAELens JumpReLU.backward and Step.backward: −(θ/ε)·K((pre−θ)/ε)·g for the jump,
                 // −(1/ε)·K(…)·λ₀s/B for the L0 term.
-                let t = p.threshold[j];
+                let t = threshold[j];
                 let kernel = rectangle((pre[j] - t) / bandwidth);
                 if kernel != 0.0 {
-                    g.threshold[j] -= kernel * (t / bandwidth * g_act() + l0 * sparsity_scale * inv_b / bandwidth);
+                    g_threshold[j] -= kernel * (t / bandwidth * g_act() + l0 * sparsity_scale * inv_b / bandwidth);
                 }
             }
             if aux_acts[j] > 0.0 {
@@ -453,7 +418,7 @@ pub fn loss_and_grads(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool], spa
         // The pre-activation is projected + b_enc.
         for j in 0..m {
             g_projected[j] += g_pre[j];
-            g.b_enc[j] += g_pre[j];
+            g_pre_bias[j] += g_pre[j];
         }
         let sae_in = &f.sae_in[b * d..(b + 1) * d];
         for i in 0..d {
@@ -467,6 +432,11 @@ pub fn loss_and_grads(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool], spa
             g.b_dec[i] -= g_in;
         }
     }
+    g.encoder = match p.encoder.kind() {
+        EncoderKind::Bias => EncoderTensors::Bias { b_enc: g_pre_bias },
+        EncoderKind::Threshold => EncoderTensors::Threshold { b_enc: g_pre_bias, threshold: g_threshold },
+        EncoderKind::Gated => EncoderTensors::Gated { b_gate: g_pre_bias, r_mag: g_r_mag, b_mag: g_b_mag },
+    };
     let fired = (0..m).map(|j| (0..batch).any(|b| f.acts[b * m + j] > 0.0)).collect();
     let l0 = f.acts.iter().filter(|&&a| a > 0.0).count() as f32 / batch as f32;
     (StepStats { loss, mse, aux, l0, fired, residual, batch_min_act: f.batch_min_act }, g)
@@ -474,7 +444,7 @@ pub fn loss_and_grads(p: &Params, arch: TrainArch, x: &[f32], dead: &[bool], spa
 
 /// Removes from each decoder-row gradient its component along the (unit) row, so that a step
 /// moves along the sphere (SAELens `remove_gradient_parallel_to_decoder_directions`).
-pub fn remove_parallel_decoder_grad(p: &Params, g: &mut Params) {
+pub fn remove_parallel_decoder_grad(p: &SaeWeights, g: &mut SaeWeights) {
     let d = p.d_in;
     for (w, gw) in p.w_dec.chunks_exact(d).zip(g.w_dec.chunks_exact_mut(d)) {
         let dot: f32 = w.iter().zip(gw.iter()).map(|(a, b)| a * b).sum();
@@ -484,7 +454,7 @@ pub fn remove_parallel_decoder_grad(p: &Params, g: &mut Params) {
 }
 
 /// Scales every decoder row to unit norm.
-pub fn normalize_decoder(p: &mut Params) {
+pub fn normalize_decoder(p: &mut SaeWeights) {
     let d = p.d_in;
     for row in p.w_dec.chunks_exact_mut(d) {
         let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
@@ -495,11 +465,13 @@ pub fn normalize_decoder(p: &mut Params) {
 /// The constraints applied after each update: unit decoder rows (topk, batchtopk) and JumpReLU
 /// thresholds ≥ 0 (SAELens clamps them before each forward pass; clamping after each update gives
 /// the same steps and also a clamped final threshold).
-pub fn apply_constraints(arch: TrainArch, p: &mut Params) {
+pub fn apply_constraints(arch: TrainArch, p: &mut SaeWeights) {
     if arch.unit_decoder() {
         normalize_decoder(p);
     }
-    p.threshold.iter_mut().for_each(|t| *t = t.max(0.0));
+    if let EncoderTensors::Threshold { threshold, .. } = &mut p.encoder {
+        threshold.iter_mut().for_each(|t| *t = t.max(0.0));
+    }
 }
 
 /// Re-initialises latent `j` to point at `direction` (Bricken et al. 2023, "Towards
@@ -508,33 +480,32 @@ pub fn apply_constraints(arch: TrainArch, p: &mut Params) {
 /// `r_mag = b_mag = 0`, and the Adam moments of those entries 0 (in `moments`).
 // Index loops: W_dec[j, i] and W_enc[i, j] are written together, by the same (i, j).
 #[allow(clippy::needless_range_loop)]
-pub fn resample_latent(p: &mut Params, moments: [&mut Params; 2], j: usize, direction: &[f32], encoder_norm: f32) {
+pub fn resample_latent(p: &mut SaeWeights, moments: [&mut SaeWeights; 2], j: usize, direction: &[f32], encoder_norm: f32) {
     let (d, m) = (p.d_in, p.d_sae);
     let norm = direction.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
     for i in 0..d {
         p.w_dec[j * d + i] = direction[i] / norm;
         p.w_enc[i * m + j] = direction[i] / norm * encoder_norm;
     }
-    p.b_enc[j] = 0.0;
-    if let Some(t) = p.threshold.get_mut(j) {
-        *t = JUMPRELU_INIT_THRESHOLD;
-    }
-    for t in [&mut p.r_mag, &mut p.b_mag] {
-        if let Some(v) = t.get_mut(j) {
-            *v = 0.0;
-        }
-    }
+    p.encoder = reset_feature(&p.encoder, j, JUMPRELU_INIT_THRESHOLD);
     for state in moments {
         for i in 0..d {
             state.w_dec[j * d + i] = 0.0;
             state.w_enc[i * m + j] = 0.0;
         }
-        for t in [&mut state.b_enc, &mut state.threshold, &mut state.r_mag, &mut state.b_mag] {
-            if let Some(v) = t.get_mut(j) {
-                *v = 0.0;
-            }
-        }
+        state.encoder = reset_feature(&state.encoder, j, 0.0);
     }
+}
+
+/// The encoder tensors with feature `j` at 0 (its threshold at `threshold`).
+fn reset_feature(encoder: &EncoderTensors, j: usize, threshold: f32) -> EncoderTensors {
+    let mut e = encoder.clone();
+    match &mut e {
+        EncoderTensors::Bias { b_enc } => b_enc[j] = 0.0,
+        EncoderTensors::Threshold { b_enc, threshold: t } => (b_enc[j], t[j]) = (0.0, threshold),
+        EncoderTensors::Gated { b_gate, r_mag, b_mag } => (b_gate[j], r_mag[j], b_mag[j]) = (0.0, 0.0, 0.0),
+    }
+    e
 }
 
 /// Adam (Kingma & Ba 2015) with bias correction, as `torch.optim.Adam`.
@@ -543,8 +514,8 @@ pub struct Adam {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
-    pub m: Params,
-    pub v: Params,
+    pub m: SaeWeights,
+    pub v: SaeWeights,
     /// β₁ᵗ and β₂ᵗ as running products (not `powi`, whose rounding is platform-dependent).
     beta1_t: f32,
     beta2_t: f32,
@@ -552,13 +523,13 @@ pub struct Adam {
 
 impl Adam {
     /// Moments shaped like `p`.
-    pub fn new(p: &Params) -> Adam {
+    pub fn new(p: &SaeWeights) -> Adam {
         Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, m: p.zeros_like(), v: p.zeros_like(), beta1_t: 1.0, beta2_t: 1.0 }
     }
 
     /// Moments `m`, `v` and the running products β₁ᵗ, β₂ᵗ of an optimizer that has already
     /// taken steps (a resumed checkpoint, or moments carried over from the GPU).
-    pub fn resumed(m: Params, v: Params, beta_t: (f32, f32)) -> Adam {
+    pub fn resumed(m: SaeWeights, v: SaeWeights, beta_t: (f32, f32)) -> Adam {
         Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, m, v, beta1_t: beta_t.0, beta2_t: beta_t.1 }
     }
 
@@ -567,12 +538,13 @@ impl Adam {
         (self.beta1_t, self.beta2_t)
     }
 
-    pub fn step(&mut self, p: &mut Params, g: &Params, lr: f32) {
+    pub fn step(&mut self, p: &mut SaeWeights, g: &SaeWeights, lr: f32) {
         self.beta1_t *= self.beta1;
         self.beta2_t *= self.beta2;
         let (c1, c2) = (1.0 - self.beta1_t, 1.0 - self.beta2_t);
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
-        for (((pt, gt), mt), vt) in p.tensors_mut().into_iter().zip(g.tensors()).zip(self.m.tensors_mut()).zip(self.v.tensors_mut()) {
+        let tensors = p.tensors_mut().into_iter().zip(g.tensors()).zip(self.m.tensors_mut()).zip(self.v.tensors_mut());
+        for ((((_, pt), (_, gt)), (_, mt)), (_, vt)) in tensors {
             for (((pv, &gv), mv), vv) in pt.iter_mut().zip(gt.iter()).zip(mt.iter_mut()).zip(vt.iter_mut()) {
                 *mv = b1 * *mv + (1.0 - b1) * gv;
                 *vv = b2 * *vv + (1.0 - b2) * gv * gv;
@@ -586,40 +558,48 @@ impl Adam {
 mod tests {
     use super::*;
 
-    fn problem(arch: TrainArch, seed: u64) -> (Params, Vec<f32>) {
+    fn problem(arch: TrainArch, seed: u64) -> (SaeWeights, Vec<f32>) {
         let (d, m, batch) = (5, 9, 6);
         let mut rng = Rng::new(seed);
-        let mut p = Params::init(arch, d, m, seed);
-        p.b_enc = rng.normals(m, 0.3);
+        let mut p = init_weights(arch, d, m, seed);
+        *p.encoder.pre_bias_mut() = rng.normals(m, 0.3);
         p.b_dec = rng.normals(d, 0.3);
         p.w_enc.iter_mut().for_each(|w| *w += 0.2 * rng.normal());
         p.w_dec.iter_mut().for_each(|w| *w *= 0.7 + 0.6 * rng.uniform());
-        p.threshold.iter_mut().for_each(|t| *t = 0.3 * rng.uniform());
-        p.r_mag.iter_mut().for_each(|r| *r = 0.3 * rng.normal());
-        p.b_mag.iter_mut().for_each(|b| *b = 0.3 * rng.normal());
+        if let Some(t) = p.tensor_mut("threshold") {
+            t.iter_mut().for_each(|t| *t = 0.3 * rng.uniform());
+        }
+        for name in ["r_mag", "b_mag"] {
+            if let Some(t) = p.tensor_mut(name) {
+                t.iter_mut().for_each(|v| *v = 0.3 * rng.normal());
+            }
+        }
         (p, rng.normals(batch * d, 1.0))
+    }
+
+    fn threshold(w: &SaeWeights) -> &[f32] {
+        w.tensor("threshold").expect("a jumprelu SAE")
     }
 
     /// Analytic gradients against central differences in every parameter (JumpReLU's θ has a
     /// straight-through estimate instead, checked by hand below).
-    #[allow(clippy::needless_range_loop)] // t indexes the tensors of p and of g alike
     fn check_gradients(arch: TrainArch, dead: &[bool], seed: u64) {
         let (p, x) = problem(arch, seed);
         let (stats, g) = loss_and_grads(&p, arch, &x, dead, 0.7);
         let h = 1e-2f32;
         let (mut checked, mut total) = (0, 0);
-        for t in 0..7 {
-            if TENSOR_NAMES[t] == "threshold" {
+        for t in SaeWeights::tensor_names(p.encoder.kind()) {
+            if t == "threshold" {
                 continue;
             }
-            for i in 0..p.tensors()[t].len() {
+            for i in 0..p.tensor(t).unwrap().len() {
                 total += 1;
                 let mut plus = p.clone();
-                plus.tensors_mut()[t][i] += h;
+                plus.tensor_mut(t).unwrap()[i] += h;
                 let mut minus = p.clone();
-                minus.tensors_mut()[t][i] -= h;
+                minus.tensor_mut(t).unwrap()[i] -= h;
                 // Skip coordinates where the step changes a selection, a ReLU's side or a gate.
-                let pattern = |q: &Params| {
+                let pattern = |q: &SaeWeights| {
                     let f = forward(q, arch, &x, dead);
                     let gate = if matches!(arch, TrainArch::Gated { .. }) { &f.pre[..] } else { &[] };
                     f.acts.iter().chain(&f.aux_acts).chain(gate).map(|&a| a > 0.0).collect::<Vec<_>>()
@@ -630,11 +610,10 @@ mod tests {
                 }
                 let numeric =
                     (loss(&plus, arch, &x, dead, 0.7, &stats.residual) - loss(&minus, arch, &x, dead, 0.7, &stats.residual)) / (2.0 * h);
-                let analytic = g.tensors()[t][i];
+                let analytic = g.tensor(t).unwrap()[i];
                 assert!(
                     (numeric - analytic).abs() <= 2e-2 * analytic.abs().max(0.05),
-                    "{arch:?} {} index {i}: analytic {analytic}, numeric {numeric}",
-                    TENSOR_NAMES[t]
+                    "{arch:?} {t} index {i}: analytic {analytic}, numeric {numeric}"
                 );
                 checked += 1;
             }
@@ -667,21 +646,21 @@ mod tests {
     fn jumprelu_threshold_follows_saelens_straight_through_estimators() {
         // One latent, one input dimension: pre = x, θ = 0.5, bandwidth 0.1.
         let arch = TrainArch::JumpRelu { l0: 0.2, bandwidth: 0.1 };
-        let mut p = Params::init(arch, 1, 1, 0);
-        (p.w_enc[0], p.w_dec[0], p.threshold[0]) = (1.0, 1.0, 0.5);
+        let mut p = init_weights(arch, 1, 1, 0);
+        (p.w_enc[0], p.w_dec[0], p.tensor_mut("threshold").unwrap()[0]) = (1.0, 1.0, 0.5);
         // x = 0.52: active, exact reconstruction (no jump gradient), inside the window: only the
         // L0 term's −(1/ε)·λ₀ = −2.
         let (stats, g) = loss_and_grads(&p, arch, &[0.52], &[false], 1.0);
         assert_eq!(stats.l0, 1.0);
-        assert!((g.threshold[0] + 2.0).abs() < 1e-5, "{}", g.threshold[0]);
+        assert!((threshold(&g)[0] + 2.0).abs() < 1e-5, "{}", threshold(&g)[0]);
         // W_dec = 0.5: recon = 0.26, g_recon = 2·(0.26 − 0.52) = −0.52, g_act = −0.26, so the
         // jump adds −(θ/ε)·g_act = −(0.5/0.1)·(−0.26) = 1.3: θ gradient 1.3 − 2 = −0.7.
         p.w_dec[0] = 0.5;
         let (_, g) = loss_and_grads(&p, arch, &[0.52], &[false], 1.0);
-        assert!((g.threshold[0] + 0.7).abs() < 1e-5, "{}", g.threshold[0]);
+        assert!((threshold(&g)[0] + 0.7).abs() < 1e-5, "{}", threshold(&g)[0]);
         // Outside the window (pre = 0.7): no threshold gradient at all.
         let (_, g) = loss_and_grads(&p, arch, &[0.7], &[false], 1.0);
-        assert_eq!(g.threshold[0], 0.0);
+        assert_eq!(threshold(&g)[0], 0.0);
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! As features get sparser the model packs more of them than it has dimensions — in 2-D the
 //! famous pentagons — which is what the lab shows before any SAE is trained.
 //!
-//! Parameters reuse `sae_train::Params` so that one Adam serves both: `w_dec` `[n, m]` holds the
+//! Parameters reuse `sae::SaeWeights` so that one Adam serves both: `w_dec` `[n, m]` holds the
 //! features' hidden directions (the columns of W) and `b_enc` `[n]` the output bias; the encoder
 //! tensors and `b_dec` are unused and stay zero.
 
 use crate::random::Rng;
 
-use super::sae_train::{Adam, Params, TrainArch};
+use super::sae_train::Adam;
+use crate::sae::{EncoderKind, SaeWeights};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SuperpositionConfig {
@@ -64,7 +65,7 @@ pub fn sample(rng: &mut Rng, cfg: &SuperpositionConfig) -> Vec<f32> {
 }
 
 /// Loss and gradients for one batch (CPU reference).
-pub fn loss_and_grads(p: &Params, importance: &[f32], x: &[f32]) -> (f32, Params) {
+pub fn loss_and_grads(p: &SaeWeights, importance: &[f32], x: &[f32]) -> (f32, SaeWeights) {
     let (m, n) = (p.d_in, p.d_sae);
     let batch = x.len() / n;
     let mut g = p.zeros_like();
@@ -80,7 +81,7 @@ pub fn loss_and_grads(p: &Params, importance: &[f32], x: &[f32]) -> (f32, Params
         }
         let mut dz = vec![0.0f32; n];
         for i in 0..n {
-            let z: f32 = p.w_dec[i * m..(i + 1) * m].iter().zip(&h).map(|(v, hk)| v * hk).sum::<f32>() + p.b_enc[i];
+            let z: f32 = p.w_dec[i * m..(i + 1) * m].iter().zip(&h).map(|(v, hk)| v * hk).sum::<f32>() + p.encoder.pre_bias()[i];
             let out = z.max(0.0);
             let err = out - row[i];
             loss += importance[i] * err * err * scale;
@@ -95,8 +96,11 @@ pub fn loss_and_grads(p: &Params, importance: &[f32], x: &[f32]) -> (f32, Params
                 *a += d * v;
             }
         }
+        let g_bias = g.encoder.pre_bias_mut();
         for i in 0..n {
-            g.b_enc[i] += dz[i];
+            g_bias[i] += dz[i];
+        }
+        for i in 0..n {
             for k in 0..m {
                 g.w_dec[i * m + k] += dz[i] * h[k] + row[i] * dh[k];
             }
@@ -126,7 +130,7 @@ pub fn train(cfg: &SuperpositionConfig) -> Result<SuperpositionResult, String> {
     let (n, m) = (cfg.features, cfg.dims);
     let mut rng = Rng::new(cfg.seed);
     // Stored in the SAE's parameter struct (no encoder, threshold or gate terms) to share Adam.
-    let mut p = Params::zeros(TrainArch::Standard { l1: 0.0 }, m, n);
+    let mut p = SaeWeights::zeros(EncoderKind::Bias, m, n);
     // Xavier-normal initialisation, as the paper's reference code.
     let std = (2.0 / (n + m) as f32).sqrt();
     p.w_dec = rng.normals(n * m, std);
@@ -173,19 +177,19 @@ mod tests {
     fn gradients_match_finite_differences() {
         let cfg = SuperpositionConfig { features: 6, dims: 3, sparsity: 0.3, importance_decay: 0.8, batch: 7, steps: 1, lr: 1e-3, seed: 2 };
         let mut rng = Rng::new(5);
-        let mut p = Params::zeros(TrainArch::Standard { l1: 0.0 }, 3, 6);
+        let mut p = SaeWeights::zeros(EncoderKind::Bias, 3, 6);
         p.w_dec = rng.normals(18, 0.6);
-        p.b_enc = rng.normals(6, 0.1);
+        *p.encoder.pre_bias_mut() = rng.normals(6, 0.1);
         let x = sample(&mut rng, &cfg);
         let imp = cfg.importance();
         let (_, g) = loss_and_grads(&p, &imp, &x);
         let h = 1e-3f32;
-        for (t, grad) in [(1usize, &g.b_enc), (2, &g.w_dec)] {
+        for (t, grad) in [("b_enc", g.encoder.pre_bias()), ("W_dec", &g.w_dec)] {
             for i in 0..grad.len() {
                 let mut plus = p.clone();
-                plus.tensors_mut()[t][i] += h;
+                plus.tensor_mut(t).unwrap()[i] += h;
                 let mut minus = p.clone();
-                minus.tensors_mut()[t][i] -= h;
+                minus.tensor_mut(t).unwrap()[i] -= h;
                 let numeric = (loss_and_grads(&plus, &imp, &x).0 - loss_and_grads(&minus, &imp, &x).0) / (2.0 * h);
                 assert!((numeric - grad[i]).abs() < 2e-2 * grad[i].abs().max(0.05), "tensor {t}[{i}]: {} vs {numeric}", grad[i]);
             }

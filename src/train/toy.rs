@@ -211,7 +211,7 @@ mod tests {
         let sae = t.to_sae();
         let (cfg, weights, _) = crate::sae::files::serialize_sae(&sae);
         let back = crate::sae::files::parse_sae(crate::sae::files::SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).unwrap();
-        assert_eq!(back.w_dec, t.training.params.w_dec);
+        assert_eq!(back.w_dec(), t.training.params.w_dec);
         assert_eq!(back.cfg.architecture, crate::sae::Architecture::TopK { k: 2 });
     }
 }

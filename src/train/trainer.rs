@@ -8,13 +8,13 @@ use std::rc::Rc;
 
 use super::gpu_trainer::GpuTrainer;
 use crate::backend::Backend;
+use crate::formats::safetensors::FloatDtype;
 use crate::gpu::Gpu;
 use crate::random::Rng;
-use crate::sae::files::sae_from_f32_tensors;
-use crate::sae::{cpu, Sae};
+use crate::sae::{cpu, EncoderTensors, Sae, SaeConfig, SaeWeights};
 
 use super::sae_train::{
-    apply_constraints, loss_and_grads, remove_parallel_decoder_grad, resample_latent, Adam, Params, TrainArch, BATCHTOPK_THRESHOLD_LR,
+    apply_constraints, init_weights, loss_and_grads, remove_parallel_decoder_grad, resample_latent, Adam, TrainArch, BATCHTOPK_THRESHOLD_LR,
 };
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -150,7 +150,7 @@ enum Optimizer {
 
 impl Optimizer {
     /// Adam's state on `backend`, starting from `params` and the moments `adam` holds.
-    fn on(backend: &Backend, params: &Params, adam: Adam, cfg: &TrainConfig) -> Result<Optimizer, String> {
+    fn on(backend: &Backend, params: &SaeWeights, adam: Adam, cfg: &TrainConfig) -> Result<Optimizer, String> {
         match backend {
             Backend::Cpu => Ok(Optimizer::Cpu(adam)),
             Backend::Gpu(gpu) => {
@@ -171,16 +171,16 @@ pub struct TrainerSnapshot {
     pub step: usize,
     pub steps_since_fired: Vec<usize>,
     pub batch_topk_threshold: f64,
-    pub params: Params,
-    pub adam_m: Params,
-    pub adam_v: Params,
+    pub params: SaeWeights,
+    pub adam_m: SaeWeights,
+    pub adam_v: SaeWeights,
     pub adam_beta_t: (f32, f32),
 }
 
 /// An SAE being trained on batches the caller supplies.
 pub struct SaeTrainer {
     pub cfg: TrainConfig,
-    pub params: Params,
+    pub params: SaeWeights,
     optimizer: Optimizer,
     steps_since_fired: Vec<usize>,
     /// Steps taken so far.
@@ -198,7 +198,7 @@ impl SaeTrainer {
         if d_in == 0 || first_sample.is_empty() || !first_sample.len().is_multiple_of(d_in) {
             return Err(format!("the first sample must be whole rows of {d_in} values"));
         }
-        let mut params = Params::init(cfg.arch, d_in, cfg.dict, cfg.seed.wrapping_add(17));
+        let mut params = init_weights(cfg.arch, d_in, cfg.dict, cfg.seed.wrapping_add(17));
         let rows = first_sample.len() / d_in;
         match cfg.b_dec_init {
             BDecInit::Zeros => {}
@@ -252,10 +252,10 @@ impl SaeTrainer {
     pub fn from_snapshot(snapshot: TrainerSnapshot, backend: &Backend) -> Result<SaeTrainer, String> {
         let TrainerSnapshot { cfg, step, steps_since_fired, batch_topk_threshold, params, adam_m, adam_v, adam_beta_t } = snapshot;
         cfg.validate()?;
-        let expected = Params::zeros(cfg.arch, params.d_in, cfg.dict);
-        let same_shape = |p: &Params| p.d_sae == cfg.dict && p.tensors().iter().zip(expected.tensors()).all(|(a, b)| a.len() == b.len());
-        if !(same_shape(&params) && same_shape(&adam_m) && same_shape(&adam_v) && adam_m.d_in == params.d_in && adam_v.d_in == params.d_in)
-        {
+        let same_shape = |p: &SaeWeights| {
+            p.d_sae == cfg.dict && p.d_in == params.d_in && p.encoder.kind() == cfg.arch.encoder_kind() && p.shapes_agree()
+        };
+        if !(same_shape(&params) && same_shape(&adam_m) && same_shape(&adam_v)) {
             return Err(format!("the saved parameters do not have the shapes of a {} SAE with {} latents", cfg.arch.name(), cfg.dict));
         }
         if steps_since_fired.len() != cfg.dict || step > cfg.steps {
@@ -392,8 +392,8 @@ impl SaeTrainer {
     }
 }
 
-fn all_finite(p: &Params) -> bool {
-    p.tensors().iter().all(|t| t.iter().all(|v| v.is_finite()))
+fn all_finite(p: &SaeWeights) -> bool {
+    p.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite()))
 }
 
 /// Resamples every latent that is dead now (Bricken et al. 2023): draws rows of `sample` with
@@ -402,9 +402,9 @@ fn all_finite(p: &Params) -> bool {
 /// those entries' Adam moments. The draws come from their own seeded stream (seed and step), so the
 /// CPU and GPU paths resample identically.
 fn resample_dead(
-    p: &mut Params,
-    m: &mut Params,
-    v: &mut Params,
+    p: &mut SaeWeights,
+    m: &mut SaeWeights,
+    v: &mut SaeWeights,
     steps_since_fired: &mut [usize],
     cfg: &TrainConfig,
     step: usize,
@@ -452,21 +452,13 @@ fn resample_draw_seed(seed: u64, step: usize) -> u64 {
     seed.wrapping_mul(31).wrapping_add(step as u64).wrapping_add(0xBEEF)
 }
 
-/// Builds an SAELens-format SAE from trained parameters (through the same parser as files).
-/// BatchTopK is saved as JumpReLU with `batch_topk_threshold` for every latent, as SAELens's
-/// `process_state_dict_for_saving_inference` does; gated saves the gate bias as `b_gate`.
-pub fn to_sae(p: &Params, arch: TrainArch, batch_topk_threshold: f32, hook_name: &str, model_name: &str) -> Sae {
-    let shared_threshold = vec![batch_topk_threshold; p.d_sae];
-    let (d, m) = (p.d_in, p.d_sae);
-    let mut tensors: Vec<(&str, Vec<usize>, &[f32])> =
-        vec![("W_enc", vec![d, m], &p.w_enc), ("W_dec", vec![m, d], &p.w_dec), ("b_dec", vec![d], &p.b_dec)];
-    match arch {
-        TrainArch::Gated { .. } => {
-            tensors.extend([("b_gate", vec![m], &p.b_enc[..]), ("r_mag", vec![m], &p.r_mag[..]), ("b_mag", vec![m], &p.b_mag[..])])
-        }
-        TrainArch::JumpRelu { .. } => tensors.extend([("b_enc", vec![m], &p.b_enc[..]), ("threshold", vec![m], &p.threshold[..])]),
-        TrainArch::BatchTopK { .. } => tensors.extend([("b_enc", vec![m], &p.b_enc[..]), ("threshold", vec![m], &shared_threshold[..])]),
-        TrainArch::Standard { .. } | TrainArch::TopK { .. } => tensors.push(("b_enc", vec![m], &p.b_enc[..])),
+/// The SAELens-format SAE of trained weights. BatchTopK is saved as JumpReLU with
+/// `batch_topk_threshold` for every latent, as SAELens's `process_state_dict_for_saving_inference`
+/// does.
+fn to_sae(p: &SaeWeights, arch: TrainArch, batch_topk_threshold: f32, hook_name: &str, model_name: &str) -> Sae {
+    let mut weights = p.clone();
+    if let (TrainArch::BatchTopK { .. }, EncoderTensors::Bias { b_enc }) = (arch, &p.encoder) {
+        weights.encoder = EncoderTensors::Threshold { b_enc: b_enc.clone(), threshold: vec![batch_topk_threshold; p.d_sae] };
     }
     let mut cfg = serde_json::json!({
         "d_in": p.d_in, "d_sae": p.d_sae, "dtype": "float32", "device": "cpu",
@@ -484,5 +476,7 @@ pub fn to_sae(p: &Params, arch: TrainArch, batch_topk_threshold: f32, hook_name:
         TrainArch::BatchTopK { .. } | TrainArch::JumpRelu { .. } => cfg["architecture"] = "jumprelu".into(),
         TrainArch::Standard { .. } | TrainArch::Gated { .. } => cfg["architecture"] = arch.name().into(),
     }
-    sae_from_f32_tensors(&cfg, &tensors).expect("trained parameters form a valid SAE")
+    let cfg = SaeConfig::parse(cfg.to_string().as_bytes()).expect("saelab writes a valid cfg.json");
+    // The trainers check that their weights have their architecture's tensors.
+    Sae::new(cfg, weights, FloatDtype::F32, None).expect("trained weights have their architecture's tensors")
 }

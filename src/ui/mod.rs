@@ -106,7 +106,7 @@ fn sae_facts(sae: &Sae) -> Vec<(String, String)> {
         facts.push(("k".into(), k.to_string()));
     }
     facts.push(("hook".into(), c.hook_name.clone().unwrap_or_else(|| "—".into())));
-    facts.push(("dtype".into(), sae.stored_dtype().to_string()));
+    facts.push(("dtype".into(), sae.stored_dtype.name().to_string()));
     facts.push(("normalisation".into(), c.normalization.name().to_string()));
     facts.push(("parameters".into(), sae.parameter_count().to_string()));
     facts
