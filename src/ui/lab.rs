@@ -9,7 +9,7 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::{plots, web, Engine};
+use super::{plots, web, PageBackend};
 use crate::backend::Backend;
 use crate::sae::files::serialize_sae;
 use crate::sae::metrics::DensityHistogram;
@@ -57,7 +57,8 @@ struct LabState {
 }
 
 #[component]
-pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
+pub fn Lab() -> impl IntoView {
+    let page = expect_context::<PageBackend>();
     let hash = web::hash();
     let query = hash.strip_prefix("#lab").unwrap_or("").trim_start_matches('?');
     let (initial, url_problems) = LabSettings::from_query(query);
@@ -69,8 +70,8 @@ pub fn Lab(engine: Rc<RefCell<Engine>>) -> impl IntoView {
     let preset_id = RwSignal::new(from_url.unwrap_or("").to_string());
 
     let start = {
-        let (state, engine) = (state.clone(), engine.clone());
-        move |_| start_training(state.clone(), engine.clone(), settings, problems, shown)
+        let state = state.clone();
+        move |_| start_training(state.clone(), page, settings, problems, shown)
     };
     let pause = {
         let state = state.clone();
@@ -259,7 +260,7 @@ fn field(
 
 fn start_training(
     state: Rc<RefCell<LabState>>,
-    engine: Rc<RefCell<Engine>>,
+    page: PageBackend,
     settings: RwSignal<LabSettings>,
     problems: RwSignal<Vec<(String, String)>>,
     shown: RwSignal<LabShown>,
@@ -271,7 +272,7 @@ fn start_training(
     let s = settings.get_untracked();
     web::set_hash(&format!("#lab?{}", s.to_query()));
     // A bad configuration is refused before anything is replaced: the current run stays.
-    let backend = engine.borrow().backend.clone();
+    let backend = page.backend();
     let trainer = match s.to_config().and_then(|cfg| ToyTrainer::new(cfg, &backend)) {
         Ok(t) => t,
         Err(e) => return shown.update(|sh| sh.error = Some(e)),

@@ -1,50 +1,41 @@
-//! The page: a leptos (CSR) app over the same engine the CLI uses. It opens on the SAE and
-//! activations bundled in `www/demo/`, runs them on WebGPU (or, without WebGPU, on the CPU
-//! reference, labelled as such), checks the GPU figures against the CPU reference, and lets the
-//! user load their own SAE folder and `.npy` activations. A file that fails to load is reported in
-//! place; whatever was loaded before stays loaded and usable.
+//! The page: a leptos (CSR) app over the same engine the CLI uses, in three tabs — explore an SAE
+//! (`explore`), the teaching lab (`lab`), a language model with its SAEs (`lm`, with training in
+//! `lm_train`). The app chooses the backend once (WebGPU when the browser has it, else the CPU
+//! reference, labelled as such) and gives it to the tabs through leptos context.
 
 mod bundled;
+mod explore;
 mod lab;
 mod lm;
 mod lm_train;
 mod plots;
 mod web;
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::backend::Backend;
-use crate::engine::{self, Analysis, LoadedSae};
-use crate::formats::npy;
-use crate::gpu::{Gpu, RunRequest};
-use crate::sae::files::{parse_sae, SaeFileBytes, CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE};
-use crate::sae::metrics::DensityHistogram;
-use crate::sae::{Architecture, Sae};
-
-/// Above this many multiply-adds the CPU cross-check is skipped (it would stall the page).
-const CPU_CHECK_LIMIT: f64 = 3e9;
+use crate::gpu::Gpu;
 
 pub fn mount() {
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(App);
 }
 
-/// What the GPU-side and file-side state is; not reactive (wgpu objects are not `Send`).
-pub(crate) struct Engine {
-    /// Where the page runs: WebGPU when the browser has it, else the CPU reference. Chosen once,
-    /// at start.
-    pub(crate) backend: Backend,
-    sae: Option<(LoadedSae, String)>,
-    activations: Option<(Vec<f32>, String)>,
+/// Where the page computes, shared by every tab through leptos context. Chosen once, at start;
+/// until `ready`, the CPU reference.
+#[derive(Clone, Copy)]
+pub(crate) struct PageBackend {
+    backend: StoredValue<Backend, LocalStorage>,
+    /// Whether the WebGPU check has finished (either way).
+    pub(crate) ready: Signal<bool>,
 }
 
-impl Default for Engine {
-    fn default() -> Engine {
-        Engine { backend: Backend::Cpu, sae: None, activations: None }
+impl PageBackend {
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend.get_value()
     }
 }
 
@@ -55,89 +46,31 @@ enum Tab {
     LanguageModel,
 }
 
-/// Metrics as shown.
-#[derive(Clone, Debug, PartialEq)]
-struct MetricsView {
-    device: String,
-    n: usize,
-    l0: f64,
-    mse: f64,
-    fvu: f64,
-    cosine: f64,
-    dead_fraction: f64,
-}
-
-impl MetricsView {
-    fn of(a: &Analysis) -> MetricsView {
-        let m = &a.metrics;
-        MetricsView { device: a.device.clone(), n: m.n, l0: m.l0, mse: m.mse, fvu: m.fvu, cosine: m.cosine, dead_fraction: m.dead_fraction }
-    }
-    fn values(&self) -> [f64; 5] {
-        [self.l0, self.mse, self.fvu, self.cosine, self.dead_fraction]
-    }
-}
-
-/// Everything the page shows, derived from the engine after each change.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Shown {
-    adapter: String,
-    webgpu: Option<bool>,
-    status: String,
-    error: Option<String>,
-    sae_name: String,
-    sae_facts: Vec<(String, String)>,
-    activations_name: String,
-    primary: Option<MetricsView>,
-    reference: Option<MetricsView>,
-    /// Largest relative difference between the GPU's and the CPU reference's metrics.
-    check: Option<f64>,
-    histogram: Option<DensityHistogram>,
-    row_errors: Vec<f64>,
-}
-
-fn sae_facts(sae: &Sae) -> Vec<(String, String)> {
-    let c = &sae.cfg;
-    let mut facts = vec![
-        ("architecture".to_string(), c.architecture.name().to_string()),
-        ("d_in".into(), c.d_in.to_string()),
-        ("d_sae".into(), c.d_sae.to_string()),
-    ];
-    if let Architecture::TopK { k } = c.architecture {
-        facts.push(("k".into(), k.to_string()));
-    }
-    facts.push(("hook".into(), c.hook_name.clone().unwrap_or_else(|| "—".into())));
-    facts.push(("dtype".into(), sae.stored_dtype.name().to_string()));
-    facts.push(("normalisation".into(), c.normalization.name().to_string()));
-    facts.push(("parameters".into(), sae.parameter_count().to_string()));
-    facts
-}
-
 #[component]
 fn App() -> impl IntoView {
-    let engine = Rc::new(RefCell::new(Engine::default()));
-    let shown = RwSignal::new(Shown { status: "Starting…".into(), ..Default::default() });
-
-    {
-        let engine = engine.clone();
-        spawn_local(async move { start(engine, shown).await });
-    }
-
-    let on_sae_files = {
-        let engine = engine.clone();
-        move |ev: leptos::ev::Event| {
-            let files = web::files_of(&ev);
-            let engine = engine.clone();
-            spawn_local(async move { load_sae_files(engine, shown, files).await });
+    let backend = StoredValue::new_local(Backend::Cpu);
+    // None while the check runs; then whether WebGPU is there.
+    let webgpu = RwSignal::new(None::<bool>);
+    let adapter = RwSignal::new(String::new());
+    let page = PageBackend { backend, ready: Signal::derive(move || webgpu.get().is_some()) };
+    provide_context(page);
+    spawn_local(async move {
+        let adapter_info = web::adapter_description().await;
+        match Gpu::new().await {
+            Ok(mut gpu) => {
+                gpu.adapter_name = if adapter_info.is_empty() { "WebGPU".into() } else { format!("WebGPU: {adapter_info}") };
+                adapter.set(gpu.adapter_name.clone());
+                backend.set_value(Backend::Gpu(Rc::new(gpu)));
+                webgpu.set(Some(true));
+            }
+            Err(e) => {
+                adapter.set(format!(
+                    "WebGPU is not available in this browser ({e}). Running the CPU reference instead — slower, same results."
+                ));
+                webgpu.set(Some(false));
+            }
         }
-    };
-    let on_npy_file = {
-        let engine = engine.clone();
-        move |ev: leptos::ev::Event| {
-            let files = web::files_of(&ev);
-            let engine = engine.clone();
-            spawn_local(async move { load_activations_file(engine, shown, files).await });
-        }
-    };
+    });
 
     let hash = web::hash();
     let tab = RwSignal::new(if hash.starts_with("#lab") {
@@ -147,10 +80,7 @@ fn App() -> impl IntoView {
     } else {
         Tab::Explore
     });
-    let lab_view = lab::Lab(lab::LabProps { engine: engine.clone() });
-    let engine_ready = Signal::derive(move || shown.with(|s| s.webgpu.is_some()));
-    let lm_visible = Signal::derive(move || tab.get() == Tab::LanguageModel);
-    let lm_view = lm::LanguageModel(lm::LanguageModelProps { engine: engine.clone(), ready: engine_ready, visible: lm_visible });
+    let visible = move |t: Tab| Signal::derive(move || tab.get() == t);
     view! {
         <header>
             <h1>"saelab"</h1>
@@ -163,286 +93,13 @@ fn App() -> impl IntoView {
                 <a id="tab-lm" href="#lm" class=move || if tab.get() == Tab::LanguageModel { "tab active" } else { "tab" }
                     on:click=move |_| tab.set(Tab::LanguageModel)>"Language model"</a>
             </nav>
-            <p id="adapter" class=move || if shown.with(|s| s.webgpu == Some(false)) { "adapter cpu" } else { "adapter" }>
-                {move || shown.with(|s| s.adapter.clone())}
+            <p id="adapter" class=move || if webgpu.get() == Some(false) { "adapter cpu" } else { "adapter" }>
+                {move || adapter.get()}
             </p>
         </header>
-        <div class="lab-wrap" style:display=move || if tab.get() == Tab::Lab { "block" } else { "none" }>{lab_view}</div>
-        <div class="lm-wrap" style:display=move || if tab.get() == Tab::LanguageModel { "block" } else { "none" }>{lm_view}</div>
-        <main style:display=move || if tab.get() == Tab::Explore { "grid" } else { "none" }>
-            <section class="panel loaders">
-                <label>"SAE folder files (cfg.json, sae_weights.safetensors, optional sparsity.safetensors) "
-                    <input id="sae-files" type="file" multiple accept=".json,.safetensors" on:change=on_sae_files />
-                </label>
-                <label>"Activations (.npy, [n, d_in]) "
-                    <input id="npy-file" type="file" accept=".npy" on:change=on_npy_file />
-                </label>
-                <p id="status" class="status">{move || shown.with(|s| s.status.clone())}</p>
-                <Show when=move || shown.with(|s| s.error.is_some())>
-                    <p id="error" class="error" role="alert">{move || shown.with(|s| s.error.clone().unwrap_or_default())}</p>
-                </Show>
-            </section>
-            <section class="panel">
-                <h2>"SAE " <span id="sae-name">{move || shown.with(|s| s.sae_name.clone())}</span></h2>
-                <dl id="sae-facts" class="facts">
-                    {move || shown.with(|s| s.sae_facts.iter().map(|(k, v)| view! {
-                        <dt>{k.clone()}</dt><dd data-key=k.clone()>{v.clone()}</dd>
-                    }).collect_view())}
-                </dl>
-                <p>"Activations: " <span id="activations-name">{move || shown.with(|s| s.activations_name.clone())}</span></p>
-            </section>
-            <section class="panel">
-                <h2>"Metrics"</h2>
-                {move || shown.with(metrics_table)}
-            </section>
-            <section class="panel plots">
-                <figure>
-                    <figcaption>"Feature firing density (log10), dead features apart"</figcaption>
-                    {move || shown.with(|s| s.histogram.as_ref().map(plots::density_histogram))}
-                </figure>
-                <figure>
-                    <figcaption>"Reconstruction error per row, Σ(x − x̂)² / Σx²"</figcaption>
-                    {move || shown.with(|s| (!s.row_errors.is_empty()).then(|| plots::row_errors(&s.row_errors)))}
-                </figure>
-            </section>
-        </main>
+        <div class="lab-wrap" style:display=move || if tab.get() == Tab::Lab { "block" } else { "none" }><lab::Lab /></div>
+        <div class="lm-wrap" style:display=move || if tab.get() == Tab::LanguageModel { "block" } else { "none" }>
+            <lm::LanguageModel visible=visible(Tab::LanguageModel) /></div>
+        <explore::ExploreTab visible=visible(Tab::Explore) />
     }
-}
-
-fn metrics_table(s: &Shown) -> impl IntoView {
-    let Some(primary) = s.primary.clone() else {
-        return view! { <p class="muted">"No results yet."</p> }.into_any();
-    };
-    let names = ["L0", "MSE", "FVU", "cosine", "dead fraction"];
-    let ids = ["l0", "mse", "fvu", "cosine", "dead"];
-    let reference = s.reference.clone();
-    let rows = names
-        .iter()
-        .zip(ids)
-        .enumerate()
-        .map(|(i, (name, id))| {
-            let p = primary.values()[i];
-            let r = reference.as_ref().map(|r| format_metric(r.values()[i]));
-            view! {
-                <tr><th>{*name}</th><td id=format!("m-{id}")>{format_metric(p)}</td>
-                    <td id=format!("ref-{id}")>{r.unwrap_or_else(|| "—".into())}</td></tr>
-            }
-        })
-        .collect_view();
-    let check = match (s.check, &s.reference) {
-        (Some(d), _) => view! { <p id="check" class=if d < 1e-3 { "ok" } else { "bad" }>
-        {format!("GPU vs CPU reference: largest relative difference {d:.2e} {}", if d < 1e-3 { "✓ match" } else { "✗ MISMATCH" })}</p> }
-        .into_any(),
-        (None, Some(_)) => view! { <p id="check" class="muted">"Computed by the CPU reference only."</p> }.into_any(),
-        (None, None) => view! { <p id="check" class="muted">"CPU cross-check skipped for this size."</p> }.into_any(),
-    };
-    view! {
-        <table id="metrics">
-            <thead><tr><th></th><th id="primary-device">{primary.device.clone()}</th><th>"CPU reference"</th></tr></thead>
-            <tbody>{rows}</tbody>
-        </table>
-        <p>{format!("{} rows", primary.n)}</p>
-        {check}
-    }
-    .into_any()
-}
-
-fn format_metric(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
-        format!("{v:.4e}")
-    } else {
-        format!("{v:.5}")
-    }
-}
-
-async fn start(engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
-    let adapter_info = web::adapter_description().await;
-    match Gpu::new().await {
-        Ok(mut gpu) => {
-            gpu.adapter_name = if adapter_info.is_empty() { "WebGPU".into() } else { format!("WebGPU: {adapter_info}") };
-            shown.update(|s| {
-                s.adapter = gpu.adapter_name.clone();
-                s.webgpu = Some(true);
-            });
-            engine.borrow_mut().backend = Backend::Gpu(Rc::new(gpu));
-        }
-        Err(e) => shown.update(|s| {
-            s.adapter = format!("WebGPU is not available in this browser ({e}). Running the CPU reference instead — slower, same results.");
-            s.webgpu = Some(false);
-        }),
-    }
-    shown.update(|s| s.status = "Loading the bundled demo SAE…".into());
-    let fetched = async {
-        let cfg = web::fetch_bytes("demo/sae/cfg.json").await?;
-        let weights = web::fetch_bytes("demo/sae/sae_weights.safetensors").await?;
-        let acts = web::fetch_bytes("demo/activations.npy").await?;
-        Ok::<_, String>((cfg, weights, acts))
-    }
-    .await;
-    let (cfg, weights, acts) = match fetched {
-        Ok(v) => v,
-        Err(e) => return shown.update(|s| s.error = Some(format!("could not load the bundled demo: {e}"))),
-    };
-    if let Err(e) =
-        install_sae(&engine, SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }, "bundled demo (TopK, 128 known features)")
-    {
-        return shown.update(|s| s.error = Some(e));
-    }
-    if let Err(e) = install_activations(&engine, &acts, "demo/activations.npy (bundled, 512 rows)") {
-        return shown.update(|s| s.error = Some(e));
-    }
-    run_and_show(&engine, shown).await;
-}
-
-/// Parses and uploads an SAE; on any error returns the message and leaves the engine unchanged.
-fn install_sae(engine: &Rc<RefCell<Engine>>, files: SaeFileBytes<'_>, name: &str) -> Result<(), String> {
-    let sae = parse_sae(files).map_err(|e| e.to_string())?;
-    let mut e = engine.borrow_mut();
-    let loaded = LoadedSae::new(Rc::new(sae), &e.backend).map_err(|err| err.to_string())?;
-    e.sae = Some((loaded, name.to_string()));
-    Ok(())
-}
-
-fn install_activations(engine: &Rc<RefCell<Engine>>, bytes: &[u8], name: &str) -> Result<(), String> {
-    let array = npy::read_f32(name, bytes).map_err(|e| e.to_string())?;
-    let mut e = engine.borrow_mut();
-    if let Some((sae, _)) = &e.sae {
-        engine::check_activations(name, &array, sae.d_in()).map_err(|err| err.to_string())?;
-    }
-    e.activations = Some((array.data, name.to_string()));
-    Ok(())
-}
-
-async fn load_sae_files(engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, files: Vec<web_sys::File>) {
-    shown.update(|s| s.status = "Reading SAE files…".into());
-    let mut cfg = None;
-    let mut weights = None;
-    let mut sparsity = None;
-    let mut folder = String::new();
-    for file in files {
-        let name = file.name();
-        let bytes = match web::read_file(&file).await {
-            Ok(b) => b,
-            Err(e) => return fail(shown, format!("{name}: {e}")),
-        };
-        match name.as_str() {
-            CFG_FILE => cfg = Some(bytes),
-            WEIGHTS_FILE => weights = Some(bytes),
-            SPARSITY_FILE => sparsity = Some(bytes),
-            _ => {}
-        }
-        if let Some(path) = web::relative_path(&file) {
-            folder = path.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
-        }
-    }
-    let (Some(cfg), Some(weights)) = (cfg, weights) else {
-        return fail(shown, format!("choose both {CFG_FILE} and {WEIGHTS_FILE} of an SAELens SAE folder"));
-    };
-    let name = if folder.is_empty() { "your SAE".to_string() } else { folder };
-    if let Err(e) = install_sae(&engine, SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: sparsity.as_deref() }, &name) {
-        return fail(shown, e);
-    }
-    shown.update(|s| s.error = None);
-    run_and_show(&engine, shown).await;
-}
-
-async fn load_activations_file(engine: Rc<RefCell<Engine>>, shown: RwSignal<Shown>, files: Vec<web_sys::File>) {
-    let Some(file) = files.into_iter().next() else { return };
-    let name = file.name();
-    let bytes = match web::read_file(&file).await {
-        Ok(b) => b,
-        Err(e) => return fail(shown, format!("{name}: {e}")),
-    };
-    if let Err(e) = install_activations(&engine, &bytes, &name) {
-        return fail(shown, e);
-    }
-    shown.update(|s| s.error = None);
-    run_and_show(&engine, shown).await;
-}
-
-/// Shows an error in place; the previous SAE, activations and results stay.
-fn fail(shown: RwSignal<Shown>, message: String) {
-    shown.update(|s| {
-        s.error = Some(message);
-        s.status = "Kept what was loaded before.".into();
-    });
-}
-
-/// Runs the current activations through the current SAE (GPU if there is one, and the CPU
-/// reference as a cross-check) and refreshes what is shown.
-async fn run_and_show(engine: &Rc<RefCell<Engine>>, shown: RwSignal<Shown>) {
-    // Everything is cloned out of the engine first: no borrow is held across an await.
-    let (sae, sae_name, x, x_name) = {
-        let e = engine.borrow();
-        let Some((sae, sae_name)) = &e.sae else { return };
-        let Some((x, x_name)) = &e.activations else { return };
-        (sae.clone(), sae_name.clone(), x.clone(), x_name.clone())
-    };
-    shown.update(|s| {
-        s.sae_name = sae_name.clone();
-        s.sae_facts = sae_facts(&sae);
-        s.activations_name = x_name.clone();
-    });
-    if x.len() % sae.d_in() != 0 || x.is_empty() {
-        return shown.update(|s| {
-            s.error =
-                Some(format!("the activations ({x_name}) do not have the SAE's width d_in={}: load matching activations", sae.d_in()));
-            s.primary = None;
-            s.reference = None;
-            s.histogram = None;
-            s.row_errors.clear();
-        });
-    }
-    let n = x.len() / sae.d_in();
-    shown.update(|s| s.status = format!("Running {n} rows…"));
-    web::yield_to_browser().await;
-
-    let started = web::now_ms();
-    let primary = match sae.backend() {
-        Backend::Gpu(_) => match engine::analyze(&sae, &x, RunRequest::default()).await {
-            Ok(a) => Some(a),
-            Err(err) => return fail(shown, format!("GPU run failed: {err}")),
-        },
-        Backend::Cpu => None,
-    };
-    let gpu_ms = web::now_ms() - started;
-    let work = n as f64 * sae.d_in() as f64 * sae.d_sae() as f64;
-    let reference = if primary.is_none() || work <= CPU_CHECK_LIMIT {
-        web::yield_to_browser().await;
-        Some(engine::analyze_cpu(&sae, &x, RunRequest::default()))
-    } else {
-        None
-    };
-    let shown_primary = primary.as_ref().or(reference.as_ref()).expect("the CPU reference runs when the GPU does not");
-    let check = match (&primary, &reference) {
-        (Some(p), Some(r)) => Some(
-            MetricsView::of(p)
-                .values()
-                .iter()
-                .zip(MetricsView::of(r).values())
-                .map(|(a, b)| (a - b).abs() / b.abs().max(1e-6))
-                .fold(0.0, f64::max),
-        ),
-        _ => None,
-    };
-    let histogram = shown_primary.metrics.log10_density_histogram(24);
-    let row_errors: Vec<f64> = x
-        .chunks_exact(sae.d_in())
-        .zip(&shown_primary.metrics.rows)
-        .map(|(row, stats)| stats.sse as f64 / row.iter().map(|v| (v * v) as f64).sum::<f64>().max(1e-12))
-        .collect();
-    let status = match &primary {
-        Some(_) => format!("Done: {n} rows on the GPU in {gpu_ms:.0} ms."),
-        None => format!("Done: {n} rows on the CPU reference."),
-    };
-    shown.update(|s| {
-        s.primary = Some(MetricsView::of(shown_primary));
-        s.reference = if primary.is_some() { reference.as_ref().map(MetricsView::of) } else { None };
-        s.check = check;
-        s.histogram = Some(histogram);
-        s.row_errors = row_errors;
-        s.status = status;
-    });
 }
