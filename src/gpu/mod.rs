@@ -44,6 +44,46 @@ pub struct Gpu {
     errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// Uniform buffers by content, reused (see `uniform`).
     uniforms: std::sync::Mutex<UniformPool>,
+    /// The bind-group cache dispatches use while an owner records with one (`record_with`).
+    bind_groups: std::sync::Mutex<Option<std::sync::Arc<BindGroupCache>>>,
+}
+
+/// Bind groups kept by an owner whose dispatches repeat with the same buffers (a trainer's step:
+/// its buffers live as long as it does, and pooled uniforms repeat), keyed by pipeline and bound
+/// buffers. Each recording round keeps only the bind groups it used, so the cache holds one
+/// round's worth and never keeps a buffer alive past the round after its last use.
+#[derive(Default)]
+pub struct BindGroupCache {
+    entries: std::sync::Mutex<std::collections::HashMap<BindKey, (wgpu::BindGroup, bool)>>,
+}
+
+type BindKey = (wgpu::ComputePipeline, Vec<(u32, wgpu::Buffer)>);
+
+impl BindGroupCache {
+    /// The bind group of `pipeline` with `buffers` bound, made once; `made` says whether it was
+    /// made now.
+    pub(crate) fn get(
+        &self,
+        device: &wgpu::Device,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> (wgpu::BindGroup, bool) {
+        let key: BindKey = (pipeline.clone(), buffers.iter().map(|(b, buffer)| (*b, (*buffer).clone())).collect());
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((group, used)) = entries.get_mut(&key) {
+            *used = true;
+            return (group.clone(), false);
+        }
+        let group = kernels::create_bind_group(device, pipeline, buffers);
+        entries.insert(key, (group.clone(), true));
+        (group, true)
+    }
+
+    /// Ends a recording round: drops what it did not use.
+    fn sweep(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.retain(|_, (_, used)| std::mem::take(used));
+    }
 }
 
 /// Uniform buffers keyed by their bytes. A uniform is never written after it is made, so one
@@ -101,9 +141,26 @@ impl Gpu {
             counters: Default::default(),
             errors,
             uniforms: Default::default(),
+            bind_groups: Default::default(),
         };
         gpu.check_errors()?;
         Ok(gpu)
+    }
+
+    /// Runs `record` (which records dispatches, without awaiting) with `cache` serving their bind
+    /// groups, then drops the cache's entries this round did not use.
+    pub fn record_with<R>(&self, cache: &std::sync::Arc<BindGroupCache>, record: impl FnOnce() -> R) -> R {
+        let slot = || self.bind_groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = slot().replace(cache.clone());
+        let out = record();
+        *slot() = previous;
+        cache.sweep();
+        out
+    }
+
+    /// The cache dispatches record with now, if any.
+    pub(crate) fn bind_group_cache(&self) -> Option<std::sync::Arc<BindGroupCache>> {
+        self.bind_groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// The first error the device reported since the last check, if any.

@@ -10,7 +10,9 @@ use crate::gpu::kernels::metrics::{fire_counts, Activations};
 use crate::gpu::kernels::rows::{fill_bias, normalize_rows, NormalizeRows, RowNormalization};
 use crate::gpu::kernels::topk::{topk, TopK, MAX_TOPK};
 use crate::gpu::kernels::train::{self as ops, AdamStep, Shape, Sum};
-use crate::gpu::{Gpu, GpuError};
+use std::sync::Arc;
+
+use crate::gpu::{BindGroupCache, Gpu, GpuError};
 use crate::sae::{EncoderTensors, SaeWeights};
 
 /// The encoder's own tensors on the GPU, as [`EncoderTensors`].
@@ -137,6 +139,9 @@ pub struct GpuTrainer {
     work: Work,
     /// β₁ᵗ, β₂ᵗ as running products, exactly as `train::sae_train::Adam`.
     adam_beta_t: (f32, f32),
+    /// The step's bind groups, made on the first step and reused while its buffers and
+    /// uniforms repeat (all but Adam's, whose bias corrections change every step).
+    bind_groups: Arc<BindGroupCache>,
 }
 
 impl GpuTrainer {
@@ -214,6 +219,7 @@ impl GpuTrainer {
             shape,
             work,
             adam_beta_t: (1.0, 1.0),
+            bind_groups: Default::default(),
         })
     }
 
@@ -455,30 +461,36 @@ impl GpuTrainer {
             )));
         }
         gpu.queue.write_buffer(&self.work.x, 0, bytemuck::cast_slice(x));
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        self.record_gradients(gpu, &mut enc, dead, sparsity_scale)?;
-        let unit_decoder = self.arch.unit_decoder();
-        let decoder = Shape::new(m, d);
-        if unit_decoder {
-            ops::remove_parallel_grad(gpu, &mut enc, decoder, &self.params.w_dec, &self.grads.w_dec)?;
-        }
         let (beta1, beta2) = (0.9f32, 0.999f32);
-        self.adam_beta_t = (self.adam_beta_t.0 * beta1, self.adam_beta_t.1 * beta2);
-        let (c1, c2) = (1.0 - self.adam_beta_t.0, 1.0 - self.adam_beta_t.1);
-        let sets = [&self.grads, &self.params, &self.adam_m, &self.adam_v].map(TensorSet::buffers);
-        for (i, (name, tensor)) in self.shape.tensors().into_iter().enumerate() {
-            // Thresholds stay ≥ 0 (apply_constraints).
-            let step = AdamStep { lr, beta1, beta2, eps: 1e-8, c1, c2, clamp_at_zero: name == "threshold" };
-            let args = ops::Adam { n: tensor.len(), step, grad: sets[0][i], param: sets[1][i], m: sets[2][i], v: sets[3][i] };
-            ops::adam(gpu, &mut enc, args)?;
-        }
-        if unit_decoder {
-            ops::normalize_decoder(gpu, &mut enc, decoder, &self.params.w_dec)?;
-        }
+        let beta_t = (self.adam_beta_t.0 * beta1, self.adam_beta_t.1 * beta2);
+        let (c1, c2) = (1.0 - beta_t.0, 1.0 - beta_t.1);
+        let this = &*self;
+        let enc = gpu.record_with(&this.bind_groups, || -> Result<wgpu::CommandEncoder, GpuError> {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            this.record_gradients(gpu, &mut enc, dead, sparsity_scale)?;
+            let unit_decoder = this.arch.unit_decoder();
+            let decoder = Shape::new(m, d);
+            if unit_decoder {
+                ops::remove_parallel_grad(gpu, &mut enc, decoder, &this.params.w_dec, &this.grads.w_dec)?;
+            }
+            let sets = [&this.grads, &this.params, &this.adam_m, &this.adam_v].map(TensorSet::buffers);
+            for (i, (name, tensor)) in this.shape.tensors().into_iter().enumerate() {
+                // Thresholds stay ≥ 0 (apply_constraints).
+                let step = AdamStep { lr, beta1, beta2, eps: 1e-8, c1, c2, clamp_at_zero: name == "threshold" };
+                let args = ops::Adam { n: tensor.len(), step, grad: sets[0][i], param: sets[1][i], m: sets[2][i], v: sets[3][i] };
+                ops::adam(gpu, &mut enc, args)?;
+            }
+            if unit_decoder {
+                ops::normalize_decoder(gpu, &mut enc, decoder, &this.params.w_dec)?;
+            }
+            let w = &this.work;
+            enc.clear_buffer(&w.report, 0, None);
+            fire_counts(gpu, &mut enc, bsz, m, Activations::Dense { acts: &w.acts, ld: m }, &w.report)?;
+            enc.copy_buffer_to_buffer(&w.select_state, 0, &w.report, (m * 4) as u64, 16);
+            Ok(enc)
+        })?;
+        self.adam_beta_t = beta_t;
         let w = &self.work;
-        enc.clear_buffer(&w.report, 0, None);
-        fire_counts(gpu, &mut enc, bsz, m, Activations::Dense { acts: &w.acts, ld: m }, &w.report)?;
-        enc.copy_buffer_to_buffer(&w.select_state, 0, &w.report, (m * 4) as u64, 16);
         gpu.queue.submit([enc.finish()]);
         let mut report = gpu.read_u32(&w.report, m + 4).await?;
         let state = report.split_off(m);

@@ -114,7 +114,20 @@ impl std::ops::Sub for Counts {
     }
 }
 
-/// Binds `buffers` (binding number, buffer) to group 0 of `pipeline` and dispatches.
+/// The bind group of `buffers` (binding number, buffer) at group 0 of `pipeline`.
+pub(crate) fn create_bind_group(
+    device: &wgpu::Device,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[(u32, &wgpu::Buffer)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> =
+        buffers.iter().map(|(binding, buffer)| wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() }).collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.get_bind_group_layout(0), entries: &entries })
+}
+
+/// Binds `buffers` (binding number, buffer) to group 0 of `pipeline` and dispatches. The bind
+/// group comes from the cache the caller records with (`Gpu::record_with`), else is made for this
+/// dispatch.
 pub(crate) fn dispatch(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
@@ -122,14 +135,13 @@ pub(crate) fn dispatch(
     buffers: &[(u32, &wgpu::Buffer)],
     workgroups: (u32, u32, u32),
 ) {
-    let entries: Vec<wgpu::BindGroupEntry<'_>> =
-        buffers.iter().map(|(binding, buffer)| wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() }).collect();
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    });
-    gpu.counters.bind_groups.fetch_add(1, Ordering::Relaxed);
+    let (bind_group, made) = match gpu.bind_group_cache() {
+        Some(cache) => cache.get(&gpu.device, pipeline, buffers),
+        None => (create_bind_group(&gpu.device, pipeline, buffers), true),
+    };
+    if made {
+        gpu.counters.bind_groups.fetch_add(1, Ordering::Relaxed);
+    }
     gpu.counters.dispatches.fetch_add(1, Ordering::Relaxed);
     let mut pass = encoder.begin_compute_pass(&Default::default());
     pass.set_pipeline(pipeline);
