@@ -1,6 +1,7 @@
 //! safetensors files through the `safetensors` crate, which validates the header (offsets that
-//! overlap, leave gaps or run past the end are refused). We keep each tensor's raw little-endian
-//! bytes so that saving what we loaded is byte-for-byte stable, and widen f16/bf16 to f32 on demand.
+//! overlap, leave gaps or run past the end are refused). Each tensor keeps its raw little-endian
+//! bytes and dtype; it is widened from f16/bf16 to f32 on demand, and written back in its dtype
+//! (`RawTensor::from_f32_as`), exactly for values that came from it.
 
 use std::collections::BTreeMap;
 
