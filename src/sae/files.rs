@@ -193,3 +193,54 @@ mod dir {
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use dir::{load_dir, save_dir};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(arch: &str) -> serde_json::Value {
+        serde_json::json!({ "architecture": arch, "d_in": 2, "d_sae": 3, "dtype": "float32", "apply_b_dec_to_input": true,
+            "metadata": { "hook_name": "blocks.0.hook_resid_pre", "sae_lens_version": "6.0.0" } })
+    }
+
+    fn shared<'a>(w: &'a [f32], bias: &'a [f32]) -> Vec<(&'static str, Vec<usize>, &'a [f32])> {
+        vec![("W_enc", vec![2, 3], w), ("W_dec", vec![3, 2], w), ("b_dec", vec![2], &bias[..2]), ("b_enc", vec![3], bias)]
+    }
+
+    #[test]
+    fn older_thresholds_load_as_saelens_converts_them_and_save_as_threshold() {
+        let (w, bias) = ([0.5f32, -1.0, 2.0, 0.25, 1.5, -0.5], [0.1f32, 0.2, 0.3]);
+        let log_threshold = [0.0f32, 1.0, -2.0];
+        let mut tensors = shared(&w, &bias);
+        tensors.push(("log_threshold", vec![3], &log_threshold));
+        let sae = sae_from_f32_tensors(&cfg("jumprelu"), &tensors).unwrap();
+        let want: Vec<f32> = log_threshold.iter().map(|v| v.exp()).collect();
+        assert_eq!(sae.weights().tensor("threshold").unwrap(), &want);
+        let (_, weights, _) = serialize_sae(&sae);
+        let saved = TensorFile::parse(WEIGHTS_FILE, &weights).unwrap();
+        assert_eq!(saved.tensors.keys().collect::<Vec<_>>(), ["W_dec", "W_enc", "b_dec", "b_enc", "threshold"]);
+        assert_eq!(saved.tensors["threshold"].to_f32(), want);
+
+        // A BatchTopK training checkpoint's one threshold, for every feature.
+        let mut tensors = shared(&w, &bias);
+        tensors.push(("topk_threshold", vec![], &[0.75]));
+        let mut batchtopk = cfg("batchtopk");
+        batchtopk["k"] = 2.into();
+        let sae = sae_from_f32_tensors(&batchtopk, &tensors).unwrap();
+        assert_eq!(sae.weights().tensor("threshold").unwrap(), &[0.75; 3]);
+    }
+
+    #[test]
+    fn weights_that_are_not_the_architectures_are_refused() {
+        let (w, bias) = ([0.5f32; 6], [0.1f32; 3]);
+        let sae = sae_from_f32_tensors(&cfg("standard"), &shared(&w, &bias)).unwrap();
+        let gated_cfg = SaeConfig::parse(cfg("gated").to_string().as_bytes()).unwrap();
+        let e = Sae::new(gated_cfg, sae.weights().clone(), FloatDtype::F32, None).unwrap_err();
+        assert!(e.contains("a gated SAE has the tensors [\"b_gate\", \"r_mag\", \"b_mag\"]"), "{e}");
+        let e = Sae::new(sae.cfg.clone(), sae.weights().clone(), FloatDtype::F32, Some(vec![0.0; 2])).unwrap_err();
+        assert!(e.contains("d_sae=3"), "{e}");
+        let e = sae.clone().with_weights(|w| w.b_dec.push(1.0)).unwrap_err();
+        assert!(e.contains("not shaped for d_in=2, d_sae=3"), "{e}");
+        assert!(sae.with_weights(|w| w.b_dec[0] = 7.0).is_ok());
+    }
+}
