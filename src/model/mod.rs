@@ -1,8 +1,12 @@
-//! GPT-2 family language models: the config, the weights as plain f32 host arrays, and the
-//! TransformerLens hook points the forward pass exposes. `cpu` is the plain-Rust reference forward;
-//! files are parsed in `files`.
+//! Language models. GPT-2 runs today: the config, the weights as plain f32 host arrays, and the
+//! TransformerLens hook points the forward pass exposes; `cpu` is the plain-Rust reference
+//! forward, files are parsed in `files`. `decoder` describes any decoder-only family and
+//! `families` reads each family's `config.json` into that description (the forward pass that
+//! runs on it is the next step).
 
 pub mod cpu;
+pub mod decoder;
+pub mod families;
 pub mod files;
 pub mod hook;
 

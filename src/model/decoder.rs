@@ -1,0 +1,205 @@
+//! What a decoder-only transformer is, whatever its family: one description that a forward pass
+//! reads instead of a family's name. Each family's file in `model::families` turns its Hugging
+//! Face `config.json` into this, following `transformers`' modeling files (5.24): which norm and
+//! where, which activation, gated or plain MLP, biases, rotary or learned positions, grouped-query
+//! heads, q/k norms, soft-capping, and which layers attend within a sliding window.
+
+/// A normalisation layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NormKind {
+    /// `(x − mean) / √(var + eps) · w + b` (GPT-2, GPT-NeoX).
+    LayerNorm,
+    /// `x / √(mean(x²) + eps) · w` (Llama, Qwen); with `unit_offset`, `· (1 + w)` (Gemma's
+    /// `Gemma2RMSNorm`, which also computes in f32 and casts after the scale).
+    RmsNorm { unit_offset: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Norm {
+    pub kind: NormKind,
+    pub eps: f32,
+}
+
+/// The MLP's non-linearity, by the names `transformers`' `ACT2FN` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu_new`, `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+    /// `gelu`: the exact, erf-based GELU.
+    GeluErf,
+    /// `silu` (also called `swish`).
+    Silu,
+    Relu,
+}
+
+impl Activation {
+    /// The activation `transformers` calls `name`, or a message naming `field`.
+    pub fn from_name(field: &str, name: &str) -> Result<Activation, String> {
+        Ok(match name {
+            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+            "gelu" => Activation::GeluErf,
+            "silu" | "swish" => Activation::Silu,
+            "relu" => Activation::Relu,
+            other => return Err(format!("{field} '{other}' is not supported (gelu_new, gelu_pytorch_tanh, gelu, silu, relu)")),
+        })
+    }
+}
+
+/// The MLP's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mlp {
+    /// `down(act(up x))` (GPT-2, GPT-NeoX).
+    Plain,
+    /// `down(act(gate x) · up x)`: SwiGLU (Llama, Qwen) or GeGLU (Gemma).
+    Gated,
+}
+
+/// How a block adds its attention and MLP to the residual stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockLayout {
+    /// `x += attn(ln1 x); x += mlp(ln2 x)` (GPT-2, Llama, Qwen, GPT-NeoX without parallel residual).
+    Sequential,
+    /// `x += attn(ln1 x) + mlp(ln2 x)`, both read the block's input (GPT-NeoX's
+    /// `use_parallel_residual`).
+    Parallel,
+    /// Gemma's four norms: `x += post_attn(attn(pre_attn x)); x += post_ff(mlp(pre_ff x))`.
+    Sandwich,
+}
+
+/// RoPE's frequency scaling (`transformers`' `ROPE_INIT_FUNCTIONS`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// `linear`: positions divided by `factor`.
+    Linear {
+        factor: f64,
+    },
+    /// `llama3`: long wavelengths divided by `factor`, short ones kept, a smooth ramp between
+    /// (`_compute_llama3_parameters`).
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// Rotary position embeddings on the first `rotary_dim` dimensions of each head.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rope {
+    pub theta: f64,
+    /// Even, at most `d_head`; less for GPT-NeoX's partial rotary (`rotary_pct`).
+    pub rotary_dim: usize,
+    pub scaling: RopeScaling,
+}
+
+/// How a layer's attention sees positions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerAttention {
+    /// Every earlier position.
+    Global,
+    /// The last `window` positions, the query's own included (`transformers`' sliding-window mask:
+    /// key `j` is seen by query `i` when `i − window < j ≤ i`).
+    Sliding { window: usize },
+}
+
+/// Where positions enter the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Positions {
+    /// A learned table added to the token embeddings (GPT-2's `wpe`).
+    Learned,
+    /// Rotary embeddings in each attention; sliding-window layers may have their own (Gemma 3's
+    /// `rope_local_base_freq`).
+    Rotary { global: Rope, local: Rope },
+}
+
+/// A decoder-only transformer's shape and behaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderConfig {
+    /// As `config.json` names the family.
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_heads`; each serves
+    /// `n_heads / n_kv_heads` query heads).
+    pub n_kv_heads: usize,
+    pub d_head: usize,
+    pub d_mlp: usize,
+    /// The longest context the positions support.
+    pub max_positions: usize,
+    pub norm: Norm,
+    pub layout: BlockLayout,
+    pub activation: Activation,
+    pub mlp: Mlp,
+    pub mlp_bias: bool,
+    /// Biases on the q, k and v projections, and on the output projection.
+    pub qkv_bias: bool,
+    pub o_bias: bool,
+    /// An RMSNorm over each head's queries and keys before RoPE (Qwen 3, Gemma 3).
+    pub qk_norm: bool,
+    /// What `q·k` is multiplied by: `1/√d_head`, or Gemma's `query_pre_attn_scalar^-½`.
+    pub attn_scale: f32,
+    /// `cap · tanh(score / cap)` on attention scores (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    /// The same on the final logits (Gemma 2).
+    pub final_softcap: Option<f32>,
+    /// Per layer.
+    pub layers: Vec<LayerAttention>,
+    pub positions: Positions,
+    /// Token embeddings multiplied by this (Gemma: `√d_model`, rounded to the weights' dtype as
+    /// `transformers` does).
+    pub embedding_scale: Option<f32>,
+    /// The unembedding is the token embedding (`tie_word_embeddings`).
+    pub tied_embeddings: bool,
+}
+
+impl DecoderConfig {
+    /// Query heads per key/value head.
+    pub fn group_size(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+
+    /// Checks what every family needs of its sizes; each message names the field.
+    pub(crate) fn check(self) -> Result<DecoderConfig, String> {
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.d_model),
+            ("num_hidden_layers", self.n_layers),
+            ("num_attention_heads", self.n_heads),
+            ("num_key_value_heads", self.n_kv_heads),
+            ("head_dim", self.d_head),
+            ("intermediate_size", self.d_mlp),
+            ("max_position_embeddings", self.max_positions),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} is 0"));
+        }
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
+            return Err(format!("num_key_value_heads ({}) does not divide num_attention_heads ({})", self.n_kv_heads, self.n_heads));
+        }
+        if let Positions::Rotary { global, local } = &self.positions {
+            for rope in [global, local] {
+                if rope.rotary_dim == 0 || rope.rotary_dim > self.d_head || !rope.rotary_dim.is_multiple_of(2) {
+                    return Err(format!("the rotary dimensions ({}) must be even and at most head_dim ({})", rope.rotary_dim, self.d_head));
+                }
+                if !(rope.theta > 0.0 && rope.theta.is_finite()) {
+                    return Err(format!("rope_theta must be a positive number, not {}", rope.theta));
+                }
+            }
+        }
+        if self.layers.iter().any(|l| matches!(l, LayerAttention::Sliding { window: 0 })) {
+            return Err("sliding_window is 0".into());
+        }
+        if !(self.norm.eps > 0.0 && self.norm.eps.is_finite()) {
+            return Err(format!("the norm's epsilon must be a positive number, not {}", self.norm.eps));
+        }
+        for (name, cap) in [("attn_logit_softcapping", self.attn_softcap), ("final_logit_softcapping", self.final_softcap)] {
+            if cap.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+                return Err(format!("{name} must be a positive number"));
+            }
+        }
+        Ok(self)
+    }
+}

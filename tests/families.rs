@@ -1,0 +1,166 @@
+//! Every family's `config.json`, read by saelab, against what `transformers` 5.24 reads from the
+//! same file (`tests/fixtures/families/*/expected.json`, made by `tools/make_model_configs.py`):
+//! sizes, heads, per-layer attention, RoPE per layer type, norms, caps, layout, activation. And the
+//! configs saelab must refuse, with the field the message must name.
+
+use std::path::Path;
+
+use saelab::model::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Mlp, NormKind, Positions, Rope, RopeScaling};
+use saelab::model::families::describe;
+use serde_json::Value;
+
+fn fixtures() -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(Path::new("tests/fixtures/families")).unwrap().map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    assert!(dirs.len() >= 18, "run tools/make_model_configs.py");
+    dirs
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+fn check_rope(name: &str, rope: &Rope, want: &Value, d_head: usize) {
+    assert!(close(rope.theta, want["rope_theta"].as_f64().unwrap()), "{name}: theta {} vs {want}", rope.theta);
+    let partial = want.get("partial_rotary_factor").and_then(Value::as_f64).unwrap_or(1.0);
+    assert_eq!(rope.rotary_dim, (d_head as f64 * partial) as usize, "{name}: rotary dims");
+    match (want["rope_type"].as_str().unwrap(), rope.scaling) {
+        ("default", RopeScaling::None) => {}
+        ("linear", RopeScaling::Linear { factor }) => assert!(close(factor, want["factor"].as_f64().unwrap())),
+        ("llama3", RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings }) => {
+            assert!(close(factor, want["factor"].as_f64().unwrap()), "{name}");
+            assert!(close(low_freq_factor, want["low_freq_factor"].as_f64().unwrap()), "{name}");
+            assert!(close(high_freq_factor, want["high_freq_factor"].as_f64().unwrap()), "{name}");
+            assert!(close(original_max_position_embeddings, want["original_max_position_embeddings"].as_f64().unwrap()), "{name}");
+        }
+        (kind, scaling) => panic!("{name}: transformers reads rope_type {kind}, saelab {scaling:?}"),
+    }
+}
+
+fn check(name: &str, cfg: &DecoderConfig, want: &Value) {
+    let n = |key: &str| want[key].as_u64().unwrap() as usize;
+    assert_eq!(cfg.model_type, want["model_type"].as_str().unwrap(), "{name}");
+    assert_eq!(
+        (cfg.vocab_size, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_mlp),
+        (n("vocab_size"), n("d_model"), n("n_layers"), n("n_heads"), n("n_kv_heads"), n("d_head"), n("d_mlp")),
+        "{name}: sizes"
+    );
+    assert_eq!(cfg.tied_embeddings, want["tied_embeddings"].as_bool().unwrap(), "{name}: tied");
+
+    // Per layer: transformers' layer_types (all global when it has none), the window on sliding ones.
+    let types: Vec<String> = match want["layer_types"].as_array() {
+        Some(t) => t.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
+        None => vec!["full_attention".into(); cfg.n_layers],
+    };
+    for (layer, (got, t)) in cfg.layers.iter().zip(&types).enumerate() {
+        match (t.as_str(), got) {
+            ("full_attention", LayerAttention::Global) => {}
+            ("sliding_attention", LayerAttention::Sliding { window }) => assert_eq!(*window, n("sliding_window"), "{name} layer {layer}"),
+            _ => panic!("{name} layer {layer}: transformers reads {t}, saelab {got:?}"),
+        }
+    }
+    assert_eq!(cfg.layers.len(), cfg.n_layers, "{name}");
+
+    match &cfg.positions {
+        Positions::Learned => assert!(want["rope"]["full_attention"].is_null(), "{name}: transformers has rotary positions"),
+        Positions::Rotary { global, local } => {
+            check_rope(&format!("{name} global"), global, &want["rope"]["full_attention"], cfg.d_head);
+            if let Some(sliding) = want["rope"].get("sliding_attention") {
+                check_rope(&format!("{name} local"), local, sliding, cfg.d_head);
+            }
+        }
+    }
+
+    let eps = ["rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"].iter().find_map(|k| want.get(*k)).unwrap().as_f64().unwrap();
+    assert!(close(cfg.norm.eps as f64, eps as f32 as f64), "{name}: eps");
+    let gemma = cfg.model_type.starts_with("gemma");
+    assert_eq!(
+        cfg.norm.kind,
+        if cfg.model_type.starts_with("gpt") { NormKind::LayerNorm } else { NormKind::RmsNorm { unit_offset: gemma } }
+    );
+    match want.get("query_pre_attn_scalar").and_then(Value::as_f64) {
+        Some(s) => assert!(close(cfg.attn_scale as f64, s.powf(-0.5) as f32 as f64), "{name}: scale"),
+        None => assert!(close(cfg.attn_scale as f64, (1.0 / (cfg.d_head as f32).sqrt()) as f64), "{name}: scale"),
+    }
+    for (key, got) in [("attn_logit_softcapping", cfg.attn_softcap), ("final_logit_softcapping", cfg.final_softcap)] {
+        assert_eq!(got.map(f64::from), want.get(key).and_then(Value::as_f64), "{name}: {key}");
+    }
+    match want.get("use_parallel_residual").and_then(Value::as_bool) {
+        Some(true) => assert_eq!(cfg.layout, BlockLayout::Parallel, "{name}"),
+        _ if gemma => assert_eq!(cfg.layout, BlockLayout::Sandwich, "{name}"),
+        _ => assert_eq!(cfg.layout, BlockLayout::Sequential, "{name}"),
+    }
+    let act = ["hidden_activation", "hidden_act", "activation_function"].iter().find_map(|k| want.get(*k)).unwrap().as_str().unwrap();
+    let want_act = match act {
+        "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+        "gelu" => Activation::GeluErf,
+        "silu" => Activation::Silu,
+        other => panic!("{name}: no expectation for {other}"),
+    };
+    assert_eq!(cfg.activation, want_act, "{name}");
+    assert_eq!(cfg.mlp, if cfg.model_type.starts_with("gpt") { Mlp::Plain } else { Mlp::Gated }, "{name}");
+    if let Some(b) = want.get("attention_bias").and_then(Value::as_bool) {
+        assert_eq!(cfg.qkv_bias, b, "{name}: q/k/v bias");
+    }
+    if let Some(b) = want.get("mlp_bias").and_then(Value::as_bool) {
+        assert_eq!(cfg.mlp_bias, b, "{name}: MLP bias");
+    }
+    assert_eq!(cfg.qk_norm, matches!(cfg.model_type.as_str(), "qwen3" | "gemma3_text"), "{name}: q/k norm");
+    assert_eq!(cfg.embedding_scale.is_some(), gemma, "{name}: embedding scale");
+}
+
+#[test]
+fn every_family_reads_as_transformers_reads_it() {
+    let mut read = 0;
+    for dir in fixtures() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let config = std::fs::read(dir.join("config.json")).unwrap();
+        if let Ok(field) = std::fs::read_to_string(dir.join("refused.txt")) {
+            let e = describe(&config).expect_err(&name).to_string();
+            assert!(e.starts_with("config.json: ") && e.contains(field.trim()), "{name}: '{e}' does not name {}", field.trim());
+            continue;
+        }
+        let want: Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let cfg = describe(&config).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check(&name, &cfg, &want);
+        read += 1;
+    }
+    assert!(read >= 13, "{read} families read");
+}
+
+#[test]
+fn family_specifics_the_fixtures_pin() {
+    let read = |name: &str| describe(&std::fs::read(format!("tests/fixtures/families/{name}/config.json")).unwrap()).unwrap();
+    // Qwen 2: biases on q, k, v only.
+    let qwen2 = read("qwen2");
+    assert!(qwen2.qkv_bias && !qwen2.o_bias && !qwen2.mlp_bias);
+    // Gemma: √d on the embeddings; GQA groups.
+    let gemma3 = read("gemma3_hub");
+    assert_eq!(gemma3.embedding_scale, Some((48f32).sqrt()));
+    assert_eq!(gemma3.group_size(), 4);
+    // Pythia: a quarter of each head rotates.
+    let Positions::Rotary { global, .. } = read("pythia_hub").positions else { panic!("pythia has rotary positions") };
+    assert_eq!(global.rotary_dim, 16 / 4);
+}
+
+#[test]
+fn broken_configs_are_errors_naming_the_field() {
+    let base: Value = serde_json::from_slice(&std::fs::read("tests/fixtures/families/llama_gqa/config.json").unwrap()).unwrap();
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut v = base.clone();
+        edit(&mut v);
+        describe(v.to_string().as_bytes()).map(|_| ()).unwrap_err().to_string()
+    };
+    assert!(with(&|v| v["num_key_value_heads"] = 4.into()).contains("num_key_value_heads (4) does not divide num_attention_heads (6)"));
+    assert!(with(&|v| v["hidden_size"] = (-3).into()).contains("'hidden_size' must be a whole number"));
+    assert!(with(&|v| v["hidden_size"] = 0.into()).contains("hidden_size"));
+    assert!(with(&|v| v.as_object_mut().unwrap().remove("num_hidden_layers").map(|_| ()).unwrap()).contains("missing 'num_hidden_layers'"));
+    assert!(with(&|v| v["layer_types"] = serde_json::json!(["full_attention"])).contains("'layer_types' lists 1 layers"));
+    assert!(with(&|v| v["layer_types"] = serde_json::json!(vec!["chunked_attention"; 4])).contains("chunked_attention"));
+    assert!(with(&|v| v["num_local_experts"] = 8.into()).contains("num_local_experts: a mixture of experts"));
+    assert!(with(&|v| v["model_type"] = "mamba".into()).contains("model_type 'mamba' is not supported (gpt2, gpt_neox, llama"));
+    assert!(with(&|v| v["head_dim"] = 7.into()).contains("rotary dimensions (7) must be even"));
+    for bytes in [&b""[..], b"[]", b"{\"model_type\": 3}", b"{\"model_type\": \"llama\""] {
+        assert!(describe(bytes).unwrap_err().to_string().starts_with("config.json: "));
+    }
+}
