@@ -75,7 +75,7 @@ fn a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one() {
         let mut resumed = round_trip(&first, &model, &tokens, &Backend::Cpu);
         assert_eq!(resumed.training.step, 17);
         steps(&mut resumed, &model, 23);
-        assert_eq!(resumed.training.params, whole.training.params, "{arch:?}: the resumed run's parameters");
+        assert_eq!(resumed.training.params(), whole.training.params(), "{arch:?}: the resumed run's parameters");
         assert_eq!(resumed.training.batch_topk_threshold.to_bits(), whole.training.batch_topk_threshold.to_bits());
         assert_eq!(resumed.training.dead_mask(), whole.training.dead_mask());
         assert_eq!(resumed.store.position(), whole.store.position(), "the store is where the uninterrupted one is");
@@ -106,7 +106,8 @@ fn a_run_on_the_gpu_saves_from_and_resumes_on_the_gpu() {
     let mut resumed = round_trip(&first, &model, &tokens, &gpu);
     steps(&mut resumed, &model, 13);
     pollster::block_on(resumed.training.sync()).unwrap();
-    let worst = whole.training.params.w_dec.iter().zip(&resumed.training.params.w_dec).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let worst =
+        whole.training.params().w_dec.iter().zip(&resumed.training.params().w_dec).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst < 1e-5, "W_dec after 24 steps, resumed at 11 vs uninterrupted: differs by {worst}");
     assert_eq!(resumed.training.dead_mask(), whole.training.dead_mask());
 }

@@ -135,7 +135,7 @@ fn toy_run_on_both(arch: TrainArch) {
     }
     assert!(saw_dead, "the run should exercise AuxK");
     pollster::block_on(on_gpu.sync()).unwrap();
-    assert_params_close(&format!("{arch:?} toy run after 80 steps"), &on_gpu.training.params, &on_cpu.training.params);
+    assert_params_close(&format!("{arch:?} toy run after 80 steps"), &on_gpu.training.params(), &on_cpu.training.params());
     let (a, b) = (on_gpu.training.batch_topk_threshold, on_cpu.training.batch_topk_threshold);
     assert!((a - b).abs() <= 1e-4 * b.abs(), "{arch:?} running threshold: gpu {a}, cpu {b}");
     if let TrainArch::BatchTopK { .. } = arch {
@@ -154,13 +154,13 @@ fn divergence_on_the_gpu_is_reported() {
     let mut cfg = ToyTrainConfig::new(ToyDataConfig::new(8, 4, 0.3, 1), TrainArch::Standard { l1: 0.1 }, 8, 16, 20);
     cfg.train.lr = 1e30;
     let mut t = ToyTrainer::new(cfg, &gpu).unwrap();
-    let before = t.training.params.clone();
+    let before = t.training.params().clone();
     for _ in 0..20 {
         pollster::block_on(t.step()).unwrap();
     }
     let err = pollster::block_on(t.sync()).unwrap_err();
     assert!(err.contains("diverged"), "{err}");
-    assert_eq!(t.training.params, before, "the last good parameters are kept");
+    assert_eq!(t.training.params(), &before, "the last good parameters are kept");
 }
 
 #[test]

@@ -151,7 +151,7 @@ fn training_on_activations_learns_and_the_gpu_steps_equal_the_cpu_steps() {
         pollster::block_on(b.step(&on_cpu)).unwrap();
     }
     pollster::block_on(b.training.sync()).unwrap();
-    let worst = a.training.params.w_dec.iter().zip(&b.training.params.w_dec).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let worst = a.training.params().w_dec.iter().zip(&b.training.params().w_dec).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(worst < 2e-3, "W_dec after 30 steps: CPU and GPU differ by {worst}");
     let (ea, eb) = (pollster::block_on(a.evaluate(&on_cpu)).unwrap(), pollster::block_on(b.evaluate(&on_gpu)).unwrap());
     assert!((ea.fvu - eb.fvu).abs() < 1e-2 * ea.fvu.max(1e-3) && ea.dead_fraction == eb.dead_fraction, "{ea:?} vs {eb:?}");

@@ -9,7 +9,7 @@ use super::kernels::sparse_decode::{sparse_decode, SparseDecode};
 use super::kernels::topk::{topk, TopK, MAX_TOPK};
 use super::{Gpu, GpuError};
 use crate::sae::metrics::{BatchMetrics, RowStats};
-use crate::sae::{Architecture, Sae, SaeConfig};
+use crate::sae::{EncoderTensors, Sae, SaeConfig};
 
 /// Features `[start, start + width)`: their encoder columns, decoder rows and epilogue parameters.
 struct FeatureChunk {
@@ -80,11 +80,13 @@ impl GpuSae {
             });
             start = end;
         }
-        let epilogue = match sae.cfg.architecture {
-            Architecture::Standard => Epilogue::Relu,
-            Architecture::TopK { .. } => Epilogue::TopKPre,
-            Architecture::JumpRelu | Architecture::BatchTopK { .. } => Epilogue::JumpRelu,
-            Architecture::Gated => Epilogue::Gated,
+        // The epilogue follows the weights' encoder tensors (which `Sae::new` checked against
+        // the architecture), as the CPU reference's encode does.
+        let epilogue = match (&sae.weights().encoder, sae.cfg.architecture.topk()) {
+            (EncoderTensors::Bias { .. }, Some(_)) => Epilogue::TopKPre,
+            (EncoderTensors::Bias { .. }, None) => Epilogue::Relu,
+            (EncoderTensors::Threshold { .. }, _) => Epilogue::JumpRelu,
+            (EncoderTensors::Gated { .. }, _) => Epilogue::Gated,
         };
         Ok(GpuSae { cfg: sae.cfg.clone(), chunks, b_dec: gpu.upload_f32("b_dec", sae.b_dec()), epilogue })
     }

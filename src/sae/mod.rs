@@ -58,7 +58,7 @@ impl Sae {
             return Err(format!("the weights are not shaped for d_in={}, d_sae={}", cfg.d_in, cfg.d_sae));
         }
         if log_sparsity.as_ref().is_some_and(|s| s.len() != cfg.d_sae) {
-            return Err(format!("the sparsity has not d_sae={} values", cfg.d_sae));
+            return Err(format!("the sparsity does not have d_sae={} values", cfg.d_sae));
         }
         Ok(Sae { cfg, weights, stored_dtype, log_sparsity })
     }
@@ -73,6 +73,7 @@ impl Sae {
         edit(&mut weights);
         Sae::new(cfg, weights, stored_dtype, log_sparsity)
     }
+
     pub fn d_in(&self) -> usize {
         self.cfg.d_in
     }

@@ -93,7 +93,7 @@ impl LmTrainer {
     /// About how many bytes `checkpoint(..).serialize()` takes: parameters and Adam's two
     /// moments, and the store's buffer.
     pub fn checkpoint_size(&self) -> usize {
-        let params = self.training.params.parameter_count();
+        let params = self.training.params().parameter_count();
         4 * (3 * params + self.store.buffered_values())
     }
 

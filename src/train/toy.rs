@@ -80,7 +80,7 @@ impl ToyTrainer {
     /// Recovery of the true features and inference metrics on `n` fresh samples (drawn from a
     /// separate stream, so evaluating does not change training data).
     pub fn evaluate(&self, n: usize) -> (Recovery, BatchMetrics) {
-        let rec = recovery(&self.data.features, &self.training.params.w_dec, self.cfg.data.dims);
+        let rec = recovery(&self.data.features, &self.training.params().w_dec, self.cfg.data.dims);
         let mut eval_cfg = self.cfg.data.clone();
         eval_cfg.seed = eval_cfg.seed.wrapping_add(0x5EED);
         let mut eval_data = ToyData::new(eval_cfg).expect("validated");
@@ -140,13 +140,13 @@ mod tests {
         }
         let dead_before: Vec<usize> = (0..64).filter(|&j| t.dead_mask()[j]).collect();
         assert!(dead_before.len() > 10, "k = 1 over 64 latents should leave many dead, got {}", dead_before.len());
-        let rows_before = t.training.params.w_dec.clone();
+        let rows_before = t.training.params().w_dec.clone();
         pollster::block_on(t.step()).unwrap(); // resamples first, then steps
         assert!(t.dead_mask().iter().all(|&d| !d), "resampled latents count as alive again");
         let moved = dead_before
             .iter()
             .filter(|&&j| {
-                let (a, b) = (&rows_before[j * 8..(j + 1) * 8], &t.training.params.w_dec[j * 8..(j + 1) * 8]);
+                let (a, b) = (&rows_before[j * 8..(j + 1) * 8], &t.training.params().w_dec[j * 8..(j + 1) * 8]);
                 a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() < 0.9
             })
             .count();
@@ -174,7 +174,7 @@ mod tests {
         let mut cfg = ToyTrainConfig::new(data.clone(), TrainArch::Standard { l1: 0.1 }, 8, 16, 10);
         cfg.train.lr = 1e30;
         let mut t = ToyTrainer::new(cfg, &Backend::Cpu).unwrap();
-        let before = t.training.params.clone();
+        let before = t.training.params().clone();
         let mut outcome = Ok(());
         for _ in 0..10 {
             if let Err(e) = pollster::block_on(t.step()) {
@@ -184,7 +184,7 @@ mod tests {
         }
         let msg = outcome.expect_err("lr 1e30 must diverge");
         assert!(msg.contains("diverged"), "{msg}");
-        assert_ne!(t.training.params, before);
+        assert_ne!(t.training.params(), &before);
         // What is kept is finite, so it can still be evaluated and saved.
         let _ = t.evaluate(64);
         let _ = t.to_sae();
@@ -211,7 +211,7 @@ mod tests {
         let sae = t.to_sae();
         let (cfg, weights, _) = crate::sae::files::serialize_sae(&sae);
         let back = crate::sae::files::parse_sae(crate::sae::files::SaeFileBytes { cfg: &cfg, weights: &weights, sparsity: None }).unwrap();
-        assert_eq!(back.w_dec(), t.training.params.w_dec);
+        assert_eq!(back.w_dec(), t.training.params().w_dec);
         assert_eq!(back.cfg.architecture, crate::sae::Architecture::TopK { k: 2 });
     }
 }

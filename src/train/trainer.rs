@@ -180,7 +180,9 @@ pub struct TrainerSnapshot {
 /// An SAE being trained on batches the caller supplies.
 pub struct SaeTrainer {
     pub cfg: TrainConfig,
-    pub params: SaeWeights,
+    /// The weights as trained so far (on the GPU, as of the last `sync`). Private: they always
+    /// have the tensors of `cfg.arch` (checked when the trainer is made).
+    params: SaeWeights,
     optimizer: Optimizer,
     steps_since_fired: Vec<usize>,
     /// Steps taken so far.
@@ -221,6 +223,11 @@ impl SaeTrainer {
 
     pub fn d_in(&self) -> usize {
         self.params.d_in
+    }
+
+    /// The weights as trained so far (on the GPU, as of the last `sync`).
+    pub fn params(&self) -> &SaeWeights {
+        &self.params
     }
 
     /// Everything needed to go on training exactly from here (read back from the GPU when the

@@ -374,7 +374,7 @@ fn record_evaluation(trainer: &ToyTrainer, shown: RwSignal<LabShown>) {
     let d = trainer.cfg.data.dims;
     let arrows = (d == 2).then(|| {
         let to_pairs = |m: &[f32]| m.chunks_exact(2).map(|r| [r[0], r[1]]).collect::<Vec<_>>();
-        (to_pairs(&trainer.data.features), to_pairs(&trainer.training.params.w_dec))
+        (to_pairs(&trainer.data.features), to_pairs(&trainer.training.params().w_dec))
     });
     let histogram = m.log10_density_histogram(20);
     shown.update(|s| {
