@@ -135,7 +135,7 @@ fn toy_run_on_both(arch: TrainArch) {
     }
     assert!(saw_dead, "the run should exercise AuxK");
     pollster::block_on(on_gpu.sync()).unwrap();
-    assert_params_close(&format!("{arch:?} toy run after 80 steps"), &on_gpu.training.params(), &on_cpu.training.params());
+    assert_params_close(&format!("{arch:?} toy run after 80 steps"), on_gpu.training.params(), on_cpu.training.params());
     let (a, b) = (on_gpu.training.batch_topk_threshold, on_cpu.training.batch_topk_threshold);
     assert!((a - b).abs() <= 1e-4 * b.abs(), "{arch:?} running threshold: gpu {a}, cpu {b}");
     if let TrainArch::BatchTopK { .. } = arch {
