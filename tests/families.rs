@@ -164,3 +164,64 @@ fn broken_configs_are_errors_naming_the_field() {
         assert!(describe(bytes).unwrap_err().to_string().starts_with("config.json: "));
     }
 }
+
+/// The reference forward of every family against `transformers` on the same random weights
+/// (`tools/make_family_models.py`): the residual stream entering each layer, the final norm's
+/// output and the logits, within 1e-4 of the largest magnitude (f32 sums in another order).
+#[test]
+fn every_family_runs_as_transformers_runs_it() {
+    use saelab::formats::safetensors::TensorFile;
+    use saelab::model::{decoder_cpu, families};
+    let mut ran = 0;
+    for dir in fixtures() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let Ok(weights) = std::fs::read(dir.join("model.safetensors")) else { continue };
+        let cfg = describe(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        let w =
+            families::load(&cfg, vec![TensorFile::parse("model.safetensors", &weights).unwrap()]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = TensorFile::parse("outputs.safetensors", &std::fs::read(dir.join("outputs.safetensors")).unwrap()).unwrap();
+        let tokens: Vec<u32> = want.tensors["tokens"].to_f32().iter().map(|&t| t as u32).collect();
+        let out = decoder_cpu::forward(&cfg, &w, &tokens);
+        let close = |what: &str, got: &[f32], want: &[f32]| {
+            assert_eq!(got.len(), want.len(), "{name} {what}: length");
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
+            let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-4 * scale, "{name} {what}: worst difference {worst} (scale {scale})");
+        };
+        for (i, h) in out.hidden.iter().enumerate() {
+            close(&format!("hidden.{i}"), h, &want.tensors[&format!("hidden.{i}")].to_f32());
+        }
+        close("logits", &out.logits, &want.tensors["logits"].to_f32());
+        ran += 1;
+    }
+    assert!(ran >= 14, "{ran} models ran");
+}
+
+#[test]
+fn checkpoints_that_do_not_fit_the_config_are_errors_naming_the_tensor() {
+    use saelab::formats::safetensors::{RawTensor, TensorFile};
+    use saelab::model::families;
+    let dir = Path::new("tests/fixtures/families/qwen3");
+    let cfg = describe(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let file = TensorFile::parse("model.safetensors", &std::fs::read(dir.join("model.safetensors")).unwrap()).unwrap();
+    let with = |edit: &dyn Fn(&mut TensorFile)| {
+        let mut f = file.clone();
+        edit(&mut f);
+        families::load(&cfg, vec![f]).map(|_| ()).unwrap_err().to_string()
+    };
+    let e = with(&|f| drop(f.tensors.remove("model.layers.1.self_attn.k_norm.weight")));
+    assert!(e.contains("missing tensor 'model.layers.1.self_attn.k_norm.weight'"), "{e}");
+    let e =
+        with(&|f| drop(f.tensors.insert("model.layers.0.mlp.down_proj.weight".into(), RawTensor::from_f32(vec![48, 79], &[0.0; 48 * 79]))));
+    assert!(e.contains("'model.layers.0.mlp.down_proj.weight' has shape [48, 79], the config implies [48, 80]"), "{e}");
+    let e = with(&|f| drop(f.tensors.insert("model.layers.0.mlp.experts.0.weight".into(), RawTensor::from_f32(vec![1], &[0.0]))));
+    assert!(e.contains("tensor 'model.layers.0.mlp.experts.0.weight' is not part of a qwen3 model"), "{e}");
+    let e = with(&|f| drop(f.tensors.insert("model.norm.weight".into(), RawTensor::from_f32(vec![48], &[f32::NAN; 48]))));
+    assert!(e.contains("'model.norm.weight' holds a non-finite value"), "{e}");
+    // The base model saved alone (no `model.` prefix) loads the same.
+    let bare = TensorFile {
+        tensors: file.tensors.iter().map(|(k, v)| (k.strip_prefix("model.").unwrap_or(k).to_string(), v.clone())).collect(),
+        metadata: None,
+    };
+    assert_eq!(families::load(&cfg, vec![bare]).unwrap(), families::load(&cfg, vec![file.clone()]).unwrap());
+}

@@ -1,11 +1,14 @@
 //! Language models. GPT-2 runs today: the config, the weights as plain f32 host arrays, and the
 //! TransformerLens hook points the forward pass exposes; `cpu` is the plain-Rust reference
-//! forward, files are parsed in `files`. `decoder` describes any decoder-only family and
-//! `families` reads each family's `config.json` into that description (the forward pass that
-//! runs on it is the next step).
+//! forward, files are parsed in `files`. `decoder` describes any decoder-only family,
+//! `families` reads each family's `config.json` and tensors into that description and
+//! `decoder_weights`, and `decoder_cpu` is the reference forward of any of them (not yet on the
+//! GPU, in the page or the CLI).
 
 pub mod cpu;
 pub mod decoder;
+pub mod decoder_cpu;
+pub mod decoder_weights;
 pub mod families;
 pub mod files;
 pub mod hook;

@@ -2,6 +2,7 @@
 //! MLP with `activation_function` (gelu_new), biases everywhere, tied unembedding.
 
 use super::super::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions};
+use super::super::decoder_weights::{split_rows, transpose, DecoderWeights, LayerWeights, Linear, Tensors};
 use super::Fields;
 
 pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
@@ -40,4 +41,41 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         embedding_scale: None,
         tied_embeddings: true,
     })
+}
+
+/// `Conv1D` `{prefix}.weight` `[d_in, d_out]` (+ bias), as an `[out, in]` projection.
+fn conv1d(t: &mut Tensors, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear, String> {
+    let weight = transpose(&t.take(&format!("{prefix}.weight"), &[d_in, d_out])?, d_in, d_out);
+    Ok(Linear { d_in, d_out, weight, bias: Some(t.take(&format!("{prefix}.bias"), &[d_out])?) })
+}
+
+/// GPT-2's tensors (`transformer.wte`, `transformer.h.L.attn.c_attn`, …; `transformer.` optional).
+pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, String> {
+    let p = super::prefix_of(t, "transformer.", "wte.weight");
+    let d = cfg.d_model;
+    let embed = t.take(&format!("{p}wte.weight"), &[cfg.vocab_size, d])?;
+    let pos_embed = Some(t.take(&format!("{p}wpe.weight"), &[cfg.max_positions, d])?);
+    let mut layers = Vec::new();
+    for l in 0..cfg.n_layers {
+        let b = format!("{p}h.{l}.");
+        let [q, k, v]: [Linear; 3] =
+            split_rows(conv1d(t, &format!("{b}attn.c_attn"), d, 3 * d)?, &[d, d, d]).try_into().expect("three parts");
+        layers.push(LayerWeights {
+            attn_norm: t.norm(&format!("{b}ln_1"), d, true)?,
+            q,
+            k,
+            v,
+            o: conv1d(t, &format!("{b}attn.c_proj"), d, d)?,
+            q_norm: None,
+            k_norm: None,
+            post_attn_norm: None,
+            mlp_norm: t.norm(&format!("{b}ln_2"), d, true)?,
+            gate: None,
+            up: conv1d(t, &format!("{b}mlp.c_fc"), d, cfg.d_mlp)?,
+            down: conv1d(t, &format!("{b}mlp.c_proj"), cfg.d_mlp, d)?,
+            post_mlp_norm: None,
+        });
+    }
+    let final_norm = t.norm(&format!("{p}ln_f"), d, true)?;
+    Ok(DecoderWeights { embed, pos_embed, layers, final_norm, unembed: None })
 }

@@ -3,6 +3,7 @@
 //! `use_parallel_residual` (Pythia), untied unembedding.
 
 use super::super::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions};
+use super::super::decoder_weights::{DecoderWeights, LayerWeights, Linear, Tensors};
 use super::Fields;
 
 pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
@@ -46,4 +47,42 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         embedding_scale: None,
         tied_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
     })
+}
+
+/// GPT-NeoX's tensors (`gpt_neox.embed_in`, `gpt_neox.layers.L.attention.query_key_value`, …,
+/// `embed_out` or `lm_head`). The fused q/k/v projection holds each head's q, k and v rows in turn
+/// (`qkv.view(…, heads, 3·head_size).chunk(3)`).
+pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, String> {
+    let p = super::prefix_of(t, "gpt_neox.", "embed_in.weight");
+    let (d, dh) = (cfg.d_model, cfg.d_head);
+    let embed = t.take(&format!("{p}embed_in.weight"), &[cfg.vocab_size, d])?;
+    let mut layers = Vec::new();
+    for l in 0..cfg.n_layers {
+        let b = format!("{p}layers.{l}.");
+        let fused = t.linear(&format!("{b}attention.query_key_value"), d, 3 * d, cfg.qkv_bias)?;
+        let part = |which: usize| {
+            let rows = |h: usize| (h * 3 + which) * dh..(h * 3 + which + 1) * dh;
+            let weight = (0..cfg.n_heads).flat_map(|h| fused.weight[rows(h).start * d..rows(h).end * d].to_vec()).collect();
+            let bias = fused.bias.as_ref().map(|bias| (0..cfg.n_heads).flat_map(|h| bias[rows(h)].to_vec()).collect());
+            Linear { d_in: d, d_out: d, weight, bias }
+        };
+        layers.push(LayerWeights {
+            attn_norm: t.norm(&format!("{b}input_layernorm"), d, true)?,
+            q: part(0),
+            k: part(1),
+            v: part(2),
+            o: t.linear(&format!("{b}attention.dense"), d, d, cfg.o_bias)?,
+            q_norm: None,
+            k_norm: None,
+            post_attn_norm: None,
+            mlp_norm: t.norm(&format!("{b}post_attention_layernorm"), d, true)?,
+            gate: None,
+            up: t.linear(&format!("{b}mlp.dense_h_to_4h"), d, cfg.d_mlp, true)?,
+            down: t.linear(&format!("{b}mlp.dense_4h_to_h"), cfg.d_mlp, d, true)?,
+            post_mlp_norm: None,
+        });
+    }
+    let final_norm = t.norm(&format!("{p}final_layer_norm"), d, true)?;
+    let unembed = super::unembed(cfg, t, &["embed_out.weight", "lm_head.weight"])?;
+    Ok(DecoderWeights { embed, pos_embed: None, layers, final_norm, unembed })
 }

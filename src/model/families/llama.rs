@@ -3,6 +3,7 @@
 //! this block with their own biases and norms (`qwen2.rs`, `qwen3.rs`).
 
 use super::super::decoder::{Activation, BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions};
+use super::super::decoder_weights::{DecoderWeights, Tensors};
 use super::Fields;
 
 /// The Llama block as `f` configures it, for `model_type`. `default_head_dim` is the family's
@@ -50,4 +51,15 @@ pub(super) fn block(f: &Fields, model_type: &str, default_head_dim: Option<usize
 
 pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
     block(f, "llama", None)
+}
+
+/// The tensors of Llama, Qwen 2/3 and Gemma 2/3 checkpoints (`model.embed_tokens`,
+/// `model.layers.L.…`, `model.norm`, `lm_head`).
+pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, String> {
+    let p = super::prefix_of(t, "model.", "embed_tokens.weight");
+    let embed = t.take(&format!("{p}embed_tokens.weight"), &[cfg.vocab_size, cfg.d_model])?;
+    let layers = (0..cfg.n_layers).map(|l| super::hf_block(cfg, t, &format!("{p}layers.{l}."))).collect::<Result<_, _>>()?;
+    let final_norm = t.norm(&format!("{p}norm"), cfg.d_model, false)?;
+    let unembed = super::unembed(cfg, t, &["lm_head.weight"])?;
+    Ok(DecoderWeights { embed, pos_embed: None, layers, final_norm, unembed })
 }

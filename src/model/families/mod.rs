@@ -4,7 +4,8 @@
 //! checkpoints carry (`rope_theta`, `rope_scaling`, `sliding_window_pattern`, …). Adding a family
 //! is adding a file and a line to [`FAMILIES`]. Anything a family file does not know how to run
 //! (another `model_type`, experts, a vision tower, an unknown activation or RoPE type) is refused
-//! with a message naming the field.
+//! with a message naming the field. Each file also says where the family's tensors are
+//! (`weights`, read by [`load`]).
 
 mod gemma2;
 mod gemma3;
@@ -16,22 +17,106 @@ mod qwen3;
 
 use serde_json::{Map, Value};
 
-use super::decoder::{DecoderConfig, LayerAttention, Rope, RopeScaling};
+use super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Rope, RopeScaling};
+use super::decoder_weights::{DecoderWeights, LayerWeights, Tensors};
+use crate::formats::safetensors::TensorFile;
 use crate::formats::FormatError;
 
-/// A family's reading of its `config.json`.
-pub type Describe = fn(&Fields) -> Result<DecoderConfig, String>;
+/// A family: its `model_type`, how it reads its `config.json`, where its tensors are.
+pub struct Family {
+    pub model_type: &'static str,
+    pub describe: fn(&Fields) -> Result<DecoderConfig, String>,
+    pub weights: fn(&DecoderConfig, &mut Tensors) -> Result<DecoderWeights, String>,
+}
 
-/// The families saelab describes, by `model_type`.
-pub const FAMILIES: &[(&str, Describe)] = &[
-    ("gpt2", gpt2::describe),
-    ("gpt_neox", gpt_neox::describe),
-    ("llama", llama::describe),
-    ("qwen2", qwen2::describe),
-    ("qwen3", qwen3::describe),
-    ("gemma2", gemma2::describe),
-    ("gemma3_text", gemma3::describe),
+/// The families saelab describes.
+pub const FAMILIES: &[Family] = &[
+    Family { model_type: "gpt2", describe: gpt2::describe, weights: gpt2::weights },
+    Family { model_type: "gpt_neox", describe: gpt_neox::describe, weights: gpt_neox::weights },
+    Family { model_type: "llama", describe: llama::describe, weights: llama::weights },
+    Family { model_type: "qwen2", describe: qwen2::describe, weights: llama::weights },
+    Family { model_type: "qwen3", describe: qwen3::describe, weights: llama::weights },
+    Family { model_type: "gemma2", describe: gemma2::describe, weights: llama::weights },
+    Family { model_type: "gemma3_text", describe: gemma3::describe, weights: llama::weights },
 ];
+
+/// Tensors a checkpoint may carry that change nothing: GPT-2's saved attention masks, rotary
+/// tables saved as buffers.
+fn ignorable(name: &str) -> bool {
+    name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name.ends_with("rotary_emb.inv_freq")
+}
+
+/// The weights of a model `cfg` describes, from its safetensors files (one, or a sharded
+/// checkpoint's). A tensor the family does not use is refused: it might change the computation.
+pub fn load(cfg: &DecoderConfig, files: Vec<TensorFile>) -> Result<DecoderWeights, FormatError> {
+    let err = |msg: String| FormatError::Safetensors { file: "model.safetensors".into(), msg };
+    let family = FAMILIES.iter().find(|f| f.model_type == cfg.model_type).ok_or_else(|| err(format!("no family '{}'", cfg.model_type)))?;
+    let mut tensors = Tensors::new(files);
+    let weights = (family.weights)(cfg, &mut tensors).map_err(err)?;
+    // A tied checkpoint may store the unembedding too.
+    let unused = |n: &&str| ignorable(n) || (cfg.tied_embeddings && *n == "lm_head.weight");
+    let left: Vec<&str> = tensors.remaining().into_iter().filter(|n| !unused(n)).collect();
+    if let Some(name) = left.first() {
+        return Err(err(format!("tensor '{name}' is not part of a {} model ({} such tensors)", cfg.model_type, left.len())));
+    }
+    Ok(weights)
+}
+
+/// `prefix` when the checkpoint's tensors carry it (a `…ForCausalLM` checkpoint), else "" (the
+/// base model saved alone).
+pub(super) fn prefix_of(t: &Tensors, prefix: &'static str, probe: &str) -> &'static str {
+    if t.has(&format!("{prefix}{probe}")) {
+        prefix
+    } else {
+        ""
+    }
+}
+
+/// The unembedding: none when tied, else `names`' first present, `[vocab, d_model]`.
+pub(super) fn unembed(cfg: &DecoderConfig, t: &mut Tensors, names: &[&str]) -> Result<Option<Vec<f32>>, String> {
+    if cfg.tied_embeddings {
+        return Ok(None);
+    }
+    let name = names.iter().find(|n| t.has(n)).unwrap_or(&names[0]);
+    t.take(name, &[cfg.vocab_size, cfg.d_model]).map(Some)
+}
+
+/// A block in the layout Llama, Qwen and Gemma share (`model.layers.L.self_attn.q_proj`, …).
+pub(super) fn hf_block(cfg: &DecoderConfig, t: &mut Tensors, base: &str) -> Result<LayerWeights, String> {
+    let (d, dh) = (cfg.d_model, cfg.d_head);
+    let (q_out, kv_out) = (cfg.n_heads * dh, cfg.n_kv_heads * dh);
+    let attn = |t: &mut Tensors, name: &str, out: usize| t.linear(&format!("{base}self_attn.{name}"), d, out, cfg.qkv_bias);
+    let (q, k, v) = (attn(t, "q_proj", q_out)?, attn(t, "k_proj", kv_out)?, attn(t, "v_proj", kv_out)?);
+    let o = t.linear(&format!("{base}self_attn.o_proj"), q_out, d, cfg.o_bias)?;
+    let (q_norm, k_norm) = if cfg.qk_norm {
+        (Some(t.norm(&format!("{base}self_attn.q_norm"), dh, false)?), Some(t.norm(&format!("{base}self_attn.k_norm"), dh, false)?))
+    } else {
+        (None, None)
+    };
+    let norm = |t: &mut Tensors, name: &str| t.norm(&format!("{base}{name}"), d, false);
+    let attn_norm = norm(t, "input_layernorm")?;
+    let (post_attn_norm, mlp_norm, post_mlp_norm) = if cfg.layout == BlockLayout::Sandwich {
+        (Some(norm(t, "post_attention_layernorm")?), norm(t, "pre_feedforward_layernorm")?, Some(norm(t, "post_feedforward_layernorm")?))
+    } else {
+        (None, norm(t, "post_attention_layernorm")?, None)
+    };
+    let mlp = |t: &mut Tensors, name: &str, d_in: usize, d_out: usize| t.linear(&format!("{base}mlp.{name}"), d_in, d_out, cfg.mlp_bias);
+    Ok(LayerWeights {
+        attn_norm,
+        q,
+        k,
+        v,
+        o,
+        q_norm,
+        k_norm,
+        post_attn_norm,
+        mlp_norm,
+        gate: Some(mlp(t, "gate_proj", d, cfg.d_mlp)?),
+        up: mlp(t, "up_proj", d, cfg.d_mlp)?,
+        down: mlp(t, "down_proj", cfg.d_mlp, d)?,
+        post_mlp_norm,
+    })
+}
 
 /// Fields whose presence means a model saelab does not run, whatever its `model_type` says.
 const UNSUPPORTED: &[(&str, &str)] = &[
@@ -55,16 +140,16 @@ pub fn describe(config_json: &[u8]) -> Result<DecoderConfig, FormatError> {
         return Err(err(format!("vision_config: {} is not supported", UNSUPPORTED[0].1)));
     }
     let model_type = fields.string("model_type").map_err(err)?.ok_or_else(|| err("missing 'model_type'".into()))?;
-    let (_, family) = FAMILIES.iter().find(|(name, _)| *name == model_type).ok_or_else(|| {
+    let family = FAMILIES.iter().find(|f| f.model_type == model_type).ok_or_else(|| {
         err(format!(
             "model_type '{model_type}' is not supported ({})",
-            FAMILIES.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+            FAMILIES.iter().map(|f| f.model_type).collect::<Vec<_>>().join(", ")
         ))
     })?;
     if let Some((key, what)) = UNSUPPORTED.iter().find(|(key, _)| refused(key)) {
         return Err(err(format!("{key}: {what} is not supported")));
     }
-    family(&fields).and_then(DecoderConfig::check).map_err(err)
+    (family.describe)(&fields).and_then(DecoderConfig::check).map_err(err)
 }
 
 /// A `config.json` object with typed getters whose errors name the field. Absent and `null` are

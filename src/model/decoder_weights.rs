@@ -1,0 +1,155 @@
+//! A decoder's weights in one layout whatever the family: f32, every projection `[out, in]`
+//! row-major as `torch.nn.Linear` stores it (GPT-2's `Conv1D` `[in, out]` is transposed on load,
+//! fused q/k/v projections are split). Each family's file in `model::families` says where its
+//! tensors are; [`Tensors`] finds them by name, checks their shapes and widens f16/bf16.
+
+use std::collections::BTreeMap;
+
+use crate::formats::safetensors::{RawTensor, TensorFile};
+
+/// `y = x Wᵀ + b` with `W` `[d_out, d_in]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    pub d_in: usize,
+    pub d_out: usize,
+    pub weight: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+}
+
+impl Linear {
+    /// `x` `[n, d_in]` → `[n, d_out]`.
+    pub fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(x.len() / self.d_in * self.d_out);
+        for row in x.chunks_exact(self.d_in) {
+            for (o, w) in self.weight.chunks_exact(self.d_in).enumerate() {
+                let dot: f32 = row.iter().zip(w).map(|(a, b)| a * b).sum();
+                out.push(dot + self.bias.as_ref().map_or(0.0, |b| b[o]));
+            }
+        }
+        out
+    }
+}
+
+/// A norm's scale (and LayerNorm's shift).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormWeights {
+    pub weight: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+}
+
+/// One block's weights. Which norms exist follows the layout: `attn_norm` and `mlp_norm` always
+/// (GPT-2's ln_1/ln_2, Llama's input/post-attention norms, Gemma's input/pre-feed-forward norms);
+/// `post_attn_norm` and `post_mlp_norm` for Gemma's sandwich.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerWeights {
+    pub attn_norm: NormWeights,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    /// Over each head's `d_head` queries and keys (Qwen 3, Gemma 3).
+    pub q_norm: Option<NormWeights>,
+    pub k_norm: Option<NormWeights>,
+    pub post_attn_norm: Option<NormWeights>,
+    pub mlp_norm: NormWeights,
+    /// The gated MLP's gate; `None` for a plain MLP.
+    pub gate: Option<Linear>,
+    pub up: Linear,
+    pub down: Linear,
+    pub post_mlp_norm: Option<NormWeights>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderWeights {
+    /// `[vocab, d_model]`
+    pub embed: Vec<f32>,
+    /// Learned positions `[max_positions, d_model]` (GPT-2).
+    pub pos_embed: Option<Vec<f32>>,
+    pub layers: Vec<LayerWeights>,
+    pub final_norm: NormWeights,
+    /// `[vocab, d_model]`; `None` when tied to `embed`.
+    pub unembed: Option<Vec<f32>>,
+}
+
+/// A checkpoint's tensors by name (one file, or a sharded checkpoint's files merged), taken out
+/// as they are used.
+pub struct Tensors {
+    tensors: BTreeMap<String, RawTensor>,
+}
+
+impl Tensors {
+    pub fn new(files: Vec<TensorFile>) -> Tensors {
+        Tensors { tensors: files.into_iter().flat_map(|f| f.tensors).collect() }
+    }
+
+    /// Whether the checkpoint has `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// Tensor `name` with `shape`, in f32; every value finite.
+    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+        let t = self.tensors.remove(name).ok_or_else(|| format!("missing tensor '{name}'"))?;
+        if t.shape != shape {
+            return Err(format!("'{name}' has shape {:?}, the config implies {shape:?}", t.shape));
+        }
+        let values = t.to_f32();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(format!("'{name}' holds a non-finite value at flat index {i}"));
+        }
+        Ok(values)
+    }
+
+    /// `name` if the checkpoint has it.
+    pub fn take_optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>, String> {
+        if self.has(name) {
+            self.take(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// An `nn.Linear` `{prefix}.weight` `[d_out, d_in]`, with `{prefix}.bias` when `bias`.
+    pub fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear, String> {
+        let weight = self.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let bias = if bias { Some(self.take(&format!("{prefix}.bias"), &[d_out])?) } else { None };
+        Ok(Linear { d_in, d_out, weight, bias })
+    }
+
+    /// A norm `{prefix}.weight` `[d]`, with `{prefix}.bias` when `bias`.
+    pub fn norm(&mut self, prefix: &str, d: usize, bias: bool) -> Result<NormWeights, String> {
+        let weight = self.take(&format!("{prefix}.weight"), &[d])?;
+        let bias = if bias { Some(self.take(&format!("{prefix}.bias"), &[d])?) } else { None };
+        Ok(NormWeights { weight, bias })
+    }
+
+    /// What is left once the family has taken its tensors (reported: a tensor the family does not
+    /// know may change the computation).
+    pub fn remaining(&self) -> Vec<&str> {
+        self.tensors.keys().map(String::as_str).collect()
+    }
+}
+
+/// Splits the rows of a fused projection `[Σ parts, d_in]` (with its bias) into consecutive parts.
+pub fn split_rows(fused: Linear, parts: &[usize]) -> Vec<Linear> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &rows in parts {
+        let weight = fused.weight[start * fused.d_in..(start + rows) * fused.d_in].to_vec();
+        let bias = fused.bias.as_ref().map(|b| b[start..start + rows].to_vec());
+        out.push(Linear { d_in: fused.d_in, d_out: rows, weight, bias });
+        start += rows;
+    }
+    out
+}
+
+/// `[rows, cols]` → `[cols, rows]`.
+pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
