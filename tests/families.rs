@@ -225,3 +225,50 @@ fn checkpoints_that_do_not_fit_the_config_are_errors_naming_the_tensor() {
     };
     assert_eq!(families::load(&cfg, vec![bare]).unwrap(), families::load(&cfg, vec![file.clone()]).unwrap());
 }
+
+#[test]
+fn a_sharded_checkpoint_loads_as_the_single_file_does() {
+    use saelab::formats::safetensors::{RawTensor, TensorFile};
+    use saelab::formats::shards::{ShardIndex, INDEX_FILE};
+    use saelab::model::families;
+    let dir = Path::new("tests/fixtures/families/gemma3_hub");
+    let cfg = describe(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let index_bytes = std::fs::read(dir.join("sharded").join(INDEX_FILE)).unwrap();
+    let index = ShardIndex::parse(&index_bytes).unwrap();
+    assert_eq!(index.files().len(), 4, "save_pretrained wrote four shards");
+    let shards: Vec<(String, TensorFile)> = index
+        .files()
+        .iter()
+        .map(|f| (f.to_string(), TensorFile::parse(f, &std::fs::read(dir.join("sharded").join(f)).unwrap()).unwrap()))
+        .collect();
+    let merged = index.merge(shards.clone()).unwrap();
+    let single = TensorFile::parse("model.safetensors", &std::fs::read(dir.join("model.safetensors")).unwrap()).unwrap();
+    assert_eq!(families::load(&cfg, vec![merged]).unwrap(), families::load(&cfg, vec![single]).unwrap());
+
+    // A shard missing, a tensor in the wrong shard or in none, an index that points elsewhere.
+    let e = index.merge(shards[1..].to_vec()).unwrap_err().to_string();
+    assert!(e.contains("model-00001-of-00004.safetensors: model.safetensors.index.json names this shard"), "{e}");
+    let mut moved = shards.clone();
+    let (name, tensor) = moved[0].1.tensors.pop_first().unwrap();
+    moved[1].1.tensors.insert(name.clone(), tensor);
+    let e = index.merge(moved).unwrap_err().to_string();
+    assert!(e.contains(&format!("holds '{name}', which model.safetensors.index.json puts in model-00001-of-00004")), "{e}");
+    let mut extra = shards.clone();
+    extra[2].1.tensors.insert("model.layers.0.extra".into(), RawTensor::from_f32(vec![1], &[1.0]));
+    assert!(index.merge(extra).unwrap_err().to_string().contains("does not list"));
+    let mut lost = shards.clone();
+    let first = lost[3].1.tensors.keys().next().unwrap().clone();
+    lost[3].1.tensors.remove(&first);
+    assert!(index.merge(lost).unwrap_err().to_string().contains(&format!("does not hold '{first}'")));
+    for bad in [
+        &br#"{"weight_map": {"a": "../model.safetensors"}}"#[..],
+        br#"{"weight_map": {"a": "/etc/passwd.safetensors"}}"#,
+        br#"{"weight_map": {"a": "model.bin"}}"#,
+        br#"{"weight_map": {}}"#,
+        br#"{"metadata": {}}"#,
+        br#"{"weight_map": {"a": 3}}"#,
+        &index_bytes[..index_bytes.len() / 2],
+    ] {
+        assert!(ShardIndex::parse(bad).unwrap_err().to_string().starts_with("model.safetensors.index.json: "));
+    }
+}

@@ -2,7 +2,8 @@
 """Writes a tiny random-weight model beside every config of tests/fixtures/families/ (run
 tools/make_model_configs.py first), with what `transformers` computes on a fixed token sequence:
 `model.safetensors` (f32, as `save_pretrained` writes it: a tied unembedding is not stored twice)
-and `outputs.safetensors` with the logits `[T, vocab]` and the residual stream entering each layer
+(for gemma3_hub also `sharded/`, the same weights as `save_pretrained` shards them) and
+`outputs.safetensors` with the logits `[T, vocab]` and the residual stream entering each layer
 and the final norm's output (`hidden.{i}` = transformers' `hidden_states[i]`, `[T, d_model]`).
 
 Every parameter is drawn from N(0, 0.2²) (norm weights included, so that they matter), with eager
@@ -14,6 +15,8 @@ that have one.
 Made with transformers 5.24.0 and torch 2.15.0.
 """
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -46,6 +49,14 @@ def main():
         for i, h in enumerate(out.hidden_states):
             tensors[f"hidden.{i}"] = h[0].contiguous()
         save_file(tensors, str(folder / "outputs.safetensors"))
+        if folder.name == "gemma3_hub":
+            # One checkpoint sharded as save_pretrained shards it: index + model-0000N-of-0000M.
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save_pretrained(tmp, max_shard_size="150KB")
+                (folder / "sharded").mkdir(exist_ok=True)
+                for f in Path(tmp).iterdir():
+                    if f.name.startswith("model"):
+                        shutil.copy(f, folder / "sharded" / f.name)
         made += 1
     print(f"wrote {made} models")
 

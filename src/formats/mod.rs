@@ -5,6 +5,7 @@
 pub mod corpus;
 pub mod npy;
 pub mod safetensors;
+pub mod shards;
 pub mod tokenizer;
 
 /// A file that could not be read, with the file's name and what is wrong with it.
