@@ -57,6 +57,16 @@ impl RawTensor {
         RawTensor { dtype, shape, bytes }
     }
 
+    /// The values widened to f32, or a message naming tensor `name` and its first non-finite
+    /// value (SAE and model weights must be finite to run).
+    pub fn finite_f32(&self, name: &str) -> Result<Vec<f32>, String> {
+        let values = self.to_f32();
+        match values.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(format!("tensor '{name}' holds a non-finite value ({}) at flat index {i}", values[i])),
+            None => Ok(values),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }

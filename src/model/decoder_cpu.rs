@@ -30,17 +30,10 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, unit_offset: bool) -> Vec<f
 
 fn norm(cfg: &DecoderConfig, w: &NormWeights, x: &[f32]) -> Vec<f32> {
     match cfg.norm.kind {
-        NormKind::LayerNorm => {
-            let zeros;
-            let bias = match &w.bias {
-                Some(b) => b,
-                None => {
-                    zeros = vec![0.0; w.weight.len()];
-                    &zeros
-                }
-            };
-            layer_norm(x, &w.weight, bias, cfg.norm.eps)
-        }
+        NormKind::LayerNorm => match &w.bias {
+            Some(bias) => layer_norm(x, &w.weight, bias, cfg.norm.eps),
+            None => layer_norm(x, &w.weight, &vec![0.0; w.weight.len()], cfg.norm.eps),
+        },
         NormKind::RmsNorm { unit_offset } => rms_norm(x, &w.weight, cfg.norm.eps, unit_offset),
     }
 }

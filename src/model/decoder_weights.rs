@@ -93,11 +93,7 @@ impl Tensors {
         if t.shape != shape {
             return Err(format!("'{name}' has shape {:?}, the config implies {shape:?}", t.shape));
         }
-        let values = t.to_f32();
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(format!("'{name}' holds a non-finite value at flat index {i}"));
-        }
-        Ok(values)
+        t.finite_f32(name)
     }
 
     /// `name` if the checkpoint has it.

@@ -92,11 +92,7 @@ pub fn parse_gpt2(config: &[u8], weights: &[u8]) -> Result<Gpt2, FormatError> {
         if t.shape != shape {
             return Err(weights_err(format!("tensor '{name}' has shape {:?} but config.json implies {shape:?}", t.shape)));
         }
-        let values = t.to_f32();
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(weights_err(format!("tensor '{name}' holds a non-finite value ({}) at flat index {i}", values[i])));
-        }
-        Ok(values)
+        t.finite_f32(name).map_err(weights_err)
     };
     let (d, m) = (cfg.d_model, cfg.d_mlp);
     let ln = |prefix: &str| -> Result<LayerNorm, FormatError> {

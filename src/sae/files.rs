@@ -58,11 +58,7 @@ fn sae_from_tensor_file(cfg: SaeConfig, stored: &TensorFile, log_sparsity: Optio
             .get(name)
             .ok_or_else(|| weights_err(format!("missing tensor '{name}' (needed by a {} SAE)", cfg.architecture.name())))?;
         check_shape(name, t, shape, &cfg)?;
-        let values = t.to_f32();
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(weights_err(format!("tensor '{name}' holds a non-finite value ({}) at flat index {i}", values[i])));
-        }
-        Ok(values)
+        t.finite_f32(name).map_err(weights_err)
     };
 
     let w_enc = tensor("W_enc", &[d_in, d_sae])?;

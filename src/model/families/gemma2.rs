@@ -3,7 +3,7 @@
 //! `query_pre_attn_scalar^-½`, attention and final logits soft-capped, and sliding-window
 //! attention on every other layer (the first included), tied unembedding.
 
-use super::super::decoder::{Activation, BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions};
+use super::super::decoder::{BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions};
 use super::Fields;
 
 /// The Gemma block as `f` configures it; `default_sliding` says which layers slide when the file
@@ -21,10 +21,7 @@ pub(super) fn block(
     let n_layers = f.required("num_hidden_layers")?;
     let d_head = f.head_dim(256)?;
     // `hidden_activation` is Gemma's field; older files have only `hidden_act`.
-    let (field, act) = match f.string("hidden_activation")? {
-        Some(a) => ("hidden_activation", a),
-        None => ("hidden_act", f.string("hidden_act")?.unwrap_or_else(|| "gelu_pytorch_tanh".into())),
-    };
+    let field = if f.string("hidden_activation")?.is_some() { "hidden_activation" } else { "hidden_act" };
     let window = Some(f.usize("sliding_window")?.unwrap_or(4096));
     let scalar = f.f64("query_pre_attn_scalar")?.unwrap_or(256.0);
     if scalar.is_nan() || scalar <= 0.0 {
@@ -44,7 +41,7 @@ pub(super) fn block(
         max_positions: f.usize("max_position_embeddings")?.unwrap_or(8192),
         norm: Norm { kind: NormKind::RmsNorm { unit_offset: true }, eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6) as f32 },
         layout: BlockLayout::Sandwich,
-        activation: Activation::from_name(field, &act)?,
+        activation: f.activation(field, "gelu_pytorch_tanh")?,
         mlp: Mlp::Gated,
         mlp_bias: false,
         qkv_bias: bias,

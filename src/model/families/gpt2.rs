@@ -1,7 +1,7 @@
 //! GPT-2 (`transformers`' `modeling_gpt2.py`): learned positions, pre-LayerNorm blocks, a plain
 //! MLP with `activation_function` (gelu_new), biases everywhere, tied unembedding.
 
-use super::super::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions};
+use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions};
 use super::super::decoder_weights::{split_rows, transpose, DecoderWeights, LayerWeights, Linear, Tensors};
 use super::Fields;
 
@@ -14,7 +14,6 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         return Err("scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn are not supported".into());
     }
     let scale = if f.bool("scale_attn_weights")?.unwrap_or(true) { 1.0 / (d_head as f32).sqrt() } else { 1.0 };
-    let activation = f.string("activation_function")?.unwrap_or_else(|| "gelu_new".into());
     Ok(DecoderConfig {
         model_type: "gpt2".into(),
         vocab_size: f.usize("vocab_size")?.unwrap_or(50257),
@@ -27,7 +26,7 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         max_positions: f.usize("n_positions")?.unwrap_or(1024),
         norm: Norm { kind: NormKind::LayerNorm, eps: f.f64("layer_norm_epsilon")?.unwrap_or(1e-5) as f32 },
         layout: BlockLayout::Sequential,
-        activation: Activation::from_name("activation_function", &activation)?,
+        activation: f.activation("activation_function", "gelu_new")?,
         mlp: Mlp::Plain,
         mlp_bias: true,
         qkv_bias: true,

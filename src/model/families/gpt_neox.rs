@@ -2,7 +2,7 @@
 //! `rotary_pct` of each head, a plain MLP, attention and MLP read the block's input in parallel when
 //! `use_parallel_residual` (Pythia), untied unembedding.
 
-use super::super::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions};
+use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions};
 use super::super::decoder_weights::{DecoderWeights, LayerWeights, Linear, Tensors};
 use super::Fields;
 
@@ -33,7 +33,7 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         max_positions: f.usize("max_position_embeddings")?.unwrap_or(2048),
         norm: Norm { kind: NormKind::LayerNorm, eps: f.f64("layer_norm_eps")?.unwrap_or(1e-5) as f32 },
         layout,
-        activation: Activation::from_name("hidden_act", &f.string("hidden_act")?.unwrap_or_else(|| "gelu".into()))?,
+        activation: f.activation("hidden_act", "gelu")?,
         mlp: Mlp::Plain,
         mlp_bias: true,
         qkv_bias: bias,

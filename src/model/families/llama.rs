@@ -2,7 +2,7 @@
 //! grouped-query attention, a SwiGLU MLP, optional attention and MLP biases. Qwen 2 and 3 are
 //! this block with their own biases and norms (`qwen2.rs`, `qwen3.rs`).
 
-use super::super::decoder::{Activation, BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions};
+use super::super::decoder::{BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions};
 use super::super::decoder_weights::{DecoderWeights, Tensors};
 use super::Fields;
 
@@ -33,7 +33,7 @@ pub(super) fn block(f: &Fields, model_type: &str, default_head_dim: Option<usize
         max_positions: f.usize("max_position_embeddings")?.unwrap_or(2048),
         norm: Norm { kind: NormKind::RmsNorm { unit_offset: false }, eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6) as f32 },
         layout: BlockLayout::Sequential,
-        activation: Activation::from_name("hidden_act", &f.string("hidden_act")?.unwrap_or_else(|| "silu".into()))?,
+        activation: f.activation("hidden_act", "silu")?,
         mlp: Mlp::Gated,
         mlp_bias: f.bool("mlp_bias")?.unwrap_or(false),
         qkv_bias: bias,

@@ -17,7 +17,7 @@ mod qwen3;
 
 use serde_json::{Map, Value};
 
-use super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Rope, RopeScaling};
+use super::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Rope, RopeScaling};
 use super::decoder_weights::{DecoderWeights, LayerWeights, Tensors};
 use crate::formats::safetensors::TensorFile;
 use crate::formats::FormatError;
@@ -118,13 +118,12 @@ pub(super) fn hf_block(cfg: &DecoderConfig, t: &mut Tensors, base: &str) -> Resu
     })
 }
 
+/// A multimodal config: refused before its `model_type` (gemma3), with what to load instead.
+const VISION: &str = "vision_config: a vision tower (load the text model's own config: model_type gemma3_text) is not supported";
+
 /// Fields whose presence means a model saelab does not run, whatever its `model_type` says.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    ("vision_config", "a vision tower (load the text model's own config: model_type gemma3_text)"),
-    ("num_local_experts", "a mixture of experts"),
-    ("num_experts", "a mixture of experts"),
-    ("linear_attention", "linear attention"),
-];
+const UNSUPPORTED: &[(&str, &str)] =
+    &[("num_local_experts", "a mixture of experts"), ("num_experts", "a mixture of experts"), ("linear_attention", "linear attention")];
 
 /// Describes the model a `config.json` holds; errors name the file and the field.
 pub fn describe(config_json: &[u8]) -> Result<DecoderConfig, FormatError> {
@@ -137,7 +136,7 @@ pub fn describe(config_json: &[u8]) -> Result<DecoderConfig, FormatError> {
     let refused = |key: &str| fields.0.get(key).is_some_and(|v| !v.is_null());
     // A vision tower first: its config names a model_type of its own (gemma3).
     if refused("vision_config") {
-        return Err(err(format!("vision_config: {} is not supported", UNSUPPORTED[0].1)));
+        return Err(err(VISION.into()));
     }
     let model_type = fields.string("model_type").map_err(err)?.ok_or_else(|| err("missing 'model_type'".into()))?;
     let family = FAMILIES.iter().find(|f| f.model_type == model_type).ok_or_else(|| {
@@ -188,6 +187,11 @@ impl Fields {
         self.get(key)
             .map(|v| v.as_object().map(|m| Fields(m.clone())).ok_or_else(|| format!("'{key}' must be an object, found {v}")))
             .transpose()
+    }
+
+    /// The activation named by `key` (`default` when absent); errors name the field.
+    pub fn activation(&self, key: &str, default: &str) -> Result<Activation, String> {
+        Activation::from_name(key, &self.string(key)?.unwrap_or_else(|| default.into()))
     }
 
     /// The head size: `head_dim` if given, else `default`.
