@@ -37,7 +37,7 @@ pub(super) fn TokenView() -> impl IntoView {
                     }))}
                 </div>
                 <div on:click=on_feature_click(lm)>
-                {move || lm.clicked_token.get().and_then(|i| lm.run.with(|r| r.as_ref().map(|r| (i, r.texts.get(i).cloned(), r.features.get(i).cloned())))).map(|(_, text, features)| {
+                {move || lm.clicked_token.get().and_then(|i| lm.run.with(|r| r.as_ref().map(|r| (r.texts.get(i).cloned(), r.features.get(i).cloned())))).map(|(text, features)| {
                     view! {
                         <div id="lm-token-features">
                             <h3>"Features on token " <q>{text.unwrap_or_default()}</q></h3>
