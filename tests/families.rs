@@ -16,6 +16,23 @@ fn fixtures() -> Vec<std::path::PathBuf> {
     dirs
 }
 
+/// Within 1e-4 of the largest magnitude (at least 1): f32 sums in another order.
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
+    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4 * scale, "{what}: worst difference {worst} (scale {scale})");
+}
+
+/// A fixture model loaded by saelab.
+fn fixture_model(dir: &Path) -> saelab::model::Model {
+    use saelab::formats::safetensors::TensorFile;
+    let cfg = describe(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let file = TensorFile::parse("model.safetensors", &std::fs::read(dir.join("model.safetensors")).unwrap()).unwrap();
+    let weights = saelab::model::families::load(&cfg, vec![file]).unwrap();
+    saelab::model::Model { cfg, weights }
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * b.abs().max(1.0)
 }
@@ -171,23 +188,18 @@ fn broken_configs_are_errors_naming_the_field() {
 #[test]
 fn every_family_runs_as_transformers_runs_it() {
     use saelab::formats::safetensors::TensorFile;
-    use saelab::model::{decoder_cpu, families};
+    use saelab::model::{decoder_cpu, families, Model};
     let mut ran = 0;
     for dir in fixtures() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let Ok(weights) = std::fs::read(dir.join("model.safetensors")) else { continue };
         let cfg = describe(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-        let w =
+        let weights =
             families::load(&cfg, vec![TensorFile::parse("model.safetensors", &weights).unwrap()]).unwrap_or_else(|e| panic!("{name}: {e}"));
         let want = TensorFile::parse("outputs.safetensors", &std::fs::read(dir.join("outputs.safetensors")).unwrap()).unwrap();
         let tokens: Vec<u32> = want.tensors["tokens"].to_f32().iter().map(|&t| t as u32).collect();
-        let out = decoder_cpu::forward(&cfg, &w, &tokens);
-        let close = |what: &str, got: &[f32], want: &[f32]| {
-            assert_eq!(got.len(), want.len(), "{name} {what}: length");
-            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
-            let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst <= 1e-4 * scale, "{name} {what}: worst difference {worst} (scale {scale})");
-        };
+        let out = decoder_cpu::forward(&Model { cfg, weights }, &tokens).unwrap();
+        let close = |what: &str, got: &[f32], want: &[f32]| assert_close(&format!("{name} {what}"), got, want);
         for (i, h) in out.hidden.iter().enumerate() {
             close(&format!("hidden.{i}"), h, &want.tensors[&format!("hidden.{i}")].to_f32());
         }
@@ -271,4 +283,129 @@ fn a_sharded_checkpoint_loads_as_the_single_file_does() {
     ] {
         assert!(ShardIndex::parse(bad).unwrap_err().to_string().starts_with("model.safetensors.index.json: "));
     }
+}
+
+/// TransformerLens's hook values on the same weights (`tools/make_tl_hooks.py`: HookedTransformer
+/// built as SAELens builds it, no weight processing, `use_hook_mlp_in`): every hook point saelab
+/// names, on every family TransformerLens runs as transformers does, is the value TransformerLens
+/// computes — so an SAE trained on TransformerLens activations reads the same numbers here. And
+/// saelab has exactly the hook points TransformerLens has (no resid_mid in a parallel block,
+/// hook_pos_embed only with learned positions).
+#[test]
+fn every_hook_point_is_transformer_lens_s() {
+    use saelab::formats::safetensors::TensorFile;
+    use saelab::model::{decoder_cpu, HookPoint};
+    let mut checked = 0;
+    for dir in fixtures() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let Ok(bytes) = std::fs::read(dir.join("tl_hooks.safetensors")) else { continue };
+        let tl = TensorFile::parse("tl_hooks.safetensors", &bytes).unwrap();
+        let model = fixture_model(&dir);
+        let tokens: Vec<u32> = TensorFile::parse("o", &std::fs::read(dir.join("outputs.safetensors")).unwrap()).unwrap().tensors["tokens"]
+            .to_f32()
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let hooks = model.cfg.hook_points();
+        let want: Vec<&str> = tl.tensors.keys().map(String::as_str).filter(|k| *k != "logits").collect();
+        let mut have: Vec<String> = hooks.iter().map(|h| h.to_string()).filter(|h| !h.ends_with(".ln2.hook_out")).collect();
+        have.sort();
+        assert_eq!(have, want, "{name}: the hook points");
+        let (logits, got) = decoder_cpu::run(&model, &tokens, &hooks, &[]).unwrap();
+        assert_close(&format!("{name} logits"), &logits, &tl.tensors["logits"].to_f32());
+        for (hook, values) in hooks.iter().zip(&got) {
+            assert_eq!(values.len(), tokens.len() * model.cfg.hook_width(*hook), "{name} {hook}: width");
+            if let Some(t) = tl.tensors.get(&hook.to_string()) {
+                assert_close(&format!("{name} {hook}"), values, &t.to_f32());
+                checked += 1;
+            }
+        }
+        // Gemma Scope 2's Hugging Face names read the same points.
+        if model.cfg.model_type.starts_with("gemma") {
+            let layer = model.cfg.n_layers - 1;
+            for (hf, tl_name) in [
+                ("output", "hook_resid_post"),
+                ("self_attn.o_proj.input", "attn.hook_z"),
+                ("post_feedforward_layernorm.output", "hook_mlp_out"),
+            ] {
+                let hook = model.cfg.hook_point(&format!("model.layers.{layer}.{hf}")).unwrap();
+                assert_eq!(hook, HookPoint::parse(&format!("blocks.{layer}.{tl_name}")).unwrap(), "{name} {hf}");
+            }
+        } else {
+            let e = model.cfg.hook_point("model.layers.0.post_feedforward_layernorm.output").unwrap_err();
+            assert!(e.contains("is not a hook point of this"), "{name}: {e}");
+        }
+    }
+    assert!(checked >= 13 * 20, "{checked} hook values checked");
+}
+
+/// `ln2.hook_out` (Gemma's `pre_feedforward_layernorm.output`: the norm with its weight, what the
+/// MLP reads) is `ln2.hook_normalized` times the weight — `(1 + w)` on Gemma.
+#[test]
+fn the_mlp_input_after_its_norm_is_the_normalized_value_scaled() {
+    use saelab::model::{decoder_cpu, BlockSite, HookPoint};
+    for family in ["gemma2", "llama3_scaled", "gpt2"] {
+        let model = fixture_model(&Path::new("tests/fixtures/families").join(family));
+        let hooks = [HookPoint::block(1, BlockSite::Ln2Normalized), HookPoint::block(1, BlockSite::Ln2Out)];
+        let (_, got) = decoder_cpu::run(&model, &[1, 2, 3, 4, 5], &hooks, &[]).unwrap();
+        let w = &model.weights.layers[1].mlp_norm;
+        let d = model.cfg.d_model;
+        for (i, (normalized, out)) in got[0].iter().zip(&got[1]).enumerate() {
+            let scale = if family == "gemma2" { 1.0 + w.weight[i % d] } else { w.weight[i % d] };
+            let want = normalized * scale + w.bias.as_ref().map_or(0.0, |b| b[i % d]);
+            assert!((out - want).abs() <= 1e-5 * want.abs().max(1.0), "{family} [{i}]: {out} vs {want}");
+        }
+    }
+}
+
+/// Interventions at the MLP's input change only what the MLP reads: replacing `hook_mlp_in` by
+/// `hook_resid_mid`'s own value changes nothing; zeroing it leaves `hook_resid_mid` as it was but
+/// changes `hook_mlp_out`; steering `attn.hook_z` (`n_heads · d_head` wide, not `d_model`, on
+/// Gemma) runs, and a vector of the wrong width is refused naming the width.
+#[test]
+fn interventions_work_at_every_family_s_points() {
+    use saelab::model::{decoder_cpu, BlockSite, HookPoint, Intervention};
+    for family in ["gemma2", "qwen3", "gpt_neox_parallel", "llama3_scaled"] {
+        let model = fixture_model(&Path::new("tests/fixtures/families").join(family));
+        let tokens = [4, 8, 15, 16, 23, 42];
+        let at = |site| HookPoint::block(0, site);
+        let watch = [at(BlockSite::MlpIn), at(BlockSite::MlpOut), at(BlockSite::ResidPost)];
+        let (clean_logits, clean) = decoder_cpu::run(&model, &tokens, &watch, &[]).unwrap();
+        let same = Intervention::Replace { hook: at(BlockSite::MlpIn), values: &clean[0] };
+        let (logits, _) = decoder_cpu::run(&model, &tokens, &[], &[same]).unwrap();
+        assert_eq!(logits, clean_logits, "{family}: replacing a hook by its own value");
+        let zeros = vec![0.0; clean[0].len()];
+        let zeroed = Intervention::Replace { hook: at(BlockSite::MlpIn), values: &zeros };
+        let (_, after) = decoder_cpu::run(&model, &tokens, &watch, &[zeroed]).unwrap();
+        assert_eq!(after[0], zeros, "{family}: the captured value is the replaced one");
+        assert_ne!(after[1], clean[1], "{family}: the MLP read the change");
+        let width = model.cfg.hook_width(at(BlockSite::AttnZ));
+        assert_eq!(width, model.cfg.n_heads * model.cfg.d_head);
+        let steer = vec![0.5; width];
+        let (steered, _) =
+            decoder_cpu::run(&model, &tokens, &[], &[Intervention::AddToEveryToken { hook: at(BlockSite::AttnZ), vector: &steer }])
+                .unwrap();
+        assert_ne!(steered, clean_logits, "{family}: steering z changes the logits");
+        let wrong = vec![0.5; width + 1];
+        let e = decoder_cpu::run(&model, &tokens, &[], &[Intervention::AddToEveryToken { hook: at(BlockSite::AttnZ), vector: &wrong }])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("needs a vector of {width}, got {}", width + 1)), "{family}: {e}");
+    }
+}
+
+/// Harvesting stops at the hook: the activations equal the full run's, at every kind of point.
+#[test]
+fn activations_at_a_hook_are_the_full_run_s() {
+    use saelab::model::{decoder_cpu, BlockSite, HookPoint};
+    let model = fixture_model(Path::new("tests/fixtures/families/gemma3"));
+    let tokens = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12];
+    let hooks =
+        [HookPoint::Embed, HookPoint::block(2, BlockSite::Ln2Out), HookPoint::block(1, BlockSite::AttnZ), HookPoint::FinalNormalized];
+    let (_, full) = decoder_cpu::run(&model, &tokens, &hooks, &[]).unwrap();
+    for (hook, want) in hooks.iter().zip(&full) {
+        assert_eq!(&decoder_cpu::activations_at(&model, &tokens, *hook).unwrap(), want, "{hook}");
+    }
+    let e = decoder_cpu::activations_at(&model, &tokens, HookPoint::PosEmbed).unwrap_err().to_string();
+    assert!(e.contains("hook_pos_embed is not a hook point of this gemma3_text model"), "{e}");
 }

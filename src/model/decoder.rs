@@ -4,6 +4,8 @@
 //! where, which activation, gated or plain MLP, biases, rotary or learned positions, grouped-query
 //! heads, q/k norms, soft-capping, and which layers attend within a sliding window.
 
+use super::hook::{BlockSite, HookPoint};
+
 /// A normalisation layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum NormKind {
@@ -201,5 +203,71 @@ impl DecoderConfig {
             }
         }
         Ok(self)
+    }
+}
+
+/// The hook points of a described decoder: which exist, how wide each is, how far a forward pass
+/// must go to reach one. TransformerLens's rules: `hook_pos_embed` only with learned positions,
+/// no `hook_resid_mid` in a parallel block, `attn.hook_z` is `n_heads · d_head` wide (Gemma's is
+/// not `d_model`), and the Hugging Face module names of Gemma's extra norms only on Gemma.
+impl DecoderConfig {
+    /// Every hook point of this model, in the order the forward pass reaches them.
+    pub fn hook_points(&self) -> Vec<HookPoint> {
+        let mut hooks = vec![HookPoint::Embed, HookPoint::PosEmbed];
+        for layer in 0..self.n_layers {
+            hooks.extend(BlockSite::ALL.iter().map(|&site| HookPoint::block(layer, site)));
+        }
+        hooks.push(HookPoint::FinalNormalized);
+        hooks.retain(|&h| self.has_hook(h));
+        hooks
+    }
+
+    /// Whether this model's forward pass reaches `hook`.
+    pub fn has_hook(&self, hook: HookPoint) -> bool {
+        match hook {
+            HookPoint::PosEmbed => self.positions == Positions::Learned,
+            HookPoint::Block { layer, site } => {
+                layer < self.n_layers && !(site == BlockSite::ResidMid && self.layout == BlockLayout::Parallel)
+            }
+            HookPoint::Embed | HookPoint::FinalNormalized => true,
+        }
+    }
+
+    /// The width of the activation at `hook` (per token).
+    pub fn hook_width(&self, hook: HookPoint) -> usize {
+        match hook {
+            HookPoint::Block { site: BlockSite::AttnZ, .. } => self.n_heads * self.d_head,
+            _ => self.d_model,
+        }
+    }
+
+    /// The hook point `name` (TransformerLens's, or Gemma Scope 2's Hugging Face module name) on
+    /// this model, or a message listing the forms this model has.
+    pub fn hook_point(&self, name: &str) -> Result<HookPoint, String> {
+        let gemma_only = HookPoint::names_gemma_module(name) && self.layout != BlockLayout::Sandwich;
+        match HookPoint::parse(name) {
+            Some(hook) if self.has_hook(hook) && !gemma_only => Ok(hook),
+            _ => {
+                let sites: Vec<&str> =
+                    BlockSite::ALL.iter().filter(|&&s| self.has_hook(HookPoint::block(0, s))).map(|s| s.name()).collect();
+                let pos = if self.has_hook(HookPoint::PosEmbed) { "hook_pos_embed, " } else { "" };
+                Err(format!(
+                    "'{name}' is not a hook point of this {} model (hook_embed, {pos}blocks.{{0..{}}}.{{{}}}, ln_final.hook_normalized)",
+                    self.model_type,
+                    self.n_layers.saturating_sub(1),
+                    sites.join(",")
+                ))
+            }
+        }
+    }
+
+    /// How far a forward pass must go to reach `hook`: the blocks to run, and whether the final
+    /// norm runs too (only for `ln_final.hook_normalized`). Harvesting stops there.
+    pub fn extent_to_reach(&self, hook: HookPoint) -> (usize, bool) {
+        match hook {
+            HookPoint::Block { layer, .. } => ((layer + 1).min(self.n_layers), false),
+            HookPoint::FinalNormalized => (self.n_layers, true),
+            HookPoint::Embed | HookPoint::PosEmbed => (0, false),
+        }
     }
 }

@@ -13,8 +13,19 @@ pub enum BlockSite {
     AttnZ,
     /// `hook_attn_out`: the attention's output projection.
     AttnOut,
-    /// `hook_resid_mid`: the residual stream after attention, before the MLP.
+    /// `hook_resid_mid`: the residual stream after attention, before the MLP (sequential blocks
+    /// only: a parallel block has none, as in TransformerLens).
     ResidMid,
+    /// `hook_mlp_in`: what enters the MLP's norm — a copy of `hook_resid_mid` (of `hook_resid_pre`
+    /// in a parallel block). Changing it changes the MLP's input only, not the residual stream
+    /// (TransformerLens's `use_hook_mlp_in`).
+    MlpIn,
+    /// `ln2.hook_normalized`: the MLP's norm before its weight (and bias) — TransformerLens's
+    /// LayerNorm and RMSNorm hook `x / scale` (centred first for LayerNorm).
+    Ln2Normalized,
+    /// `ln2.hook_out`: the MLP's norm with its weight, what the MLP reads (TransformerLens's
+    /// TransformerBridge name; Hugging Face's `pre_feedforward_layernorm.output` in Gemma).
+    Ln2Out,
     /// `hook_mlp_out`: the MLP's output.
     MlpOut,
     /// `hook_resid_post`: the residual stream leaving the block.
@@ -23,8 +34,17 @@ pub enum BlockSite {
 
 impl BlockSite {
     /// Every site, in the order the forward pass reaches them.
-    pub const ALL: [BlockSite; 6] =
-        [BlockSite::ResidPre, BlockSite::AttnZ, BlockSite::AttnOut, BlockSite::ResidMid, BlockSite::MlpOut, BlockSite::ResidPost];
+    pub const ALL: [BlockSite; 9] = [
+        BlockSite::ResidPre,
+        BlockSite::AttnZ,
+        BlockSite::AttnOut,
+        BlockSite::ResidMid,
+        BlockSite::MlpIn,
+        BlockSite::Ln2Normalized,
+        BlockSite::Ln2Out,
+        BlockSite::MlpOut,
+        BlockSite::ResidPost,
+    ];
 
     /// The TransformerLens name within a block.
     pub fn name(self) -> &'static str {
@@ -33,6 +53,9 @@ impl BlockSite {
             BlockSite::AttnZ => "attn.hook_z",
             BlockSite::AttnOut => "hook_attn_out",
             BlockSite::ResidMid => "hook_resid_mid",
+            BlockSite::MlpIn => "hook_mlp_in",
+            BlockSite::Ln2Normalized => "ln2.hook_normalized",
+            BlockSite::Ln2Out => "ln2.hook_out",
             BlockSite::MlpOut => "hook_mlp_out",
             BlockSite::ResidPost => "hook_resid_post",
         }
@@ -67,8 +90,9 @@ impl HookPoint {
         }
     }
 
-    /// Reads a TransformerLens hook name. Only the form is checked here; whether the layer exists
-    /// is the model's question (`Gpt2Config::hook_point`).
+    /// Reads a TransformerLens hook name, or one of the Hugging Face module names Gemma Scope 2's
+    /// configs use for the same points (see [`HF_MODULE_SITES`]). Only the form is checked here;
+    /// whether the model has the point is the model's question (`DecoderConfig::hook_point`).
     pub fn parse(name: &str) -> Option<HookPoint> {
         match name {
             "hook_embed" => return Some(HookPoint::Embed),
@@ -76,14 +100,41 @@ impl HookPoint {
             "ln_final.hook_normalized" => return Some(HookPoint::FinalNormalized),
             _ => {}
         }
-        let (layer, site) = name.strip_prefix("blocks.")?.split_once('.')?;
-        // `blocks.01.…` is not a TransformerLens name: digits only, no sign, no leading zero.
-        if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) || (layer.len() > 1 && layer.starts_with('0')) {
-            return None;
+        if let Some(rest) = name.strip_prefix("model.layers.") {
+            let (layer, module) = rest.split_once('.')?;
+            let (_, site) = HF_MODULE_SITES.iter().find(|(m, _)| *m == module)?;
+            return Some(HookPoint::Block { layer: layer_number(layer)?, site: *site });
         }
-        let site = BlockSite::ALL.into_iter().find(|s| s.name() == site)?;
-        Some(HookPoint::Block { layer: layer.parse().ok()?, site })
+        let (layer, site) = name.strip_prefix("blocks.")?.split_once('.')?;
+        // TransformerBridge's name for the MLP's input is the same point as ln2's output.
+        let site = if site == "mlp.hook_in" { BlockSite::Ln2Out } else { BlockSite::ALL.into_iter().find(|s| s.name() == site)? };
+        Some(HookPoint::Block { layer: layer_number(layer)?, site })
     }
+
+    /// Whether `name` is one of the Hugging Face module names that only Gemma's four-norm block
+    /// has (`pre_feedforward_layernorm`, `post_feedforward_layernorm`).
+    pub fn names_gemma_module(name: &str) -> bool {
+        name.starts_with("model.layers.") && name.contains("_feedforward_layernorm.")
+    }
+}
+
+/// Hugging Face module points (`model.layers.L.{module}`) as Gemma Scope 2's configs name them
+/// (`hf_hook_point_in`/`_out`), and the TransformerLens point each is. The post-feed-forward norm's
+/// output is what the block adds to the residual stream, TransformerLens's `hook_mlp_out`.
+pub const HF_MODULE_SITES: [(&str, BlockSite); 4] = [
+    ("output", BlockSite::ResidPost),
+    ("self_attn.o_proj.input", BlockSite::AttnZ),
+    ("pre_feedforward_layernorm.output", BlockSite::Ln2Out),
+    ("post_feedforward_layernorm.output", BlockSite::MlpOut),
+];
+
+/// A layer number as the names write it: digits only, no sign, no leading zero (`blocks.01.…`
+/// is not a TransformerLens name).
+fn layer_number(digits: &str) -> Option<usize> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl fmt::Display for HookPoint {
@@ -130,6 +181,23 @@ mod tests {
             assert_eq!(HookPoint::parse(&hook.to_string()), Some(hook), "{hook}");
         }
         assert_eq!(HookPoint::parse("blocks.3.hook_resid_pre"), Some(HookPoint::block(3, BlockSite::ResidPre)));
+        assert_eq!(HookPoint::parse("blocks.3.mlp.hook_in"), Some(HookPoint::block(3, BlockSite::Ln2Out)));
+    }
+
+    #[test]
+    fn gemma_scope_2_module_names_are_the_same_points() {
+        let at = |layer, site| Some(HookPoint::block(layer, site));
+        assert_eq!(HookPoint::parse("model.layers.12.output"), at(12, BlockSite::ResidPost));
+        assert_eq!(HookPoint::parse("model.layers.0.self_attn.o_proj.input"), at(0, BlockSite::AttnZ));
+        assert_eq!(HookPoint::parse("model.layers.7.pre_feedforward_layernorm.output"), at(7, BlockSite::Ln2Out));
+        assert_eq!(HookPoint::parse("model.layers.7.post_feedforward_layernorm.output"), at(7, BlockSite::MlpOut));
+        for bad in
+            ["model.layers.1", "model.layers.01.output", "model.layers.1.mlp.output", "model.layers.x.output", "model.layers..output"]
+        {
+            assert_eq!(HookPoint::parse(bad), None, "{bad:?}");
+        }
+        assert!(HookPoint::names_gemma_module("model.layers.7.post_feedforward_layernorm.output"));
+        assert!(!HookPoint::names_gemma_module("model.layers.7.output"));
     }
 
     #[test]

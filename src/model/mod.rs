@@ -15,6 +15,9 @@ pub mod hook;
 
 pub use hook::{BlockSite, HookPoint};
 
+use decoder::DecoderConfig;
+use decoder_weights::DecoderWeights;
+
 /// What the forward pass needs from a Hugging Face GPT-2 `config.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gpt2Config {
@@ -123,6 +126,49 @@ impl Gpt2 {
     }
 }
 
+/// Which hook points a model has and how wide each is: what an intervention is checked against.
+pub trait HookShapes {
+    fn has_hook(&self, hook: HookPoint) -> bool;
+    fn hook_width(&self, hook: HookPoint) -> usize;
+}
+
+impl HookShapes for Gpt2Config {
+    fn has_hook(&self, hook: HookPoint) -> bool {
+        Gpt2Config::has_hook(self, hook)
+    }
+    fn hook_width(&self, _: HookPoint) -> usize {
+        self.d_model
+    }
+}
+
+impl HookShapes for DecoderConfig {
+    fn has_hook(&self, hook: HookPoint) -> bool {
+        DecoderConfig::has_hook(self, hook)
+    }
+    fn hook_width(&self, hook: HookPoint) -> usize {
+        DecoderConfig::hook_width(self, hook)
+    }
+}
+
+/// A decoder-only language model of any described family: what it is, and its f32 weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub cfg: DecoderConfig,
+    pub weights: DecoderWeights,
+}
+
+impl Model {
+    /// The unembedding `W_U` as rows `[vocab, d_model]` (its own, or the embedding when tied).
+    pub fn unembed(&self) -> &[f32] {
+        self.weights.unembed.as_deref().unwrap_or(&self.weights.embed)
+    }
+
+    /// Checks tokens before a forward pass.
+    pub fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
+        check_token_range(tokens, self.cfg.vocab_size, self.cfg.max_positions)
+    }
+}
+
 /// A change to the activation at one hook point during a forward pass (TransformerLens: a hook
 /// that returns a new value). What follows the hook computes with the changed activation.
 #[derive(Debug, Clone, Copy)]
@@ -154,11 +200,11 @@ impl Intervention<'_> {
     }
 
     /// Checks the hook exists and the values fit `n` tokens of this model.
-    pub fn check(&self, cfg: &Gpt2Config, n: usize) -> Result<(), String> {
+    pub fn check(&self, cfg: &impl HookShapes, n: usize) -> Result<(), String> {
         if !cfg.has_hook(self.hook()) {
-            return Err(format!("{} is not a hook point of this model ({} layers)", self.hook(), cfg.n_layers));
+            return Err(format!("{} is not a hook point of this model", self.hook()));
         }
-        let d = cfg.d_model;
+        let d = cfg.hook_width(self.hook());
         match self {
             Intervention::Replace { values, hook } if values.len() != n * d => {
                 Err(format!("replacing {hook} needs {n} × {d} values, got {}", values.len()))
@@ -188,14 +234,19 @@ pub enum ModelError {
 
 /// Checks tokens before a forward pass.
 pub fn check_tokens(cfg: &Gpt2Config, tokens: &[u32]) -> Result<(), ModelError> {
+    check_token_range(tokens, cfg.vocab_size, cfg.n_positions)
+}
+
+/// Some tokens, none outside the vocabulary, no more than the context holds.
+fn check_token_range(tokens: &[u32], vocab: usize, context: usize) -> Result<(), ModelError> {
     if tokens.is_empty() {
         return Err(ModelError::NoTokens);
     }
-    if tokens.len() > cfg.n_positions {
-        return Err(ModelError::TooLong { len: tokens.len(), n_positions: cfg.n_positions });
+    if tokens.len() > context {
+        return Err(ModelError::TooLong { len: tokens.len(), n_positions: context });
     }
-    if let Some((position, &token)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= cfg.vocab_size) {
-        return Err(ModelError::TokenOutOfRange { token, position, vocab: cfg.vocab_size });
+    if let Some((position, &token)) = tokens.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
+        return Err(ModelError::TokenOutOfRange { token, position, vocab });
     }
     Ok(())
 }
