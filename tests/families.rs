@@ -409,3 +409,47 @@ fn activations_at_a_hook_are_the_full_run_s() {
     let e = decoder_cpu::activations_at(&model, &tokens, HookPoint::PosEmbed).unwrap_err().to_string();
     assert!(e.contains("hook_pos_embed is not a hook point of this gemma3_text model"), "{e}");
 }
+
+/// TransformerLens's weight processing on the same weights: with `center_writing_weights` and
+/// `center_unembed` (what SAELens's registry asks for gpt2-small-res-jb), every hook and the logits
+/// are TransformerLens's; on GPT-2 centring moved the residual hooks (it is not a no-op) to zero mean,
+/// on Llama (RMSNorm) TransformerLens leaves them. `fold_ln` changes no hook value and no logit.
+#[test]
+fn weight_processing_gives_transformer_lens_s_values() {
+    use saelab::formats::safetensors::TensorFile;
+    use saelab::model::decoder_cpu;
+    use saelab::model::processing::WeightProcessing;
+    let tokens: Vec<u32> = vec![3, 17, 42, 99, 5, 64, 23, 8, 77, 12, 50, 1, 31, 88];
+    let kwargs = serde_json::json!({"center_writing_weights": true, "center_unembed": true, "n_devices": 1});
+    let centring = WeightProcessing::from_kwargs(kwargs.as_object().unwrap()).unwrap();
+    assert!(centring.center_writing_weights && centring.center_unembed && !centring.fold_ln);
+    for family in ["gpt2", "llama3_scaled"] {
+        let dir = Path::new("tests/fixtures/families").join(family);
+        let read = |file: &str| TensorFile::parse(file, &std::fs::read(dir.join(file)).unwrap()).unwrap();
+        let model = fixture_model(&dir);
+        let hooks = model.cfg.hook_points();
+        let (plain_logits, plain) = decoder_cpu::run(&model, &tokens, &hooks, &[]).unwrap();
+        let centred = model.clone().processed(centring);
+        let (logits, got) = decoder_cpu::run(&centred, &tokens, &hooks, &[]).unwrap();
+        let (tl, folded) = (read("tl_hooks_centered.safetensors"), read("tl_hooks_folded.safetensors"));
+        assert_close(&format!("{family} centred logits"), &logits, &tl.tensors["logits"].to_f32());
+        for ((hook, values), plain) in hooks.iter().zip(&got).zip(&plain) {
+            let Some(want) = tl.tensors.get(&hook.to_string()) else { continue };
+            assert_close(&format!("{family} centred {hook}"), values, &want.to_f32());
+            assert_close(&format!("{family} folded {hook}"), plain, &folded.tensors[&hook.to_string()].to_f32());
+        }
+        assert_close(&format!("{family} folded logits"), &plain_logits, &folded.tensors["logits"].to_f32());
+        let resid = hooks.iter().position(|h| h.to_string() == "blocks.1.hook_resid_pre").unwrap();
+        let moved = got[resid].iter().zip(&plain[resid]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let mean: f32 = got[resid][..model.cfg.d_model].iter().sum::<f32>() / model.cfg.d_model as f32;
+        if family == "gpt2" {
+            assert!(moved > 1e-2, "{family}: centring moved the residual stream by {moved}");
+            assert!(mean.abs() < 1e-5, "{family}: the centred residual stream has mean {mean}");
+        } else {
+            assert_eq!(moved, 0.0, "{family}: RMSNorm models are not centred");
+        }
+    }
+    let bad = serde_json::json!({"center_writing_weights": "yes"});
+    let e = WeightProcessing::from_kwargs(bad.as_object().unwrap()).unwrap_err();
+    assert_eq!(e, "model_from_pretrained_kwargs.center_writing_weights must be true or false, not \"yes\"");
+}

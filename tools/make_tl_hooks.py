@@ -9,7 +9,8 @@ positions only), `ln_final.hook_normalized` and per layer `blocks.L.{hook_resid_
 (heads flattened), hook_attn_out, hook_resid_mid (not for parallel blocks), hook_mlp_in,
 ln2.hook_normalized, hook_mlp_out, hook_resid_post}`, each `[T, width]`. For gpt2 and llama3_scaled
 also `tl_hooks_centered.safetensors`: the same with `center_writing_weights=True` (what SAELens's
-registry asks for gpt2-small-res-jb) and `center_unembed=True`.
+registry asks for gpt2-small-res-jb) and `center_unembed=True`, and `tl_hooks_folded.safetensors`
+with `fold_ln=True` alone.
 
 The HookedTransformerConfig is built from the model's config.json as TransformerLens's
 `convert_hf_model_config` does for the architecture (for Gemma, whose branches there are keyed
@@ -111,11 +112,11 @@ def hooks_of(model: HookedTransformer, parallel: bool) -> list[str]:
     return names + ["ln_final.hook_normalized"]
 
 
-def run(folder: Path, hf_model, hf, centred: bool) -> dict:
+def run(folder: Path, hf_model, hf, centred: bool, folded: bool = False) -> dict:
     cfg = tl_cfg(folder, hf, type(hf_model).__name__)
     model = HookedTransformer(cfg, move_to_device=False)
     state = CONVERT[hf.model_type](hf_model, cfg)
-    model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=centred, center_unembed=centred,
+    model.load_and_process_state_dict(state, fold_ln=folded, center_writing_weights=centred, center_unembed=centred,
                                       fold_value_biases=False, refactor_factored_attn_matrices=False)
     model.set_use_hook_mlp_in(True)
     model.eval()
@@ -154,6 +155,7 @@ def main():
         save_file(hooks, str(folder / "tl_hooks.safetensors"))
         if folder.name in ("gpt2", "llama3_scaled"):
             save_file(run(folder, hf_model, hf, True), str(folder / "tl_hooks_centered.safetensors"))
+            save_file(run(folder, hf_model, hf, False, folded=True), str(folder / "tl_hooks_folded.safetensors"))
         made += 1
     print(f"wrote {made} models' hooks")
 

@@ -12,6 +12,7 @@ pub mod decoder_weights;
 pub mod families;
 pub mod files;
 pub mod hook;
+pub mod processing;
 
 pub use hook::{BlockSite, HookPoint};
 
