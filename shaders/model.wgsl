@@ -1,17 +1,27 @@
-// The GPT-2 forward pass's own kernels (the linear layers use matmul.wgsl). CPU twin:
-// model::cpu (`layer_norm`, `gelu_new`, `attention_z`, the embedding gather, residual adds).
-// Prepended with reduce.wgsl (workgroup_sum, 128 threads) by gpu/kernels.rs.
+// The decoder forward pass's own kernels, for every described family (the linear layers use
+// matmul.wgsl). CPU twins: reference::model (`gather_rows`, `add`, `norm`, `scale_shift`, `rope`,
+// `attention`, `Activation::apply`, `gated_activation`, `softcap`), which model::cpu composes into
+// the reference forward. Prepended with reduce.wgsl (workgroup_sum, 128 threads) by gpu/kernels.rs.
 
 struct Params {
-    rows: u32,      // tokens
-    width: u32,     // d_model (or the element count for element-wise entries)
-    n_heads: u32,
+    rows: u32,       // tokens (rows of a norm)
+    width: u32,      // row width (or the element count for element-wise entries)
+    n_heads: u32,    // attention: query heads; rope: heads in this buffer
     d_head: u32,
-    first: u32,     // gather: the first vocabulary row held by this chunk of the table
-    count: u32,     // gather: rows in this chunk
-    eps: f32,       // layer_norm
-    scale: f32,     // attention: 1/√d_head (or 1)
+    first: u32,      // gather: the first vocabulary row held by this chunk of the table
+    count: u32,      // gather: rows in this chunk; rope: rotated pairs per head
+    eps: f32,        // norm
+    scale: f32,      // attention: what q·k is multiplied by; gather: what rows are multiplied by
+    n_kv_heads: u32, // attention
+    window: u32,     // attention: keys within this many positions (0: every earlier key)
+    softcap: f32,    // attention and softcap: cap · tanh(x / cap) (0: none)
+    flags: u32,      // norm/scale_shift: NORM_* bits; activation entries: the activation's code
 }
+
+const NORM_CENTER: u32 = 1u;      // subtract the row's mean (LayerNorm)
+const NORM_AFFINE: u32 = 2u;      // multiply by the weight (norm; scale_shift always does)
+const NORM_BIAS: u32 = 4u;        // add the bias
+const NORM_UNIT_OFFSET: u32 = 8u; // the weight is (1 + w) (Gemma)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> in0: array<f32>;
@@ -24,8 +34,41 @@ fn flat_index(wg: vec3<u32>, lid: u32, size: u32) -> u32 {
     return (wg.x + wg.y * 65535u) * size + lid;
 }
 
-// out0[t, :] = table[tokens[t] − first, :] for the tokens this chunk holds (one workgroup of
-// 128 threads per token; other tokens are left alone).          in0 = table chunk, out0 = rows
+// tanh(u) as 1 − 2/(exp(2u) + 1): a backend's tanh built from sinh/cosh can give inf/inf = NaN for
+// large |u|; this form saturates to ±1.
+fn safe_tanh(u: f32) -> f32 {
+    return 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+}
+
+// erf to within 1.5e-7 (Abramowitz & Stegun 7.1.26), as reference::model::erf.
+fn erf(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let y = 1.0 - poly * exp(-x * x);
+    return select(-y, y, x >= 0.0);
+}
+
+// The activation with `code` (reference::model::Activation::code): 0 gelu tanh, 1 gelu erf,
+// 2 silu, 3 relu.
+fn activate(code: u32, x: f32) -> f32 {
+    switch code {
+        case 0u: {
+            return 0.5 * x * (1.0 + safe_tanh(0.7978846 * (x + 0.044715 * x * x * x)));
+        }
+        case 1u: {
+            return 0.5 * x * (1.0 + erf(x * 0.70710678));
+        }
+        case 2u: {
+            return x / (1.0 + exp(-x));
+        }
+        default: {
+            return max(x, 0.0);
+        }
+    }
+}
+
+// out0[t, :] = scale · table[tokens[t] − first, :] for the tokens this chunk holds (one workgroup
+// of 128 threads per token; other tokens are left alone).       in0 = table chunk, out0 = rows
 @compute @workgroup_size(128)
 fn gather_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let t = wg.x + wg.y * 65535u;
@@ -38,7 +81,7 @@ fn gather_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     }
     let src = (token - p.first) * p.width;
     for (var i = lid; i < p.width; i += 128u) {
-        out0[t * p.width + i] = in0[src + i];
+        out0[t * p.width + i] = in0[src + i] * p.scale;
     }
 }
 
@@ -51,67 +94,110 @@ fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li
     }
 }
 
-// GPT-2's gelu_new in place over `width` elements: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-// tanh(u) is written as 1 − 2/(exp(2u) + 1): a backend's tanh built from sinh/cosh can give
-// inf/inf = NaN for large |u|, this form saturates to ±1.
-@compute @workgroup_size(256)
-fn gelu_new(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = flat_index(wg, lid, 256u);
-    if (i < p.width) {
-        let x = out0[i];
-        let u = 0.7978846 * (x + 0.044715 * x * x * x);
-        out0[i] = 0.5 * x * (2.0 - 2.0 / (exp(2.0 * u) + 1.0));
-    }
-}
-
-// torch LayerNorm per row (biased variance), one workgroup of 128 threads per row.
-//                                   in0 = x [rows, width], in1 = weight, in2 = bias, out0 = y
+// A norm per row, one workgroup of 128 threads per row: x / √(mean(x²) + eps), the row's mean
+// subtracted first with NORM_CENTER (torch LayerNorm, biased variance), then with NORM_AFFINE
+// · w (or · (1 + w)) and with NORM_BIAS + b.   in0 = x [rows, width], in1 = weight, in2 = bias
 @compute @workgroup_size(128)
-fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wg.x + wg.y * 65535u;
     // Every thread must reach the barriers in workgroup_sum: no early return.
     let live = row < p.rows;
     let base = min(row, p.rows - 1u) * p.width;
-    var s = 0.0;
-    for (var i = lid; i < p.width; i += 128u) {
-        s += in0[base + i];
+    var mean = 0.0;
+    if ((p.flags & NORM_CENTER) != 0u) {
+        var s = 0.0;
+        for (var i = lid; i < p.width; i += 128u) {
+            s += in0[base + i];
+        }
+        mean = workgroup_sum(s, lid) / f32(p.width);
     }
-    let mean = workgroup_sum(s, lid) / f32(p.width);
     var v = 0.0;
     for (var i = lid; i < p.width; i += 128u) {
         let c = in0[base + i] - mean;
         v += c * c;
     }
-    let inv = inverseSqrt(workgroup_sum(v, lid) / f32(p.width) + p.eps);
+    let inv = 1.0 / sqrt(workgroup_sum(v, lid) / f32(p.width) + p.eps);
     if (live) {
         for (var i = lid; i < p.width; i += 128u) {
-            out0[base + i] = (in0[base + i] - mean) * inv * in1[i] + in2[i];
+            var y = (in0[base + i] - mean) * inv;
+            if ((p.flags & NORM_AFFINE) != 0u) {
+                y *= select(in1[i], 1.0 + in1[i], (p.flags & NORM_UNIT_OFFSET) != 0u);
+            }
+            if ((p.flags & NORM_BIAS) != 0u) {
+                y += in2[i];
+            }
+            out0[base + i] = y;
         }
     }
+}
+
+// out0 = in0 · w (+ b) over rows of `width` (`count` elements in all): a norm's second half on an
+// already normalised x.                                   in0 = x, in1 = weight, in2 = bias
+@compute @workgroup_size(256)
+fn scale_shift(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, lid, 256u);
+    if (i < p.count) {
+        let c = i % p.width;
+        var y = in0[i] * select(in1[c], 1.0 + in1[c], (p.flags & NORM_UNIT_OFFSET) != 0u);
+        if ((p.flags & NORM_BIAS) != 0u) {
+            y += in2[c];
+        }
+        out0[i] = y;
+    }
+}
+
+// Rotary embeddings in place on out0 [rows, n_heads·d_head]: pair (i, i + count) of each head at
+// position t turns by the angle whose cos and sin are in0[t, i] and in1[t, i] (rotate_half).
+@compute @workgroup_size(256)
+fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = flat_index(wg, lid, 256u);
+    let per_row = p.n_heads * p.count;
+    if (g >= p.rows * per_row) {
+        return;
+    }
+    let t = g / per_row;
+    let head = (g % per_row) / p.count;
+    let i = g % p.count;
+    let at = t * p.n_heads * p.d_head + head * p.d_head + i;
+    let c = in0[t * p.count + i];
+    let s = in1[t * p.count + i];
+    let a = out0[at];
+    let b = out0[at + p.count];
+    out0[at] = a * c - b * s;
+    out0[at + p.count] = b * c + a * s;
 }
 
 const MAX_CONTEXT: u32 = 1024u;
 var<workgroup> scores: array<f32, MAX_CONTEXT>;
 
-// Causal attention, one workgroup of 128 threads per (query t, head h): scores against keys
-// 0..=t, softmax (max subtracted), then z[t, h·d_head + e] = Σ_s p_s · v[s, h·d_head + e].
-//                                   in0 = qkv [rows, 3·width] (q | k | v), out0 = z [rows, width]
+// Grouped-query causal attention, one workgroup of 128 threads per (query t, head h): scores
+// against the keys of head h / (n_heads / n_kv_heads) from max(0, t + 1 − window) to t, soft-capped,
+// softmax (max subtracted), then z[t, h·d_head + e] = Σ_s p_s · v[s, kv·d_head + e].
+//       in0 = q [rows, n_heads·d_head], in1 = k, in2 = v [rows, n_kv_heads·d_head], out0 = z
 @compute @workgroup_size(128)
 fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let t = wg.x;
     let head = wg.y;
-    let stride = 3u * p.width;
-    let q = t * stride + head * p.d_head;
-    let k_off = p.width + head * p.d_head;
-    let v_off = 2u * p.width + head * p.d_head;
+    let kv = head / (p.n_heads / p.n_kv_heads);
+    let q_at = (t * p.n_heads + head) * p.d_head;
+    let kv_stride = p.n_kv_heads * p.d_head;
+    let kv_off = kv * p.d_head;
+    var first = 0u;
+    if (p.window != 0u && t + 1u > p.window) {
+        first = t + 1u - p.window;
+    }
     var local_max = -0x1.fffffep+127f;
-    for (var s = lid; s <= t; s += 128u) {
+    for (var s = first + lid; s <= t; s += 128u) {
         var dot = 0.0;
         for (var e = 0u; e < p.d_head; e++) {
-            dot += in0[q + e] * in0[s * stride + k_off + e];
+            dot += in0[q_at + e] * in1[s * kv_stride + kv_off + e];
         }
-        scores[s] = dot * p.scale;
-        local_max = max(local_max, scores[s]);
+        var score = dot * p.scale;
+        if (p.softcap != 0.0) {
+            score = p.softcap * safe_tanh(score / p.softcap);
+        }
+        scores[s] = score;
+        local_max = max(local_max, score);
     }
     // Maximum over the workgroup through the shared vec4 reduction's storage.
     partial[lid] = vec4<f32>(local_max, 0.0, 0.0, 0.0);
@@ -125,7 +211,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let m = partial[0].x;
     workgroupBarrier();
     var local_sum = 0.0;
-    for (var s = lid; s <= t; s += 128u) {
+    for (var s = first + lid; s <= t; s += 128u) {
         let e = exp(scores[s] - m);
         scores[s] = e;
         local_sum += e;
@@ -134,9 +220,36 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     // workgroup_sum ends with a barrier, so every score is written before it is read below.
     for (var e = lid; e < p.d_head; e += 128u) {
         var acc = 0.0;
-        for (var s = 0u; s <= t; s++) {
-            acc += scores[s] * in0[s * stride + v_off + e];
+        for (var s = first; s <= t; s++) {
+            acc += scores[s] * in2[s * kv_stride + kv_off + e];
         }
-        out0[t * p.width + head * p.d_head + e] = acc / total;
+        out0[q_at + e] = acc / total;
+    }
+}
+
+// The activation with code `flags` in place over `width` elements of out0.
+@compute @workgroup_size(256)
+fn activation(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, lid, 256u);
+    if (i < p.width) {
+        out0[i] = activate(p.flags, out0[i]);
+    }
+}
+
+// out0 = act(in0) · out0 over `width` elements: a gated MLP, in0 = gate, out0 = up.
+@compute @workgroup_size(256)
+fn gated_activation(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, lid, 256u);
+    if (i < p.width) {
+        out0[i] = activate(p.flags, in0[i]) * out0[i];
+    }
+}
+
+// cap · tanh(x / cap) in place over `width` elements of out0 (Gemma 2's final logits).
+@compute @workgroup_size(256)
+fn softcap(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, lid, 256u);
+    if (i < p.width) {
+        out0[i] = p.softcap * safe_tanh(out0[i] / p.softcap);
     }
 }

@@ -2,7 +2,7 @@
 //! or saved dashboards were made from the model, SAE and text loaded now. Large weight tensors are
 //! sampled with a stride (a changed model or SAE changes nearly every value, so a sample shows it).
 
-use crate::model::Gpt2;
+use crate::model::Model;
 use crate::sae::Sae;
 
 const STRIDE: usize = 31;
@@ -17,11 +17,14 @@ pub fn tokens(tokens: &[u32]) -> u64 {
     fnv1a(tokens.iter().copied())
 }
 
-/// A GPT-2: its sizes, a strided sample of its embeddings, its final LayerNorm.
-pub fn model(model: &Gpt2) -> u64 {
-    let c = &model.cfg;
-    let sizes = [c.vocab_size, c.n_positions, c.d_model, c.n_layers, c.n_heads].map(|v| v as u32);
-    let sample = model.wte.iter().step_by(STRIDE).chain(model.wpe.iter().step_by(STRIDE)).chain(&model.ln_f.weight).chain(&model.ln_f.bias);
+/// A model: its sizes, a strided sample of its embeddings, its final norm (for GPT-2 the same
+/// values as before the families, so existing checkpoints and dashboards still match).
+pub fn model(model: &Model) -> u64 {
+    let (c, w) = (&model.cfg, &model.weights);
+    let sizes = [c.vocab_size, c.max_positions, c.d_model, c.n_layers, c.n_heads].map(|v| v as u32);
+    let positions = w.pos_embed.iter().flat_map(|p| p.iter().step_by(STRIDE));
+    let norm = w.final_norm.weight.iter().chain(w.final_norm.bias.iter().flatten());
+    let sample = w.embed.iter().step_by(STRIDE).chain(positions).chain(norm);
     fnv1a(sizes.into_iter().chain(sample.map(|v| v.to_bits())))
 }
 

@@ -14,9 +14,10 @@ use std::rc::Rc;
 
 use crate::backend::Backend;
 use crate::engine::{self, EngineError, LoadedSae};
-use crate::gpu::model_runner::GpuGpt2;
+use crate::gpu::model_runner::GpuModel;
 use crate::gpu::{Gpu, GpuError, RunRequest};
-use crate::model::{cpu, Gpt2, HookPoint, Intervention, ModelError};
+use crate::model::decoder::NormKind;
+use crate::model::{cpu, BlockSite, HookPoint, Intervention, Model, ModelError};
 use crate::random::Rng;
 use crate::sae::Sae;
 
@@ -36,16 +37,16 @@ pub enum LmError {
 /// caller reads) and, on a GPU, their copy uploaded once. Cloning it shares both.
 #[derive(Clone)]
 pub struct LoadedModel {
-    pub model: Rc<Gpt2>,
-    on_gpu: Option<(Rc<Gpu>, Rc<GpuGpt2>)>,
+    pub model: Rc<Model>,
+    on_gpu: Option<(Rc<Gpu>, Rc<GpuModel>)>,
 }
 
 impl LoadedModel {
     /// Places `model` on `backend` (uploads its weights to a GPU).
-    pub fn new(model: Rc<Gpt2>, backend: &Backend) -> Result<LoadedModel, GpuError> {
+    pub fn new(model: Rc<Model>, backend: &Backend) -> Result<LoadedModel, GpuError> {
         let on_gpu = match backend {
             Backend::Cpu => None,
-            Backend::Gpu(gpu) => Some((gpu.clone(), Rc::new(GpuGpt2::upload(gpu, &model)?))),
+            Backend::Gpu(gpu) => Some((gpu.clone(), Rc::new(GpuModel::upload(gpu, &model)?))),
         };
         Ok(LoadedModel { model, on_gpu })
     }
@@ -83,10 +84,10 @@ impl LoadedModel {
     }
 }
 
-/// A placed model reads as its host weights (config, embeddings), as an `Rc<Gpt2>` would.
+/// A placed model reads as its host weights (config, embeddings), as an `Rc<Model>` would.
 impl std::ops::Deref for LoadedModel {
-    type Target = Gpt2;
-    fn deref(&self) -> &Gpt2 {
+    type Target = Model;
+    fn deref(&self) -> &Model {
         &self.model
     }
 }
@@ -95,7 +96,7 @@ impl std::ops::Deref for LoadedModel {
 pub type TokenEffects = Vec<(u32, f32)>;
 
 /// The SAE's hook point on this model, or why it does not attach.
-pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<HookPoint, LmError> {
+pub fn attach_point(model: &Model, sae: &Sae) -> Result<HookPoint, LmError> {
     let name = sae
         .cfg
         .hook_name
@@ -111,8 +112,9 @@ pub fn attach_point(model: &Gpt2, sae: &Sae) -> Result<HookPoint, LmError> {
     {
         return Err(LmError::Mismatch("SAEs on a single attention head (hook_head_index) are not supported yet".into()));
     }
-    if sae.d_in() != model.cfg.d_model {
-        return Err(LmError::Mismatch(format!("the SAE's d_in is {} but {hook} of this model is {} wide", sae.d_in(), model.cfg.d_model)));
+    let width = model.cfg.hook_width(hook);
+    if sae.d_in() != width {
+        return Err(LmError::Mismatch(format!("the SAE's d_in is {} but {hook} of this model is {width} wide", sae.d_in())));
     }
     Ok(hook)
 }
@@ -206,7 +208,7 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
     if tokens.len() < 2 {
         return Err(LmError::Mismatch("splicing needs at least 2 tokens (a next token to predict)".into()));
     }
-    let (vocab, d) = (model.cfg.vocab_size, model.cfg.d_model);
+    let (vocab, d) = (model.cfg.vocab_size, model.cfg.hook_width(run.hook));
     if run.logits.len() != tokens.len() * vocab || run.hook_acts.len() != tokens.len() * d {
         return Err(LmError::Mismatch("the clean run was made for other tokens".into()));
     }
@@ -331,7 +333,7 @@ pub async fn generate(
     let mut rng = Rng::new(sampling.seed);
     let mut tokens = prompt.to_vec();
     for _ in 0..sampling.new_tokens {
-        if tokens.len() >= model.cfg.n_positions {
+        if tokens.len() >= model.cfg.max_positions {
             break;
         }
         let logits = match &steering {
@@ -364,17 +366,29 @@ pub async fn generate(
 }
 
 /// A feature's direct effect on the next-token logits ("logit lens" of its decoder direction, as
-/// SAE-Vis and Neuronpedia show it): `W_dec[f] · W_U` with the final LayerNorm's scale folded
-/// into `W_U` (TransformerLens `fold_ln`; its bias adds the same to every feature and is left
-/// out), centred over the vocabulary (`center_unembed`, which shifts all tokens equally).
-/// Returns `(top, bottom)`: the `n` most promoted and most suppressed tokens with their effects.
-pub fn logit_lens(model: &Gpt2, sae: &Sae, feature: usize, n: usize) -> Result<(TokenEffects, TokenEffects), LmError> {
-    attach_point(model, sae)?;
+/// SAE-Vis and Neuronpedia show it): `W_dec[f] · W_U` with the final norm's scale folded into
+/// `W_U` (TransformerLens `fold_ln`; Gemma's is `1 + w`; a LayerNorm's bias adds the same to every
+/// feature and is left out), centred over the vocabulary (`center_unembed`, which shifts all tokens
+/// equally). An SAE on `attn.hook_z` writes through its layer's output projection `W_O` first
+/// (Gemma's post-attention norm, like every norm here, is left out). Returns `(top, bottom)`: the
+/// `n` most promoted and most suppressed tokens with their effects.
+pub fn logit_lens(model: &Model, sae: &Sae, feature: usize, n: usize) -> Result<(TokenEffects, TokenEffects), LmError> {
+    let hook = attach_point(model, sae)?;
     if feature >= sae.d_sae() {
         return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
     }
-    let d = model.cfg.d_model;
-    let direction: Vec<f32> = sae.w_dec()[feature * d..(feature + 1) * d].iter().zip(&model.ln_f.weight).map(|(w, g)| w * g).collect();
+    let (d, width) = (model.cfg.d_model, sae.d_in());
+    let decoded = &sae.w_dec()[feature * width..(feature + 1) * width];
+    let written: Vec<f32> = match hook {
+        HookPoint::Block { layer, site: BlockSite::AttnZ } => {
+            let o = &model.weights.layers[layer].o;
+            o.weight.chunks_exact(o.d_in).map(|row| row.iter().zip(decoded).map(|(a, b)| a * b).sum()).collect()
+        }
+        _ => decoded.to_vec(),
+    };
+    let unit = matches!(model.cfg.norm.kind, NormKind::RmsNorm { unit_offset: true });
+    let gain = |g: f32| if unit { 1.0 + g } else { g };
+    let direction: Vec<f32> = written.iter().zip(&model.weights.final_norm.weight).map(|(w, &g)| w * gain(g)).collect();
     let mut effects: Vec<f32> = model.unembed().chunks_exact(d).map(|u| u.iter().zip(&direction).map(|(a, b)| a * b).sum()).collect();
     let mean = effects.iter().map(|&e| e as f64).sum::<f64>() as f32 / effects.len() as f32;
     effects.iter_mut().for_each(|e| *e -= mean);

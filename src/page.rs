@@ -1,7 +1,7 @@
 //! The page's pure logic — link state and form parsing — compiled for every target, so `cargo
 //! test` runs it natively; `ui` (wasm only) renders the page and calls these.
 
-use crate::model::Gpt2Config;
+use crate::model::decoder::DecoderConfig;
 use crate::train::policy::{parse_count, parse_positive, TrainPlan, TrainSettings};
 
 /// What a `#lm?base=…&repo=…` link asks the language-model tab to open.
@@ -57,7 +57,7 @@ pub const PAGE_MAX_BATCH: usize = 8192;
 impl TrainForm {
     /// The form through the one training policy (`train::policy`), with the page's own limits on
     /// top; the first setting that is wrong is named.
-    pub fn plan(&self, model: &Gpt2Config) -> Result<TrainPlan, String> {
+    pub fn plan(&self, model: &DecoderConfig) -> Result<TrainPlan, String> {
         let settings = TrainSettings {
             hook: self.hook.clone(),
             arch: self.arch.clone(),
@@ -91,17 +91,8 @@ mod tests {
         assert_eq!(LmLink::parse("#lm?repo=a&repo=b").repo, "b");
     }
 
-    fn model() -> Gpt2Config {
-        Gpt2Config {
-            vocab_size: 4096,
-            n_positions: 256,
-            d_model: 256,
-            n_layers: 4,
-            n_heads: 4,
-            d_mlp: 1024,
-            layer_norm_eps: 1e-5,
-            scale_attn_weights: true,
-        }
+    fn model() -> DecoderConfig {
+        crate::model::families::gpt2::config(4096, 256, 256, 4, 4, true)
     }
 
     fn form() -> TrainForm {

@@ -123,35 +123,36 @@ fn activations_that_do_not_fit_the_sae() {
     assert_eq!(check_activations("r.npy", &one_row, 4), Ok(1));
 }
 
-/// GPT-2 folders: bad config.json, missing or mis-shaped tensors, truncated weights, bad tokens.
+/// Model folders (a GPT-2 one here; every family's in tests/families.rs): bad config.json, missing or mis-shaped tensors, truncated weights, bad tokens.
 #[test]
 fn gpt2_model_files_and_tokens() {
     use saelab::formats::safetensors::TensorFile;
-    use saelab::model::files::parse_gpt2;
+    use saelab::model::files::parse_model;
+    let parse_gpt2 = |c: &[u8], w: &[u8]| TensorFile::parse("model.safetensors", w).and_then(|file| parse_model(c, vec![file]));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tied_f32");
     let config = std::fs::read(dir.join("config.json")).unwrap();
     let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let error = |c: &[u8], w: &[u8]| parse_gpt2(c, w).expect_err("expected an error").to_string();
+    let error = |c: &[u8], w: &[u8]| match parse_gpt2(c, w) {
+        Ok(_) => "(no error)".to_string(),
+        Err(e) => e.to_string(),
+    };
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v: serde_json::Value = serde_json::from_slice(&config).unwrap();
         f(&mut v);
         serde_json::to_vec(&v).unwrap()
     };
     for (cfg, expected) in [
-        (edit(&|v| v["n_head"] = 7.into()), "n_head (7) does not divide n_embd (60)"),
-        (edit(&|v| v["model_type"] = "llama".into()), "model_type is \"llama\""),
-        (edit(&|v| v["activation_function"] = "relu".into()), "activation_function 'relu' is not supported"),
-        (edit(&|v| v["n_layer"] = 0.into()), "n_layer must be a positive integer"),
-        (edit(&|v| v["n_layer"] = 2.into()), "more layers than config.json's n_layer (2)"),
-        (edit(&|v| v["n_layer"] = 4.into()), "missing tensor 'h.3.ln_1.weight'"),
-        (edit(&|v| v["n_embd"] = 65.into()), "has shape [60] but config.json implies [65]"),
+        (edit(&|v| v["n_head"] = 7.into()), "hidden_size (60) is not a multiple of num_attention_heads (7)"),
+        (edit(&|v| v["model_type"] = "llama".into()), "config.json: missing 'hidden_size'"),
+        (edit(&|v| v["model_type"] = "bert".into()), "model_type 'bert' is not supported"),
+        (edit(&|v| v["activation_function"] = "swiglu".into()), "activation_function 'swiglu' is not supported"),
+        (edit(&|v| v["add_cross_attention"] = true.into()), "add_cross_attention"),
+        (edit(&|v| v["n_layer"] = 0.into()), "num_hidden_layers is 0"),
+        (edit(&|v| v["n_layer"] = 2.into()), "tensor 'transformer.h.2.attn.c_attn.bias' is not part of a gpt2 model (12 such tensors)"),
+        (edit(&|v| v["n_layer"] = 4.into()), "missing tensor 'transformer.h.3.attn.c_attn.weight'"),
+        (edit(&|v| v["n_embd"] = 65.into()), "has shape [211, 60], the config implies [211, 65]"),
         (edit(&|v| v["tie_word_embeddings"] = false.into()), "missing tensor 'lm_head.weight'"),
-        (
-            edit(&|v| {
-                v.as_object_mut().unwrap().remove("vocab_size");
-            }),
-            "missing vocab_size",
-        ),
+        (edit(&|v| v["vocab_size"] = (-1).into()), "'vocab_size' must be a whole number"),
         (b"{\"n_embd\": ".to_vec(), "config.json: not valid JSON"),
         (b"[1, 2]".to_vec(), "expected a JSON object"),
     ] {
@@ -167,13 +168,13 @@ fn gpt2_model_files_and_tokens() {
     let t = file.tensors.get_mut("transformer.h.1.mlp.c_fc.bias").unwrap();
     t.bytes[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
     let msg = error(&config, &file.serialize());
-    assert!(msg.contains("'h.1.mlp.c_fc.bias' holds a non-finite value (NaN) at flat index 1"), "{msg}");
+    assert!(msg.contains("'transformer.h.1.mlp.c_fc.bias' holds a non-finite value (NaN) at flat index 1"), "{msg}");
 
     // Tokens the model cannot take.
-    let model = parse_gpt2(&config, &weights).unwrap();
+    let Ok(model) = parse_gpt2(&config, &weights) else { panic!("the fixture loads") };
     let run = |tokens: &[u32]| saelab::model::cpu::forward(&model, tokens, &mut |_, _, _| {}).expect_err("an error").to_string();
     assert_eq!(run(&[1, 2, 211]), "token 211 at position 2 is outside the vocabulary (size 211)");
-    assert_eq!(run(&[0; 41]), "41 tokens are more than the model's context of 40 (n_positions); shorten the text");
+    assert_eq!(run(&[0; 41]), "41 tokens are more than the model's context of 40 positions; shorten the text");
     assert_eq!(run(&[]), "no tokens to run");
     assert!(model.cfg.hook_point("blocks.3.hook_resid_pre").unwrap_err().contains("blocks.{0..2}"));
     assert!(model.cfg.hook_point("blocks.2.attn.hook_z").is_ok());

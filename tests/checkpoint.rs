@@ -10,14 +10,14 @@ use std::path::Path;
 use saelab::backend::Backend;
 use saelab::lm::LoadedModel;
 use saelab::model::files::load_model_dir;
-use saelab::model::Gpt2;
+use saelab::model::Model;
 use saelab::train::activations::StoreConfig;
 use saelab::train::checkpoint::{read_header, Checkpoint};
 use saelab::train::lm_train::LmTrainer;
 use saelab::train::sae_train::TrainArch;
 use saelab::train::trainer::TrainConfig;
 
-fn model() -> Gpt2 {
+fn model() -> Model {
     load_model_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tied_f32")).unwrap()
 }
 
@@ -41,12 +41,12 @@ fn train_cfg(arch: TrainArch, steps: usize) -> TrainConfig {
 }
 
 /// A new run trained on `backend`, harvesting on the CPU reference.
-fn new_trainer(model: &Gpt2, tokens: &[u32], cfg: TrainConfig, backend: &Backend) -> LmTrainer {
+fn new_trainer(model: &Model, tokens: &[u32], cfg: TrainConfig, backend: &Backend) -> LmTrainer {
     let model = common::model_on(model, &Backend::Cpu);
     pollster::block_on(LmTrainer::new(&model, "tied_f32", tokens, Some(0), store_cfg(), cfg, backend)).unwrap()
 }
 
-fn steps(trainer: &mut LmTrainer, model: &Gpt2, n: usize) {
+fn steps(trainer: &mut LmTrainer, model: &Model, n: usize) {
     let model: LoadedModel = common::model_on(model, &Backend::Cpu);
     for _ in 0..n {
         pollster::block_on(trainer.step(&model)).unwrap();
@@ -54,7 +54,7 @@ fn steps(trainer: &mut LmTrainer, model: &Gpt2, n: usize) {
 }
 
 /// Saves `trainer` through bytes and resumes it on `backend`, as the page does after a reload.
-fn round_trip(trainer: &LmTrainer, model: &Gpt2, tokens: &[u32], backend: &Backend) -> LmTrainer {
+fn round_trip(trainer: &LmTrainer, model: &Model, tokens: &[u32], backend: &Backend) -> LmTrainer {
     let extra = serde_json::json!({ "settings": { "dict": "53" }, "evals": [1, 2] });
     let bytes = pollster::block_on(trainer.checkpoint(extra.clone())).unwrap().serialize();
     let header = read_header("run.ckpt", &bytes).unwrap();
@@ -123,12 +123,12 @@ fn a_checkpoint_of_another_run_or_a_damaged_one_is_refused() {
     let estimate = trainer.checkpoint_size() as f64;
     assert!(bytes.len() as f64 > estimate && (bytes.len() as f64) < 1.15 * estimate, "checkpoint_size {estimate} vs {} bytes", bytes.len());
     let resume =
-        |model: &Gpt2, tokens: &[u32], c: Checkpoint| LmTrainer::resume(model, tokens, Some(0), c, &Backend::Cpu).err().expect("refused");
+        |model: &Model, tokens: &[u32], c: Checkpoint| LmTrainer::resume(model, tokens, Some(0), c, &Backend::Cpu).err().expect("refused");
 
     // Another corpus, another model.
     assert!(resume(&model, &corpus(29 * 31), checkpoint.clone()).contains("another corpus (870 tokens)"));
     let mut other = model.clone();
-    other.wte[0] += 0.5;
+    other.weights.embed[0] += 0.5;
     assert!(resume(&other, &tokens, checkpoint.clone()).contains("another model (tied_f32)"));
 
     // Truncated anywhere, grown, or not a checkpoint at all.

@@ -223,24 +223,13 @@ fn superposition_appears_as_features_get_sparse() {
 
 #[test]
 fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
-    use saelab::model::files::{load_model_dir, serialize_gpt2};
-    use saelab::model::{Gpt2, Gpt2Config};
+    use saelab::model::files::{load_model_dir, random_gpt2, serialize_gpt2};
     let dir = temp_dir("forward");
     // A tiny random model with GPT-2's vocabulary, so that GPT-2's tokenizer applies.
-    let cfg = Gpt2Config {
-        vocab_size: 50257,
-        n_positions: 12,
-        d_model: 12,
-        n_layers: 2,
-        n_heads: 3,
-        d_mlp: 20,
-        layer_norm_eps: 1e-5,
-        scale_attn_weights: true,
-    };
-    let model = Gpt2::random(cfg, true, 5);
+    let model = random_gpt2(50257, 12, 12, 2, 3, true, 5);
     let folder = dir.join("model");
     std::fs::create_dir_all(&folder).unwrap();
-    let (config, weights) = serialize_gpt2(&model);
+    let (config, weights) = serialize_gpt2(&model).unwrap();
     std::fs::write(folder.join("config.json"), config).unwrap();
     std::fs::write(folder.join("model.safetensors"), weights).unwrap();
     assert_eq!(load_model_dir(&folder).unwrap(), model, "serialize_gpt2 round-trips through the loader");
@@ -290,10 +279,10 @@ fn forward_runs_tokens_and_text_and_refuses_what_it_cannot_run() {
     std::fs::write(dir.join("negative.npy"), npy_i64(&[1, -4])).unwrap();
     let long = "word ".repeat(20);
     for (args, expected) in [
-        (vec!["--text", &long], "tokens are more than the model's context of 12 (n_positions)"),
+        (vec!["--text", &long], "tokens are more than the model's context of 12 positions"),
         (vec!["--tokens", path(&dir.join("big.npy"))], "token 50257 at position 1 is outside the vocabulary (size 50257)"),
         (vec!["--tokens", path(&dir.join("negative.npy"))], "token -4 at position 1 is not a token id"),
-        (vec!["--text", "a", "--hook", "blocks.2.hook_resid_pre=x.npy"], "is not a hook point of this model"),
+        (vec!["--text", "a", "--hook", "blocks.2.hook_resid_pre=x.npy"], "is not a hook point of this gpt2 model"),
         (vec!["--text", "a", "--hook", "blocks.0.hook_resid_pre"], "expected NAME=OUT.npy"),
         (vec![], "give one of --tokens T.npy or --text TEXT"),
     ] {
@@ -470,7 +459,7 @@ fn train_on_a_model_reports_progress_saves_an_sae_and_refuses_bad_input() {
         ],
         None
     )
-    .contains("n_positions (40)"));
+    .contains("the model's context (40 positions)"));
     assert_eq!(std::fs::read(save.join("sae_weights.safetensors")).unwrap(), before);
 }
 

@@ -15,7 +15,7 @@ use saelab::sae::random::random_sae_with;
 
 const HOOK: &str = "blocks.1.hook_resid_pre";
 
-fn setup() -> (saelab::model::Gpt2, saelab::sae::Sae, Vec<u32>) {
+fn setup() -> (saelab::model::Model, saelab::sae::Sae, Vec<u32>) {
     let model = load_model_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tied_f32")).unwrap();
     let mut cfg = serde_json::Map::new();
     cfg.insert("hook_name".into(), HOOK.into());
@@ -155,8 +155,8 @@ fn saved_dashboards_come_back_only_for_the_same_model_sae_and_sample() {
         random_sae_with("topk", 60, 77, 5, 10, cfg)
     };
     let mut other_model = model.clone();
-    other_model.wpe[31] += 1e-3;
-    let from = |m: &saelab::model::Gpt2, s: &saelab::sae::Sae, t: &[u32], bos: Option<u32>, ctx: usize| {
+    other_model.weights.pos_embed.as_mut().unwrap()[31] += 1e-3;
+    let from = |m: &saelab::model::Model, s: &saelab::sae::Sae, t: &[u32], bos: Option<u32>, ctx: usize| {
         dashboard::SampleActivations::from_bytes(&bytes, m, s, t, bos, ctx).unwrap().is_none()
     };
     assert!(from(&model, &other_sae, &sample, Some(0), 20));

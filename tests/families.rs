@@ -188,7 +188,7 @@ fn broken_configs_are_errors_naming_the_field() {
 #[test]
 fn every_family_runs_as_transformers_runs_it() {
     use saelab::formats::safetensors::TensorFile;
-    use saelab::model::{decoder_cpu, families, Model};
+    use saelab::model::{cpu, families, Model};
     let mut ran = 0;
     for dir in fixtures() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
@@ -198,7 +198,7 @@ fn every_family_runs_as_transformers_runs_it() {
             families::load(&cfg, vec![TensorFile::parse("model.safetensors", &weights).unwrap()]).unwrap_or_else(|e| panic!("{name}: {e}"));
         let want = TensorFile::parse("outputs.safetensors", &std::fs::read(dir.join("outputs.safetensors")).unwrap()).unwrap();
         let tokens: Vec<u32> = want.tensors["tokens"].to_f32().iter().map(|&t| t as u32).collect();
-        let out = decoder_cpu::forward(&Model { cfg, weights }, &tokens).unwrap();
+        let out = cpu::hidden_states(&Model { cfg, weights }, &tokens).unwrap();
         let close = |what: &str, got: &[f32], want: &[f32]| assert_close(&format!("{name} {what}"), got, want);
         for (i, h) in out.hidden.iter().enumerate() {
             close(&format!("hidden.{i}"), h, &want.tensors[&format!("hidden.{i}")].to_f32());
@@ -294,7 +294,7 @@ fn a_sharded_checkpoint_loads_as_the_single_file_does() {
 #[test]
 fn every_hook_point_is_transformer_lens_s() {
     use saelab::formats::safetensors::TensorFile;
-    use saelab::model::{decoder_cpu, HookPoint};
+    use saelab::model::{cpu, HookPoint};
     let mut checked = 0;
     for dir in fixtures() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
@@ -311,7 +311,7 @@ fn every_hook_point_is_transformer_lens_s() {
         let mut have: Vec<String> = hooks.iter().map(|h| h.to_string()).filter(|h| !h.ends_with(".ln2.hook_out")).collect();
         have.sort();
         assert_eq!(have, want, "{name}: the hook points");
-        let (logits, got) = decoder_cpu::run(&model, &tokens, &hooks, &[]).unwrap();
+        let (logits, got) = cpu::run(&model, &tokens, &hooks, &[]).unwrap();
         assert_close(&format!("{name} logits"), &logits, &tl.tensors["logits"].to_f32());
         for (hook, values) in hooks.iter().zip(&got) {
             assert_eq!(values.len(), tokens.len() * model.cfg.hook_width(*hook), "{name} {hook}: width");
@@ -343,11 +343,11 @@ fn every_hook_point_is_transformer_lens_s() {
 /// MLP reads) is `ln2.hook_normalized` times the weight — `(1 + w)` on Gemma.
 #[test]
 fn the_mlp_input_after_its_norm_is_the_normalized_value_scaled() {
-    use saelab::model::{decoder_cpu, BlockSite, HookPoint};
+    use saelab::model::{cpu, BlockSite, HookPoint};
     for family in ["gemma2", "llama3_scaled", "gpt2"] {
         let model = fixture_model(&Path::new("tests/fixtures/families").join(family));
         let hooks = [HookPoint::block(1, BlockSite::Ln2Normalized), HookPoint::block(1, BlockSite::Ln2Out)];
-        let (_, got) = decoder_cpu::run(&model, &[1, 2, 3, 4, 5], &hooks, &[]).unwrap();
+        let (_, got) = cpu::run(&model, &[1, 2, 3, 4, 5], &hooks, &[]).unwrap();
         let w = &model.weights.layers[1].mlp_norm;
         let d = model.cfg.d_model;
         for (i, (normalized, out)) in got[0].iter().zip(&got[1]).enumerate() {
@@ -364,30 +364,29 @@ fn the_mlp_input_after_its_norm_is_the_normalized_value_scaled() {
 /// Gemma) runs, and a vector of the wrong width is refused naming the width.
 #[test]
 fn interventions_work_at_every_family_s_points() {
-    use saelab::model::{decoder_cpu, BlockSite, HookPoint, Intervention};
+    use saelab::model::{cpu, BlockSite, HookPoint, Intervention};
     for family in ["gemma2", "qwen3", "gpt_neox_parallel", "llama3_scaled"] {
         let model = fixture_model(&Path::new("tests/fixtures/families").join(family));
         let tokens = [4, 8, 15, 16, 23, 42];
         let at = |site| HookPoint::block(0, site);
         let watch = [at(BlockSite::MlpIn), at(BlockSite::MlpOut), at(BlockSite::ResidPost)];
-        let (clean_logits, clean) = decoder_cpu::run(&model, &tokens, &watch, &[]).unwrap();
+        let (clean_logits, clean) = cpu::run(&model, &tokens, &watch, &[]).unwrap();
         let same = Intervention::Replace { hook: at(BlockSite::MlpIn), values: &clean[0] };
-        let (logits, _) = decoder_cpu::run(&model, &tokens, &[], &[same]).unwrap();
+        let (logits, _) = cpu::run(&model, &tokens, &[], &[same]).unwrap();
         assert_eq!(logits, clean_logits, "{family}: replacing a hook by its own value");
         let zeros = vec![0.0; clean[0].len()];
         let zeroed = Intervention::Replace { hook: at(BlockSite::MlpIn), values: &zeros };
-        let (_, after) = decoder_cpu::run(&model, &tokens, &watch, &[zeroed]).unwrap();
+        let (_, after) = cpu::run(&model, &tokens, &watch, &[zeroed]).unwrap();
         assert_eq!(after[0], zeros, "{family}: the captured value is the replaced one");
         assert_ne!(after[1], clean[1], "{family}: the MLP read the change");
         let width = model.cfg.hook_width(at(BlockSite::AttnZ));
         assert_eq!(width, model.cfg.n_heads * model.cfg.d_head);
         let steer = vec![0.5; width];
         let (steered, _) =
-            decoder_cpu::run(&model, &tokens, &[], &[Intervention::AddToEveryToken { hook: at(BlockSite::AttnZ), vector: &steer }])
-                .unwrap();
+            cpu::run(&model, &tokens, &[], &[Intervention::AddToEveryToken { hook: at(BlockSite::AttnZ), vector: &steer }]).unwrap();
         assert_ne!(steered, clean_logits, "{family}: steering z changes the logits");
         let wrong = vec![0.5; width + 1];
-        let e = decoder_cpu::run(&model, &tokens, &[], &[Intervention::AddToEveryToken { hook: at(BlockSite::AttnZ), vector: &wrong }])
+        let e = cpu::run(&model, &tokens, &[], &[Intervention::AddToEveryToken { hook: at(BlockSite::AttnZ), vector: &wrong }])
             .unwrap_err()
             .to_string();
         assert!(e.contains(&format!("needs a vector of {width}, got {}", width + 1)), "{family}: {e}");
@@ -397,16 +396,16 @@ fn interventions_work_at_every_family_s_points() {
 /// Harvesting stops at the hook: the activations equal the full run's, at every kind of point.
 #[test]
 fn activations_at_a_hook_are_the_full_run_s() {
-    use saelab::model::{decoder_cpu, BlockSite, HookPoint};
+    use saelab::model::{cpu, BlockSite, HookPoint};
     let model = fixture_model(Path::new("tests/fixtures/families/gemma3"));
     let tokens = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12];
     let hooks =
         [HookPoint::Embed, HookPoint::block(2, BlockSite::Ln2Out), HookPoint::block(1, BlockSite::AttnZ), HookPoint::FinalNormalized];
-    let (_, full) = decoder_cpu::run(&model, &tokens, &hooks, &[]).unwrap();
+    let (_, full) = cpu::run(&model, &tokens, &hooks, &[]).unwrap();
     for (hook, want) in hooks.iter().zip(&full) {
-        assert_eq!(&decoder_cpu::activations_at(&model, &tokens, *hook).unwrap(), want, "{hook}");
+        assert_eq!(&cpu::activations_at(&model, &tokens, *hook).unwrap(), want, "{hook}");
     }
-    let e = decoder_cpu::activations_at(&model, &tokens, HookPoint::PosEmbed).unwrap_err().to_string();
+    let e = cpu::activations_at(&model, &tokens, HookPoint::PosEmbed).unwrap_err().to_string();
     assert!(e.contains("hook_pos_embed is not a hook point of this gemma3_text model"), "{e}");
 }
 
@@ -417,7 +416,7 @@ fn activations_at_a_hook_are_the_full_run_s() {
 #[test]
 fn weight_processing_gives_transformer_lens_s_values() {
     use saelab::formats::safetensors::TensorFile;
-    use saelab::model::decoder_cpu;
+    use saelab::model::cpu;
     use saelab::model::processing::WeightProcessing;
     let tokens: Vec<u32> = vec![3, 17, 42, 99, 5, 64, 23, 8, 77, 12, 50, 1, 31, 88];
     let kwargs = serde_json::json!({"center_writing_weights": true, "center_unembed": true, "n_devices": 1});
@@ -428,9 +427,9 @@ fn weight_processing_gives_transformer_lens_s_values() {
         let read = |file: &str| TensorFile::parse(file, &std::fs::read(dir.join(file)).unwrap()).unwrap();
         let model = fixture_model(&dir);
         let hooks = model.cfg.hook_points();
-        let (plain_logits, plain) = decoder_cpu::run(&model, &tokens, &hooks, &[]).unwrap();
+        let (plain_logits, plain) = cpu::run(&model, &tokens, &hooks, &[]).unwrap();
         let centred = model.clone().processed(centring);
-        let (logits, got) = decoder_cpu::run(&centred, &tokens, &hooks, &[]).unwrap();
+        let (logits, got) = cpu::run(&centred, &tokens, &hooks, &[]).unwrap();
         let (tl, folded) = (read("tl_hooks_centered.safetensors"), read("tl_hooks_folded.safetensors"));
         assert_close(&format!("{family} centred logits"), &logits, &tl.tensors["logits"].to_f32());
         for ((hook, values), plain) in hooks.iter().zip(&got).zip(&plain) {

@@ -1,15 +1,17 @@
-//! The GPU forward pass of GPT-2 against the CPU reference (and so against Hugging Face, through
-//! tests/gpt2_parity.rs): logits and every hook point, on the transformers fixtures and on a random
-//! model whose embedding is split over several bindings. Fails without a GPU adapter.
+//! The GPU forward pass against the CPU reference (and so against Hugging Face and TransformerLens,
+//! through tests/gpt2_parity.rs and tests/families.rs): logits and every hook point, on the GPT-2
+//! transformers fixtures, on every family's fixture model (GQA, sliding windows shorter than the
+//! text, soft caps, q/k norms, partial rotary, parallel blocks, Gemma's four norms) and on random
+//! models whose embedding is split over several bindings. Fails without a GPU adapter.
 
 mod common;
 
 use std::path::Path;
 
 use common::gpu;
-use saelab::gpu::model_runner::GpuGpt2;
-use saelab::model::files::load_model_dir;
-use saelab::model::{cpu, Gpt2, Gpt2Config, HookPoint};
+use saelab::gpu::model_runner::GpuModel;
+use saelab::model::files::{load_model_dir, random_gpt2};
+use saelab::model::{cpu, HookPoint, Model};
 
 /// f32 sums in another order (tiled matmuls, tree reductions) through a few layers:
 /// |gpu − cpu| ≤ 1e-4 · (1 + |cpu|).
@@ -21,7 +23,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert!(worst <= TOL, "{what}: worst relative difference {worst}");
 }
 
-fn compare(gpu: &saelab::gpu::Gpu, model: &Gpt2, gpu_model: &GpuGpt2, tokens: &[u32], what: &str) {
+fn compare(gpu: &saelab::gpu::Gpu, model: &Model, gpu_model: &GpuModel, tokens: &[u32], what: &str) {
     let names = model.cfg.hook_points();
     let (logits, hooks) = cpu::run_with_hooks(model, tokens, &names).unwrap();
     let got = pollster::block_on(gpu_model.forward(gpu, tokens, &names)).unwrap();
@@ -39,11 +41,11 @@ fn gpu_forward_matches_the_cpu_reference_on_the_transformers_fixtures() {
         let model = load_model_dir(&dir).unwrap();
         let bytes = std::fs::read(dir.join("tokens.npy")).unwrap();
         let tokens: Vec<u32> = saelab::formats::npy::read_i64("tokens", &bytes).unwrap().1.into_iter().map(|t| t as u32).collect();
-        let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
+        let gpu_model = GpuModel::upload(&gpu, &model).unwrap();
         compare(&gpu, &model, &gpu_model, &tokens, case);
         // One token, and the whole context.
         compare(&gpu, &model, &gpu_model, &tokens[..1], &format!("{case}, 1 token"));
-        let full: Vec<u32> = (0..model.cfg.n_positions as u32).map(|i| (i * 7 + 3) % model.cfg.vocab_size as u32).collect();
+        let full: Vec<u32> = (0..model.cfg.max_positions as u32).map(|i| (i * 7 + 3) % model.cfg.vocab_size as u32).collect();
         compare(&gpu, &model, &gpu_model, &full, &format!("{case}, full context"));
     }
 }
@@ -52,19 +54,9 @@ fn gpu_forward_matches_the_cpu_reference_on_the_transformers_fixtures() {
 fn embeddings_larger_than_a_binding_are_split() {
     let gpu = gpu();
     // 1000 × 24 floats = 96,000 bytes per table; a 10,000-byte limit makes 10 chunks of 104 rows.
-    let cfg = Gpt2Config {
-        vocab_size: 1000,
-        n_positions: 70,
-        d_model: 24,
-        n_layers: 2,
-        n_heads: 4,
-        d_mlp: 52,
-        layer_norm_eps: 1e-5,
-        scale_attn_weights: true,
-    };
     for tied in [true, false] {
-        let model = Gpt2::random(cfg.clone(), tied, 11);
-        let gpu_model = GpuGpt2::upload_with_limit(&gpu, &model, 10_000).unwrap();
+        let model = random_gpt2(1000, 70, 24, 2, 4, tied, 11);
+        let gpu_model = GpuModel::upload_with_limit(&gpu, &model, 10_000).unwrap();
         assert_eq!(gpu_model.embedding_chunks(), 10);
         // Tokens from every chunk, the last row included; 70 positions, more than one attention
         // pass of 64 keys per thread group.
@@ -76,18 +68,8 @@ fn embeddings_larger_than_a_binding_are_split() {
 #[test]
 fn bad_tokens_and_hooks_are_errors() {
     let gpu = gpu();
-    let cfg = Gpt2Config {
-        vocab_size: 50,
-        n_positions: 8,
-        d_model: 8,
-        n_layers: 1,
-        n_heads: 2,
-        d_mlp: 16,
-        layer_norm_eps: 1e-5,
-        scale_attn_weights: true,
-    };
-    let model = Gpt2::random(cfg, true, 1);
-    let g = GpuGpt2::upload(&gpu, &model).unwrap();
+    let model = random_gpt2(50, 8, 8, 1, 2, true, 1);
+    let g = GpuModel::upload(&gpu, &model).unwrap();
     let err = |tokens: &[u32], hooks: &[&str]| {
         let hooks: Vec<HookPoint> = hooks.iter().map(|h| h.parse().unwrap()).collect();
         pollster::block_on(g.forward(&gpu, tokens, &hooks)).err().expect("an error").to_string()
@@ -102,18 +84,8 @@ fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
     use saelab::model::Intervention;
     use saelab::random::Rng;
     let gpu = gpu();
-    let cfg = Gpt2Config {
-        vocab_size: 97,
-        n_positions: 20,
-        d_model: 18,
-        n_layers: 3,
-        n_heads: 3,
-        d_mlp: 30,
-        layer_norm_eps: 1e-5,
-        scale_attn_weights: true,
-    };
-    let model = Gpt2::random(cfg, false, 4);
-    let g = GpuGpt2::upload(&gpu, &model).unwrap();
+    let model = random_gpt2(97, 20, 18, 3, 3, false, 4);
+    let g = GpuModel::upload(&gpu, &model).unwrap();
     let tokens: Vec<u32> = (0..13).map(|i| (i * 31 + 2) % 97).collect();
     let mut rng = Rng::new(9);
     let replacement = rng.normals(13 * 18, 1.0);
@@ -145,6 +117,48 @@ fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
     assert!(pollster::block_on(g.run(&gpu, &tokens, &[], &wrong)).err().unwrap().to_string().contains("needs 13 × 18 values"));
 }
 
+/// Every family's fixture model (tests/fixtures/families, made with transformers) on the GPU as on
+/// the CPU, every hook point included, and interventions at the points only some families have.
+#[test]
+fn every_family_runs_on_the_gpu_as_on_the_cpu() {
+    use saelab::model::{BlockSite, Intervention};
+    let gpu = gpu();
+    let mut ran = 0;
+    let mut dirs: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.join("model.safetensors").exists())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let model = load_model_dir(&dir).unwrap();
+        let g = GpuModel::upload_with_limit(&gpu, &model, 4096).unwrap();
+        let tokens: Vec<u32> = (0..17u32).map(|i| (i * 37 + 5) % model.cfg.vocab_size as u32).collect();
+        compare(&gpu, &model, &g, &tokens, &name);
+        compare(&gpu, &model, &g, &tokens[..1], &format!("{name}, 1 token"));
+        let z = HookPoint::block(1, BlockSite::AttnZ);
+        let steer = vec![0.25; model.cfg.hook_width(z)];
+        let mlp_in = HookPoint::block(0, BlockSite::MlpIn);
+        let zeros = vec![0.0; tokens.len() * model.cfg.d_model];
+        let interventions =
+            [Intervention::AddToEveryToken { hook: z, vector: &steer }, Intervention::Replace { hook: mlp_in, values: &zeros }];
+        let capture = [mlp_in, HookPoint::block(0, BlockSite::MlpOut), z, HookPoint::FinalNormalized];
+        let (logits, hooks) = cpu::run(&model, &tokens, &capture, &interventions).unwrap();
+        let got = pollster::block_on(g.run(&gpu, &tokens, &capture, &interventions)).unwrap();
+        assert_close(&format!("{name} steered logits"), &got.logits, &logits);
+        for ((hook, a), b) in capture.iter().zip(&got.hooks).zip(&hooks) {
+            assert_close(&format!("{name} steered {hook}"), a, b);
+        }
+        for hook in [HookPoint::block(1, BlockSite::Ln2Out), z] {
+            let acts = pollster::block_on(g.activations_at(&gpu, &tokens, hook)).unwrap();
+            assert_close(&format!("{name} harvest {hook}"), &acts, &cpu::activations_at(&model, &tokens, hook).unwrap());
+        }
+        ran += 1;
+    }
+    assert!(ran >= 14, "{ran} families ran");
+}
+
 /// GPT-2 small's own config.json (the `gpt2` repository's, tests/fixtures/gpt2_small_config.json)
 /// parses to its shape, and a model of that shape (one layer, random weights: the embedding is
 /// what needs care) runs on the GPU as on the CPU, its 147 MiB token embedding split over bindings
@@ -152,13 +166,11 @@ fn interventions_change_the_gpu_run_as_they_change_the_cpu_run() {
 #[test]
 fn gpt2_small_shape_runs_with_its_embedding_split() {
     let config = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_small_config.json")).unwrap();
-    let (cfg, tied) = saelab::model::files::parse_config(&config).unwrap();
-    assert_eq!((cfg.clone(), tied), (Gpt2Config::gpt2_small(), true));
+    let cfg = saelab::model::families::describe(&config).unwrap();
+    assert_eq!(cfg, saelab::model::families::gpt2::config(50257, 1024, 768, 12, 12, true));
     let gpu = gpu();
-    let mut one_layer = cfg;
-    one_layer.n_layers = 1;
-    let model = Gpt2::random(one_layer, true, 2);
-    let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
+    let model = saelab::model::files::random_gpt2_small(1, 2);
+    let gpu_model = GpuModel::upload(&gpu, &model).unwrap();
     let table_bytes = (50257 * 768 * 4) as u64;
     assert_eq!(gpu_model.embedding_chunks() as u64, table_bytes.div_ceil(gpu.max_binding_bytes() / (768 * 4) * (768 * 4)));
     // The first and the last token of the vocabulary, and one in between.

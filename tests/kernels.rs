@@ -386,64 +386,127 @@ fn gather_rows_from_one_chunk_of_the_table() {
     let tokens: Vec<u32> = (0..ROWS as u32).map(|t| (t * 37 + 11) % vocab as u32).collect();
     let chunk = &table[first * WIDTH..(first + count) * WIDTH];
     let start = b.normals(ROWS * WIDTH, 1.0);
-    let (chunk_buf, out) = (b.upload(chunk), b.upload(&start));
     let tokens_buf = b.gpu.upload_bytes("tokens", bytemuck::cast_slice(&tokens));
-    b.run(|g, e| model::gather_rows(g, e, ROWS, model::TableChunk { first, count, width: WIDTH, rows: &chunk_buf }, &tokens_buf, &out));
-    let mut want = start.clone();
-    reference::model::gather_rows(chunk, first, WIDTH, &tokens, &mut want);
+    // Scaled as Gemma scales its embeddings, and not.
+    for scale in [1.0, 48f32.sqrt()] {
+        let (chunk_buf, out) = (b.upload(chunk), b.upload(&start));
+        let table_chunk = model::TableChunk { first, count, width: WIDTH, rows: &chunk_buf };
+        b.run(|g, e| model::gather_rows(g, e, ROWS, table_chunk, scale, &tokens_buf, &out));
+        let mut want = start.clone();
+        reference::model::gather_rows(chunk, first, WIDTH, &tokens, scale, &mut want);
+        close(&format!("gather_rows × {scale}"), &b.read(&out, ROWS * WIDTH), &want, ELEMENTWISE);
+    }
     assert!(
         tokens.iter().any(|&t| (t as usize) < first) && tokens.iter().any(|&t| (t as usize) >= first + count),
         "tokens outside the chunk"
     );
-    assert_eq!(b.read(&out, ROWS * WIDTH), want);
 }
 
 #[test]
-fn add_and_gelu_new() {
+fn add_activations_and_softcap() {
+    use reference::model::Activation;
     let mut b = Bench::new(21);
     let n = ROWS * LATENTS;
     let (x, y) = (b.normals(n, 3.0), b.normals(n, 3.0));
     let (x_buf, y_buf, out) = (b.upload(&x), b.upload(&y), b.gpu.storage("sum", (n * 4) as u64));
     b.run(|g, e| model::add(g, e, n, &x_buf, &y_buf, &out));
     close("add", &b.read(&out, n), &reference::model::add(&x, &y), ELEMENTWISE);
-    // gelu_new over a wide range, large |x| included (where a naive tanh overflows).
+    // Every activation over a wide range, large |x| included (where a naive tanh overflows).
     let mut wide = x.clone();
     wide[..6].copy_from_slice(&[-60.0, -12.0, -1e-7, 0.0, 12.0, 60.0]);
+    for act in [Activation::GeluTanh, Activation::GeluErf, Activation::Silu, Activation::Relu] {
+        let buf = b.upload(&wide);
+        b.run(|g, e| model::activation(g, e, act, n, &buf));
+        let want: Vec<f32> = wide.iter().map(|&v| act.apply(v)).collect();
+        close(&format!("activation {act:?}"), &b.read(&buf, n), &want, ELEMENTWISE);
+        let (gate, up) = (b.upload(&wide), b.upload(&y));
+        b.run(|g, e| model::gated_activation(g, e, act, n, &gate, &up));
+        close(&format!("gated_activation {act:?}"), &b.read(&up, n), &reference::model::gated_activation(act, &wide, &y), ELEMENTWISE);
+    }
     let buf = b.upload(&wide);
-    b.run(|g, e| model::gelu_new(g, e, n, &buf));
-    let want: Vec<f32> = wide.iter().map(|&v| reference::model::gelu_new(v)).collect();
-    close("gelu_new", &b.read(&buf, n), &want, ELEMENTWISE);
+    b.run(|g, e| model::softcap(g, e, 30.0, n, &buf));
+    let mut want = wide.clone();
+    reference::model::softcap(&mut want, 30.0);
+    close("softcap", &b.read(&buf, n), &want, ELEMENTWISE);
+    assert!(b.refused(|g, e| model::softcap(g, e, 0.0, n, &buf)).contains("positive"));
 }
 
+/// Every norm a family uses: LayerNorm with and without its bias, RMSNorm, Gemma's `(1 + w)`,
+/// and the bare normalisation TransformerLens hooks; then the weight on its own (scale_shift).
 #[test]
-fn layer_norm() {
+fn norms_of_every_family() {
+    use reference::model::{Affine, NormSpec};
     let mut b = Bench::new(22);
     let (x, weight, bias) = (b.normals(ROWS * WIDTH, 2.0), b.normals(WIDTH, 1.0), b.normals(WIDTH, 1.0));
-    let (x_buf, w_buf, b_buf, out) = (b.upload(&x), b.upload(&weight), b.upload(&bias), b.gpu.storage("y", (ROWS * WIDTH * 4) as u64));
-    b.run(|g, e| {
-        model::layer_norm(
-            g,
-            e,
-            model::LayerNorm { rows: ROWS, width: WIDTH, eps: 1e-5, x: &x_buf, weight: &w_buf, bias: &b_buf, out: &out },
-        )
-    });
-    close("layer_norm", &b.read(&out, ROWS * WIDTH), &reference::model::layer_norm(&x, &weight, &bias, 1e-5), SUMS);
+    let n = ROWS * WIDTH;
+    let (x_buf, w_buf, b_buf, out) = (b.upload(&x), b.upload(&weight), b.upload(&bias), b.gpu.storage("y", (n * 4) as u64));
+    for center in [true, false] {
+        for unit_offset in [false, true] {
+            for (affine, with_bias) in [(false, false), (true, false), (true, true)] {
+                let spec = NormSpec { center, unit_offset, eps: 1e-5 };
+                let gpu_affine = affine.then_some(model::GpuAffine { weight: &w_buf, bias: with_bias.then_some(&b_buf) });
+                b.run(|g, e| model::norm(g, e, model::Norm { rows: ROWS, width: WIDTH, spec, x: &x_buf, affine: gpu_affine, out: &out }));
+                let cpu_affine = affine.then_some(Affine { weight: &weight, bias: with_bias.then_some(&bias[..]) });
+                let what = format!("norm center {center} (1+w) {unit_offset} affine {affine} bias {with_bias}");
+                close(&what, &b.read(&out, n), &reference::model::norm(&x, WIDTH, spec, cpu_affine), SUMS);
+            }
+            let gpu_affine = model::GpuAffine { weight: &w_buf, bias: center.then_some(&b_buf) };
+            let args = model::ScaleShift { n, width: WIDTH, unit_offset, x: &x_buf, affine: gpu_affine, out: &out };
+            b.run(|g, e| model::scale_shift(g, e, args));
+            let want = reference::model::scale_shift(&x, Affine { weight: &weight, bias: center.then_some(&bias[..]) }, unit_offset);
+            close(&format!("scale_shift (1+w) {unit_offset} bias {center}"), &b.read(&out, n), &want, ELEMENTWISE);
+        }
+    }
 }
 
+/// RoPE on q and k of odd head sizes, all of each head or (GPT-NeoX's partial rotary) part of it.
 #[test]
-fn causal_attention() {
+fn rope_turns_pairs_of_each_head() {
+    let mut b = Bench::new(24);
+    let (heads, d_head) = (3, 22);
+    for half in [11, 3] {
+        let inv: Vec<f64> = (0..half).map(|i| 1.0 / 10_000f64.powf(2.0 * i as f64 / (2 * half) as f64)).collect();
+        let (cos, sin) = reference::model::rope_tables(&inv, ROWS);
+        let x = b.normals(ROWS * heads * d_head, 1.0);
+        let (x_buf, cos_buf, sin_buf) = (b.upload(&x), b.upload(&cos), b.upload(&sin));
+        let args = model::Rope { rows: ROWS, n_heads: heads, d_head, half, cos: &cos_buf, sin: &sin_buf, x: &x_buf };
+        b.run(|g, e| model::rope(g, e, args));
+        let mut want = x.clone();
+        reference::model::rope(&mut want, heads, d_head, &cos, &sin);
+        close(&format!("rope, {half} pairs"), &b.read(&x_buf, ROWS * heads * d_head), &want, ELEMENTWISE);
+    }
+}
+
+/// Causal attention as GPT-2 has it, grouped-query (4 query heads per key/value head), within a
+/// sliding window shorter than the sequence, and soft-capped.
+#[test]
+fn causal_attention_with_groups_windows_and_caps() {
+    use reference::model::AttentionSpec;
     let mut b = Bench::new(23);
-    let (heads, d_head) = (3, 31);
-    let width = heads * d_head;
-    let qkv = b.normals(ROWS * 3 * width, 1.0);
-    let (qkv_buf, z) = (b.upload(&qkv), b.gpu.storage("z", (ROWS * width * 4) as u64));
-    let scale = 1.0 / (d_head as f32).sqrt();
-    b.run(|g, e| model::attention(g, e, model::Attention { rows: ROWS, n_heads: heads, d_head, scale, qkv: &qkv_buf, z: &z }));
-    close("attention", &b.read(&z, ROWS * width), &reference::model::attention_z(&qkv, ROWS, width, heads, scale), SUMS);
+    let d_head = 31;
+    for (n_heads, n_kv_heads, window, softcap) in
+        [(3, 3, None, None), (8, 2, None, None), (4, 1, Some(5), Some(2.0)), (6, 3, Some(1), None)]
+    {
+        let spec = AttentionSpec { n_heads, n_kv_heads, d_head, scale: 1.0 / (d_head as f32).sqrt(), window, softcap };
+        let (q, k, v) = (
+            b.normals(ROWS * n_heads * d_head, 1.5),
+            b.normals(ROWS * n_kv_heads * d_head, 1.5),
+            b.normals(ROWS * n_kv_heads * d_head, 1.0),
+        );
+        let (q_buf, k_buf, v_buf) = (b.upload(&q), b.upload(&k), b.upload(&v));
+        let z = b.gpu.storage("z", (ROWS * n_heads * d_head * 4) as u64);
+        b.run(|g, e| model::attention(g, e, model::Attention { rows: ROWS, spec, q: &q_buf, k: &k_buf, v: &v_buf, z: &z }));
+        let want = reference::model::attention(spec, &q, &k, &v, ROWS);
+        close(&format!("attention {spec:?}"), &b.read(&z, ROWS * n_heads * d_head), &want, SUMS);
+    }
+    let spec = AttentionSpec { n_heads: 3, n_kv_heads: 3, d_head, scale: 1.0, window: None, softcap: None };
     let long = model::MAX_CONTEXT + 1;
-    let big = b.gpu.storage("big", (long * 3 * width * 4) as u64);
-    let err = b.refused(|g, e| model::attention(g, e, model::Attention { rows: long, n_heads: heads, d_head, scale, qkv: &big, z: &big }));
+    let big = b.gpu.storage("big", (long * 3 * d_head * 4) as u64);
+    let err = b.refused(|g, e| model::attention(g, e, model::Attention { rows: long, spec, q: &big, k: &big, v: &big, z: &big }));
     assert!(err.contains("at most 1024 tokens"), "{err}");
+    let uneven = AttentionSpec { n_kv_heads: 2, ..spec };
+    let err = b.refused(|g, e| model::attention(g, e, model::Attention { rows: 2, spec: uneven, q: &big, k: &big, v: &big, z: &big }));
+    assert!(err.contains("do not divide"), "{err}");
 }
 
 // ------------------------------------------------------------------------------------------

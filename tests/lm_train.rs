@@ -8,15 +8,15 @@ mod common;
 use std::path::Path;
 
 use saelab::backend::Backend;
-use saelab::gpu::model_runner::GpuGpt2;
+use saelab::gpu::model_runner::GpuModel;
 use saelab::model::files::load_model_dir;
-use saelab::model::{cpu, Gpt2, HookPoint};
+use saelab::model::{cpu, HookPoint, Model};
 use saelab::train::activations::{ActivationStore, StoreConfig};
 use saelab::train::lm_train::LmTrainer;
 use saelab::train::sae_train::TrainArch;
 use saelab::train::trainer::TrainConfig;
 
-fn model() -> Gpt2 {
+fn model() -> Model {
     load_model_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tied_f32")).unwrap()
 }
 
@@ -33,7 +33,7 @@ fn store_cfg(hook: &str, context: usize) -> StoreConfig {
 fn harvesting_stops_at_the_hook_and_equals_the_full_forward() {
     let model = model();
     let gpu = common::gpu();
-    let gpu_model = GpuGpt2::upload(&gpu, &model).unwrap();
+    let gpu_model = GpuModel::upload(&gpu, &model).unwrap();
     let tokens: Vec<u32> = corpus(29);
     for name in ["hook_embed", "blocks.0.attn.hook_z", "blocks.1.hook_resid_post", "blocks.2.hook_mlp_out", "ln_final.hook_normalized"] {
         let hook: HookPoint = name.parse().unwrap();
@@ -106,7 +106,7 @@ fn the_store_serves_each_harvested_row_and_holds_contexts_out() {
     let err = |tokens: &[u32], cfg: StoreConfig| ActivationStore::new(&model, tokens, Some(0), cfg).err().expect("refused");
     assert!(err(&[], store_cfg(hook, 20)).contains("corpus is empty"));
     assert!(err(&tokens, store_cfg("blocks.9.hook_resid_pre", 20)).contains("hook"));
-    assert!(err(&tokens, store_cfg(hook, 41)).contains("n_positions (40)"));
+    assert!(err(&tokens, store_cfg(hook, 41)).contains("the model's context (40 positions)"));
     assert!(err(&[5, 300], store_cfg(hook, 20)).contains("token 300"));
 }
 

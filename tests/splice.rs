@@ -46,7 +46,7 @@ fn mirror_sae(d: usize, hook: &str, gain: f32) -> Sae {
     .unwrap()
 }
 
-fn cpu_model(model: &saelab::model::Gpt2) -> saelab::lm::LoadedModel {
+fn cpu_model(model: &saelab::model::Model) -> saelab::lm::LoadedModel {
     common::model_on(model, &Backend::Cpu)
 }
 
@@ -274,8 +274,8 @@ fn logit_lens_of_a_feature() {
     assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), bottom_neg.iter().map(|t| t.0).collect::<Vec<_>>());
     assert_eq!(bottom.iter().map(|t| t.0).collect::<Vec<_>>(), top_neg.iter().map(|t| t.0).collect::<Vec<_>>());
     // By hand: effect on token v is g_7 · W_U[v, 7], centred.
-    let (d, g) = (60, model.ln_f.weight[7]);
-    let raw: Vec<f32> = model.wte.chunks_exact(d).map(|u| u[7] * g).collect();
+    let (d, g) = (60, model.weights.final_norm.weight[7]);
+    let raw: Vec<f32> = model.weights.embed.chunks_exact(d).map(|u| u[7] * g).collect();
     let mean = raw.iter().sum::<f32>() / raw.len() as f32;
     let best = (0..raw.len()).max_by(|&a, &b| raw[a].total_cmp(&raw[b])).unwrap();
     assert_eq!(top[0].0 as usize, best);

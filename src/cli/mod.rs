@@ -250,8 +250,7 @@ fn bench(a: &BenchArgs) -> Result<(), CliError> {
 /// optionally a random TopK SAE at one of its hook points.
 fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
     use crate::formats::tokenizer::TextTokenizer;
-    use crate::model::files::{serialize_gpt2, TOKENIZER_FILE};
-    use crate::model::{Gpt2, Gpt2Config};
+    use crate::model::files::{random_gpt2, serialize_gpt2, TOKENIZER_FILE};
     let out = a.out.clone();
     let io = |p: &Path, e: std::io::Error| CliError(format!("{}: {e}", p.display()));
     std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
@@ -268,19 +267,13 @@ fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
     if width == 0 || heads == 0 || !width.is_multiple_of(heads) {
         return Err(CliError(format!("--heads ({heads}) must divide --width ({width})")));
     }
-    let cfg = Gpt2Config {
-        vocab_size,
-        n_positions: a.context,
-        d_model: width,
-        n_layers: a.layers,
-        n_heads: heads,
-        d_mlp: 4 * width,
-        layer_norm_eps: 1e-5,
-        scale_attn_weights: true,
-    };
+    if a.layers == 0 || a.context == 0 {
+        return Err(CliError("--layers and --context must be at least 1".into()));
+    }
     let seed = a.seed;
-    let model = Gpt2::random(cfg.clone(), true, seed);
-    let (config, weights) = serialize_gpt2(&model);
+    let model = random_gpt2(vocab_size, a.context, width, a.layers, heads, true, seed);
+    let cfg = model.cfg.clone();
+    let (config, weights) = serialize_gpt2(&model).map_err(CliError)?;
     for (name, bytes) in [("config.json", config), ("model.safetensors", weights)] {
         std::fs::write(out.join(name), bytes).map_err(|e| io(&out, e))?;
     }
@@ -302,16 +295,14 @@ fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
 /// Forward-pass throughput of a GPT-2-small-shaped model with random weights (optionally fewer
 /// layers), CPU reference and GPU, one JSON line per (device, input length).
 fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
-    use crate::model::{Gpt2, Gpt2Config};
     let lengths: Vec<usize> = a
         .tokens
         .split(',')
         .map(|t| t.trim().parse().map_err(|_| CliError(format!("--tokens: '{t}' is not a number"))))
         .collect::<Result<_, _>>()?;
-    let mut cfg = Gpt2Config::gpt2_small();
-    cfg.n_layers = a.layers;
     let (on_cpu, on_gpu) = bench_devices(&a.device)?;
-    let model = Gpt2::random(cfg.clone(), true, 3);
+    let model = crate::model::files::random_gpt2_small(a.layers, 3);
+    let cfg = model.cfg.clone();
     let report = |device: &str, n: usize, seconds: f64, note: &str| {
         println!(
             "{}",
@@ -369,7 +360,7 @@ fn dashboard_command(a: &DashboardArgs) -> Result<(), CliError> {
     if feature >= sae.d_sae() {
         return Err(CliError(format!("--feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
     }
-    let context = a.context.unwrap_or(model.cfg.n_positions.min(128));
+    let context = a.context.unwrap_or(model.cfg.max_positions.min(128));
     let backend = backend(&a.device)?;
     let (model, sae) = (LoadedModel::new(Rc::new(model), &backend)?, LoadedSae::new(Rc::new(sae), &backend)?);
     let run =
@@ -519,7 +510,7 @@ fn model_tokens(
     text: Option<&str>,
     npy_flag: &str,
     dir: &Path,
-    model: &crate::model::Gpt2,
+    model: &crate::model::Model,
 ) -> Result<Vec<u32>, CliError> {
     use crate::formats::tokenizer::TextTokenizer;
     use crate::model::files::TOKENIZER_FILE;
@@ -544,7 +535,7 @@ fn model_tokens(
         }
         _ => return Err(CliError(format!("give one of --{npy_flag} T.npy or --text TEXT"))),
     };
-    crate::model::check_tokens(&model.cfg, &tokens)?;
+    model.check_tokens(&tokens)?;
     Ok(tokens)
 }
 

@@ -1,98 +1,139 @@
-//! GPT-2 on the GPU: the weights uploaded once (the token embedding and unembedding split into
-//! row chunks that each fit one binding), then the forward pass of `model::cpu::forward` recorded as
-//! model.wgsl kernels (embedding gather, LayerNorm, causal attention, gelu_new, residual adds) and
-//! matmul.wgsl products. Only the logits and the hook points asked for are read back.
+//! A decoder of any described family on the GPU: the weights uploaded once (every projection as
+//! row chunks that each fit one binding — the token embedding and unembedding of a large
+//! vocabulary need several), then `model::cpu::forward_hooked`'s steps recorded as model.wgsl
+//! kernels (embedding gather, norms, RoPE, grouped-query attention with windows and soft caps,
+//! activations, residual adds) and matmul.wgsl products, with the same hook points and
+//! interventions. Only the logits and the hook points asked for are read back.
 
 use super::kernels::matmul::{matmul, Epilogue, Matmul};
-use super::kernels::model::{self, Attention, TableChunk, MAX_CONTEXT};
+use super::kernels::model::{self, Attention, GpuAffine, Norm, ScaleShift, TableChunk, MAX_CONTEXT};
 use super::{Gpu, GpuError};
-use crate::model::{check_tokens, BlockSite, Gpt2, Gpt2Config, HookPoint, Intervention, LayerNorm};
+use crate::model::cpu::{attention_spec, inverse_frequencies, layer_rope, norm_spec};
+use crate::model::decoder::{BlockLayout, DecoderConfig, Mlp, Rope};
+use crate::model::decoder_weights::{Linear, NormWeights};
+use crate::model::{BlockSite, HookPoint, Intervention, Model};
+use crate::reference::model::rope_tables;
 
-/// A linear layer `x·W + b`: `W` `[k, n]`, and the matmul epilogue's `[bias | 1 | 0]` columns.
-struct GpuLinear {
+/// Rows `[first, first + rows)` of a projection's `[d_out, d_in]` weight, with the matmul
+/// epilogue's `[bias | 1 | 0]` columns for those rows.
+struct LinearChunk {
+    first: usize,
+    rows: usize,
     weight: wgpu::Buffer,
     cols: wgpu::Buffer,
-    k: usize,
-    n: usize,
+}
+
+/// `y = x Wᵀ + b` with `W` `[d_out, d_in]` in row chunks of at most one binding each.
+struct GpuLinear {
+    d_in: usize,
+    d_out: usize,
+    chunks: Vec<LinearChunk>,
 }
 
 impl GpuLinear {
-    fn upload(gpu: &Gpu, label: &str, weight: &[f32], bias: &[f32]) -> GpuLinear {
-        let n = bias.len();
-        let mut cols = bias.to_vec();
-        cols.extend(std::iter::repeat_n(1.0, n));
-        cols.extend(std::iter::repeat_n(0.0, n));
-        GpuLinear { weight: gpu.upload_f32(label, weight), cols: gpu.upload_f32(label, &cols), k: weight.len() / n, n }
+    fn upload(gpu: &Gpu, label: &str, weight: &[f32], bias: Option<&[f32]>, d_in: usize, max_bytes: u64) -> GpuLinear {
+        let d_out = weight.len() / d_in.max(1);
+        let rows_per_chunk = ((max_bytes / (d_in as u64 * 4)) as usize).clamp(1, d_out.max(1));
+        let chunks = (0..d_out)
+            .step_by(rows_per_chunk)
+            .map(|first| {
+                let rows = rows_per_chunk.min(d_out - first);
+                let mut cols = match bias {
+                    Some(b) => b[first..first + rows].to_vec(),
+                    None => vec![0.0; rows],
+                };
+                cols.extend(std::iter::repeat_n(1.0, rows));
+                cols.extend(std::iter::repeat_n(0.0, rows));
+                LinearChunk {
+                    first,
+                    rows,
+                    weight: gpu.upload_f32(label, &weight[first * d_in..(first + rows) * d_in]),
+                    cols: gpu.upload_f32(label, &cols),
+                }
+            })
+            .collect();
+        GpuLinear { d_in, d_out, chunks }
     }
 
-    /// `out[rows, n] = x[rows, k]·W + b`.
-    fn record(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, rows: usize, x: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<(), GpuError> {
-        let (k, n) = (self.k, self.n);
-        let args = Matmul {
-            m: rows,
-            n,
-            k,
-            a: x,
-            lda: k,
-            a_col: 0,
-            b: &self.weight,
-            ldb: n,
-            c: out,
-            ldc: n,
-            c_col: 0,
-            cols: &self.cols,
-            trans_a: false,
-            trans_b: false,
-        };
-        // (acc + bias) · 1: the TopK pre-activation epilogue is exactly a biased linear layer.
-        matmul(gpu, enc, Epilogue::TopKPre, args)
+    fn of(gpu: &Gpu, label: &str, l: &Linear, max_bytes: u64) -> GpuLinear {
+        GpuLinear::upload(gpu, label, &l.weight, l.bias.as_deref(), l.d_in, max_bytes)
+    }
+
+    /// `out[r, :] = x[a_offset + r·d_in ..] Wᵀ + b` for `rows` rows; `out` is `[rows, d_out]`.
+    fn record(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        rows: usize,
+        x: &wgpu::Buffer,
+        a_offset: usize,
+        out: &wgpu::Buffer,
+    ) -> Result<(), GpuError> {
+        for chunk in &self.chunks {
+            let args = Matmul {
+                m: rows,
+                n: chunk.rows,
+                k: self.d_in,
+                a: x,
+                lda: self.d_in,
+                a_col: a_offset,
+                b: &chunk.weight,
+                ldb: self.d_in,
+                c: out,
+                ldc: self.d_out,
+                c_col: chunk.first,
+                cols: &chunk.cols,
+                trans_a: false,
+                trans_b: true,
+            };
+            // (acc + bias) · 1: the TopK pre-activation epilogue is exactly a biased linear layer.
+            matmul(gpu, enc, Epilogue::TopKPre, args)?;
+        }
+        Ok(())
     }
 }
 
-struct GpuLayerNorm {
+struct GpuNorm {
     weight: wgpu::Buffer,
-    bias: wgpu::Buffer,
+    bias: Option<wgpu::Buffer>,
 }
 
-impl GpuLayerNorm {
-    fn upload(gpu: &Gpu, ln: &LayerNorm) -> GpuLayerNorm {
-        GpuLayerNorm { weight: gpu.upload_f32("ln weight", &ln.weight), bias: gpu.upload_f32("ln bias", &ln.bias) }
+impl GpuNorm {
+    fn upload(gpu: &Gpu, label: &str, n: &NormWeights) -> GpuNorm {
+        GpuNorm { weight: gpu.upload_f32(label, &n.weight), bias: n.bias.as_ref().map(|b| gpu.upload_f32(label, b)) }
+    }
+
+    fn affine(&self) -> GpuAffine<'_> {
+        GpuAffine { weight: &self.weight, bias: self.bias.as_ref() }
     }
 }
 
-struct GpuBlock {
-    ln_1: GpuLayerNorm,
-    qkv: GpuLinear,
-    attn_out: GpuLinear,
-    ln_2: GpuLayerNorm,
-    mlp_in: GpuLinear,
-    mlp_out: GpuLinear,
+struct GpuLayer {
+    attn_norm: GpuNorm,
+    q: GpuLinear,
+    k: GpuLinear,
+    v: GpuLinear,
+    o: GpuLinear,
+    q_norm: Option<GpuNorm>,
+    k_norm: Option<GpuNorm>,
+    post_attn_norm: Option<GpuNorm>,
+    mlp_norm: GpuNorm,
+    gate: Option<GpuLinear>,
+    up: GpuLinear,
+    down: GpuLinear,
+    post_mlp_norm: Option<GpuNorm>,
 }
 
-/// Rows `[first, first + rows)` of a `[vocab, d_model]` table.
-struct RowChunk {
-    first: usize,
-    rows: usize,
-    buffer: wgpu::Buffer,
-}
-
-fn upload_row_chunks(gpu: &Gpu, label: &str, table: &[f32], d: usize, max_bytes: u64) -> Vec<RowChunk> {
-    let rows_per_chunk = ((max_bytes / (d as u64 * 4)) as usize).max(1);
-    table
-        .chunks(rows_per_chunk * d)
-        .enumerate()
-        .map(|(i, chunk)| RowChunk { first: i * rows_per_chunk, rows: chunk.len() / d, buffer: gpu.upload_f32(label, chunk) })
-        .collect()
-}
-
-pub struct GpuGpt2 {
-    pub cfg: Gpt2Config,
-    wte: Vec<RowChunk>,
-    /// A separate unembedding; `None` when tied to `wte`.
-    lm_head: Option<Vec<RowChunk>>,
-    wpe: wgpu::Buffer,
-    blocks: Vec<GpuBlock>,
-    ln_f: GpuLayerNorm,
+pub struct GpuModel {
+    pub cfg: DecoderConfig,
+    /// The token embedding as a bias-free projection `[vocab, d_model]`: its chunks are the
+    /// gather's tables, and the unembedding when tied.
+    embed: GpuLinear,
+    /// A separate unembedding; `None` when tied to `embed`.
+    unembed: Option<GpuLinear>,
+    pos_embed: Option<wgpu::Buffer>,
+    layers: Vec<GpuLayer>,
+    final_norm: GpuNorm,
     max_binding_bytes: u64,
 }
 
@@ -100,46 +141,54 @@ pub struct GpuGpt2 {
 pub struct GpuForward {
     /// `[n_tokens, vocab]`
     pub logits: Vec<f32>,
-    /// The requested hook points, each `[n_tokens, d_model]`, in the order asked.
+    /// The requested hook points, each `[n_tokens, width]`, in the order asked.
     pub hooks: Vec<Vec<f32>>,
 }
 
-impl GpuGpt2 {
-    pub fn upload(gpu: &Gpu, model: &Gpt2) -> Result<GpuGpt2, GpuError> {
-        GpuGpt2::upload_with_limit(gpu, model, gpu.max_binding_bytes())
+impl GpuModel {
+    pub fn upload(gpu: &Gpu, model: &Model) -> Result<GpuModel, GpuError> {
+        GpuModel::upload_with_limit(gpu, model, gpu.max_binding_bytes())
     }
 
-    /// As `upload`, splitting embedding tables into chunks of at most `max_binding_bytes` (tests
-    /// use a small limit to exercise the split that GPT-2 small's 147 MiB embedding needs).
-    pub fn upload_with_limit(gpu: &Gpu, model: &Gpt2, max_binding_bytes: u64) -> Result<GpuGpt2, GpuError> {
-        let cfg = model.cfg.clone();
-        let (d, m) = (cfg.d_model, cfg.d_mlp);
-        let widest = [d * 3 * d, d * m, cfg.n_positions * d].into_iter().max().unwrap_or(0) as u64 * 4;
-        if widest > gpu.max_binding_bytes() {
+    /// As `upload`, splitting every projection into row chunks of at most `max_binding_bytes`
+    /// (tests use a small limit to exercise the split that large vocabularies need).
+    pub fn upload_with_limit(gpu: &Gpu, model: &Model, max_binding_bytes: u64) -> Result<GpuModel, GpuError> {
+        let (cfg, w) = (model.cfg.clone(), &model.weights);
+        let limit = max_binding_bytes.min(gpu.max_binding_bytes());
+        let widest_row = [cfg.d_model, cfg.d_mlp, cfg.n_heads * cfg.d_head].into_iter().max().unwrap_or(0) as u64 * 4;
+        let pos_bytes = w.pos_embed.as_ref().map_or(0, |p| p.len() as u64 * 4);
+        if widest_row > limit || pos_bytes > gpu.max_binding_bytes() {
             return Err(GpuError::TooLarge(format!(
-                "a weight matrix of {widest} bytes does not fit one GPU binding of {} bytes",
-                gpu.max_binding_bytes()
+                "a weight row of {widest_row} bytes or a position table of {pos_bytes} bytes does not fit one GPU binding of {limit} bytes"
             )));
         }
-        let blocks = model
-            .blocks
+        let linear = |label: &str, l: &Linear| GpuLinear::of(gpu, label, l, limit);
+        let norm = |label: &str, n: &NormWeights| GpuNorm::upload(gpu, label, n);
+        let layers = w
+            .layers
             .iter()
-            .map(|b| GpuBlock {
-                ln_1: GpuLayerNorm::upload(gpu, &b.ln_1),
-                qkv: GpuLinear::upload(gpu, "c_attn", &b.qkv_weight, &b.qkv_bias),
-                attn_out: GpuLinear::upload(gpu, "attn.c_proj", &b.attn_out_weight, &b.attn_out_bias),
-                ln_2: GpuLayerNorm::upload(gpu, &b.ln_2),
-                mlp_in: GpuLinear::upload(gpu, "c_fc", &b.mlp_in_weight, &b.mlp_in_bias),
-                mlp_out: GpuLinear::upload(gpu, "mlp.c_proj", &b.mlp_out_weight, &b.mlp_out_bias),
+            .map(|l| GpuLayer {
+                attn_norm: norm("attn_norm", &l.attn_norm),
+                q: linear("q", &l.q),
+                k: linear("k", &l.k),
+                v: linear("v", &l.v),
+                o: linear("o", &l.o),
+                q_norm: l.q_norm.as_ref().map(|n| norm("q_norm", n)),
+                k_norm: l.k_norm.as_ref().map(|n| norm("k_norm", n)),
+                post_attn_norm: l.post_attn_norm.as_ref().map(|n| norm("post_attn_norm", n)),
+                mlp_norm: norm("mlp_norm", &l.mlp_norm),
+                gate: l.gate.as_ref().map(|g| linear("gate", g)),
+                up: linear("up", &l.up),
+                down: linear("down", &l.down),
+                post_mlp_norm: l.post_mlp_norm.as_ref().map(|n| norm("post_mlp_norm", n)),
             })
             .collect();
-        let limit = max_binding_bytes.min(gpu.max_binding_bytes());
-        Ok(GpuGpt2 {
-            wte: upload_row_chunks(gpu, "wte", &model.wte, d, limit),
-            lm_head: model.lm_head.as_ref().map(|h| upload_row_chunks(gpu, "lm_head", h, d, limit)),
-            wpe: gpu.upload_f32("wpe", &model.wpe),
-            blocks,
-            ln_f: GpuLayerNorm::upload(gpu, &model.ln_f),
+        Ok(GpuModel {
+            embed: GpuLinear::upload(gpu, "embed", &w.embed, None, cfg.d_model, limit),
+            unembed: w.unembed.as_ref().map(|u| GpuLinear::upload(gpu, "unembed", u, None, cfg.d_model, limit)),
+            pos_embed: w.pos_embed.as_ref().map(|p| gpu.upload_f32("pos_embed", p)),
+            layers,
+            final_norm: norm("final_norm", &w.final_norm),
             max_binding_bytes: limit,
             cfg,
         })
@@ -147,7 +196,7 @@ impl GpuGpt2 {
 
     /// How many pieces the token embedding was split into.
     pub fn embedding_chunks(&self) -> usize {
-        self.wte.len()
+        self.embed.chunks.len()
     }
 
     /// Runs `tokens` and reads back the logits and the hook points named in `hooks`.
@@ -167,7 +216,7 @@ impl GpuGpt2 {
         self.run_partial(gpu, tokens, hooks, interventions, self.cfg.n_layers, true).await
     }
 
-    /// The activations `[n_tokens, d]` at `hook`, running only the blocks needed to reach it
+    /// The activations `[n_tokens, width]` at `hook`, running only the blocks needed to reach it
     /// and no unembedding (as `model::cpu::activations_at`).
     pub async fn activations_at(&self, gpu: &Gpu, tokens: &[u32], hook: HookPoint) -> Result<Vec<f32>, GpuError> {
         let (blocks, at_end) = self.cfg.extent_to_reach(hook);
@@ -175,7 +224,7 @@ impl GpuGpt2 {
         out.hooks.into_iter().next().ok_or_else(|| GpuError::Input(format!("{hook} was not reached")))
     }
 
-    /// `run` through the first `blocks` blocks; the final LayerNorm and the logits only when
+    /// `run` through the first `blocks` blocks; the final norm and the logits only when
     /// `to_the_end` (else the logits come back empty).
     async fn run_partial(
         &self,
@@ -187,9 +236,9 @@ impl GpuGpt2 {
         to_the_end: bool,
     ) -> Result<GpuForward, GpuError> {
         let cfg = &self.cfg;
-        check_tokens(cfg, tokens).map_err(|e| GpuError::Input(e.to_string()))?;
+        cfg.check_tokens(tokens).map_err(|e| GpuError::Input(e.to_string()))?;
         if let Some(hook) = hooks.iter().find(|h| !cfg.has_hook(**h)) {
-            return Err(GpuError::Input(format!("{hook} is not a hook point of this model ({} layers)", cfg.n_layers)));
+            return Err(GpuError::Input(format!("{hook} is not a hook point of this {} model", cfg.model_type)));
         }
         for i in interventions {
             i.check(cfg, tokens.len()).map_err(GpuError::Input)?;
@@ -198,21 +247,26 @@ impl GpuGpt2 {
         if n > MAX_CONTEXT {
             return Err(GpuError::TooLarge(format!("the GPU attention kernel takes at most {MAX_CONTEXT} tokens, got {n}")));
         }
+        let (q_width, kv_width) = (cfg.n_heads * cfg.d_head, cfg.n_kv_heads * cfg.d_head);
         let f = |count: usize| (count * 4) as u64;
+        let buffer = |label: &str, count: usize| gpu.storage(label, f(count));
         let token_buffer = gpu.upload_bytes("tokens", bytemuck::cast_slice(tokens));
-        let embed = gpu.storage("hook_embed", f(n * d));
-        let pos_embed = gpu.storage("hook_pos_embed", f(n * d));
-        let mut resid = gpu.storage("resid", f(n * d));
-        let mut resid_next = gpu.storage("resid", f(n * d));
-        let resid_mid = gpu.storage("resid_mid", f(n * d));
-        let normed = gpu.storage("ln out", f(n * d));
-        let qkv = gpu.storage("qkv", f(n * 3 * d));
-        let z = gpu.storage("z", f(n * d));
-        let attn_out = gpu.storage("attn_out", f(n * d));
-        let hidden = gpu.storage("mlp hidden", f(n * m));
-        let mlp_out = gpu.storage("mlp_out", f(n * d));
-        let captured: Vec<wgpu::Buffer> = hooks.iter().map(|h| gpu.storage(&h.to_string(), f(n * d))).collect();
-        // Each intervention as an [n, d] buffer: the replacement, or the vector tiled over tokens.
+        let mut resid = buffer("resid", n * d);
+        let mut resid_next = buffer("resid", n * d);
+        let (mid, normed, normalized, mlp_in) =
+            (buffer("resid_mid", n * d), buffer("normed", n * d), buffer("normalized", n * d), buffer("mlp_in", n * d));
+        let (q_pre, k_pre, q, k, v) = (
+            buffer("q", n * q_width),
+            buffer("k", n * kv_width),
+            buffer("q normed", n * q_width),
+            buffer("k normed", n * kv_width),
+            buffer("v", n * kv_width),
+        );
+        let (z, attn_raw, attn_out) = (buffer("z", n * q_width), buffer("attn raw", n * d), buffer("attn_out", n * d));
+        let (gate, up, mlp_raw, mlp_out) = (buffer("gate", n * m), buffer("up", n * m), buffer("mlp raw", n * d), buffer("mlp_out", n * d));
+        let width = |h: HookPoint| cfg.hook_width(h);
+        let captured: Vec<wgpu::Buffer> = hooks.iter().map(|h| buffer(&h.to_string(), n * width(*h))).collect();
+        // Each intervention as an [n, width] buffer: the replacement, or the vector tiled over tokens.
         let changes: Vec<(HookPoint, bool, wgpu::Buffer)> = interventions
             .iter()
             .map(|i| match i {
@@ -220,110 +274,191 @@ impl GpuGpt2 {
                 Intervention::AddToEveryToken { hook, vector } => (*hook, false, gpu.upload_f32("added", &vector.repeat(n))),
             })
             .collect();
-        let scratch = gpu.storage("intervention scratch", f(n * d));
+        let scratch = buffer("intervention scratch", n * d.max(q_width));
+        let touched = |point: HookPoint| hooks.contains(&point) || changes.iter().any(|c| c.0 == point);
 
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         // At a hook point: apply the interventions there to the activation's buffer, then copy it
         // out if it was asked for.
         let capture = |enc: &mut wgpu::CommandEncoder, point: HookPoint, at: &wgpu::Buffer| -> Result<(), GpuError> {
+            let len = n * width(point);
             for (_, replace, values) in changes.iter().filter(|c| c.0 == point) {
                 if *replace {
-                    enc.copy_buffer_to_buffer(values, 0, at, 0, f(n * d));
+                    enc.copy_buffer_to_buffer(values, 0, at, 0, f(len));
                 } else {
-                    model::add(gpu, enc, n * d, at, values, &scratch)?;
-                    enc.copy_buffer_to_buffer(&scratch, 0, at, 0, f(n * d));
+                    model::add(gpu, enc, len, at, values, &scratch)?;
+                    enc.copy_buffer_to_buffer(&scratch, 0, at, 0, f(len));
                 }
             }
-            for (&wanted, buffer) in hooks.iter().zip(&captured) {
+            for (&wanted, out) in hooks.iter().zip(&captured) {
                 if wanted == point {
-                    enc.copy_buffer_to_buffer(at, 0, buffer, 0, f(n * d));
+                    enc.copy_buffer_to_buffer(at, 0, out, 0, f(len));
                 }
             }
             Ok(())
         };
-        for chunk in &self.wte {
-            let table = TableChunk { first: chunk.first, count: chunk.rows, width: d, rows: &chunk.buffer };
-            model::gather_rows(gpu, &mut enc, n, table, &token_buffer, &embed)?;
-        }
-        capture(&mut enc, HookPoint::Embed, &embed)?;
-        enc.copy_buffer_to_buffer(&self.wpe, 0, &pos_embed, 0, f(n * d));
-        capture(&mut enc, HookPoint::PosEmbed, &pos_embed)?;
+        let spec = norm_spec(cfg);
+        let norm = |enc: &mut wgpu::CommandEncoder, w: Option<&GpuNorm>, x: &wgpu::Buffer, out: &wgpu::Buffer| {
+            model::norm(gpu, enc, Norm { rows: n, width: d, spec, x, affine: w.map(GpuNorm::affine), out })
+        };
+        let scale_shift = |enc: &mut wgpu::CommandEncoder, w: &GpuNorm, x: &wgpu::Buffer, out: &wgpu::Buffer| {
+            let args = ScaleShift { n: n * d, width: d, unit_offset: spec.unit_offset, x, affine: w.affine(), out };
+            model::scale_shift(gpu, enc, args)
+        };
         let add =
             |enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &wgpu::Buffer| model::add(gpu, enc, n * d, a, b, out);
-        let layer_norm = |enc: &mut wgpu::CommandEncoder, ln: &GpuLayerNorm, x: &wgpu::Buffer, out: &wgpu::Buffer| {
-            let args = model::LayerNorm { rows: n, width: d, eps: cfg.layer_norm_eps, x, weight: &ln.weight, bias: &ln.bias, out };
-            model::layer_norm(gpu, enc, args)
-        };
-        add(&mut enc, &embed, &pos_embed, &resid)?;
-        let scale = if cfg.scale_attn_weights { 1.0 / (cfg.d_head() as f32).sqrt() } else { 1.0 };
-        for (layer, block) in self.blocks.iter().enumerate().take(blocks) {
+
+        for chunk in &self.embed.chunks {
+            let table = TableChunk { first: chunk.first, count: chunk.rows, width: d, rows: &chunk.weight };
+            model::gather_rows(gpu, &mut enc, n, table, cfg.embedding_scale.unwrap_or(1.0), &token_buffer, &resid)?;
+        }
+        capture(&mut enc, HookPoint::Embed, &resid)?;
+        if let Some(pos) = &self.pos_embed {
+            let pos_embed = buffer("hook_pos_embed", n * d);
+            enc.copy_buffer_to_buffer(pos, 0, &pos_embed, 0, f(n * d));
+            capture(&mut enc, HookPoint::PosEmbed, &pos_embed)?;
+            add(&mut enc, &resid, &pos_embed, &resid_next)?;
+            std::mem::swap(&mut resid, &mut resid_next);
+        }
+        // cos/sin tables per distinct RoPE, computed on the host as the twin computes them.
+        let mut tables: Vec<(Rope, usize, wgpu::Buffer, wgpu::Buffer)> = Vec::new();
+        for (layer, (kind, lw)) in cfg.layers.iter().zip(&self.layers).enumerate().take(blocks) {
             let at = |site| HookPoint::block(layer, site);
             capture(&mut enc, at(BlockSite::ResidPre), &resid)?;
-            layer_norm(&mut enc, &block.ln_1, &resid, &normed)?;
-            block.qkv.record(gpu, &mut enc, n, &normed, &qkv)?;
-            model::attention(gpu, &mut enc, Attention { rows: n, n_heads: cfg.n_heads, d_head: cfg.d_head(), scale, qkv: &qkv, z: &z })?;
+            norm(&mut enc, Some(&lw.attn_norm), &resid, &normed)?;
+            lw.q.record(gpu, &mut enc, n, &normed, 0, &q_pre)?;
+            lw.k.record(gpu, &mut enc, n, &normed, 0, &k_pre)?;
+            lw.v.record(gpu, &mut enc, n, &normed, 0, &v)?;
+            let (q_at, k_at) = match (&lw.q_norm, &lw.k_norm) {
+                (Some(qn), Some(kn)) => {
+                    model::norm(
+                        gpu,
+                        &mut enc,
+                        Norm { rows: n * cfg.n_heads, width: cfg.d_head, spec, x: &q_pre, affine: Some(qn.affine()), out: &q },
+                    )?;
+                    model::norm(
+                        gpu,
+                        &mut enc,
+                        Norm { rows: n * cfg.n_kv_heads, width: cfg.d_head, spec, x: &k_pre, affine: Some(kn.affine()), out: &k },
+                    )?;
+                    (&q, &k)
+                }
+                _ => (&q_pre, &k_pre),
+            };
+            if let Some(rope) = layer_rope(cfg, *kind) {
+                let index = match tables.iter().position(|t| t.0 == *rope) {
+                    Some(i) => i,
+                    None => {
+                        let inv = inverse_frequencies(rope);
+                        let (cos, sin) = rope_tables(&inv, n);
+                        tables.push((*rope, inv.len(), gpu.upload_f32("rope cos", &cos), gpu.upload_f32("rope sin", &sin)));
+                        tables.len() - 1
+                    }
+                };
+                let (_, half, cos, sin) = &tables[index];
+                for (x, heads) in [(q_at, cfg.n_heads), (k_at, cfg.n_kv_heads)] {
+                    model::rope(gpu, &mut enc, model::Rope { rows: n, n_heads: heads, d_head: cfg.d_head, half: *half, cos, sin, x })?;
+                }
+            }
+            model::attention(gpu, &mut enc, Attention { rows: n, spec: attention_spec(cfg, *kind), q: q_at, k: k_at, v: &v, z: &z })?;
             capture(&mut enc, at(BlockSite::AttnZ), &z)?;
-            block.attn_out.record(gpu, &mut enc, n, &z, &attn_out)?;
-            capture(&mut enc, at(BlockSite::AttnOut), &attn_out)?;
-            add(&mut enc, &resid, &attn_out, &resid_mid)?;
-            capture(&mut enc, at(BlockSite::ResidMid), &resid_mid)?;
-            layer_norm(&mut enc, &block.ln_2, &resid_mid, &normed)?;
-            block.mlp_in.record(gpu, &mut enc, n, &normed, &hidden)?;
-            model::gelu_new(gpu, &mut enc, n * m, &hidden)?;
-            block.mlp_out.record(gpu, &mut enc, n, &hidden, &mlp_out)?;
-            capture(&mut enc, at(BlockSite::MlpOut), &mlp_out)?;
-            add(&mut enc, &resid_mid, &mlp_out, &resid_next)?;
+            let attn = match &lw.post_attn_norm {
+                Some(post) => {
+                    lw.o.record(gpu, &mut enc, n, &z, 0, &attn_raw)?;
+                    norm(&mut enc, Some(post), &attn_raw, &attn_out)?;
+                    &attn_out
+                }
+                None => {
+                    lw.o.record(gpu, &mut enc, n, &z, 0, &attn_out)?;
+                    &attn_out
+                }
+            };
+            capture(&mut enc, at(BlockSite::AttnOut), attn)?;
+            let sequential = cfg.layout != BlockLayout::Parallel;
+            if sequential {
+                add(&mut enc, &resid, attn, &mid)?;
+                capture(&mut enc, at(BlockSite::ResidMid), &mid)?;
+            }
+            // hook_mlp_in is a copy only the MLP reads; without a hook there, read the residual.
+            let mlp_source = if sequential { &mid } else { &resid };
+            let mlp_input = if touched(at(BlockSite::MlpIn)) {
+                enc.copy_buffer_to_buffer(mlp_source, 0, &mlp_in, 0, f(n * d));
+                capture(&mut enc, at(BlockSite::MlpIn), &mlp_in)?;
+                &mlp_in
+            } else {
+                mlp_source
+            };
+            if touched(at(BlockSite::Ln2Normalized)) {
+                norm(&mut enc, None, mlp_input, &normalized)?;
+                capture(&mut enc, at(BlockSite::Ln2Normalized), &normalized)?;
+                scale_shift(&mut enc, &lw.mlp_norm, &normalized, &normed)?;
+            } else {
+                norm(&mut enc, Some(&lw.mlp_norm), mlp_input, &normed)?;
+            }
+            capture(&mut enc, at(BlockSite::Ln2Out), &normed)?;
+            lw.up.record(gpu, &mut enc, n, &normed, 0, &up)?;
+            match (&cfg.mlp, &lw.gate) {
+                (Mlp::Gated, Some(g)) => {
+                    g.record(gpu, &mut enc, n, &normed, 0, &gate)?;
+                    model::gated_activation(gpu, &mut enc, cfg.activation, n * m, &gate, &up)?;
+                }
+                _ => model::activation(gpu, &mut enc, cfg.activation, n * m, &up)?,
+            }
+            let mlp = match &lw.post_mlp_norm {
+                Some(post) => {
+                    lw.down.record(gpu, &mut enc, n, &up, 0, &mlp_raw)?;
+                    norm(&mut enc, Some(post), &mlp_raw, &mlp_out)?;
+                    &mlp_out
+                }
+                None => {
+                    lw.down.record(gpu, &mut enc, n, &up, 0, &mlp_out)?;
+                    &mlp_out
+                }
+            };
+            capture(&mut enc, at(BlockSite::MlpOut), mlp)?;
+            if sequential {
+                add(&mut enc, &mid, mlp, &resid_next)?;
+            } else {
+                // TransformerLens's order: resid_pre + attn_out + mlp_out.
+                add(&mut enc, &resid, attn, &mid)?;
+                add(&mut enc, &mid, mlp, &resid_next)?;
+            }
             std::mem::swap(&mut resid, &mut resid_next);
             capture(&mut enc, at(BlockSite::ResidPost), &resid)?;
         }
         if !to_the_end {
             gpu.queue.submit([enc.finish()]);
-            return Ok(GpuForward { logits: Vec::new(), hooks: read_all(gpu, &captured, n * d).await? });
+            return Ok(GpuForward { logits: Vec::new(), hooks: self.read_hooks(gpu, hooks, &captured, n).await? });
         }
-        layer_norm(&mut enc, &self.ln_f, &resid, &normed)?;
-        capture(&mut enc, HookPoint::FinalNormalized, &normed)?;
+        norm(&mut enc, None, &resid, &normalized)?;
+        capture(&mut enc, HookPoint::FinalNormalized, &normalized)?;
+        scale_shift(&mut enc, &self.final_norm, &normalized, &normed)?;
         gpu.queue.submit([enc.finish()]);
 
         // Logits in row blocks that fit one binding, each block through every unembedding chunk.
-        let unembed = self.lm_head.as_ref().unwrap_or(&self.wte);
+        let unembed = self.unembed.as_ref().unwrap_or(&self.embed);
         let block_rows = ((self.max_binding_bytes / f(vocab)) as usize).clamp(1, n);
-        let logits_block = gpu.storage("logits", f(block_rows * vocab));
-        let zeros = gpu.upload_f32("no bias", &[0.0; 1]);
+        let logits_block = buffer("logits", block_rows * vocab);
         let mut logits = Vec::with_capacity(n * vocab);
         for row0 in (0..n).step_by(block_rows) {
             let rows_here = block_rows.min(n - row0);
             let mut enc = gpu.device.create_command_encoder(&Default::default());
-            for chunk in unembed {
-                let args = Matmul {
-                    m: rows_here,
-                    n: chunk.rows,
-                    k: d,
-                    a: &normed,
-                    lda: d,
-                    a_col: row0 * d,
-                    b: &chunk.buffer,
-                    ldb: d,
-                    c: &logits_block,
-                    ldc: vocab,
-                    c_col: chunk.first,
-                    cols: &zeros,
-                    trans_a: false,
-                    trans_b: true,
-                };
-                matmul(gpu, &mut enc, Epilogue::Store, args)?;
+            unembed.record(gpu, &mut enc, rows_here, &normed, row0 * d, &logits_block)?;
+            if let Some(cap) = cfg.final_softcap {
+                model::softcap(gpu, &mut enc, cap, rows_here * vocab, &logits_block)?;
             }
             gpu.queue.submit([enc.finish()]);
             logits.extend(gpu.read_f32(&logits_block, rows_here * vocab).await?);
         }
-        Ok(GpuForward { logits, hooks: read_all(gpu, &captured, n * d).await? })
+        Ok(GpuForward { logits, hooks: self.read_hooks(gpu, hooks, &captured, n).await? })
     }
-}
 
-/// Reads back `len` floats of each buffer.
-async fn read_all(gpu: &Gpu, buffers: &[wgpu::Buffer], len: usize) -> Result<Vec<Vec<f32>>, GpuError> {
-    let mut out = Vec::with_capacity(buffers.len());
-    for buffer in buffers {
-        out.push(gpu.read_f32(buffer, len).await?);
+    /// Reads back each captured hook, `n × its width` floats.
+    async fn read_hooks(&self, gpu: &Gpu, hooks: &[HookPoint], buffers: &[wgpu::Buffer], n: usize) -> Result<Vec<Vec<f32>>, GpuError> {
+        let mut out = Vec::with_capacity(buffers.len());
+        for (hook, buffer) in hooks.iter().zip(buffers) {
+            out.push(gpu.read_f32(buffer, n * self.cfg.hook_width(*hook)).await?);
+        }
+        Ok(out)
     }
-    Ok(out)
 }

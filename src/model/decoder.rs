@@ -22,30 +22,8 @@ pub struct Norm {
     pub eps: f32,
 }
 
-/// The MLP's non-linearity, by the names `transformers`' `ACT2FN` gives them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// `gelu_new`, `gelu_pytorch_tanh`: the tanh approximation.
-    GeluTanh,
-    /// `gelu`: the exact, erf-based GELU.
-    GeluErf,
-    /// `silu` (also called `swish`).
-    Silu,
-    Relu,
-}
-
-impl Activation {
-    /// The activation `transformers` calls `name`, or a message naming `field`.
-    pub fn from_name(field: &str, name: &str) -> Result<Activation, String> {
-        Ok(match name {
-            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
-            "gelu" => Activation::GeluErf,
-            "silu" | "swish" => Activation::Silu,
-            "relu" => Activation::Relu,
-            other => return Err(format!("{field} '{other}' is not supported (gelu_new, gelu_pytorch_tanh, gelu, silu, relu)")),
-        })
-    }
-}
+/// The MLP's non-linearity; model.wgsl's twin defines it.
+pub use crate::reference::model::Activation;
 
 /// The MLP's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

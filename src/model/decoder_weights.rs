@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::decoder::{BlockLayout, DecoderConfig, Mlp, NormKind, Positions};
 use crate::formats::safetensors::{RawTensor, TensorFile};
 
 /// `y = x Wᵀ + b` with `W` `[d_out, d_in]`.
@@ -148,4 +149,54 @@ pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+impl DecoderWeights {
+    /// Random weights for `cfg` (tests and benchmarks): N(0, 0.1²) matrices and biases, norm
+    /// weights near 1 (near 0 where the norm scales by `1 + w`), every tensor the description
+    /// implies.
+    pub fn random(cfg: &DecoderConfig, seed: u64) -> DecoderWeights {
+        let mut rng = crate::random::Rng::new(seed);
+        let mut normals = |n: usize| rng.normals(n, 0.1);
+        let unit = !matches!(cfg.norm.kind, NormKind::RmsNorm { unit_offset: true });
+        let with_bias = cfg.norm.kind == NormKind::LayerNorm;
+        let norm = |normals: &mut dyn FnMut(usize) -> Vec<f32>, d: usize| NormWeights {
+            weight: normals(d).into_iter().map(|v| if unit { 1.0 + v } else { v }).collect(),
+            bias: with_bias.then(|| normals(d)),
+        };
+        let linear = |normals: &mut dyn FnMut(usize) -> Vec<f32>, d_in: usize, d_out: usize, bias: bool| Linear {
+            d_in,
+            d_out,
+            weight: normals(d_in * d_out),
+            bias: bias.then(|| normals(d_out)),
+        };
+        let (d, dh, m) = (cfg.d_model, cfg.d_head, cfg.d_mlp);
+        let (q_out, kv_out) = (cfg.n_heads * dh, cfg.n_kv_heads * dh);
+        let sandwich = cfg.layout == BlockLayout::Sandwich;
+        let gated = cfg.mlp == Mlp::Gated;
+        let layers = (0..cfg.n_layers)
+            .map(|_| LayerWeights {
+                attn_norm: norm(&mut normals, d),
+                q: linear(&mut normals, d, q_out, cfg.qkv_bias),
+                k: linear(&mut normals, d, kv_out, cfg.qkv_bias),
+                v: linear(&mut normals, d, kv_out, cfg.qkv_bias),
+                o: linear(&mut normals, q_out, d, cfg.o_bias),
+                q_norm: cfg.qk_norm.then(|| norm(&mut normals, dh)),
+                k_norm: cfg.qk_norm.then(|| norm(&mut normals, dh)),
+                post_attn_norm: sandwich.then(|| norm(&mut normals, d)),
+                mlp_norm: norm(&mut normals, d),
+                gate: gated.then(|| linear(&mut normals, d, m, cfg.mlp_bias)),
+                up: linear(&mut normals, d, m, cfg.mlp_bias),
+                down: linear(&mut normals, m, d, cfg.mlp_bias),
+                post_mlp_norm: sandwich.then(|| norm(&mut normals, d)),
+            })
+            .collect();
+        DecoderWeights {
+            embed: normals(cfg.vocab_size * d),
+            pos_embed: (cfg.positions == Positions::Learned).then(|| normals(cfg.max_positions * d)),
+            layers,
+            final_norm: norm(&mut normals, d),
+            unembed: (!cfg.tied_embeddings).then(|| normals(cfg.vocab_size * d)),
+        }
+    }
 }

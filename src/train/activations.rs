@@ -8,13 +8,13 @@
 //! A share of the corpus's contexts is held out for evaluation (FVU, L0 and the splice).
 
 use crate::lm::{LmError, LoadedModel};
-use crate::model::{Gpt2, HookPoint};
+use crate::model::{HookPoint, Model};
 use crate::random::Rng;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoreConfig {
     pub hook: HookPoint,
-    /// Tokens per context, the BOS included (at most the model's `n_positions`).
+    /// Tokens per context, the BOS included (at most the model's context).
     pub context: usize,
     /// Rows the mixing buffer holds when full.
     pub buffer_rows: usize,
@@ -57,10 +57,13 @@ pub struct StorePosition {
 
 impl ActivationStore {
     /// `corpus` is the tokenized text (no BOS); `bos` the beginning-of-sequence token, if any.
-    pub fn new(model: &Gpt2, corpus: &[u32], bos: Option<u32>, cfg: StoreConfig) -> Result<ActivationStore, String> {
+    pub fn new(model: &Model, corpus: &[u32], bos: Option<u32>, cfg: StoreConfig) -> Result<ActivationStore, String> {
         model.cfg.hook_point(&cfg.hook.to_string()).map_err(|e| format!("hook: {e}"))?;
-        if cfg.context < 2 || cfg.context > model.cfg.n_positions {
-            return Err(format!("context must be between 2 and the model's n_positions ({}), not {}", model.cfg.n_positions, cfg.context));
+        if cfg.context < 2 || cfg.context > model.cfg.max_positions {
+            return Err(format!(
+                "context must be between 2 and the model's context ({} positions), not {}",
+                model.cfg.max_positions, cfg.context
+            ));
         }
         if let Some(&bad) = corpus.iter().find(|&&t| t as usize >= model.cfg.vocab_size) {
             return Err(format!("the corpus holds token {bad}, beyond the model's vocabulary of {}", model.cfg.vocab_size));
@@ -87,7 +90,7 @@ impl ActivationStore {
             train_contexts = std::mem::take(&mut held_out_contexts);
         }
         let mut store = ActivationStore {
-            d: model.cfg.d_model,
+            d: model.cfg.hook_width(cfg.hook),
             bos,
             order: Vec::new(),
             next: 0,

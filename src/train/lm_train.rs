@@ -10,7 +10,7 @@ use crate::engine::{self, LoadedSae};
 use crate::fingerprint;
 use crate::gpu::RunRequest;
 use crate::lm::{self, LmError, LoadedModel};
-use crate::model::Gpt2;
+use crate::model::Model;
 
 use super::activations::{ActivationStore, StoreConfig};
 use super::checkpoint::{Checkpoint, CheckpointHeader, FORMAT, VERSION};
@@ -99,7 +99,7 @@ impl LmTrainer {
 
     /// Goes on from `checkpoint`, training on `backend`, given the same model and corpus the run
     /// used — anything else is refused with what differs.
-    pub fn resume(model: &Gpt2, corpus: &[u32], bos: Option<u32>, checkpoint: Checkpoint, backend: &Backend) -> Result<LmTrainer, String> {
+    pub fn resume(model: &Model, corpus: &[u32], bos: Option<u32>, checkpoint: Checkpoint, backend: &Backend) -> Result<LmTrainer, String> {
         let Checkpoint { header: h, trainer, store: position } = checkpoint;
         let model_fingerprint = fingerprint::model(model);
         if model_fingerprint != h.model_fingerprint {
@@ -108,10 +108,11 @@ impl LmTrainer {
         if corpus.len() != h.corpus_tokens || fingerprint::tokens(corpus) != h.corpus_fingerprint {
             return Err(format!("this run trained on another corpus ({} tokens); give the same text to resume it", h.corpus_tokens));
         }
-        if trainer.params.d_in != model.cfg.d_model {
+        let width = model.cfg.hook_width(h.store.hook);
+        if trainer.params.d_in != width {
             return Err(format!(
-                "the saved SAE reads {} values per token but the model's width is {}",
-                trainer.params.d_in, model.cfg.d_model
+                "the saved SAE reads {} values per token but the model's {} is {width} wide",
+                trainer.params.d_in, h.store.hook
             ));
         }
         let mut store = ActivationStore::new(model, corpus, bos, h.store.clone())?;

@@ -6,7 +6,7 @@
 //! Also the parsing of typed numbers the page's form needs: counts are whole numbers (no "2.7",
 //! no "-5"), rates are positive finite reals.
 
-use crate::model::Gpt2Config;
+use crate::model::decoder::DecoderConfig;
 
 use super::activations::StoreConfig;
 use super::sae_train::TrainArch;
@@ -85,7 +85,7 @@ fn default_buffer_rows(batch: usize, tokens: usize, d_model: usize) -> usize {
 impl TrainSettings {
     /// The run these settings describe on a model of shape `model`, or the first setting that is
     /// wrong, named.
-    pub fn plan(&self, model: &Gpt2Config) -> Result<TrainPlan, String> {
+    pub fn plan(&self, model: &DecoderConfig) -> Result<TrainPlan, String> {
         let hook = model.hook_point(self.hook.trim()).map_err(|e| format!("hook: {e}"))?;
         let arch = TrainArch::from_name(self.arch.trim(), self.k, self.l1, self.l0, self.bandwidth).map_err(|e| format!("arch: {e}"))?;
         if self.batch == 0 {
@@ -102,8 +102,8 @@ impl TrainSettings {
         // 50..5000 steps.
         train.dead_after_steps = self.dead_after.unwrap_or((10_000_000 / self.batch).clamp(50, 5000));
         train.validate()?;
-        let context = self.context.unwrap_or(model.n_positions.min(128));
-        let buffer_rows = self.buffer_rows.unwrap_or_else(|| default_buffer_rows(self.batch, self.tokens, model.d_model));
+        let context = self.context.unwrap_or(model.max_positions.min(128));
+        let buffer_rows = self.buffer_rows.unwrap_or_else(|| default_buffer_rows(self.batch, self.tokens, model.hook_width(hook)));
         let store = StoreConfig { hook, context, buffer_rows, hold_out_every: 20, seed: self.seed };
         // About four evaluations per run: each splices held-out contexts (four forward passes).
         let eval_every = self.eval_every.unwrap_or(steps.div_ceil(4)).max(1);
@@ -137,17 +137,8 @@ pub fn parse_positive(name: &str, text: &str) -> Result<f32, String> {
 mod tests {
     use super::*;
 
-    fn model() -> Gpt2Config {
-        Gpt2Config {
-            vocab_size: 100,
-            n_positions: 256,
-            d_model: 64,
-            n_layers: 3,
-            n_heads: 4,
-            d_mlp: 256,
-            layer_norm_eps: 1e-5,
-            scale_attn_weights: true,
-        }
+    fn model() -> DecoderConfig {
+        crate::model::families::gpt2::config(100, 256, 64, 3, 4, true)
     }
 
     fn settings() -> TrainSettings {
@@ -168,7 +159,7 @@ mod tests {
         let long = TrainSettings { tokens: 500_000, batch: 1024, ..settings() }.plan(&model()).unwrap();
         assert_eq!((long.store.buffer_rows, long.train.steps, long.eval_every, long.train.lr_warmup_steps), (16_384, 488, 122, 24));
         // 256 MiB of activations at most, and always two batches.
-        let wide = Gpt2Config { d_model: 16_384, ..model() };
+        let wide = crate::model::families::gpt2::config(100, 256, 16_384, 3, 4, true);
         let huge = TrainSettings { tokens: 10_000_000, batch: 8192, ..settings() }.plan(&wide).unwrap();
         assert_eq!(huge.store.buffer_rows, 16_384);
         let given = TrainSettings { buffer_rows: Some(300), eval_every: Some(0), dead_after: Some(7), ..settings() };

@@ -7,7 +7,7 @@ use saelab::backend::Backend;
 use saelab::engine::LoadedSae;
 use saelab::gpu::Gpu;
 use saelab::lm::LoadedModel;
-use saelab::model::Gpt2;
+use saelab::model::Model;
 use saelab::random::Rng;
 use saelab::sae::Sae;
 
@@ -26,7 +26,7 @@ pub fn gpu_backend() -> Backend {
 }
 
 /// A copy of `model` placed on `backend`.
-pub fn model_on(model: &Gpt2, backend: &Backend) -> LoadedModel {
+pub fn model_on(model: &Model, backend: &Backend) -> LoadedModel {
     LoadedModel::new(Rc::new(model.clone()), backend).unwrap()
 }
 

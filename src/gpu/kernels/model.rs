@@ -1,11 +1,13 @@
-//! `shaders/model.wgsl`: the transformer forward pass's own kernels (the linear layers run on
-//! matmul.wgsl). CPU twins: `reference::model` (`gather_rows`, `add`, `gelu_new`, `layer_norm`,
-//! `attention_z`), which `model::cpu` composes into the reference forward.
+//! `shaders/model.wgsl`: the decoder forward pass's own kernels, for every family (the linear
+//! layers run on matmul.wgsl). CPU twins: `reference::model` (`gather_rows`, `add`, `norm`,
+//! `scale_shift`, `rope`, `attention`, `Activation::apply`, `gated_activation`, `softcap`), which
+//! `model::cpu` composes into the reference forward.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::{index_size, launch, module, pipeline, REDUCE_WGSL};
 use crate::gpu::{grid_1d, Gpu, GpuError};
+use crate::reference::model::{Activation, AttentionSpec, NormSpec};
 
 /// The longest context the attention kernel takes (its score array is this long).
 pub const MAX_CONTEXT: usize = 1024;
@@ -13,9 +15,13 @@ pub const MAX_CONTEXT: usize = 1024;
 pub(crate) struct Pipelines {
     gather_rows: wgpu::ComputePipeline,
     add: wgpu::ComputePipeline,
-    gelu_new: wgpu::ComputePipeline,
-    layer_norm: wgpu::ComputePipeline,
+    norm: wgpu::ComputePipeline,
+    scale_shift: wgpu::ComputePipeline,
+    rope: wgpu::ComputePipeline,
     attention: wgpu::ComputePipeline,
+    activation: wgpu::ComputePipeline,
+    gated_activation: wgpu::ComputePipeline,
+    softcap: wgpu::ComputePipeline,
 }
 
 impl Pipelines {
@@ -25,9 +31,13 @@ impl Pipelines {
         Pipelines {
             gather_rows: p("gather_rows"),
             add: p("add"),
-            gelu_new: p("gelu_new"),
-            layer_norm: p("layer_norm"),
+            norm: p("norm"),
+            scale_shift: p("scale_shift"),
+            rope: p("rope"),
             attention: p("attention"),
+            activation: p("activation"),
+            gated_activation: p("gated_activation"),
+            softcap: p("softcap"),
         }
     }
 }
@@ -44,7 +54,16 @@ struct Params {
     count: u32,
     eps: f32,
     scale: f32,
+    n_kv_heads: u32,
+    window: u32,
+    softcap: f32,
+    flags: u32,
 }
+
+const NORM_CENTER: u32 = 1;
+const NORM_AFFINE: u32 = 2;
+const NORM_BIAS: u32 = 4;
+const NORM_UNIT_OFFSET: u32 = 8;
 
 const IN0: u32 = 1;
 const IN1: u32 = 2;
@@ -71,13 +90,14 @@ pub struct TableChunk<'a> {
     pub rows: &'a wgpu::Buffer,
 }
 
-/// `out[t] = table[tokens[t]]` for the tokens this chunk holds (others are left alone), one
-/// workgroup a token; `tokens` is `[n]` u32, `out` `[n, width]`.
+/// `out[t] = scale · table[tokens[t]]` for the tokens this chunk holds (others are left alone),
+/// one workgroup a token; `tokens` is `[n]` u32, `out` `[n, width]`.
 pub fn gather_rows(
     gpu: &Gpu,
     enc: &mut wgpu::CommandEncoder,
     n: usize,
     chunk: TableChunk<'_>,
+    scale: f32,
     tokens: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Result<(), GpuError> {
@@ -87,6 +107,7 @@ pub fn gather_rows(
         width: index_size(KERNEL, "tokens × width", n * chunk.width).map(|_| chunk.width as u32)?,
         first: index_size(KERNEL, "first", chunk.first)?,
         count: index_size(KERNEL, "count × width", chunk.count * chunk.width).map(|_| chunk.count as u32)?,
+        scale,
         ..Default::default()
     };
     let ops =
@@ -109,70 +130,175 @@ pub fn add(
     launch(gpu, enc, KERNEL, &gpu.kernels.model.add, &params, &ops, per_element(params.width))
 }
 
-/// GPT-2's `gelu_new` in place over `n` elements (the tanh approximation).
-pub fn gelu_new(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, n: usize, x: &wgpu::Buffer) -> Result<(), GpuError> {
-    const KERNEL: &str = "gelu_new";
-    let params = Params { rows: 1, width: index_size(KERNEL, "n", n)?, ..Default::default() };
-    launch(gpu, enc, KERNEL, &gpu.kernels.model.gelu_new, &params, &[(OUT0, "x", x, n)], per_element(params.width))
+/// A norm's weight and optional bias on the GPU, `[width]` each.
+#[derive(Clone, Copy)]
+pub struct GpuAffine<'a> {
+    pub weight: &'a wgpu::Buffer,
+    pub bias: Option<&'a wgpu::Buffer>,
 }
 
-/// torch's LayerNorm per row (biased variance): `out = (x − mean) / √(var + eps) · weight + bias`,
-/// `x` and `out` `[rows, width]`.
-pub struct LayerNorm<'a> {
+/// A norm per row of `x` `[rows, width]` into `out`: normalised as `spec` says, then `affine`
+/// when given (without it, TransformerLens's `hook_normalized`). One workgroup a row.
+pub struct Norm<'a> {
     pub rows: usize,
     pub width: usize,
-    pub eps: f32,
+    pub spec: NormSpec,
     pub x: &'a wgpu::Buffer,
-    pub weight: &'a wgpu::Buffer,
-    pub bias: &'a wgpu::Buffer,
+    pub affine: Option<GpuAffine<'a>>,
     pub out: &'a wgpu::Buffer,
 }
 
-pub fn layer_norm(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: LayerNorm<'_>) -> Result<(), GpuError> {
-    const KERNEL: &str = "layer_norm";
+pub fn norm(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Norm<'_>) -> Result<(), GpuError> {
+    const KERNEL: &str = "norm";
+    if a.rows == 0 || a.width == 0 {
+        return Ok(());
+    }
     let n = a.rows * a.width;
+    let mut flags = if a.spec.center { NORM_CENTER } else { 0 };
+    if let Some(affine) = a.affine {
+        flags |= NORM_AFFINE | if a.spec.unit_offset { NORM_UNIT_OFFSET } else { 0 };
+        flags |= if affine.bias.is_some() { NORM_BIAS } else { 0 };
+    }
     let params = Params {
         rows: index_size(KERNEL, "rows", a.rows)?,
         width: index_size(KERNEL, "rows × width", n).map(|_| a.width as u32)?,
-        eps: a.eps,
+        eps: a.spec.eps,
+        flags,
         ..Default::default()
     };
-    let ops = [(IN0, "x", a.x, n), (IN1, "weight", a.weight, a.width), (IN2, "bias", a.bias, a.width), (OUT0, "out", a.out, n)];
-    launch(gpu, enc, KERNEL, &gpu.kernels.model.layer_norm, &params, &ops, per_row(params.rows))
+    // Bindings the flags leave unread are bound to x (every entry's binding must be bound).
+    let weight = a.affine.map_or(a.x, |f| f.weight);
+    let bias = a.affine.and_then(|f| f.bias).unwrap_or(a.x);
+    let ops = [(IN0, "x", a.x, n), (IN1, "weight", weight, a.width), (IN2, "bias", bias, a.width), (OUT0, "out", a.out, n)];
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.norm, &params, &ops, per_row(params.rows))
 }
 
-/// Causal multi-head attention over `rows` tokens: `qkv` is `[rows, 3·width]` (q | k | v, heads
-/// contiguous within each), `z` gets `[rows, width]`, each head's softmax-weighted values
-/// (scores scaled by `scale`, 1/√d_head for GPT-2). One workgroup a (token, head).
-pub struct Attention<'a> {
+/// `out = x · w (+ b)` over rows of `width`, `n` elements (`· (1 + w)` when `unit_offset`): a
+/// norm's second half on an already normalised `x`.
+pub struct ScaleShift<'a> {
+    pub n: usize,
+    pub width: usize,
+    pub unit_offset: bool,
+    pub x: &'a wgpu::Buffer,
+    pub affine: GpuAffine<'a>,
+    pub out: &'a wgpu::Buffer,
+}
+
+pub fn scale_shift(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: ScaleShift<'_>) -> Result<(), GpuError> {
+    const KERNEL: &str = "scale_shift";
+    let ScaleShift { n, width, unit_offset, x, affine, out } = a;
+    if width == 0 {
+        return Err(GpuError::Input(format!("{KERNEL}: width is 0")));
+    }
+    let flags = if unit_offset { NORM_UNIT_OFFSET } else { 0 } | if affine.bias.is_some() { NORM_BIAS } else { 0 };
+    let params = Params { width: width as u32, count: index_size(KERNEL, "n", n)?, flags, ..Default::default() };
+    let bias = affine.bias.unwrap_or(affine.weight);
+    let ops = [(IN0, "x", x, n), (IN1, "weight", affine.weight, width), (IN2, "bias", bias, width), (OUT0, "out", out, n)];
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.scale_shift, &params, &ops, per_element(params.count))
+}
+
+/// Rotary embeddings in place on `x` `[rows, n_heads·d_head]`: the first `2·half` dimensions of
+/// each head turned by the angles whose `cos` and `sin` are `[rows, half]`.
+pub struct Rope<'a> {
     pub rows: usize,
     pub n_heads: usize,
     pub d_head: usize,
-    pub scale: f32,
-    pub qkv: &'a wgpu::Buffer,
+    pub half: usize,
+    pub cos: &'a wgpu::Buffer,
+    pub sin: &'a wgpu::Buffer,
+    pub x: &'a wgpu::Buffer,
+}
+
+pub fn rope(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Rope<'_>) -> Result<(), GpuError> {
+    const KERNEL: &str = "rope";
+    if 2 * a.half > a.d_head {
+        return Err(GpuError::Input(format!("{KERNEL}: {} rotated pairs do not fit a head of {}", a.half, a.d_head)));
+    }
+    let threads = index_size(KERNEL, "rows × heads × pairs", a.rows * a.n_heads * a.half)?;
+    let params = Params {
+        rows: a.rows as u32,
+        n_heads: a.n_heads as u32,
+        d_head: a.d_head as u32,
+        count: a.half as u32,
+        width: index_size(KERNEL, "rows × heads × d_head", a.rows * a.n_heads * a.d_head)?,
+        ..Default::default()
+    };
+    let table = a.rows * a.half;
+    let ops = [(IN0, "cos", a.cos, table), (IN1, "sin", a.sin, table), (OUT0, "x", a.x, a.rows * a.n_heads * a.d_head)];
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.rope, &params, &ops, per_element(threads))
+}
+
+/// Grouped-query causal attention over `rows` tokens as `spec` says: `q` `[rows,
+/// n_heads·d_head]`, `k` and `v` `[rows, n_kv_heads·d_head]`, `z` gets `[rows, n_heads·d_head]`.
+/// One workgroup a (token, head).
+pub struct Attention<'a> {
+    pub rows: usize,
+    pub spec: AttentionSpec,
+    pub q: &'a wgpu::Buffer,
+    pub k: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
     pub z: &'a wgpu::Buffer,
 }
 
 pub fn attention(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Attention<'_>) -> Result<(), GpuError> {
     const KERNEL: &str = "attention";
+    let s = a.spec;
     if a.rows > MAX_CONTEXT {
         return Err(GpuError::TooLarge(format!("the GPU attention kernel takes at most {MAX_CONTEXT} tokens, got {}", a.rows)));
     }
-    if a.n_heads > 65_535 {
-        return Err(GpuError::TooLarge(format!("{KERNEL}: {} heads are more than one dispatch takes", a.n_heads)));
+    if s.n_heads > 65_535 {
+        return Err(GpuError::TooLarge(format!("{KERNEL}: {} heads are more than one dispatch takes", s.n_heads)));
     }
-    if a.rows == 0 || a.n_heads == 0 {
+    if s.n_kv_heads == 0 || !s.n_heads.is_multiple_of(s.n_kv_heads) {
+        return Err(GpuError::Input(format!("{KERNEL}: {} key/value heads do not divide {} heads", s.n_kv_heads, s.n_heads)));
+    }
+    if a.rows == 0 || s.n_heads == 0 {
         return Ok(());
     }
-    let width = a.n_heads * a.d_head;
+    let (q_len, kv_len) = (a.rows * s.n_heads * s.d_head, a.rows * s.n_kv_heads * s.d_head);
     let params = Params {
         rows: a.rows as u32,
-        width: index_size(KERNEL, "3 × rows × width", 3 * a.rows * width).map(|_| width as u32)?,
-        n_heads: a.n_heads as u32,
-        d_head: a.d_head as u32,
-        scale: a.scale,
+        width: index_size(KERNEL, "rows × heads × d_head", q_len)?,
+        n_heads: s.n_heads as u32,
+        n_kv_heads: s.n_kv_heads as u32,
+        d_head: s.d_head as u32,
+        scale: s.scale,
+        window: s.window.map_or(0, |w| w.min(u32::MAX as usize) as u32),
+        softcap: s.softcap.unwrap_or(0.0),
         ..Default::default()
     };
-    let ops = [(IN0, "qkv", a.qkv, 3 * a.rows * width), (OUT0, "z", a.z, a.rows * width)];
+    let ops = [(IN0, "q", a.q, q_len), (IN1, "k", a.k, kv_len), (IN2, "v", a.v, kv_len), (OUT0, "z", a.z, q_len)];
     launch(gpu, enc, KERNEL, &gpu.kernels.model.attention, &params, &ops, (params.rows, params.n_heads, 1))
+}
+
+/// `act` in place over `n` elements of `x`.
+pub fn activation(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, act: Activation, n: usize, x: &wgpu::Buffer) -> Result<(), GpuError> {
+    const KERNEL: &str = "activation";
+    let params = Params { width: index_size(KERNEL, "n", n)?, flags: act.code(), ..Default::default() };
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.activation, &params, &[(OUT0, "x", x, n)], per_element(params.width))
+}
+
+/// `up = act(gate) · up` over `n` elements (a gated MLP's hidden layer).
+pub fn gated_activation(
+    gpu: &Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    act: Activation,
+    n: usize,
+    gate: &wgpu::Buffer,
+    up: &wgpu::Buffer,
+) -> Result<(), GpuError> {
+    const KERNEL: &str = "gated_activation";
+    let params = Params { width: index_size(KERNEL, "n", n)?, flags: act.code(), ..Default::default() };
+    let ops = [(IN0, "gate", gate, n), (OUT0, "up", up, n)];
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.gated_activation, &params, &ops, per_element(params.width))
+}
+
+/// `cap · tanh(x / cap)` in place over `n` elements of `x`.
+pub fn softcap(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, cap: f32, n: usize, x: &wgpu::Buffer) -> Result<(), GpuError> {
+    const KERNEL: &str = "softcap";
+    if !(cap > 0.0 && cap.is_finite()) {
+        return Err(GpuError::Input(format!("{KERNEL}: the cap must be a positive number, not {cap}")));
+    }
+    let params = Params { width: index_size(KERNEL, "n", n)?, softcap: cap, ..Default::default() };
+    launch(gpu, enc, KERNEL, &gpu.kernels.model.softcap, &params, &[(OUT0, "x", x, n)], per_element(params.width))
 }

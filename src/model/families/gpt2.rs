@@ -13,6 +13,9 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
     if f.bool("scale_attn_by_inverse_layer_idx")?.unwrap_or(false) || f.bool("reorder_and_upcast_attn")?.unwrap_or(false) {
         return Err("scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn are not supported".into());
     }
+    if f.bool("add_cross_attention")?.unwrap_or(false) {
+        return Err("add_cross_attention (an encoder-decoder GPT-2) is not supported".into());
+    }
     let scale = if f.bool("scale_attn_weights")?.unwrap_or(true) { 1.0 / (d_head as f32).sqrt() } else { 1.0 };
     Ok(DecoderConfig {
         model_type: "gpt2".into(),
@@ -23,7 +26,8 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         n_kv_heads: n_heads,
         d_head,
         d_mlp: f.usize("n_inner")?.unwrap_or(4 * d_model),
-        max_positions: f.usize("n_positions")?.unwrap_or(1024),
+        // Older files name the context n_ctx.
+        max_positions: f.usize("n_positions")?.or(f.usize("n_ctx")?).unwrap_or(1024),
         norm: Norm { kind: NormKind::LayerNorm, eps: f.f64("layer_norm_epsilon")?.unwrap_or(1e-5) as f32 },
         layout: BlockLayout::Sequential,
         activation: f.activation("activation_function", "gelu_new")?,
@@ -38,7 +42,7 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         layers: vec![LayerAttention::Global; n_layers],
         positions: Positions::Learned,
         embedding_scale: None,
-        tied_embeddings: true,
+        tied_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(true),
     })
 }
 
@@ -76,5 +80,64 @@ pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, S
         });
     }
     let final_norm = t.norm(&format!("{p}ln_f"), d, true)?;
-    Ok(DecoderWeights { embed, pos_embed, layers, final_norm, unembed: None })
+    let unembed = super::unembed(cfg, t, &["lm_head.weight"])?;
+    Ok(DecoderWeights { embed, pos_embed, layers, final_norm, unembed })
+}
+
+/// A GPT-2 `config.json` of this shape (what `saelab random-model` writes, and the shapes tests and
+/// benchmarks run).
+pub fn config_json(vocab_size: usize, context: usize, d_model: usize, n_layers: usize, n_heads: usize, tied: bool) -> serde_json::Value {
+    serde_json::json!({
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
+        "vocab_size": vocab_size, "n_positions": context, "n_embd": d_model, "n_layer": n_layers,
+        "n_head": n_heads, "n_inner": 4 * d_model, "layer_norm_epsilon": 1e-5,
+        "scale_attn_weights": true, "tie_word_embeddings": tied,
+        "bos_token_id": vocab_size - 1, "eos_token_id": vocab_size - 1,
+    })
+}
+
+/// A GPT-2 of this shape, described as `config_json`'s file would be.
+pub fn config(vocab_size: usize, context: usize, d_model: usize, n_layers: usize, n_heads: usize, tied: bool) -> DecoderConfig {
+    let json = config_json(vocab_size, context, d_model, n_layers, n_heads, tied).to_string();
+    super::describe(json.as_bytes()).expect("a GPT-2 config saelab writes describes")
+}
+
+/// `model`'s tensors as `GPT2LMHeadModel.save_pretrained` names and lays them out (`transformer.`
+/// prefixes, `Conv1D` `[in, out]`, q/k/v fused); the model must be GPT-2-shaped.
+pub fn tensors(model: &super::super::Model) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let (c, w) = (&model.cfg, &model.weights);
+    let (d, m) = (c.d_model, c.d_mlp);
+    let mut out = vec![("transformer.wte.weight".to_string(), vec![c.vocab_size, d], w.embed.clone())];
+    if let Some(pos) = &w.pos_embed {
+        out.push(("transformer.wpe.weight".into(), vec![c.max_positions, d], pos.clone()));
+    }
+    let conv = |l: &Linear| transpose(&l.weight, l.d_out, l.d_in);
+    let bias = |l: &Linear| l.bias.clone().unwrap_or_else(|| vec![0.0; l.d_out]);
+    for (layer, b) in w.layers.iter().enumerate() {
+        let p = |s: &str| format!("transformer.h.{layer}.{s}");
+        let norm_bias = |n: &super::super::decoder_weights::NormWeights| n.bias.clone().unwrap_or_else(|| vec![0.0; d]);
+        // c_attn's [d, 3d]: each input row holds its q, k and v outputs in turn.
+        let (q, k, v) = (conv(&b.q), conv(&b.k), conv(&b.v));
+        let qkv: Vec<f32> = (0..d).flat_map(|i| [&q, &k, &v].into_iter().flat_map(move |t| t[i * d..(i + 1) * d].to_vec())).collect();
+        out.extend([
+            (p("ln_1.weight"), vec![d], b.attn_norm.weight.clone()),
+            (p("ln_1.bias"), vec![d], norm_bias(&b.attn_norm)),
+            (p("attn.c_attn.weight"), vec![d, 3 * d], qkv),
+            (p("attn.c_attn.bias"), vec![3 * d], [bias(&b.q), bias(&b.k), bias(&b.v)].concat()),
+            (p("attn.c_proj.weight"), vec![d, d], conv(&b.o)),
+            (p("attn.c_proj.bias"), vec![d], bias(&b.o)),
+            (p("ln_2.weight"), vec![d], b.mlp_norm.weight.clone()),
+            (p("ln_2.bias"), vec![d], norm_bias(&b.mlp_norm)),
+            (p("mlp.c_fc.weight"), vec![d, m], conv(&b.up)),
+            (p("mlp.c_fc.bias"), vec![m], bias(&b.up)),
+            (p("mlp.c_proj.weight"), vec![m, d], conv(&b.down)),
+            (p("mlp.c_proj.bias"), vec![d], bias(&b.down)),
+        ]);
+    }
+    out.push(("transformer.ln_f.weight".into(), vec![d], w.final_norm.weight.clone()));
+    out.push(("transformer.ln_f.bias".into(), vec![d], w.final_norm.bias.clone().unwrap_or_else(|| vec![0.0; d])));
+    if let Some(head) = &w.unembed {
+        out.push(("lm_head.weight".into(), vec![c.vocab_size, d], head.clone()));
+    }
+    out
 }

@@ -9,7 +9,7 @@
 
 mod gemma2;
 mod gemma3;
-mod gpt2;
+pub mod gpt2;
 mod gpt_neox;
 mod llama;
 mod qwen2;

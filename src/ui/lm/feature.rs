@@ -228,7 +228,7 @@ async fn compute_sample(lm: Lm, mode: Dashboards) {
     };
     tokens.truncate(limit);
     let bos = tokenizer.special_id("<|endoftext|>");
-    let context = SAMPLE_CONTEXT.min(model.cfg.n_positions);
+    let context = SAMPLE_CONTEXT.min(model.cfg.max_positions);
     let started = web::now_ms();
     let stored_under = format!("dashboards/{:016x}", crate::fingerprint::sae(sae));
     let key = dashboard::sample_key(model, sae, &tokens, bos, context);

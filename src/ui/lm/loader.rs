@@ -12,9 +12,10 @@ use super::super::bundled::BUNDLED_SAES;
 use super::super::web;
 use super::Lm;
 use crate::engine::LoadedSae;
+use crate::formats::safetensors::TensorFile;
 use crate::formats::tokenizer::TextTokenizer;
 use crate::lm::{self, LoadedModel};
-use crate::model::files::{parse_gpt2, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::model::files::{parse_model, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::page::LmLink;
 use crate::sae::files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 
@@ -170,7 +171,8 @@ pub(super) async fn download_model(lm: Lm, url: String) {
 async fn install_model(lm: Lm, name: String, config: &[u8], weights: &[u8], tokenizer: &[u8]) {
     lm.status.set("Parsing the model …".into());
     web::yield_to_browser().await;
-    let parsed = parse_gpt2(config, weights)
+    let parsed = TensorFile::parse(WEIGHTS_FILE, weights)
+        .and_then(|file| parse_model(config, vec![file]))
         .map_err(|e| e.to_string())
         .and_then(|m| TextTokenizer::parse(tokenizer).map(|t| (m, t)).map_err(|e| e.to_string()));
     let (model, tokenizer) = match parsed {
@@ -189,8 +191,8 @@ async fn install_model(lm: Lm, name: String, config: &[u8], weights: &[u8], toke
         Err(e) => return lm.fail(e.to_string()),
     };
     let facts = format!(
-        "{name} — {} layers, width {}, {} heads, vocab {}, context {}",
-        model.cfg.n_layers, model.cfg.d_model, model.cfg.n_heads, model.cfg.vocab_size, model.cfg.n_positions
+        "{name} — {}, {} layers, width {}, {} heads, vocab {}, context {}",
+        model.cfg.model_type, model.cfg.n_layers, model.cfg.d_model, model.cfg.n_heads, model.cfg.vocab_size, model.cfg.max_positions
     );
     // An SAE loaded for another model may not fit this one; it is checked again on every run.
     lm.loaded.update_value(|st| st.model = Some(Rc::new((model, tokenizer, name))));

@@ -62,7 +62,7 @@ pub(super) async fn run_text(lm: Lm, text: String) {
         Ok(t) => t,
         Err(e) => return lm.fail(e.to_string()),
     };
-    if let Err(e) = crate::model::check_tokens(&model.cfg, &tokens) {
+    if let Err(e) = model.cfg.check_tokens(&tokens) {
         return lm.fail(e.to_string());
     }
     lm.status.set(format!("Running {} tokens …", tokens.len()));
