@@ -8,7 +8,14 @@
 //! ce_clean)`. KL is the mean over positions of KL(clean ‖ spliced) of the next-token
 //! distributions. The "pathological errors" baseline (Gurnee 2024, "SAE reconstruction errors are
 //! (empirically) pathological") replaces the activation by the reconstruction plus a random
-//! vector of the error's norm at each position. All positions count, the first token too.
+//! vector of the error's norm at each position.
+//!
+//! BOS as SAELens has it: when the SAE's `prepend_bos` says so (its default), the text's tokens
+//! follow the model's BOS (`tokens_for`, as TransformerLens's `to_tokens`), and every position
+//! holding a special token (BOS, EOS, pad) is left out as SAELens's evaluations leave it out
+//! (`get_special_token_ids`, `get_recons_loss`): the reconstruction is not spliced in there, L0 is
+//! not counted there, and neither the loss of predicting the next token from there nor the KL
+//! there is averaged in.
 
 use std::rc::Rc;
 
@@ -129,22 +136,22 @@ fn log_sum_exp(row: &[f32]) -> f32 {
     max + row.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32
 }
 
-/// Mean over positions of KL(p ‖ q) between the softmaxes of two logit rows.
-pub fn mean_kl(p_logits: &[f32], q_logits: &[f32], vocab: usize) -> f32 {
-    let rows = p_logits.len() / vocab;
-    let total: f64 = p_logits
+/// Per position, KL(p ‖ q) between the softmaxes of two logit rows.
+pub fn kl_per_row(p_logits: &[f32], q_logits: &[f32], vocab: usize) -> Vec<f32> {
+    p_logits
         .chunks_exact(vocab)
         .zip(q_logits.chunks_exact(vocab))
         .map(|(p, q)| {
             let (lp, lq) = (log_sum_exp(p), log_sum_exp(q));
-            p.iter().zip(q).map(|(&a, &b)| ((a - lp) as f64).exp() * ((a - lp) as f64 - (b - lq) as f64)).sum::<f64>()
+            p.iter().zip(q).map(|(&a, &b)| ((a - lp) as f64).exp() * ((a - lp) as f64 - (b - lq) as f64)).sum::<f64>() as f32
         })
-        .sum();
-    (total / rows.max(1) as f64) as f32
+        .collect()
 }
 
-fn mean(v: &[f32]) -> f32 {
-    v.iter().map(|&x| x as f64).sum::<f64>() as f32 / v.len().max(1) as f32
+/// The mean of the values whose `keep` is true.
+fn masked_mean(v: &[f32], keep: &[bool]) -> f32 {
+    let kept: Vec<f64> = v.iter().zip(keep).filter(|(_, &k)| k).map(|(&x, _)| x as f64).collect();
+    (kept.iter().sum::<f64>() / kept.len().max(1) as f64) as f32
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -168,6 +175,8 @@ pub struct SpliceReport {
 #[derive(Debug, Clone)]
 pub struct TextRun {
     pub hook: HookPoint,
+    /// Per position: not a special token, so counted in L0, CE and KL.
+    pub evaluated: Vec<bool>,
     /// `[n_tokens, vocab]`.
     pub logits: Vec<f32>,
     /// The hook's activations, `[n_tokens, d_model]`.
@@ -176,7 +185,25 @@ pub struct TextRun {
     pub sae_acts: Vec<f32>,
     /// `sae(x)`, `[n_tokens, d_model]`.
     pub recon: Vec<f32>,
+    /// Mean active features over the evaluated positions.
     pub l0: f32,
+}
+
+/// The tokens the SAE reads `text` (its ids) as: the model's BOS first when `prepend_bos` (its BOS,
+/// else its EOS, as TransformerLens picks it), then the text.
+pub fn tokens_for(model: &Model, text: &[u32], prepend_bos: bool) -> Result<Vec<u32>, LmError> {
+    if !prepend_bos {
+        return Ok(text.to_vec());
+    }
+    let bos = model.cfg.special_tokens.bos_or_eos().ok_or_else(|| {
+        LmError::Mismatch("the SAE was trained with a BOS token first, but the model's config.json names no bos_token_id or eos_token_id (run without BOS to go on)".into())
+    })?;
+    Ok(std::iter::once(bos).chain(text.iter().copied()).collect())
+}
+
+/// Per position, whether it counts in the evaluations (it holds no special token).
+pub fn evaluated_positions(model: &Model, tokens: &[u32]) -> Vec<bool> {
+    tokens.iter().map(|&t| !model.cfg.special_tokens.contains(t)).collect()
 }
 
 /// Runs the model over `tokens` once, capturing the SAE's hook, and the SAE on what it captured.
@@ -185,14 +212,16 @@ pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> R
     let (logits, mut captured) = model.run(tokens, &[hook], &[]).await?;
     let hook_acts = captured.pop().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
     let analysis = engine::analyze(sae, &hook_acts, RunRequest { dense_acts: true, recon: true }).await?;
-    Ok(TextRun {
-        hook,
-        logits,
-        hook_acts,
-        sae_acts: analysis.acts.expect("requested"),
-        recon: analysis.recon.expect("requested"),
-        l0: analysis.metrics.l0 as f32,
-    })
+    let sae_acts = analysis.acts.expect("requested");
+    let evaluated = evaluated_positions(&model.model, tokens);
+    let counted: Vec<usize> = sae_acts
+        .chunks_exact(sae.sae.d_sae())
+        .zip(&evaluated)
+        .filter(|(_, &e)| e)
+        .map(|(row, _)| row.iter().filter(|&&a| a != 0.0).count())
+        .collect();
+    let l0 = counted.iter().sum::<usize>() as f32 / counted.len().max(1) as f32;
+    Ok(TextRun { hook, evaluated, logits, hook_acts, sae_acts, recon: analysis.recon.expect("requested"), l0 })
 }
 
 /// Runs the splice evaluation of `sae` on `model` for `tokens` (at least 2).
@@ -212,35 +241,55 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
     if run.logits.len() != tokens.len() * vocab || run.hook_acts.len() != tokens.len() * d {
         return Err(LmError::Mismatch("the clean run was made for other tokens".into()));
     }
+    if run.evaluated.len() != tokens.len() {
+        return Err(LmError::Mismatch("the clean run was made for other tokens".into()));
+    }
+    // The losses of predicting from evaluated positions (SAELens drops the last position's mask).
+    let predicted: Vec<bool> = run.evaluated[..tokens.len() - 1].to_vec();
+    if !predicted.contains(&true) {
+        return Err(LmError::Mismatch(
+            "no position to evaluate: the text needs a token to predict after one that is not special (BOS/EOS)".into(),
+        ));
+    }
     let hook = run.hook;
     let zeros = vec![0.0; run.hook_acts.len()];
+    // The reconstruction where evaluated, the model's own activation at special tokens.
+    let mut spliced_values = run.hook_acts.clone();
+    let mut noisy = run.hook_acts.clone();
     let mut rng = Rng::new(seed);
-    let mut noisy = run.recon.clone();
-    for (row, (a, r)) in noisy.chunks_exact_mut(d).zip(run.hook_acts.chunks_exact(d).zip(run.recon.chunks_exact(d))) {
+    for (t, &evaluated) in run.evaluated.iter().enumerate() {
+        let (a, r) = (&run.hook_acts[t * d..(t + 1) * d], &run.recon[t * d..(t + 1) * d]);
         let error_norm = a.iter().zip(r).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
         let direction = rng.normals(d, 1.0);
+        if !evaluated {
+            continue;
+        }
+        spliced_values[t * d..(t + 1) * d].copy_from_slice(r);
         let norm = direction.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        row.iter_mut().zip(direction).for_each(|(v, e)| *v += e * error_norm / norm);
+        for ((v, &e), &rv) in noisy[t * d..(t + 1) * d].iter_mut().zip(&direction).zip(r) {
+            *v = rv + e * error_norm / norm;
+        }
     }
     let mut replaced_logits = Vec::with_capacity(3);
-    for values in [&run.recon, &zeros, &noisy] {
+    for values in [&spliced_values, &zeros, &noisy] {
         let intervention = [Intervention::Replace { hook, values }];
         replaced_logits.push(loaded.run(tokens, &[], &intervention).await?.0);
     }
     let [spliced_logits, zero_logits, noisy_logits] = <[Vec<f32>; 3]>::try_from(replaced_logits).expect("three runs");
     let clean = next_token_losses(&run.logits, tokens, vocab);
     let spliced = next_token_losses(&spliced_logits, tokens, vocab);
-    let (ce_clean, ce_spliced) = (mean(&clean), mean(&spliced));
-    let ce_zero_ablation = mean(&next_token_losses(&zero_logits, tokens, vocab));
+    let (ce_clean, ce_spliced) = (masked_mean(&clean, &predicted), masked_mean(&spliced, &predicted));
+    let ce_zero_ablation = masked_mean(&next_token_losses(&zero_logits, tokens, vocab), &predicted);
+    let kl_per_position = kl_per_row(&run.logits, &spliced_logits, vocab);
     Ok(SpliceReport {
         n_tokens: tokens.len(),
         ce_clean,
         ce_spliced,
         ce_zero_ablation,
         ce_recovered: (ce_zero_ablation - ce_spliced) / (ce_zero_ablation - ce_clean),
-        kl: mean_kl(&run.logits, &spliced_logits, vocab),
+        kl: masked_mean(&kl_per_position, &run.evaluated),
         l0: run.l0,
-        ce_random_error: mean(&next_token_losses(&noisy_logits, tokens, vocab)),
+        ce_random_error: masked_mean(&next_token_losses(&noisy_logits, tokens, vocab), &predicted),
         per_token_delta: spliced.iter().zip(&clean).map(|(s, c)| s - c).collect(),
         device: loaded.backend().name(),
         hook: run.hook,

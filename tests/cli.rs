@@ -590,3 +590,70 @@ fn the_readme_command_list_matches_help() {
         assert!(commands.contains(documented), "the README lists `saelab {documented}`, which --help does not");
     }
 }
+
+/// `--text` is read as the SAE was trained: the model's BOS first when its prepend_bos says so
+/// (random-model's SAE says nothing, so SAELens's default, true), marked special; `--no-bos` runs
+/// the text's own tokens. `generate` with an SAE reads its prompt the same way.
+#[test]
+fn text_gets_the_bos_the_sae_was_trained_with() {
+    let dir = temp_dir("bos");
+    let model = dir.join("tiny");
+    let sae = dir.join("sae");
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tokenizer/tokenizer.json");
+    let (code, _, err) = saelab(&[
+        "random-model",
+        "--out",
+        path(&model),
+        "--vocab-from",
+        path(&tokenizer),
+        "--layers",
+        "2",
+        "--width",
+        "24",
+        "--heads",
+        "3",
+        "--context",
+        "40",
+        "--sae-out",
+        path(&sae),
+        "--hook",
+        "blocks.1.hook_resid_pre",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let features = |extra: &[&str]| {
+        let mut a = vec!["features", "--model", path(&model), "--sae", path(&sae), "--text", "Hello world", "--device", "cpu"];
+        a.extend(extra);
+        let (code, out, err) = saelab(&a);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["tokens"].as_array().unwrap().clone()
+    };
+    let with = features(&[]);
+    let ids: Vec<u64> = with.iter().map(|t| t["token"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [50256, 15496, 995], "<|endoftext|> (random-model's bos_token_id), then 'Hello', ' world'");
+    assert_eq!(with.iter().map(|t| t["special"].as_bool().unwrap()).collect::<Vec<_>>(), [true, false, false]);
+    let without = features(&["--no-bos"]);
+    assert_eq!(without.iter().map(|t| t["token"].as_u64().unwrap()).collect::<Vec<_>>(), [15496, 995]);
+    let generate = |extra: &[&str]| {
+        let mut a = vec![
+            "generate",
+            "--model",
+            path(&model),
+            "--text",
+            "Hello world",
+            "--tokens",
+            "2",
+            "--sae",
+            path(&sae),
+            "--steer",
+            "3=2",
+            "--device",
+            "cpu",
+        ];
+        a.extend(extra);
+        let (code, out, err) = saelab(&a);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["prompt"]["tokens"].as_array().unwrap().len()
+    };
+    assert_eq!((generate(&[]), generate(&["--no-bos"])), (3, 2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

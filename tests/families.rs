@@ -452,3 +452,29 @@ fn weight_processing_gives_transformer_lens_s_values() {
     let e = WeightProcessing::from_kwargs(bad.as_object().unwrap()).unwrap_err();
     assert_eq!(e, "model_from_pretrained_kwargs.center_writing_weights must be true or false, not \"yes\"");
 }
+
+/// The special token ids: config.json's (a number or a list), generation_config.json's where it
+/// names them, and errors naming the field.
+#[test]
+fn special_tokens_come_from_config_and_generation_config() {
+    use saelab::model::decoder::SpecialTokens;
+    use saelab::model::files::with_generation_config;
+    let model = fixture_model(Path::new("tests/fixtures/families/gemma2"));
+    assert_eq!(model.cfg.special_tokens, SpecialTokens { bos: Some(2), eos: vec![1], pad: Some(0) });
+    let model = with_generation_config(model, br#"{"bos_token_id": 5, "eos_token_id": [1, 7]}"#).unwrap();
+    assert_eq!(model.cfg.special_tokens, SpecialTokens { bos: Some(5), eos: vec![1, 7], pad: Some(0) });
+    assert!(model.cfg.special_tokens.contains(7) && !model.cfg.special_tokens.contains(3));
+    let model = with_generation_config(model, br#"{"do_sample": true}"#).unwrap();
+    assert_eq!(model.cfg.special_tokens.bos, Some(5), "a file that names none changes none");
+    for (bad, field) in [
+        (&br#"{"bos_token_id": "x"}"#[..], "'bos_token_id' must be a token id"),
+        (b"[]", "expected a JSON object"),
+        (b"{", "not valid JSON"),
+    ] {
+        let e = with_generation_config(model.clone(), bad).unwrap_err().to_string();
+        assert!(e.starts_with("generation_config.json: ") && e.contains(field), "{e}");
+    }
+    // No BOS: TransformerLens puts the EOS first instead.
+    let eos_only = SpecialTokens { bos: None, eos: vec![9, 4], pad: None };
+    assert_eq!(eos_only.bos_or_eos(), Some(9));
+}

@@ -57,12 +57,16 @@ fn cpu_sae(sae: &Sae) -> saelab::engine::LoadedSae {
 #[test]
 fn splice_metrics_on_saes_with_known_answers() {
     let model = load_model_dir(&fixture()).unwrap();
-    let tokens = tokens();
+    // The fixture's tokens start with its BOS (id 0); these known answers are for text without a
+    // special token (the BOS rules are the next test's).
+    let with_bos = tokens();
+    assert!(model.cfg.special_tokens.contains(with_bos[0]) && !with_bos[1..].iter().any(|&t| model.cfg.special_tokens.contains(t)));
+    let tokens = with_bos[1..].to_vec();
     let hook = "blocks.1.hook_resid_pre";
     let gpu = common::gpu_backend();
     // Clean CE equals the one from Hugging Face's own logits.
-    let expected = TensorFile::parse("e", &std::fs::read(fixture().join("expected.safetensors")).unwrap()).unwrap();
-    let hf = lm::next_token_losses(&expected.tensors["logits"].to_f32(), &tokens, 211);
+    let (hf_logits, _) = saelab::model::cpu::run(&model, &tokens, &[], &[]).unwrap();
+    let hf = lm::next_token_losses(&hf_logits, &tokens, 211);
     let hf_ce = hf.iter().sum::<f32>() / hf.len() as f32;
     for gain in [1.0f32, 0.0] {
         let sae = mirror_sae(60, hook, gain);
@@ -98,6 +102,53 @@ fn splice_metrics_on_saes_with_known_answers() {
     assert_eq!(pollster::block_on(lm::splice_from(&cpu_model(&model), &tokens, &run, 3)).unwrap(), r);
     let err = pollster::block_on(lm::splice_from(&cpu_model(&model), &tokens[..5], &run, 3)).unwrap_err();
     assert!(err.to_string().contains("other tokens"), "{err}");
+}
+
+/// The BOS as SAELens has it: `tokens_for` puts the model's BOS first when the SAE's prepend_bos
+/// says so; at special positions the model's own activation stays in the splice, and L0, CE and KL
+/// leave those positions out — checked against the same rules computed here from plain forward
+/// passes, and against transformers' logits for the clean CE.
+#[test]
+fn special_tokens_are_left_out_as_saelens_leaves_them_out() {
+    use saelab::model::{HookPoint, Intervention};
+    let model = load_model_dir(&fixture()).unwrap();
+    let tokens = tokens();
+    let text = &tokens[1..];
+    assert_eq!(lm::tokens_for(&model, text, true).unwrap(), tokens, "the fixture's BOS is the model's bos_token_id");
+    assert_eq!(lm::tokens_for(&model, text, false).unwrap(), text);
+    let hook: HookPoint = "blocks.1.hook_resid_pre".parse().unwrap();
+    let sae = mirror_sae(60, &hook.to_string(), 0.0);
+    let r = pollster::block_on(lm::splice(&cpu_model(&model), &cpu_sae(&sae), &tokens, 3)).unwrap();
+    // Clean CE: transformers' losses of predicting from every position but the BOS.
+    let expected = TensorFile::parse("e", &std::fs::read(fixture().join("expected.safetensors")).unwrap()).unwrap();
+    let hf = lm::next_token_losses(&expected.tensors["logits"].to_f32(), &tokens, 211);
+    let hf_ce = hf[1..].iter().sum::<f32>() / (hf.len() - 1) as f32;
+    assert!((r.ce_clean - hf_ce).abs() < 1e-4, "clean CE {} vs transformers without the BOS {hf_ce}", r.ce_clean);
+    // The all-zero SAE's splice keeps the BOS row and zeroes the rest.
+    let (_, acts) = saelab::model::cpu::run(&model, &tokens, &[hook], &[]).unwrap();
+    let mut kept = vec![0.0; acts[0].len()];
+    kept[..60].copy_from_slice(&acts[0][..60]);
+    let (logits, _) = saelab::model::cpu::run(&model, &tokens, &[], &[Intervention::Replace { hook, values: &kept }]).unwrap();
+    let losses = lm::next_token_losses(&logits, &tokens, 211);
+    let want = losses[1..].iter().sum::<f32>() / (losses.len() - 1) as f32;
+    assert!((r.ce_spliced - want).abs() < 1e-5, "spliced CE {} vs {want}", r.ce_spliced);
+    assert!((r.ce_spliced - r.ce_zero_ablation).abs() > 1e-3, "zero-ablation zeroes the BOS row too");
+    let kl = lm::kl_per_row(&pollster::block_on(cpu_model(&model).run(&tokens, &[], &[])).unwrap().0, &logits, 211);
+    let want_kl = kl[1..].iter().sum::<f32>() / (kl.len() - 1) as f32;
+    assert!((r.kl - want_kl).abs() < 1e-6, "KL {} vs {want_kl}", r.kl);
+    // L0 over the text's positions only.
+    let perfect = mirror_sae(60, &hook.to_string(), 1.0);
+    let run = pollster::block_on(lm::run_text(&cpu_model(&model), &cpu_sae(&perfect), &tokens)).unwrap();
+    assert_eq!(run.evaluated, (0..tokens.len()).map(|i| i > 0).collect::<Vec<_>>());
+    let counts: Vec<usize> = run.sae_acts.chunks_exact(120).skip(1).map(|row| row.iter().filter(|&&a| a != 0.0).count()).collect();
+    assert_eq!(run.l0, counts.iter().sum::<usize>() as f32 / counts.len() as f32);
+    // A text that is only the BOS and one token has nothing to evaluate.
+    let e = pollster::block_on(lm::splice(&cpu_model(&model), &cpu_sae(&sae), &tokens[..2], 3)).unwrap_err().to_string();
+    assert!(e.contains("no position to evaluate"), "{e}");
+    // A model that names no BOS (nor EOS) refuses to put one first, saying why.
+    let mut bare = model.clone();
+    bare.cfg.special_tokens = Default::default();
+    assert!(lm::tokens_for(&bare, text, true).unwrap_err().to_string().contains("names no bos_token_id"));
 }
 
 #[test]
@@ -148,7 +199,9 @@ fn cli_splice_and_features() {
     let (code, out, err) = run(&[&["features"][..], &base, &["--top", "3", "--device", "cpu"]].concat());
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    // Token ids run as given (they start with the fixture's BOS, marked special).
     assert_eq!(json["tokens"].as_array().unwrap().len(), 23);
+    assert_eq!((json["tokens"][0]["token"].as_u64(), json["tokens"][0]["special"].as_bool()), (Some(0), Some(true)));
     assert_eq!(json["tokens"][0]["features"].as_array().unwrap().len(), 3);
     let (code, _, err) =
         run(&["splice", "--model", fixture().to_str().unwrap(), "--sae", sae_dir.to_str().unwrap(), "--text", "hi", "--device", "cpu"]);

@@ -353,6 +353,9 @@ pub struct ModelSaeArgs {
     pub sae: PathBuf,
     #[command(flatten)]
     pub tokens: TokensArg,
+    /// Do not put the model's BOS token first (by default --text gets it when the SAE's prepend_bos says so; --tokens run as given)
+    #[arg(long)]
+    pub no_bos: bool,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -405,6 +408,9 @@ pub struct GenerateArgs {
     /// Set FEATURE's activation to VALUE at every position
     #[arg(long, allow_negative_numbers = true, value_name = "FEATURE=VALUE")]
     pub clamp: Option<String>,
+    /// Do not put the model's BOS token first (by default --text gets it when --sae's prepend_bos says so)
+    #[arg(long)]
+    pub no_bos: bool,
     #[command(flatten)]
     pub device: DeviceArg,
 }

@@ -334,7 +334,7 @@ fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
 }
 
 /// `--corpus FILE` (UTF-8 text, checked by `parse_corpus`) as token ids through the model folder's
-/// `tokenizer.json`, with the tokenizer (its `<|endoftext|>` is the BOS of harvested contexts).
+/// `tokenizer.json`, with the tokenizer.
 fn corpus_tokens(corpus: &Path, dir: &Path) -> Result<(crate::formats::tokenizer::TextTokenizer, Vec<u32>), CliError> {
     use crate::model::files::TOKENIZER_FILE;
     let name = corpus.display().to_string();
@@ -363,8 +363,9 @@ fn dashboard_command(a: &DashboardArgs) -> Result<(), CliError> {
     let context = a.context.unwrap_or(model.cfg.max_positions.min(128));
     let backend = backend(&a.device)?;
     let (model, sae) = (LoadedModel::new(Rc::new(model), &backend)?, LoadedSae::new(Rc::new(sae), &backend)?);
-    let run =
-        pollster::block_on(crate::dashboard::run_sample(&model, &sae, &tokens, tokenizer.special_id("<|endoftext|>"), context, |_, _| {}))?;
+    // Each context starts with the model's BOS when the SAE was trained so.
+    let bos = if sae.sae.cfg.prepend_bos { model.cfg.special_tokens.bos_or_eos() } else { None };
+    let run = pollster::block_on(crate::dashboard::run_sample(&model, &sae, &tokens, bos, context, |_, _| {}))?;
     let d = run.dashboard(feature, 10, 24, 5, 3);
     let text_of = |e: &crate::dashboard::Example| tokenizer.token_texts(&run.contexts[e.context][e.position..e.position + 1]).concat();
     let top: Vec<serde_json::Value> = d
@@ -590,8 +591,12 @@ fn lm_run(a: &ModelSaeArgs) -> Result<LmRun, CliError> {
     use crate::model::files::load_model_dir;
     let model = load_model_dir(&a.model)?;
     let sae = sae_files::load_dir(&a.sae)?;
-    let tokens = model_tokens(a.tokens.tokens.as_deref(), a.tokens.text.as_deref(), "tokens", &a.model, &model)?;
+    let text = model_tokens(a.tokens.tokens.as_deref(), a.tokens.text.as_deref(), "tokens", &a.model, &model)?;
     lm::attach_point(&model, &sae)?;
+    // Text is read as TransformerLens's to_tokens reads it (BOS first when the SAE says so);
+    // token ids given as a file run as they are.
+    let tokens = lm::tokens_for(&model, &text, a.tokens.text.is_some() && sae.cfg.prepend_bos && !a.no_bos)?;
+    model.check_tokens(&tokens)?;
     let backend = backend(&a.device)?;
     let (model, sae) = (LoadedModel::new(Rc::new(model), &backend)?, LoadedSae::new(Rc::new(sae), &backend)?);
     let run = pollster::block_on(lm::run_text(&model, &sae, &tokens))?;
@@ -613,8 +618,8 @@ fn features(a: &FeaturesArgs) -> Result<(), CliError> {
     let LmRun { dir, model, sae, tokens, run, backend } = lm_run(&a.run)?;
     let top = a.top;
     // One forward pass and one SAE run serve both the per-token lists and `--feature`.
-    let acts = run.sae_acts;
-    let per_token = lm::top_features(&acts, sae.d_sae(), top);
+    let acts = &run.sae_acts;
+    let per_token = lm::top_features(acts, sae.d_sae(), top);
     let tokenizer = std::fs::read(dir.join(crate::model::files::TOKENIZER_FILE)).ok().and_then(|bytes| TextTokenizer::parse(&bytes).ok());
     let texts = tokenizer.as_ref().map(|t| t.token_texts(&tokens));
     let rows: Vec<serde_json::Value> = per_token
@@ -622,12 +627,12 @@ fn features(a: &FeaturesArgs) -> Result<(), CliError> {
         .enumerate()
         .map(|(i, features)| {
             serde_json::json!({
-                "position": i, "token": tokens[i], "text": texts.as_ref().map(|t| t[i].clone()),
+                "position": i, "token": tokens[i], "text": texts.as_ref().map(|t| t[i].clone()), "special": !run.evaluated[i],
                 "features": features.iter().map(|&(f, a)| serde_json::json!({"feature": f, "activation": a})).collect::<Vec<_>>(),
             })
         })
         .collect();
-    let mut out = serde_json::json!({ "hook": sae.cfg.hook_name, "device": backend.name(), "tokens": rows });
+    let mut out = serde_json::json!({ "hook": sae.cfg.hook_name, "device": backend.name(), "l0": run.l0, "tokens": rows });
     if let Some(feature) = a.feature {
         // One feature in detail: its activation on every token and its logit-lens tokens.
         let (top_tokens, bottom_tokens) = lm::logit_lens(&model, &sae, feature, top)?;
@@ -639,7 +644,7 @@ fn features(a: &FeaturesArgs) -> Result<(), CliError> {
         };
         out["feature"] = serde_json::json!({
             "index": feature, "activations": on_tokens,
-            "logit_lens": {"top": named(&top_tokens), "bottom": named(&bottom_tokens), "note": "W_dec[f]·W_U with ln_final's scale folded into W_U, centred over the vocabulary"},
+            "logit_lens": {"top": named(&top_tokens), "bottom": named(&bottom_tokens), "note": "W_dec[f]·W_U with the final norm's scale folded into W_U, centred over the vocabulary"},
         });
     }
     println!("{out}");
@@ -653,7 +658,7 @@ fn generate(a: &GenerateArgs) -> Result<(), CliError> {
     use crate::model::files::{load_model_dir, TOKENIZER_FILE};
     let dir = a.model.as_path();
     let model = load_model_dir(dir)?;
-    let prompt = model_tokens(a.prompt_tokens.as_deref(), a.text.as_deref(), "prompt-tokens", dir, &model)?;
+    let text = model_tokens(a.prompt_tokens.as_deref(), a.text.as_deref(), "prompt-tokens", dir, &model)?;
     let sampling = Sampling { new_tokens: a.tokens, temperature: a.temperature, seed: a.seed };
     if !(sampling.temperature >= 0.0 && sampling.temperature.is_finite()) {
         return Err(CliError(format!("--temperature must be ≥ 0, not {}", sampling.temperature)));
@@ -683,6 +688,9 @@ fn generate(a: &GenerateArgs) -> Result<(), CliError> {
         None if steer.is_some() => return Err(CliError("--steer and --clamp need --sae DIR".into())),
         None => None,
     };
+    // With an SAE, the prompt is read as the SAE reads text (its BOS first if it was trained so).
+    let prompt = lm::tokens_for(&model, &text, a.text.is_some() && sae.as_ref().is_some_and(|s| s.cfg.prepend_bos) && !a.no_bos)?;
+    model.check_tokens(&prompt)?;
     let backend = backend(&a.device)?;
     let model = LoadedModel::new(Rc::new(model), &backend)?;
     let sae = sae.map(|s| LoadedSae::new(Rc::new(s), &backend)).transpose()?;
@@ -725,8 +733,9 @@ fn train_on_model(a: &TrainArgs) -> Result<(), CliError> {
     let dir = a.source.model.as_path();
     let save = a.save.clone();
     let model = load_model_dir(dir)?;
-    let (tokenizer, corpus) = corpus_tokens(&a.source.corpus, dir)?;
-    let bos = tokenizer.special_id("<|endoftext|>");
+    let (_, corpus) = corpus_tokens(&a.source.corpus, dir)?;
+    // Contexts start with the model's BOS, as SAELens's training does by default.
+    let bos = model.cfg.special_tokens.bos_or_eos();
     let backend = backend(&a.device)?;
     // The model harvests where the SAE trains.
     let model = LoadedModel::new(Rc::new(model), &backend)?;

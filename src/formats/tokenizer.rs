@@ -43,12 +43,19 @@ impl TextTokenizer {
     /// Each token's own text, for showing tokens one by one; concatenated they give the decoded
     /// text exactly. Byte-level BPE (GPT-2) tokens can split a UTF-8 character: its bytes are put
     /// on the token where the character completes, and a token holding only the first bytes of a
-    /// character shows as "". Other tokenizers: each token decoded on its own.
+    /// character shows as "". Other tokenizers (SentencePiece-style `▁` with byte fallback: Gemma,
+    /// Llama 2): each token is what it adds to the decoded prefix, so the tokenizer's own decoder
+    /// decides spaces and a character split over `<0xNN>` byte tokens shows on its last byte.
     pub fn token_texts(&self, ids: &[u32]) -> Vec<String> {
-        let byte_level: Option<Vec<Vec<u8>>> =
-            ids.iter().map(|&id| self.inner.id_to_token(id).and_then(|t| byte_level_bytes(&t))).collect();
+        // Byte-level BPE is known by its decoder (GPT-2, GPT-NeoX, Llama 3, Qwen).
+        let is_byte_level = matches!(self.inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
+        let byte_level: Option<Vec<Vec<u8>>> = if is_byte_level {
+            ids.iter().map(|&id| self.inner.id_to_token(id).and_then(|t| byte_level_bytes(&t))).collect()
+        } else {
+            None
+        };
         let Some(pieces) = byte_level else {
-            return ids.iter().map(|&id| self.inner.decode(&[id], false).unwrap_or_else(|_| "\u{FFFD}".into())).collect();
+            return self.incremental_texts(ids);
         };
         let mut pending: Vec<u8> = Vec::new();
         pieces
@@ -67,6 +74,35 @@ impl TextTokenizer {
                 text
             })
             .collect()
+    }
+}
+
+impl TextTokenizer {
+    /// Each token's text as what it adds to the decoded prefix (see `token_texts`).
+    fn incremental_texts(&self, ids: &[u32]) -> Vec<String> {
+        let mut shown = String::new();
+        (0..ids.len())
+            .map(|i| {
+                let full = self.inner.decode(&ids[..=i], false).unwrap_or_else(|_| format!("{shown}\u{FFFD}"));
+                // A character whose byte tokens have not all come yet decodes as U+FFFD: wait for it.
+                let unfinished = full.ends_with('\u{FFFD}') && i + 1 < ids.len() && self.is_byte_token(ids[i]);
+                if unfinished {
+                    return String::new();
+                }
+                let piece = match full.strip_prefix(shown.as_str()) {
+                    Some(rest) => rest.to_string(),
+                    // The decoder rewrote earlier text (it cannot, for the decoders saelab reads): show the token alone.
+                    None => self.inner.decode(&ids[i..=i], false).unwrap_or_default(),
+                };
+                shown = full;
+                piece
+            })
+            .collect()
+    }
+
+    /// Whether `id` is a SentencePiece byte-fallback token (`<0x41>`).
+    fn is_byte_token(&self, id: u32) -> bool {
+        self.inner.id_to_token(id).is_some_and(|t| t.len() == 6 && t.starts_with("<0x") && t.ends_with('>'))
     }
 }
 

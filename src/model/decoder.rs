@@ -133,6 +133,60 @@ pub struct DecoderConfig {
     pub embedding_scale: Option<f32>,
     /// The unembedding is the token embedding (`tie_word_embeddings`).
     pub tied_embeddings: bool,
+    /// The token ids `config.json` (or `generation_config.json`) names.
+    pub special_tokens: SpecialTokens,
+}
+
+/// The special token ids a model names (`bos_token_id`, `eos_token_id` — a number or a list —,
+/// `pad_token_id`). TransformerLens prepends the tokenizer's BOS, or its EOS when it has none
+/// (`HookedTransformer.set_tokenizer`); SAELens's evaluations leave out every position holding one
+/// of these (`get_special_token_ids`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecialTokens {
+    pub bos: Option<u32>,
+    pub eos: Vec<u32>,
+    pub pad: Option<u32>,
+}
+
+impl SpecialTokens {
+    /// The ids in a `config.json` or `generation_config.json` object; a field that is not a token
+    /// id (or a list of them) is an error naming it.
+    pub fn read(fields: &serde_json::Map<String, serde_json::Value>) -> Result<SpecialTokens, String> {
+        let ids = |key: &str| -> Result<Vec<u32>, String> {
+            let one = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+            match fields.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(serde_json::Value::Array(list)) => {
+                    list.iter().map(|v| one(v).ok_or_else(|| format!("'{key}' lists {v}, not a token id"))).collect()
+                }
+                Some(v) => one(v).map(|id| vec![id]).ok_or_else(|| format!("'{key}' must be a token id or a list of them, found {v}")),
+            }
+        };
+        Ok(SpecialTokens {
+            bos: ids("bos_token_id")?.first().copied(),
+            eos: ids("eos_token_id")?,
+            pad: ids("pad_token_id")?.first().copied(),
+        })
+    }
+
+    /// `generation_config.json`'s ids where it names them, these elsewhere.
+    pub fn overridden_by(self, other: SpecialTokens) -> SpecialTokens {
+        SpecialTokens {
+            bos: other.bos.or(self.bos),
+            eos: if other.eos.is_empty() { self.eos } else { other.eos },
+            pad: other.pad.or(self.pad),
+        }
+    }
+
+    /// The token put first when an SAE asks for BOS: the BOS, else the (first) EOS.
+    pub fn bos_or_eos(&self) -> Option<u32> {
+        self.bos.or(self.eos.first().copied())
+    }
+
+    /// Whether `token` is one of them (a position SAELens's evaluations leave out).
+    pub fn contains(&self, token: u32) -> bool {
+        self.bos == Some(token) || self.pad == Some(token) || self.eos.contains(&token)
+    }
 }
 
 impl DecoderConfig {

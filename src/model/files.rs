@@ -12,6 +12,8 @@ use crate::formats::FormatError;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Optional: BOS/EOS ids that override config.json's.
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 pub use crate::formats::shards::INDEX_FILE;
 pub use crate::formats::tokenizer::TOKENIZER_FILE;
 
@@ -20,6 +22,16 @@ pub fn parse_model(config: &[u8], weights: Vec<TensorFile>) -> Result<Model, For
     let cfg = families::describe(config)?;
     let weights = families::load(&cfg, weights)?;
     Ok(Model { cfg, weights })
+}
+
+/// `model` with the special token ids of a `generation_config.json` where it names them.
+pub fn with_generation_config(mut model: Model, bytes: &[u8]) -> Result<Model, FormatError> {
+    let err = |msg: String| FormatError::Config { file: GENERATION_CONFIG_FILE.into(), msg };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| err(format!("not valid JSON ({e})")))?;
+    let fields = value.as_object().ok_or_else(|| err("expected a JSON object".into()))?;
+    let given = crate::model::decoder::SpecialTokens::read(fields).map_err(err)?;
+    model.cfg.special_tokens = std::mem::take(&mut model.cfg.special_tokens).overridden_by(given);
+    Ok(model)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -57,7 +69,11 @@ mod dir {
             }
             index.merge(shards).map_err(within)?
         };
-        parse_model(&config, vec![weights]).map_err(within)
+        let model = parse_model(&config, vec![weights]).map_err(within)?;
+        match dir.join(GENERATION_CONFIG_FILE).exists() {
+            true => with_generation_config(model, &read(GENERATION_CONFIG_FILE)?).map_err(within),
+            false => Ok(model),
+        }
     }
 }
 

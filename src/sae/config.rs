@@ -84,6 +84,9 @@ pub struct SaeConfig {
     pub dtype: String,
     pub hook_name: Option<String>,
     pub model_name: Option<String>,
+    /// Whether the activations it was trained on had the model's BOS first (`prepend_bos`, at the
+    /// top level or under `metadata`; SAELens's default is true).
+    pub prepend_bos: bool,
     /// Every key of the file, in file order, so a round trip loses nothing.
     pub raw: Map<String, Value>,
 }
@@ -176,6 +179,7 @@ impl SaeConfig {
             dtype: get_str(&raw, "dtype").unwrap_or_else(|| "float32".to_string()),
             hook_name: get_str(&raw, "hook_name"),
             model_name: get_str(&raw, "model_name"),
+            prepend_bos: bool_key("prepend_bos", true)?,
             raw,
         })
     }

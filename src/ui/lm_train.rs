@@ -351,7 +351,7 @@ async fn begin(
     // huggingface.co/gpt2 or openai-community/gpt2, "kjv-gpt2" for the bundled model).
     let model_name = model.2.trim_end_matches("/resolve/main").rsplit('/').next().unwrap_or(&model.2).to_string();
     let mut trainer =
-        LmTrainer::new(&model.0, &model_name, &corpus, model.1.special_id("<|endoftext|>"), store_cfg, train_cfg, &backend).await?;
+        LmTrainer::new(&model.0, &model_name, &corpus, model.0.cfg.special_tokens.bos_or_eos(), store_cfg, train_cfg, &backend).await?;
     (trainer.eval_rows, trainer.eval_contexts) = (256, 1);
     let device = backend.name();
     *run.borrow_mut() = Some(Run {
@@ -558,7 +558,7 @@ async fn restore(source: &ModelSource, run: &Rc<RefCell<Option<Run>>>, shown: Rw
     let text = parse_corpus(&extra.corpus_name, &corpus_bytes).map_err(|e| e.to_string())?;
     let corpus = model.1.encode(&text).map_err(|e| e.to_string())?;
     // The run goes on where the model runs (WebGPU when the page has it).
-    let trainer = LmTrainer::resume(&model.0, &corpus, model.1.special_id("<|endoftext|>"), checkpoint, &model.0.backend())?;
+    let trainer = LmTrainer::resume(&model.0, &corpus, model.0.cfg.special_tokens.bos_or_eos(), checkpoint, &model.0.backend())?;
     let (step, steps, batch) = (trainer.training.step, trainer.training.cfg.steps, trainer.training.cfg.batch);
     fields.show(&extra.settings);
     let tokens_done = trainer.tokens_trained();

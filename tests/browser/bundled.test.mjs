@@ -45,7 +45,9 @@ test("the language-model tab opens on the bundled model and SAE with no network"
 
   // The sample text ran: tokens, coloured by a feature that fires on them, and the splice metrics.
   await page.locator("#lm-ce-clean").waitFor({ timeout: 180_000 });
-  const tokens = await page.locator("#lm-tokens .token").allInnerTexts();
+  // The bundled SAEs were trained with the BOS first: it is put first and shown apart.
+  assert.equal(await page.locator("#lm-tokens .token.special").count(), 1);
+  const tokens = await page.locator("#lm-tokens .token:not(.special)").allInnerTexts();
   assert.equal(tokens.join(""), "And God said, Let there be light: and there was light.");
   const acts = await page.locator("#lm-tokens .token").evaluateAll((els) => els.map((e) => Number(e.dataset.act)));
   assert.ok(acts.some((a) => a > 0), `the colouring feature fires somewhere: ${acts}`);

@@ -106,14 +106,18 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   assert.match(await page.locator("#lm-status").innerText(), /on WebGPU/);
   console.log(`first run: ${await page.locator("#lm-status").innerText()}`);
   assert.equal(await page.locator("#lm-tokens b").count(), 0, "token text is not parsed as HTML");
-  const tokenTexts = await page.locator("#lm-tokens .token").allInnerTexts();
+  // The SAE was trained with BOS first (SAELens's default): the BOS is put first and shown apart.
+  assert.equal(await page.locator("#lm-bos").isChecked(), true);
+  assert.equal(await page.locator("#lm-tokens .token.special").count(), 1);
+  assert.equal(await page.locator("#lm-tokens .token").first().getAttribute("class"), "token special");
+  const tokenTexts = await page.locator("#lm-tokens .token:not(.special)").allInnerTexts();
   assert.equal(tokenTexts.join(""), text.replace(/ /g, " "));
   const splice = cli(["splice", "--model", modelDir, "--sae", saeDir, "--text", text, "--device", "cpu"]);
   const num = async (id) => Number(await page.locator(id).innerText());
   for (const [id, key] of [["#lm-ce-clean", "ce_clean"], ["#lm-ce-spliced", "ce_spliced"], ["#lm-ce-zero", "ce_zero_ablation"], ["#lm-kl", "kl"]]) {
     assert.ok(Math.abs((await num(id)) - splice[key]) < 2e-3, `${key}: page ${await num(id)} vs CLI ${splice[key]}`);
   }
-  assert.equal(splice.n_tokens, tokenTexts.length);
+  assert.equal(splice.n_tokens, tokenTexts.length + 1, "the text's tokens after the BOS");
   // The colouring feature's activation per token equals the CLI's.
   const feature = Number(await page.locator("#lm-feature-index").innerText());
   const detail = cli(["features", "--model", modelDir, "--sae", saeDir, "--text", text, "--feature", String(feature), "--device", "cpu"]);
@@ -178,7 +182,7 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   await drop(["config.json", "model.safetensors"]);
   await page.locator("#lm-error").filter({ hasText: /tokenizer\.json is missing \(dropped folder\)/ }).waitFor({ timeout: 30_000 });
   await drop(["config.json", "model.safetensors", "tokenizer.json"]);
-  await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — 2 layers/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — gpt2, 2 layers/ }).waitFor({ timeout: 60_000 });
 
   // A real folder dragged from the desktop (Chromium's own drag, through the DevTools protocol,
   // so the drop carries a directory entry that the page walks), with the files one level down.
@@ -189,7 +193,7 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   await page.locator("#lm-repo").fill("tiny/gpt2");
   await page.locator("#lm-repo").dispatchEvent("change");
   await page.locator("#lm-download").click();
-  await page.locator("#lm-model-name").filter({ hasText: /tiny\/gpt2\/resolve\/main — 2 layers/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lm-model-name").filter({ hasText: /tiny\/gpt2\/resolve\/main — gpt2, 2 layers/ }).waitFor({ timeout: 60_000 });
   // Drag events take viewport coordinates: bring the panel's top into view first.
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.locator("#lm-model-name").scrollIntoViewIfNeeded();
@@ -199,7 +203,7 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   for (const type of ["dragEnter", "dragOver", "drop"]) {
     await cdp.send("Input.dispatchDragEvent", { type, x: box.x + box.width / 2, y: box.y + 20, data });
   }
-  await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — 2 layers/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — gpt2, 2 layers/ }).waitFor({ timeout: 60_000 });
   assert.deepEqual(errors, []);
   await context.close();
 });

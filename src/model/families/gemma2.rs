@@ -3,7 +3,7 @@
 //! `query_pre_attn_scalar^-½`, attention and final logits soft-capped, and sliding-window
 //! attention on every other layer (the first included), tied unembedding.
 
-use super::super::decoder::{BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions};
+use super::super::decoder::{BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions, SpecialTokens};
 use super::Fields;
 
 /// The Gemma block as `f` configures it; `default_sliding` says which layers slide when the file
@@ -54,6 +54,7 @@ pub(super) fn block(
         positions: Positions::Rotary { global: rope, local: rope },
         embedding_scale: Some((d_model as f32).sqrt()),
         tied_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(true),
+        special_tokens: SpecialTokens::default(),
     })
 }
 

@@ -1,7 +1,7 @@
 //! GPT-2 (`transformers`' `modeling_gpt2.py`): learned positions, pre-LayerNorm blocks, a plain
 //! MLP with `activation_function` (gelu_new), biases everywhere, tied unembedding.
 
-use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions};
+use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions, SpecialTokens};
 use super::super::decoder_weights::{split_rows, transpose, DecoderWeights, LayerWeights, Linear, Tensors};
 use super::Fields;
 
@@ -43,6 +43,7 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         positions: Positions::Learned,
         embedding_scale: None,
         tied_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(true),
+        special_tokens: SpecialTokens::default(),
     })
 }
 

@@ -2,7 +2,7 @@
 //! `rotary_pct` of each head, a plain MLP, attention and MLP read the block's input in parallel when
 //! `use_parallel_residual` (Pythia), untied unembedding.
 
-use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions};
+use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions, SpecialTokens};
 use super::super::decoder_weights::{DecoderWeights, LayerWeights, Linear, Tensors};
 use super::Fields;
 
@@ -46,6 +46,7 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
         positions: Positions::Rotary { global: rope, local: rope },
         embedding_scale: None,
         tied_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
+        special_tokens: SpecialTokens::default(),
     })
 }
 

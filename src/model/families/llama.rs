@@ -2,7 +2,7 @@
 //! grouped-query attention, a SwiGLU MLP, optional attention and MLP biases. Qwen 2 and 3 are
 //! this block with their own biases and norms (`qwen2.rs`, `qwen3.rs`).
 
-use super::super::decoder::{BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions};
+use super::super::decoder::{BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions, SpecialTokens};
 use super::super::decoder_weights::{DecoderWeights, Tensors};
 use super::Fields;
 
@@ -46,6 +46,7 @@ pub(super) fn block(f: &Fields, model_type: &str, default_head_dim: Option<usize
         positions: Positions::Rotary { global: rope, local: rope },
         embedding_scale: None,
         tied_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),
+        special_tokens: SpecialTokens::default(),
     })
 }
 

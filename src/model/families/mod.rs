@@ -17,7 +17,7 @@ mod qwen3;
 
 use serde_json::{Map, Value};
 
-use super::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Rope, RopeScaling};
+use super::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Rope, RopeScaling, SpecialTokens};
 use super::decoder_weights::{DecoderWeights, LayerWeights, Tensors};
 use crate::formats::safetensors::TensorFile;
 use crate::formats::FormatError;
@@ -148,7 +148,11 @@ pub fn describe(config_json: &[u8]) -> Result<DecoderConfig, FormatError> {
     if let Some((key, what)) = UNSUPPORTED.iter().find(|(key, _)| refused(key)) {
         return Err(err(format!("{key}: {what} is not supported")));
     }
-    (family.describe)(&fields).and_then(DecoderConfig::check).map_err(err)
+    let mut cfg = (family.describe)(&fields).and_then(DecoderConfig::check).map_err(err)?;
+    // Kept as written even outside the vocabulary (small test models carry GPT-2's 50256): a BOS
+    // that cannot run is refused where it is put first, by the token check.
+    cfg.special_tokens = SpecialTokens::read(&fields.0).map_err(err)?;
+    Ok(cfg)
 }
 
 /// A `config.json` object with typed getters whose errors name the field. Absent and `null` are

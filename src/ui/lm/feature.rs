@@ -227,7 +227,7 @@ async fn compute_sample(lm: Lm, mode: Dashboards) {
         Err(e) => return fail(e.to_string()),
     };
     tokens.truncate(limit);
-    let bos = tokenizer.special_id("<|endoftext|>");
+    let bos = if sae.cfg.prepend_bos { model.cfg.special_tokens.bos_or_eos() } else { None };
     let context = SAMPLE_CONTEXT.min(model.cfg.max_positions);
     let started = web::now_ms();
     let stored_under = format!("dashboards/{:016x}", crate::fingerprint::sae(sae));

@@ -254,12 +254,14 @@ pub(super) async fn install_sae(lm: Lm, cfg: &[u8], weights: &[u8], origin: &str
         sae.d_sae(),
         sae.cfg.hook_name.clone().unwrap_or_default()
     );
+    let prepend_bos = sae.cfg.prepend_bos;
     lm.loaded.update_value(|st| {
         st.sae = Some(Rc::new((sae, name.clone())));
         st.sample = None;
     });
     // Setting the name tells the panels that show the SAE's features (the dashboards restore
     // those this browser computed before for it).
+    lm.prepend_bos.set(prepend_bos);
     lm.sae_name.set(name);
     lm.error.set(None);
     lm.status.set(String::new());

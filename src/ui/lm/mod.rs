@@ -49,6 +49,8 @@ struct LmState {
 #[derive(Clone, Debug, PartialEq, Default)]
 struct RunView {
     texts: Vec<String>,
+    /// Per token: not a special token (the BOS put first is shown apart).
+    evaluated: Vec<bool>,
     /// Per token: (feature, activation), strongest first.
     features: Vec<Vec<(usize, f32)>>,
     /// The SAE's activations `[n_tokens, d_sae]`, for colouring by any feature.
@@ -72,6 +74,8 @@ struct Lm {
     /// The model's files being downloaded.
     downloads: RwSignal<Vec<loader::Progress>>,
     sae_name: RwSignal<String>,
+    /// Put the model's BOS first (set from the SAE's `prepend_bos` when one loads).
+    prepend_bos: RwSignal<bool>,
     text: RwSignal<String>,
     run: RwSignal<Option<RunView>>,
     clicked_token: RwSignal<Option<usize>>,
@@ -90,6 +94,7 @@ impl Lm {
             model_name: RwSignal::new(String::new()),
             downloads: RwSignal::new(Vec::new()),
             sae_name: RwSignal::new(String::new()),
+            prepend_bos: RwSignal::new(true),
             text: RwSignal::new("The quick brown fox jumps over the lazy dog.".to_string()),
             run: RwSignal::new(None),
             clicked_token: RwSignal::new(None),

@@ -86,6 +86,11 @@ async fn steer(lm: Lm, generated: RwSignal<Option<(String, String)>>, text: Stri
         Ok(_) => return lm.fail("type a prompt first"),
         Err(e) => return lm.fail(e.to_string()),
     };
+    // The prompt as the SAE reads text (the BOS first when the box says so), as `saelab generate`.
+    let prompt = match lm::tokens_for(model, &prompt, lm.prepend_bos.get_untracked()) {
+        Ok(t) => t,
+        Err(e) => return lm.fail(e.to_string()),
+    };
     let feature = lm.feature.get_untracked();
     lm.status.set(format!("Generating {n} tokens twice …"));
     web::yield_to_browser().await;

@@ -22,7 +22,10 @@ pub(super) fn TokenView() -> impl IntoView {
             <div class="panel lm-text">
                 <h2>"Text"</h2>
                 <textarea id="lm-text" rows="3" prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
-                <div class="buttons"><button id="lm-run" on:click=run>"Run"</button></div>
+                <div class="buttons"><button id="lm-run" on:click=run>"Run"</button>
+                    <label title="SAELens puts the model's BOS token first when the SAE's prepend_bos says so (its default), and leaves it out of L0, CE and KL">
+                        <input type="checkbox" id="lm-bos" prop:checked=move || lm.prepend_bos.get() on:change=move |ev| lm.prepend_bos.set(event_target_checked(&ev)) />
+                        " BOS first, as the SAE was trained"</label></div>
                 <p class="muted">"Tokens coloured by feature " <input id="lm-feature" class="narrow" prop:value=move || lm.feature.get().to_string() on:change=select_from_input />
                     " — click a token for its features."</p>
                 <div id="lm-tokens" class="tokens">
@@ -30,9 +33,14 @@ pub(super) fn TokenView() -> impl IntoView {
                         let max = r.selected_acts.iter().copied().fold(0.0f32, f32::max).max(1e-6);
                         r.texts.iter().enumerate().map(|(i, t)| {
                             let a = r.selected_acts.get(i).copied().unwrap_or(0.0);
+                            // Special tokens (the BOS put first) are shown apart: not part of the text, not evaluated.
+                            let special = !r.evaluated.get(i).copied().unwrap_or(true);
                             let style = format!("background: rgba(214, 92, 38, {:.3})", (a / max).clamp(0.0, 1.0) * 0.85);
-                            view! { <span class="token" data-index=i.to_string() data-act=format!("{a:.4}") style=style
-                                on:click=move |_| lm.clicked_token.set(Some(i))>{t.clone()}</span> }
+                            let class = if special { "token special" } else { "token" };
+                            let shown = if special { format!("{} ", t.trim()) } else { t.clone() };
+                            view! { <span class=class data-index=i.to_string() data-act=format!("{a:.4}") style=style
+                                title=special.then_some("a special token (BOS): left out of L0, CE and KL")
+                                on:click=move |_| lm.clicked_token.set(Some(i))>{shown}</span> }
                         }).collect_view()
                     }))}
                 </div>
@@ -58,9 +66,13 @@ pub(super) async fn run_text(lm: Lm, text: String) {
         Err(e) => return lm.fail(e),
     };
     let (model, tokenizer) = (&l.model.0, &l.model.1);
-    let tokens = match tokenizer.encode(&text) {
+    let tokens = match tokenizer
+        .encode(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|t| lm::tokens_for(model, &t, lm.prepend_bos.get_untracked()).map_err(|e| e.to_string()))
+    {
         Ok(t) => t,
-        Err(e) => return lm.fail(e.to_string()),
+        Err(e) => return lm.fail(e),
     };
     if let Err(e) = model.cfg.check_tokens(&tokens) {
         return lm.fail(e.to_string());
@@ -77,7 +89,8 @@ pub(super) async fn run_text(lm: Lm, text: String) {
     };
     let ran = web::now_ms();
     let features = lm::top_features(&run.sae_acts, sae.d_sae(), 8);
-    let splice = if tokens.len() >= 2 {
+    // The splice needs a position to predict from that is not special.
+    let splice = if run.evaluated[..tokens.len() - 1].contains(&true) {
         match lm::splice_from(model, &tokens, &run, 0).await {
             Ok(r) => Some(r),
             Err(e) => return lm.fail(e.to_string()),
@@ -95,6 +108,7 @@ pub(super) async fn run_text(lm: Lm, text: String) {
     };
     let view = RunView {
         texts: tokenizer.token_texts(&tokens),
+        evaluated: run.evaluated.clone(),
         features,
         acts: std::sync::Arc::new(run.sae_acts),
         d_sae: sae.d_sae(),
