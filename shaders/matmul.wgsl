@@ -23,7 +23,10 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
+// B's storage. gpu/kernels/matmul.rs also compiles this file with these two lines swapped for
+// packed half precision (two f16 or bf16 per u32, `B_HALF`), for a model's weights.
 @group(0) @binding(2) var<storage, read> b: array<f32>;
+fn b_at(i: u32) -> f32 { return b[i]; }
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 // Per output column j (chunk-local): [bias | scale_or_threshold | aux], each N long.
 @group(0) @binding(4) var<storage, read> cols: array<f32>;
@@ -99,9 +102,9 @@ fn load_a(row: u32, k: u32) -> f32 {
 
 fn load_b(k: u32, col: u32) -> f32 {
     if (TRANS_B == 1u) {
-        return b[col * p.ldb + k];
+        return b_at(col * p.ldb + k);
     }
-    return b[k * p.ldb + col];
+    return b_at(k * p.ldb + col);
 }
 
 // The same product for at most SKINNY_ROWS rows (a language model's one-token steps): one thread
@@ -177,9 +180,9 @@ fn main(
             var bv = 0.0;
             if (gbk < p.k && gcol < p.n) {
                 if (TRANS_B == 1u) {
-                    bv = b[gcol * p.ldb + gbk];
+                    bv = b_at(gcol * p.ldb + gbk);
                 } else {
-                    bv = b[gbk * p.ldb + gcol];
+                    bv = b_at(gbk * p.ldb + gcol);
                 }
             }
             b_tile[bk * BN + bc] = bv;

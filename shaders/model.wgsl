@@ -29,6 +29,8 @@ const NORM_UNIT_OFFSET: u32 = 8u; // the weight is (1 + w) (Gemma)
 @group(0) @binding(3) var<storage, read> in2: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(5) var<storage, read> tokens: array<u32>;
+// A half-precision table, two values a word, low half first (gather_rows_packed).
+@group(0) @binding(6) var<storage, read> packed: array<u32>;
 
 fn flat_index(wg: vec3<u32>, lid: u32, size: u32) -> u32 {
     return (wg.x + wg.y * 65535u) * size + lid;
@@ -82,6 +84,33 @@ fn gather_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     let src = (token - p.first) * p.width;
     for (var i = lid; i < p.width; i += 128u) {
         out0[t * p.width + i] = in0[src + i] * p.scale;
+    }
+}
+
+// value i of `packed`, widened: f16 when `flags` is 1, bf16 when 2 (reference::matmul::unpack).
+fn packed_at(i: u32) -> f32 {
+    let word = packed[i >> 1u];
+    let bits = select(word & 0xffffu, word >> 16u, (i & 1u) == 1u);
+    if (p.flags == 1u) {
+        return unpack2x16float(bits).x;
+    }
+    return bitcast<f32>(bits << 16u);
+}
+
+// gather_rows from a half-precision table chunk (`packed`), as gather_rows does from an f32 one.
+@compute @workgroup_size(128)
+fn gather_rows_packed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wg.x + wg.y * 65535u;
+    if (t >= p.rows) {
+        return;
+    }
+    let token = tokens[t];
+    if (token < p.first || token >= p.first + p.count) {
+        return;
+    }
+    let src = (token - p.first) * p.width;
+    for (var i = lid; i < p.width; i += 128u) {
+        out0[t * p.width + i] = packed_at(src + i) * p.scale;
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use common::{gpu, max_rel_err, random_input};
 use saelab::gpu::kernels::batch_topk::{batch_topk, BatchTopK};
-use saelab::gpu::kernels::matmul::{matmul, Epilogue, Matmul};
+use saelab::gpu::kernels::matmul::{matmul, Epilogue, Matmul, Storage};
 use saelab::gpu::kernels::topk::{topk, TopK};
 use saelab::gpu::{GpuSae, RunRequest};
 use saelab::random::Rng;
@@ -33,23 +33,32 @@ fn matmul_case(m: usize) {
     let mut rng = Rng::new(1 + m as u64);
     let cols: Vec<f32> = (0..3 * n).map(|i| if i >= n && i < 2 * n { rng.uniform() + 0.2 } else { rng.normal() }).collect();
     let c_init = rng.normals(m * ldc, 1.0);
+    // B stored in f32, or packed two halves a word (a model's f16/bf16 weights, read transposed as
+    // a linear layer reads them, and not).
     let cases = [
-        (Epilogue::TopKPre, false, false),
-        (Epilogue::Relu, false, false),
-        (Epilogue::JumpRelu, false, false),
-        (Epilogue::Gated, false, false),
-        (Epilogue::Accumulate, false, false),
-        (Epilogue::Store, false, false),
-        (Epilogue::Store, true, false),
-        (Epilogue::Store, false, true),
-        (Epilogue::Accumulate, true, true),
+        (Epilogue::TopKPre, false, false, Storage::F32),
+        (Epilogue::Relu, false, false, Storage::F32),
+        (Epilogue::JumpRelu, false, false, Storage::F32),
+        (Epilogue::Gated, false, false, Storage::F32),
+        (Epilogue::Accumulate, false, false, Storage::F32),
+        (Epilogue::Store, false, false, Storage::F32),
+        (Epilogue::Store, true, false, Storage::F32),
+        (Epilogue::Store, false, true, Storage::F32),
+        (Epilogue::Accumulate, true, true, Storage::F32),
+        (Epilogue::TopKPre, false, true, Storage::Bf16),
+        (Epilogue::TopKPre, false, true, Storage::F16),
+        (Epilogue::Store, false, false, Storage::Bf16),
+        (Epilogue::Accumulate, true, true, Storage::F16),
     ];
-    for (epilogue, trans_a, trans_b) in cases {
+    for (epilogue, trans_a, trans_b, b_storage) in cases {
         // Stored A is [m, lda] (or [k, lda] when read transposed); stored B is [k, n] (or [n, ldb]).
         let lda = if trans_a { m + a_col + 3 } else { k + a_col + 2 };
         let a = rng.normals(if trans_a { k * lda } else { m * lda }, 1.0);
         let ldb = if trans_b { k + 4 } else { n };
         let b = rng.normals(if trans_b { n * ldb } else { k * ldb }, 0.2);
+        // The values the buffer holds (rounded to the storage's precision), as the twin sees them.
+        let words = reference::matmul::pack(&b, b_storage);
+        let b = if b_storage == Storage::F32 { b } else { reference::matmul::unpack(&words, b_storage, b.len()) };
         let get_a = |i: usize, t: usize| if trans_a { a[t * lda + a_col + i] } else { a[i * lda + a_col + t] };
         let get_b = |t: usize, j: usize| if trans_b { b[j * ldb + t] } else { b[t * ldb + j] };
         let product = |i: usize, j: usize| (0..k).map(|t| get_a(i, t) * get_b(t, j)).sum::<f32>();
@@ -59,7 +68,7 @@ fn matmul_case(m: usize) {
         reference::matmul::matmul(epilogue, layout, &a, &b, &cols, &mut twin);
 
         let a_buf = gpu.upload_f32("a", &a);
-        let b_buf = gpu.upload_f32("b", &b);
+        let b_buf = gpu.upload_bytes("b", bytemuck::cast_slice(&words));
         let c_buf = gpu.upload_f32("c", &c_init);
         let cols_buf = gpu.upload_f32("cols", &cols);
         let mut enc = gpu.device.create_command_encoder(&Default::default());
@@ -67,12 +76,12 @@ fn matmul_case(m: usize) {
             &gpu,
             &mut enc,
             epilogue,
-            Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb, c: &c_buf, ldc, c_col, cols: &cols_buf, trans_a, trans_b },
+            Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb, c: &c_buf, ldc, c_col, cols: &cols_buf, trans_a, trans_b, b_storage },
         )
         .unwrap();
         gpu.queue.submit([enc.finish()]);
         let got = pollster::block_on(gpu.read_f32(&c_buf, m * ldc)).unwrap();
-        let label = format!("m={m} {epilogue:?} trans_a={trans_a} trans_b={trans_b}");
+        let label = format!("m={m} {epilogue:?} trans_a={trans_a} trans_b={trans_b} B {b_storage:?}");
         let mut worst = 0.0f32;
         for i in 0..m {
             for j in 0..n {

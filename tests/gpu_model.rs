@@ -176,3 +176,66 @@ fn gpt2_small_shape_runs_with_its_embedding_split() {
     // The first and the last token of the vocabulary, and one in between.
     compare(&gpu, &model, &gpu_model, &[0, 50256, 31337], "gpt2-small shape, 1 layer");
 }
+
+/// Half precision stays half precision on the GPU: every family's fixture model with its weights in
+/// bf16 and in f16 (two values a word, widened in the shaders, f32 accumulation) runs as the CPU
+/// reference runs the same values, at every hook.
+#[test]
+fn half_precision_weights_run_as_the_cpu_runs_them() {
+    use saelab::formats::safetensors::FloatDtype;
+    let gpu = gpu();
+    for (family, dtype) in [
+        ("gemma2", FloatDtype::BF16),
+        ("gemma3_hub", FloatDtype::BF16),
+        ("llama3_scaled", FloatDtype::F16),
+        ("gpt_neox_parallel", FloatDtype::BF16),
+        ("qwen3", FloatDtype::F16),
+    ] {
+        let mut model = load_model_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/families").join(family)).unwrap();
+        model.weights = model.weights.in_precision(dtype);
+        let g = GpuModel::upload_with_limit(&gpu, &model, 4096).unwrap();
+        let tokens: Vec<u32> = (0..15u32).map(|i| (i * 29 + 3) % model.cfg.vocab_size as u32).collect();
+        compare(&gpu, &model, &g, &tokens, &format!("{family} in {dtype:?}"));
+    }
+}
+
+/// A bf16 model's GPU buffers total at most 1.1 × its weight bytes (2 per parameter; norms,
+/// biases and the linear layers' per-column epilogue parameters are the rest), against 2 × for f32.
+#[test]
+fn a_bf16_model_takes_two_bytes_a_parameter_on_the_gpu() {
+    use saelab::formats::safetensors::FloatDtype;
+    let gpu = gpu();
+    let json = r#"{"model_type": "gemma2", "vocab_size": 4096, "hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 8}"#;
+    let cfg = saelab::model::families::describe(json.as_bytes()).unwrap();
+    let weights = saelab::model::decoder_weights::DecoderWeights::random(&cfg, 5);
+    let params: u64 = {
+        let w = &weights;
+        let linear = |l: &saelab::model::decoder_weights::Linear| (l.weight.len() + l.bias.as_ref().map_or(0, Vec::len)) as u64;
+        let norm = |n: &saelab::model::decoder_weights::NormWeights| (n.weight.len() + n.bias.as_ref().map_or(0, Vec::len)) as u64;
+        (w.embed.len() + w.unembed.as_ref().map_or(0, Vec::len)) as u64
+            + norm(&w.final_norm)
+            + w.layers
+                .iter()
+                .map(|l| {
+                    [&l.q, &l.k, &l.v, &l.o, &l.up, &l.down].into_iter().chain(&l.gate).map(linear).sum::<u64>()
+                        + [&l.attn_norm, &l.mlp_norm]
+                            .into_iter()
+                            .chain([&l.post_attn_norm, &l.post_mlp_norm].into_iter().flatten())
+                            .map(norm)
+                            .sum::<u64>()
+                })
+                .sum::<u64>()
+    };
+    let f32_model = Model { cfg: cfg.clone(), weights: weights.clone() };
+    let bf16_model = Model { cfg, weights: weights.in_precision(FloatDtype::BF16) };
+    let (f32_bytes, bf16_bytes) =
+        (GpuModel::upload(&gpu, &f32_model).unwrap().weight_bytes(), GpuModel::upload(&gpu, &bf16_model).unwrap().weight_bytes());
+    let weight_bytes = 2 * params;
+    println!(
+        "{params} parameters: bf16 {bf16_bytes} GPU bytes ({:.3} × 2 bytes a parameter), f32 {f32_bytes}",
+        bf16_bytes as f64 / weight_bytes as f64
+    );
+    assert!(bf16_bytes as f64 <= 1.1 * weight_bytes as f64, "bf16: {bf16_bytes} GPU bytes for {weight_bytes} bytes of weights");
+    assert!(f32_bytes as f64 >= 1.9 * bf16_bytes as f64, "f32 {f32_bytes} vs bf16 {bf16_bytes}");
+}

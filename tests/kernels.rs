@@ -387,14 +387,20 @@ fn gather_rows_from_one_chunk_of_the_table() {
     let chunk = &table[first * WIDTH..(first + count) * WIDTH];
     let start = b.normals(ROWS * WIDTH, 1.0);
     let tokens_buf = b.gpu.upload_bytes("tokens", bytemuck::cast_slice(&tokens));
-    // Scaled as Gemma scales its embeddings, and not.
-    for scale in [1.0, 48f32.sqrt()] {
-        let (chunk_buf, out) = (b.upload(chunk), b.upload(&start));
-        let table_chunk = model::TableChunk { first, count, width: WIDTH, rows: &chunk_buf };
-        b.run(|g, e| model::gather_rows(g, e, ROWS, table_chunk, scale, &tokens_buf, &out));
-        let mut want = start.clone();
-        reference::model::gather_rows(chunk, first, WIDTH, &tokens, scale, &mut want);
-        close(&format!("gather_rows × {scale}"), &b.read(&out, ROWS * WIDTH), &want, ELEMENTWISE);
+    // Scaled as Gemma scales its embeddings, and not; from an f32 table and from packed halves
+    // (WIDTH × count is odd, so a row starts in the middle of a word).
+    use reference::matmul::Storage;
+    for storage in [Storage::F32, Storage::F16, Storage::Bf16] {
+        let words = reference::matmul::pack(chunk, storage);
+        let held = if storage == Storage::F32 { chunk.to_vec() } else { reference::matmul::unpack(&words, storage, chunk.len()) };
+        for scale in [1.0, 48f32.sqrt()] {
+            let (chunk_buf, out) = (b.gpu.upload_bytes("table", bytemuck::cast_slice(&words)), b.upload(&start));
+            let table_chunk = model::TableChunk { first, count, width: WIDTH, rows: &chunk_buf, storage };
+            b.run(|g, e| model::gather_rows(g, e, ROWS, table_chunk, scale, &tokens_buf, &out));
+            let mut want = start.clone();
+            reference::model::gather_rows(&held, first, WIDTH, &tokens, scale, &mut want);
+            close(&format!("gather_rows {storage:?} × {scale}"), &b.read(&out, ROWS * WIDTH), &want, ELEMENTWISE);
+        }
     }
     assert!(
         tokens.iter().any(|&t| (t as usize) < first) && tokens.iter().any(|&t| (t as usize) >= first + count),

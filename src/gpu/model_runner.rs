@@ -8,10 +8,12 @@
 use super::kernels::matmul::{matmul, Epilogue, Matmul};
 use super::kernels::model::{self, Attention, GpuAffine, Norm, ScaleShift, TableChunk, MAX_CONTEXT};
 use super::{Gpu, GpuError};
+use crate::formats::safetensors::FloatDtype;
 use crate::model::cpu::{attention_spec, inverse_frequencies, layer_rope, norm_spec};
 use crate::model::decoder::{BlockLayout, DecoderConfig, Mlp, Rope};
 use crate::model::decoder_weights::{Linear, NormWeights};
 use crate::model::{BlockSite, HookPoint, Intervention, Model};
+use crate::reference::matmul::{pack, Storage};
 use crate::reference::model::rope_tables;
 
 /// Rows `[first, first + rows)` of a projection's `[d_out, d_in]` weight, with the matmul
@@ -23,17 +25,20 @@ struct LinearChunk {
     cols: wgpu::Buffer,
 }
 
-/// `y = x Wᵀ + b` with `W` `[d_out, d_in]` in row chunks of at most one binding each.
+/// `y = x Wᵀ + b` with `W` `[d_out, d_in]` in row chunks of at most one binding each, stored as
+/// `storage` says (f16/bf16 weights stay half precision, two a word).
 struct GpuLinear {
     d_in: usize,
     d_out: usize,
+    storage: Storage,
     chunks: Vec<LinearChunk>,
 }
 
 impl GpuLinear {
-    fn upload(gpu: &Gpu, label: &str, weight: &[f32], bias: Option<&[f32]>, d_in: usize, max_bytes: u64) -> GpuLinear {
+    fn upload(gpu: &Gpu, label: &str, weight: &[f32], bias: Option<&[f32]>, d_in: usize, storage: Storage, max_bytes: u64) -> GpuLinear {
         let d_out = weight.len() / d_in.max(1);
-        let rows_per_chunk = ((max_bytes / (d_in as u64 * 4)) as usize).clamp(1, d_out.max(1));
+        let row_bytes = (d_in as f64 * storage.bytes_per_value()).ceil() as u64;
+        let rows_per_chunk = ((max_bytes / row_bytes.max(1)) as usize).clamp(1, d_out.max(1));
         let chunks = (0..d_out)
             .step_by(rows_per_chunk)
             .map(|first| {
@@ -44,19 +49,25 @@ impl GpuLinear {
                 };
                 cols.extend(std::iter::repeat_n(1.0, rows));
                 cols.extend(std::iter::repeat_n(0.0, rows));
+                let words = pack(&weight[first * d_in..(first + rows) * d_in], storage);
                 LinearChunk {
                     first,
                     rows,
-                    weight: gpu.upload_f32(label, &weight[first * d_in..(first + rows) * d_in]),
+                    weight: gpu.upload_bytes(label, bytemuck::cast_slice(&words)),
                     cols: gpu.upload_f32(label, &cols),
                 }
             })
             .collect();
-        GpuLinear { d_in, d_out, chunks }
+        GpuLinear { d_in, d_out, storage, chunks }
     }
 
-    fn of(gpu: &Gpu, label: &str, l: &Linear, max_bytes: u64) -> GpuLinear {
-        GpuLinear::upload(gpu, label, &l.weight, l.bias.as_deref(), l.d_in, max_bytes)
+    fn of(gpu: &Gpu, label: &str, l: &Linear, storage: Storage, max_bytes: u64) -> GpuLinear {
+        GpuLinear::upload(gpu, label, &l.weight, l.bias.as_deref(), l.d_in, storage, max_bytes)
+    }
+
+    /// The GPU bytes its buffers take.
+    fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.weight.size() + c.cols.size()).sum()
     }
 
     /// `out[r, :] = x[a_offset + r·d_in ..] Wᵀ + b` for `rows` rows; `out` is `[rows, d_out]`.
@@ -85,6 +96,7 @@ impl GpuLinear {
                 cols: &chunk.cols,
                 trans_a: false,
                 trans_b: true,
+                b_storage: self.storage,
             };
             // (acc + bias) · 1: the TopK pre-activation epilogue is exactly a biased linear layer.
             matmul(gpu, enc, Epilogue::TopKPre, args)?;
@@ -105,6 +117,10 @@ impl GpuNorm {
 
     fn affine(&self) -> GpuAffine<'_> {
         GpuAffine { weight: &self.weight, bias: self.bias.as_ref() }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.weight.size() + self.bias.as_ref().map_or(0, |b| b.size())
     }
 }
 
@@ -135,6 +151,8 @@ pub struct GpuModel {
     layers: Vec<GpuLayer>,
     final_norm: GpuNorm,
     max_binding_bytes: u64,
+    /// GPU bytes the weights take (every buffer uploaded).
+    weight_bytes: u64,
 }
 
 /// What a GPU forward pass returns.
@@ -151,9 +169,16 @@ impl GpuModel {
     }
 
     /// As `upload`, splitting every projection into row chunks of at most `max_binding_bytes`
-    /// (tests use a small limit to exercise the split that large vocabularies need).
+    /// (tests use a small limit to exercise the split that large vocabularies need). Projections and
+    /// the embedding stay in the checkpoint's precision (f16/bf16: 2 bytes a parameter, f32: 4);
+    /// norms, biases and learned positions are f32.
     pub fn upload_with_limit(gpu: &Gpu, model: &Model, max_binding_bytes: u64) -> Result<GpuModel, GpuError> {
         let (cfg, w) = (model.cfg.clone(), &model.weights);
+        let storage = match w.dtype {
+            FloatDtype::F32 => Storage::F32,
+            FloatDtype::F16 => Storage::F16,
+            FloatDtype::BF16 => Storage::Bf16,
+        };
         let limit = max_binding_bytes.min(gpu.max_binding_bytes());
         let widest_row = [cfg.d_model, cfg.d_mlp, cfg.n_heads * cfg.d_head].into_iter().max().unwrap_or(0) as u64 * 4;
         let pos_bytes = w.pos_embed.as_ref().map_or(0, |p| p.len() as u64 * 4);
@@ -162,9 +187,9 @@ impl GpuModel {
                 "a weight row of {widest_row} bytes or a position table of {pos_bytes} bytes does not fit one GPU binding of {limit} bytes"
             )));
         }
-        let linear = |label: &str, l: &Linear| GpuLinear::of(gpu, label, l, limit);
+        let linear = |label: &str, l: &Linear| GpuLinear::of(gpu, label, l, storage, limit);
         let norm = |label: &str, n: &NormWeights| GpuNorm::upload(gpu, label, n);
-        let layers = w
+        let layers: Vec<GpuLayer> = w
             .layers
             .iter()
             .map(|l| GpuLayer {
@@ -183,15 +208,28 @@ impl GpuModel {
                 post_mlp_norm: l.post_mlp_norm.as_ref().map(|n| norm("post_mlp_norm", n)),
             })
             .collect();
-        Ok(GpuModel {
-            embed: GpuLinear::upload(gpu, "embed", &w.embed, None, cfg.d_model, limit),
-            unembed: w.unembed.as_ref().map(|u| GpuLinear::upload(gpu, "unembed", u, None, cfg.d_model, limit)),
-            pos_embed: w.pos_embed.as_ref().map(|p| gpu.upload_f32("pos_embed", p)),
-            layers,
-            final_norm: norm("final_norm", &w.final_norm),
-            max_binding_bytes: limit,
-            cfg,
-        })
+        let embed = GpuLinear::upload(gpu, "embed", &w.embed, None, cfg.d_model, storage, limit);
+        let unembed = w.unembed.as_ref().map(|u| GpuLinear::upload(gpu, "unembed", u, None, cfg.d_model, storage, limit));
+        let pos_embed = w.pos_embed.as_ref().map(|p| gpu.upload_f32("pos_embed", p));
+        let final_norm = norm("final_norm", &w.final_norm);
+        let layer_bytes = |l: &GpuLayer| {
+            let linears = [&l.q, &l.k, &l.v, &l.o, &l.up, &l.down].into_iter().chain(&l.gate).map(GpuLinear::bytes).sum::<u64>();
+            let norms = [&l.attn_norm, &l.mlp_norm]
+                .into_iter()
+                .chain([&l.q_norm, &l.k_norm, &l.post_attn_norm, &l.post_mlp_norm].into_iter().flatten());
+            linears + norms.map(GpuNorm::bytes).sum::<u64>()
+        };
+        let weight_bytes = embed.bytes()
+            + unembed.as_ref().map_or(0, GpuLinear::bytes)
+            + pos_embed.as_ref().map_or(0, |p| p.size())
+            + final_norm.bytes()
+            + layers.iter().map(layer_bytes).sum::<u64>();
+        Ok(GpuModel { embed, unembed, pos_embed, layers, final_norm, max_binding_bytes: limit, weight_bytes, cfg })
+    }
+
+    /// GPU bytes the weights take, every buffer counted.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
 
     /// How many pieces the token embedding was split into.
@@ -309,7 +347,7 @@ impl GpuModel {
             |enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &wgpu::Buffer| model::add(gpu, enc, n * d, a, b, out);
 
         for chunk in &self.embed.chunks {
-            let table = TableChunk { first: chunk.first, count: chunk.rows, width: d, rows: &chunk.weight };
+            let table = TableChunk { first: chunk.first, count: chunk.rows, width: d, rows: &chunk.weight, storage: self.embed.storage };
             model::gather_rows(gpu, &mut enc, n, table, cfg.embedding_scale.unwrap_or(1.0), &token_buffer, &resid)?;
         }
         capture(&mut enc, HookPoint::Embed, &resid)?;

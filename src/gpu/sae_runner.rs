@@ -2,7 +2,7 @@
 //! binding), then batches of activations run through normalise → encode → (TopK) → decode →
 //! metrics without leaving the GPU; only what the caller asks for is read back.
 
-use super::kernels::matmul::{matmul, Epilogue, Matmul};
+use super::kernels::matmul::{matmul, Epilogue, Matmul, Storage};
 use super::kernels::metrics::{fire_counts, row_metrics, Activations, RowMetrics};
 use super::kernels::rows::{denormalize_rows, fill_bias, normalize_rows, NormalizeRows, RowNormalization};
 use super::kernels::sparse_decode::{sparse_decode, SparseDecode};
@@ -176,6 +176,7 @@ impl Gpu {
                         cols: &chunk.cols,
                         trans_a: false,
                         trans_b: false,
+                        b_storage: Storage::F32,
                     },
                 )?;
             }
@@ -220,6 +221,7 @@ impl Gpu {
                             cols: &chunk.cols,
                             trans_a: false,
                             trans_b: false,
+                            b_storage: Storage::F32,
                         },
                     ),
                 }?;

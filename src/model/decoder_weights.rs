@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::decoder::{BlockLayout, DecoderConfig, Mlp, NormKind, Positions};
-use crate::formats::safetensors::{RawTensor, TensorFile};
+use crate::formats::safetensors::{FloatDtype, RawTensor, TensorFile};
 
 /// `y = x Wᵀ + b` with `W` `[d_out, d_in]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +70,9 @@ pub struct DecoderWeights {
     pub final_norm: NormWeights,
     /// `[vocab, d_model]`; `None` when tied to `embed`.
     pub unembed: Option<Vec<f32>>,
+    /// What the checkpoint stored them in (every tensor; f32 when they differ): the GPU keeps
+    /// f16/bf16 weights in half precision, the host widens them to f32.
+    pub dtype: FloatDtype,
 }
 
 /// A checkpoint's tensors by name (one file, or a sharded checkpoint's files merged), taken out
@@ -81,6 +84,17 @@ pub struct Tensors {
 impl Tensors {
     pub fn new(files: Vec<TensorFile>) -> Tensors {
         Tensors { tensors: files.into_iter().flat_map(|f| f.tensors).collect() }
+    }
+
+    /// The dtype every tensor has, or f32 when they differ (or there are none).
+    pub fn common_dtype(&self) -> FloatDtype {
+        let mut dtypes = self.tensors.values().map(|t| t.dtype);
+        let first = dtypes.next().unwrap_or(FloatDtype::F32);
+        if dtypes.all(|d| d == first) {
+            first
+        } else {
+            FloatDtype::F32
+        }
     }
 
     /// Whether the checkpoint has `name`.
@@ -197,6 +211,40 @@ impl DecoderWeights {
             layers,
             final_norm: norm(&mut normals, d),
             unembed: (!cfg.tied_embeddings).then(|| normals(cfg.vocab_size * d)),
+            dtype: FloatDtype::F32,
         }
+    }
+}
+
+impl DecoderWeights {
+    /// Every value rounded to `dtype` (round to nearest even) and the weights marked as stored in
+    /// it, as if the checkpoint held them so (random bf16 models for tests and benchmarks).
+    pub fn in_precision(mut self, dtype: FloatDtype) -> DecoderWeights {
+        let round = |v: &mut Vec<f32>| match dtype {
+            FloatDtype::F32 => {}
+            FloatDtype::F16 => v.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32()),
+            FloatDtype::BF16 => v.iter_mut().for_each(|x| *x = half::bf16::from_f32(*x).to_f32()),
+        };
+        let norm = |n: &mut NormWeights| {
+            round(&mut n.weight);
+            n.bias.iter_mut().for_each(round);
+        };
+        let linear = |l: &mut Linear| {
+            round(&mut l.weight);
+            l.bias.iter_mut().for_each(round);
+        };
+        round(&mut self.embed);
+        self.pos_embed.iter_mut().for_each(round);
+        self.unembed.iter_mut().for_each(round);
+        norm(&mut self.final_norm);
+        for l in &mut self.layers {
+            [&mut l.q, &mut l.k, &mut l.v, &mut l.o, &mut l.up, &mut l.down].into_iter().chain(l.gate.as_mut()).for_each(linear);
+            [&mut l.attn_norm, &mut l.mlp_norm]
+                .into_iter()
+                .chain([&mut l.q_norm, &mut l.k_norm, &mut l.post_attn_norm, &mut l.post_mlp_norm].into_iter().flatten())
+                .for_each(norm);
+        }
+        self.dtype = dtype;
+        self
     }
 }

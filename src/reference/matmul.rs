@@ -76,3 +76,64 @@ pub fn matmul(epilogue: Epilogue, l: Layout, a: &[f32], b: &[f32], cols: &[f32],
         }
     }
 }
+
+/// How B's values are stored in its GPU buffer (matmul.wgsl's packed module, `B_HALF`): f32, or two
+/// half-precision values per `u32` (low half first), widened in the shader (f16 by
+/// `unpack2x16float`, bf16 by a 16-bit shift). Accumulation is f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Storage {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Storage {
+    /// GPU bytes per stored value.
+    pub fn bytes_per_value(self) -> f64 {
+        match self {
+            Storage::F32 => 4.0,
+            Storage::F16 | Storage::Bf16 => 2.0,
+        }
+    }
+
+    /// The words a buffer of `values` values takes.
+    pub fn words(self, values: usize) -> usize {
+        match self {
+            Storage::F32 => values,
+            Storage::F16 | Storage::Bf16 => values.div_ceil(2),
+        }
+    }
+}
+
+/// The host half of the packed path: `values` rounded to `storage` (round to nearest even) as the
+/// buffer's `u32` words (f32: their bits). Values already of that precision pack exactly.
+pub fn pack(values: &[f32], storage: Storage) -> Vec<u32> {
+    let half = |v: f32| -> u32 {
+        match storage {
+            Storage::F16 => half::f16::from_f32(v).to_bits() as u32,
+            Storage::Bf16 => half::bf16::from_f32(v).to_bits() as u32,
+            Storage::F32 => unreachable!("f32 is not packed"),
+        }
+    };
+    match storage {
+        Storage::F32 => values.iter().map(|v| v.to_bits()).collect(),
+        Storage::F16 | Storage::Bf16 => values.chunks(2).map(|p| half(p[0]) | p.get(1).map_or(0, |&v| half(v)) << 16).collect(),
+    }
+}
+
+/// What the shader reads back from packed words: value `i` widened to f32.
+pub fn unpack(words: &[u32], storage: Storage, count: usize) -> Vec<f32> {
+    (0..count)
+        .map(|i| match storage {
+            Storage::F32 => f32::from_bits(words[i]),
+            Storage::F16 | Storage::Bf16 => {
+                let bits = (words[i / 2] >> (16 * (i % 2))) as u16;
+                match storage {
+                    Storage::F16 => half::f16::from_bits(bits).to_f32(),
+                    _ => half::bf16::from_bits(bits).to_f32(),
+                }
+            }
+        })
+        .collect()
+}

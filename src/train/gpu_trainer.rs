@@ -5,7 +5,7 @@
 
 use super::sae_train::{k_aux, TrainArch, AUXK_COEFFICIENT};
 use crate::gpu::kernels::batch_topk::{batch_topk, BatchTopK};
-use crate::gpu::kernels::matmul::{matmul, Epilogue, Matmul};
+use crate::gpu::kernels::matmul::{matmul, Epilogue, Matmul, Storage};
 use crate::gpu::kernels::metrics::{fire_counts, Activations};
 use crate::gpu::kernels::rows::{fill_bias, normalize_rows, NormalizeRows, RowNormalization};
 use crate::gpu::kernels::topk::{topk, TopK, MAX_TOPK};
@@ -256,6 +256,7 @@ impl GpuTrainer {
                 cols: &self.work.cols,
                 trans_a: a.2,
                 trans_b: b.2,
+                b_storage: Storage::F32,
             },
         )
     }

@@ -10,34 +10,62 @@ use bytemuck::{Pod, Zeroable};
 use super::{dispatch, index_size, module, need, pipeline};
 use crate::gpu::{grid_1d, Gpu, GpuError};
 
-/// The epilogue's definition is its CPU twin's.
-pub use crate::reference::matmul::Epilogue;
+/// The epilogue's and B's storage definitions are the CPU twin's.
+pub use crate::reference::matmul::{Epilogue, Storage};
+
+/// matmul.wgsl's f32 declaration of B, and the packed half-precision one the second module has.
+const B_F32: &str = "@group(0) @binding(2) var<storage, read> b: array<f32>;\nfn b_at(i: u32) -> f32 { return b[i]; }";
+const B_PACKED: &str = "@group(0) @binding(2) var<storage, read> b: array<u32>;
+override B_HALF: u32 = 1u; // 1: f16, 2: bf16
+fn b_at(i: u32) -> f32 {
+    let word = b[i >> 1u];
+    let bits = select(word & 0xffffu, word >> 16u, (i & 1u) == 1u);
+    if (B_HALF == 1u) {
+        return unpack2x16float(bits).x;
+    }
+    return bitcast<f32>(bits << 16u);
+}";
 
 /// Products with at most this many rows run on the `skinny` entry.
 pub const SKINNY_ROWS: usize = 4;
 
-/// A pipeline's specialisation: (entry, epilogue, transpose A, transpose B).
-type Specialisation = (&'static str, Epilogue, bool, bool);
+/// A pipeline's specialisation: (entry, epilogue, transpose A, transpose B, B's storage).
+type Specialisation = (&'static str, Epilogue, bool, bool, Storage);
 
-/// The specialisations, compiled on first use.
+/// The specialisations, compiled on first use, from the f32 module or the packed one.
 pub(crate) struct Pipelines {
     module: wgpu::ShaderModule,
+    packed: wgpu::ShaderModule,
     compiled: RefCell<HashMap<Specialisation, wgpu::ComputePipeline>>,
 }
 
 impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device) -> Pipelines {
-        Pipelines { module: module(device, "matmul.wgsl", include_str!("../../../shaders/matmul.wgsl")), compiled: Default::default() }
+        let source = include_str!("../../../shaders/matmul.wgsl");
+        assert!(source.contains(B_F32), "matmul.wgsl declares B as the packed module's substitution expects");
+        Pipelines {
+            module: module(device, "matmul.wgsl", source),
+            packed: module(device, "matmul.wgsl (packed B)", &source.replace(B_F32, B_PACKED)),
+            compiled: Default::default(),
+        }
     }
 
-    fn get(&self, device: &wgpu::Device, entry: &'static str, epilogue: Epilogue, trans_a: bool, trans_b: bool) -> wgpu::ComputePipeline {
+    fn get(&self, device: &wgpu::Device, key: Specialisation) -> wgpu::ComputePipeline {
+        let (entry, epilogue, trans_a, trans_b, storage) = key;
         self.compiled
             .borrow_mut()
-            .entry((entry, epilogue, trans_a, trans_b))
+            .entry(key)
             .or_insert_with(|| {
-                let constants =
-                    [("EPILOGUE", epilogue as u32 as f64), ("TRANS_A", trans_a as u32 as f64), ("TRANS_B", trans_b as u32 as f64)];
-                pipeline(device, &self.module, entry, &constants)
+                let mut constants =
+                    vec![("EPILOGUE", epilogue as u32 as f64), ("TRANS_A", trans_a as u32 as f64), ("TRANS_B", trans_b as u32 as f64)];
+                let module = match storage {
+                    Storage::F32 => &self.module,
+                    Storage::F16 | Storage::Bf16 => {
+                        constants.push(("B_HALF", if storage == Storage::F16 { 1.0 } else { 2.0 }));
+                        &self.packed
+                    }
+                };
+                pipeline(device, module, entry, &constants)
             })
             .clone()
     }
@@ -75,6 +103,8 @@ pub struct Matmul<'a> {
     pub cols: &'a wgpu::Buffer,
     pub trans_a: bool,
     pub trans_b: bool,
+    /// How B's buffer holds its values (f32, or packed f16/bf16 model weights).
+    pub b_storage: Storage,
 }
 
 pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue, args: Matmul<'_>) -> Result<(), GpuError> {
@@ -87,7 +117,7 @@ pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue,
         if args.trans_a { (args.k.max(1) - 1) * args.lda + args.a_col + args.m } else { (args.m - 1) * args.lda + args.a_col + args.k };
     let b_end = if args.trans_b { (args.n - 1) * args.ldb + args.k } else { args.k.max(1).saturating_sub(1) * args.ldb + args.n };
     need(KERNEL, "A", args.a, a_end)?;
-    need(KERNEL, "B", args.b, b_end)?;
+    need(KERNEL, "B", args.b, args.b_storage.words(b_end))?;
     need(KERNEL, "C", args.c, (args.m - 1) * args.ldc + args.c_col + args.n)?;
     if !matches!(epilogue, Epilogue::Accumulate | Epilogue::Store) {
         need(KERNEL, "the per-column parameters", args.cols, 3 * args.n)?;
@@ -114,7 +144,7 @@ pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue,
     if workgroups.1 > 65_535 {
         return Err(GpuError::TooLarge(format!("{KERNEL}: {} rows need more than 65,535 row tiles; split the product", args.m)));
     }
-    let pipeline = gpu.kernels.matmul.get(&gpu.device, entry, epilogue, args.trans_a, args.trans_b);
+    let pipeline = gpu.kernels.matmul.get(&gpu.device, (entry, epilogue, args.trans_a, args.trans_b, args.b_storage));
     dispatch(gpu, encoder, &pipeline, &[(0, &uniform), (1, args.a), (2, args.b), (3, args.c), (4, args.cols)], workgroups);
     Ok(())
 }

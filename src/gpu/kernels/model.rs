@@ -7,6 +7,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{index_size, launch, module, pipeline, REDUCE_WGSL};
 use crate::gpu::{grid_1d, Gpu, GpuError};
+use crate::reference::matmul::Storage;
 use crate::reference::model::{Activation, AttentionSpec, NormSpec};
 
 /// The longest context the attention kernel takes (its score array is this long).
@@ -14,6 +15,7 @@ pub const MAX_CONTEXT: usize = 1024;
 
 pub(crate) struct Pipelines {
     gather_rows: wgpu::ComputePipeline,
+    gather_rows_packed: wgpu::ComputePipeline,
     add: wgpu::ComputePipeline,
     norm: wgpu::ComputePipeline,
     scale_shift: wgpu::ComputePipeline,
@@ -30,6 +32,7 @@ impl Pipelines {
         let p = |entry: &str| pipeline(device, &m, entry, &[]);
         Pipelines {
             gather_rows: p("gather_rows"),
+            gather_rows_packed: p("gather_rows_packed"),
             add: p("add"),
             norm: p("norm"),
             scale_shift: p("scale_shift"),
@@ -70,6 +73,7 @@ const IN1: u32 = 2;
 const IN2: u32 = 3;
 const OUT0: u32 = 4;
 const TOKENS: u32 = 5;
+const PACKED: u32 = 6;
 
 fn per_row(rows: u32) -> (u32, u32, u32) {
     let (x, y) = grid_1d(rows);
@@ -82,12 +86,13 @@ fn per_element(n: u32) -> (u32, u32, u32) {
 }
 
 /// One piece of an embedding table split over storage bindings: vocabulary rows
-/// `[first, first + count)`, `width` wide.
+/// `[first, first + count)`, `width` wide, stored as `storage` says (f32, or packed halves).
 pub struct TableChunk<'a> {
     pub first: usize,
     pub count: usize,
     pub width: usize,
     pub rows: &'a wgpu::Buffer,
+    pub storage: Storage,
 }
 
 /// `out[t] = scale · table[tokens[t]]` for the tokens this chunk holds (others are left alone),
@@ -110,9 +115,19 @@ pub fn gather_rows(
         scale,
         ..Default::default()
     };
-    let ops =
-        [(IN0, "table chunk", chunk.rows, chunk.count * chunk.width), (OUT0, "out", out, n * chunk.width), (TOKENS, "tokens", tokens, n)];
-    launch(gpu, enc, KERNEL, &gpu.kernels.model.gather_rows, &params, &ops, per_row(params.rows))
+    let values = chunk.count * chunk.width;
+    let (table, pipeline, flags) = match chunk.storage {
+        Storage::F32 => (IN0, &gpu.kernels.model.gather_rows, 0),
+        Storage::F16 => (PACKED, &gpu.kernels.model.gather_rows_packed, 1),
+        Storage::Bf16 => (PACKED, &gpu.kernels.model.gather_rows_packed, 2),
+    };
+    let params = Params { flags, ..params };
+    let ops = [
+        (table, "table chunk", chunk.rows, chunk.storage.words(values)),
+        (OUT0, "out", out, n * chunk.width),
+        (TOKENS, "tokens", tokens, n),
+    ];
+    launch(gpu, enc, KERNEL, pipeline, &params, &ops, per_row(params.rows))
 }
 
 /// `out = a + b` over `n` elements.

@@ -4,6 +4,7 @@
 use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions, SpecialTokens};
 use super::super::decoder_weights::{split_rows, transpose, DecoderWeights, LayerWeights, Linear, Tensors};
 use super::Fields;
+use crate::formats::safetensors::FloatDtype;
 
 pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
     let d_model = f.usize("n_embd")?.unwrap_or(768);
@@ -82,7 +83,7 @@ pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, S
     }
     let final_norm = t.norm(&format!("{p}ln_f"), d, true)?;
     let unembed = super::unembed(cfg, t, &["lm_head.weight"])?;
-    Ok(DecoderWeights { embed, pos_embed, layers, final_norm, unembed })
+    Ok(DecoderWeights { embed, pos_embed, layers, final_norm, unembed, dtype: FloatDtype::F32 })
 }
 
 /// A GPT-2 `config.json` of this shape (what `saelab random-model` writes, and the shapes tests and

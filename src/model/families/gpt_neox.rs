@@ -5,6 +5,7 @@
 use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions, SpecialTokens};
 use super::super::decoder_weights::{DecoderWeights, LayerWeights, Linear, Tensors};
 use super::Fields;
+use crate::formats::safetensors::FloatDtype;
 
 pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
     let d_model = f.required("hidden_size")?;
@@ -85,5 +86,5 @@ pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, S
     }
     let final_norm = t.norm(&format!("{p}final_layer_norm"), d, true)?;
     let unembed = super::unembed(cfg, t, &["embed_out.weight", "lm_head.weight"])?;
-    Ok(DecoderWeights { embed, pos_embed: None, layers, final_norm, unembed })
+    Ok(DecoderWeights { embed, pos_embed: None, layers, final_norm, unembed, dtype: FloatDtype::F32 })
 }

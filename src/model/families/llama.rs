@@ -5,6 +5,7 @@
 use super::super::decoder::{BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions, SpecialTokens};
 use super::super::decoder_weights::{DecoderWeights, Tensors};
 use super::Fields;
+use crate::formats::safetensors::FloatDtype;
 
 /// The Llama block as `f` configures it, for `model_type`. `default_head_dim` is the family's
 /// when `head_dim` is absent (Llama: hidden_size / heads; Qwen 3: 128).
@@ -62,5 +63,5 @@ pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, S
     let layers = (0..cfg.n_layers).map(|l| super::hf_block(cfg, t, &format!("{p}layers.{l}."))).collect::<Result<_, _>>()?;
     let final_norm = t.norm(&format!("{p}norm"), cfg.d_model, false)?;
     let unembed = super::unembed(cfg, t, &["lm_head.weight"])?;
-    Ok(DecoderWeights { embed, pos_embed: None, layers, final_norm, unembed })
+    Ok(DecoderWeights { embed, pos_embed: None, layers, final_norm, unembed, dtype: FloatDtype::F32 })
 }

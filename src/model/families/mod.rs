@@ -52,7 +52,9 @@ pub fn load(cfg: &DecoderConfig, files: Vec<TensorFile>) -> Result<DecoderWeight
     let err = |msg: String| FormatError::Safetensors { file: "model.safetensors".into(), msg };
     let family = FAMILIES.iter().find(|f| f.model_type == cfg.model_type).ok_or_else(|| err(format!("no family '{}'", cfg.model_type)))?;
     let mut tensors = Tensors::new(files);
-    let weights = (family.weights)(cfg, &mut tensors).map_err(err)?;
+    let dtype = tensors.common_dtype();
+    let mut weights = (family.weights)(cfg, &mut tensors).map_err(err)?;
+    weights.dtype = dtype;
     // A tied checkpoint may store the unembedding too.
     let unused = |n: &&str| ignorable(n) || (cfg.tied_embeddings && *n == "lm_head.weight");
     let left: Vec<&str> = tensors.remaining().into_iter().filter(|n| !unused(n)).collect();
