@@ -270,8 +270,15 @@ pub struct BenchModelArgs {
     /// Input lengths, comma-separated
     #[arg(long, allow_negative_numbers = true, value_name = "N,N,…", default_value = "1,64,1024")]
     pub tokens: String,
-    #[arg(long, allow_negative_numbers = true, default_value_t = 12)]
-    pub layers: usize,
+    /// Layers to run (default: all of the shape's)
+    #[arg(long, allow_negative_numbers = true)]
+    pub layers: Option<usize>,
+    /// gpt2-small, gemma-2-2b or gemma-3-1b (their config.json's shapes, random weights)
+    #[arg(long, default_value = "gpt2-small")]
+    pub shape: String,
+    /// f32, f16 or bf16: what the weights are stored in (the GPU keeps halves half)
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
     #[command(flatten)]
     pub device: BenchDeviceArg,
 }

@@ -301,20 +301,26 @@ fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
         .map(|t| t.trim().parse().map_err(|_| CliError(format!("--tokens: '{t}' is not a number"))))
         .collect::<Result<_, _>>()?;
     let (on_cpu, on_gpu) = bench_devices(&a.device)?;
-    let model = crate::model::files::random_gpt2_small(a.layers, 3);
+    let model = bench_model_of_shape(&a.shape, a.layers, &a.dtype)?;
     let cfg = model.cfg.clone();
+    let label = format!("{} shape, {} layers, random {} weights", a.shape, cfg.n_layers, a.dtype);
+    let gpu_bytes = std::cell::Cell::new(None);
     let report = |device: &str, n: usize, seconds: f64, note: &str| {
         println!(
             "{}",
             serde_json::json!({
-                "model": format!("gpt2-small shape, {} layers, random weights", cfg.n_layers), "device": device,
-                "tokens": n, "seconds": seconds, "tokens_per_s": n as f64 / seconds, "note": note,
+                "model": label, "device": device, "tokens": n, "seconds": seconds, "tokens_per_s": n as f64 / seconds,
+                "gpu_weight_bytes": if device.starts_with("cpu") { None } else { gpu_bytes.get() }, "note": note,
             })
         );
     };
     let tokens_of = |n: usize| (0..n as u32).map(|i| (i * 7919) % cfg.vocab_size as u32).collect::<Vec<u32>>();
     if on_gpu {
         let gpu = open_gpu()?;
+        let Backend::Gpu(device) = &gpu else { unreachable!("open_gpu opens a GPU") };
+        let uploaded = crate::gpu::model_runner::GpuModel::upload(device, &model)?;
+        gpu_bytes.set(Some(uploaded.weight_bytes()));
+        drop(uploaded);
         let on_gpu = LoadedModel::new(Rc::new(model.clone()), &gpu)?;
         pollster::block_on(on_gpu.run(&tokens_of(2), &[], &[]))?; // compile pipelines
         for &n in &lengths {
@@ -331,6 +337,40 @@ fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// A random model of a named shape: the shape's `config.json` (as its Hub repository has it,
+/// read by `families::describe`), optionally fewer layers, weights rounded to `dtype`.
+fn bench_model_of_shape(shape: &str, layers: Option<usize>, dtype: &str) -> Result<crate::model::Model, CliError> {
+    use crate::formats::safetensors::FloatDtype;
+    let mut config = match shape {
+        "gpt2-small" => crate::model::families::gpt2::config_json(50257, 1024, 768, 12, 12, true),
+        "gemma-2-2b" => serde_json::json!({
+            "model_type": "gemma2", "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+            "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+            "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "hidden_activation": "gelu_pytorch_tanh",
+            "max_position_embeddings": 8192, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
+        }),
+        "gemma-3-1b" => serde_json::json!({
+            "model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26,
+            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 512,
+            "sliding_window_pattern": 6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "max_position_embeddings": 32768,
+            "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6,
+        }),
+        other => return Err(CliError(format!("--shape '{other}' is not one of gpt2-small, gemma-2-2b, gemma-3-1b"))),
+    };
+    if let Some(n) = layers {
+        config[if shape == "gpt2-small" { "n_layer" } else { "num_hidden_layers" }] = n.into();
+    }
+    let dtype = match dtype {
+        "f32" => FloatDtype::F32,
+        "f16" => FloatDtype::F16,
+        "bf16" => FloatDtype::BF16,
+        other => return Err(CliError(format!("--dtype '{other}' is not one of f32, f16, bf16"))),
+    };
+    let cfg = crate::model::families::describe(config.to_string().as_bytes()).map_err(|e| CliError(format!("--layers: {e}")))?;
+    let weights = crate::model::decoder_weights::DecoderWeights::random(&cfg, 3).in_precision(dtype);
+    Ok(crate::model::Model { cfg, weights })
 }
 
 /// `--corpus FILE` (UTF-8 text, checked by `parse_corpus`) as token ids through the model folder's

@@ -85,7 +85,7 @@ pub(super) fn FeatureView() -> impl IntoView {
     view! {
             <div class="panel lm-feature">
                 <h2>"Feature " <span id="lm-feature-index">{move || lm.feature.get()}</span></h2>
-                <p class="muted">"Logit lens: W_dec[f]·W_U, ln_final's scale folded in, centred over the vocabulary."</p>
+                <p class="muted">"Logit lens: W_dec[f]·W_U, the final norm's scale folded in, centred over the vocabulary."</p>
                 <LogitLens />
                 <Dashboard />
                 <steering::Steering />
