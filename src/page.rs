@@ -26,9 +26,9 @@ impl LmLink {
         let mut link = LmLink { base: Self::DEFAULT_BASE.into(), repo: Self::DEFAULT_REPO.into(), repo_named: false };
         for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
             match k {
-                "base" => link.base = v.to_string(),
+                "base" => link.base = percent_decoded(v),
                 "repo" => {
-                    link.repo = v.to_string();
+                    link.repo = percent_decoded(v);
                     link.repo_named = true;
                 }
                 _ => {}
@@ -36,6 +36,28 @@ impl LmLink {
         }
         link
     }
+}
+
+/// `%XX` escapes decoded (as `encodeURIComponent` writes them, `+` left alone); a malformed escape
+/// or bytes that are not UTF-8 are kept as written.
+fn percent_decoded(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| v.to_string())
 }
 
 /// The training panel's form as typed.
@@ -89,6 +111,11 @@ mod tests {
         assert_eq!(named.base, "http://127.0.0.1:9000/hub");
         assert_eq!((named.repo.as_str(), named.repo_named), ("openai-community/gpt2", true));
         assert_eq!(LmLink::parse("#lm?repo=a&repo=b").repo, "b");
+        // encodeURIComponent's escapes are decoded; malformed ones are kept as written.
+        let encoded = LmLink::parse("#lm?base=http%3A%2F%2F127.0.0.1%3A9000%2Fgemma3&repo=google%2Fgemma-3-1b");
+        assert_eq!((encoded.base.as_str(), encoded.repo.as_str()), ("http://127.0.0.1:9000/gemma3", "google/gemma-3-1b"));
+        assert_eq!(LmLink::parse("#lm?repo=a%2").repo, "a%2");
+        assert_eq!(LmLink::parse("#lm?repo=%ff%fe").repo, "%ff%fe");
     }
 
     fn model() -> DecoderConfig {

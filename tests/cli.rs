@@ -657,3 +657,65 @@ fn text_gets_the_bos_the_sae_was_trained_with() {
     assert_eq!((generate(&[]), generate(&["--no-bos"])), (3, 2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `random-model --family llama3|gemma3 --dtype bf16` writes a folder that loads as that family,
+/// stored in bf16 (half the f32 file), with the tokenizer's own BOS/EOS, and runs with its SAE.
+#[test]
+fn random_models_of_other_families_load_and_run() {
+    use saelab::formats::safetensors::FloatDtype;
+    let dir = temp_dir("families");
+    for (family, tokenizer, model_type, bos) in
+        [("llama3", "llama3", "llama", "<|begin_of_text|>"), ("gemma3", "gemma", "gemma3_text", "<bos>")]
+    {
+        let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizers").join(tokenizer).join("tokenizer.json");
+        let (model, sae) = (dir.join(family), dir.join(format!("{family}-sae")));
+        let (code, _, err) = saelab(&[
+            "random-model",
+            "--family",
+            family,
+            "--dtype",
+            "bf16",
+            "--out",
+            path(&model),
+            "--vocab-from",
+            path(&tokenizer),
+            "--layers",
+            "2",
+            "--width",
+            "48",
+            "--heads",
+            "4",
+            "--context",
+            "32",
+            "--sae-out",
+            path(&sae),
+            "--hook",
+            "blocks.1.attn.hook_z",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let loaded = saelab::model::files::load_model_dir(&model).unwrap();
+        assert_eq!((loaded.cfg.model_type.as_str(), loaded.weights.dtype), (model_type, FloatDtype::BF16), "{family}");
+        let tok = saelab::formats::tokenizer::TextTokenizer::parse(&std::fs::read(&tokenizer).unwrap()).unwrap();
+        assert_eq!(loaded.cfg.special_tokens.bos, tok.special_id(bos), "{family}: the tokenizer's BOS");
+        let (code, out, err) = saelab(&[
+            "features",
+            "--model",
+            path(&model),
+            "--sae",
+            path(&sae),
+            "--text",
+            "The fox ran.",
+            "--feature",
+            "3",
+            "--device",
+            "cpu",
+        ]);
+        assert_eq!(code, 0, "{family}: {err}");
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(json["tokens"][0]["token"].as_u64(), tok.special_id(bos).map(u64::from), "{family}: BOS first");
+    }
+    let (code, _, err) = saelab(&["random-model", "--family", "mamba", "--out", path(&dir.join("x"))]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--family 'mamba' is not one of gpt2, llama3, gemma3"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -245,49 +245,97 @@ fn bench(a: &BenchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes a GPT-2 model folder with random weights (for tests, demos of the page's plumbing and
-/// benchmarks), with a copy of a `tokenizer.json` whose vocabulary sets the model's, and
-/// optionally a random TopK SAE at one of its hook points.
+/// Writes a model folder with random weights (for tests, demos of the page's plumbing and
+/// benchmarks) — a GPT-2, or Llama-3- or Gemma-3-shaped, stored in f32/f16/bf16 — with a copy of a
+/// `tokenizer.json` whose vocabulary sets the model's (and its BOS/EOS ids), and optionally a random
+/// TopK SAE at one of its hook points.
 fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
+    use crate::formats::safetensors::FloatDtype;
     use crate::formats::tokenizer::TextTokenizer;
-    use crate::model::files::{random_gpt2, serialize_gpt2, TOKENIZER_FILE};
+    use crate::model::files::{random_gpt2, serialize_gpt2, serialize_weights, TOKENIZER_FILE};
     let out = a.out.clone();
     let io = |p: &Path, e: std::io::Error| CliError(format!("{}: {e}", p.display()));
     std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
-    let vocab_size = match &a.vocab_from {
+    let tokenizer = match &a.vocab_from {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-            let size = TextTokenizer::parse(&bytes)?.vocab_size();
+            let tokenizer = TextTokenizer::parse(&bytes)?;
             std::fs::write(out.join(TOKENIZER_FILE), &bytes).map_err(|e| io(&out, e))?;
-            size
+            Some(tokenizer)
         }
-        None => 256,
+        None => None,
     };
+    let vocab_size = tokenizer.as_ref().map_or(256, TextTokenizer::vocab_size);
     let (width, heads) = (a.width, a.heads);
-    if width == 0 || heads == 0 || !width.is_multiple_of(heads) {
-        return Err(CliError(format!("--heads ({heads}) must divide --width ({width})")));
+    if width == 0 || heads == 0 || !width.is_multiple_of(heads) || (width / heads) % 2 == 1 {
+        return Err(CliError(format!("--heads ({heads}) must divide --width ({width}) into heads of an even size")));
     }
     if a.layers == 0 || a.context == 0 {
         return Err(CliError("--layers and --context must be at least 1".into()));
     }
+    let dtype = match a.dtype.as_str() {
+        "f32" => FloatDtype::F32,
+        "f16" => FloatDtype::F16,
+        "bf16" => FloatDtype::BF16,
+        other => return Err(CliError(format!("--dtype '{other}' is not one of f32, f16, bf16"))),
+    };
+    // The tokenizer's own BOS and EOS where it has them (the families' names for them).
+    let special =
+        |names: &[&str]| names.iter().find_map(|n| tokenizer.as_ref().and_then(|t| t.special_id(n))).unwrap_or(vocab_size as u32 - 1);
+    let bos = special(&["<bos>", "<|begin_of_text|>", "<s>", "<|endoftext|>"]);
+    let eos = special(&["<eos>", "<|end_of_text|>", "</s>", "<|endoftext|>"]);
     let seed = a.seed;
-    let model = random_gpt2(vocab_size, a.context, width, a.layers, heads, true, seed);
+    let kv_heads = if heads.is_multiple_of(2) { heads / 2 } else { heads };
+    let (head_dim, mlp) = (width / heads, 3 * width);
+    let config = match a.family.as_str() {
+        "gpt2" => None,
+        "llama3" => Some(serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": vocab_size, "hidden_size": width,
+            "intermediate_size": mlp, "num_hidden_layers": a.layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+            "head_dim": head_dim, "max_position_embeddings": a.context, "hidden_act": "silu", "rms_norm_eps": 1e-5,
+            "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}, "tie_word_embeddings": false, "bos_token_id": bos, "eos_token_id": eos,
+        })),
+        "gemma3" => Some(serde_json::json!({
+            "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": vocab_size, "hidden_size": width,
+            "intermediate_size": mlp, "num_hidden_layers": a.layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+            "head_dim": head_dim, "query_pre_attn_scalar": head_dim, "sliding_window": 8, "sliding_window_pattern": 2,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "max_position_embeddings": a.context,
+            "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
+            "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": 0,
+        })),
+        other => return Err(CliError(format!("--family '{other}' is not one of gpt2, llama3, gemma3"))),
+    };
+    let (model, files) = match config {
+        None => {
+            let model = random_gpt2(vocab_size, a.context, width, a.layers, heads, true, seed);
+            let (config, weights) = serialize_gpt2(&model).map_err(CliError)?;
+            let weights = if dtype == FloatDtype::F32 { weights } else { serialize_weights(&model, dtype).map_err(CliError)? };
+            (model, [config, weights])
+        }
+        Some(json) => {
+            let cfg = crate::model::families::describe(json.to_string().as_bytes())?;
+            let weights = crate::model::decoder_weights::DecoderWeights::random(&cfg, seed).in_precision(dtype);
+            let model = crate::model::Model { cfg, weights };
+            let bytes = serialize_weights(&model, dtype).map_err(CliError)?;
+            (model, [serde_json::to_vec_pretty(&json).expect("JSON"), bytes])
+        }
+    };
     let cfg = model.cfg.clone();
-    let (config, weights) = serialize_gpt2(&model).map_err(CliError)?;
-    for (name, bytes) in [("config.json", config), ("model.safetensors", weights)] {
+    for (name, bytes) in ["config.json", "model.safetensors"].into_iter().zip(files) {
         std::fs::write(out.join(name), bytes).map_err(|e| io(&out, e))?;
     }
     if let Some(sae_out) = &a.sae_out {
         let hook = a.hook.as_deref().ok_or_else(|| CliError("--sae-out needs --hook NAME".into()))?;
-        cfg.hook_point(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
+        let point = cfg.hook_point(hook).map_err(|e| CliError(format!("--hook: {e}")))?;
         let mut extra = serde_json::Map::new();
-        extra.insert("metadata".into(), serde_json::json!({"hook_name": hook, "model_name": "random gpt2"}));
-        let sae = crate::sae::random::random_sae_with("topk", width, a.d_sae, a.k, seed + 1, extra);
+        extra.insert("metadata".into(), serde_json::json!({"hook_name": hook, "model_name": format!("random {}", a.family)}));
+        let sae = crate::sae::random::random_sae_with("topk", cfg.hook_width(point), a.d_sae, a.k, seed + 1, extra);
         sae_files::save_dir(&sae, sae_out)?;
     }
     println!(
         "{}",
-        serde_json::json!({"model": out.display().to_string(), "vocab_size": vocab_size, "d_model": width, "n_layers": cfg.n_layers})
+        serde_json::json!({"model": out.display().to_string(), "model_type": cfg.model_type, "vocab_size": vocab_size, "d_model": width, "n_layers": cfg.n_layers})
     );
     Ok(())
 }

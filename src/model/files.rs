@@ -92,8 +92,21 @@ pub fn random_gpt2_small(n_layers: usize, seed: u64) -> Model {
     random_gpt2(50257, 1024, 768, n_layers, 12, true, seed)
 }
 
+/// A model's `model.safetensors` as its family's `save_pretrained` names the tensors, stored in
+/// `dtype` (GPT-2, Llama, Qwen and Gemma layouts; GPT-NeoX's fused projections are not written).
+pub fn serialize_weights(model: &Model, dtype: crate::formats::safetensors::FloatDtype) -> Result<Vec<u8>, String> {
+    let tensors = match model.cfg.model_type.as_str() {
+        "gpt2" => families::gpt2::tensors(model),
+        "llama" | "qwen2" | "qwen3" | "gemma2" | "gemma3_text" => families::llama::tensors(model),
+        other => return Err(format!("{other} models are not written")),
+    };
+    let tensors = tensors.into_iter().map(|(name, shape, data)| (name, RawTensor::from_f32_as(dtype, shape, &data))).collect();
+    let file = TensorFile { tensors, metadata: Some([("format".to_string(), "pt".to_string())].into()) };
+    Ok(file.serialize())
+}
+
 /// Writes a GPT-2 model as a Hugging Face folder's `config.json` and `model.safetensors` (f32,
-/// as `GPT2LMHeadModel.save_pretrained`). Other families are not written.
+/// as `GPT2LMHeadModel.save_pretrained`).
 pub fn serialize_gpt2(model: &Model) -> Result<(Vec<u8>, Vec<u8>), String> {
     let c = &model.cfg;
     if c.model_type != "gpt2" {
@@ -104,7 +117,5 @@ pub fn serialize_gpt2(model: &Model) -> Result<(Vec<u8>, Vec<u8>), String> {
     config["n_inner"] = c.d_mlp.into();
     config["layer_norm_epsilon"] = (c.norm.eps as f64).into();
     config["scale_attn_weights"] = (c.attn_scale != 1.0).into();
-    let tensors = families::gpt2::tensors(model).into_iter().map(|(name, shape, data)| (name, RawTensor::from_f32(shape, &data))).collect();
-    let file = TensorFile { tensors, metadata: Some([("format".to_string(), "pt".to_string())].into()) };
-    Ok((serde_json::to_vec_pretty(&config).expect("JSON"), file.serialize()))
+    Ok((serde_json::to_vec_pretty(&config).expect("JSON"), serialize_weights(model, crate::formats::safetensors::FloatDtype::F32)?))
 }

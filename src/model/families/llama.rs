@@ -65,3 +65,50 @@ pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, S
     let unembed = super::unembed(cfg, t, &["lm_head.weight"])?;
     Ok(DecoderWeights { embed, pos_embed: None, layers, final_norm, unembed, dtype: FloatDtype::F32 })
 }
+
+/// `model`'s tensors as `LlamaForCausalLM` / `Gemma2ForCausalLM` / `Gemma3ForCausalLM`
+/// (`save_pretrained`) name them — the inverse of `weights`: projections `[out, in]`, Gemma's norm
+/// weights as stored (the `1 + w` is the forward's), `lm_head.weight` only when untied.
+pub fn tensors(model: &super::super::Model) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    use super::super::decoder_weights::{Linear, NormWeights};
+    let (c, w) = (&model.cfg, &model.weights);
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, c.d_model], w.embed.clone())];
+    let linear = |out: &mut Vec<(String, Vec<usize>, Vec<f32>)>, name: String, l: &Linear| {
+        out.push((format!("{name}.weight"), vec![l.d_out, l.d_in], l.weight.clone()));
+        if let Some(b) = &l.bias {
+            out.push((format!("{name}.bias"), vec![l.d_out], b.clone()));
+        }
+    };
+    let norm = |out: &mut Vec<(String, Vec<usize>, Vec<f32>)>, name: String, n: &NormWeights| {
+        out.push((format!("{name}.weight"), vec![n.weight.len()], n.weight.clone()));
+    };
+    for (i, l) in w.layers.iter().enumerate() {
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        norm(&mut out, p("input_layernorm"), &l.attn_norm);
+        for (name, proj) in [("q_proj", &l.q), ("k_proj", &l.k), ("v_proj", &l.v), ("o_proj", &l.o)] {
+            linear(&mut out, p(&format!("self_attn.{name}")), proj);
+        }
+        if let (Some(q), Some(k)) = (&l.q_norm, &l.k_norm) {
+            norm(&mut out, p("self_attn.q_norm"), q);
+            norm(&mut out, p("self_attn.k_norm"), k);
+        }
+        match (&l.post_attn_norm, &l.post_mlp_norm) {
+            (Some(post_attn), Some(post_mlp)) => {
+                norm(&mut out, p("post_attention_layernorm"), post_attn);
+                norm(&mut out, p("pre_feedforward_layernorm"), &l.mlp_norm);
+                norm(&mut out, p("post_feedforward_layernorm"), post_mlp);
+            }
+            _ => norm(&mut out, p("post_attention_layernorm"), &l.mlp_norm),
+        }
+        if let Some(gate) = &l.gate {
+            linear(&mut out, p("mlp.gate_proj"), gate);
+        }
+        linear(&mut out, p("mlp.up_proj"), &l.up);
+        linear(&mut out, p("mlp.down_proj"), &l.down);
+    }
+    norm(&mut out, "model.norm".into(), &w.final_norm);
+    if let Some(u) = &w.unembed {
+        out.push(("lm_head.weight".into(), vec![c.vocab_size, c.d_model], u.clone()));
+    }
+    out
+}

@@ -11,7 +11,7 @@ mod gemma2;
 mod gemma3;
 pub mod gpt2;
 mod gpt_neox;
-mod llama;
+pub mod llama;
 mod qwen2;
 mod qwen3;
 

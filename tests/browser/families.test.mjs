@@ -1,0 +1,98 @@
+// Model families in the page: a Gemma-3-shaped and a Llama-3-shaped model (random bf16 weights,
+// each with a tokenizer in its family's style from tests/fixtures/tokenizers and a random TopK SAE
+// at one of its hooks, all from `saelab random-model`), downloaded from a stand-in for the Hub in
+// its URL layout, run on WebGPU with the SAE attached: the page shows the family and the tokens
+// (the BOS apart), and each token's activation of the colouring feature equals the CLI's CPU
+// reference on the same files.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync, rmSync, statSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { cli, freePort, launchBrowser, root, saelab, servePage, shots } from "./harness.mjs";
+
+const work = path.join(os.tmpdir(), `saelab-families-${process.pid}`);
+const FAMILIES = [
+  { family: "gemma3", tokenizer: "gemma", modelType: "gemma3_text", hook: "blocks.1.hook_resid_post" },
+  { family: "llama3", tokenizer: "llama3", modelType: "llama", hook: "blocks.0.ln2.hook_normalized" },
+];
+let pageServer, hub, browser, hubUrl;
+
+before(async () => {
+  rmSync(work, { recursive: true, force: true });
+  for (const f of FAMILIES) {
+    execFileSync(saelab, [
+      "random-model", "--family", f.family, "--dtype", "bf16", "--out", path.join(work, f.family),
+      "--vocab-from", path.join(root, "tests/fixtures/tokenizers", f.tokenizer, "tokenizer.json"),
+      "--layers", "2", "--width", "48", "--heads", "4", "--context", "64",
+      "--sae-out", path.join(work, `${f.family}-sae`), "--hook", f.hook, "--d-sae", "64", "--k", "4",
+    ]);
+  }
+  // /{family}/model/resolve/main/{file} serves that family's folder; anything else is a 404.
+  hub = http.createServer((req, res) => {
+    const m = req.url.match(/^\/(\w+)\/model\/resolve\/main\/([\w.]+)$/);
+    const file = m && path.join(work, m[1], m[2]);
+    let size;
+    try { size = file && statSync(file).size; } catch { size = undefined; }
+    if (!size) {
+      res.writeHead(404, { "access-control-allow-origin": "*" });
+      return res.end("not found");
+    }
+    res.writeHead(200, { "content-length": String(size), "access-control-allow-origin": "*", "content-type": "application/octet-stream" });
+    res.end(readFileSync(file));
+  });
+  const port = await freePort();
+  await new Promise((r) => hub.listen(port, "127.0.0.1", r));
+  hubUrl = `http://127.0.0.1:${port}`;
+  pageServer = await servePage();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  pageServer?.close();
+  hub?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const text = "The quick brown fox: déjà vu 日本語 😀";
+
+for (const f of FAMILIES) {
+  test(`a ${f.family}-shaped bf16 model runs in the page with an SAE at ${f.hook}`, async () => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${pageServer.url}#lm?base=${encodeURIComponent(`${hubUrl}/${f.family}`)}&repo=model`);
+    await page.locator("#adapter").filter({ hasText: /WebGPU/ }).waitFor({ timeout: 60_000 });
+    await page.locator("#lm-download").click();
+    await page.locator("#lm-model-name").filter({ hasText: new RegExp(`— ${f.modelType}, 2 layers, width 48, 4 heads`) }).waitFor({ timeout: 120_000 });
+    const saeDir = path.join(work, `${f.family}-sae`);
+    await page.locator("#lm-sae-files").setInputFiles([path.join(saeDir, "cfg.json"), path.join(saeDir, "sae_weights.safetensors")]);
+    await page.locator("#lm-sae-name").filter({ hasText: f.hook }).waitFor();
+    await page.locator("#lm-text").fill(text);
+    await page.locator("#lm-run").click();
+    await page.locator("#lm-ce-clean").waitFor({ timeout: 120_000 });
+    assert.match(await page.locator("#lm-status").innerText(), /on WebGPU/);
+    // The BOS first, shown apart; the text's own tokens spell it.
+    assert.equal(await page.locator("#lm-tokens .token.special").count(), 1);
+    const texts = await page.locator("#lm-tokens .token:not(.special)").allInnerTexts();
+    assert.equal(texts.join(""), text);
+    const feature = Number(await page.locator("#lm-feature-index").innerText());
+    const modelDir = path.join(work, f.family);
+    const want = cli(["features", "--model", modelDir, "--sae", saeDir, "--text", text, "--feature", String(feature), "--device", "cpu"]);
+    const shown = await page.locator("#lm-tokens .token").evaluateAll((els) => els.map((e) => Number(e.dataset.act)));
+    assert.equal(shown.length, want.tokens.length);
+    assert.equal(want.tokens[0].special, true);
+    shown.forEach((a, i) => assert.ok(Math.abs(a - want.feature.activations[i]) < 2e-3 * (1 + Math.abs(want.feature.activations[i])), `token ${i}: page ${a}, CLI ${want.feature.activations[i]}`));
+    assert.ok(want.feature.activations.some((a) => a > 0), "the colouring feature fires somewhere");
+    const splice = cli(["splice", "--model", modelDir, "--sae", saeDir, "--text", text, "--device", "cpu"]);
+    const ce = Number(await page.locator("#lm-ce-clean").innerText());
+    assert.ok(Math.abs(ce - splice.ce_clean) < 2e-3 * (1 + splice.ce_clean), `clean CE: page ${ce}, CLI ${splice.ce_clean}`);
+    await page.screenshot({ path: path.join(shots, `20-family-${f.family}.png`), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+}
