@@ -714,6 +714,20 @@ fn random_models_of_other_families_load_and_run() {
         let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(json["tokens"][0]["token"].as_u64(), tok.special_id(bos).map(u64::from), "{family}: BOS first");
     }
+    // The same model sharded as save_pretrained shards: it loads as the single file does.
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizers/gemma/tokenizer.json");
+    let (one, sharded) = (dir.join("one"), dir.join("sharded"));
+    for (out, extra) in [(&one, vec![]), (&sharded, vec!["--shard-bytes", "40000"])] {
+        let mut a = vec!["random-model", "--family", "gemma3", "--dtype", "bf16", "--out", path(out), "--vocab-from", path(&tokenizer)];
+        a.extend(extra);
+        let (code, _, err) = saelab(&a);
+        assert_eq!(code, 0, "{err}");
+    }
+    assert!(!sharded.join("model.safetensors").exists() && sharded.join("model.safetensors.index.json").exists());
+    let shards =
+        std::fs::read_dir(&sharded).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("model-")).count();
+    assert!(shards >= 2, "{shards} shards");
+    assert_eq!(saelab::model::files::load_model_dir(&sharded).unwrap(), saelab::model::files::load_model_dir(&one).unwrap());
     let (code, _, err) = saelab(&["random-model", "--family", "mamba", "--out", path(&dir.join("x"))]);
     assert_eq!(code, 2);
     assert!(err.contains("--family 'mamba' is not one of gpt2, llama3, gemma3"), "{err}");

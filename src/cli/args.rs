@@ -269,6 +269,9 @@ pub struct RandomModelArgs {
     /// f32, f16 or bf16: how model.safetensors stores the weights
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// Write a sharded checkpoint (model.safetensors.index.json + shards of at most BYTES)
+    #[arg(long, allow_negative_numbers = true, value_name = "BYTES")]
+    pub shard_bytes: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -322,7 +322,19 @@ fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
         }
     };
     let cfg = model.cfg.clone();
-    for (name, bytes) in ["config.json", "model.safetensors"].into_iter().zip(files) {
+    let [config, weights] = files;
+    let mut written = vec![("config.json".to_string(), config)];
+    match a.shard_bytes {
+        None => written.push(("model.safetensors".into(), weights)),
+        Some(0) => return Err(CliError("--shard-bytes must be at least 1".into())),
+        Some(max) => {
+            let (index, shards) =
+                crate::formats::shards::shard(&crate::formats::safetensors::TensorFile::parse("model.safetensors", &weights)?, max);
+            written.push((crate::formats::shards::INDEX_FILE.into(), index));
+            written.extend(shards);
+        }
+    }
+    for (name, bytes) in written {
         std::fs::write(out.join(name), bytes).map_err(|e| io(&out, e))?;
     }
     if let Some(sae_out) = &a.sae_out {

@@ -68,3 +68,27 @@ impl ShardIndex {
         Ok(merged)
     }
 }
+
+/// Splits `file`'s tensors (in name order) into shards of at most `max_bytes` of tensor data each
+/// (a larger tensor gets a shard of its own), named as `save_pretrained` names them: the index's
+/// JSON and `(model-0000N-of-0000M.safetensors, bytes)` per shard.
+pub fn shard(file: &TensorFile, max_bytes: usize) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let mut groups: Vec<TensorFile> = vec![TensorFile { tensors: BTreeMap::new(), metadata: file.metadata.clone() }];
+    let mut size = 0;
+    for (name, tensor) in &file.tensors {
+        if size > 0 && size + tensor.bytes.len() > max_bytes {
+            groups.push(TensorFile { tensors: BTreeMap::new(), metadata: file.metadata.clone() });
+            size = 0;
+        }
+        size += tensor.bytes.len();
+        groups.last_mut().expect("one group at least").tensors.insert(name.clone(), tensor.clone());
+    }
+    let count = groups.len();
+    let named: Vec<(String, TensorFile)> =
+        groups.into_iter().enumerate().map(|(i, g)| (format!("model-{:05}-of-{count:05}.safetensors", i + 1), g)).collect();
+    let weight_map: serde_json::Map<String, serde_json::Value> =
+        named.iter().flat_map(|(shard, g)| g.tensors.keys().map(move |t| (t.clone(), serde_json::Value::from(shard.clone())))).collect();
+    let total: usize = file.tensors.values().map(|t| t.bytes.len()).sum();
+    let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+    (serde_json::to_vec_pretty(&index).expect("JSON"), named.into_iter().map(|(n, g)| (n, g.serialize())).collect())
+}

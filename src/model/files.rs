@@ -8,6 +8,7 @@ use super::decoder_weights::DecoderWeights;
 use super::families;
 use super::Model;
 use crate::formats::safetensors::{RawTensor, TensorFile};
+use crate::formats::shards::ShardIndex;
 use crate::formats::FormatError;
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -22,6 +23,28 @@ pub fn parse_model(config: &[u8], weights: Vec<TensorFile>) -> Result<Model, For
     let cfg = families::describe(config)?;
     let weights = families::load(&cfg, weights)?;
     Ok(Model { cfg, weights })
+}
+
+/// A checkpoint's weight files as read: one `model.safetensors`, or a sharded checkpoint's index
+/// and the shards it names.
+pub enum WeightFiles {
+    Single(Vec<u8>),
+    Sharded { index: Vec<u8>, shards: Vec<(String, Vec<u8>)> },
+}
+
+/// The tensors of a checkpoint's weight files (a sharded one merged after the index's checks).
+pub fn parse_weights(files: &WeightFiles) -> Result<TensorFile, FormatError> {
+    match files {
+        WeightFiles::Single(bytes) => TensorFile::parse(WEIGHTS_FILE, bytes),
+        WeightFiles::Sharded { index, shards } => {
+            let index = ShardIndex::parse(index)?;
+            let parsed = shards
+                .iter()
+                .map(|(name, bytes)| Ok((name.clone(), TensorFile::parse(name, bytes)?)))
+                .collect::<Result<Vec<_>, FormatError>>()?;
+            index.merge(parsed)
+        }
+    }
 }
 
 /// `model` with the special token ids of a `generation_config.json` where it names them.
@@ -39,7 +62,6 @@ mod dir {
     use std::path::Path;
 
     use super::*;
-    use crate::formats::shards::ShardIndex;
 
     /// Loads a model folder from disk; messages name the file with its full path.
     pub fn load_model_dir(dir: &Path) -> Result<Model, FormatError> {
@@ -59,16 +81,15 @@ mod dir {
             }
         };
         let config = read(CONFIG_FILE)?;
-        let weights = if dir.join(WEIGHTS_FILE).exists() || !dir.join(INDEX_FILE).exists() {
-            TensorFile::parse(WEIGHTS_FILE, &read(WEIGHTS_FILE)?).map_err(within)?
+        let files = if dir.join(WEIGHTS_FILE).exists() || !dir.join(INDEX_FILE).exists() {
+            WeightFiles::Single(read(WEIGHTS_FILE)?)
         } else {
-            let index = ShardIndex::parse(&read(INDEX_FILE)?).map_err(within)?;
-            let mut shards = Vec::new();
-            for name in index.files() {
-                shards.push((name.to_string(), TensorFile::parse(name, &read(name)?).map_err(within)?));
-            }
-            index.merge(shards).map_err(within)?
+            let index = read(INDEX_FILE)?;
+            let names: Vec<String> = ShardIndex::parse(&index).map_err(within)?.files().into_iter().map(str::to_string).collect();
+            let shards = names.into_iter().map(|name| Ok((name.clone(), read(&name)?))).collect::<Result<Vec<_>, FormatError>>()?;
+            WeightFiles::Sharded { index, shards }
         };
+        let weights = parse_weights(&files).map_err(within)?;
         let model = parse_model(&config, vec![weights]).map_err(within)?;
         match dir.join(GENERATION_CONFIG_FILE).exists() {
             true => with_generation_config(model, &read(GENERATION_CONFIG_FILE)?).map_err(within),

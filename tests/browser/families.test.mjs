@@ -1,4 +1,4 @@
-// Model families in the page: a Gemma-3-shaped and a Llama-3-shaped model (random bf16 weights,
+// Model families in the page: a Gemma-3-shaped (sharded) and a Llama-3-shaped model (random bf16 weights,
 // each with a tokenizer in its family's style from tests/fixtures/tokenizers and a random TopK SAE
 // at one of its hooks, all from `saelab random-model`), downloaded from a stand-in for the Hub in
 // its URL layout, run on WebGPU with the SAE attached: the page shows the family and the tokens
@@ -15,9 +15,11 @@ import path from "node:path";
 import { cli, freePort, launchBrowser, root, saelab, servePage, shots } from "./harness.mjs";
 
 const work = path.join(os.tmpdir(), `saelab-families-${process.pid}`);
+// The Gemma-3-shaped one is sharded as the Hub serves large models (index + shards, no
+// model.safetensors: the page falls back to the index on the 404).
 const FAMILIES = [
-  { family: "gemma3", tokenizer: "gemma", modelType: "gemma3_text", hook: "blocks.1.hook_resid_post" },
-  { family: "llama3", tokenizer: "llama3", modelType: "llama", hook: "blocks.0.ln2.hook_normalized" },
+  { family: "gemma3", tokenizer: "gemma", modelType: "gemma3_text", hook: "blocks.1.hook_resid_post", shards: ["--shard-bytes", "60000"] },
+  { family: "llama3", tokenizer: "llama3", modelType: "llama", hook: "blocks.0.ln2.hook_normalized", shards: [] },
 ];
 let pageServer, hub, browser, hubUrl;
 
@@ -28,7 +30,7 @@ before(async () => {
       "random-model", "--family", f.family, "--dtype", "bf16", "--out", path.join(work, f.family),
       "--vocab-from", path.join(root, "tests/fixtures/tokenizers", f.tokenizer, "tokenizer.json"),
       "--layers", "2", "--width", "48", "--heads", "4", "--context", "64",
-      "--sae-out", path.join(work, `${f.family}-sae`), "--hook", f.hook, "--d-sae", "64", "--k", "4",
+      "--sae-out", path.join(work, `${f.family}-sae`), "--hook", f.hook, "--d-sae", "64", "--k", "4", ...f.shards,
     ]);
   }
   // /{family}/model/resolve/main/{file} serves that family's folder; anything else is a 404.
@@ -69,6 +71,11 @@ for (const f of FAMILIES) {
     await page.locator("#adapter").filter({ hasText: /WebGPU/ }).waitFor({ timeout: 60_000 });
     await page.locator("#lm-download").click();
     await page.locator("#lm-model-name").filter({ hasText: new RegExp(`— ${f.modelType}, 2 layers, width 48, 4 heads`) }).waitFor({ timeout: 120_000 });
+    const files = await page.locator("#lm-progress li").allInnerTexts();
+    if (f.shards.length > 0) {
+      assert.ok(files.some((t) => t.includes("model.safetensors.index.json")), `the index was fetched: ${files}`);
+      assert.ok(files.filter((t) => /model-0000\d-of-0000\d\.safetensors/.test(t)).length >= 2, `the shards were fetched: ${files}`);
+    }
     const saeDir = path.join(work, `${f.family}-sae`);
     await page.locator("#lm-sae-files").setInputFiles([path.join(saeDir, "cfg.json"), path.join(saeDir, "sae_weights.safetensors")]);
     await page.locator("#lm-sae-name").filter({ hasText: f.hook }).waitFor();

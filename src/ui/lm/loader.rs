@@ -12,10 +12,10 @@ use super::super::bundled::BUNDLED_SAES;
 use super::super::web;
 use super::Lm;
 use crate::engine::LoadedSae;
-use crate::formats::safetensors::TensorFile;
+use crate::formats::shards::ShardIndex;
 use crate::formats::tokenizer::TextTokenizer;
 use crate::lm::{self, LoadedModel};
-use crate::model::files::{parse_model, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::model::files::{parse_model, parse_weights, WeightFiles, CONFIG_FILE, INDEX_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::page::LmLink;
 use crate::sae::files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 
@@ -115,11 +115,17 @@ pub(super) fn on_drop(lm: Lm) -> impl Fn(leptos::ev::DragEvent) + 'static {
     }
 }
 
+/// Whether a file name is part of a model folder saelab reads (a sharded checkpoint's shards too).
+fn is_model_file(name: &str) -> bool {
+    [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, INDEX_FILE].contains(&name)
+        || (name.starts_with("model-") && name.ends_with(".safetensors"))
+}
+
 /// Installs a model from chosen or dropped files, found by name (other files are ignored).
 async fn load_model_files(lm: Lm, origin: String, files: Vec<web_sys::File>) {
     let mut bytes = std::collections::HashMap::new();
     for f in &files {
-        if ![CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE].contains(&f.name().as_str()) {
+        if !is_model_file(&f.name()) {
             continue;
         }
         match web::read_file(f).await {
@@ -130,8 +136,17 @@ async fn load_model_files(lm: Lm, origin: String, files: Vec<web_sys::File>) {
         }
     }
     let get = |name: &str| bytes.get(name).cloned().ok_or_else(|| format!("the model's {name} is missing ({origin})"));
-    match (get(CONFIG_FILE), get(WEIGHTS_FILE), get(TOKENIZER_FILE)) {
-        (Ok(c), Ok(w), Ok(t)) => install_model(lm, origin, &c, &w, &t).await,
+    // One model.safetensors, or a sharded checkpoint's index and every shard it names.
+    let weights = match (bytes.get(WEIGHTS_FILE), bytes.get(INDEX_FILE)) {
+        (Some(w), _) => Ok(WeightFiles::Single(w.clone())),
+        (None, Some(index)) => ShardIndex::parse(index).map_err(|e| e.to_string()).and_then(|parsed| {
+            let shards = parsed.files().into_iter().map(|name| get(name).map(|b| (name.to_string(), b))).collect::<Result<Vec<_>, _>>()?;
+            Ok(WeightFiles::Sharded { index: index.clone(), shards })
+        }),
+        (None, None) => Err(format!("the model's {WEIGHTS_FILE} (or {INDEX_FILE} and its shards) is missing ({origin})")),
+    };
+    match (get(CONFIG_FILE), weights, get(TOKENIZER_FILE)) {
+        (Ok(c), Ok(w), Ok(t)) => install_model(lm, origin, &c, w, &t).await,
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => lm.fail(e),
     }
 }
@@ -146,9 +161,8 @@ pub(super) async fn download_model(lm: Lm, url: String) {
             .map(|f| Progress { file: f.to_string(), loaded: 0.0, total: 0.0, cached: false })
             .collect(),
     );
-    let mut files = Vec::new();
-    for name in [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE] {
-        let file = name.to_string();
+    let fetch = |name: String| {
+        let file = name.clone();
         let on_progress = move |loaded: f64, total: f64, cached: bool| {
             progress.update(|list| {
                 if let Some(p) = list.iter_mut().find(|p| p.file == file) {
@@ -156,22 +170,52 @@ pub(super) async fn download_model(lm: Lm, url: String) {
                 }
             })
         };
-        match web::fetch_cached(&format!("{url}/{name}"), CACHE, on_progress).await {
-            Ok(bytes) => files.push(bytes),
-            Err(e) => {
-                // What was loaded before stays; the button can be pressed again.
-                lm.fail(format!("{e} — nothing was kept of this file; press Download to retry"));
-                return lm.status.set(String::new());
+        let address = format!("{url}/{name}");
+        async move { web::fetch_cached(&address, CACHE, on_progress).await }
+    };
+    let failed = |e: String| {
+        // What was loaded before stays; the button can be pressed again.
+        lm.fail(format!("{e} — nothing was kept of this file; press Download to retry"));
+        lm.status.set(String::new());
+    };
+    let (config, tokenizer) = match (fetch(CONFIG_FILE.into()).await, fetch(TOKENIZER_FILE.into()).await) {
+        (Ok(c), Ok(t)) => (c, t),
+        (Err(e), _) | (_, Err(e)) => return failed(e),
+    };
+    let weights = match fetch(WEIGHTS_FILE.into()).await {
+        Ok(bytes) => WeightFiles::Single(bytes),
+        // No single file: a sharded checkpoint, as the Hub serves large models.
+        Err(e) if e.ends_with("HTTP 404") => {
+            let row = |file: &str| Progress { file: file.to_string(), loaded: 0.0, total: 0.0, cached: false };
+            progress.update(|list| list.retain(|p| p.file != WEIGHTS_FILE));
+            progress.update(|list| list.push(row(INDEX_FILE)));
+            let index = match fetch(INDEX_FILE.into()).await {
+                Ok(b) => b,
+                Err(e) => return failed(format!("{e} (there is no {WEIGHTS_FILE} either)")),
+            };
+            let names = match ShardIndex::parse(&index) {
+                Ok(parsed) => parsed.files().into_iter().map(str::to_string).collect::<Vec<_>>(),
+                Err(e) => return lm.fail(e.to_string()),
+            };
+            progress.update(|list| list.extend(names.iter().map(|n| row(n))));
+            let mut shards = Vec::new();
+            for name in names {
+                match fetch(name.clone()).await {
+                    Ok(bytes) => shards.push((name, bytes)),
+                    Err(e) => return failed(e),
+                }
             }
+            WeightFiles::Sharded { index, shards }
         }
-    }
-    install_model(lm, url, &files[0], &files[2], &files[1]).await;
+        Err(e) => return failed(e),
+    };
+    install_model(lm, url, &config, weights, &tokenizer).await;
 }
 
-async fn install_model(lm: Lm, name: String, config: &[u8], weights: &[u8], tokenizer: &[u8]) {
+async fn install_model(lm: Lm, name: String, config: &[u8], weights: WeightFiles, tokenizer: &[u8]) {
     lm.status.set("Parsing the model …".into());
     web::yield_to_browser().await;
-    let parsed = TensorFile::parse(WEIGHTS_FILE, weights)
+    let parsed = parse_weights(&weights)
         .and_then(|file| parse_model(config, vec![file]))
         .map_err(|e| e.to_string())
         .and_then(|m| TextTokenizer::parse(tokenizer).map(|t| (m, t)).map_err(|e| e.to_string()));
