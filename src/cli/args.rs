@@ -10,9 +10,9 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "saelab",
     version,
-    about = "Sparse autoencoders on your own GPU: SAELens SAEs, GPT-2, training, dashboards",
+    about = "Sparse autoencoders on your own GPU: SAELens SAEs, GPT-2/Pythia/Llama/Qwen/Gemma, training, dashboards",
     long_about = "Sparse autoencoders on your own GPU: SAELens-format SAEs run by WGSL kernels (wgpu on \
-                  Vulkan, or the CPU reference), GPT-2 models with TransformerLens hook points, SAE \
+                  Vulkan, or the CPU reference), language models with TransformerLens hook points, SAE \
                   training on synthetic data or a model's activations, feature dashboards. Errors are \
                   one line on stderr with exit status 2; results go to stdout.",
     propagate_version = true,
@@ -71,15 +71,15 @@ pub enum Command {
     Bench(BenchArgs),
     /// Train an SAE on synthetic data with known features (the teaching lab) and report recovery
     Toy(ToyArgs),
-    /// Write a GPT-2 folder with random weights (and optionally a random TopK SAE at a hook)
+    /// Write a model folder with random weights (GPT-2, Llama-3- or Gemma-3-shaped; optionally a random TopK SAE at a hook)
     RandomModel(RandomModelArgs),
-    /// Forward-pass throughput of a GPT-2-small-shaped model with random weights
+    /// Forward-pass throughput of a GPT-2-small-, gemma-2-2b- or gemma-3-1b-shaped model with random weights
     BenchModel(BenchModelArgs),
     /// One feature's dashboard over a text sample, and the feature list's summary, as JSON
     Dashboard(DashboardArgs),
     /// Activation harvesting and SAE training throughput, each on its own
     BenchTrain(BenchTrainArgs),
-    /// Logits and hook activations of a GPT-2 model for some tokens
+    /// Logits and hook activations of a model for some tokens
     Forward(ForwardArgs),
     /// What the SAE's reconstruction error costs the model: CE clean / spliced / zero-ablated, KL
     Splice(SpliceArgs),
@@ -295,7 +295,7 @@ pub struct BenchModelArgs {
 /// A model folder and a text corpus through its tokenizer.
 #[derive(Debug, Args)]
 pub struct ModelCorpusArgs {
-    /// Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json)
+    /// Hugging Face model folder (config.json, model.safetensors or a sharded checkpoint, tokenizer.json)
     #[arg(long, allow_negative_numbers = true, value_name = "DIR")]
     pub model: PathBuf,
     /// UTF-8 text

@@ -352,7 +352,7 @@ fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Forward-pass throughput of a GPT-2-small-shaped model with random weights (optionally fewer
+/// Forward-pass throughput of a model of a named shape with random weights (optionally fewer
 /// layers), CPU reference and GPU, one JSON line per (device, input length).
 fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
     let lengths: Vec<usize> = a
@@ -640,7 +640,7 @@ fn model_tokens(
     Ok(tokens)
 }
 
-/// `saelab forward`: the logits and the requested hook points of a GPT-2 model for some tokens.
+/// `saelab forward`: the logits and the requested hook points of a model for some tokens.
 fn forward(a: &ForwardArgs) -> Result<(), CliError> {
     use crate::model::files::load_model_dir;
     let dir = a.model.as_path();

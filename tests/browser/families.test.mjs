@@ -35,7 +35,7 @@ before(async () => {
   }
   // /{family}/model/resolve/main/{file} serves that family's folder; anything else is a 404.
   hub = http.createServer((req, res) => {
-    const m = req.url.match(/^\/(\w+)\/model\/resolve\/main\/([\w.]+)$/);
+    const m = req.url.match(/^\/(\w+)\/model\/resolve\/main\/([\w.-]+)$/);
     const file = m && path.join(work, m[1], m[2]);
     let size;
     try { size = file && statSync(file).size; } catch { size = undefined; }
@@ -70,7 +70,14 @@ for (const f of FAMILIES) {
     await page.goto(`${pageServer.url}#lm?base=${encodeURIComponent(`${hubUrl}/${f.family}`)}&repo=model`);
     await page.locator("#adapter").filter({ hasText: /WebGPU/ }).waitFor({ timeout: 60_000 });
     await page.locator("#lm-download").click();
-    await page.locator("#lm-model-name").filter({ hasText: new RegExp(`— ${f.modelType}, 2 layers, width 48, 4 heads`) }).waitFor({ timeout: 120_000 });
+    // The model loads, or the page says why.
+    const loaded = new RegExp(`— ${f.modelType}, 2 layers, width 48, 4 heads`);
+    await page.waitForFunction(
+      (source) => new RegExp(source).test(document.querySelector("#lm-model-name")?.textContent ?? "") || (document.querySelector("#lm-error")?.textContent ?? "") !== "",
+      loaded.source, { timeout: 120_000 });
+    const shownError = (await page.locator("#lm-error").count()) > 0 ? await page.locator("#lm-error").innerText() : "";
+    assert.equal(shownError, "", "no error while loading");
+    assert.match(await page.locator("#lm-model-name").innerText(), loaded);
     const files = await page.locator("#lm-progress li").allInnerTexts();
     if (f.shards.length > 0) {
       assert.ok(files.some((t) => t.includes("model.safetensors.index.json")), `the index was fetched: ${files}`);

@@ -72,7 +72,7 @@ pub(super) fn ModelLoader(link: LmLink) -> impl IntoView {
                     }).collect_view())}
                 </ul>
                 <p class="muted">"…or drop the model's folder here, or choose its files:"</p>
-                <label>"the model's files (config.json, model.safetensors, tokenizer.json) "
+                <label>"the model's files (config.json, model.safetensors or its index and shards, tokenizer.json) "
                     <input id="lm-model-files" type="file" multiple accept=".json,.safetensors" on:change=on_model_files /></label>
                 <label>"…or its folder "
                     <input id="lm-model-folder" type="file" node_ref=folder_input on:change=on_model_files /></label>

@@ -1,4 +1,4 @@
-//! The language-model view: load a GPT-2 model (from a Hugging Face URL, with per-file progress and
+//! The language-model view: load a model of any supported family (from a Hugging Face URL, with per-file progress and
 //! the browser's Cache Storage, or from files) and an SAE at one of its hooks, then run text:
 //! tokens coloured by a feature's activation, each token's top features, a feature's logit lens
 //! and dashboard, the splice metrics, and steered generation beside unsteered. Everything runs
