@@ -179,11 +179,11 @@ pub struct TextRun {
     pub evaluated: Vec<bool>,
     /// `[n_tokens, vocab]`.
     pub logits: Vec<f32>,
-    /// The hook's activations, `[n_tokens, d_model]`.
+    /// The hook's activations, `[n_tokens, width]` (the hook's width).
     pub hook_acts: Vec<f32>,
     /// The SAE's activations, dense `[n_tokens, d_sae]`.
     pub sae_acts: Vec<f32>,
-    /// `sae(x)`, `[n_tokens, d_model]`.
+    /// `sae(x)`, `[n_tokens, width]`.
     pub recon: Vec<f32>,
     /// Mean active features over the evaluated positions.
     pub l0: f32,

@@ -273,12 +273,7 @@ fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
     if a.layers == 0 || a.context == 0 {
         return Err(CliError("--layers and --context must be at least 1".into()));
     }
-    let dtype = match a.dtype.as_str() {
-        "f32" => FloatDtype::F32,
-        "f16" => FloatDtype::F16,
-        "bf16" => FloatDtype::BF16,
-        other => return Err(CliError(format!("--dtype '{other}' is not one of f32, f16, bf16"))),
-    };
+    let dtype = dtype_flag(&a.dtype)?;
     // The tokenizer's own BOS and EOS where it has them (the families' names for them).
     let special =
         |names: &[&str]| names.iter().find_map(|n| tokenizer.as_ref().and_then(|t| t.special_id(n))).unwrap_or(vocab_size as u32 - 1);
@@ -399,10 +394,20 @@ fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `--dtype`'s value.
+fn dtype_flag(value: &str) -> Result<crate::formats::safetensors::FloatDtype, CliError> {
+    use crate::formats::safetensors::FloatDtype;
+    match value {
+        "f32" => Ok(FloatDtype::F32),
+        "f16" => Ok(FloatDtype::F16),
+        "bf16" => Ok(FloatDtype::BF16),
+        other => Err(CliError(format!("--dtype '{other}' is not one of f32, f16, bf16"))),
+    }
+}
+
 /// A random model of a named shape: the shape's `config.json` (as its Hub repository has it,
 /// read by `families::describe`), optionally fewer layers, weights rounded to `dtype`.
 fn bench_model_of_shape(shape: &str, layers: Option<usize>, dtype: &str) -> Result<crate::model::Model, CliError> {
-    use crate::formats::safetensors::FloatDtype;
     let mut config = match shape {
         "gpt2-small" => crate::model::families::gpt2::config_json(50257, 1024, 768, 12, 12, true),
         "gemma-2-2b" => serde_json::json!({
@@ -422,12 +427,7 @@ fn bench_model_of_shape(shape: &str, layers: Option<usize>, dtype: &str) -> Resu
     if let Some(n) = layers {
         config[if shape == "gpt2-small" { "n_layer" } else { "num_hidden_layers" }] = n.into();
     }
-    let dtype = match dtype {
-        "f32" => FloatDtype::F32,
-        "f16" => FloatDtype::F16,
-        "bf16" => FloatDtype::BF16,
-        other => return Err(CliError(format!("--dtype '{other}' is not one of f32, f16, bf16"))),
-    };
+    let dtype = dtype_flag(dtype)?;
     let cfg = crate::model::families::describe(config.to_string().as_bytes()).map_err(|e| CliError(format!("--layers: {e}")))?;
     let weights = crate::model::decoder_weights::DecoderWeights::random(&cfg, 3).in_precision(dtype);
     Ok(crate::model::Model { cfg, weights })

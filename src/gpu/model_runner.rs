@@ -345,6 +345,22 @@ impl GpuModel {
         };
         let add =
             |enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &wgpu::Buffer| model::add(gpu, enc, n * d, a, b, out);
+        // A sublayer's output projection into `out`, through Gemma's post-norm (via `raw`) when it has one.
+        let project = |enc: &mut wgpu::CommandEncoder,
+                       linear: &GpuLinear,
+                       input: &wgpu::Buffer,
+                       post: Option<&GpuNorm>,
+                       raw: &wgpu::Buffer,
+                       out: &wgpu::Buffer|
+         -> Result<(), GpuError> {
+            match post {
+                Some(post) => {
+                    linear.record(gpu, enc, n, input, 0, raw)?;
+                    norm(enc, Some(post), raw, out)
+                }
+                None => linear.record(gpu, enc, n, input, 0, out),
+            }
+        };
 
         for chunk in &self.embed.chunks {
             let table = TableChunk { first: chunk.first, count: chunk.rows, width: d, rows: &chunk.weight, storage: self.embed.storage };
@@ -400,17 +416,8 @@ impl GpuModel {
             }
             model::attention(gpu, &mut enc, Attention { rows: n, spec: attention_spec(cfg, *kind), q: q_at, k: k_at, v: &v, z: &z })?;
             capture(&mut enc, at(BlockSite::AttnZ), &z)?;
-            let attn = match &lw.post_attn_norm {
-                Some(post) => {
-                    lw.o.record(gpu, &mut enc, n, &z, 0, &attn_raw)?;
-                    norm(&mut enc, Some(post), &attn_raw, &attn_out)?;
-                    &attn_out
-                }
-                None => {
-                    lw.o.record(gpu, &mut enc, n, &z, 0, &attn_out)?;
-                    &attn_out
-                }
-            };
+            project(&mut enc, &lw.o, &z, lw.post_attn_norm.as_ref(), &attn_raw, &attn_out)?;
+            let attn = &attn_out;
             capture(&mut enc, at(BlockSite::AttnOut), attn)?;
             let sequential = cfg.layout != BlockLayout::Parallel;
             if sequential {
@@ -442,17 +449,8 @@ impl GpuModel {
                 }
                 _ => model::activation(gpu, &mut enc, cfg.activation, n * m, &up)?,
             }
-            let mlp = match &lw.post_mlp_norm {
-                Some(post) => {
-                    lw.down.record(gpu, &mut enc, n, &up, 0, &mlp_raw)?;
-                    norm(&mut enc, Some(post), &mlp_raw, &mlp_out)?;
-                    &mlp_out
-                }
-                None => {
-                    lw.down.record(gpu, &mut enc, n, &up, 0, &mlp_out)?;
-                    &mlp_out
-                }
-            };
+            project(&mut enc, &lw.down, &up, lw.post_mlp_norm.as_ref(), &mlp_raw, &mlp_out)?;
+            let mlp = &mlp_out;
             capture(&mut enc, at(BlockSite::MlpOut), mlp)?;
             if sequential {
                 add(&mut enc, &mid, mlp, &resid_next)?;
