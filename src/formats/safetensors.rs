@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use safetensors::{tensor::TensorView, Dtype};
 
 use super::FormatError;
 
@@ -23,6 +23,13 @@ impl FloatDtype {
             FloatDtype::F32 => "float32",
             FloatDtype::F16 => "float16",
             FloatDtype::BF16 => "bfloat16",
+        }
+    }
+    /// Bytes a value takes.
+    pub fn bytes(self) -> usize {
+        match self {
+            FloatDtype::F32 => 4,
+            FloatDtype::F16 | FloatDtype::BF16 => 2,
         }
     }
     fn to_safetensors(self) -> Dtype {
@@ -96,23 +103,16 @@ impl TensorFile {
     /// Parses a safetensors file. `name` is used in error messages. Tensors in dtypes other than
     /// f32/f16/bf16 are refused with their name.
     pub fn parse(name: &str, bytes: &[u8]) -> Result<TensorFile, FormatError> {
-        let err = |msg: String| FormatError::Safetensors { file: name.to_string(), msg };
-        // One header parse: read_metadata validates the offsets against the shapes, dtypes and
-        // file length, so each tensor's bytes can be sliced straight out of the data section.
-        let (header_len, meta) = SafeTensors::read_metadata(bytes).map_err(|e| err(describe(&e)))?;
-        let data = &bytes[8 + header_len..];
-        let mut tensors = BTreeMap::new();
-        for (tensor_name, info) in meta.tensors() {
-            let dtype = match info.dtype {
-                Dtype::F32 => FloatDtype::F32,
-                Dtype::F16 => FloatDtype::F16,
-                Dtype::BF16 => FloatDtype::BF16,
-                other => return Err(err(format!("tensor '{tensor_name}' has dtype {other:?}; only F32, F16 and BF16 are supported"))),
-            };
-            let (start, end) = info.data_offsets;
-            tensors.insert(tensor_name, RawTensor { dtype, shape: info.shape.clone(), bytes: data[start..end].to_vec() });
-        }
-        Ok(TensorFile { tensors, metadata: meta.metadata().clone() })
+        let table = TensorTable::parse(name, bytes, bytes.len() as u64)?;
+        let tensors = table
+            .tensors
+            .into_iter()
+            .map(|(tensor, e)| {
+                let bytes = bytes[e.bytes.start as usize..e.bytes.end as usize].to_vec();
+                (tensor, RawTensor { dtype: e.dtype, shape: e.shape, bytes })
+            })
+            .collect();
+        Ok(TensorFile { tensors, metadata: table.metadata })
     }
 
     /// Serialises the tensors (sorted by name, as safetensors does) with the stored metadata.
@@ -127,6 +127,84 @@ impl TensorFile {
             })
             .collect();
         safetensors::serialize(views, self.metadata.clone()).expect("serialising in-memory tensors cannot fail")
+    }
+}
+
+/// Where one tensor's values are in its file: dtype, shape and the byte range (from the file's
+/// start), as its header says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorEntry {
+    pub dtype: FloatDtype,
+    pub shape: Vec<usize>,
+    pub bytes: std::ops::Range<u64>,
+}
+
+/// A safetensors file's header alone: every tensor's entry, checked against the file's length
+/// before any tensor is read (what a GPU upload streams by, reading each tensor's bytes where
+/// its entry says).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TensorTable {
+    pub tensors: BTreeMap<String, TensorEntry>,
+    pub metadata: Option<std::collections::HashMap<String, String>>,
+}
+
+/// The header's length field: a file's first 8 bytes.
+pub const HEADER_LENGTH_BYTES: usize = 8;
+
+impl TensorTable {
+    /// How many bytes from the file's start the header takes, from its first 8 bytes (the
+    /// length field and the JSON it counts), refused when over the crate's 100 MB limit.
+    pub fn header_bytes(name: &str, first: &[u8]) -> Result<usize, FormatError> {
+        let err = |msg: String| FormatError::Safetensors { file: name.to_string(), msg };
+        let field: [u8; HEADER_LENGTH_BYTES] = first.get(..HEADER_LENGTH_BYTES).and_then(|b| b.try_into().ok()).ok_or_else(|| err(describe(&safetensors::SafeTensorError::HeaderTooSmall)))?;
+        let n = u64::from_le_bytes(field);
+        if n > 100_000_000 {
+            return Err(err(describe(&safetensors::SafeTensorError::HeaderTooLarge)));
+        }
+        Ok(HEADER_LENGTH_BYTES + n as usize)
+    }
+
+    /// The header of a file of `file_len` bytes whose first bytes are `head` (at least
+    /// `header_bytes` of them; more are ignored). Offsets that overlap, leave gaps or do not end
+    /// where the file ends are refused, as are dtypes other than f32/f16/bf16.
+    pub fn parse(name: &str, head: &[u8], file_len: u64) -> Result<TensorTable, FormatError> {
+        use safetensors::SafeTensorError as E;
+        let err = |msg: String| FormatError::Safetensors { file: name.to_string(), msg };
+        let header_bytes = TensorTable::header_bytes(name, head)?;
+        if header_bytes as u64 > file_len {
+            return Err(err(describe(&E::InvalidHeaderLength)));
+        }
+        let json = head.get(HEADER_LENGTH_BYTES..header_bytes).ok_or_else(|| err(describe(&E::InvalidHeaderLength)))?;
+        let json = std::str::from_utf8(json).map_err(|e| err(describe(&E::InvalidHeader(e))))?;
+        // The crate's own header types: `Metadata::new` validates the offsets against the shapes
+        // and dtypes, as `SafeTensors::read_metadata` does; the file's length is checked here.
+        #[derive(serde::Deserialize)]
+        struct Header {
+            #[serde(rename = "__metadata__")]
+            metadata: Option<std::collections::HashMap<String, String>>,
+            #[serde(flatten)]
+            tensors: std::collections::HashMap<String, safetensors::tensor::TensorInfo>,
+        }
+        let header: Header = serde_json::from_str(json).map_err(|e| err(describe(&E::InvalidHeaderDeserialization(e))))?;
+        let mut infos: Vec<_> = header.tensors.into_iter().collect();
+        infos.sort_by(|(_, a), (_, b)| a.data_offsets.cmp(&b.data_offsets));
+        let meta = safetensors::tensor::Metadata::new(header.metadata, infos).map_err(|e| err(describe(&e)))?;
+        if header_bytes as u64 + meta.data_len() as u64 != file_len {
+            return Err(err(describe(&E::MetadataIncompleteBuffer)));
+        }
+        let start = header_bytes as u64;
+        let mut tensors = BTreeMap::new();
+        for (tensor_name, info) in meta.tensors() {
+            let dtype = match info.dtype {
+                Dtype::F32 => FloatDtype::F32,
+                Dtype::F16 => FloatDtype::F16,
+                Dtype::BF16 => FloatDtype::BF16,
+                other => return Err(err(format!("tensor '{tensor_name}' has dtype {other:?}; only F32, F16 and BF16 are supported"))),
+            };
+            let (a, b) = info.data_offsets;
+            tensors.insert(tensor_name, TensorEntry { dtype, shape: info.shape.clone(), bytes: start + a as u64..start + b as u64 });
+        }
+        Ok(TensorTable { tensors, metadata: meta.metadata().clone() })
     }
 }
 

@@ -47,22 +47,28 @@ impl ShardIndex {
     /// Joins the shards (`(file name, parsed file)`, one per [`ShardIndex::files`]) into one
     /// set of tensors, after checking each tensor is where the index says and only there.
     pub fn merge(&self, shards: Vec<(String, TensorFile)>) -> Result<TensorFile, FormatError> {
+        let tensors = self.merge_tensors(shards.into_iter().map(|(name, file)| (name, file.tensors)).collect())?;
+        Ok(TensorFile { tensors, metadata: None })
+    }
+
+    /// As `merge`, for any per-tensor entries (values, or a header's entries).
+    pub fn merge_tensors<E>(&self, shards: Vec<(String, BTreeMap<String, E>)>) -> Result<BTreeMap<String, E>, FormatError> {
         let err = |file: &str, msg: String| FormatError::Safetensors { file: file.to_string(), msg };
         if let Some(missing) = self.files().into_iter().find(|f| !shards.iter().any(|(name, _)| name == f)) {
             return Err(err(missing, format!("{INDEX_FILE} names this shard; it was not given")));
         }
-        let mut merged = TensorFile::default();
-        for (name, file) in shards {
-            for (tensor, raw) in file.tensors {
+        let mut merged = BTreeMap::new();
+        for (name, tensors) in shards {
+            for (tensor, entry) in tensors {
                 match self.weight_map.get(&tensor) {
                     Some(f) if *f == name => {}
                     Some(f) => return Err(err(&name, format!("holds '{tensor}', which {INDEX_FILE} puts in {f}"))),
                     None => return Err(err(&name, format!("holds '{tensor}', which {INDEX_FILE} does not list"))),
                 }
-                merged.tensors.insert(tensor, raw);
+                merged.insert(tensor, entry);
             }
         }
-        if let Some((tensor, file)) = self.weight_map.iter().find(|(t, _)| !merged.tensors.contains_key(*t)) {
+        if let Some((tensor, file)) = self.weight_map.iter().find(|(t, _)| !merged.contains_key(*t)) {
             return Err(err(file, format!("does not hold '{tensor}', which {INDEX_FILE} puts there")));
         }
         Ok(merged)

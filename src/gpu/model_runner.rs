@@ -11,54 +11,91 @@ use super::{Gpu, GpuError};
 use crate::formats::safetensors::FloatDtype;
 use crate::model::cpu::{attention_spec, inverse_frequencies, layer_rope, norm_spec};
 use crate::model::decoder::{BlockLayout, DecoderConfig, Mlp, Rope};
-use crate::model::decoder_weights::{Linear, NormWeights};
+use crate::model::decoder_weights::{LayerWeights, Linear, NormWeights};
 use crate::model::{BlockSite, HookPoint, Intervention, Model};
 use crate::reference::matmul::{pack, Storage};
 use crate::reference::model::rope_tables;
 
 /// Rows `[first, first + rows)` of a projection's `[d_out, d_in]` weight, with the matmul
 /// epilogue's `[bias | 1 | 0]` columns for those rows.
-struct LinearChunk {
-    first: usize,
-    rows: usize,
-    weight: wgpu::Buffer,
+pub(super) struct LinearChunk {
+    pub(super) first: usize,
+    pub(super) rows: usize,
+    pub(super) weight: wgpu::Buffer,
     cols: wgpu::Buffer,
 }
 
 /// `y = x Wᵀ + b` with `W` `[d_out, d_in]` in row chunks of at most one binding each, stored as
 /// `storage` says (f16/bf16 weights stay half precision, two a word).
-struct GpuLinear {
-    d_in: usize,
-    d_out: usize,
-    storage: Storage,
-    chunks: Vec<LinearChunk>,
+pub(super) struct GpuLinear {
+    pub(super) d_in: usize,
+    pub(super) d_out: usize,
+    pub(super) storage: Storage,
+    pub(super) chunks: Vec<LinearChunk>,
+}
+
+/// The GPU storage of values stored in `dtype`.
+pub(super) fn storage_of(dtype: FloatDtype) -> Storage {
+    match dtype {
+        FloatDtype::F32 => Storage::F32,
+        FloatDtype::F16 => Storage::F16,
+        FloatDtype::BF16 => Storage::Bf16,
+    }
 }
 
 impl GpuLinear {
-    fn upload(gpu: &Gpu, label: &str, weight: &[f32], bias: Option<&[f32]>, d_in: usize, storage: Storage, max_bytes: u64) -> GpuLinear {
-        let d_out = weight.len() / d_in.max(1);
+    /// Buffers for a `[d_out, d_in]` weight in row chunks of at most `max_bytes` (zeros, and no
+    /// bias), to be filled by `write_weight` or by writes of stored bytes (`row_bytes_at`).
+    pub(super) fn allocate(gpu: &Gpu, label: &str, d_in: usize, d_out: usize, storage: Storage, max_bytes: u64) -> GpuLinear {
         let row_bytes = (d_in as f64 * storage.bytes_per_value()).ceil() as u64;
         let rows_per_chunk = ((max_bytes / row_bytes.max(1)) as usize).clamp(1, d_out.max(1));
         let chunks = (0..d_out)
             .step_by(rows_per_chunk)
             .map(|first| {
                 let rows = rows_per_chunk.min(d_out - first);
-                let mut cols = match bias {
-                    Some(b) => b[first..first + rows].to_vec(),
-                    None => vec![0.0; rows],
-                };
-                cols.extend(std::iter::repeat_n(1.0, rows));
-                cols.extend(std::iter::repeat_n(0.0, rows));
-                let words = pack(&weight[first * d_in..(first + rows) * d_in], storage);
-                LinearChunk {
-                    first,
-                    rows,
-                    weight: gpu.upload_bytes(label, bytemuck::cast_slice(&words)),
-                    cols: gpu.upload_f32(label, &cols),
-                }
+                let cols: Vec<f32> = [0.0, 1.0, 0.0].into_iter().flat_map(|v| std::iter::repeat_n(v, rows)).collect();
+                let bytes = (rows as f64 * d_in as f64 * storage.bytes_per_value()).ceil() as u64;
+                LinearChunk { first, rows, weight: gpu.storage(label, bytes), cols: gpu.upload_f32(label, &cols) }
             })
             .collect();
         GpuLinear { d_in, d_out, storage, chunks }
+    }
+
+    /// Writes the whole weight `[d_out, d_in]` from f32 values (packed to the storage).
+    pub(super) fn write_weight(&self, gpu: &Gpu, weight: &[f32]) {
+        for c in &self.chunks {
+            let words = pack(&weight[c.first * self.d_in..(c.first + c.rows) * self.d_in], self.storage);
+            gpu.queue.write_buffer(&c.weight, 0, bytemuck::cast_slice(&words));
+        }
+    }
+
+    /// Writes the bias `[d_out]` into the epilogue's columns.
+    pub(super) fn write_bias(&self, gpu: &Gpu, bias: &[f32]) {
+        for c in &self.chunks {
+            gpu.queue.write_buffer(&c.cols, 0, bytemuck::cast_slice(&bias[c.first..c.first + c.rows]));
+        }
+    }
+
+    /// Where rows `rows` of the weight go: `(chunk buffer, byte offset, rows there)` pieces, one
+    /// per chunk they span, in order.
+    pub(super) fn row_destinations(&self, rows: std::ops::Range<usize>) -> Vec<(&wgpu::Buffer, u64, usize)> {
+        let row_bytes = self.d_in as f64 * self.storage.bytes_per_value();
+        self.chunks
+            .iter()
+            .filter_map(|c| {
+                let (a, b) = (rows.start.max(c.first), rows.end.min(c.first + c.rows));
+                (a < b).then(|| (&c.weight, ((a - c.first) as f64 * row_bytes) as u64, b - a))
+            })
+            .collect()
+    }
+
+    fn upload(gpu: &Gpu, label: &str, weight: &[f32], bias: Option<&[f32]>, d_in: usize, storage: Storage, max_bytes: u64) -> GpuLinear {
+        let linear = GpuLinear::allocate(gpu, label, d_in, weight.len() / d_in.max(1), storage, max_bytes);
+        linear.write_weight(gpu, weight);
+        if let Some(b) = bias {
+            linear.write_bias(gpu, b);
+        }
+        linear
     }
 
     fn of(gpu: &Gpu, label: &str, l: &Linear, storage: Storage, max_bytes: u64) -> GpuLinear {
@@ -105,13 +142,13 @@ impl GpuLinear {
     }
 }
 
-struct GpuNorm {
+pub(super) struct GpuNorm {
     weight: wgpu::Buffer,
     bias: Option<wgpu::Buffer>,
 }
 
 impl GpuNorm {
-    fn upload(gpu: &Gpu, label: &str, n: &NormWeights) -> GpuNorm {
+    pub(super) fn upload(gpu: &Gpu, label: &str, n: &NormWeights) -> GpuNorm {
         GpuNorm { weight: gpu.upload_f32(label, &n.weight), bias: n.bias.as_ref().map(|b| gpu.upload_f32(label, b)) }
     }
 
@@ -124,21 +161,8 @@ impl GpuNorm {
     }
 }
 
-struct GpuLayer {
-    attn_norm: GpuNorm,
-    q: GpuLinear,
-    k: GpuLinear,
-    v: GpuLinear,
-    o: GpuLinear,
-    q_norm: Option<GpuNorm>,
-    k_norm: Option<GpuNorm>,
-    post_attn_norm: Option<GpuNorm>,
-    mlp_norm: GpuNorm,
-    gate: Option<GpuLinear>,
-    up: GpuLinear,
-    down: GpuLinear,
-    post_mlp_norm: Option<GpuNorm>,
-}
+/// One block on the GPU: its projections and norms, as `LayerWeights`.
+pub(super) type GpuLayer = LayerWeights<GpuLinear, GpuNorm>;
 
 pub struct GpuModel {
     pub cfg: DecoderConfig,
@@ -153,6 +177,19 @@ pub struct GpuModel {
     max_binding_bytes: u64,
     /// GPU bytes the weights take (every buffer uploaded).
     weight_bytes: u64,
+}
+
+/// Whether a model `cfg` describes fits one GPU binding of `limit` bytes where it must: a weight
+/// row (projections are split by rows, never within one) and the learned position table.
+pub(super) fn check_fits(gpu: &Gpu, cfg: &DecoderConfig, limit: u64) -> Result<(), GpuError> {
+    let widest_row = [cfg.d_model, cfg.d_mlp, cfg.n_heads * cfg.d_head].into_iter().max().unwrap_or(0) as u64 * 4;
+    let pos_bytes = if cfg.positions == crate::model::decoder::Positions::Learned { (cfg.max_positions * cfg.d_model) as u64 * 4 } else { 0 };
+    if widest_row > limit || pos_bytes > gpu.max_binding_bytes() {
+        return Err(GpuError::TooLarge(format!(
+            "a weight row of {widest_row} bytes or a position table of {pos_bytes} bytes does not fit one GPU binding of {limit} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// What a GPU forward pass returns.
@@ -174,19 +211,9 @@ impl GpuModel {
     /// norms, biases and learned positions are f32.
     pub fn upload_with_limit(gpu: &Gpu, model: &Model, max_binding_bytes: u64) -> Result<GpuModel, GpuError> {
         let (cfg, w) = (model.cfg.clone(), &model.weights);
-        let storage = match w.dtype {
-            FloatDtype::F32 => Storage::F32,
-            FloatDtype::F16 => Storage::F16,
-            FloatDtype::BF16 => Storage::Bf16,
-        };
+        let storage = storage_of(w.dtype);
         let limit = max_binding_bytes.min(gpu.max_binding_bytes());
-        let widest_row = [cfg.d_model, cfg.d_mlp, cfg.n_heads * cfg.d_head].into_iter().max().unwrap_or(0) as u64 * 4;
-        let pos_bytes = w.pos_embed.as_ref().map_or(0, |p| p.len() as u64 * 4);
-        if widest_row > limit || pos_bytes > gpu.max_binding_bytes() {
-            return Err(GpuError::TooLarge(format!(
-                "a weight row of {widest_row} bytes or a position table of {pos_bytes} bytes does not fit one GPU binding of {limit} bytes"
-            )));
-        }
+        check_fits(gpu, &cfg, limit)?;
         let linear = |label: &str, l: &Linear| GpuLinear::of(gpu, label, l, storage, limit);
         let norm = |label: &str, n: &NormWeights| GpuNorm::upload(gpu, label, n);
         let layers: Vec<GpuLayer> = w
@@ -212,19 +239,26 @@ impl GpuModel {
         let unembed = w.unembed.as_ref().map(|u| GpuLinear::upload(gpu, "unembed", u, None, cfg.d_model, storage, limit));
         let pos_embed = w.pos_embed.as_ref().map(|p| gpu.upload_f32("pos_embed", p));
         let final_norm = norm("final_norm", &w.final_norm);
-        let layer_bytes = |l: &GpuLayer| {
-            let linears = [&l.q, &l.k, &l.v, &l.o, &l.up, &l.down].into_iter().chain(&l.gate).map(GpuLinear::bytes).sum::<u64>();
-            let norms = [&l.attn_norm, &l.mlp_norm]
-                .into_iter()
-                .chain([&l.q_norm, &l.k_norm, &l.post_attn_norm, &l.post_mlp_norm].into_iter().flatten());
-            linears + norms.map(GpuNorm::bytes).sum::<u64>()
-        };
+        Ok(GpuModel::assemble(cfg, embed, unembed, pos_embed, layers, final_norm, limit))
+    }
+
+    /// The model from its uploaded parts, its GPU bytes counted.
+    pub(super) fn assemble(
+        cfg: DecoderConfig,
+        embed: GpuLinear,
+        unembed: Option<GpuLinear>,
+        pos_embed: Option<wgpu::Buffer>,
+        layers: Vec<GpuLayer>,
+        final_norm: GpuNorm,
+        max_binding_bytes: u64,
+    ) -> GpuModel {
+        let layer_bytes = |l: &GpuLayer| l.linears().map(GpuLinear::bytes).sum::<u64>() + l.norms().map(GpuNorm::bytes).sum::<u64>();
         let weight_bytes = embed.bytes()
             + unembed.as_ref().map_or(0, GpuLinear::bytes)
             + pos_embed.as_ref().map_or(0, |p| p.size())
             + final_norm.bytes()
             + layers.iter().map(layer_bytes).sum::<u64>();
-        Ok(GpuModel { embed, unembed, pos_embed, layers, final_norm, max_binding_bytes: limit, weight_bytes, cfg })
+        GpuModel { embed, unembed, pos_embed, layers, final_norm, max_binding_bytes, weight_bytes, cfg }
     }
 
     /// GPU bytes the weights take, every buffer counted.

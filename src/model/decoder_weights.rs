@@ -1,20 +1,177 @@
-//! A decoder's weights in one layout whatever the family: f32, every projection `[out, in]`
-//! row-major as `torch.nn.Linear` stores it (GPT-2's `Conv1D` `[in, out]` is transposed on load,
-//! fused q/k/v projections are split). Each family's file in `model::families` says where its
-//! tensors are; [`Tensors`] finds them by name, checks their shapes and widens f16/bf16.
+//! A decoder's weights in one layout whatever the family: every projection `[out, in]` row-major
+//! as `torch.nn.Linear` stores it (GPT-2's `Conv1D` `[in, out]` is transposed on load, fused
+//! q/k/v projections are split). Each family's file in `model::families` says where its tensors
+//! are, once, over [`Tensors`], which finds them by name and checks their shapes. What a family's
+//! loader gets a tensor as is the type parameter `T`: its values in f32 (`Vec<f32>`, the default,
+//! widened from f16/bf16 — what the CPU reference runs), or only where its values are in the
+//! checkpoint ([`TensorPlace`], from the files' headers — what a GPU upload streams by, so the
+//! weights need never be in host memory at once).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use super::decoder::{BlockLayout, DecoderConfig, Mlp, NormKind, Positions};
-use crate::formats::safetensors::{FloatDtype, RawTensor, TensorFile};
+use crate::formats::safetensors::{FloatDtype, RawTensor, TensorEntry, TensorFile};
+
+/// A tensor as a family's loader gets it: rows can be taken, it can be transposed and parts of
+/// it joined — the only changes a family makes to its checkpoint's tensors.
+pub trait TensorValues: Sized + std::fmt::Debug {
+    /// Rows `rows` of it read as `[_, row_len]`.
+    fn rows(&self, rows: Range<usize>, row_len: usize) -> Self;
+    /// `[rows, cols]` read as `[cols, rows]`.
+    fn transposed(self, rows: usize, cols: usize) -> Self;
+    /// The parts' rows one after another (parts of one tensor, with one row length).
+    fn concat(parts: Vec<Self>) -> Self;
+}
+
+impl TensorValues for Vec<f32> {
+    fn rows(&self, rows: Range<usize>, row_len: usize) -> Vec<f32> {
+        self[rows.start * row_len..rows.end * row_len].to_vec()
+    }
+
+    fn transposed(self, rows: usize, cols: usize) -> Vec<f32> {
+        transpose(&self, rows, cols)
+    }
+
+    fn concat(parts: Vec<Vec<f32>>) -> Vec<f32> {
+        parts.concat()
+    }
+}
+
+/// Where a tensor the model uses is in the checkpoint: rows of stored tensor `tensor` (read
+/// transposed for GPT-2's `Conv1D`), in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorPlace {
+    pub tensor: String,
+    pub dtype: FloatDtype,
+    /// The stored tensor's shape.
+    pub stored: Vec<usize>,
+    /// Whether the model reads the stored `[rows, cols]` as `[cols, rows]`.
+    pub transposed: bool,
+    /// The values read, in row-major order of the tensor as the model reads it (after any
+    /// transpose): `rows` of length `row_len`. `None`: all of it.
+    pub rows: Option<(Vec<Range<usize>>, usize)>,
+}
+
+impl TensorPlace {
+    /// Values in the tensor as read (after any transpose).
+    fn len(&self) -> usize {
+        self.stored.iter().product()
+    }
+
+    /// The row ranges read, as `(ranges, row_len)`; the whole tensor is one range of rows of
+    /// `row_len` (itself, as one row, when no row length was ever given).
+    fn row_ranges(&self, row_len: usize) -> Vec<Range<usize>> {
+        match &self.rows {
+            None => vec![0..self.len() / row_len.max(1)],
+            Some((ranges, len)) if *len == row_len => ranges.clone(),
+            // Ranges at another row length: re-expressed in values, then in `row_len` rows.
+            Some((ranges, len)) => ranges.iter().map(|r| r.start * len / row_len..r.end * len / row_len).collect(),
+        }
+    }
+
+    /// The values of this place from its stored tensor's values `stored` (the tensor named
+    /// `tensor`, widened to f32).
+    pub fn gather(&self, stored: Vec<f32>) -> Vec<f32> {
+        let values = if self.transposed { transpose(&stored, self.stored[0], self.stored[1]) } else { stored };
+        match &self.rows {
+            None => values,
+            Some((ranges, len)) => ranges.iter().flat_map(|r| values[r.start * len..r.end * len].iter().copied()).collect(),
+        }
+    }
+
+    /// The byte ranges (from the tensor's first byte) holding the values in order, when they can
+    /// be copied as stored (not transposed).
+    pub fn stored_byte_ranges(&self) -> Option<Vec<Range<u64>>> {
+        if self.transposed {
+            return None;
+        }
+        let b = self.dtype.bytes() as u64;
+        Some(match &self.rows {
+            None => vec![0..self.len() as u64 * b],
+            Some((ranges, len)) => ranges.iter().map(|r| (r.start * len) as u64 * b..(r.end * len) as u64 * b).collect(),
+        })
+    }
+}
+
+impl TensorValues for TensorPlace {
+    fn rows(&self, rows: Range<usize>, row_len: usize) -> TensorPlace {
+        // Rows of the rows read so far: walk the current ranges and keep the part in `rows`.
+        let mut picked = Vec::new();
+        let mut seen = 0;
+        for r in self.row_ranges(row_len) {
+            let (from, to) = (seen, seen + r.len());
+            let (a, b) = (rows.start.max(from), rows.end.min(to));
+            if a < b {
+                picked.push(r.start + (a - from)..r.start + (b - from));
+            }
+            seen = to;
+        }
+        TensorPlace { rows: Some((picked, row_len)), ..self.clone() }
+    }
+
+    fn transposed(self, _rows: usize, _cols: usize) -> TensorPlace {
+        debug_assert!(self.rows.is_none() && !self.transposed, "only a whole stored tensor is transposed");
+        TensorPlace { transposed: true, ..self }
+    }
+
+    fn concat(parts: Vec<TensorPlace>) -> TensorPlace {
+        let mut parts = parts.into_iter();
+        let first = parts.next().expect("parts to join");
+        let (mut ranges, len) = first.rows.clone().expect("parts are rows of a tensor");
+        for p in parts {
+            debug_assert_eq!(p.tensor, first.tensor, "parts of one tensor");
+            let (more, l) = p.rows.expect("parts are rows of a tensor");
+            debug_assert_eq!(l, len, "parts with one row length");
+            ranges.extend(more);
+        }
+        TensorPlace { rows: Some((ranges, len)), ..first }
+    }
+}
+
+/// One tensor of a checkpoint as found by name: with its values, or only its header's entry.
+pub trait StoredTensor {
+    type Values: TensorValues;
+    fn dtype(&self) -> FloatDtype;
+    fn shape(&self) -> &[usize];
+    /// What the family's loader gets: `name`'s values (every one finite), or its place.
+    fn values(self, name: &str) -> Result<Self::Values, String>;
+}
+
+impl StoredTensor for RawTensor {
+    type Values = Vec<f32>;
+    fn dtype(&self) -> FloatDtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn values(self, name: &str) -> Result<Vec<f32>, String> {
+        self.finite_f32(name)
+    }
+}
+
+impl StoredTensor for TensorEntry {
+    type Values = TensorPlace;
+    fn dtype(&self) -> FloatDtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// Finiteness is checked when the values are read.
+    fn values(self, name: &str) -> Result<TensorPlace, String> {
+        Ok(TensorPlace { tensor: name.to_string(), dtype: self.dtype, stored: self.shape, transposed: false, rows: None })
+    }
+}
 
 /// `y = x Wᵀ + b` with `W` `[d_out, d_in]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Linear {
+pub struct Linear<T = Vec<f32>> {
     pub d_in: usize,
     pub d_out: usize,
-    pub weight: Vec<f32>,
-    pub bias: Option<Vec<f32>>,
+    pub weight: T,
+    pub bias: Option<T>,
 }
 
 impl Linear {
@@ -33,62 +190,85 @@ impl Linear {
 
 /// A norm's scale (and LayerNorm's shift).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NormWeights {
-    pub weight: Vec<f32>,
-    pub bias: Option<Vec<f32>>,
+pub struct NormWeights<T = Vec<f32>> {
+    pub weight: T,
+    pub bias: Option<T>,
 }
 
 /// One block's weights. Which norms exist follows the layout: `attn_norm` and `mlp_norm` always
 /// (GPT-2's ln_1/ln_2, Llama's input/post-attention norms, Gemma's input/pre-feed-forward norms);
 /// `post_attn_norm` and `post_mlp_norm` for Gemma's sandwich.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LayerWeights {
-    pub attn_norm: NormWeights,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    pub o: Linear,
+pub struct LayerWeights<L = Linear, N = NormWeights> {
+    pub attn_norm: N,
+    pub q: L,
+    pub k: L,
+    pub v: L,
+    pub o: L,
     /// Over each head's `d_head` queries and keys (Qwen 3, Gemma 3).
-    pub q_norm: Option<NormWeights>,
-    pub k_norm: Option<NormWeights>,
-    pub post_attn_norm: Option<NormWeights>,
-    pub mlp_norm: NormWeights,
+    pub q_norm: Option<N>,
+    pub k_norm: Option<N>,
+    pub post_attn_norm: Option<N>,
+    pub mlp_norm: N,
     /// The gated MLP's gate; `None` for a plain MLP.
-    pub gate: Option<Linear>,
-    pub up: Linear,
-    pub down: Linear,
-    pub post_mlp_norm: Option<NormWeights>,
+    pub gate: Option<L>,
+    pub up: L,
+    pub down: L,
+    pub post_mlp_norm: Option<N>,
+}
+
+/// A block of a checkpoint's tensors as `T` (values, or places).
+pub type Layer<T> = LayerWeights<Linear<T>, NormWeights<T>>;
+
+impl<L, N> LayerWeights<L, N> {
+    /// The block's projections: q, k, v, o, then the MLP's (gate if any, up, down).
+    pub fn linears(&self) -> impl Iterator<Item = &L> {
+        [&self.q, &self.k, &self.v, &self.o].into_iter().chain(&self.gate).chain([&self.up, &self.down])
+    }
+
+    /// The block's norms that exist.
+    pub fn norms(&self) -> impl Iterator<Item = &N> {
+        [Some(&self.attn_norm), self.q_norm.as_ref(), self.k_norm.as_ref(), self.post_attn_norm.as_ref(), Some(&self.mlp_norm), self.post_mlp_norm.as_ref()]
+            .into_iter()
+            .flatten()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct DecoderWeights {
+pub struct DecoderWeights<T = Vec<f32>> {
     /// `[vocab, d_model]`
-    pub embed: Vec<f32>,
+    pub embed: T,
     /// Learned positions `[max_positions, d_model]` (GPT-2).
-    pub pos_embed: Option<Vec<f32>>,
-    pub layers: Vec<LayerWeights>,
-    pub final_norm: NormWeights,
+    pub pos_embed: Option<T>,
+    pub layers: Vec<Layer<T>>,
+    pub final_norm: NormWeights<T>,
     /// `[vocab, d_model]`; `None` when tied to `embed`.
-    pub unembed: Option<Vec<f32>>,
+    pub unembed: Option<T>,
     /// What the checkpoint stored them in (every tensor; f32 when they differ): the GPU keeps
     /// f16/bf16 weights in half precision, the host widens them to f32.
     pub dtype: FloatDtype,
 }
 
 /// A checkpoint's tensors by name (one file, or a sharded checkpoint's files merged), taken out
-/// as they are used.
-pub struct Tensors {
-    tensors: BTreeMap<String, RawTensor>,
+/// as they are used: with their values (`RawTensor`) or only their header entries (`TensorEntry`).
+pub struct Tensors<E = RawTensor> {
+    tensors: BTreeMap<String, E>,
 }
 
 impl Tensors {
     pub fn new(files: Vec<TensorFile>) -> Tensors {
         Tensors { tensors: files.into_iter().flat_map(|f| f.tensors).collect() }
     }
+}
+
+impl<E: StoredTensor> Tensors<E> {
+    pub fn from_entries(tensors: BTreeMap<String, E>) -> Tensors<E> {
+        Tensors { tensors }
+    }
 
     /// The dtype every tensor has, or f32 when they differ (or there are none).
     pub fn common_dtype(&self) -> FloatDtype {
-        let mut dtypes = self.tensors.values().map(|t| t.dtype);
+        let mut dtypes = self.tensors.values().map(|t| t.dtype());
         let first = dtypes.next().unwrap_or(FloatDtype::F32);
         if dtypes.all(|d| d == first) {
             first
@@ -102,17 +282,17 @@ impl Tensors {
         self.tensors.contains_key(name)
     }
 
-    /// Tensor `name` with `shape`, in f32; every value finite.
-    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+    /// Tensor `name` with `shape`.
+    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<E::Values, String> {
         let t = self.tensors.remove(name).ok_or_else(|| format!("missing tensor '{name}'"))?;
-        if t.shape != shape {
-            return Err(format!("'{name}' has shape {:?}, the config implies {shape:?}", t.shape));
+        if t.shape() != shape {
+            return Err(format!("'{name}' has shape {:?}, the config implies {shape:?}", t.shape()));
         }
-        t.finite_f32(name)
+        t.values(name)
     }
 
     /// `name` if the checkpoint has it.
-    pub fn take_optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>, String> {
+    pub fn take_optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<E::Values>, String> {
         if self.has(name) {
             self.take(name, shape).map(Some)
         } else {
@@ -121,14 +301,14 @@ impl Tensors {
     }
 
     /// An `nn.Linear` `{prefix}.weight` `[d_out, d_in]`, with `{prefix}.bias` when `bias`.
-    pub fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear, String> {
+    pub fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<E::Values>, String> {
         let weight = self.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
         let bias = if bias { Some(self.take(&format!("{prefix}.bias"), &[d_out])?) } else { None };
         Ok(Linear { d_in, d_out, weight, bias })
     }
 
     /// A norm `{prefix}.weight` `[d]`, with `{prefix}.bias` when `bias`.
-    pub fn norm(&mut self, prefix: &str, d: usize, bias: bool) -> Result<NormWeights, String> {
+    pub fn norm(&mut self, prefix: &str, d: usize, bias: bool) -> Result<NormWeights<E::Values>, String> {
         let weight = self.take(&format!("{prefix}.weight"), &[d])?;
         let bias = if bias { Some(self.take(&format!("{prefix}.bias"), &[d])?) } else { None };
         Ok(NormWeights { weight, bias })
@@ -142,12 +322,12 @@ impl Tensors {
 }
 
 /// Splits the rows of a fused projection `[Σ parts, d_in]` (with its bias) into consecutive parts.
-pub fn split_rows(fused: Linear, parts: &[usize]) -> Vec<Linear> {
+pub fn split_rows<T: TensorValues>(fused: Linear<T>, parts: &[usize]) -> Vec<Linear<T>> {
     let mut out = Vec::new();
     let mut start = 0;
     for &rows in parts {
-        let weight = fused.weight[start * fused.d_in..(start + rows) * fused.d_in].to_vec();
-        let bias = fused.bias.as_ref().map(|b| b[start..start + rows].to_vec());
+        let weight = fused.weight.rows(start..start + rows, fused.d_in);
+        let bias = fused.bias.as_ref().map(|b| b.rows(start..start + rows, 1));
         out.push(Linear { d_in: fused.d_in, d_out: rows, weight, bias });
         start += rows;
     }

@@ -2,7 +2,7 @@
 //! MLP with `activation_function` (gelu_new), biases everywhere, tied unembedding.
 
 use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions, SpecialTokens};
-use super::super::decoder_weights::{split_rows, transpose, DecoderWeights, LayerWeights, Linear, Tensors};
+use super::super::decoder_weights::{split_rows, transpose, DecoderWeights, LayerWeights, Linear, StoredTensor, TensorValues, Tensors};
 use super::Fields;
 use crate::formats::safetensors::FloatDtype;
 
@@ -49,13 +49,13 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
 }
 
 /// `Conv1D` `{prefix}.weight` `[d_in, d_out]` (+ bias), as an `[out, in]` projection.
-fn conv1d(t: &mut Tensors, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear, String> {
-    let weight = transpose(&t.take(&format!("{prefix}.weight"), &[d_in, d_out])?, d_in, d_out);
+fn conv1d<E: StoredTensor>(t: &mut Tensors<E>, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear<E::Values>, String> {
+    let weight = t.take(&format!("{prefix}.weight"), &[d_in, d_out])?.transposed(d_in, d_out);
     Ok(Linear { d_in, d_out, weight, bias: Some(t.take(&format!("{prefix}.bias"), &[d_out])?) })
 }
 
 /// GPT-2's tensors (`transformer.wte`, `transformer.h.L.attn.c_attn`, …; `transformer.` optional).
-pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, String> {
+pub fn weights<E: StoredTensor>(cfg: &DecoderConfig, t: &mut Tensors<E>) -> Result<DecoderWeights<E::Values>, String> {
     let p = super::prefix_of(t, "transformer.", "wte.weight");
     let d = cfg.d_model;
     let embed = t.take(&format!("{p}wte.weight"), &[cfg.vocab_size, d])?;
@@ -63,7 +63,7 @@ pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, S
     let mut layers = Vec::new();
     for l in 0..cfg.n_layers {
         let b = format!("{p}h.{l}.");
-        let [q, k, v]: [Linear; 3] =
+        let [q, k, v]: [Linear<E::Values>; 3] =
             split_rows(conv1d(t, &format!("{b}attn.c_attn"), d, 3 * d)?, &[d, d, d]).try_into().expect("three parts");
         layers.push(LayerWeights {
             attn_norm: t.norm(&format!("{b}ln_1"), d, true)?,

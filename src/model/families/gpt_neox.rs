@@ -3,7 +3,7 @@
 //! `use_parallel_residual` (Pythia), untied unembedding.
 
 use super::super::decoder::{BlockLayout, DecoderConfig, LayerAttention, Mlp, Norm, NormKind, Positions, SpecialTokens};
-use super::super::decoder_weights::{DecoderWeights, LayerWeights, Linear, Tensors};
+use super::super::decoder_weights::{DecoderWeights, LayerWeights, Linear, StoredTensor, TensorValues, Tensors};
 use super::Fields;
 use crate::formats::safetensors::FloatDtype;
 
@@ -54,7 +54,7 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
 /// GPT-NeoX's tensors (`gpt_neox.embed_in`, `gpt_neox.layers.L.attention.query_key_value`, …,
 /// `embed_out` or `lm_head`). The fused q/k/v projection holds each head's q, k and v rows in turn
 /// (`qkv.view(…, heads, 3·head_size).chunk(3)`).
-pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, String> {
+pub fn weights<E: StoredTensor>(cfg: &DecoderConfig, t: &mut Tensors<E>) -> Result<DecoderWeights<E::Values>, String> {
     let p = super::prefix_of(t, "gpt_neox.", "embed_in.weight");
     let (d, dh) = (cfg.d_model, cfg.d_head);
     let embed = t.take(&format!("{p}embed_in.weight"), &[cfg.vocab_size, d])?;
@@ -64,8 +64,8 @@ pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, S
         let fused = t.linear(&format!("{b}attention.query_key_value"), d, 3 * d, cfg.qkv_bias)?;
         let part = |which: usize| {
             let rows = |h: usize| (h * 3 + which) * dh..(h * 3 + which + 1) * dh;
-            let weight = (0..cfg.n_heads).flat_map(|h| fused.weight[rows(h).start * d..rows(h).end * d].to_vec()).collect();
-            let bias = fused.bias.as_ref().map(|bias| (0..cfg.n_heads).flat_map(|h| bias[rows(h)].to_vec()).collect());
+            let weight = TensorValues::concat((0..cfg.n_heads).map(|h| fused.weight.rows(rows(h), d)).collect());
+            let bias = fused.bias.as_ref().map(|bias| TensorValues::concat((0..cfg.n_heads).map(|h| bias.rows(rows(h), 1)).collect()));
             Linear { d_in: d, d_out: d, weight, bias }
         };
         layers.push(LayerWeights {

@@ -3,7 +3,7 @@
 //! this block with their own biases and norms (`qwen2.rs`, `qwen3.rs`).
 
 use super::super::decoder::{BlockLayout, DecoderConfig, Mlp, Norm, NormKind, Positions, SpecialTokens};
-use super::super::decoder_weights::{DecoderWeights, Tensors};
+use super::super::decoder_weights::{DecoderWeights, StoredTensor, Tensors};
 use super::Fields;
 use crate::formats::safetensors::FloatDtype;
 
@@ -57,7 +57,7 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
 
 /// The tensors of Llama, Qwen 2/3 and Gemma 2/3 checkpoints (`model.embed_tokens`,
 /// `model.layers.L.…`, `model.norm`, `lm_head`).
-pub fn weights(cfg: &DecoderConfig, t: &mut Tensors) -> Result<DecoderWeights, String> {
+pub fn weights<E: StoredTensor>(cfg: &DecoderConfig, t: &mut Tensors<E>) -> Result<DecoderWeights<E::Values>, String> {
     let p = super::prefix_of(t, "model.", "embed_tokens.weight");
     let embed = t.take(&format!("{p}embed_tokens.weight"), &[cfg.vocab_size, cfg.d_model])?;
     let layers = (0..cfg.n_layers).map(|l| super::hf_block(cfg, t, &format!("{p}layers.{l}."))).collect::<Result<_, _>>()?;

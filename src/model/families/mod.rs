@@ -18,26 +18,36 @@ mod qwen3;
 use serde_json::{Map, Value};
 
 use super::decoder::{Activation, BlockLayout, DecoderConfig, LayerAttention, Rope, RopeScaling, SpecialTokens};
-use super::decoder_weights::{DecoderWeights, LayerWeights, Tensors};
-use crate::formats::safetensors::TensorFile;
+use std::collections::BTreeMap;
+
+use super::decoder_weights::{DecoderWeights, Layer, LayerWeights, StoredTensor, TensorPlace, Tensors};
+use crate::formats::safetensors::{RawTensor, TensorEntry, TensorFile};
 use crate::formats::FormatError;
 
-/// A family: its `model_type`, how it reads its `config.json`, where its tensors are.
+/// A family: its `model_type`, how it reads its `config.json`, where its tensors are (one generic
+/// function, `weights`, taken once with the values and once with the header's places).
 pub struct Family {
     pub model_type: &'static str,
     pub describe: fn(&Fields) -> Result<DecoderConfig, String>,
-    pub weights: fn(&DecoderConfig, &mut Tensors) -> Result<DecoderWeights, String>,
+    pub weights: fn(&DecoderConfig, &mut Tensors<RawTensor>) -> Result<DecoderWeights, String>,
+    pub places: fn(&DecoderConfig, &mut Tensors<TensorEntry>) -> Result<DecoderWeights<TensorPlace>, String>,
+}
+
+macro_rules! family {
+    ($model_type:literal, $describe:path, $weights:path) => {
+        Family { model_type: $model_type, describe: $describe, weights: $weights, places: $weights }
+    };
 }
 
 /// The families saelab describes.
 pub const FAMILIES: &[Family] = &[
-    Family { model_type: "gpt2", describe: gpt2::describe, weights: gpt2::weights },
-    Family { model_type: "gpt_neox", describe: gpt_neox::describe, weights: gpt_neox::weights },
-    Family { model_type: "llama", describe: llama::describe, weights: llama::weights },
-    Family { model_type: "qwen2", describe: qwen2::describe, weights: llama::weights },
-    Family { model_type: "qwen3", describe: qwen3::describe, weights: llama::weights },
-    Family { model_type: "gemma2", describe: gemma2::describe, weights: llama::weights },
-    Family { model_type: "gemma3_text", describe: gemma3::describe, weights: llama::weights },
+    family!("gpt2", gpt2::describe, gpt2::weights),
+    family!("gpt_neox", gpt_neox::describe, gpt_neox::weights),
+    family!("llama", llama::describe, llama::weights),
+    family!("qwen2", qwen2::describe, llama::weights),
+    family!("qwen3", qwen3::describe, llama::weights),
+    family!("gemma2", gemma2::describe, llama::weights),
+    family!("gemma3_text", gemma3::describe, llama::weights),
 ];
 
 /// Tensors a checkpoint may carry that change nothing: GPT-2's saved attention masks, rotary
@@ -49,11 +59,27 @@ fn ignorable(name: &str) -> bool {
 /// The weights of a model `cfg` describes, from its safetensors files (one, or a sharded
 /// checkpoint's). A tensor the family does not use is refused: it might change the computation.
 pub fn load(cfg: &DecoderConfig, files: Vec<TensorFile>) -> Result<DecoderWeights, FormatError> {
+    take_all(cfg, Tensors::new(files), |family| family.weights)
+}
+
+/// Where every tensor of a model `cfg` describes is in its checkpoint, from the files' headers
+/// (one, or a sharded checkpoint's merged): the same tensors, shapes and refusals as `load`, with
+/// no value read yet.
+pub fn places(cfg: &DecoderConfig, header: BTreeMap<String, TensorEntry>) -> Result<DecoderWeights<TensorPlace>, FormatError> {
+    take_all(cfg, Tensors::from_entries(header), |family| family.places)
+}
+
+type Loader<E> = fn(&DecoderConfig, &mut Tensors<E>) -> Result<DecoderWeights<<E as StoredTensor>::Values>, String>;
+
+fn take_all<E: StoredTensor>(
+    cfg: &DecoderConfig,
+    mut tensors: Tensors<E>,
+    loader: fn(&Family) -> Loader<E>,
+) -> Result<DecoderWeights<E::Values>, FormatError> {
     let err = |msg: String| FormatError::Safetensors { file: "model.safetensors".into(), msg };
     let family = FAMILIES.iter().find(|f| f.model_type == cfg.model_type).ok_or_else(|| err(format!("no family '{}'", cfg.model_type)))?;
-    let mut tensors = Tensors::new(files);
     let dtype = tensors.common_dtype();
-    let mut weights = (family.weights)(cfg, &mut tensors).map_err(err)?;
+    let mut weights = loader(family)(cfg, &mut tensors).map_err(err)?;
     weights.dtype = dtype;
     // A tied checkpoint may store the unembedding too.
     let unused = |n: &&str| ignorable(n) || (cfg.tied_embeddings && *n == "lm_head.weight");
@@ -66,7 +92,7 @@ pub fn load(cfg: &DecoderConfig, files: Vec<TensorFile>) -> Result<DecoderWeight
 
 /// `prefix` when the checkpoint's tensors carry it (a `…ForCausalLM` checkpoint), else "" (the
 /// base model saved alone).
-pub(super) fn prefix_of(t: &Tensors, prefix: &'static str, probe: &str) -> &'static str {
+pub(super) fn prefix_of<E: StoredTensor>(t: &Tensors<E>, prefix: &'static str, probe: &str) -> &'static str {
     if t.has(&format!("{prefix}{probe}")) {
         prefix
     } else {
@@ -75,7 +101,7 @@ pub(super) fn prefix_of(t: &Tensors, prefix: &'static str, probe: &str) -> &'sta
 }
 
 /// The unembedding: none when tied, else `names`' first present, `[vocab, d_model]`.
-pub(super) fn unembed(cfg: &DecoderConfig, t: &mut Tensors, names: &[&str]) -> Result<Option<Vec<f32>>, String> {
+pub(super) fn unembed<E: StoredTensor>(cfg: &DecoderConfig, t: &mut Tensors<E>, names: &[&str]) -> Result<Option<E::Values>, String> {
     if cfg.tied_embeddings {
         return Ok(None);
     }
@@ -84,10 +110,10 @@ pub(super) fn unembed(cfg: &DecoderConfig, t: &mut Tensors, names: &[&str]) -> R
 }
 
 /// A block in the layout Llama, Qwen and Gemma share (`model.layers.L.self_attn.q_proj`, …).
-pub(super) fn hf_block(cfg: &DecoderConfig, t: &mut Tensors, base: &str) -> Result<LayerWeights, String> {
+pub(super) fn hf_block<E: StoredTensor>(cfg: &DecoderConfig, t: &mut Tensors<E>, base: &str) -> Result<Layer<E::Values>, String> {
     let (d, dh) = (cfg.d_model, cfg.d_head);
     let (q_out, kv_out) = (cfg.n_heads * dh, cfg.n_kv_heads * dh);
-    let attn = |t: &mut Tensors, name: &str, out: usize| t.linear(&format!("{base}self_attn.{name}"), d, out, cfg.qkv_bias);
+    let attn = |t: &mut Tensors<E>, name: &str, out: usize| t.linear(&format!("{base}self_attn.{name}"), d, out, cfg.qkv_bias);
     let (q, k, v) = (attn(t, "q_proj", q_out)?, attn(t, "k_proj", kv_out)?, attn(t, "v_proj", kv_out)?);
     let o = t.linear(&format!("{base}self_attn.o_proj"), q_out, d, cfg.o_bias)?;
     let (q_norm, k_norm) = if cfg.qk_norm {
@@ -95,14 +121,14 @@ pub(super) fn hf_block(cfg: &DecoderConfig, t: &mut Tensors, base: &str) -> Resu
     } else {
         (None, None)
     };
-    let norm = |t: &mut Tensors, name: &str| t.norm(&format!("{base}{name}"), d, false);
+    let norm = |t: &mut Tensors<E>, name: &str| t.norm(&format!("{base}{name}"), d, false);
     let attn_norm = norm(t, "input_layernorm")?;
     let (post_attn_norm, mlp_norm, post_mlp_norm) = if cfg.layout == BlockLayout::Sandwich {
         (Some(norm(t, "post_attention_layernorm")?), norm(t, "pre_feedforward_layernorm")?, Some(norm(t, "post_feedforward_layernorm")?))
     } else {
         (None, norm(t, "post_attention_layernorm")?, None)
     };
-    let mlp = |t: &mut Tensors, name: &str, d_in: usize, d_out: usize| t.linear(&format!("{base}mlp.{name}"), d_in, d_out, cfg.mlp_bias);
+    let mlp = |t: &mut Tensors<E>, name: &str, d_in: usize, d_out: usize| t.linear(&format!("{base}mlp.{name}"), d_in, d_out, cfg.mlp_bias);
     Ok(LayerWeights {
         attn_norm,
         q,
