@@ -156,7 +156,10 @@ impl TensorTable {
     /// length field and the JSON it counts), refused when over the crate's 100 MB limit.
     pub fn header_bytes(name: &str, first: &[u8]) -> Result<usize, FormatError> {
         let err = |msg: String| FormatError::Safetensors { file: name.to_string(), msg };
-        let field: [u8; HEADER_LENGTH_BYTES] = first.get(..HEADER_LENGTH_BYTES).and_then(|b| b.try_into().ok()).ok_or_else(|| err(describe(&safetensors::SafeTensorError::HeaderTooSmall)))?;
+        let field: [u8; HEADER_LENGTH_BYTES] = first
+            .get(..HEADER_LENGTH_BYTES)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| err(describe(&safetensors::SafeTensorError::HeaderTooSmall)))?;
         let n = u64::from_le_bytes(field);
         if n > 100_000_000 {
             return Err(err(describe(&safetensors::SafeTensorError::HeaderTooLarge)));

@@ -4,6 +4,7 @@
 
 pub mod kernels;
 pub mod model_runner;
+pub mod model_stream;
 pub mod sae_runner;
 
 use wgpu::util::DeviceExt;

@@ -76,19 +76,6 @@ impl GpuLinear {
         }
     }
 
-    /// Where rows `rows` of the weight go: `(chunk buffer, byte offset, rows there)` pieces, one
-    /// per chunk they span, in order.
-    pub(super) fn row_destinations(&self, rows: std::ops::Range<usize>) -> Vec<(&wgpu::Buffer, u64, usize)> {
-        let row_bytes = self.d_in as f64 * self.storage.bytes_per_value();
-        self.chunks
-            .iter()
-            .filter_map(|c| {
-                let (a, b) = (rows.start.max(c.first), rows.end.min(c.first + c.rows));
-                (a < b).then(|| (&c.weight, ((a - c.first) as f64 * row_bytes) as u64, b - a))
-            })
-            .collect()
-    }
-
     fn upload(gpu: &Gpu, label: &str, weight: &[f32], bias: Option<&[f32]>, d_in: usize, storage: Storage, max_bytes: u64) -> GpuLinear {
         let linear = GpuLinear::allocate(gpu, label, d_in, weight.len() / d_in.max(1), storage, max_bytes);
         linear.write_weight(gpu, weight);
@@ -183,7 +170,8 @@ pub struct GpuModel {
 /// row (projections are split by rows, never within one) and the learned position table.
 pub(super) fn check_fits(gpu: &Gpu, cfg: &DecoderConfig, limit: u64) -> Result<(), GpuError> {
     let widest_row = [cfg.d_model, cfg.d_mlp, cfg.n_heads * cfg.d_head].into_iter().max().unwrap_or(0) as u64 * 4;
-    let pos_bytes = if cfg.positions == crate::model::decoder::Positions::Learned { (cfg.max_positions * cfg.d_model) as u64 * 4 } else { 0 };
+    let pos_bytes =
+        if cfg.positions == crate::model::decoder::Positions::Learned { (cfg.max_positions * cfg.d_model) as u64 * 4 } else { 0 };
     if widest_row > limit || pos_bytes > gpu.max_binding_bytes() {
         return Err(GpuError::TooLarge(format!(
             "a weight row of {widest_row} bytes or a position table of {pos_bytes} bytes does not fit one GPU binding of {limit} bytes"

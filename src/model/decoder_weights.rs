@@ -228,9 +228,16 @@ impl<L, N> LayerWeights<L, N> {
 
     /// The block's norms that exist.
     pub fn norms(&self) -> impl Iterator<Item = &N> {
-        [Some(&self.attn_norm), self.q_norm.as_ref(), self.k_norm.as_ref(), self.post_attn_norm.as_ref(), Some(&self.mlp_norm), self.post_mlp_norm.as_ref()]
-            .into_iter()
-            .flatten()
+        [
+            Some(&self.attn_norm),
+            self.q_norm.as_ref(),
+            self.k_norm.as_ref(),
+            self.post_attn_norm.as_ref(),
+            Some(&self.mlp_norm),
+            self.post_mlp_norm.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 

@@ -4,10 +4,13 @@
 //! the field), `families::load` finds every tensor the family needs with the shape the config
 //! implies and every value finite (f32, f16 or bf16, widened to f32).
 
-use super::decoder_weights::DecoderWeights;
+use std::collections::BTreeMap;
+
+use super::decoder::DecoderConfig;
+use super::decoder_weights::{DecoderWeights, TensorPlace};
 use super::families;
 use super::Model;
-use crate::formats::safetensors::{RawTensor, TensorFile};
+use crate::formats::safetensors::{RawTensor, TensorEntry, TensorFile, TensorTable};
 use crate::formats::shards::ShardIndex;
 use crate::formats::FormatError;
 
@@ -47,14 +50,53 @@ pub fn parse_weights(files: &WeightFiles) -> Result<TensorFile, FormatError> {
     }
 }
 
-/// `model` with the special token ids of a `generation_config.json` where it names them.
-pub fn with_generation_config(mut model: Model, bytes: &[u8]) -> Result<Model, FormatError> {
+/// A checkpoint known from its files' headers alone: every stored tensor's entry and the file
+/// holding it.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointHeaders {
+    pub entries: BTreeMap<String, TensorEntry>,
+    pub file_of: BTreeMap<String, String>,
+}
+
+impl CheckpointHeaders {
+    /// The headers of `model.safetensors` (no index) or of every shard a sharded checkpoint's
+    /// `index` names, as `(file name, header)`; a sharded one is checked as `parse_weights` checks.
+    pub fn join(index: Option<&[u8]>, tables: Vec<(String, TensorTable)>) -> Result<CheckpointHeaders, FormatError> {
+        let file_of = tables.iter().flat_map(|(file, t)| t.tensors.keys().map(move |name| (name.clone(), file.clone()))).collect();
+        let entries = match index {
+            None => tables.into_iter().flat_map(|(_, t)| t.tensors).collect(),
+            Some(index) => ShardIndex::parse(index)?.merge_tensors(tables.into_iter().map(|(file, t)| (file, t.tensors)).collect())?,
+        };
+        Ok(CheckpointHeaders { entries, file_of })
+    }
+
+    /// Bytes of tensor data in all the files.
+    pub fn data_bytes(&self) -> u64 {
+        self.entries.values().map(|e| e.bytes.end - e.bytes.start).sum()
+    }
+}
+
+/// The model a `config.json` describes and where each of its tensors is in the checkpoint
+/// `headers` describe — the checks of `parse_model` that need no value.
+pub fn model_places(config: &[u8], headers: &CheckpointHeaders) -> Result<(DecoderConfig, DecoderWeights<TensorPlace>), FormatError> {
+    let cfg = families::describe(config)?;
+    let places = families::places(&cfg, headers.entries.clone())?;
+    Ok((cfg, places))
+}
+
+/// A config's special token ids with those of a `generation_config.json` where it names them.
+pub fn with_generation_config_ids(mut cfg: DecoderConfig, bytes: &[u8]) -> Result<DecoderConfig, FormatError> {
     let err = |msg: String| FormatError::Config { file: GENERATION_CONFIG_FILE.into(), msg };
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| err(format!("not valid JSON ({e})")))?;
     let fields = value.as_object().ok_or_else(|| err("expected a JSON object".into()))?;
     let given = crate::model::decoder::SpecialTokens::read(fields).map_err(err)?;
-    model.cfg.special_tokens = std::mem::take(&mut model.cfg.special_tokens).overridden_by(given);
-    Ok(model)
+    cfg.special_tokens = std::mem::take(&mut cfg.special_tokens).overridden_by(given);
+    Ok(cfg)
+}
+
+/// `model` with the special token ids of a `generation_config.json` where it names them.
+pub fn with_generation_config(model: Model, bytes: &[u8]) -> Result<Model, FormatError> {
+    Ok(Model { cfg: with_generation_config_ids(model.cfg, bytes)?, weights: model.weights })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
