@@ -8,8 +8,8 @@
 
 use crate::engine::{self, LoadedSae};
 use crate::gpu::RunRequest;
-use crate::lm::{self, LmError, LoadedModel};
-use crate::model::{HookPoint, Model};
+use crate::lm::{self, LmError, LoadedModel, ModelInfo};
+use crate::model::HookPoint;
 use crate::sae::Sae;
 
 /// One token where a feature fired.
@@ -46,7 +46,7 @@ pub async fn run_sample(
     context: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SampleActivations, LmError> {
-    let mut run = SampleActivations::new(&model.model, &sae.sae, sample, bos, context)?;
+    let mut run = SampleActivations::new(model, &sae.sae, sample, bos, context)?;
     while run.done < run.contexts.len() {
         run.run_next(model, sae).await?;
         progress(run.done, run.contexts.len());
@@ -57,10 +57,10 @@ pub async fn run_sample(
 impl SampleActivations {
     /// The sample cut into contexts, nothing run yet (`run_next` runs one context at a time, so
     /// the page can paint between them).
-    pub fn new(model: &Model, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> Result<SampleActivations, LmError> {
+    pub fn new(model: &impl ModelInfo, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> Result<SampleActivations, LmError> {
         let hook = lm::attach_point(model, sae)?;
-        if context < 2 || context > model.cfg.max_positions {
-            return Err(LmError::Mismatch(format!("context must be between 2 and {} tokens, not {context}", model.cfg.max_positions)));
+        if context < 2 || context > model.cfg().max_positions {
+            return Err(LmError::Mismatch(format!("context must be between 2 and {} tokens, not {context}", model.cfg().max_positions)));
         }
         if sample.is_empty() {
             return Err(LmError::Mismatch("the sample holds no tokens".into()));
@@ -96,8 +96,8 @@ impl SampleActivations {
 }
 /// What a sample's activations depend on — the model, the SAE, the sample's tokens and how they
 /// are cut — as one number: dashboards saved under it can be reused for the same four.
-pub fn sample_key(model: &Model, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> u64 {
-    let parts = [crate::fingerprint::model(model), crate::fingerprint::sae(sae), crate::fingerprint::tokens(sample)];
+pub fn sample_key(model: &impl ModelInfo, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> u64 {
+    let parts = [model.fingerprint(), crate::fingerprint::sae(sae), crate::fingerprint::tokens(sample)];
     crate::fingerprint::fnv1a(
         parts.iter().flat_map(|p| [*p as u32, (*p >> 32) as u32]).chain([bos.map_or(u32::MAX, |b| b), context as u32]),
     )
@@ -125,7 +125,7 @@ impl SampleActivations {
     /// None when it was saved for others. Bytes that do not fit are an error, never a panic.
     pub fn from_bytes(
         bytes: &[u8],
-        model: &Model,
+        model: &impl ModelInfo,
         sae: &Sae,
         sample: &[u32],
         bos: Option<u32>,

@@ -23,7 +23,7 @@ use crate::backend::Backend;
 use crate::engine::{self, EngineError, LoadedSae};
 use crate::gpu::model_runner::GpuModel;
 use crate::gpu::{Gpu, GpuError, RunRequest};
-use crate::model::decoder::NormKind;
+use crate::model::decoder::{DecoderConfig, NormKind};
 use crate::model::{cpu, BlockSite, HookPoint, Intervention, Model, ModelError};
 use crate::random::Rng;
 use crate::sae::Sae;
@@ -40,12 +40,41 @@ pub enum LmError {
     Mismatch(String),
 }
 
-/// A model placed on a backend: its host weights (the CPU reference's input, and the config every
-/// caller reads) and, on a GPU, their copy uploaded once. Cloning it shares both.
+/// What identifies a model and describes it, whether its weights are on the host or only on the
+/// GPU: what attaching an SAE, tokenizing for it and checking saved work against it need.
+pub trait ModelInfo {
+    fn cfg(&self) -> &DecoderConfig;
+    /// `fingerprint::model_from` of its weights.
+    fn fingerprint(&self) -> u64;
+}
+
+impl ModelInfo for Model {
+    fn cfg(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+    fn fingerprint(&self) -> u64 {
+        crate::fingerprint::model(self)
+    }
+}
+
+/// A model placed on a backend: on the CPU its host weights; on a GPU their copy uploaded once,
+/// with the host weights kept (the CLI) or not (the page streams the weights to the GPU, so a
+/// model larger than wasm memory loads). Cloning it shares the weights.
 #[derive(Clone)]
 pub struct LoadedModel {
-    pub model: Rc<Model>,
+    pub cfg: DecoderConfig,
+    host: Option<Rc<Model>>,
     on_gpu: Option<(Rc<Gpu>, Rc<GpuModel>)>,
+    fingerprint: u64,
+}
+
+impl ModelInfo for LoadedModel {
+    fn cfg(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+    fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
 }
 
 impl LoadedModel {
@@ -55,7 +84,16 @@ impl LoadedModel {
             Backend::Cpu => None,
             Backend::Gpu(gpu) => Some((gpu.clone(), Rc::new(GpuModel::upload(gpu, &model)?))),
         };
-        Ok(LoadedModel { model, on_gpu })
+        Ok(LoadedModel { cfg: model.cfg.clone(), fingerprint: crate::fingerprint::model(&model), host: Some(model), on_gpu })
+    }
+
+    /// A model that is only on the GPU (`gpu::model_stream`); its fingerprint is read back.
+    pub async fn on_gpu_only(gpu: Rc<Gpu>, model: GpuModel) -> Result<LoadedModel, GpuError> {
+        use crate::fingerprint::{model_from, sampled_rows};
+        let rows = model.embedding_rows(&gpu, &sampled_rows(model.cfg.vocab_size)).await?;
+        let positions = model.position_rows(&gpu, &sampled_rows(model.cfg.max_positions)).await?;
+        let fingerprint = model_from(&model.cfg, &rows, &positions, &model.final_norm_values(&gpu).await?);
+        Ok(LoadedModel { cfg: model.cfg.clone(), host: None, on_gpu: Some((gpu, Rc::new(model))), fingerprint })
     }
 
     pub fn backend(&self) -> Backend {
@@ -63,6 +101,21 @@ impl LoadedModel {
             None => Backend::Cpu,
             Some((gpu, _)) => Backend::Gpu(gpu.clone()),
         }
+    }
+
+    /// The host weights, where they were kept.
+    pub fn host(&self) -> Option<&Model> {
+        self.host.as_deref()
+    }
+
+    /// The CPU reference's input: a model without a GPU always has its host weights.
+    fn host_model(&self) -> &Model {
+        self.host.as_deref().expect("a model placed on the CPU keeps its host weights")
+    }
+
+    /// GPU bytes the weights take, when on a GPU.
+    pub fn gpu_bytes(&self) -> Option<u64> {
+        self.on_gpu.as_ref().map(|(_, m)| m.weight_bytes())
     }
 
     /// Logits and the activations at `capture`, with `interventions` applied.
@@ -73,7 +126,7 @@ impl LoadedModel {
         interventions: &[Intervention<'_>],
     ) -> Result<(Vec<f32>, Vec<Vec<f32>>), LmError> {
         match &self.on_gpu {
-            None => Ok(cpu::run(&self.model, tokens, capture, interventions)?),
+            None => Ok(cpu::run(self.host_model(), tokens, capture, interventions)?),
             Some((gpu, gpu_model)) => {
                 let out = gpu_model.run(gpu, tokens, capture, interventions).await?;
                 Ok((out.logits, out.hooks))
@@ -85,17 +138,24 @@ impl LoadedModel {
     /// and no unembedding (harvesting for SAE training).
     pub async fn activations_at(&self, tokens: &[u32], hook: HookPoint) -> Result<Vec<f32>, LmError> {
         match &self.on_gpu {
-            None => Ok(cpu::activations_at(&self.model, tokens, hook)?),
+            None => Ok(cpu::activations_at(self.host_model(), tokens, hook)?),
             Some((gpu, gpu_model)) => Ok(gpu_model.activations_at(gpu, tokens, hook).await?),
         }
     }
-}
 
-/// A placed model reads as its host weights (config, embeddings), as an `Rc<Model>` would.
-impl std::ops::Deref for LoadedModel {
-    type Target = Model;
-    fn deref(&self) -> &Model {
-        &self.model
+    /// `logit_lens` on this model's backend (on a GPU, from the GPU's weights).
+    pub async fn logit_lens(&self, sae: &Sae, feature: usize, n: usize) -> Result<(TokenEffects, TokenEffects), LmError> {
+        match &self.on_gpu {
+            None => logit_lens(self.host_model(), sae, feature, n),
+            Some((gpu, gpu_model)) => {
+                let (hook, decoded) = lens_input(self, sae, feature)?;
+                let through_o = match hook {
+                    HookPoint::Block { layer, site: BlockSite::AttnZ } => Some(layer),
+                    _ => None,
+                };
+                Ok(rank_effects(gpu_model.direct_logit_effects(gpu, decoded, through_o).await?, n))
+            }
+        }
     }
 }
 
@@ -103,13 +163,14 @@ impl std::ops::Deref for LoadedModel {
 pub type TokenEffects = Vec<(u32, f32)>;
 
 /// The SAE's hook point on this model, or why it does not attach.
-pub fn attach_point(model: &Model, sae: &Sae) -> Result<HookPoint, LmError> {
+pub fn attach_point(model: &impl ModelInfo, sae: &Sae) -> Result<HookPoint, LmError> {
+    let cfg = model.cfg();
     let name = sae
         .cfg
         .hook_name
         .clone()
         .ok_or_else(|| LmError::Mismatch("the SAE's cfg.json names no hook_name, so it cannot attach to a model".into()))?;
-    let hook = model.cfg.hook_point(&name).map_err(|e| LmError::Mismatch(format!("the SAE's hook_name: {e}")))?;
+    let hook = cfg.hook_point(&name).map_err(|e| LmError::Mismatch(format!("the SAE's hook_name: {e}")))?;
     if sae
         .cfg
         .raw
@@ -119,7 +180,7 @@ pub fn attach_point(model: &Model, sae: &Sae) -> Result<HookPoint, LmError> {
     {
         return Err(LmError::Mismatch("SAEs on a single attention head (hook_head_index) are not supported yet".into()));
     }
-    let width = model.cfg.hook_width(hook);
+    let width = cfg.hook_width(hook);
     if sae.d_in() != width {
         return Err(LmError::Mismatch(format!("the SAE's d_in is {} but {hook} of this model is {width} wide", sae.d_in())));
     }
@@ -191,29 +252,29 @@ pub struct TextRun {
 
 /// The tokens the SAE reads `text` (its ids) as: the model's BOS first when `prepend_bos` (its BOS,
 /// else its EOS, as TransformerLens picks it), then the text.
-pub fn tokens_for(model: &Model, text: &[u32], prepend_bos: bool) -> Result<Vec<u32>, LmError> {
+pub fn tokens_for(model: &impl ModelInfo, text: &[u32], prepend_bos: bool) -> Result<Vec<u32>, LmError> {
     if !prepend_bos {
         return Ok(text.to_vec());
     }
-    let bos = model.cfg.special_tokens.bos_or_eos().ok_or_else(|| {
+    let bos = model.cfg().special_tokens.bos_or_eos().ok_or_else(|| {
         LmError::Mismatch("the SAE was trained with a BOS token first, but the model's config.json names no bos_token_id or eos_token_id (run without BOS to go on)".into())
     })?;
     Ok(std::iter::once(bos).chain(text.iter().copied()).collect())
 }
 
 /// Per position, whether it counts in the evaluations (it holds no special token).
-pub fn evaluated_positions(model: &Model, tokens: &[u32]) -> Vec<bool> {
-    tokens.iter().map(|&t| !model.cfg.special_tokens.contains(t)).collect()
+pub fn evaluated_positions(model: &impl ModelInfo, tokens: &[u32]) -> Vec<bool> {
+    tokens.iter().map(|&t| !model.cfg().special_tokens.contains(t)).collect()
 }
 
 /// Runs the model over `tokens` once, capturing the SAE's hook, and the SAE on what it captured.
 pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> Result<TextRun, LmError> {
-    let hook = attach_point(&model.model, &sae.sae)?;
+    let hook = attach_point(model, &sae.sae)?;
     let (logits, mut captured) = model.run(tokens, &[hook], &[]).await?;
     let hook_acts = captured.pop().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
     let analysis = engine::analyze(sae, &hook_acts, RunRequest { dense_acts: true, recon: true }).await?;
     let sae_acts = analysis.acts.expect("requested");
-    let evaluated = evaluated_positions(&model.model, tokens);
+    let evaluated = evaluated_positions(model, tokens);
     let counted: Vec<usize> = sae_acts
         .chunks_exact(sae.sae.d_sae())
         .zip(&evaluated)
@@ -233,7 +294,7 @@ pub async fn splice(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32], seed: 
 /// The splice evaluation from a clean pass already made: three more forward passes (the
 /// reconstruction, zeros and the random-error baseline at the hook).
 pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, seed: u64) -> Result<SpliceReport, LmError> {
-    let model = &loaded.model;
+    let model = loaded;
     if tokens.len() < 2 {
         return Err(LmError::Mismatch("splicing needs at least 2 tokens (a next token to predict)".into()));
     }
@@ -361,7 +422,7 @@ pub async fn generate(
     prompt: &[u32],
     sampling: Sampling,
 ) -> Result<Vec<u32>, LmError> {
-    let model = &loaded.model;
+    let model = loaded;
     let vocab = model.cfg.vocab_size;
     let steering = match (steer, loaded_sae) {
         (None, _) => None,
@@ -422,12 +483,8 @@ pub async fn generate(
 /// (Gemma's post-attention norm, like every norm here, is left out). Returns `(top, bottom)`: the
 /// `n` most promoted and most suppressed tokens with their effects.
 pub fn logit_lens(model: &Model, sae: &Sae, feature: usize, n: usize) -> Result<(TokenEffects, TokenEffects), LmError> {
-    let hook = attach_point(model, sae)?;
-    if feature >= sae.d_sae() {
-        return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
-    }
-    let (d, width) = (model.cfg.d_model, sae.d_in());
-    let decoded = &sae.w_dec()[feature * width..(feature + 1) * width];
+    let (hook, decoded) = lens_input(model, sae, feature)?;
+    let d = model.cfg.d_model;
     let written: Vec<f32> = match hook {
         HookPoint::Block { layer, site: BlockSite::AttnZ } => {
             let o = &model.weights.layers[layer].o;
@@ -438,12 +495,27 @@ pub fn logit_lens(model: &Model, sae: &Sae, feature: usize, n: usize) -> Result<
     let unit = matches!(model.cfg.norm.kind, NormKind::RmsNorm { unit_offset: true });
     let gain = |g: f32| if unit { 1.0 + g } else { g };
     let direction: Vec<f32> = written.iter().zip(&model.weights.final_norm.weight).map(|(w, &g)| w * gain(g)).collect();
-    let mut effects: Vec<f32> = model.unembed().chunks_exact(d).map(|u| u.iter().zip(&direction).map(|(a, b)| a * b).sum()).collect();
+    let effects: Vec<f32> = model.unembed().chunks_exact(d).map(|u| u.iter().zip(&direction).map(|(a, b)| a * b).sum()).collect();
+    Ok(rank_effects(effects, n))
+}
+
+/// The SAE's hook on `model` and feature `feature`'s decoder direction.
+fn lens_input<'a>(model: &impl ModelInfo, sae: &'a Sae, feature: usize) -> Result<(HookPoint, &'a [f32]), LmError> {
+    let hook = attach_point(model, sae)?;
+    if feature >= sae.d_sae() {
+        return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
+    }
+    let width = sae.d_in();
+    Ok((hook, &sae.w_dec()[feature * width..(feature + 1) * width]))
+}
+
+/// Effects centred over the vocabulary, as the `n` most promoted and most suppressed tokens.
+fn rank_effects(mut effects: Vec<f32>, n: usize) -> (TokenEffects, TokenEffects) {
     let mean = effects.iter().map(|&e| e as f64).sum::<f64>() as f32 / effects.len() as f32;
     effects.iter_mut().for_each(|e| *e -= mean);
     let mut order: Vec<u32> = (0..effects.len() as u32).collect();
     order.sort_by(|&a, &b| effects[b as usize].total_cmp(&effects[a as usize]).then(a.cmp(&b)));
     let top = order.iter().take(n).map(|&t| (t, effects[t as usize])).collect();
     let bottom = order.iter().rev().take(n).map(|&t| (t, effects[t as usize])).collect();
-    Ok((top, bottom))
+    (top, bottom)
 }

@@ -173,3 +173,54 @@ fn damaged_checkpoints_are_refused_with_a_reason() {
     assert!(e.contains(&format!("missing tensor '{norm}'")), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An SAE at `hook` of `model` with random weights.
+fn random_sae(model: &Model, hook: &str, d_sae: usize, seed: u64) -> saelab::sae::Sae {
+    let d = model.cfg.hook_width(model.cfg.hook_point(hook).unwrap());
+    let cfg = serde_json::json!({
+        "architecture": "standard", "d_in": d, "d_sae": d_sae, "dtype": "float32", "apply_b_dec_to_input": false,
+        "normalize_activations": "none", "metadata": { "hook_name": hook, "model_name": "test" },
+    });
+    let (w_enc, w_dec) = (common::random_input(d, d_sae, seed), common::random_input(d_sae, d, seed + 1));
+    let tensors: [(&str, Vec<usize>, &[f32]); 4] = [
+        ("W_enc", vec![d, d_sae], &w_enc),
+        ("b_enc", vec![d_sae], &vec![0.0; d_sae]),
+        ("W_dec", vec![d_sae, d], &w_dec),
+        ("b_dec", vec![d], &vec![0.0; d]),
+    ];
+    saelab::sae::files::sae_from_f32_tensors(&cfg, &tensors).unwrap()
+}
+
+/// A model only on the GPU identifies itself as its host copy does (the fingerprint saved runs
+/// and dashboards are matched by) and computes a feature's logit lens from the GPU's weights as
+/// the host computes it from its own, at the residual stream and through W_O at `attn.hook_z`.
+#[test]
+fn a_model_only_on_the_gpu_has_the_host_models_fingerprint_and_logit_lens() {
+    use saelab::lm::{LoadedModel, ModelInfo};
+    use std::rc::Rc;
+    let gpu = Rc::new(gpu());
+    for family in ["gpt2", "gemma3_hub", "gpt_neox_parallel", "qwen2"] {
+        let dir = families_dir().join(family);
+        let host = load_model_dir(&dir).unwrap();
+        let (streamed, _) = upload_model_dir(&gpu, &dir, 4096, 1 << 16).unwrap();
+        let loaded = pollster::block_on(LoadedModel::on_gpu_only(gpu.clone(), streamed)).unwrap();
+        assert!(loaded.host().is_none());
+        assert_eq!(loaded.fingerprint(), saelab::fingerprint::model(&host), "{family}: fingerprint");
+        for hook in ["blocks.1.hook_resid_post", "blocks.0.attn.hook_z"] {
+            let sae = random_sae(&host, hook, 24, 3);
+            for feature in [0, 23] {
+                let (top, bottom) = saelab::lm::logit_lens(&host, &sae, feature, 6).unwrap();
+                let (gtop, gbottom) = pollster::block_on(loaded.logit_lens(&sae, feature, 6)).unwrap();
+                for ((t, e), (gt, ge)) in top.iter().chain(&bottom).zip(gtop.iter().chain(&gbottom)) {
+                    assert!((e - ge).abs() <= 1e-4 * (1.0 + e.abs()), "{family} {hook} feature {feature}: {e} vs {ge}");
+                    // The same tokens in the same order (random weights leave no near-ties here).
+                    assert_eq!(t, gt, "{family} {hook} feature {feature}: token");
+                }
+            }
+        }
+    }
+    // Another model is another fingerprint.
+    let a = load_model_dir(&families_dir().join("qwen2")).unwrap();
+    let b = load_model_dir(&families_dir().join("qwen3")).unwrap();
+    assert_ne!(saelab::fingerprint::model(&a), saelab::fingerprint::model(&b));
+}

@@ -735,7 +735,7 @@ fn features(a: &FeaturesArgs) -> Result<(), CliError> {
     let mut out = serde_json::json!({ "hook": sae.cfg.hook_name, "device": backend.name(), "l0": run.l0, "tokens": rows });
     if let Some(feature) = a.feature {
         // One feature in detail: its activation on every token and its logit-lens tokens.
-        let (top_tokens, bottom_tokens) = lm::logit_lens(&model, &sae, feature, top)?;
+        let (top_tokens, bottom_tokens) = pollster::block_on(model.logit_lens(&sae, feature, top))?;
         let on_tokens: Vec<f32> = acts.chunks_exact(sae.d_sae()).map(|row| row[feature]).collect();
         let named = |list: &[(u32, f32)]| {
             list.iter()

@@ -239,6 +239,11 @@ impl Gpu {
     /// Copies `bytes` bytes of `buffer` back to the host. Awaits the map callback (on the web it
     /// fires only after yielding to the browser; natively we poll the device until it does).
     pub async fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        self.read_range(buffer, 0, bytes).await
+    }
+
+    /// Copies `bytes` bytes of `buffer` from byte `offset` back to the host (both multiples of 4).
+    pub async fn read_range(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>, GpuError> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
@@ -249,7 +254,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let (sender, receiver) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {

@@ -104,6 +104,22 @@ impl GpuLinear {
         a_offset: usize,
         out: &wgpu::Buffer,
     ) -> Result<(), GpuError> {
+        // (acc + bias) · 1: the TopK pre-activation epilogue is exactly a biased linear layer.
+        self.record_as(gpu, enc, rows, x, a_offset, out, Epilogue::TopKPre)
+    }
+
+    /// As `record` with `epilogue` (`Store`: `x Wᵀ`, the bias left out).
+    #[allow(clippy::too_many_arguments)]
+    fn record_as(
+        &self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        rows: usize,
+        x: &wgpu::Buffer,
+        a_offset: usize,
+        out: &wgpu::Buffer,
+        epilogue: Epilogue,
+    ) -> Result<(), GpuError> {
         for chunk in &self.chunks {
             let args = Matmul {
                 m: rows,
@@ -122,8 +138,7 @@ impl GpuLinear {
                 trans_b: true,
                 b_storage: self.storage,
             };
-            // (acc + bias) · 1: the TopK pre-activation epilogue is exactly a biased linear layer.
-            matmul(gpu, enc, Epilogue::TopKPre, args)?;
+            matmul(gpu, enc, epilogue, args)?;
         }
         Ok(())
     }
@@ -257,6 +272,73 @@ impl GpuModel {
     /// How many pieces the token embedding was split into.
     pub fn embedding_chunks(&self) -> usize {
         self.embed.chunks.len()
+    }
+
+    /// Rows `rows` of the token embedding, read back (widened to f32).
+    pub async fn embedding_rows(&self, gpu: &Gpu, rows: &[usize]) -> Result<Vec<f32>, GpuError> {
+        let (d, storage) = (self.cfg.d_model, self.embed.storage);
+        let mut out = Vec::with_capacity(rows.len() * d);
+        for &r in rows {
+            let chunk = self.embed.chunks.iter().find(|c| (c.first..c.first + c.rows).contains(&r));
+            let chunk = chunk.ok_or_else(|| GpuError::Input(format!("embedding row {r} of {}", self.cfg.vocab_size)))?;
+            // The words holding the row's values (two a word when packed).
+            let per_word = if storage == Storage::F32 { 1 } else { 2 };
+            let first_value = (r - chunk.first) * d;
+            let (w0, w1) = (first_value / per_word, (first_value + d).div_ceil(per_word));
+            let words: Vec<u32> = bytemuck::pod_collect_to_vec(&gpu.read_range(&chunk.weight, w0 as u64 * 4, (w1 - w0) as u64 * 4).await?);
+            let values = crate::reference::matmul::unpack(&words, storage, (w1 - w0) * per_word);
+            out.extend_from_slice(&values[first_value - w0 * per_word..][..d]);
+        }
+        Ok(out)
+    }
+
+    /// Rows `rows` of the learned positions, read back (none for a model without them).
+    pub async fn position_rows(&self, gpu: &Gpu, rows: &[usize]) -> Result<Vec<f32>, GpuError> {
+        let Some(table) = &self.pos_embed else { return Ok(Vec::new()) };
+        let d = self.cfg.d_model as u64;
+        let mut out = Vec::new();
+        for &r in rows {
+            out.extend(bytemuck::pod_collect_to_vec::<u8, f32>(&gpu.read_range(table, r as u64 * d * 4, d * 4).await?));
+        }
+        Ok(out)
+    }
+
+    /// The final norm's weight, then its bias if it has one, read back.
+    pub async fn final_norm_values(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
+        let d = self.cfg.d_model;
+        let mut out = gpu.read_f32(&self.final_norm.weight, d).await?;
+        if let Some(b) = &self.final_norm.bias {
+            out.extend(gpu.read_f32(b, d).await?);
+        }
+        Ok(out)
+    }
+
+    /// A direction `written` into the residual stream (`[d_model]`; `[n_heads·d_head]` through
+    /// layer `through_o`'s output projection, its bias left out, when given) read by the
+    /// unembedding with the final norm's scale folded in: `lm::logit_lens`'s effects `[vocab]`,
+    /// before centring.
+    pub async fn direct_logit_effects(&self, gpu: &Gpu, written: &[f32], through_o: Option<usize>) -> Result<Vec<f32>, GpuError> {
+        let d = self.cfg.d_model;
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        let x = gpu.upload_f32("lens_in", written);
+        let residual = match through_o {
+            Some(layer) => {
+                let o = &self.layers.get(layer).ok_or_else(|| GpuError::Input(format!("layer {layer} of {}", self.layers.len())))?.o;
+                let out = gpu.storage("lens_written", (d * 4) as u64);
+                o.record_as(gpu, &mut enc, 1, &x, 0, &out, Epilogue::Store)?;
+                out
+            }
+            None => x,
+        };
+        let direction = gpu.storage("lens_direction", (d * 4) as u64);
+        let unit_offset = matches!(self.cfg.norm.kind, crate::model::decoder::NormKind::RmsNorm { unit_offset: true });
+        let scale = GpuAffine { weight: &self.final_norm.weight, bias: None };
+        model::scale_shift(gpu, &mut enc, ScaleShift { n: d, width: d, unit_offset, x: &residual, affine: scale, out: &direction })?;
+        let unembed = self.unembed.as_ref().unwrap_or(&self.embed);
+        let effects = gpu.storage("lens_effects", (self.cfg.vocab_size * 4) as u64);
+        unembed.record_as(gpu, &mut enc, 1, &direction, 0, &effects, Epilogue::Store)?;
+        gpu.queue.submit([enc.finish()]);
+        gpu.read_f32(&effects, self.cfg.vocab_size).await
     }
 
     /// Runs `tokens` and reads back the logits and the hook points named in `hooks`.

@@ -7,8 +7,8 @@
 //!
 //! A share of the corpus's contexts is held out for evaluation (FVU, L0 and the splice).
 
-use crate::lm::{LmError, LoadedModel};
-use crate::model::{HookPoint, Model};
+use crate::lm::{LmError, LoadedModel, ModelInfo};
+use crate::model::HookPoint;
 use crate::random::Rng;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -57,16 +57,17 @@ pub struct StorePosition {
 
 impl ActivationStore {
     /// `corpus` is the tokenized text (no BOS); `bos` the beginning-of-sequence token, if any.
-    pub fn new(model: &Model, corpus: &[u32], bos: Option<u32>, cfg: StoreConfig) -> Result<ActivationStore, String> {
-        model.cfg.hook_point(&cfg.hook.to_string()).map_err(|e| format!("hook: {e}"))?;
-        if cfg.context < 2 || cfg.context > model.cfg.max_positions {
+    pub fn new(model: &impl ModelInfo, corpus: &[u32], bos: Option<u32>, cfg: StoreConfig) -> Result<ActivationStore, String> {
+        model.cfg().hook_point(&cfg.hook.to_string()).map_err(|e| format!("hook: {e}"))?;
+        if cfg.context < 2 || cfg.context > model.cfg().max_positions {
             return Err(format!(
                 "context must be between 2 and the model's context ({} positions), not {}",
-                model.cfg.max_positions, cfg.context
+                model.cfg().max_positions,
+                cfg.context
             ));
         }
-        if let Some(&bad) = corpus.iter().find(|&&t| t as usize >= model.cfg.vocab_size) {
-            return Err(format!("the corpus holds token {bad}, beyond the model's vocabulary of {}", model.cfg.vocab_size));
+        if let Some(&bad) = corpus.iter().find(|&&t| t as usize >= model.cfg().vocab_size) {
+            return Err(format!("the corpus holds token {bad}, beyond the model's vocabulary of {}", model.cfg().vocab_size));
         }
         if corpus.is_empty() {
             return Err("the corpus is empty (no text to harvest activations from)".into());
@@ -90,7 +91,7 @@ impl ActivationStore {
             train_contexts = std::mem::take(&mut held_out_contexts);
         }
         let mut store = ActivationStore {
-            d: model.cfg.hook_width(cfg.hook),
+            d: model.cfg().hook_width(cfg.hook),
             bos,
             order: Vec::new(),
             next: 0,

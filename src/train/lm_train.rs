@@ -9,8 +9,7 @@ use crate::backend::Backend;
 use crate::engine::{self, LoadedSae};
 use crate::fingerprint;
 use crate::gpu::RunRequest;
-use crate::lm::{self, LmError, LoadedModel};
-use crate::model::Model;
+use crate::lm::{self, LmError, LoadedModel, ModelInfo};
 
 use super::activations::{ActivationStore, StoreConfig};
 use super::checkpoint::{Checkpoint, CheckpointHeader, FORMAT, VERSION};
@@ -56,7 +55,7 @@ impl LmTrainer {
         backend: &Backend,
     ) -> Result<LmTrainer, String> {
         train.validate()?;
-        let mut store = ActivationStore::new(&model.model, corpus, bos, store_cfg)?;
+        let mut store = ActivationStore::new(model, corpus, bos, store_cfg)?;
         let first = store.next_batch(model, train.batch.max(256)).await.map_err(|e| e.to_string())?;
         let training = SaeTrainer::new(train, store.d_in(), &first, backend)?;
         Ok(LmTrainer {
@@ -65,7 +64,7 @@ impl LmTrainer {
             model_name: model_name.to_string(),
             eval_rows: 2048,
             eval_contexts: 4,
-            model_fingerprint: fingerprint::model(&model.model),
+            model_fingerprint: model.fingerprint(),
         })
     }
 
@@ -99,16 +98,22 @@ impl LmTrainer {
 
     /// Goes on from `checkpoint`, training on `backend`, given the same model and corpus the run
     /// used — anything else is refused with what differs.
-    pub fn resume(model: &Model, corpus: &[u32], bos: Option<u32>, checkpoint: Checkpoint, backend: &Backend) -> Result<LmTrainer, String> {
+    pub fn resume(
+        model: &impl ModelInfo,
+        corpus: &[u32],
+        bos: Option<u32>,
+        checkpoint: Checkpoint,
+        backend: &Backend,
+    ) -> Result<LmTrainer, String> {
         let Checkpoint { header: h, trainer, store: position } = checkpoint;
-        let model_fingerprint = fingerprint::model(model);
+        let model_fingerprint = model.fingerprint();
         if model_fingerprint != h.model_fingerprint {
             return Err(format!("this run trained on another model ({}); load that model to resume it", h.model_name));
         }
         if corpus.len() != h.corpus_tokens || fingerprint::tokens(corpus) != h.corpus_fingerprint {
             return Err(format!("this run trained on another corpus ({} tokens); give the same text to resume it", h.corpus_tokens));
         }
-        let width = model.cfg.hook_width(h.store.hook);
+        let width = model.cfg().hook_width(h.store.hook);
         if trainer.params.d_in != width {
             return Err(format!(
                 "the saved SAE reads {} values per token but the model's {} is {width} wide",

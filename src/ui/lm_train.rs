@@ -23,7 +23,6 @@ use super::web;
 use crate::formats::corpus::parse_corpus;
 use crate::formats::tokenizer::TextTokenizer;
 use crate::lm::LoadedModel;
-use crate::model::Model;
 use crate::sae::files::serialize_sae;
 use crate::train::activations::StoreConfig;
 use crate::train::checkpoint::{read_header, Checkpoint};
@@ -97,7 +96,7 @@ struct SavedExtra {
 type Settings = crate::page::TrainForm;
 
 /// The form's settings through the one training policy, with the page's own limits.
-fn parse_settings(s: &Settings, model: &Model) -> Result<(StoreConfig, TrainConfig, usize), String> {
+fn parse_settings(s: &Settings, model: &LoadedModel) -> Result<(StoreConfig, TrainConfig, usize), String> {
     let plan = s.plan(&model.cfg)?;
     Ok((plan.store, plan.train, plan.eval_every))
 }

@@ -136,7 +136,7 @@ pub(super) async fn select(lm: Lm, feature: usize) {
         Err(e) => return lm.fail(e),
     };
     let (model, tokenizer, sae) = (&l.model.0, &l.model.1, &l.sae.0);
-    let lens = match lm::logit_lens(model, sae, feature, 8) {
+    let lens = match model.logit_lens(sae, feature, 8).await {
         Ok(x) => x,
         Err(e) => return lm.fail(e.to_string()),
     };
