@@ -26,6 +26,12 @@ use crate::formats::safetensors::{RawTensor, TensorEntry};
 use crate::model::decoder::DecoderConfig;
 use crate::model::decoder_weights::{DecoderWeights, Linear, NormWeights, TensorPlace};
 
+/// Whether a model `cfg` describes fits this adapter's bindings (each weight row in one; tables
+/// larger than a binding are split by rows), said before anything is downloaded.
+pub fn check_fits_adapter(gpu: &Gpu, cfg: &DecoderConfig) -> Result<(), GpuError> {
+    check_fits(gpu, cfg, gpu.max_binding_bytes())
+}
+
 /// One read of a checkpoint file.
 #[derive(Debug, Clone)]
 pub enum Read {

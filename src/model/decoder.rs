@@ -190,6 +190,23 @@ impl SpecialTokens {
 }
 
 impl DecoderConfig {
+    /// How many parameters the weights it describes hold (every tensor `DecoderWeights::random`
+    /// makes): what a download is checked against before it starts.
+    pub fn parameter_count(&self) -> u64 {
+        let (d, dh, m) = (self.d_model as u64, self.d_head as u64, self.d_mlp as u64);
+        let (q, kv) = (self.n_heads as u64 * dh, self.n_kv_heads as u64 * dh);
+        let norm = |width: u64| if self.norm.kind == NormKind::LayerNorm { 2 * width } else { width };
+        let bias = |on: bool, width: u64| if on { width } else { 0 };
+        let attention = d * (q + 2 * kv) + bias(self.qkv_bias, q + 2 * kv) + q * d + bias(self.o_bias, d);
+        let projections = if self.mlp == Mlp::Gated { 2 } else { 1 };
+        let mlp = projections * (d * m + bias(self.mlp_bias, m)) + m * d + bias(self.mlp_bias, d);
+        let norms =
+            2 * norm(d) + if self.qk_norm { 2 * norm(dh) } else { 0 } + if self.layout == BlockLayout::Sandwich { 2 * norm(d) } else { 0 };
+        let vocab = self.vocab_size as u64 * d;
+        let positions = if self.positions == Positions::Learned { self.max_positions as u64 * d } else { 0 };
+        vocab * if self.tied_embeddings { 1 } else { 2 } + positions + norm(d) + self.n_layers as u64 * (attention + mlp + norms)
+    }
+
     /// Query heads per key/value head.
     pub fn group_size(&self) -> usize {
         self.n_heads / self.n_kv_heads

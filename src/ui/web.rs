@@ -37,37 +37,80 @@ export async function dropped_files(event) {
     }
     return files;
 }
-// GET with a progress callback (loaded, total, from_cache), through Cache Storage: a response is
-// cached only once all its bytes have arrived, so a download that dies half-way leaves nothing.
-export async function fetch_cached(url, cache_name, on_progress) {
-    const cache = (typeof caches !== "undefined") ? await caches.open(cache_name) : null;
-    const hit = cache ? await cache.match(url) : undefined;
-    if (hit) {
-        const buffer = new Uint8Array(await hit.arrayBuffer());
-        on_progress(buffer.length, buffer.length, true);
-        return buffer;
-    }
+// GET as a Blob with a progress callback (loaded, total, from_cache), through Cache Storage: the
+// body streams into the cache as it arrives (a response that breaks off is not stored) and the
+// Blob returned is the cached one, which the browser keeps on disk — no copy of a large file sits
+// in the page's memory. Without Cache Storage (or with its quota used up) the bytes are kept in
+// a Blob the browser holds.
+async function open_cache(cache_name) {
+    if (typeof caches === "undefined") return null;
+    try { return await caches.open(cache_name); } catch (e) { return null; }
+}
+async function get(url) {
     let response;
     try { response = await fetch(url); } catch (e) { throw new Error(`${url}: ${e.message || e}`); }
     if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-    const total = Number(response.headers.get("content-length")) || 0;
-    const reader = response.body.getReader();
+    return response;
+}
+async function read_all(url, body, total, on_progress, keep) {
+    const reader = body.getReader();
     const chunks = [];
     let loaded = 0;
     for (;;) {
         let part;
         try { part = await reader.read(); } catch (e) { throw new Error(`${url}: the download broke off after ${loaded} bytes (${e.message || e})`); }
         if (part.done) break;
-        chunks.push(part.value);
+        if (keep) chunks.push(part.value);
         loaded += part.value.length;
         on_progress(loaded, total, false);
     }
     if (total && loaded !== total) throw new Error(`${url}: the download broke off at ${loaded} of ${total} bytes`);
-    const bytes = new Uint8Array(loaded);
-    let at = 0;
-    for (const c of chunks) { bytes.set(c, at); at += c.length; }
-    if (cache) await cache.put(url, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
-    return bytes;
+    return chunks;
+}
+export async function fetch_blob(url, cache_name, on_progress) {
+    const cache = await open_cache(cache_name);
+    const hit = cache ? await cache.match(url) : undefined;
+    if (hit) {
+        const blob = await hit.blob();
+        on_progress(blob.size, blob.size, true);
+        return blob;
+    }
+    const response = await get(url);
+    const total = Number(response.headers.get("content-length")) || 0;
+    if (cache) {
+        const [mine, theirs] = response.body.tee();
+        const headers = { "content-type": "application/octet-stream" };
+        if (total) headers["content-length"] = String(total);
+        const put = cache.put(url, new Response(theirs, { headers })).then(() => true, () => false);
+        await read_all(url, mine, total, on_progress, false);
+        if (await put) {
+            const stored = await cache.match(url);
+            if (stored) return await stored.blob();
+        }
+        // Not cached (quota): fetched again into a Blob the browser holds.
+        return new Blob(await read_all(url, (await get(url)).body, total, on_progress, true));
+    }
+    return new Blob(await read_all(url, response.body, total, on_progress, true));
+}
+export async function blob_bytes(blob, start, end) {
+    return new Uint8Array(await blob.slice(start, end).arrayBuffer());
+}
+// What the model cache holds: [files, bytes].
+export async function cache_usage(cache_name) {
+    if (typeof caches === "undefined" || !(await caches.has(cache_name))) return [0, 0];
+    const cache = await caches.open(cache_name);
+    const keys = await cache.keys();
+    let bytes = 0;
+    for (const k of keys) {
+        const r = await cache.match(k);
+        if (!r) continue;
+        const declared = Number(r.headers.get("content-length"));
+        bytes += declared || (await r.blob()).size;
+    }
+    return [keys.length, bytes];
+}
+export async function cache_clear(cache_name) {
+    if (typeof caches !== "undefined") await caches.delete(cache_name);
 }
 // IndexedDB: one database, one object store of byte arrays by key. Each write is one
 // transaction, so a reload or a quota error half-way leaves what was stored before.
@@ -128,8 +171,14 @@ extern "C" {
     async fn yield_now_js();
     #[wasm_bindgen(js_name = dropped_files, catch)]
     async fn dropped_files_js(event: &web_sys::Event) -> Result<JsValue, JsValue>;
-    #[wasm_bindgen(js_name = fetch_cached, catch)]
-    async fn fetch_cached_js(url: &str, cache_name: &str, on_progress: &Closure<dyn FnMut(f64, f64, bool)>) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = fetch_blob, catch)]
+    async fn fetch_blob_js(url: &str, cache_name: &str, on_progress: &Closure<dyn FnMut(f64, f64, bool)>) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = blob_bytes, catch)]
+    async fn blob_bytes_js(blob: &web_sys::Blob, start: f64, end: f64) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = cache_usage, catch)]
+    async fn cache_usage_js(cache_name: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = cache_clear, catch)]
+    async fn cache_clear_js(cache_name: &str) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = idb_put, catch)]
     async fn idb_put_js(keys: js_sys::Array, values: js_sys::Array) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = idb_get, catch)]
@@ -167,11 +216,42 @@ pub async fn dropped_files(event: &web_sys::Event) -> Result<Vec<web_sys::File>,
 }
 
 /// GETs `url` through the page's Cache Storage (`cache_name`), reporting `(loaded, total,
-/// from_cache)` as bytes arrive; cached only when complete.
-pub async fn fetch_cached(url: &str, cache_name: &str, on_progress: impl FnMut(f64, f64, bool) + 'static) -> Result<Vec<u8>, String> {
+/// from_cache)` as bytes arrive; cached only when complete. The body stays in the browser (on
+/// disk when cached) until read with `blob_bytes`.
+pub async fn fetch_blob(url: &str, cache_name: &str, on_progress: impl FnMut(f64, f64, bool) + 'static) -> Result<web_sys::Blob, String> {
     let callback = Closure::<dyn FnMut(f64, f64, bool)>::new(on_progress);
-    let value = fetch_cached_js(url, cache_name, &callback).await.map_err(js_error)?;
-    Ok(value.dyn_into::<Uint8Array>().map_err(|_| format!("{url}: not bytes"))?.to_vec())
+    let value = fetch_blob_js(url, cache_name, &callback).await.map_err(js_error)?;
+    value.dyn_into::<web_sys::Blob>().map_err(|_| format!("{url}: not a Blob"))
+}
+
+/// As `fetch_blob`, the whole body read into wasm memory (small files: configs, tokenizers).
+pub async fn fetch_cached(url: &str, cache_name: &str, on_progress: impl FnMut(f64, f64, bool) + 'static) -> Result<Vec<u8>, String> {
+    let blob = fetch_blob(url, cache_name, on_progress).await?;
+    Ok(blob_bytes(&blob, 0, blob.size() as u64).await?.to_vec())
+}
+
+/// Bytes `[start, end)` of `blob` as a JS array (still outside wasm memory).
+pub async fn blob_bytes(blob: &web_sys::Blob, start: u64, end: u64) -> Result<Uint8Array, String> {
+    let value = blob_bytes_js(blob, start as f64, end as f64).await.map_err(js_error)?;
+    value.dyn_into::<Uint8Array>().map_err(|_| "a Blob slice is not bytes".to_string())
+}
+
+/// How many files and bytes Cache Storage `cache_name` holds.
+pub async fn cache_usage(cache_name: &str) -> Result<(u64, u64), String> {
+    let pair: js_sys::Array = cache_usage_js(cache_name).await.map_err(js_error)?.unchecked_into();
+    Ok((pair.get(0).as_f64().unwrap_or(0.0) as u64, pair.get(1).as_f64().unwrap_or(0.0) as u64))
+}
+
+/// Deletes Cache Storage `cache_name` and everything in it.
+pub async fn cache_clear(cache_name: &str) -> Result<(), String> {
+    cache_clear_js(cache_name).await.map_err(js_error)?;
+    Ok(())
+}
+
+/// The page's wasm memory, in bytes (it only grows).
+pub fn wasm_memory_bytes() -> u64 {
+    wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length()
+        as u64
 }
 
 /// "google · swiftshader" etc. — wgpu's AdapterInfo is empty on the web, `GPUAdapter.info` is not.

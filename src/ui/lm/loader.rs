@@ -10,17 +10,31 @@ use leptos::task::spawn_local;
 
 use super::super::bundled::BUNDLED_SAES;
 use super::super::web;
+use super::upload::{self, WeightBlobs};
 use super::Lm;
+use crate::backend::Backend;
 use crate::engine::LoadedSae;
-use crate::formats::shards::ShardIndex;
 use crate::formats::tokenizer::TextTokenizer;
 use crate::lm::{self, LoadedModel};
-use crate::model::files::{parse_model, parse_weights, WeightFiles, CONFIG_FILE, INDEX_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::model::files::{CONFIG_FILE, INDEX_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::page::LmLink;
 use crate::sae::files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 
 /// The Cache Storage bucket for downloaded model files.
 const CACHE: &str = "saelab-models-v1";
+
+/// Where the loaded model's weights are, as shown (and read by the browser tests).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub(super) struct ModelMemory {
+    /// GPU bytes the weights take (none on the CPU reference).
+    gpu_bytes: Option<u64>,
+    /// Weight bytes that passed through wasm memory while loading.
+    through_wasm: u64,
+    /// Weight bytes read in all.
+    weight_bytes: u64,
+    /// The page's wasm memory once loaded.
+    wasm_memory: u64,
+}
 
 /// One file's download as shown.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +64,22 @@ pub(super) fn ModelLoader(link: LmLink) -> impl IntoView {
         }
     });
     let progress = lm.downloads;
+    let cache = RwSignal::new(None::<(u64, u64)>);
+    spawn_local(refresh_cache(cache));
+    Effect::new(move |_| {
+        // A finished download changes what is cached.
+        lm.model_name.track();
+        spawn_local(refresh_cache(cache));
+    });
+    let clear_cache = move |_| {
+        spawn_local(async move {
+            if let Err(e) = web::cache_clear(CACHE).await {
+                lm.fail(format!("clearing the cached models: {e}"));
+            }
+            refresh_cache(cache).await;
+        })
+    };
+    let memory = lm.memory;
     view! {
                 <h2>"Model " <span id="lm-model-name">{move || lm.model_name.get()}</span></h2>
                 <div class="fields">
@@ -71,6 +101,19 @@ pub(super) fn ModelLoader(link: LmLink) -> impl IntoView {
                         }
                     }).collect_view())}
                 </ul>
+                <p id="lm-model-memory" class="muted"
+                    data-gpu-bytes=move || memory.get().and_then(|m| m.gpu_bytes).unwrap_or(0).to_string()
+                    data-through-wasm=move || memory.get().map_or(0, |m| m.through_wasm).to_string()
+                    data-weight-bytes=move || memory.get().map_or(0, |m| m.weight_bytes).to_string()
+                    data-wasm-memory=move || memory.get().map_or(0, |m| m.wasm_memory).to_string()>
+                    {move || memory.get().map(|m| describe_memory(&m)).unwrap_or_default()}
+                </p>
+                <p id="lm-cache" class="muted">"Cached models: "
+                    <span id="lm-cache-total">{move || match cache.get() {
+                        None => "…".to_string(),
+                        Some((files, bytes)) => format!("{:.1} MB in {files} file{}", bytes as f64 / 1e6, if files == 1 { "" } else { "s" }),
+                    }}</span>" "
+                    <button id="lm-cache-clear" on:click=clear_cache>"Clear cached models"</button></p>
                 <p class="muted">"…or drop the model's folder here, or choose its files:"</p>
                 <label>"the model's files (config.json, model.safetensors or its index and shards, tokenizer.json) "
                     <input id="lm-model-files" type="file" multiple accept=".json,.safetensors" on:change=on_model_files /></label>
@@ -115,40 +158,92 @@ pub(super) fn on_drop(lm: Lm) -> impl Fn(leptos::ev::DragEvent) + 'static {
     }
 }
 
-/// Whether a file name is part of a model folder saelab reads (a sharded checkpoint's shards too).
-fn is_model_file(name: &str) -> bool {
-    [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, INDEX_FILE].contains(&name)
-        || (name.starts_with("model-") && name.ends_with(".safetensors"))
+/// What the loaded model's weights take, in words.
+fn describe_memory(m: &ModelMemory) -> String {
+    let mb = |b: u64| b as f64 / 1e6;
+    match m.gpu_bytes {
+        Some(gpu) => format!(
+            "Weights: {:.1} MB on the GPU; {:.2} MB of the {:.1} MB read passed through the page's memory (wasm memory {:.0} MB).",
+            mb(gpu),
+            mb(m.through_wasm),
+            mb(m.weight_bytes),
+            mb(m.wasm_memory)
+        ),
+        None => format!(
+            "Weights: {:.1} MB in the page's memory, for the CPU reference (wasm memory {:.0} MB).",
+            mb(m.weight_bytes),
+            mb(m.wasm_memory)
+        ),
+    }
+}
+
+async fn refresh_cache(cache: RwSignal<Option<(u64, u64)>>) {
+    cache.set(web::cache_usage(CACHE).await.ok());
+}
+
+/// A model folder's files as the page holds them: the small ones read, the weights as Blobs.
+struct ModelSource {
+    origin: String,
+    config: Vec<u8>,
+    tokenizer: Vec<u8>,
+    weights: WeightBlobs,
 }
 
 /// Installs a model from chosen or dropped files, found by name (other files are ignored).
 async fn load_model_files(lm: Lm, origin: String, files: Vec<web_sys::File>) {
-    let mut bytes = std::collections::HashMap::new();
-    for f in &files {
-        if !is_model_file(&f.name()) {
-            continue;
-        }
-        match web::read_file(f).await {
-            Ok(b) => {
-                bytes.insert(f.name(), b);
+    let by_name = |name: &str| files.iter().find(|f| f.name() == name);
+    let read = |name: &'static str| {
+        let file = by_name(name).cloned();
+        let origin = origin.clone();
+        async move {
+            match file {
+                Some(f) => web::read_file(&f).await.map_err(|e| format!("{name}: {e}")),
+                None => Err(format!("the model's {name} is missing ({origin})")),
             }
-            Err(e) => return lm.fail(format!("{}: {e}", f.name())),
         }
+    };
+    let (config, tokenizer) = match (read(CONFIG_FILE).await, read(TOKENIZER_FILE).await) {
+        (Ok(c), Ok(t)) => (c, t),
+        (Err(e), _) | (_, Err(e)) => return lm.fail(e),
+    };
+    if let Err(e) = check_before_reading(lm, &config) {
+        return lm.fail(e);
     }
-    let get = |name: &str| bytes.get(name).cloned().ok_or_else(|| format!("the model's {name} is missing ({origin})"));
     // One model.safetensors, or a sharded checkpoint's index and every shard it names.
-    let weights = match (bytes.get(WEIGHTS_FILE), bytes.get(INDEX_FILE)) {
-        (Some(w), _) => Ok(WeightFiles::Single(w.clone())),
-        (None, Some(index)) => ShardIndex::parse(index).map_err(|e| e.to_string()).and_then(|parsed| {
-            let shards = parsed.files().into_iter().map(|name| get(name).map(|b| (name.to_string(), b))).collect::<Result<Vec<_>, _>>()?;
-            Ok(WeightFiles::Sharded { index: index.clone(), shards })
-        }),
+    let blob = |f: &web_sys::File| -> web_sys::Blob { f.clone().into() };
+    let weights = match (by_name(WEIGHTS_FILE), by_name(INDEX_FILE)) {
+        (Some(w), _) => Ok(WeightBlobs { index: None, files: vec![(WEIGHTS_FILE.to_string(), blob(w))] }),
+        (None, Some(index)) => match web::read_file(index).await.map_err(|e| format!("{INDEX_FILE}: {e}")) {
+            Ok(index) => upload::shard_names(&index).and_then(|names| {
+                let files = names
+                    .into_iter()
+                    .map(|n| {
+                        by_name(&n)
+                            .map(|f| (n.clone(), blob(f)))
+                            .ok_or_else(|| format!("the shard {n} that {INDEX_FILE} names is missing ({origin})"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(WeightBlobs { index: Some(index), files })
+            }),
+            Err(e) => Err(e),
+        },
         (None, None) => Err(format!("the model's {WEIGHTS_FILE} (or {INDEX_FILE} and its shards) is missing ({origin})")),
     };
-    match (get(CONFIG_FILE), weights, get(TOKENIZER_FILE)) {
-        (Ok(c), Ok(w), Ok(t)) => install_model(lm, origin, &c, w, &t).await,
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => lm.fail(e),
+    match weights {
+        Ok(weights) => install_model(lm, ModelSource { origin, config, tokenizer, weights }).await,
+        Err(e) => lm.fail(e),
     }
+}
+
+/// Refuses, before any weight is read or downloaded, a model this backend cannot hold.
+fn check_before_reading(lm: Lm, config: &[u8]) -> Result<(), String> {
+    let cfg = crate::model::families::describe(config).map_err(|e| e.to_string())?;
+    let backend = lm.page.backend();
+    let gpu = match &backend {
+        Backend::Gpu(gpu) => Some(gpu.as_ref()),
+        Backend::Cpu => None,
+    };
+    upload::check_fits(&cfg, gpu)
 }
 
 pub(super) async fn download_model(lm: Lm, url: String) {
@@ -161,83 +256,109 @@ pub(super) async fn download_model(lm: Lm, url: String) {
             .map(|f| Progress { file: f.to_string(), loaded: 0.0, total: 0.0, cached: false })
             .collect(),
     );
-    let fetch = |name: String| {
-        let file = name.clone();
-        let on_progress = move |loaded: f64, total: f64, cached: bool| {
+    let on_progress = |name: &str| {
+        let file = name.to_string();
+        move |loaded: f64, total: f64, cached: bool| {
             progress.update(|list| {
                 if let Some(p) = list.iter_mut().find(|p| p.file == file) {
                     (p.loaded, p.total, p.cached) = (loaded, total, cached);
                 }
             })
-        };
-        let address = format!("{url}/{name}");
-        async move { web::fetch_cached(&address, CACHE, on_progress).await }
+        }
     };
+    let address = |name: &str| format!("{url}/{name}");
     let failed = |e: String| {
         // What was loaded before stays; the button can be pressed again.
         lm.fail(format!("{e} — nothing was kept of this file; press Download to retry"));
         lm.status.set(String::new());
     };
-    let (config, tokenizer) = match (fetch(CONFIG_FILE.into()).await, fetch(TOKENIZER_FILE.into()).await) {
+    let small = |name: &'static str| {
+        let (url, progress) = (address(name), on_progress(name));
+        async move { web::fetch_cached(&url, CACHE, progress).await }
+    };
+    let (config, tokenizer) = match (small(CONFIG_FILE).await, small(TOKENIZER_FILE).await) {
         (Ok(c), Ok(t)) => (c, t),
         (Err(e), _) | (_, Err(e)) => return failed(e),
     };
-    let weights = match fetch(WEIGHTS_FILE.into()).await {
-        Ok(bytes) => WeightFiles::Single(bytes),
+    if let Err(e) = check_before_reading(lm, &config) {
+        lm.status.set(String::new());
+        return lm.fail(format!("{e} (nothing was downloaded)"));
+    }
+    let weights = match web::fetch_blob(&address(WEIGHTS_FILE), CACHE, on_progress(WEIGHTS_FILE)).await {
+        Ok(blob) => WeightBlobs { index: None, files: vec![(WEIGHTS_FILE.to_string(), blob)] },
         // No single file: a sharded checkpoint, as the Hub serves large models.
         Err(e) if e.ends_with("HTTP 404") => {
             let row = |file: &str| Progress { file: file.to_string(), loaded: 0.0, total: 0.0, cached: false };
             progress.update(|list| list.retain(|p| p.file != WEIGHTS_FILE));
             progress.update(|list| list.push(row(INDEX_FILE)));
-            let index = match fetch(INDEX_FILE.into()).await {
+            let index = match small(INDEX_FILE).await {
                 Ok(b) => b,
                 Err(e) => return failed(format!("{e} (there is no {WEIGHTS_FILE} either)")),
             };
-            let names = match ShardIndex::parse(&index) {
-                Ok(parsed) => parsed.files().into_iter().map(str::to_string).collect::<Vec<_>>(),
-                Err(e) => return lm.fail(e.to_string()),
+            let names = match upload::shard_names(&index) {
+                Ok(names) => names,
+                Err(e) => return lm.fail(e),
             };
             progress.update(|list| list.extend(names.iter().map(|n| row(n))));
-            let mut shards = Vec::new();
+            let mut files = Vec::new();
             for name in names {
-                match fetch(name.clone()).await {
-                    Ok(bytes) => shards.push((name, bytes)),
+                match web::fetch_blob(&address(&name), CACHE, on_progress(&name)).await {
+                    Ok(blob) => files.push((name, blob)),
                     Err(e) => return failed(e),
                 }
             }
-            WeightFiles::Sharded { index, shards }
+            WeightBlobs { index: Some(index), files }
         }
         Err(e) => return failed(e),
     };
-    install_model(lm, url, &config, weights, &tokenizer).await;
+    install_model(lm, ModelSource { origin: url, config, tokenizer, weights }).await;
 }
 
-async fn install_model(lm: Lm, name: String, config: &[u8], weights: WeightFiles, tokenizer: &[u8]) {
-    lm.status.set("Parsing the model …".into());
-    web::yield_to_browser().await;
-    let parsed = parse_weights(&weights)
-        .and_then(|file| parse_model(config, vec![file]))
-        .map_err(|e| e.to_string())
-        .and_then(|m| TextTokenizer::parse(tokenizer).map(|t| (m, t)).map_err(|e| e.to_string()));
-    let (model, tokenizer) = match parsed {
+async fn install_model(lm: Lm, source: ModelSource) {
+    let ModelSource { origin: name, config, tokenizer, weights } = source;
+    let tokenizer = match TextTokenizer::parse(&tokenizer) {
+        Ok(t) => t,
+        Err(e) => return lm.fail(e.to_string()),
+    };
+    let weight_bytes: u64 = weights.files.iter().map(|(_, b)| b.size() as u64).sum();
+    let placed = match lm.page.backend() {
+        Backend::Gpu(gpu) => {
+            lm.status.set("Putting the weights on the GPU …".into());
+            let status = lm.status;
+            let on_progress = move |done: u64, total: u64| {
+                status.set(format!("Putting the weights on the GPU: {:.1} of {:.1} MB …", done as f64 / 1e6, total as f64 / 1e6))
+            };
+            upload::to_gpu(gpu, &config, &weights, on_progress).await.map(|(m, stats)| (m, stats.host_bytes))
+        }
+        backend @ Backend::Cpu => {
+            lm.status.set("Reading the model …".into());
+            web::yield_to_browser().await;
+            match upload::to_host(&config, &weights).await {
+                Ok(model) => LoadedModel::new(Rc::new(model), &backend).map(|m| (m, weight_bytes)).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let (model, through_wasm) = match placed {
         Ok(x) => x,
-        Err(e) => return lm.fail(e),
+        Err(e) => {
+            lm.status.set(String::new());
+            return lm.fail(e);
+        }
     };
     if tokenizer.vocab_size() > model.cfg.vocab_size {
+        lm.status.set(String::new());
         return lm.fail(format!(
             "tokenizer.json has {} tokens but the model's vocabulary is {}",
             tokenizer.vocab_size(),
             model.cfg.vocab_size
         ));
     }
-    let model = match LoadedModel::new(Rc::new(model), &lm.page.backend()) {
-        Ok(m) => m,
-        Err(e) => return lm.fail(e.to_string()),
-    };
     let facts = format!(
         "{name} — {}, {} layers, width {}, {} heads, vocab {}, context {}",
         model.cfg.model_type, model.cfg.n_layers, model.cfg.d_model, model.cfg.n_heads, model.cfg.vocab_size, model.cfg.max_positions
     );
+    lm.memory.set(Some(ModelMemory { gpu_bytes: model.gpu_bytes(), through_wasm, weight_bytes, wasm_memory: web::wasm_memory_bytes() }));
     // An SAE loaded for another model may not fit this one; it is checked again on every run.
     lm.loaded.update_value(|st| st.model = Some(Rc::new((model, tokenizer, name))));
     lm.model_name.set(facts);

@@ -15,6 +15,7 @@ mod loader;
 mod splice;
 mod steering;
 mod tokens;
+mod upload;
 
 use std::rc::Rc;
 
@@ -73,6 +74,8 @@ struct Lm {
     model_name: RwSignal<String>,
     /// The model's files being downloaded.
     downloads: RwSignal<Vec<loader::Progress>>,
+    /// Where the loaded model's weights are.
+    memory: RwSignal<Option<loader::ModelMemory>>,
     sae_name: RwSignal<String>,
     /// Put the model's BOS first (set from the SAE's `prepend_bos` when one loads).
     prepend_bos: RwSignal<bool>,
@@ -93,6 +96,7 @@ impl Lm {
             error: RwSignal::new(None),
             model_name: RwSignal::new(String::new()),
             downloads: RwSignal::new(Vec::new()),
+            memory: RwSignal::new(None),
             sae_name: RwSignal::new(String::new()),
             prepend_bos: RwSignal::new(true),
             text: RwSignal::new("The quick brown fox jumps over the lazy dog.".to_string()),
