@@ -78,6 +78,15 @@ for (const f of FAMILIES) {
     const shownError = (await page.locator("#lm-error").count()) > 0 ? await page.locator("#lm-error").innerText() : "";
     assert.equal(shownError, "", "no error while loading");
     assert.match(await page.locator("#lm-model-name").innerText(), loaded);
+    // The weights streamed to the GPU: only norms (1-D tensors) passed through wasm memory, and
+    // the GPU holds about 2 bytes a parameter (these tiny models' per-column epilogue
+    // parameters, 12 bytes an output, make up to 1.25 ×; the large model below is held to 1.1 ×).
+    const memory = await page.locator("#lm-model-memory").evaluate((e) => ({ ...e.dataset }));
+    const [gpuBytes, throughWasm, weightBytes] = [memory.gpuBytes, memory.throughWasm, memory.weightBytes].map(Number);
+    console.log(`${f.family}: ${JSON.stringify(memory)}`);
+    assert.ok(weightBytes > 0 && throughWasm > 0 && throughWasm * 50 < weightBytes, `through wasm ${throughWasm} of ${weightBytes}`);
+    assert.ok(gpuBytes <= 1.25 * weightBytes && gpuBytes >= weightBytes, `GPU ${gpuBytes} for ${weightBytes}`);
+    assert.match(await page.locator("#lm-model-memory").innerText(), /on the GPU; .* passed through the page's memory/);
     const files = await page.locator("#lm-progress li").allInnerTexts();
     if (f.shards.length > 0) {
       assert.ok(files.some((t) => t.includes("model.safetensors.index.json")), `the index was fetched: ${files}`);
@@ -110,3 +119,55 @@ for (const f of FAMILIES) {
     await page.close();
   });
 }
+
+// A model larger than the page's whole wasm memory loads and runs: its weights went from the
+// download (Cache Storage) to the GPU without passing through wasm memory. Then the cached
+// files are counted, and cleared by the control that says so.
+test("a model larger than the page's wasm memory loads, and the model cache can be cleared", async () => {
+  const dir = path.join(work, "big");
+  execFileSync(saelab, [
+    "random-model", "--family", "llama3", "--dtype", "bf16", "--out", dir,
+    "--vocab-from", path.join(root, "tests/fixtures/tokenizers/llama3/tokenizer.json"),
+    "--layers", "10", "--width", "1024", "--heads", "8", "--context", "64", "--shard-bytes", "100000000",
+    "--sae-out", path.join(work, "big-sae"), "--hook", "blocks.9.hook_resid_post", "--d-sae", "64", "--k", "4",
+  ]);
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${pageServer.url}#lm?base=${encodeURIComponent(`${hubUrl}/big`)}&repo=model`);
+  await page.locator("#adapter").filter({ hasText: /WebGPU/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lm-download").click();
+  await page.waitForFunction(
+    () => /— llama, 10 layers, width 1024/.test(document.querySelector("#lm-model-name")?.textContent ?? "") || (document.querySelector("#lm-error")?.textContent ?? "") !== "",
+    null, { timeout: 300_000 });
+  const shownError = (await page.locator("#lm-error").count()) > 0 ? await page.locator("#lm-error").innerText() : "";
+  assert.equal(shownError, "", "no error while loading");
+  const memory = await page.locator("#lm-model-memory").evaluate((e) => ({ ...e.dataset }));
+  const [weightBytes, throughWasm, wasmMemory, gpuBytes] = [memory.weightBytes, memory.throughWasm, memory.wasmMemory, memory.gpuBytes].map(Number);
+  console.log(`big: ${JSON.stringify(memory)}`);
+  assert.ok(weightBytes > 200e6, `${weightBytes} bytes of weights`);
+  assert.ok(gpuBytes <= 1.1 * weightBytes, `GPU ${gpuBytes} for ${weightBytes}`);
+  assert.ok(wasmMemory < weightBytes, `wasm memory ${wasmMemory} is not smaller than the ${weightBytes} bytes of weights`);
+  assert.ok(throughWasm * 1000 < weightBytes, `${throughWasm} bytes passed through wasm memory`);
+  // It runs: an SAE at its last layer, the text's clean CE as the CLI's CPU reference has it.
+  const saeDir = path.join(work, "big-sae");
+  await page.locator("#lm-sae-files").setInputFiles([path.join(saeDir, "cfg.json"), path.join(saeDir, "sae_weights.safetensors")]);
+  await page.locator("#lm-sae-name").filter({ hasText: "blocks.9.hook_resid_post" }).waitFor();
+  const short = "The quick brown fox";
+  await page.locator("#lm-text").fill(short);
+  await page.locator("#lm-run").click();
+  await page.locator("#lm-ce-clean").waitFor({ timeout: 300_000 });
+  const splice = cli(["splice", "--model", dir, "--sae", saeDir, "--text", short, "--device", "cpu"]);
+  const ce = Number(await page.locator("#lm-ce-clean").innerText());
+  assert.ok(Math.abs(ce - splice.ce_clean) < 2e-3 * (1 + splice.ce_clean), `clean CE: page ${ce}, CLI ${splice.ce_clean}`);
+  // The downloads are cached, counted, and cleared.
+  const total = page.locator("#lm-cache-total");
+  await total.filter({ hasText: /[1-9]\d* files/ }).waitFor();
+  const cachedMb = Number((await total.innerText()).match(/^([\d.]+) MB/)[1]);
+  assert.ok(cachedMb >= Math.floor(weightBytes / 1e5) / 10, `cached ${cachedMb} MB, ${weightBytes} bytes of weights`);
+  await page.screenshot({ path: path.join(shots, "21-family-large.png"), fullPage: true });
+  await page.locator("#lm-cache-clear").click();
+  await total.filter({ hasText: "0.0 MB in 0 files" }).waitFor();
+  assert.deepEqual(errors, []);
+  await page.close();
+});
