@@ -190,7 +190,7 @@ impl TensorTable {
         }
         let header: Header = serde_json::from_str(json).map_err(|e| err(describe(&E::InvalidHeaderDeserialization(e))))?;
         let mut infos: Vec<_> = header.tensors.into_iter().collect();
-        infos.sort_by(|(_, a), (_, b)| a.data_offsets.cmp(&b.data_offsets));
+        infos.sort_by_key(|(_, info)| info.data_offsets);
         let meta = safetensors::tensor::Metadata::new(header.metadata, infos).map_err(|e| err(describe(&e)))?;
         if header_bytes as u64 + meta.data_len() as u64 != file_len {
             return Err(err(describe(&E::MetadataIncompleteBuffer)));

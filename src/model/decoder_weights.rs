@@ -63,7 +63,7 @@ impl TensorPlace {
     /// `row_len` (itself, as one row, when no row length was ever given).
     fn row_ranges(&self, row_len: usize) -> Vec<Range<usize>> {
         match &self.rows {
-            None => vec![0..self.len() / row_len.max(1)],
+            None => std::iter::once(0..self.len() / row_len.max(1)).collect(),
             Some((ranges, len)) if *len == row_len => ranges.clone(),
             // Ranges at another row length: re-expressed in values, then in `row_len` rows.
             Some((ranges, len)) => ranges.iter().map(|r| r.start * len / row_len..r.end * len / row_len).collect(),
@@ -88,7 +88,7 @@ impl TensorPlace {
         }
         let b = self.dtype.bytes() as u64;
         Some(match &self.rows {
-            None => vec![0..self.len() as u64 * b],
+            None => std::iter::once(0..self.len() as u64 * b).collect(),
             Some((ranges, len)) => ranges.iter().map(|r| (r.start * len) as u64 * b..(r.end * len) as u64 * b).collect(),
         })
     }
