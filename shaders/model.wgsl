@@ -196,12 +196,18 @@ fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     out0[at + p.count] = b * c + a * s;
 }
 
-const MAX_CONTEXT: u32 = 1024u;
-var<workgroup> scores: array<f32, MAX_CONTEXT>;
+// Keys scored at a time: attention over any number of positions goes through them in tiles of
+// this many, with a running max and sum (the online softmax of Milakov & Gimelshein 2018, as
+// FlashAttention uses it), so no score array longer than a tile is needed.
+const KEY_TILE: u32 = 1024u;
+var<workgroup> scores: array<f32, KEY_TILE>;
+// Each thread keeps the output values e = lid, lid + 128, … of its head: d_head ≤ 4 · 128.
+const MAX_HEAD_PER_THREAD: u32 = 4u;
 
 // Grouped-query causal attention, one workgroup of 128 threads per (query t, head h): scores
 // against the keys of head h / (n_heads / n_kv_heads) from max(0, t + 1 − window) to t, soft-capped,
-// softmax (max subtracted), then z[t, h·d_head + e] = Σ_s p_s · v[s, kv·d_head + e].
+// softmax (max subtracted), then z[t, h·d_head + e] = Σ_s p_s · v[s, kv·d_head + e]. Keys are taken
+// KEY_TILE at a time; each tile rescales what the earlier ones summed by exp(old max − new max).
 //       in0 = q [rows, n_heads·d_head], in1 = k, in2 = v [rows, n_kv_heads·d_head], out0 = z
 @compute @workgroup_size(128)
 fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -215,44 +221,64 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     if (p.window != 0u && t + 1u > p.window) {
         first = t + 1u - p.window;
     }
-    var local_max = -0x1.fffffep+127f;
-    for (var s = first + lid; s <= t; s += 128u) {
-        var dot = 0.0;
-        for (var e = 0u; e < p.d_head; e++) {
-            dot += in0[q_at + e] * in1[s * kv_stride + kv_off + e];
+    var running_max = -0x1.fffffep+127f;
+    var running_sum = 0.0;
+    var acc = array<f32, MAX_HEAD_PER_THREAD>(0.0, 0.0, 0.0, 0.0);
+    for (var tile = first; tile <= t; tile += KEY_TILE) {
+        let last = min(tile + KEY_TILE - 1u, t);
+        var local_max = -0x1.fffffep+127f;
+        for (var s = tile + lid; s <= last; s += 128u) {
+            var dot = 0.0;
+            for (var e = 0u; e < p.d_head; e++) {
+                dot += in0[q_at + e] * in1[s * kv_stride + kv_off + e];
+            }
+            var score = dot * p.scale;
+            if (p.softcap != 0.0) {
+                score = p.softcap * safe_tanh(score / p.softcap);
+            }
+            scores[s - tile] = score;
+            local_max = max(local_max, score);
         }
-        var score = dot * p.scale;
-        if (p.softcap != 0.0) {
-            score = p.softcap * safe_tanh(score / p.softcap);
+        // Maximum over the workgroup through the shared vec4 reduction's storage.
+        partial[lid] = vec4<f32>(local_max, 0.0, 0.0, 0.0);
+        workgroupBarrier();
+        for (var half = 64u; half > 0u; half >>= 1u) {
+            if (lid < half) {
+                partial[lid].x = max(partial[lid].x, partial[lid + half].x);
+            }
+            workgroupBarrier();
         }
-        scores[s] = score;
-        local_max = max(local_max, score);
-    }
-    // Maximum over the workgroup through the shared vec4 reduction's storage.
-    partial[lid] = vec4<f32>(local_max, 0.0, 0.0, 0.0);
-    workgroupBarrier();
-    for (var half = 64u; half > 0u; half >>= 1u) {
-        if (lid < half) {
-            partial[lid].x = max(partial[lid].x, partial[lid + half].x);
+        let m = max(running_max, partial[0].x);
+        workgroupBarrier();
+        var local_sum = 0.0;
+        for (var s = tile + lid; s <= last; s += 128u) {
+            let e = exp(scores[s - tile] - m);
+            scores[s - tile] = e;
+            local_sum += e;
         }
+        // What the earlier tiles summed, at this tile's maximum (0 for the first tile).
+        let rescale = exp(running_max - m);
+        running_sum = running_sum * rescale + workgroup_sum(local_sum, lid);
+        running_max = m;
+        // workgroup_sum ends with a barrier, so every score is written before it is read below.
+        for (var j = 0u; j < MAX_HEAD_PER_THREAD; j++) {
+            let e = lid + j * 128u;
+            if (e < p.d_head) {
+                var tile_acc = 0.0;
+                for (var s = tile; s <= last; s++) {
+                    tile_acc += scores[s - tile] * in2[s * kv_stride + kv_off + e];
+                }
+                acc[j] = acc[j] * rescale + tile_acc;
+            }
+        }
+        // The next tile overwrites the scores only once every thread has read them.
         workgroupBarrier();
     }
-    let m = partial[0].x;
-    workgroupBarrier();
-    var local_sum = 0.0;
-    for (var s = first + lid; s <= t; s += 128u) {
-        let e = exp(scores[s] - m);
-        scores[s] = e;
-        local_sum += e;
-    }
-    let total = workgroup_sum(local_sum, lid);
-    // workgroup_sum ends with a barrier, so every score is written before it is read below.
-    for (var e = lid; e < p.d_head; e += 128u) {
-        var acc = 0.0;
-        for (var s = first; s <= t; s++) {
-            acc += scores[s] * in2[s * kv_stride + kv_off + e];
+    for (var j = 0u; j < MAX_HEAD_PER_THREAD; j++) {
+        let e = lid + j * 128u;
+        if (e < p.d_head) {
+            out0[q_at + e] = acc[j] / running_sum;
         }
-        out0[q_at + e] = acc / total;
     }
 }
 

@@ -505,11 +505,23 @@ fn causal_attention_with_groups_windows_and_caps() {
         let want = reference::model::attention(spec, &q, &k, &v, ROWS);
         close(&format!("attention {spec:?}"), &b.read(&z, ROWS * n_heads * d_head), &want, SUMS);
     }
+    // Contexts longer than the kernel's key tile (several tiles, the online softmax), a window
+    // longer than a tile, and heads wider than the 128 threads (3 values a thread).
+    let long = 2 * model::KEY_TILE + 77;
+    for (d_head, window) in [(31, None), (300, Some(model::KEY_TILE + 200)), (7, Some(3))] {
+        let spec = AttentionSpec { n_heads: 2, n_kv_heads: 1, d_head, scale: 1.0 / (d_head as f32).sqrt(), window, softcap: Some(8.0) };
+        let (q, k, v) = (b.normals(long * 2 * d_head, 1.5), b.normals(long * d_head, 1.5), b.normals(long * d_head, 1.0));
+        let (q_buf, k_buf, v_buf) = (b.upload(&q), b.upload(&k), b.upload(&v));
+        let z = b.gpu.storage("z", (long * 2 * d_head * 4) as u64);
+        b.run(|g, e| model::attention(g, e, model::Attention { rows: long, spec, q: &q_buf, k: &k_buf, v: &v_buf, z: &z }));
+        let want = reference::model::attention(spec, &q, &k, &v, long);
+        close(&format!("attention over {long} tokens, {spec:?}"), &b.read(&z, long * 2 * d_head), &want, SUMS);
+    }
     let spec = AttentionSpec { n_heads: 3, n_kv_heads: 3, d_head, scale: 1.0, window: None, softcap: None };
-    let long = model::MAX_CONTEXT + 1;
-    let big = b.gpu.storage("big", (long * 3 * d_head * 4) as u64);
-    let err = b.refused(|g, e| model::attention(g, e, model::Attention { rows: long, spec, q: &big, k: &big, v: &big, z: &big }));
-    assert!(err.contains("at most 1024 tokens"), "{err}");
+    let big = b.gpu.storage("big", (4 * 3 * 513 * 4) as u64);
+    let wide = AttentionSpec { d_head: model::MAX_HEAD + 1, ..spec };
+    let err = b.refused(|g, e| model::attention(g, e, model::Attention { rows: 1, spec: wide, q: &big, k: &big, v: &big, z: &big }));
+    assert!(err.contains("at most 512"), "{err}");
     let uneven = AttentionSpec { n_kv_heads: 2, ..spec };
     let err = b.refused(|g, e| model::attention(g, e, model::Attention { rows: 2, spec: uneven, q: &big, k: &big, v: &big, z: &big }));
     assert!(err.contains("do not divide"), "{err}");

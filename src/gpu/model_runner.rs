@@ -6,7 +6,7 @@
 //! interventions. Only the logits and the hook points asked for are read back.
 
 use super::kernels::matmul::{matmul, Epilogue, Matmul};
-use super::kernels::model::{self, Attention, GpuAffine, Norm, ScaleShift, TableChunk, MAX_CONTEXT};
+use super::kernels::model::{self, Attention, GpuAffine, Norm, ScaleShift, TableChunk};
 use super::{Gpu, GpuError};
 use crate::formats::safetensors::FloatDtype;
 use crate::model::cpu::{attention_spec, inverse_frequencies, layer_rope, norm_spec};
@@ -386,9 +386,6 @@ impl GpuModel {
             i.check(cfg, tokens.len()).map_err(GpuError::Input)?;
         }
         let (n, d, m, vocab) = (tokens.len(), cfg.d_model, cfg.d_mlp, cfg.vocab_size);
-        if n > MAX_CONTEXT {
-            return Err(GpuError::TooLarge(format!("the GPU attention kernel takes at most {MAX_CONTEXT} tokens, got {n}")));
-        }
         let (q_width, kv_width) = (cfg.n_heads * cfg.d_head, cfg.n_kv_heads * cfg.d_head);
         let f = |count: usize| (count * 4) as u64;
         let buffer = |label: &str, count: usize| gpu.storage(label, f(count));

@@ -10,8 +10,11 @@ use crate::gpu::{grid_1d, Gpu, GpuError};
 use crate::reference::matmul::Storage;
 use crate::reference::model::{Activation, AttentionSpec, NormSpec};
 
-/// The longest context the attention kernel takes (its score array is this long).
-pub const MAX_CONTEXT: usize = 1024;
+/// Keys the attention kernel scores at a time (model.wgsl's `KEY_TILE`): longer contexts go
+/// through several tiles, with the online softmax.
+pub const KEY_TILE: usize = 1024;
+/// The largest head the attention kernel takes (128 threads, `MAX_HEAD_PER_THREAD` = 4 values each).
+pub const MAX_HEAD: usize = 512;
 
 pub(crate) struct Pipelines {
     gather_rows: wgpu::ComputePipeline,
@@ -258,11 +261,11 @@ pub struct Attention<'a> {
 pub fn attention(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Attention<'_>) -> Result<(), GpuError> {
     const KERNEL: &str = "attention";
     let s = a.spec;
-    if a.rows > MAX_CONTEXT {
-        return Err(GpuError::TooLarge(format!("the GPU attention kernel takes at most {MAX_CONTEXT} tokens, got {}", a.rows)));
+    if a.rows > 65_535 || s.n_heads > 65_535 {
+        return Err(GpuError::TooLarge(format!("{KERNEL}: {} tokens × {} heads are more than one dispatch takes", a.rows, s.n_heads)));
     }
-    if s.n_heads > 65_535 {
-        return Err(GpuError::TooLarge(format!("{KERNEL}: {} heads are more than one dispatch takes", s.n_heads)));
+    if s.d_head > MAX_HEAD {
+        return Err(GpuError::TooLarge(format!("{KERNEL}: heads of {} values; the kernel takes at most {MAX_HEAD}", s.d_head)));
     }
     if s.n_kv_heads == 0 || !s.n_heads.is_multiple_of(s.n_kv_heads) {
         return Err(GpuError::Input(format!("{KERNEL}: {} key/value heads do not divide {} heads", s.n_kv_heads, s.n_heads)));
