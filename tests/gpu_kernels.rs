@@ -21,13 +21,28 @@ const TOL: f32 = 1e-4;
 #[test]
 fn matmul_epilogues_and_transposes_match_reference_with_strides_and_offsets() {
     // 37 rows on the tiled entry; 1, 3 and 4 rows on the skinny one (kernels::SKINNY_ROWS).
+    let gpu = gpu();
     for m in [37, 1, 3, 4] {
-        matmul_case(m);
+        matmul_case(&gpu, m);
     }
 }
 
-fn matmul_case(m: usize) {
-    let gpu = gpu();
+/// f16 weights are read as WGSL `f16` where the device has `shader-f16` (lavapipe has it) and
+/// unpacked from words where it does not: both paths against the twin.
+#[test]
+fn f16_weights_are_read_natively_where_the_device_has_shader_f16_and_unpacked_where_not() {
+    let native = gpu();
+    if native.adapter_name.contains("llvmpipe") {
+        assert!(native.native_f16(), "lavapipe offers shader-f16, so the native path must be exercised");
+    }
+    let unpacked = pollster::block_on(saelab::gpu::Gpu::with_options(false)).unwrap();
+    assert!(!unpacked.native_f16());
+    for m in [37, 1] {
+        matmul_case(&unpacked, m);
+    }
+}
+
+fn matmul_case(gpu: &saelab::gpu::Gpu, m: usize) {
     let (k, n) = (93, 1001);
     let (a_col, ldc, c_col) = (5, 1010, 7);
     let mut rng = Rng::new(1 + m as u64);

@@ -101,8 +101,14 @@ struct UniformPool {
 const UNIFORM_POOL_SIZE: usize = 4096;
 
 impl Gpu {
-    /// Opens the default adapter with its full limits (so large weights need fewer chunks).
+    /// Opens the default adapter with its full limits (so large weights need fewer chunks) and
+    /// `shader-f16` where it has it (f16 weights are then read as WGSL `f16`).
     pub async fn new() -> Result<Gpu, GpuError> {
+        Gpu::with_options(true).await
+    }
+
+    /// As `new`, asking for `shader-f16` only when `shader_f16` (tests compare both paths).
+    pub async fn with_options(shader_f16: bool) -> Result<Gpu, GpuError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -116,7 +122,7 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("saelab"),
-                required_features: wgpu::Features::empty(),
+                required_features: if shader_f16 { adapter.features() & wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -176,6 +182,11 @@ impl Gpu {
             Some(message) => Err(GpuError::Validation(message)),
             None => Ok(()),
         }
+    }
+
+    /// Whether f16 weights are read as WGSL `f16` (`shader-f16`) rather than unpacked from words.
+    pub fn native_f16(&self) -> bool {
+        self.kernels.matmul.native_f16()
     }
 
     /// The largest buffer one storage binding may see, in bytes.

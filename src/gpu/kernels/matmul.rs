@@ -25,6 +25,10 @@ fn b_at(i: u32) -> f32 {
     }
     return bitcast<f32>(bits << 16u);
 }";
+/// B as WGSL's own `f16` (the same bytes as the packed f16 words), where the device has
+/// `shader-f16`: loaded as halves and widened, no unpacking.
+const B_F16: &str = "@group(0) @binding(2) var<storage, read> b: array<f16>;
+fn b_at(i: u32) -> f32 { return f32(b[i]); }";
 
 /// Products with at most this many rows run on the `skinny` entry.
 pub const SKINNY_ROWS: usize = 4;
@@ -32,10 +36,12 @@ pub const SKINNY_ROWS: usize = 4;
 /// A pipeline's specialisation: (entry, epilogue, transpose A, transpose B, B's storage).
 type Specialisation = (&'static str, Epilogue, bool, bool, Storage);
 
-/// The specialisations, compiled on first use, from the f32 module or the packed one.
+/// The specialisations, compiled on first use, from the f32 module, the packed one or (f16 B on
+/// a device with `shader-f16`) the native-f16 one.
 pub(crate) struct Pipelines {
     module: wgpu::ShaderModule,
     packed: wgpu::ShaderModule,
+    native_f16: Option<wgpu::ShaderModule>,
     compiled: RefCell<HashMap<Specialisation, wgpu::ComputePipeline>>,
 }
 
@@ -43,11 +49,21 @@ impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device) -> Pipelines {
         let source = include_str!("../../../shaders/matmul.wgsl");
         assert!(source.contains(B_F32), "matmul.wgsl declares B as the packed module's substitution expects");
+        let native_f16 = device
+            .features()
+            .contains(wgpu::Features::SHADER_F16)
+            .then(|| module(device, "matmul.wgsl (f16 B)", &format!("enable f16;\n{}", source.replace(B_F32, B_F16))));
         Pipelines {
             module: module(device, "matmul.wgsl", source),
             packed: module(device, "matmul.wgsl (packed B)", &source.replace(B_F32, B_PACKED)),
+            native_f16,
             compiled: Default::default(),
         }
+    }
+
+    /// Whether f16 weights are read as WGSL `f16` (the device has `shader-f16`).
+    pub(crate) fn native_f16(&self) -> bool {
+        self.native_f16.is_some()
     }
 
     fn get(&self, device: &wgpu::Device, key: Specialisation) -> wgpu::ComputePipeline {
@@ -58,9 +74,10 @@ impl Pipelines {
             .or_insert_with(|| {
                 let mut constants =
                     vec![("EPILOGUE", epilogue as u32 as f64), ("TRANS_A", trans_a as u32 as f64), ("TRANS_B", trans_b as u32 as f64)];
-                let module = match storage {
-                    Storage::F32 => &self.module,
-                    Storage::F16 | Storage::Bf16 => {
+                let module = match (storage, &self.native_f16) {
+                    (Storage::F32, _) => &self.module,
+                    (Storage::F16, Some(native)) => native,
+                    (Storage::F16 | Storage::Bf16, _) => {
                         constants.push(("B_HALF", if storage == Storage::F16 { 1.0 } else { 2.0 }));
                         &self.packed
                     }
