@@ -198,6 +198,20 @@ fn every_family_runs_as_transformers_runs_it() {
             families::load(&cfg, vec![TensorFile::parse("model.safetensors", &weights).unwrap()]).unwrap_or_else(|e| panic!("{name}: {e}"));
         let want = TensorFile::parse("outputs.safetensors", &std::fs::read(dir.join("outputs.safetensors")).unwrap()).unwrap();
         let tokens: Vec<u32> = want.tensors["tokens"].to_f32().iter().map(|&t| t as u32).collect();
+        // The parameters a download is checked by, before any weight is read: what the file holds
+        // (a tied checkpoint's saved lm_head aside).
+        let stored: u64 = TensorFile::parse("model.safetensors", &std::fs::read(dir.join("model.safetensors")).unwrap())
+            .unwrap()
+            .tensors
+            .iter()
+            .filter(|(n, _)| {
+                let unused = (cfg.tied_embeddings && n.as_str() == "lm_head.weight")
+                    || [".inv_freq", ".attn.bias", ".attn.masked_bias"].iter().any(|s| n.ends_with(s));
+                !unused
+            })
+            .map(|(_, t)| t.len() as u64)
+            .sum();
+        assert_eq!(cfg.parameter_count(), stored, "{name}: parameter count");
         let out = cpu::hidden_states(&Model { cfg, weights }, &tokens).unwrap();
         let close = |what: &str, got: &[f32], want: &[f32]| assert_close(&format!("{name} {what}"), got, want);
         for (i, h) in out.hidden.iter().enumerate() {

@@ -88,7 +88,7 @@ fn matmul_case(gpu: &saelab::gpu::Gpu, m: usize) {
         let cols_buf = gpu.upload_f32("cols", &cols);
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         matmul(
-            &gpu,
+            gpu,
             &mut enc,
             epilogue,
             Matmul { m, n, k, a: &a_buf, lda, a_col, b: &b_buf, ldb, c: &c_buf, ldc, c_col, cols: &cols_buf, trans_a, trans_b, b_storage },

@@ -24,7 +24,7 @@ use super::model_runner::{check_fits, storage_of, GpuLayer, GpuLinear, GpuModel,
 use super::{Gpu, GpuError};
 use crate::formats::safetensors::{RawTensor, TensorEntry};
 use crate::model::decoder::DecoderConfig;
-use crate::model::decoder_weights::{DecoderWeights, Linear, NormWeights, TensorPlace};
+use crate::model::decoder_weights::{DecoderWeights, LayerWeights, Linear, NormWeights, TensorPlace};
 
 /// Whether a model `cfg` describes fits this adapter's bindings (each weight row in one; tables
 /// larger than a binding are split by rows), said before anything is downloaded.
@@ -65,7 +65,7 @@ pub struct ModelUpload {
     entries: BTreeMap<String, TensorEntry>,
     embed: Pending,
     unembed: Option<Pending>,
-    layers: Vec<crate::model::decoder_weights::LayerWeights<Pending, NormWeights<TensorPlace>>>,
+    layers: Vec<LayerWeights<Pending, NormWeights<TensorPlace>>>,
     pos_embed: Option<TensorPlace>,
     final_norm: NormWeights<TensorPlace>,
     /// Per file, its reads in file order.
@@ -119,7 +119,7 @@ impl ModelUpload {
         let mut layers = Vec::new();
         for l in places.layers {
             let mut p = |label: &str, linear: Linear<TensorPlace>| pending(label, linear, &mut reads);
-            layers.push(crate::model::decoder_weights::LayerWeights {
+            layers.push(LayerWeights {
                 q: p("q", l.q),
                 k: p("k", l.k),
                 v: p("v", l.v),

@@ -59,14 +59,15 @@ impl TensorPlace {
         self.stored.iter().product()
     }
 
-    /// The row ranges read, as `(ranges, row_len)`; the whole tensor is one range of rows of
-    /// `row_len` (itself, as one row, when no row length was ever given).
+    /// The row ranges read, at `row_len` values a row; the whole tensor is one range.
     fn row_ranges(&self, row_len: usize) -> Vec<Range<usize>> {
         match &self.rows {
             None => std::iter::once(0..self.len() / row_len.max(1)).collect(),
-            Some((ranges, len)) if *len == row_len => ranges.clone(),
-            // Ranges at another row length: re-expressed in values, then in `row_len` rows.
-            Some((ranges, len)) => ranges.iter().map(|r| r.start * len / row_len..r.end * len / row_len).collect(),
+            Some((ranges, len)) => {
+                // Families take rows of a tensor at one row length (a weight's d_in, a bias's 1).
+                assert_eq!(*len, row_len, "rows of '{}' taken at two row lengths", self.tensor);
+                ranges.clone()
+            }
         }
     }
 
