@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -22,6 +22,7 @@ const FAMILIES = [
   { family: "llama3", tokenizer: "llama3", modelType: "llama", hook: "blocks.0.ln2.hook_normalized", shards: [] },
 ];
 let pageServer, hub, browser, hubUrl;
+const requests = [];
 
 before(async () => {
   rmSync(work, { recursive: true, force: true });
@@ -35,6 +36,7 @@ before(async () => {
   }
   // /{family}/model/resolve/main/{file} serves that family's folder; anything else is a 404.
   hub = http.createServer((req, res) => {
+    requests.push(req.url);
     const m = req.url.match(/^\/(\w+)\/model\/resolve\/main\/([\w.-]+)$/);
     const file = m && path.join(work, m[1], m[2]);
     let size;
@@ -170,4 +172,32 @@ test("a model larger than the page's wasm memory loads, and the model cache can 
   await total.filter({ hasText: "0.0 MB in 0 files" }).waitFor();
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+// Without WebGPU the CPU reference needs a model's f32 weights in wasm memory: a model too large
+// for it (Llama-3.1-8B's shape) is refused once its config.json is read, saying what would fit,
+// and none of its weight files is requested.
+test("without WebGPU a model too large for the page's memory is refused before its weights download", async () => {
+  const dir = path.join(work, "huge");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, "config.json"), JSON.stringify({
+    model_type: "llama", vocab_size: 128256, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
+    num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 8192, bos_token_id: 0, eos_token_id: 1,
+  }));
+  copyFileSync(path.join(root, "tests/fixtures/tokenizers/llama3/tokenizer.json"), path.join(dir, "tokenizer.json"));
+  const context = await browser.newContext();
+  await context.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+  const page = await context.newPage();
+  await page.goto(`${pageServer.url}#lm?base=${encodeURIComponent(`${hubUrl}/huge`)}&repo=model`);
+  await page.locator("#adapter").filter({ hasText: /WebGPU is not available/ }).waitFor({ timeout: 60_000 });
+  requests.length = 0;
+  await page.locator("#lm-download").click();
+  const error = page.locator("#lm-error");
+  await error.waitFor({ timeout: 60_000 });
+  const message = await error.innerText();
+  assert.match(message, /8\.\d\dB parameters/, message);
+  assert.match(message, /without WebGPU/, message);
+  assert.match(message, /nothing was downloaded/, message);
+  assert.deepEqual(requests.filter((u) => u.startsWith("/huge/")).map((u) => u.split("/").pop()).sort(), ["config.json", "tokenizer.json"]);
+  await context.close();
 });
