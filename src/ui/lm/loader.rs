@@ -65,9 +65,8 @@ pub(super) fn ModelLoader(link: LmLink) -> impl IntoView {
     });
     let progress = lm.downloads;
     let cache = RwSignal::new(None::<(u64, u64)>);
-    spawn_local(refresh_cache(cache));
     Effect::new(move |_| {
-        // A finished download changes what is cached.
+        // Counted when the loader opens and again whenever a model loads (a download changes it).
         lm.model_name.track();
         spawn_local(refresh_cache(cache));
     });
