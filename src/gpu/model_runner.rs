@@ -219,25 +219,7 @@ impl GpuModel {
         check_fits(gpu, &cfg, limit)?;
         let linear = |label: &str, l: &Linear| GpuLinear::of(gpu, label, l, storage, limit);
         let norm = |label: &str, n: &NormWeights| GpuNorm::upload(gpu, label, n);
-        let layers: Vec<GpuLayer> = w
-            .layers
-            .iter()
-            .map(|l| GpuLayer {
-                attn_norm: norm("attn_norm", &l.attn_norm),
-                q: linear("q", &l.q),
-                k: linear("k", &l.k),
-                v: linear("v", &l.v),
-                o: linear("o", &l.o),
-                q_norm: l.q_norm.as_ref().map(|n| norm("q_norm", n)),
-                k_norm: l.k_norm.as_ref().map(|n| norm("k_norm", n)),
-                post_attn_norm: l.post_attn_norm.as_ref().map(|n| norm("post_attn_norm", n)),
-                mlp_norm: norm("mlp_norm", &l.mlp_norm),
-                gate: l.gate.as_ref().map(|g| linear("gate", g)),
-                up: linear("up", &l.up),
-                down: linear("down", &l.down),
-                post_mlp_norm: l.post_mlp_norm.as_ref().map(|n| norm("post_mlp_norm", n)),
-            })
-            .collect();
+        let layers: Vec<GpuLayer> = w.layers.iter().map(|l| l.as_ref().map(linear, norm)).collect();
         let embed = GpuLinear::upload(gpu, "embed", &w.embed, None, cfg.d_model, storage, limit);
         let unembed = w.unembed.as_ref().map(|u| GpuLinear::upload(gpu, "unembed", u, None, cfg.d_model, storage, limit));
         let pos_embed = w.pos_embed.as_ref().map(|p| gpu.upload_f32("pos_embed", p));

@@ -118,22 +118,7 @@ impl ModelUpload {
         let unembed = places.unembed.as_ref().map(|u| pending("unembed", matrix(u, cfg.vocab_size), &mut reads));
         let mut layers = Vec::new();
         for l in places.layers {
-            let mut p = |label: &str, linear: Linear<TensorPlace>| pending(label, linear, &mut reads);
-            layers.push(LayerWeights {
-                q: p("q", l.q),
-                k: p("k", l.k),
-                v: p("v", l.v),
-                o: p("o", l.o),
-                gate: l.gate.map(|g| p("gate", g)),
-                up: p("up", l.up),
-                down: p("down", l.down),
-                attn_norm: l.attn_norm,
-                q_norm: l.q_norm,
-                k_norm: l.k_norm,
-                post_attn_norm: l.post_attn_norm,
-                mlp_norm: l.mlp_norm,
-                post_mlp_norm: l.post_mlp_norm,
-            });
+            layers.push(l.map(|label, linear| pending(label, linear, &mut reads), |_, n| n));
         }
         let mut norm_reads = |n: &NormWeights<TensorPlace>, reads: &mut BTreeMap<String, Vec<Read>>| {
             to_host(&n.weight.tensor, reads);
@@ -229,28 +214,7 @@ impl ModelUpload {
         };
         let pos_embed = self.pos_embed.as_ref().map(|p| gpu.upload_f32("pos_embed", &values(p)));
         let final_norm = norm("final_norm", &self.final_norm);
-        let layers: Vec<GpuLayer> = self
-            .layers
-            .into_iter()
-            .map(|l| {
-                let n = |label: &str, x: &Option<NormWeights<TensorPlace>>| x.as_ref().map(|x| norm(label, x));
-                GpuLayer {
-                    attn_norm: norm("attn_norm", &l.attn_norm),
-                    q_norm: n("q_norm", &l.q_norm),
-                    k_norm: n("k_norm", &l.k_norm),
-                    post_attn_norm: n("post_attn_norm", &l.post_attn_norm),
-                    mlp_norm: norm("mlp_norm", &l.mlp_norm),
-                    post_mlp_norm: n("post_mlp_norm", &l.post_mlp_norm),
-                    q: linear(l.q),
-                    k: linear(l.k),
-                    v: linear(l.v),
-                    o: linear(l.o),
-                    gate: l.gate.map(linear),
-                    up: linear(l.up),
-                    down: linear(l.down),
-                }
-            })
-            .collect();
+        let layers: Vec<GpuLayer> = self.layers.into_iter().map(|l| l.map(|_, p| linear(p), |label, n| norm(label, &n))).collect();
         let (embed, unembed) = (linear(self.embed), self.unembed.map(linear));
         Ok(GpuModel::assemble(self.cfg, embed, unembed, pos_embed, layers, final_norm, self.max_binding_bytes))
     }

@@ -227,6 +227,45 @@ impl<L, N> LayerWeights<L, N> {
         [&self.q, &self.k, &self.v, &self.o].into_iter().chain(&self.gate).chain([&self.up, &self.down])
     }
 
+    /// Its parts by reference.
+    pub fn as_ref(&self) -> LayerWeights<&L, &N> {
+        LayerWeights {
+            attn_norm: &self.attn_norm,
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            o: &self.o,
+            q_norm: self.q_norm.as_ref(),
+            k_norm: self.k_norm.as_ref(),
+            post_attn_norm: self.post_attn_norm.as_ref(),
+            mlp_norm: &self.mlp_norm,
+            gate: self.gate.as_ref(),
+            up: &self.up,
+            down: &self.down,
+            post_mlp_norm: self.post_mlp_norm.as_ref(),
+        }
+    }
+
+    /// The same block with each projection through `linear` and each norm through `norm`, both
+    /// given the part's name ("q", "attn_norm", …).
+    pub fn map<L2, N2>(self, mut linear: impl FnMut(&str, L) -> L2, mut norm: impl FnMut(&str, N) -> N2) -> LayerWeights<L2, N2> {
+        LayerWeights {
+            attn_norm: norm("attn_norm", self.attn_norm),
+            q: linear("q", self.q),
+            k: linear("k", self.k),
+            v: linear("v", self.v),
+            o: linear("o", self.o),
+            q_norm: self.q_norm.map(|n| norm("q_norm", n)),
+            k_norm: self.k_norm.map(|n| norm("k_norm", n)),
+            post_attn_norm: self.post_attn_norm.map(|n| norm("post_attn_norm", n)),
+            mlp_norm: norm("mlp_norm", self.mlp_norm),
+            gate: self.gate.map(|g| linear("gate", g)),
+            up: linear("up", self.up),
+            down: linear("down", self.down),
+            post_mlp_norm: self.post_mlp_norm.map(|n| norm("post_mlp_norm", n)),
+        }
+    }
+
     /// The block's norms that exist.
     pub fn norms(&self) -> impl Iterator<Item = &N> {
         [
