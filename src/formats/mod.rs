@@ -1,4 +1,4 @@
-//! Generic file formats: safetensors, npy, text corpora, tokenizers. Bytes in, plain containers out;
+//! Generic file formats: safetensors, npy and npz, ZIP, text corpora, tokenizers. Bytes in, plain containers out;
 //! nothing here knows an SAE or a model (their folder layouts live in `sae::files` and
 //! `model::files`) or touches the GPU.
 
@@ -7,6 +7,7 @@ pub mod npy;
 pub mod safetensors;
 pub mod shards;
 pub mod tokenizer;
+pub mod zip;
 
 /// A file that could not be read, with the file's name and what is wrong with it.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -21,4 +22,6 @@ pub enum FormatError {
     Io { file: String, msg: String },
     #[error("{file}: {msg}")]
     Corpus { file: String, msg: String },
+    #[error("{file}: {msg}")]
+    Archive { file: String, msg: String },
 }

@@ -154,6 +154,19 @@ pub fn read_i64(name: &str, bytes: &[u8]) -> Result<(Vec<usize>, Vec<i64>), Form
     Ok((h.shape, data))
 }
 
+/// The float arrays of an `.npz` archive (`np.savez` / `np.savez_compressed`: one `KEY.npy` per
+/// array), by key in the archive's order. An entry that is not `.npy` is refused.
+pub fn read_npz(name: &str, bytes: &[u8]) -> Result<Vec<(String, NpyArray)>, FormatError> {
+    let archive = super::zip::ZipArchive::parse(name, bytes)?;
+    let mut arrays = Vec::new();
+    for entry in archive.names() {
+        let key = entry.strip_suffix(".npy").ok_or_else(|| err(name, format!("entry '{entry}' is not a .npy array")))?;
+        let data = archive.read(entry)?.expect("a listed entry");
+        arrays.push((key.to_string(), read_f32(&format!("{name}/{entry}"), &data)?));
+    }
+    Ok(arrays)
+}
+
 /// Writes an f32 array in `.npy` format 1.0 (C order, little-endian).
 pub fn write_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
     assert_eq!(shape.iter().product::<usize>(), data.len(), "shape does not match data length");
@@ -205,6 +218,21 @@ mod tests {
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(payload);
         out
+    }
+
+    #[test]
+    fn reads_npz_archives() {
+        let a = write_f32(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let b = write_f32(&[3], &[0.5, -0.5, 9.0]);
+        let npz = crate::formats::zip::write_stored(&[("w_enc.npy", &a), ("b_dec.npy", &b)]);
+        let arrays = read_npz("params.npz", &npz).unwrap();
+        assert_eq!(arrays[0].0, "w_enc");
+        assert_eq!(arrays[0].1.data, [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(arrays[1].1.shape, [3]);
+        let bad = crate::formats::zip::write_stored(&[("notes.txt", b"hi")]);
+        assert!(read_npz("params.npz", &bad).unwrap_err().to_string().contains("'notes.txt' is not a .npy array"));
+        let broken = crate::formats::zip::write_stored(&[("w.npy", &a[..a.len() - 4])]);
+        assert!(read_npz("params.npz", &broken).unwrap_err().to_string().contains("params.npz/w.npy: truncated"));
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn read_sparsity(bytes: &[u8], d_sae: usize) -> Result<Option<Vec<f32>>, FormatE
 /// The weights of `cfg`'s architecture from a weights file, converted as SAELens's loaders do
 /// (older JumpReLU files store `log_threshold`; a BatchTopK training checkpoint one scalar
 /// `topk_threshold`).
-fn sae_from_tensor_file(cfg: SaeConfig, stored: &TensorFile, log_sparsity: Option<Vec<f32>>) -> Result<Sae, FormatError> {
+pub(crate) fn sae_from_tensor_file(cfg: SaeConfig, stored: &TensorFile, log_sparsity: Option<Vec<f32>>) -> Result<Sae, FormatError> {
     let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
     let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, FormatError> {
         let t = stored

@@ -2,10 +2,12 @@
 //! reference of encode/decode for every architecture (`cpu`), and the batch metrics (`metrics`).
 
 pub mod config;
+pub mod convert;
 pub mod cpu;
 pub mod files;
 pub mod metrics;
 pub mod random;
+pub mod registry;
 pub mod weights;
 
 pub use config::{Architecture, Normalization, SaeConfig};

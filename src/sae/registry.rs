@@ -1,0 +1,207 @@
+//! SAELens's registry of published SAEs (`sae_lens/pretrained_saes.yaml`), as the compact index
+//! `tools/make_registry.py` makes of it (`www/registry.json`): per release its model, Hub
+//! repository, conversion function and config overrides; per SAE its id, path in the repository,
+//! L0, variance explained, Neuronpedia id and activation-norm scaling factor. `release` + `sae_id`
+//! resolve to a repository and a folder exactly as SAELens's `get_repo_id_and_folder_name` does.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::formats::FormatError;
+use crate::model::families::FAMILIES;
+use crate::sae::convert::Conversion;
+
+/// The index as `tools/make_registry.py` writes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registry {
+    /// Which SAELens made it ("sae-lens 6.54.12 pretrained_saes.yaml").
+    pub source: String,
+    pub releases: Vec<Release>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Release {
+    pub release: String,
+    /// The model name as SAELens records it (a TransformerLens name or a Hub id).
+    pub model: String,
+    /// The Hugging Face repository TransformerLens loads for `model`.
+    pub hf_model: String,
+    /// That model's `config.json` `model_type`, when the index knows it.
+    pub model_type: Option<String>,
+    /// The Hub repository the SAEs are in.
+    pub repo: String,
+    /// SAELens's conversion function (`sae_lens` for SAELens's own folders).
+    pub conversion: String,
+    /// `config_overrides`: merged into the converted cfg (SAELens `get_config_overrides`).
+    #[serde(default)]
+    pub overrides: Map<String, Value>,
+    #[serde(default)]
+    pub links: Map<String, Value>,
+    pub saes: Vec<Entry>,
+}
+
+/// One SAE of a release: `[id, path, l0, variance_explained, neuronpedia, norm_scaling_factor]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "(String, Option<String>, Option<f64>, Option<f64>, Option<String>, Option<f64>)")]
+pub struct Entry {
+    pub id: String,
+    /// Its folder (or file) in the repository.
+    pub path: String,
+    pub l0: Option<f64>,
+    pub variance_explained: Option<f64>,
+    pub neuronpedia: Option<String>,
+    /// Folded into the weights when the SAE's `normalize_activations` is `expected_average_only_in`
+    /// (SAELens `SAE.from_pretrained` → `fold_activation_norm_scaling_factor`).
+    pub norm_scaling_factor: Option<f64>,
+}
+
+type Row = (String, Option<String>, Option<f64>, Option<f64>, Option<String>, Option<f64>);
+
+impl From<Row> for Entry {
+    fn from((id, path, l0, variance_explained, neuronpedia, norm_scaling_factor): Row) -> Entry {
+        let path = path.unwrap_or_else(|| id.clone());
+        Entry { id, path, l0, variance_explained, neuronpedia, norm_scaling_factor }
+    }
+}
+
+/// Why saelab cannot open a release's SAEs, or `None` when it can.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unsupported {
+    /// The model's family has no description here.
+    Model { model: String, model_type: Option<String> },
+    /// The conversion function is not one saelab implements.
+    Conversion(String),
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsupported::Model { model, model_type: Some(t) } => write!(
+                f,
+                "its model {model} is a '{t}' model, which saelab does not run (it runs {})",
+                FAMILIES.iter().map(|f| f.model_type).collect::<Vec<_>>().join(", ")
+            ),
+            Unsupported::Model { model, model_type: None } => write!(f, "its model {model} is of no family saelab knows"),
+            Unsupported::Conversion(c) => write!(f, "its files are in the '{c}' format, which saelab does not read yet"),
+        }
+    }
+}
+
+impl Release {
+    /// Whether saelab can open this release's SAEs: it runs the model and reads the format.
+    pub fn unsupported(&self) -> Option<Unsupported> {
+        if Conversion::from_name(&self.conversion).is_none() {
+            return Some(Unsupported::Conversion(self.conversion.clone()));
+        }
+        match &self.model_type {
+            Some(t) if FAMILIES.iter().any(|f| f.model_type == t) => None,
+            other => Some(Unsupported::Model { model: self.hf_model.clone(), model_type: other.clone() }),
+        }
+    }
+
+    pub fn entry(&self, sae_id: &str) -> Option<&Entry> {
+        self.saes.iter().find(|e| e.id == sae_id)
+    }
+
+    /// The Neuronpedia page of one feature, when the SAE has one
+    /// (`https://www.neuronpedia.org/{neuronpedia_id}/{feature}`).
+    pub fn neuronpedia_url(entry: &Entry, feature: usize) -> Option<String> {
+        entry.neuronpedia.as_ref().map(|id| format!("https://www.neuronpedia.org/{id}/{feature}"))
+    }
+}
+
+const FILE: &str = "registry.json";
+
+impl Registry {
+    pub fn parse(bytes: &[u8]) -> Result<Registry, FormatError> {
+        let registry: Registry = serde_json::from_slice(bytes)
+            .map_err(|e| FormatError::Config { file: FILE.into(), msg: format!("not a saelab registry index ({e})") })?;
+        Ok(registry)
+    }
+
+    /// The index this build was made with (native builds embed it; the page fetches
+    /// `registry.json` beside itself instead of carrying 1.4 MB in its wasm).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn bundled() -> Registry {
+        Registry::parse(include_bytes!("../../www/registry.json")).expect("www/registry.json is made by tools/make_registry.py")
+    }
+
+    pub fn release(&self, name: &str) -> Option<&Release> {
+        self.releases.iter().find(|r| r.release == name)
+    }
+
+    /// `release` and `sae_id` → their entries, or a one-line message with the nearest names.
+    pub fn find(&self, release: &str, sae_id: &str) -> Result<(&Release, &Entry), String> {
+        let Some(r) = self.release(release) else {
+            let near = nearest(release, self.releases.iter().map(|r| r.release.as_str()));
+            return Err(format!("no release '{release}' in SAELens's registry{}", did_you_mean(&near)));
+        };
+        let Some(e) = r.entry(sae_id) else {
+            let near = nearest(sae_id, r.saes.iter().map(|e| e.id.as_str()));
+            return Err(format!("release '{release}' has no SAE '{sae_id}' ({} SAEs){}", r.saes.len(), did_you_mean(&near)));
+        };
+        Ok((r, e))
+    }
+
+    /// `(SAEs saelab opens, SAEs listed)`.
+    pub fn openable(&self) -> (usize, usize) {
+        let total = self.releases.iter().map(|r| r.saes.len()).sum();
+        let open = self.releases.iter().filter(|r| r.unsupported().is_none()).map(|r| r.saes.len()).sum();
+        (open, total)
+    }
+}
+
+fn did_you_mean(near: &[&str]) -> String {
+    if near.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", near.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "))
+    }
+}
+
+/// Up to three names closest to `query`: those containing it first, then by edit distance (at most
+/// a third of the query's length, and at least 3).
+pub fn nearest<'a>(query: &str, names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let q = query.to_lowercase();
+    let limit = (q.chars().count() / 3).max(3);
+    let mut scored: Vec<(usize, &str)> = names
+        .filter_map(|n| {
+            let lower = n.to_lowercase();
+            let d = if !q.is_empty() && lower.contains(&q) { 0 } else { edit_distance(&q, &lower) };
+            (d <= limit).then_some((d, n))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_and_nearest_names() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        let names = ["gpt2-small-res-jb", "gpt2-small-res-jb-feature-splitting", "gemma-scope-2b-pt-res"];
+        assert_eq!(nearest("gpt2-small-res-bj", names.iter().copied()), ["gpt2-small-res-jb"]);
+        assert_eq!(nearest("res-jb", names.iter().copied()), ["gpt2-small-res-jb", "gpt2-small-res-jb-feature-splitting"]);
+        assert!(nearest("llama", names.iter().copied()).is_empty());
+    }
+}
