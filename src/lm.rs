@@ -24,6 +24,7 @@ use crate::engine::{self, EngineError, LoadedSae};
 use crate::gpu::model_runner::GpuModel;
 use crate::gpu::{Gpu, GpuError, RunRequest};
 use crate::model::decoder::{DecoderConfig, NormKind};
+use crate::model::processing::WeightProcessing;
 use crate::model::{cpu, BlockSite, HookPoint, Intervention, Model, ModelError};
 use crate::random::Rng;
 use crate::sae::Sae;
@@ -162,6 +163,14 @@ impl LoadedModel {
 /// Tokens with the effect a feature has on their logits.
 pub type TokenEffects = Vec<(u32, f32)>;
 
+/// The model as it was when the SAE's activations were made: TransformerLens's weight processing
+/// that its `model_from_pretrained_kwargs` asks for (`center_writing_weights` for
+/// gpt2-small-res-jb, from the registry), applied to the host weights (`model::processing`).
+pub fn model_as_trained_for(model: Model, sae: &Sae) -> Result<Model, LmError> {
+    let processing = WeightProcessing::from_kwargs(&sae.cfg.model_from_pretrained_kwargs()).map_err(LmError::Mismatch)?;
+    Ok(if processing.changes_weights() { model.processed(processing) } else { model })
+}
+
 /// The SAE's hook point on this model, or why it does not attach.
 pub fn attach_point(model: &impl ModelInfo, sae: &Sae) -> Result<HookPoint, LmError> {
     let cfg = model.cfg();
@@ -175,6 +184,7 @@ pub fn attach_point(model: &impl ModelInfo, sae: &Sae) -> Result<HookPoint, LmEr
         .cfg
         .raw
         .get("hook_head_index")
+        .or_else(|| sae.cfg.raw.get("hook_point_head_index"))
         .or_else(|| sae.cfg.raw.get("metadata").and_then(|m| m.get("hook_head_index")))
         .is_some_and(|v| !v.is_null())
     {

@@ -58,7 +58,8 @@ pub struct TokensArg {
 pub enum Command {
     /// Describe an SAE folder: architecture, sizes, k or threshold statistics, hook, dtype, normalisation
     Info {
-        /// SAELens folder (cfg.json + sae_weights.safetensors)
+        /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+        #[arg(value_name = "SAE")]
         dir: PathBuf,
     },
     /// sae.encode(x): dense activations [n, d_sae] as .npy
@@ -91,12 +92,36 @@ pub enum Command {
     Train(TrainArgs),
     /// The toy model of superposition (Elhage et al. 2022): how many features the hidden dimensions hold
     Superposition(SuperpositionArgs),
+    /// SAELens's registry of published SAEs: which ones saelab opens, by release
+    Registry(RegistryArgs),
+    /// Save an SAE of any format saelab reads as a SAELens folder (cfg.json + sae_weights.safetensors)
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Only releases whose model name contains this (case-insensitive)
+    #[arg(long, allow_negative_numbers = true, value_name = "M")]
+    pub model: Option<String>,
+    /// Every SAE as a JSON line (release, id, model, hook path, l0, neuronpedia, opens, why not)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+    #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
+    pub sae: PathBuf,
+    /// The SAELens folder to write
+    #[arg(long, allow_negative_numbers = true, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// SAELens folder
-    #[arg(long, allow_negative_numbers = true, value_name = "DIR")]
+    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+    #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
     pub sae: PathBuf,
     /// Activations [n, d_in] (.npy: f32, f16 or f64)
     #[arg(long, allow_negative_numbers = true, value_name = "X.npy")]
@@ -307,8 +332,8 @@ pub struct ModelCorpusArgs {
 pub struct DashboardArgs {
     #[command(flatten)]
     pub source: ModelCorpusArgs,
-    /// SAELens folder
-    #[arg(long, allow_negative_numbers = true, value_name = "DIR")]
+    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+    #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
     pub sae: PathBuf,
     /// Sample tokens (the corpus's first)
     #[arg(long, allow_negative_numbers = true, default_value_t = 4096)]
@@ -365,7 +390,8 @@ pub struct ForwardArgs {
 pub struct ModelSaeArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "DIR")]
     pub model: PathBuf,
-    #[arg(long, allow_negative_numbers = true, value_name = "DIR")]
+    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+    #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
     pub sae: PathBuf,
     #[command(flatten)]
     pub tokens: TokensArg,
@@ -415,8 +441,8 @@ pub struct GenerateArgs {
     pub temperature: f32,
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
-    /// SAELens folder whose features steer
-    #[arg(long, allow_negative_numbers = true, value_name = "DIR")]
+    /// The SAE whose features steer (a folder or RELEASE/SAE_ID, as --sae elsewhere)
+    #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
     pub sae: Option<PathBuf>,
     /// Add ALPHA·W_dec[FEATURE] at every position
     #[arg(long, allow_negative_numbers = true, value_name = "FEATURE=ALPHA")]

@@ -109,7 +109,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
     let cli = Cli::try_parse_from(std::iter::once("saelab".to_string()).chain(args.iter().cloned())).or_else(parse_error)?;
     match cli.command {
         Command::Info { dir } => {
-            print!("{}", describe(&sae_files::load_dir(&dir)?));
+            print!("{}", describe(&open_sae(&dir)?));
             Ok(())
         }
         Command::Encode(a) => run_sae(&a.eval, Some(&a.output), RunRequest { dense_acts: true, ..Default::default() }),
@@ -127,13 +127,72 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
         Command::Generate(a) => generate(&a),
         Command::Train(a) => train_on_model(&a),
         Command::Superposition(a) => superposition(&a),
+        Command::Registry(a) => registry(&a),
+        Command::Convert(a) => {
+            let sae = open_sae(&a.sae)?;
+            sae_files::save_dir(&sae, &a.out)?;
+            println!(
+                "{}",
+                serde_json::json!({ "out": a.out.display().to_string(), "architecture": sae.cfg.architecture.name(), "d_in": sae.d_in(), "d_sae": sae.d_sae(), "hook_name": sae.cfg.hook_name })
+            );
+            Ok(())
+        }
     }
+}
+
+/// `--sae`: a folder in any known format, or `RELEASE/SAE_ID` from the registry, read from the
+/// Hugging Face cache.
+fn open_sae(arg: &Path) -> Result<Sae, CliError> {
+    use crate::sae::local;
+    let registry = crate::sae::registry::Registry::bundled();
+    if arg.exists() {
+        return Ok(local::open_folder(arg, &registry)?);
+    }
+    let name = arg.to_string_lossy();
+    let (release, entry) = local::split_name(&name, &registry)
+        .map_err(|e| CliError(format!("{name}: no such folder, and not an SAE of the registry: {e}")))?;
+    let cache = local::hub_cache().ok_or_else(|| CliError("no Hugging Face cache: set HF_HOME or HF_HUB_CACHE".into()))?;
+    Ok(local::open_by_name(release, entry, &cache)?)
+}
+
+/// `saelab registry`: the releases (or with --json every SAE) and whether saelab opens them.
+fn registry(a: &crate::cli::args::RegistryArgs) -> Result<(), CliError> {
+    let registry = crate::sae::registry::Registry::bundled();
+    let wanted = a.model.as_deref().map(str::to_lowercase);
+    let releases: Vec<_> = registry
+        .releases
+        .iter()
+        .filter(|r| wanted.as_ref().is_none_or(|m| r.model.to_lowercase().contains(m) || r.hf_model.to_lowercase().contains(m)))
+        .collect();
+    if releases.is_empty() {
+        return Err(CliError(format!("no release's model contains '{}'", a.model.as_deref().unwrap_or_default())));
+    }
+    let (mut open, mut total) = (0, 0);
+    for r in &releases {
+        let why: Vec<Option<String>> = r.saes.iter().map(|e| r.why_not(e)).collect();
+        let opens = why.iter().filter(|w| w.is_none()).count();
+        (open, total) = (open + opens, total + r.saes.len());
+        if a.json {
+            for (e, why) in r.saes.iter().zip(&why) {
+                let line = serde_json::json!({ "release": r.release, "id": e.id, "model": r.hf_model, "path": e.path, "l0": e.l0,
+                    "variance_explained": e.variance_explained, "neuronpedia": e.neuronpedia, "opens": why.is_none(), "why_not": why });
+                println!("{line}");
+            }
+        } else {
+            let note = why.iter().flatten().next().map(|w| format!("  ({} not: {w})", r.saes.len() - opens)).unwrap_or_default();
+            println!("{opens:>5}/{:<5} {:<48} {:<32} {}{note}", r.saes.len(), r.release, r.hf_model, r.conversion);
+        }
+    }
+    if !a.json {
+        println!("saelab opens {open} of these {total} SAEs ({:.1}%), from {}", 100.0 * open as f64 / total as f64, registry.source);
+    }
+    Ok(())
 }
 
 /// `encode`, `reconstruct` and `eval`: activations through an SAE, the result to `output` (dense
 /// activations or reconstructions, as `request` asks) or the metrics as JSON.
 fn run_sae(a: &EvalArgs, output: Option<&Path>, request: RunRequest) -> Result<(), CliError> {
-    let sae = sae_files::load_dir(&a.sae)?;
+    let sae = open_sae(&a.sae)?;
     let x = read_activations(&a.input, &sae)?;
     let sae = LoadedSae::new(Rc::new(sae), &backend(&a.device)?)?;
     let analysis = pollster::block_on(engine::analyze(&sae, &x, request))?;
@@ -195,6 +254,14 @@ pub fn describe(sae: &Sae) -> String {
     line("normalization", c.normalization.name().to_string());
     line("apply_b_dec_to_input", c.apply_b_dec_to_input.to_string());
     line("parameters", sae.parameter_count().to_string());
+    let kwargs = c.model_from_pretrained_kwargs();
+    if !kwargs.is_empty() {
+        line("model processing", serde_json::Value::Object(kwargs).to_string());
+    }
+    let neuronpedia = c.raw.get("neuronpedia_id").or_else(|| c.raw.get("metadata").and_then(|m| m.get("neuronpedia_id")));
+    if let Some(id) = neuronpedia.and_then(|v| v.as_str()) {
+        line("neuronpedia", format!("https://www.neuronpedia.org/{id}"));
+    }
     out
 }
 
@@ -452,8 +519,8 @@ fn corpus_tokens(corpus: &Path, dir: &Path) -> Result<(crate::formats::tokenizer
 fn dashboard_command(a: &DashboardArgs) -> Result<(), CliError> {
     use crate::model::files::load_model_dir;
     let dir = a.source.model.as_path();
-    let model = load_model_dir(dir)?;
-    let sae = sae_files::load_dir(&a.sae)?;
+    let sae = open_sae(&a.sae)?;
+    let model = crate::lm::model_as_trained_for(load_model_dir(dir)?, &sae)?;
     let (tokenizer, mut tokens) = corpus_tokens(&a.source.corpus, dir)?;
     tokens.truncate(a.tokens);
     let feature = a.feature;
@@ -689,8 +756,8 @@ struct LmRun {
 fn lm_run(a: &ModelSaeArgs) -> Result<LmRun, CliError> {
     use crate::lm;
     use crate::model::files::load_model_dir;
-    let model = load_model_dir(&a.model)?;
-    let sae = sae_files::load_dir(&a.sae)?;
+    let sae = open_sae(&a.sae)?;
+    let model = lm::model_as_trained_for(load_model_dir(&a.model)?, &sae)?;
     let text = model_tokens(a.tokens.tokens.as_deref(), a.tokens.text.as_deref(), "tokens", &a.model, &model)?;
     lm::attach_point(&model, &sae)?;
     // Text is read as TransformerLens's to_tokens reads it (BOS first when the SAE says so);
@@ -784,13 +851,17 @@ fn generate(a: &GenerateArgs) -> Result<(), CliError> {
         (Some(_), Some(_)) => return Err(CliError("give --steer or --clamp, not both".into())),
     };
     let sae = match &a.sae {
-        Some(p) => Some(sae_files::load_dir(p)?),
+        Some(p) => Some(open_sae(p)?),
         None if steer.is_some() => return Err(CliError("--steer and --clamp need --sae DIR".into())),
         None => None,
     };
     // With an SAE, the prompt is read as the SAE reads text (its BOS first if it was trained so).
     let prompt = lm::tokens_for(&model, &text, a.text.is_some() && sae.as_ref().is_some_and(|s| s.cfg.prepend_bos) && !a.no_bos)?;
     model.check_tokens(&prompt)?;
+    let model = match &sae {
+        Some(sae) => lm::model_as_trained_for(model, sae)?,
+        None => model,
+    };
     let backend = backend(&a.device)?;
     let model = LoadedModel::new(Rc::new(model), &backend)?;
     let sae = sae.map(|s| LoadedSae::new(Rc::new(s), &backend)).transpose()?;

@@ -177,11 +177,18 @@ impl SaeConfig {
             normalization,
             rescale_acts_by_decoder_norm: bool_key("rescale_acts_by_decoder_norm", false)?,
             dtype: get_str(&raw, "dtype").unwrap_or_else(|| "float32".to_string()),
-            hook_name: get_str(&raw, "hook_name"),
+            // SAELens before 6 called it `hook_point` (`handle_pre_6_0_config` renames it).
+            hook_name: get_str(&raw, "hook_name").or_else(|| get_str(&raw, "hook_point")),
             model_name: get_str(&raw, "model_name"),
             prepend_bos: bool_key("prepend_bos", true)?,
             raw,
         })
+    }
+
+    /// `model_from_pretrained_kwargs` (top level, as the registry's overrides put it, or under
+    /// `metadata`): how the model was loaded when the SAE's activations were made.
+    pub fn model_from_pretrained_kwargs(&self) -> Map<String, Value> {
+        get(&self.raw, "model_from_pretrained_kwargs").and_then(Value::as_object).cloned().unwrap_or_default()
     }
 
     /// The JSON to save. Keys we read are written back unchanged.
@@ -209,6 +216,8 @@ mod tests {
         assert_eq!(c.architecture, Architecture::TopK { k: 3 });
         assert!(c.apply_b_dec_to_input);
         assert_eq!(c.hook_name.as_deref(), Some("blocks.0.hook_resid_post"));
+        let oldest = br#"{"d_in":8,"d_sae":32,"hook_point":"blocks.8.hook_resid_pre","hook_point_layer":8}"#;
+        assert_eq!(SaeConfig::parse(oldest).unwrap().hook_name.as_deref(), Some("blocks.8.hook_resid_pre"));
     }
 
     #[test]

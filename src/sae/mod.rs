@@ -5,6 +5,8 @@ pub mod config;
 pub mod convert;
 pub mod cpu;
 pub mod files;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod local;
 pub mod metrics;
 pub mod random;
 pub mod registry;

@@ -99,6 +99,15 @@ impl Release {
         }
     }
 
+    /// Why saelab cannot open `entry` of this release (its model, its format, or a kind of SAE
+    /// the format holds that saelab does not run yet), or `None` when it can.
+    pub fn why_not(&self, entry: &Entry) -> Option<String> {
+        if let Some(why) = self.unsupported() {
+            return Some(why.to_string());
+        }
+        Conversion::from_name(&self.conversion).and_then(|c| c.unsupported_path(&entry.path)).map(str::to_string)
+    }
+
     pub fn entry(&self, sae_id: &str) -> Option<&Entry> {
         self.saes.iter().find(|e| e.id == sae_id)
     }
@@ -146,7 +155,7 @@ impl Registry {
     /// `(SAEs saelab opens, SAEs listed)`.
     pub fn openable(&self) -> (usize, usize) {
         let total = self.releases.iter().map(|r| r.saes.len()).sum();
-        let open = self.releases.iter().filter(|r| r.unsupported().is_none()).map(|r| r.saes.len()).sum();
+        let open = self.releases.iter().map(|r| r.saes.iter().filter(|e| r.why_not(e).is_none()).count()).sum();
         (open, total)
     }
 }

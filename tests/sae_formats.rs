@@ -1,0 +1,269 @@
+//! The SAE formats SAELens converts, against SAELens's own loaders: `tools/make_sae_format_fixtures.py`
+//! wrote one small random SAE per format into a stand-in Hugging Face cache (`tests/fixtures/hub`,
+//! with a test registry made by `tools/make_registry.py`'s `build_index`) and recorded what
+//! `SAE.from_pretrained(release, sae_id)` computes from those files (sparsify: what the format's
+//! own library computes). saelab opens the same files by release and id, and its CPU and GPU
+//! `encode` and `sae(x)` must match within 1e-5 absolute + 1e-4 relative; its cfg must say what
+//! SAELens's says.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{gpu, read_npy, temp_dir};
+use saelab::gpu::{GpuSae, RunRequest};
+use saelab::sae::cpu;
+use saelab::sae::local::{open_by_name, open_folder};
+use saelab::sae::registry::Registry;
+use saelab::sae::Sae;
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn hub() -> PathBuf {
+    fixtures().join("hub")
+}
+
+fn test_registry() -> Registry {
+    Registry::parse(&std::fs::read(hub().join("registry.json")).unwrap()).unwrap()
+}
+
+fn reference(case: &str) -> PathBuf {
+    fixtures().join("sae_formats").join(case)
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{what}: element {i}: saelab {g}, reference {w}");
+    }
+}
+
+/// CPU and GPU encode and reconstruct of `sae` against the case's recorded outputs.
+fn check_numbers(case: &str, sae: &Sae, gpu: &saelab::gpu::Gpu) {
+    let dir = reference(case);
+    let x = read_npy(&dir.join("x.npy"));
+    let (want_acts, want_recon) = (read_npy(&dir.join("encode.npy")), read_npy(&dir.join("recon.npy")));
+    let (acts, recon) = cpu::forward(sae, &x.data);
+    assert_close(&format!("{case} cpu encode"), &acts, &want_acts.data);
+    assert_close(&format!("{case} cpu sae(x)"), &recon, &want_recon.data);
+    let on_gpu = GpuSae::upload(gpu, sae).unwrap();
+    let out = pollster::block_on(gpu.run_sae(&on_gpu, &x.data, RunRequest { dense_acts: true, recon: true })).unwrap();
+    assert_close(&format!("{case} gpu encode"), &out.acts.unwrap(), &want_acts.data);
+    assert_close(&format!("{case} gpu sae(x)"), &out.recon.unwrap(), &want_recon.data);
+}
+
+/// The cfg keys that change what the SAE computes or where it reads, as SAELens loaded them.
+fn check_cfg(case: &str, sae: &Sae) {
+    let want: Value = serde_json::from_slice(&std::fs::read(reference(case).join("cfg.json")).unwrap()).unwrap();
+    let got = &sae.cfg;
+    assert_eq!(got.architecture.name(), want["architecture"], "{case}: architecture");
+    assert_eq!(got.d_in as u64, want["d_in"], "{case}: d_in");
+    assert_eq!(got.d_sae as u64, want["d_sae"], "{case}: d_sae");
+    assert_eq!(got.apply_b_dec_to_input, want["apply_b_dec_to_input"], "{case}: apply_b_dec_to_input");
+    assert_eq!(got.normalization.name(), want["normalize_activations"], "{case}: normalize_activations");
+    if let Some(k) = want.get("k") {
+        assert_eq!(got.architecture.topk().map(|k| k as u64), k.as_u64(), "{case}: k");
+    }
+    let meta = &want["metadata"];
+    assert_eq!(got.hook_name.as_deref(), meta["hook_name"].as_str(), "{case}: hook_name");
+    assert_eq!(got.model_name.as_deref(), meta["model_name"].as_str(), "{case}: model_name");
+    assert_eq!(got.prepend_bos, meta["prepend_bos"], "{case}: prepend_bos");
+    let saved: Value = serde_json::from_str(&got.to_json()).unwrap();
+    let ours = |k: &str| saved.get(k).or_else(|| saved["metadata"].get(k)).cloned().unwrap_or(Value::Null);
+    assert_eq!(ours("neuronpedia_id"), meta.get("neuronpedia_id").cloned().unwrap_or(Value::Null), "{case}: neuronpedia_id");
+    assert_eq!(
+        ours("model_from_pretrained_kwargs"),
+        meta.get("model_from_pretrained_kwargs").cloned().unwrap_or(Value::Null),
+        "{case}: model_from_pretrained_kwargs"
+    );
+}
+
+#[test]
+fn every_format_opens_by_name_with_saelens_numbers() {
+    let registry = test_registry();
+    let gpu = gpu();
+    let mut cases = 0;
+    for release in &registry.releases {
+        for entry in &release.saes {
+            let case = format!("{}--{}", release.release, entry.id.replace('/', "_"));
+            let sae = open_by_name(release, entry, &hub()).unwrap_or_else(|e| panic!("{case}: {e}"));
+            check_numbers(&case, &sae, &gpu);
+            if release.conversion != "sparsify" {
+                check_cfg(&case, &sae);
+            }
+            cases += 1;
+        }
+    }
+    // Gemma Scope (stored and deflated npz, an embedding SAE), Gemma Scope 2 (with and without
+    // config.json), Llama Scope, Llama Scope R1 Distill, SAELens's own folder, sparsify.
+    assert_eq!(cases, 9);
+}
+
+#[test]
+fn a_cache_folder_opens_as_its_repositorys_and_a_llama_scope_folder_folds_its_own_factor() {
+    let gpu = gpu();
+    let snapshot =
+        |repo: &str| hub().join(format!("models--{}", repo.replace('/', "--"))).join("snapshots/0123456789abcdef0123456789abcdef01234567");
+    // Listed in the registry: the same SAE as by name (its overrides and scaling factor).
+    let dir = snapshot("fnlp/Llama3_1-8B-Base-LXR-8x").join("Llama3_1-8B-Base-L7R-8x");
+    let by_folder = open_folder(&dir, &test_registry()).unwrap();
+    check_numbers("test-llama-scope-lxr-8x--l7r_8x", &by_folder, &gpu);
+    // Not listed: the factor hyperparams.json gives, as the loader's threshold assumes.
+    let empty = Registry { source: "none".into(), releases: vec![] };
+    let alone = open_folder(&dir, &empty).unwrap();
+    check_numbers("llama-scope-folder", &alone, &gpu);
+    check_cfg("llama-scope-folder", &alone);
+    // A Gemma Scope folder in the cache knows its repository, so its model and hook.
+    let gemma = open_folder(&snapshot("google/gemma-scope-2b-pt-res").join("layer_3/width_16k/average_l0_9"), &empty).unwrap();
+    assert_eq!(gemma.cfg.hook_name.as_deref(), Some("blocks.3.hook_resid_post"));
+    check_numbers("test-gemma-scope-2b-pt-res--layer_3_width_16k_average_l0_9", &gemma, &gpu);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn what_cannot_be_opened_is_said_in_one_line() {
+    let registry = test_registry();
+    let message = |r: Result<Sae, saelab::formats::FormatError>| r.unwrap_err().to_string();
+    let snapshot = hub().join("models--google--gemma-scope-2b-pt-res/snapshots/0123456789abcdef0123456789abcdef01234567");
+
+    // A Gemma Scope folder outside a cache: its repository name is what is missing.
+    let bare = temp_dir("bare-gemma-scope").join("layer_3");
+    copy_dir(&snapshot.join("layer_3/width_16k/average_l0_9"), &bare);
+    let e = message(open_folder(&bare, &registry));
+    assert!(e.contains("repository name") && e.contains("RELEASE/SAE_ID"), "{e}");
+    // A folder in no known layout names what each format expects.
+    let odd = temp_dir("odd-sae");
+    std::fs::write(odd.join("weights.bin"), b"x").unwrap();
+    let e = message(open_folder(&odd, &registry));
+    assert!(e.contains("weights.bin") && e.contains("params.npz (Gemma Scope)"), "{e}");
+    // A Gemma Scope folder whose name gives no layer.
+    let nameless = temp_dir("gemma-nameless");
+    copy_dir(
+        &snapshot.join("layer_3/width_16k/average_l0_9"),
+        &nameless.join("models--google--gemma-scope-2b-pt-res/snapshots/r/width_16k"),
+    );
+    let e = message(open_folder(&nameless.join("models--google--gemma-scope-2b-pt-res/snapshots/r/width_16k"), &registry));
+    assert!(e.contains("gives the layer (layer_N)"), "{e}");
+    // A damaged file is refused naming it.
+    let damaged = temp_dir("gemma-damaged").join("models--google--gemma-scope-2b-pt-res/snapshots/r/layer_3");
+    copy_dir(&snapshot.join("layer_3/width_16k/average_l0_9"), &damaged);
+    let npz = std::fs::read(damaged.join("params.npz")).unwrap();
+    std::fs::write(damaged.join("params.npz"), &npz[..npz.len() / 2]).unwrap();
+    let e = message(open_folder(&damaged, &registry));
+    assert!(e.contains("params.npz") && e.contains("ZIP"), "{e}");
+
+    // By name: a release or id not in the registry gets the nearest names.
+    let e = registry.find("test-gemma-scope-2b-pt-rez", "x").unwrap_err();
+    assert!(e.contains("did you mean 'test-gemma-scope-2b-pt-res'"), "{e}");
+    let e = registry.find("test-gemma-scope-2b-pt-res", "layer_3/width_16k/average_l0_8").unwrap_err();
+    assert!(e.contains("did you mean 'layer_3/width_16k/average_l0_9'"), "{e}");
+    // Files the cache does not have: where they were looked for, and how to get them.
+    let (release, entry) = registry.find("test-gemma-scope-2b-pt-res", "layer_3/width_16k/average_l0_9").unwrap();
+    let e = message(open_by_name(release, entry, &temp_dir("empty-cache")));
+    assert!(e.contains("not in the Hugging Face cache") && e.contains("huggingface-cli download google/gemma-scope-2b-pt-res"), "{e}");
+}
+
+#[test]
+fn the_bundled_registry_is_saelens_yaml_and_says_what_opens() {
+    let registry = Registry::bundled();
+    assert!(registry.source.starts_with("sae-lens 6.54"), "{}", registry.source);
+    // SAELens 6.54.12's pretrained_saes.yaml: 170 releases, 13,857 SAEs (DESIGN.md §3).
+    assert_eq!(registry.releases.len(), 170);
+    let (open, total) = registry.openable();
+    assert_eq!(total, 13_857);
+    let (r, e) = registry.find("gpt2-small-res-jb", "blocks.8.hook_resid_pre").unwrap();
+    assert_eq!(r.repo, "jbloom/GPT2-Small-SAEs-Reformatted");
+    assert_eq!(r.overrides["model_from_pretrained_kwargs"]["center_writing_weights"], true);
+    assert_eq!(saelab::sae::registry::Release::neuronpedia_url(e, 7).as_deref(), Some("https://www.neuronpedia.org/gpt2-small/8-res-jb/7"));
+    let (r, e) = registry.find("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical").unwrap();
+    assert_eq!((r.conversion.as_str(), r.why_not(e)), ("gemma_2", None));
+    let (r, e) = registry.find("gemma-scope-2-270m-pt-transcoders", "transcoder/layer_9_width_16k_l0_small_affine").unwrap();
+    assert!(r.why_not(e).unwrap().contains("transcoders are not supported yet"));
+    let (r, e) = registry.find("gemma-scope-2-4b-pt-res", &registry.release("gemma-scope-2-4b-pt-res").unwrap().saes[0].id).unwrap();
+    assert!(r.why_not(e).unwrap().contains("'gemma3' model"), "{:?}", r.why_not(e));
+    // The figure the README states.
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let figure = format!("{open} of the {total}");
+    assert!(readme.contains(&figure), "the README should say \"{figure}\" (SAEs of the registry this build opens)");
+}
+
+/// The CLI opens SAEs by name from a Hugging Face cache (`HF_HUB_CACHE`) through the bundled
+/// registry, which adds what the files do not say (gpt2-small-res-jb's centring, its Neuronpedia
+/// id); `saelab convert` writes any format back as a SAELens folder that gives the same numbers.
+#[test]
+fn the_cli_opens_by_name_and_converts() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_saelab")).args(args).env("HF_HUB_CACHE", hub()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, out, err) = run(&["info", "gpt2-small-res-jb/blocks.0.hook_resid_pre"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("blocks.0.hook_resid_pre") && out.contains("\"center_writing_weights\":true"), "{out}");
+    assert!(out.contains("https://www.neuronpedia.org/gpt2-small/0-res-jb"), "{out}");
+    let (code, _, err) = run(&["info", "gpt2-small-res-jb/blocks.0.hook_resid_prx"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("did you mean 'blocks.0.hook_resid_pre'"), "{err}");
+    let (code, _, err) = run(&["info", "gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("not in the Hugging Face cache") && err.contains("huggingface-cli download google/gemma-scope-2b-pt-res"),
+        "{err}"
+    );
+
+    let folder = hub()
+        .join("models--google--gemma-scope-2b-pt-mlp/snapshots/0123456789abcdef0123456789abcdef01234567/layer_1/width_16k/average_l0_20");
+    let out_dir = temp_dir("converted-gemma-scope");
+    let (code, out, err) = run(&["convert", "--sae", folder.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"hook_name\":\"blocks.1.hook_mlp_out\""), "{out}");
+    let converted = saelab::sae::files::load_dir(&out_dir).unwrap();
+    check_numbers("test-gemma-scope-2b-pt-mlp--layer_1_width_16k_average_l0_20", &converted, &gpu());
+    let cfg: Value = serde_json::from_slice(&std::fs::read(out_dir.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["metadata"]["hook_name"], "blocks.1.hook_mlp_out");
+    assert_eq!(cfg["metadata"]["sae_lens_version"], saelab::sae::convert::SAELENS_VERSION);
+
+    let (code, out, _) = run(&["registry", "--model", "gpt2"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("gpt2-small-res-jb") && out.contains("saelab opens"), "{out}");
+    let (_, out, _) = run(&["registry", "--json", "--model", "pythia"]);
+    let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(first["release"].is_string() && first["opens"].is_boolean(), "{first}");
+}
+
+/// An SAE that asks for TransformerLens's `center_writing_weights` gets a model whose residual
+/// stream has zero mean at every position (the values it was trained on), and one that does not ask
+/// gets the model as it is.
+#[test]
+fn an_saes_model_kwargs_process_the_model() {
+    use saelab::model::cpu;
+    let model = saelab::model::files::load_model_dir(&fixtures().join("families/gpt2")).unwrap();
+    let hook = model.cfg.hook_point("blocks.1.hook_resid_pre").unwrap();
+    let width = model.cfg.d_model;
+    let kwargs = serde_json::json!({"metadata": {"model_from_pretrained_kwargs": {"center_writing_weights": true}}});
+    let asks = saelab::sae::random::random_sae_with("topk", width, 16, 2, 1, kwargs.as_object().unwrap().clone());
+    let plain = saelab::sae::random::random_sae("topk", width, 16, 2, 1);
+    let tokens = [3u32, 17, 42, 9];
+    let mean_at = |m: &saelab::model::Model| {
+        let (_, hooks) = cpu::run(m, &tokens, &[hook], &[]).unwrap();
+        hooks[0].chunks_exact(width).map(|row| row.iter().sum::<f32>().abs() / width as f32).fold(0.0f32, f32::max)
+    };
+    let processed = saelab::lm::model_as_trained_for(model.clone(), &asks).unwrap();
+    assert!(mean_at(&processed) < 1e-5, "centred: {}", mean_at(&processed));
+    assert!(mean_at(&model) > 1e-3, "the fixture's stream is not centred already: {}", mean_at(&model));
+    let untouched = saelab::lm::model_as_trained_for(model.clone(), &plain).unwrap();
+    assert_eq!(mean_at(&untouched), mean_at(&model));
+}

@@ -1,0 +1,297 @@
+"""Golden fixtures for the SAE formats SAELens converts, made with SAELens's real loaders.
+
+    python3 -m venv .venv && .venv/bin/pip install sae-lens && .venv/bin/pip install --no-deps eai-sparsify
+    .venv/bin/python tools/make_sae_format_fixtures.py   # writes tests/fixtures/hub/ and tests/fixtures/sae_formats/
+
+For each format it writes one small SAE with random weights in that format's file layout into a
+stand-in Hugging Face hub cache (`tests/fixtures/hub/models--ORG--NAME/snapshots/REV/...`, with
+`refs/main`), lists it in a test registry (`tests/fixtures/hub/registry.json`, made by
+`tools/make_registry.py`'s own `build_index` from yaml-shaped releases), and computes the reference
+with SAELens itself: `SAE.from_pretrained(release, sae_id)` with `HF_HUB_CACHE` pointing at the
+stand-in and `HF_HUB_OFFLINE=1`, so the real `hf_hub_download` reads the files from the cache
+layout; only SAELens's registry lookup (`get_pretrained_saes_directory`) and its HTTP look-up of
+safetensors shapes (`get_safetensors_tensor_shapes`) are replaced. Loaders that take sizes from
+repository names (Gemma Scope's d_in/d_sae) get them through the release's `config_overrides`,
+which SAELens merges into the loader's cfg.
+
+sparsify is the exception: SAELens 6.54's loader transposes sparsify's `W_dec`, which is already
+`[num_latents, d_in]`, so it cannot load a non-square SAE. Its reference comes from the format's
+own library (`sparsify.SparseCoder.load_from_disk`, `encode`, `decode`).
+
+Each case writes `tests/fixtures/sae_formats/CASE/`: `x.npy` (inputs), `encode.npy`, `recon.npy`
+and `cfg.json` (`sae.cfg.to_dict()` of the loaded SAE).
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB = ROOT / "tests" / "fixtures" / "hub"
+OUT = ROOT / "tests" / "fixtures" / "sae_formats"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+# Read by huggingface_hub when it is first imported, so set before anything imports it.
+os.environ["HF_HUB_CACHE"] = str(HUB)
+os.environ["HF_HUB_OFFLINE"] = "1"
+# sparsify decodes with a Triton kernel unless told not to; there is no GPU here.
+os.environ["SPARSIFY_DISABLE_TRITON"] = "1"
+D_IN, D_SAE, N = 24, 40, 12
+
+rng = np.random.default_rng(14)
+
+
+def f32(*shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def snapshot(repo: str) -> Path:
+    repo_dir = HUB / f"models--{repo.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(REVISION)
+    path = repo_dir / "snapshots" / REVISION
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def jumprelu_params(d_in=D_IN, d_sae=D_SAE):
+    return {
+        "w_enc": f32(d_in, d_sae, scale=0.4),
+        "w_dec": f32(d_sae, d_in, scale=0.3),
+        "b_enc": f32(d_sae, scale=0.1),
+        "b_dec": f32(d_in, scale=0.1),
+        "threshold": np.abs(f32(d_sae, scale=0.3)),
+    }
+
+
+# ---- the releases, shaped as pretrained_saes.yaml's entries -------------------------------------
+
+RELEASES = {}
+
+
+def release(name, repo, model, conversion, saes, overrides=None):
+    RELEASES[name] = {"repo_id": repo, "model": model, "conversion_func": conversion, "saes": saes}
+    if overrides:
+        RELEASES[name]["config_overrides"] = overrides
+
+
+def make_files():
+    if HUB.exists():
+        shutil.rmtree(HUB)
+
+    # Gemma Scope: params.npz; a residual SAE and an embedding SAE (rescaled by √d_in).
+    repo = "google/gemma-scope-2b-pt-res"
+    base = snapshot(repo)
+    for folder in ["layer_3/width_16k/average_l0_9", "embedding/width_4k/average_l0_5"]:
+        (base / folder).mkdir(parents=True)
+        np.savez(base / folder / "params.npz", **jumprelu_params())
+    release(
+        "test-gemma-scope-2b-pt-res",
+        repo,
+        "gemma-2-2b",
+        "gemma_2",
+        [
+            {"id": "layer_3/width_16k/average_l0_9", "path": "layer_3/width_16k/average_l0_9", "l0": 9, "neuronpedia": "gemma-2-2b/3-gemmascope-res-16k"},
+            {"id": "embedding/width_4k/average_l0_5", "path": "embedding/width_4k/average_l0_5"},
+        ],
+        {"d_in": D_IN, "d_sae": D_SAE},
+    )
+    # The same files compressed (np.savez_compressed), to check the deflate path.
+    repo = "google/gemma-scope-2b-pt-mlp"
+    base = snapshot(repo)
+    folder = "layer_1/width_16k/average_l0_20"
+    (base / folder).mkdir(parents=True)
+    np.savez_compressed(base / folder / "params.npz", **jumprelu_params())
+    release("test-gemma-scope-2b-pt-mlp", repo, "gemma-2-2b", "gemma_2", [{"id": "layer_1/width_16k/average_l0_20", "path": folder}], {"d_in": D_IN, "d_sae": D_SAE})
+
+    # Gemma Scope 2: params.safetensors, with and without config.json.
+    repo = "google/gemma-scope-2-270m-pt"
+    base = snapshot(repo)
+    with_cfg, without_cfg = "resid_post/layer_5_width_16k_l0_small", "mlp_out/layer_2_width_16k_l0_big"
+    for folder in [with_cfg, without_cfg]:
+        (base / folder).mkdir(parents=True)
+        save_file(jumprelu_params(), base / folder / "params.safetensors")
+    (base / with_cfg / "config.json").write_text(
+        json.dumps({"architecture": "jump_relu", "model_name": "gemma-v3-270m-pt", "hf_hook_point_in": "model.layers.5.output", "width": D_SAE})
+    )
+    release(
+        "test-gemma-scope-2-270m-pt",
+        repo,
+        "google/gemma-3-270m",
+        "gemma_3",
+        [{"id": "layer_5_width_16k_l0_small", "path": with_cfg, "l0": 20, "neuronpedia": "gemma-3-270m/5-gemmascope-2-res-16k"}, {"id": "layer_2_mlp", "path": without_cfg}],
+    )
+
+    # Llama Scope: hyperparams.json + checkpoints/final.safetensors (nn.Linear layout).
+    repo = "fnlp/Llama3_1-8B-Base-LXR-8x"
+    base = snapshot(repo)
+    folder = "Llama3_1-8B-Base-L7R-8x"
+    (base / folder / "checkpoints").mkdir(parents=True)
+    norm_in = 37.5
+    (base / folder / "hyperparams.json").write_text(
+        json.dumps({"d_model": D_IN, "d_sae": D_SAE, "hook_point_in": "blocks.7.hook_resid_post", "hook_point_out": "blocks.7.hook_resid_post",
+                    "jump_relu_threshold": 0.35, "dataset_average_activation_norm": {"in": norm_in, "out": norm_in}})
+    )
+    save_file(
+        {"encoder.weight": f32(D_SAE, D_IN, scale=2.0), "encoder.bias": f32(D_SAE, scale=0.1), "decoder.weight": f32(D_IN, D_SAE, scale=0.3), "decoder.bias": f32(D_IN, scale=0.1)},
+        base / folder / "checkpoints" / "final.safetensors",
+    )
+    # The registry's factor, deliberately not the one hyperparams.json implies, so a test can tell
+    # which was folded in.
+    release("test-llama-scope-lxr-8x", repo, "meta-llama/Llama-3.1-8B", "llama_scope", [{"id": "l7r_8x", "path": folder, "norm_scaling_factor": 0.25}])
+
+    # Llama Scope R1 Distill: config.json + sae_weights.safetensors with a log threshold.
+    repo = "fnlp/Llama-Scope-R1-Distill"
+    base = snapshot(repo)
+    folder = "400M-Slimpajama-400M-OpenR1-Math-220k/L5R"
+    (base / folder).mkdir(parents=True)
+    (base / folder / "config.json").write_text(json.dumps({"d_model": D_IN, "expansion_factor": D_SAE // D_IN if D_SAE % D_IN == 0 else 0, "hook_point_in": "blocks.5.hook_resid_post"}))
+    save_file(
+        {"encoder.weight": f32(D_SAE, D_IN, scale=0.4), "encoder.bias": f32(D_SAE, scale=0.1), "decoder.weight": f32(D_IN, D_SAE, scale=0.3),
+         "decoder.bias": f32(D_IN, scale=0.1), "log_jumprelu_threshold": f32(D_SAE, scale=0.3) - 1.5},
+        base / folder / "sae_weights.safetensors",
+    )
+    release("test-llama-scope-r1-distill", repo, "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "llama_scope_r1_distill",
+            [{"id": "l5r_400m", "path": folder, "norm_scaling_factor": 1.75}], {"d_sae": D_SAE})
+
+    # SAELens's own folder, with the registry's model_from_pretrained_kwargs.
+    repo = "jbloom/GPT2-Small-SAEs-Reformatted"
+    base = snapshot(repo)
+    folder = "blocks.0.hook_resid_pre"
+    (base / folder).mkdir(parents=True)
+    p = jumprelu_params()
+    (base / folder / "cfg.json").write_text(json.dumps({"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "dtype": "float32", "apply_b_dec_to_input": True,
+                                                        "normalize_activations": "none", "hook_point": folder, "model_name": "gpt2-small", "sae_lens_version": "2.1.3"}))
+    save_file({"W_enc": p["w_enc"], "W_dec": p["w_dec"], "b_enc": p["b_enc"], "b_dec": p["b_dec"]}, base / folder / "sae_weights.safetensors")
+    release("test-gpt2-small-res-jb", repo, "gpt2-small", None, [{"id": folder, "path": folder, "neuronpedia": "gpt2-small/0-res-jb"}],
+            {"model_from_pretrained_kwargs": {"center_writing_weights": True}})
+
+    # sparsify: cfg.json + sae.safetensors per layer, the run's config.json beside them.
+    from sparsify import SparseCoder, SparseCoderConfig
+
+    repo = "EleutherAI/sae-pythia-70m-deduped-32k"
+    base = snapshot(repo)
+    torch.manual_seed(14)
+    coder = SparseCoder(D_IN, SparseCoderConfig(num_latents=D_SAE, k=5))
+    with torch.no_grad():
+        coder.encoder.weight.normal_(0, 0.4)
+        coder.encoder.bias.normal_(0, 0.1)
+        coder.W_dec.normal_(0, 0.3)
+        coder.b_dec.normal_(0, 0.1)
+    coder.save_to_disk(base / "layers.3")
+    (base / "config.json").write_text(json.dumps({"model": "EleutherAI/pythia-70m-deduped", "ctx_len": 2048}))
+    release("test-sparsify-pythia", repo, "pythia-70m-deduped", "sparsify", [{"id": "layers.3", "path": "layers.3"}])
+
+
+def patch_saelens():
+    """SAELens's registry replaced by the test releases; its HTTP shape look-up by a local read."""
+    import sae_lens.loading.pretrained_sae_loaders as loaders
+    import sae_lens.loading.pretrained_saes_directory as directory
+    import sae_lens.saes.sae as sae_module
+
+    real = directory.get_pretrained_saes_directory
+    real.cache_clear()
+    path = HUB / "test_pretrained_saes.yaml"
+
+    def test_directory():
+        import yaml
+
+        saved = directory.files
+        directory.files = lambda _package: type("P", (), {"joinpath": lambda self, _n: path})()
+        try:
+            return real.__wrapped__()
+        finally:
+            directory.files = saved
+
+    for module in (directory, loaders, sae_module):
+        module.get_pretrained_saes_directory = test_directory
+
+    def local_shapes(repo_id, filename):
+        from safetensors import safe_open
+
+        with safe_open(snapshot(repo_id) / filename, framework="np") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+
+    loaders.get_safetensors_tensor_shapes = local_shapes
+
+
+def save_case(name, x, encode, recon, cfg):
+    out = OUT / name
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "x.npy", x.astype(np.float32))
+    np.save(out / "encode.npy", encode.astype(np.float32))
+    np.save(out / "recon.npy", recon.astype(np.float32))
+    (out / "cfg.json").write_text(json.dumps(cfg, indent=1, default=str))
+
+
+def main():
+    import yaml
+
+    make_files()
+    (HUB / "test_pretrained_saes.yaml").write_text(yaml.safe_dump(RELEASES, sort_keys=False))
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_registry import build_index
+
+    index = build_index(RELEASES)
+    (HUB / "registry.json").write_text(json.dumps(index, separators=(",", ":")) + "\n")
+
+    patch_saelens()
+    from sae_lens import SAE
+
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    for rel, value in RELEASES.items():
+        if value["conversion_func"] == "sparsify":
+            continue
+        for entry in value["saes"]:
+            sae = SAE.from_pretrained(rel, entry["id"])
+            d_in = sae.cfg.d_in
+            x = rng.standard_normal((N, d_in)).astype(np.float32)
+            with torch.no_grad():
+                xt = torch.from_numpy(x)
+                encode, recon = sae.encode(xt).numpy(), sae(xt).numpy()
+            active = (encode > 0).sum(1)
+            assert active.min() > 0 and (encode == 0).any(), f"{rel}/{entry['id']}: a degenerate fixture ({active})"
+            case = f"{rel}--{entry['id']}".replace("/", "_")
+            save_case(case, x, encode, recon, sae.cfg.to_dict())
+            print(f"{case}: d_in {d_in}, d_sae {sae.cfg.d_sae}, mean L0 {active.mean():.1f}")
+
+    # The Llama Scope folder opened by itself: no registry factor, so the one its hyperparams.json
+    # gives (√d_model / dataset_average_activation_norm.in) is folded in.
+    from sae_lens.loading.pretrained_sae_loaders import llama_scope_sae_huggingface_loader
+
+    repo, folder = RELEASES["test-llama-scope-lxr-8x"]["repo_id"], RELEASES["test-llama-scope-lxr-8x"]["saes"][0]["path"]
+    cfg_dict, state, _ = llama_scope_sae_huggingface_loader(repo, folder, cfg_overrides={"dtype": "float32"})
+    from sae_lens.loading.pretrained_sae_loaders import handle_config_defaulting
+
+    cfg_dict = handle_config_defaulting(cfg_dict)
+    sae = SAE.get_sae_class_for_architecture(cfg_dict["architecture"])(SAE.get_sae_config_class_for_architecture(cfg_dict["architecture"]).from_dict(cfg_dict))
+    sae.load_state_dict(state)
+    sae.fold_activation_norm_scaling_factor(math.sqrt(D_IN) / 37.5)
+    x = rng.standard_normal((N, D_IN)).astype(np.float32)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        save_case("llama-scope-folder", x, sae.encode(xt).numpy(), sae(xt).numpy(), sae.cfg.to_dict())
+
+    # sparsify, by its own library.
+    from sparsify import SparseCoder
+
+    coder = SparseCoder.load_from_disk(snapshot("EleutherAI/sae-pythia-70m-deduped-32k") / "layers.3")
+    x = rng.standard_normal((N, D_IN)).astype(np.float32)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        enc = coder.encode(xt)
+        dense = torch.zeros(N, D_SAE).scatter_(1, enc.top_indices, enc.top_acts)
+        recon = coder.decode(enc.top_acts, enc.top_indices)
+    save_case("test-sparsify-pythia--layers.3", x, dense.numpy(), recon.numpy(), {"k": coder.cfg.k, "d_in": D_IN, "d_sae": coder.num_latents})
+    print("sparsify: from sparsify.SparseCoder")
+
+
+if __name__ == "__main__":
+    main()
