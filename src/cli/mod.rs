@@ -149,8 +149,13 @@ fn open_sae(arg: &Path) -> Result<Sae, CliError> {
         return Ok(local::open_folder(arg, &registry)?);
     }
     let name = arg.to_string_lossy();
-    let (release, entry) = local::split_name(&name, &registry)
-        .map_err(|e| CliError(format!("{name}: no such folder, and not an SAE of the registry: {e}")))?;
+    let (release, entry) = local::split_name(&name, &registry).map_err(|e| {
+        if arg.is_absolute() || name.starts_with('.') {
+            CliError(format!("{name}: not a folder (nor RELEASE/SAE_ID of SAELens's registry)"))
+        } else {
+            CliError(format!("{name}: not a folder, nor an SAE of SAELens's registry: {e}"))
+        }
+    })?;
     let cache = local::hub_cache().ok_or_else(|| CliError("no Hugging Face cache: set HF_HOME or HF_HUB_CACHE".into()))?;
     Ok(local::open_by_name(release, entry, &cache)?)
 }
