@@ -76,7 +76,8 @@ impl SampleActivations {
         let (c, d_sae) = (self.done, sae.sae.d_sae());
         let tokens = &self.contexts[c];
         let with_bos: Vec<u32> = self.bos.into_iter().chain(tokens.iter().copied()).collect();
-        let acts = model.activations_at(&with_bos, self.hook).await?;
+        let mut acts = model.activations_at(&with_bos, self.hook).await?;
+        lm::as_sae_input(model, &sae.sae, self.hook, &mut acts)?;
         let skip = usize::from(self.bos.is_some()) * sae.sae.d_in();
         let dense = engine::analyze(sae, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() })
             .await?

@@ -163,12 +163,39 @@ impl LoadedModel {
 /// Tokens with the effect a feature has on their logits.
 pub type TokenEffects = Vec<(u32, f32)>;
 
-/// The model as it was when the SAE's activations were made: TransformerLens's weight processing
-/// that its `model_from_pretrained_kwargs` asks for (`center_writing_weights` for
-/// gpt2-small-res-jb, from the registry), applied to the host weights (`model::processing`).
-pub fn model_as_trained_for(model: Model, sae: &Sae) -> Result<Model, LmError> {
+/// Makes the activations captured at the SAE's hook the values the SAE was trained on, where its
+/// `model_from_pretrained_kwargs` asked TransformerLens to process the model's weights.
+///
+/// `center_writing_weights` (gpt2-small-res-jb, from the registry) removes each writing weight's
+/// mean over d_model (`model::processing`). Everything written to the residual stream is linear in
+/// those weights, so on the processed model every residual-stream value — `hook_embed`,
+/// `hook_pos_embed`, `hook_resid_pre/mid/post`, `hook_mlp_in`, `hook_attn_out`, `hook_mlp_out` — is
+/// the unprocessed one minus its mean over d_model, and every other hook is unchanged (a
+/// LayerNorm removes the mean first). What is written back at the hook (a reconstruction, a
+/// steering vector) needs no change: the stream is only ever read through a LayerNorm, which
+/// cannot see a per-position constant. So the model stays as loaded — on the GPU only, in the page —
+/// and the captured values are centred here (tested equal to `Model::processed`'s hooks).
+/// TransformerLens centres only LayerNorm models; `center_unembed` shifts each position's logits by
+/// a constant (no probability changes) and `fold_ln` changes no hook.
+pub fn as_sae_input(model: &impl ModelInfo, sae: &Sae, hook: HookPoint, acts: &mut [f32]) -> Result<(), LmError> {
     let processing = WeightProcessing::from_kwargs(&sae.cfg.model_from_pretrained_kwargs()).map_err(LmError::Mismatch)?;
-    Ok(if processing.changes_weights() { model.processed(processing) } else { model })
+    let cfg = model.cfg();
+    let residual = match hook {
+        HookPoint::Embed | HookPoint::PosEmbed => true,
+        HookPoint::Block { site, .. } => matches!(
+            site,
+            BlockSite::ResidPre | BlockSite::AttnOut | BlockSite::ResidMid | BlockSite::MlpIn | BlockSite::MlpOut | BlockSite::ResidPost
+        ),
+        HookPoint::FinalNormalized => false,
+    };
+    if processing.center_writing_weights && cfg.norm.kind == NormKind::LayerNorm && residual {
+        let d = cfg.hook_width(hook);
+        for row in acts.chunks_exact_mut(d) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            row.iter_mut().for_each(|v| *v = (*v as f64 - mean) as f32);
+        }
+    }
+    Ok(())
 }
 
 /// The SAE's hook point on this model, or why it does not attach.
@@ -281,7 +308,8 @@ pub fn evaluated_positions(model: &impl ModelInfo, tokens: &[u32]) -> Vec<bool> 
 pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> Result<TextRun, LmError> {
     let hook = attach_point(model, &sae.sae)?;
     let (logits, mut captured) = model.run(tokens, &[hook], &[]).await?;
-    let hook_acts = captured.pop().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
+    let mut hook_acts = captured.pop().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
+    as_sae_input(model, &sae.sae, hook, &mut hook_acts)?;
     let analysis = engine::analyze(sae, &hook_acts, RunRequest { dense_acts: true, recon: true }).await?;
     let sae_acts = analysis.acts.expect("requested");
     let evaluated = evaluated_positions(model, tokens);
@@ -466,7 +494,9 @@ pub async fn generate(
                 let loaded_sae = loaded_sae.ok_or_else(|| LmError::Mismatch("clamping a feature needs its SAE".into()))?;
                 let sae = &loaded_sae.sae;
                 let (_, captured) = loaded.run(&tokens, &[*hook], &[]).await?;
-                let acts = engine::analyze(loaded_sae, &captured[0], RunRequest { dense_acts: true, ..Default::default() })
+                let mut input = captured[0].clone();
+                as_sae_input(model, sae, *hook, &mut input)?;
+                let acts = engine::analyze(loaded_sae, &input, RunRequest { dense_acts: true, ..Default::default() })
                     .await?
                     .acts
                     .ok_or_else(|| LmError::Mismatch("the SAE returned no activations".into()))?;

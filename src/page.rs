@@ -4,38 +4,100 @@
 use crate::model::decoder::DecoderConfig;
 use crate::train::policy::{parse_count, parse_positive, TrainPlan, TrainSettings};
 
-/// What a `#lm?base=…&repo=…` link asks the language-model tab to open.
+/// What a `#lm?…` link asks the language-model tab to open: a model repository on a Hub, or an SAE
+/// of SAELens's registry by release and id (its model comes with it), and the text and feature to
+/// show. `#lm?base=…&release=gpt2-small-res-jb&sae=blocks.8.hook_resid_pre&text=…&feature=17`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LmLink {
-    /// The Hub (or a stand-in in its layout) models are downloaded from.
+    /// The Hub (or a stand-in in its layout) models and SAEs are downloaded from.
     pub base: String,
     /// The model repository.
     pub repo: String,
     /// Whether the link named a repository (else the tab opens on the bundled model).
     pub repo_named: bool,
+    /// An SAE of the registry: release and SAE id.
+    pub sae: Option<(String, String)>,
+    pub text: Option<String>,
+    pub feature: Option<usize>,
 }
 
 impl LmLink {
     pub const DEFAULT_BASE: &'static str = "https://huggingface.co";
     pub const DEFAULT_REPO: &'static str = "gpt2";
 
-    /// Reads a location hash (`#lm?base=…&repo=…`; anything else gives the defaults). Unknown keys
-    /// and pairs without `=` are ignored; a key given twice keeps its last value.
+    /// Reads a location hash (anything but `#lm?…` gives the defaults). Unknown keys, pairs
+    /// without `=`, a feature that is not a number and a release without its SAE id are ignored;
+    /// a key given twice keeps its last value.
     pub fn parse(hash: &str) -> LmLink {
         let query = hash.strip_prefix("#lm").unwrap_or("").trim_start_matches('?');
-        let mut link = LmLink { base: Self::DEFAULT_BASE.into(), repo: Self::DEFAULT_REPO.into(), repo_named: false };
+        let mut link = LmLink {
+            base: Self::DEFAULT_BASE.into(),
+            repo: Self::DEFAULT_REPO.into(),
+            repo_named: false,
+            sae: None,
+            text: None,
+            feature: None,
+        };
+        let (mut release, mut sae_id) = (None, None);
         for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            let v = percent_decoded(v);
             match k {
-                "base" => link.base = percent_decoded(v),
+                "base" => link.base = v,
                 "repo" => {
-                    link.repo = percent_decoded(v);
+                    link.repo = v;
                     link.repo_named = true;
                 }
+                "release" => release = Some(v),
+                "sae" => sae_id = Some(v),
+                "text" => link.text = Some(v),
+                "feature" => link.feature = v.parse().ok(),
                 _ => {}
             }
         }
+        link.sae = release.zip(sae_id);
         link
     }
+
+    /// The hash that reopens this view (the defaults left out).
+    pub fn to_hash(&self) -> String {
+        let mut pairs = Vec::new();
+        if self.base != Self::DEFAULT_BASE {
+            pairs.push(("base", self.base.clone()));
+        }
+        if self.repo_named {
+            pairs.push(("repo", self.repo.clone()));
+        }
+        if let Some((release, sae_id)) = &self.sae {
+            pairs.push(("release", release.clone()));
+            pairs.push(("sae", sae_id.clone()));
+        }
+        if let Some(text) = &self.text {
+            pairs.push(("text", text.clone()));
+        }
+        if let Some(feature) = self.feature {
+            pairs.push(("feature", feature.to_string()));
+        }
+        let query: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", percent_encoded(&v))).collect();
+        if query.is_empty() {
+            "#lm".into()
+        } else {
+            format!("#lm?{}", query.join("&"))
+        }
+    }
+}
+
+/// `v` with every byte but `encodeURIComponent`'s unreserved ones (`A-Z a-z 0-9 - _ . ! ~ * ' ( )`)
+/// written as `%XX`.
+fn percent_encoded(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `%XX` escapes decoded (as `encodeURIComponent` writes them, `+` left alone); a malformed escape
@@ -116,6 +178,31 @@ mod tests {
         assert_eq!((encoded.base.as_str(), encoded.repo.as_str()), ("http://127.0.0.1:9000/gemma3", "google/gemma-3-1b"));
         assert_eq!(LmLink::parse("#lm?repo=a%2").repo, "a%2");
         assert_eq!(LmLink::parse("#lm?repo=%ff%fe").repo, "%ff%fe");
+    }
+
+    #[test]
+    fn links_hold_an_sae_by_name_text_and_feature_and_round_trip() {
+        let link = LmLink {
+            base: "http://127.0.0.1:9000/hub".into(),
+            repo: LmLink::DEFAULT_REPO.into(),
+            repo_named: false,
+            sae: Some(("gemma-scope-2b-pt-res-canonical".into(), "layer_12/width_16k/canonical".into())),
+            text: Some("Paris & Berlin = 50% of \"capitals\" — déjà vu #1?".into()),
+            feature: Some(1234),
+        };
+        let hash = link.to_hash();
+        assert!(
+            hash.starts_with("#lm?base=http%3A%2F%2F127.0.0.1%3A9000%2Fhub&release=gemma-scope-2b-pt-res-canonical&sae=layer_12%2F"),
+            "{hash}"
+        );
+        // The text's own `&`, `=`, `#` and spaces are escaped: five pairs, four separators.
+        assert_eq!(hash.matches('&').count(), 4, "{hash}");
+        assert!(!hash[1..].contains(['#', ' ']), "{hash}");
+        assert_eq!(LmLink::parse(&hash), link);
+        assert_eq!(LmLink::parse("#lm").to_hash(), "#lm");
+        // A release without its SAE id, or a feature that is not a number, is ignored.
+        let partial = LmLink::parse("#lm?release=gpt2-small-res-jb&feature=x");
+        assert_eq!((partial.sae, partial.feature), (None, None));
     }
 
     fn model() -> DecoderConfig {

@@ -244,26 +244,51 @@ fn the_cli_opens_by_name_and_converts() {
     assert!(first["release"].is_string() && first["opens"].is_boolean(), "{first}");
 }
 
-/// An SAE that asks for TransformerLens's `center_writing_weights` gets a model whose residual
-/// stream has zero mean at every position (the values it was trained on), and one that does not ask
-/// gets the model as it is.
+/// An SAE that asks for TransformerLens's `center_writing_weights` reads the values of the
+/// processed model (`Model::processed`, tested against TransformerLens in families.rs) although the
+/// model runs as loaded (`lm::as_sae_input`, what the page does on a GPU-only model): the hook's
+/// values, the SAE's features and the splice evaluation agree; an SAE that does not ask reads the
+/// model as it is.
 #[test]
-fn an_saes_model_kwargs_process_the_model() {
-    use saelab::model::cpu;
+fn an_saes_model_kwargs_give_the_processed_models_values() {
+    use saelab::backend::Backend;
+    use saelab::engine::LoadedSae;
+    use saelab::lm::{self, LoadedModel};
+    use saelab::model::processing::WeightProcessing;
+    use std::rc::Rc;
     let model = saelab::model::files::load_model_dir(&fixtures().join("families/gpt2")).unwrap();
-    let hook = model.cfg.hook_point("blocks.1.hook_resid_pre").unwrap();
     let width = model.cfg.d_model;
-    let kwargs = serde_json::json!({"metadata": {"model_from_pretrained_kwargs": {"center_writing_weights": true}}});
-    let asks = saelab::sae::random::random_sae_with("topk", width, 16, 2, 1, kwargs.as_object().unwrap().clone());
-    let plain = saelab::sae::random::random_sae("topk", width, 16, 2, 1);
-    let tokens = [3u32, 17, 42, 9];
-    let mean_at = |m: &saelab::model::Model| {
-        let (_, hooks) = cpu::run(m, &tokens, &[hook], &[]).unwrap();
-        hooks[0].chunks_exact(width).map(|row| row.iter().sum::<f32>().abs() / width as f32).fold(0.0f32, f32::max)
+    let at = |hook: &str, asks: bool| {
+        let kwargs = if asks { serde_json::json!({"center_writing_weights": true}) } else { serde_json::json!({}) };
+        let cfg = serde_json::json!({"metadata": {"hook_name": hook, "model_name": "gpt2", "model_from_pretrained_kwargs": kwargs}});
+        cfg.as_object().unwrap().clone()
     };
-    let processed = saelab::lm::model_as_trained_for(model.clone(), &asks).unwrap();
-    assert!(mean_at(&processed) < 1e-5, "centred: {}", mean_at(&processed));
-    assert!(mean_at(&model) > 1e-3, "the fixture's stream is not centred already: {}", mean_at(&model));
-    let untouched = saelab::lm::model_as_trained_for(model.clone(), &plain).unwrap();
-    assert_eq!(mean_at(&untouched), mean_at(&model));
+    let processed = model.clone().processed(WeightProcessing { center_writing_weights: true, ..Default::default() });
+    let tokens = [3u32, 17, 42, 9, 5];
+    let loaded = |m: &saelab::model::Model| LoadedModel::new(Rc::new(m.clone()), &Backend::Cpu).unwrap();
+    let (as_loaded, reference) = (loaded(&model), loaded(&processed));
+    for (hook_name, centred) in [("blocks.1.hook_resid_pre", true), ("blocks.0.hook_mlp_out", true), ("blocks.1.attn.hook_z", false)] {
+        let hook = model.cfg.hook_point(hook_name).unwrap();
+        let d = model.cfg.hook_width(hook);
+        let asks = saelab::sae::random::random_sae_with("topk", d, 16, 2, 1, at(hook_name, true));
+        let asks = LoadedSae::new(Rc::new(asks), &Backend::Cpu).unwrap();
+        let here = pollster::block_on(lm::run_text(&as_loaded, &asks, &tokens)).unwrap();
+        let want = pollster::block_on(lm::run_text(&reference, &asks, &tokens)).unwrap();
+        let (_, raw) = saelab::model::cpu::run(&model, &tokens, &[hook], &[]).unwrap();
+        let (_, processed_hook) = saelab::model::cpu::run(&processed, &tokens, &[hook], &[]).unwrap();
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(close(&here.hook_acts, &processed_hook[0]) < 1e-4, "{hook_name}: {}", close(&here.hook_acts, &processed_hook[0]));
+        assert!(close(&here.sae_acts, &want.sae_acts) < 1e-4, "{hook_name}: features");
+        // Centring changes the residual stream's values and leaves attn.hook_z alone.
+        assert_eq!(close(&raw[0], &here.hook_acts) > 1e-3, centred, "{hook_name}");
+        let splice = |m: &LoadedModel| pollster::block_on(lm::splice(m, &asks, &tokens, 0)).unwrap();
+        let (a, b) = (splice(&as_loaded), splice(&reference));
+        assert!((a.ce_spliced - b.ce_spliced).abs() < 1e-4 && (a.kl - b.kl).abs() < 1e-4, "{hook_name}: {a:?} vs {b:?}");
+    }
+    // Without the kwargs, the values are the model's own.
+    let hook = model.cfg.hook_point("blocks.1.hook_resid_pre").unwrap();
+    let plain = saelab::sae::random::random_sae_with("topk", width, 16, 2, 1, at("blocks.1.hook_resid_pre", false));
+    let plain = LoadedSae::new(Rc::new(plain), &Backend::Cpu).unwrap();
+    let (_, raw) = saelab::model::cpu::run(&model, &tokens, &[hook], &[]).unwrap();
+    assert_eq!(pollster::block_on(lm::run_text(&as_loaded, &plain, &tokens)).unwrap().hook_acts, raw[0]);
 }

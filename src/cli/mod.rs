@@ -525,7 +525,7 @@ fn dashboard_command(a: &DashboardArgs) -> Result<(), CliError> {
     use crate::model::files::load_model_dir;
     let dir = a.source.model.as_path();
     let sae = open_sae(&a.sae)?;
-    let model = crate::lm::model_as_trained_for(load_model_dir(dir)?, &sae)?;
+    let model = load_model_dir(dir)?;
     let (tokenizer, mut tokens) = corpus_tokens(&a.source.corpus, dir)?;
     tokens.truncate(a.tokens);
     let feature = a.feature;
@@ -762,7 +762,7 @@ fn lm_run(a: &ModelSaeArgs) -> Result<LmRun, CliError> {
     use crate::lm;
     use crate::model::files::load_model_dir;
     let sae = open_sae(&a.sae)?;
-    let model = lm::model_as_trained_for(load_model_dir(&a.model)?, &sae)?;
+    let model = load_model_dir(&a.model)?;
     let text = model_tokens(a.tokens.tokens.as_deref(), a.tokens.text.as_deref(), "tokens", &a.model, &model)?;
     lm::attach_point(&model, &sae)?;
     // Text is read as TransformerLens's to_tokens reads it (BOS first when the SAE says so);
@@ -863,10 +863,6 @@ fn generate(a: &GenerateArgs) -> Result<(), CliError> {
     // With an SAE, the prompt is read as the SAE reads text (its BOS first if it was trained so).
     let prompt = lm::tokens_for(&model, &text, a.text.is_some() && sae.as_ref().is_some_and(|s| s.cfg.prepend_bos) && !a.no_bos)?;
     model.check_tokens(&prompt)?;
-    let model = match &sae {
-        Some(sae) => lm::model_as_trained_for(model, sae)?,
-        None => model,
-    };
     let backend = backend(&a.device)?;
     let model = LoadedModel::new(Rc::new(model), &backend)?;
     let sae = sae.map(|s| LoadedSae::new(Rc::new(s), &backend)).transpose()?;

@@ -112,11 +112,15 @@ impl Release {
         self.saes.iter().find(|e| e.id == sae_id)
     }
 
-    /// The Neuronpedia page of one feature, when the SAE has one
-    /// (`https://www.neuronpedia.org/{neuronpedia_id}/{feature}`).
+    /// The Neuronpedia page of one feature, when the SAE has one.
     pub fn neuronpedia_url(entry: &Entry, feature: usize) -> Option<String> {
-        entry.neuronpedia.as_ref().map(|id| format!("https://www.neuronpedia.org/{id}/{feature}"))
+        entry.neuronpedia.as_deref().map(|id| neuronpedia_url(id, feature))
     }
+}
+
+/// A feature's page on Neuronpedia: `https://www.neuronpedia.org/{neuronpedia_id}/{feature}`.
+pub fn neuronpedia_url(neuronpedia_id: &str, feature: usize) -> String {
+    format!("https://www.neuronpedia.org/{neuronpedia_id}/{feature}")
 }
 
 const FILE: &str = "registry.json";
@@ -152,11 +156,71 @@ impl Registry {
         Ok((r, e))
     }
 
+    /// The SAEs saelab opens that match `query`, grouped by model (models by name, then releases
+    /// by name, each release's SAEs in the registry's order).
+    pub fn search(&self, query: &Query) -> Vec<(&Release, &Entry)> {
+        let mut releases: Vec<&Release> = self.releases.iter().filter(|r| r.unsupported().is_none()).collect();
+        releases.sort_by(|a, b| (&a.hf_model, &a.release).cmp(&(&b.hf_model, &b.release)));
+        releases
+            .into_iter()
+            .flat_map(|r| r.saes.iter().filter(move |e| r.why_not(e).is_none() && query.matches(r, e)).map(move |e| (r, e)))
+            .collect()
+    }
+
     /// `(SAEs saelab opens, SAEs listed)`.
     pub fn openable(&self) -> (usize, usize) {
         let total = self.releases.iter().map(|r| r.saes.len()).sum();
         let open = self.releases.iter().map(|r| r.saes.iter().filter(|e| r.why_not(e).is_none()).count()).sum();
         (open, total)
+    }
+}
+
+/// What the SAE picker's search box asks for: words that must all appear in an SAE's release,
+/// model, id or path (case-insensitive), and bounds on its L0 (`l0<50`, `l0>10`, `l0<=`, `l0>=`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    words: Vec<String>,
+    l0_min: Option<f64>,
+    l0_max: Option<f64>,
+}
+
+impl Query {
+    /// Reads a search box; a malformed L0 bound is an error naming it.
+    pub fn parse(text: &str) -> Result<Query, String> {
+        let mut q = Query::default();
+        for word in text.split_whitespace().map(str::to_lowercase) {
+            let Some(bound) = word.strip_prefix("l0") else {
+                q.words.push(word);
+                continue;
+            };
+            let (max, value) = match bound.as_bytes().first() {
+                Some(b'<') => (true, bound[1..].trim_start_matches('=')),
+                Some(b'>') => (false, bound[1..].trim_start_matches('=')),
+                // "l0" alone or "l0_small" (Gemma Scope 2's ids) is a word.
+                _ => {
+                    q.words.push(word);
+                    continue;
+                }
+            };
+            let n: f64 = value.parse().map_err(|_| format!("'{word}': an L0 bound is l0<N or l0>N with N a number"))?;
+            if max {
+                q.l0_max = Some(n);
+            } else {
+                q.l0_min = Some(n);
+            }
+        }
+        Ok(q)
+    }
+
+    fn matches(&self, release: &Release, entry: &Entry) -> bool {
+        let in_bounds = match entry.l0 {
+            Some(l0) => self.l0_min.is_none_or(|m| l0 >= m) && self.l0_max.is_none_or(|m| l0 <= m),
+            None => self.l0_min.is_none() && self.l0_max.is_none(),
+        };
+        in_bounds
+            && self.words.iter().all(|w| {
+                [&release.release, &release.model, &release.hf_model, &entry.id, &entry.path].iter().any(|f| f.to_lowercase().contains(w))
+            })
     }
 }
 
@@ -203,6 +267,35 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_search_box_reads_words_and_l0_bounds() {
+        let q = Query::parse("Gemma  res l0<=50 l0>10 l0_small").unwrap();
+        assert_eq!((q.words.clone(), q.l0_min, q.l0_max), (vec!["gemma".into(), "res".into(), "l0_small".into()], Some(10.0), Some(50.0)));
+        assert!(Query::parse("l0<lots").unwrap_err().contains("'l0<lots'"));
+        assert_eq!(Query::parse("").unwrap(), Query::default());
+    }
+
+    #[test]
+    fn search_lists_what_opens_grouped_by_model() {
+        let registry = Registry::bundled();
+        let all = registry.search(&Query::default());
+        assert_eq!(all.len(), registry.openable().0);
+        // Grouped: each model's SAEs are contiguous.
+        let mut seen = Vec::new();
+        for (r, _) in &all {
+            if seen.last() != Some(&r.hf_model) {
+                assert!(!seen.contains(&r.hf_model), "{} appears in two groups", r.hf_model);
+                seen.push(r.hf_model.clone());
+            }
+        }
+        let jb = registry.search(&Query::parse("gpt2-small-res-jb blocks.8.hook_resid_pre").unwrap());
+        assert!(jb.iter().any(|(r, e)| r.release == "gpt2-small-res-jb" && e.id == "blocks.8.hook_resid_pre"), "{jb:?}");
+        let low = registry.search(&Query::parse("gemma-scope-2b-pt-res layer_12 l0<30").unwrap());
+        assert!(!low.is_empty() && low.iter().all(|(_, e)| e.l0.is_some_and(|l0| l0 <= 30.0) && e.id.contains("layer_12")));
+        // Nothing from a release saelab cannot open.
+        assert!(all.iter().all(|(r, e)| r.why_not(e).is_none()));
+    }
 
     #[test]
     fn edit_distance_and_nearest_names() {

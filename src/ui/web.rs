@@ -46,9 +46,10 @@ async function open_cache(cache_name) {
     if (typeof caches === "undefined") return null;
     try { return await caches.open(cache_name); } catch (e) { return null; }
 }
-async function get(url) {
+async function get(url, optional) {
     let response;
     try { response = await fetch(url); } catch (e) { throw new Error(`${url}: ${e.message || e}`); }
+    if (optional && response.status === 404) return null;
     if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
     return response;
 }
@@ -67,15 +68,25 @@ async function read_all(url, body, total, on_progress, keep) {
     if (total && loaded !== total) throw new Error(`${url}: the download broke off at ${loaded} of ${total} bytes`);
     return chunks;
 }
-export async function fetch_blob(url, cache_name, on_progress) {
+// With `optional`, a file the server does not have (HTTP 404) gives null, and that answer is
+// cached too (an empty entry marked x-saelab-absent), so a second load asks nothing.
+export async function fetch_blob(url, cache_name, on_progress, optional) {
     const cache = await open_cache(cache_name);
     const hit = cache ? await cache.match(url) : undefined;
     if (hit) {
+        if (optional && hit.headers.get("x-saelab-absent")) return null;
         const blob = await hit.blob();
         on_progress(blob.size, blob.size, true);
         return blob;
     }
-    const response = await get(url);
+    const response = await get(url, optional);
+    if (!response) {
+        if (cache) await cache.put(url, new Response(null, { headers: { "x-saelab-absent": "1" } })).catch(() => {});
+        return null;
+    }
+    return await store_blob(url, cache, response, on_progress);
+}
+async function store_blob(url, cache, response, on_progress) {
     const total = Number(response.headers.get("content-length")) || 0;
     if (cache) {
         const [mine, theirs] = response.body.tee();
@@ -95,19 +106,21 @@ export async function fetch_blob(url, cache_name, on_progress) {
 export async function blob_bytes(blob, start, end) {
     return new Uint8Array(await blob.slice(start, end).arrayBuffer());
 }
-// What the model cache holds: [files, bytes].
+// What the cache holds: [files, bytes].
 export async function cache_usage(cache_name) {
     if (typeof caches === "undefined" || !(await caches.has(cache_name))) return [0, 0];
     const cache = await caches.open(cache_name);
     const keys = await cache.keys();
-    let bytes = 0;
+    let [files, bytes] = [0, 0];
     for (const k of keys) {
         const r = await cache.match(k);
-        if (!r) continue;
+        // A remembered 404 is no file.
+        if (!r || r.headers.get("x-saelab-absent")) continue;
         const declared = Number(r.headers.get("content-length"));
         bytes += declared || (await r.blob()).size;
+        files += 1;
     }
-    return [keys.length, bytes];
+    return [files, bytes];
 }
 export async function cache_clear(cache_name) {
     if (typeof caches !== "undefined") await caches.delete(cache_name);
@@ -172,7 +185,12 @@ extern "C" {
     #[wasm_bindgen(js_name = dropped_files, catch)]
     async fn dropped_files_js(event: &web_sys::Event) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = fetch_blob, catch)]
-    async fn fetch_blob_js(url: &str, cache_name: &str, on_progress: &Closure<dyn FnMut(f64, f64, bool)>) -> Result<JsValue, JsValue>;
+    async fn fetch_blob_js(
+        url: &str,
+        cache_name: &str,
+        on_progress: &Closure<dyn FnMut(f64, f64, bool)>,
+        optional: bool,
+    ) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = blob_bytes, catch)]
     async fn blob_bytes_js(blob: &web_sys::Blob, start: f64, end: f64) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = cache_usage, catch)]
@@ -220,8 +238,24 @@ pub async fn dropped_files(event: &web_sys::Event) -> Result<Vec<web_sys::File>,
 /// disk when cached) until read with `blob_bytes`.
 pub async fn fetch_blob(url: &str, cache_name: &str, on_progress: impl FnMut(f64, f64, bool) + 'static) -> Result<web_sys::Blob, String> {
     let callback = Closure::<dyn FnMut(f64, f64, bool)>::new(on_progress);
-    let value = fetch_blob_js(url, cache_name, &callback).await.map_err(js_error)?;
+    let value = fetch_blob_js(url, cache_name, &callback, false).await.map_err(js_error)?;
     value.dyn_into::<web_sys::Blob>().map_err(|_| format!("{url}: not a Blob"))
+}
+
+/// As `fetch_cached` for a file the server may not have: `None` on HTTP 404 (remembered in the
+/// cache, so it is not asked again).
+pub async fn fetch_cached_optional(
+    url: &str,
+    cache_name: &str,
+    on_progress: impl FnMut(f64, f64, bool) + 'static,
+) -> Result<Option<Vec<u8>>, String> {
+    let callback = Closure::<dyn FnMut(f64, f64, bool)>::new(on_progress);
+    let value = fetch_blob_js(url, cache_name, &callback, true).await.map_err(js_error)?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    let blob = value.dyn_into::<web_sys::Blob>().map_err(|_| format!("{url}: not a Blob"))?;
+    Ok(Some(blob_bytes(&blob, 0, blob.size() as u64).await?.to_vec()))
 }
 
 /// As `fetch_blob`, the whole body read into wasm memory (small files: configs, tokenizers).

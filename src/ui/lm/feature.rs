@@ -85,6 +85,9 @@ pub(super) fn FeatureView() -> impl IntoView {
     view! {
             <div class="panel lm-feature">
                 <h2>"Feature " <span id="lm-feature-index">{move || lm.feature.get()}</span></h2>
+                {move || lm.named.with(|n| n.as_ref().and_then(|n| n.neuronpedia_url(lm.feature.get()))).map(|url| view! {
+                    <p><a id="lm-neuronpedia" href=url target="_blank" rel="noopener noreferrer">"This feature on Neuronpedia ↗"</a></p>
+                })}
                 <p class="muted">"Logit lens: W_dec[f]·W_U, the final norm's scale folded in, centred over the vocabulary."</p>
                 <LogitLens />
                 <Dashboard />

@@ -20,8 +20,8 @@ use crate::model::files::{CONFIG_FILE, INDEX_FILE, TOKENIZER_FILE, WEIGHTS_FILE}
 use crate::page::LmLink;
 use crate::sae::files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 
-/// The Cache Storage bucket for downloaded model files.
-const CACHE: &str = "saelab-models-v1";
+/// The Cache Storage bucket for downloaded model and SAE files.
+pub(super) const CACHE: &str = "saelab-models-v1";
 
 /// Where the loaded model's weights are, as shown (and read by the browser tests).
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -39,7 +39,7 @@ pub(super) struct ModelMemory {
 /// One file's download as shown.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Progress {
-    file: String,
+    pub(super) file: String,
     loaded: f64,
     total: f64,
     cached: bool,
@@ -49,7 +49,7 @@ pub(super) struct Progress {
 #[component]
 pub(super) fn ModelLoader(link: LmLink) -> impl IntoView {
     let lm = expect_context::<Lm>();
-    let base = RwSignal::new(link.base);
+    let base = lm.base;
     let repo = RwSignal::new(link.repo);
     let download = move |_| {
         let url = format!("{}/{}/resolve/main", base.get_untracked().trim_end_matches('/'), repo.get_untracked().trim_matches('/'));
@@ -88,18 +88,7 @@ pub(super) fn ModelLoader(link: LmLink) -> impl IntoView {
                         <input id="lm-repo" prop:value=move || repo.get() on:change=move |ev| repo.set(event_target_value(&ev)) /></label>
                 </div>
                 <div class="buttons"><button id="lm-download" on:click=download>"Download model"</button></div>
-                <ul id="lm-progress" class="progress">
-                    {move || progress.with(|list| list.iter().map(|p| {
-                        let pct = if p.total > 0.0 { 100.0 * p.loaded / p.total } else { 0.0 };
-                        view! {
-                            <li data-file=p.file.clone()>
-                                <span class="file">{p.file.clone()}</span>
-                                <progress max="100" value=format!("{pct:.0}")></progress>
-                                <span class="bytes">{format!("{:.1} / {:.1} MB{}", p.loaded / 1e6, p.total / 1e6, if p.cached { " (cached)" } else { "" })}</span>
-                            </li>
-                        }
-                    }).collect_view())}
-                </ul>
+                <ProgressList id="lm-progress" progress=progress />
                 <p id="lm-model-memory" class="muted"
                     data-gpu-bytes=move || memory.get().and_then(|m| m.gpu_bytes).unwrap_or(0).to_string()
                     data-through-wasm=move || memory.get().map_or(0, |m| m.through_wasm).to_string()
@@ -107,17 +96,55 @@ pub(super) fn ModelLoader(link: LmLink) -> impl IntoView {
                     data-wasm-memory=move || memory.get().map_or(0, |m| m.wasm_memory).to_string()>
                     {move || memory.get().map(|m| describe_memory(&m)).unwrap_or_default()}
                 </p>
-                <p id="lm-cache" class="muted">"Cached models: "
+                <p id="lm-cache" class="muted">"Cached models and SAEs: "
                     <span id="lm-cache-total">{move || match cache.get() {
                         None => "…".to_string(),
                         Some((files, bytes)) => format!("{:.1} MB in {files} file{}", bytes as f64 / 1e6, if files == 1 { "" } else { "s" }),
                     }}</span>" "
-                    <button id="lm-cache-clear" on:click=clear_cache>"Clear cached models"</button></p>
+                    <button id="lm-cache-clear" on:click=clear_cache>"Clear the cache"</button></p>
                 <p class="muted">"…or drop the model's folder here, or choose its files:"</p>
                 <label>"the model's files (config.json, model.safetensors or its index and shards, tokenizer.json) "
                     <input id="lm-model-files" type="file" multiple accept=".json,.safetensors" on:change=on_model_files /></label>
                 <label>"…or its folder "
                     <input id="lm-model-folder" type="file" node_ref=folder_input on:change=on_model_files /></label>
+    }
+}
+
+/// One progress bar per file being downloaded.
+#[component]
+pub(super) fn ProgressList(id: &'static str, progress: RwSignal<Vec<Progress>>) -> impl IntoView {
+    view! {
+        <ul id=id class="progress">
+            {move || progress.with(|list| list.iter().map(|p| {
+                let pct = if p.total > 0.0 { 100.0 * p.loaded / p.total } else { 0.0 };
+                view! {
+                    <li data-file=p.file.clone()>
+                        <span class="file">{p.file.clone()}</span>
+                        <progress max="100" value=format!("{pct:.0}")></progress>
+                        <span class="bytes">{format!("{:.1} / {:.1} MB{}", p.loaded / 1e6, p.total / 1e6, if p.cached { " (cached)" } else { "" })}</span>
+                    </li>
+                }
+            }).collect_view())}
+        </ul>
+    }
+}
+
+impl Progress {
+    /// A file about to be downloaded.
+    pub(super) fn waiting(file: &str) -> Progress {
+        Progress { file: file.to_string(), loaded: 0.0, total: 0.0, cached: false }
+    }
+}
+
+/// A callback that moves `file`'s bar in `progress` as its bytes arrive.
+pub(super) fn progress_of(progress: RwSignal<Vec<Progress>>, file: &str) -> impl FnMut(f64, f64, bool) + 'static {
+    let file = file.to_string();
+    move |loaded: f64, total: f64, cached: bool| {
+        progress.update(|list| {
+            if let Some(p) = list.iter_mut().find(|p| p.file == file) {
+                (p.loaded, p.total, p.cached) = (loaded, total, cached);
+            }
+        })
     }
 }
 
@@ -139,6 +166,7 @@ pub(super) fn SaePicker() -> impl IntoView {
                     <select id="lm-bundled-sae" on:change=on_bundled_sae>
                         {BUNDLED_SAES.iter().map(|n| view! { <option value=*n>{*n}</option> }).collect_view()}
                     </select></label>
+                <super::by_name::RegistryPicker />
                 <p>"SAE: " <span id="lm-sae-name">{move || lm.sae_name.get()}</span></p>
     }
 }
@@ -249,22 +277,8 @@ pub(super) async fn download_model(lm: Lm, url: String) {
     let progress = lm.downloads;
     lm.error.set(None);
     lm.status.set(format!("Downloading {url} …"));
-    progress.set(
-        [CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE]
-            .iter()
-            .map(|f| Progress { file: f.to_string(), loaded: 0.0, total: 0.0, cached: false })
-            .collect(),
-    );
-    let on_progress = |name: &str| {
-        let file = name.to_string();
-        move |loaded: f64, total: f64, cached: bool| {
-            progress.update(|list| {
-                if let Some(p) = list.iter_mut().find(|p| p.file == file) {
-                    (p.loaded, p.total, p.cached) = (loaded, total, cached);
-                }
-            })
-        }
-    };
+    progress.set([CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE].iter().map(|f| Progress::waiting(f)).collect());
+    let on_progress = |name: &str| progress_of(progress, name);
     let address = |name: &str| format!("{url}/{name}");
     let failed = |e: String| {
         // What was loaded before stays; the button can be pressed again.
@@ -287,9 +301,8 @@ pub(super) async fn download_model(lm: Lm, url: String) {
         Ok(blob) => WeightBlobs { index: None, files: vec![(WEIGHTS_FILE.to_string(), blob)] },
         // No single file: a sharded checkpoint, as the Hub serves large models.
         Err(e) if e.ends_with("HTTP 404") => {
-            let row = |file: &str| Progress { file: file.to_string(), loaded: 0.0, total: 0.0, cached: false };
             progress.update(|list| list.retain(|p| p.file != WEIGHTS_FILE));
-            progress.update(|list| list.push(row(INDEX_FILE)));
+            progress.update(|list| list.push(Progress::waiting(INDEX_FILE)));
             let index = match small(INDEX_FILE).await {
                 Ok(b) => b,
                 Err(e) => return failed(format!("{e} (there is no {WEIGHTS_FILE} either)")),
@@ -298,7 +311,7 @@ pub(super) async fn download_model(lm: Lm, url: String) {
                 Ok(names) => names,
                 Err(e) => return lm.fail(e),
             };
-            progress.update(|list| list.extend(names.iter().map(|n| row(n))));
+            progress.update(|list| list.extend(names.iter().map(|n| Progress::waiting(n))));
             let mut files = Vec::new();
             for name in names {
                 match web::fetch_blob(&address(&name), CACHE, on_progress(&name)).await {
@@ -395,13 +408,18 @@ pub(super) async fn load_bundled_sae(lm: Lm, name: &str) {
     }
 }
 
-/// Parses an SAE, checks it fits the loaded model and puts it on the page's backend; the SAE
-/// loaded before stays when any of that fails.
+/// Parses an SAELens folder's files and installs the SAE (`install`).
 pub(super) async fn install_sae(lm: Lm, cfg: &[u8], weights: &[u8], origin: &str) {
-    let sae = match parse_sae(SaeFileBytes { cfg, weights, sparsity: None }) {
-        Ok(s) => s,
-        Err(e) => return lm.fail(e.to_string()),
-    };
+    match parse_sae(SaeFileBytes { cfg, weights, sparsity: None }) {
+        Ok(sae) => install(lm, sae, origin, None).await,
+        Err(e) => lm.fail(e.to_string()),
+    }
+}
+
+/// Checks an SAE fits the loaded model and puts it on the page's backend; the SAE loaded before
+/// stays when any of that fails. `by_name`: its release, SAE id and registry entry, when it was
+/// opened by name (the feature views then link to Neuronpedia, and the URL names it).
+pub(super) async fn install(lm: Lm, sae: crate::sae::Sae, origin: &str, by_name: Option<super::by_name::Named>) {
     if let Some(model) = lm.loaded.with_value(|st| st.model.clone()) {
         if let Err(e) = lm::attach_point(&model.0, &sae) {
             return lm.fail(e.to_string());
@@ -426,6 +444,7 @@ pub(super) async fn install_sae(lm: Lm, cfg: &[u8], weights: &[u8], origin: &str
     // Setting the name tells the panels that show the SAE's features (the dashboards restore
     // those this browser computed before for it).
     lm.prepend_bos.set(prepend_bos);
+    lm.named.set(by_name);
     lm.sae_name.set(name);
     lm.error.set(None);
     lm.status.set(String::new());

@@ -4,12 +4,14 @@
 //! and dashboard, the splice metrics, and steered generation beside unsteered. Everything runs
 //! through `lm`, on the page's backend.
 //!
-//! One component per panel — `loader` (model loader, SAE picker), `tokens` (text and token view),
+//! One component per panel — `loader` (model loader, SAE picker), `by_name` (SAELens's registry
+//! picker, and opening an SAE by release and id), `tokens` (text and token view),
 //! `feature` (logit lens, dashboard), `steering`, `splice`, and `lm_train`'s training panel —
 //! sharing [`Lm`] through leptos context: the loaded objects, and one signal per thing shown.
 //!
 //! Token text is always put in the page as text nodes (leptos escapes it), never as HTML.
 
+mod by_name;
 mod feature;
 mod loader;
 mod splice;
@@ -69,11 +71,19 @@ struct RunView {
 struct Lm {
     page: PageBackend,
     loaded: StoredValue<LmState, LocalStorage>,
+    /// SAELens's registry, once fetched.
+    registry: StoredValue<Option<Rc<crate::sae::registry::Registry>>, LocalStorage>,
+    /// The Hub (or mirror) models and SAEs are downloaded from.
+    base: RwSignal<String>,
     status: RwSignal<String>,
     error: RwSignal<Option<String>>,
     model_name: RwSignal<String>,
     /// The model's files being downloaded.
     downloads: RwSignal<Vec<loader::Progress>>,
+    /// The SAE's files being downloaded (opened by name).
+    sae_downloads: RwSignal<Vec<loader::Progress>>,
+    /// The loaded SAE's release and id, when it was opened by name.
+    named: RwSignal<Option<by_name::Named>>,
     /// Where the loaded model's weights are.
     memory: RwSignal<Option<loader::ModelMemory>>,
     sae_name: RwSignal<String>,
@@ -88,10 +98,14 @@ struct Lm {
 }
 
 impl Lm {
-    fn new(page: PageBackend) -> Lm {
+    fn new(page: PageBackend, link: &crate::page::LmLink) -> Lm {
         Lm {
             page,
             loaded: StoredValue::new_local(LmState::default()),
+            registry: StoredValue::new_local(None),
+            base: RwSignal::new(link.base.clone()),
+            sae_downloads: RwSignal::new(Vec::new()),
+            named: RwSignal::new(None),
             status: RwSignal::new(String::new()),
             error: RwSignal::new(None),
             model_name: RwSignal::new(String::new()),
@@ -166,16 +180,39 @@ fn on_feature_click(lm: Lm) -> impl Fn(leptos::ev::MouseEvent) + Clone + 'static
 
 #[component]
 pub fn LanguageModel(visible: Signal<bool>) -> impl IntoView {
-    let lm = Lm::new(expect_context::<PageBackend>());
-    provide_context(lm);
     let link = crate::page::LmLink::parse(&web::hash());
+    let lm = Lm::new(expect_context::<PageBackend>(), &link);
+    provide_context(lm);
 
-    // The first time the tab is shown (once the backend is known), with no repository in its
-    // link: the bundled model, its first SAE, and a run on a sample text.
-    let bundled_started = StoredValue::new(link.repo_named);
+    // The first time the tab is shown (once the backend is known): a link's SAE by name (with its
+    // model, text and feature), or with no repository in the link, the bundled model, its first
+    // SAE, and a run on a sample text.
+    let started = StoredValue::new(link.repo_named && link.sae.is_none());
+    let opening = StoredValue::new(link.clone());
     Effect::new(move |_| {
-        if lm.page.ready.get() && visible.get() && !bundled_started.get_value() {
-            bundled_started.set_value(true);
+        if !(lm.page.ready.get() && visible.get()) || started.get_value() {
+            return;
+        }
+        started.set_value(true);
+        let link = opening.get_value();
+        if let Some((release, sae_id)) = link.sae {
+            spawn_local(async move {
+                by_name::open_by_name(lm, release, sae_id).await;
+                if lm.loaded.with_value(|st| st.sae.is_none()) {
+                    return;
+                }
+                if let Some(f) = link.feature {
+                    lm.feature.set(f);
+                }
+                if let Some(text) = link.text {
+                    lm.text.set(text.clone());
+                    tokens::run_text(lm, text).await;
+                    if let Some(f) = link.feature {
+                        tokens::select(lm, f).await;
+                    }
+                }
+            });
+        } else {
             spawn_local(async move {
                 loader::download_model(lm, BUNDLED_MODEL.into()).await;
                 if lm.loaded.with_value(|st| st.model.is_none()) {
@@ -185,6 +222,21 @@ pub fn LanguageModel(visible: Signal<bool>) -> impl IntoView {
                 lm.text.set(BUNDLED_TEXT.into());
                 tokens::run_text(lm, BUNDLED_TEXT.into()).await;
             });
+        }
+    });
+    // An SAE opened by name is in the URL with the text and the selected feature, so a link
+    // reopens this view.
+    Effect::new(move |_| {
+        if let Some(named) = lm.named.get() {
+            let link = crate::page::LmLink {
+                base: lm.base.get(),
+                repo: crate::page::LmLink::DEFAULT_REPO.into(),
+                repo_named: false,
+                sae: Some((named.release, named.sae_id)),
+                text: Some(lm.text.get()),
+                feature: Some(lm.feature.get()),
+            };
+            web::set_hash(&link.to_hash());
         }
     });
 
