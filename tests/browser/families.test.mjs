@@ -105,7 +105,7 @@ for (const f of FAMILIES) {
     assert.equal(await page.locator("#lm-tokens .token.special").count(), 1);
     const texts = await page.locator("#lm-tokens .token:not(.special)").allInnerTexts();
     assert.equal(texts.join(""), text);
-    const feature = Number(await page.locator("#lm-feature-index").innerText());
+    const feature = Number(await page.locator("#lm-tokens[data-feature]").getAttribute("data-feature"));
     const modelDir = path.join(work, f.family);
     const want = cli(["features", "--model", modelDir, "--sae", saeDir, "--text", text, "--feature", String(feature), "--device", "cpu"]);
     const shown = await page.locator("#lm-tokens .token").evaluateAll((els) => els.map((e) => Number(e.dataset.act)));

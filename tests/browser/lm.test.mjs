@@ -119,7 +119,7 @@ test("download with progress and cache, run text on WebGPU, inspect and steer a 
   }
   assert.equal(splice.n_tokens, tokenTexts.length + 1, "the text's tokens after the BOS");
   // The colouring feature's activation per token equals the CLI's.
-  const feature = Number(await page.locator("#lm-feature-index").innerText());
+  const feature = Number(await page.locator("#lm-tokens[data-feature]").getAttribute("data-feature"));
   const detail = cli(["features", "--model", modelDir, "--sae", saeDir, "--text", text, "--feature", String(feature), "--device", "cpu"]);
   const shownActs = await page.locator("#lm-tokens .token").evaluateAll((els) => els.map((e) => Number(e.dataset.act)));
   shownActs.forEach((a, i) => assert.ok(Math.abs(a - detail.feature.activations[i]) < 2e-3, `token ${i}: ${a} vs ${detail.feature.activations[i]}`));

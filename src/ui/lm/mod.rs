@@ -59,8 +59,9 @@ struct RunView {
     /// The SAE's activations `[n_tokens, d_sae]`, for colouring by any feature.
     acts: std::sync::Arc<Vec<f32>>,
     d_sae: usize,
-    /// Per token: the selected feature's activation.
+    /// Per token: the selected feature's activation, and that feature (none until one is chosen).
     selected_acts: Vec<f32>,
+    selected: Option<usize>,
     splice: Option<SpliceReport>,
     device: String,
 }

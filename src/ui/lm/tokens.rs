@@ -28,7 +28,7 @@ pub(super) fn TokenView() -> impl IntoView {
                         " BOS first, as the SAE was trained"</label></div>
                 <p class="muted">"Tokens coloured by feature " <input id="lm-feature" class="narrow" prop:value=move || lm.feature.get().to_string() on:change=select_from_input />
                     " — click a token for its features."</p>
-                <div id="lm-tokens" class="tokens">
+                <div id="lm-tokens" class="tokens" data-feature=move || lm.run.with(|r| r.as_ref().and_then(|r| r.selected).map(|f| f.to_string()))>
                     {move || lm.run.with(|r| r.as_ref().map(|r| {
                         let max = r.selected_acts.iter().copied().fold(0.0f32, f32::max).max(1e-6);
                         r.texts.iter().enumerate().map(|(i, t)| {
@@ -113,6 +113,7 @@ pub(super) async fn run_text(lm: Lm, text: String) {
         acts: std::sync::Arc::new(run.sae_acts),
         d_sae: sae.d_sae(),
         selected_acts: Vec::new(),
+        selected: None,
         splice,
         device: l.device(),
     };
@@ -150,6 +151,7 @@ pub(super) async fn select(lm: Lm, feature: usize) {
     lm.run.update(|r| {
         if let Some(r) = r.as_mut() {
             r.selected_acts = r.acts.chunks_exact(r.d_sae).map(|row| row[feature]).collect();
+            r.selected = Some(feature);
         }
     });
 }
