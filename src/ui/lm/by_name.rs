@@ -11,31 +11,15 @@ use leptos::task::spawn_local;
 
 use super::super::web;
 use super::loader::{self, Progress, ProgressList};
-use super::Lm;
+use super::{Lm, Named};
 use crate::sae::convert::{self, Conversion, SaeSource};
-use crate::sae::registry::{self, Entry, Query, Registry, Release};
+use crate::sae::registry::{Entry, Query, Registry, Release};
 
 /// Downloaded SAE files share the models' cache (one total, one "clear" button).
 const CACHE: &str = loader::CACHE;
 
 /// Results shown at once (the count says how many matched).
 const SHOWN: usize = 300;
-
-/// An SAE opened by name: what its views link to and the URL holds.
-#[derive(Clone, Debug, PartialEq)]
-pub(super) struct Named {
-    pub release: String,
-    pub sae_id: String,
-    /// Its Neuronpedia id (`gpt2-small/8-res-jb`), when Neuronpedia has it.
-    pub neuronpedia: Option<String>,
-}
-
-impl Named {
-    /// The feature's Neuronpedia page, when Neuronpedia has the SAE.
-    pub fn neuronpedia_url(&self, feature: usize) -> Option<String> {
-        self.neuronpedia.as_deref().map(|id| registry::neuronpedia_url(id, feature))
-    }
-}
 
 /// The registry, fetched once (the picker and a link's SAE both wait for it).
 async fn registry(lm: Lm) -> Result<Rc<Registry>, String> {

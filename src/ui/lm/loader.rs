@@ -166,8 +166,6 @@ pub(super) fn SaePicker() -> impl IntoView {
                     <select id="lm-bundled-sae" on:change=on_bundled_sae>
                         {BUNDLED_SAES.iter().map(|n| view! { <option value=*n>{*n}</option> }).collect_view()}
                     </select></label>
-                <super::by_name::RegistryPicker />
-                <p>"SAE: " <span id="lm-sae-name">{move || lm.sae_name.get()}</span></p>
     }
 }
 
@@ -419,7 +417,7 @@ pub(super) async fn install_sae(lm: Lm, cfg: &[u8], weights: &[u8], origin: &str
 /// Checks an SAE fits the loaded model and puts it on the page's backend; the SAE loaded before
 /// stays when any of that fails. `by_name`: its release, SAE id and registry entry, when it was
 /// opened by name (the feature views then link to Neuronpedia, and the URL names it).
-pub(super) async fn install(lm: Lm, sae: crate::sae::Sae, origin: &str, by_name: Option<super::by_name::Named>) {
+pub(super) async fn install(lm: Lm, sae: crate::sae::Sae, origin: &str, by_name: Option<super::Named>) {
     if let Some(model) = lm.loaded.with_value(|st| st.model.clone()) {
         if let Err(e) = lm::attach_point(&model.0, &sae) {
             return lm.fail(e.to_string());

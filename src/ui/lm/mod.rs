@@ -66,6 +66,22 @@ struct RunView {
     device: String,
 }
 
+/// An SAE opened by name: what its views link to and the URL holds.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Named {
+    pub release: String,
+    pub sae_id: String,
+    /// Its Neuronpedia id (`gpt2-small/8-res-jb`), when Neuronpedia has it.
+    pub neuronpedia: Option<String>,
+}
+
+impl Named {
+    /// The feature's Neuronpedia page, when Neuronpedia has the SAE.
+    pub fn neuronpedia_url(&self, feature: usize) -> Option<String> {
+        self.neuronpedia.as_deref().map(|id| crate::sae::registry::neuronpedia_url(id, feature))
+    }
+}
+
 /// The view's shared state, in leptos context: what is loaded, and a signal for each thing shown
 /// (each panel reads the few it needs). `Copy`, so handlers and tasks take it by value.
 #[derive(Clone, Copy)]
@@ -84,7 +100,7 @@ struct Lm {
     /// The SAE's files being downloaded (opened by name).
     sae_downloads: RwSignal<Vec<loader::Progress>>,
     /// The loaded SAE's release and id, when it was opened by name.
-    named: RwSignal<Option<by_name::Named>>,
+    named: RwSignal<Option<Named>>,
     /// Where the loaded model's weights are.
     memory: RwSignal<Option<loader::ModelMemory>>,
     sae_name: RwSignal<String>,
@@ -252,6 +268,8 @@ pub fn LanguageModel(visible: Signal<bool>) -> impl IntoView {
             <div class="panel lm-load" id="lm-drop" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=loader::on_drop(lm)>
                 <loader::ModelLoader link=link />
                 <loader::SaePicker />
+                <by_name::RegistryPicker />
+                <p>"SAE: " <span id="lm-sae-name">{move || lm.sae_name.get()}</span></p>
                 <p id="lm-status" class="status">{move || lm.status.get()}</p>
                 <Show when=move || lm.error.with(Option::is_some)>
                     <p id="lm-error" class="error" role="alert">{move || lm.error.get().unwrap_or_default()}</p>
