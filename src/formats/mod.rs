@@ -1,9 +1,10 @@
-//! Generic file formats: safetensors, npy and npz, ZIP, text corpora, tokenizers. Bytes in, plain containers out;
-//! nothing here knows an SAE or a model (their folder layouts live in `sae::files` and
-//! `model::files`) or touches the GPU.
+//! Generic file formats: safetensors, npy and npz, ZIP, PyTorch state dicts, text corpora,
+//! tokenizers. Bytes in, plain containers out; nothing here knows an SAE or a model (their folder
+//! layouts live in `sae::files` and `model::files`) or touches the GPU.
 
 pub mod corpus;
 pub mod npy;
+pub mod pytorch;
 pub mod safetensors;
 pub mod shards;
 pub mod tokenizer;

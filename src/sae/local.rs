@@ -68,17 +68,19 @@ fn read_wanted(conversion: Conversion, root: &Path, folder: &str, hint: &str) ->
     Ok(files)
 }
 
-/// An SAE folder in any known format. Inside a hub cache the repository (and its registry entry,
-/// when `registry` lists the folder) is known; elsewhere the folder's path is all there is.
+/// An SAE folder in any known format, or the file of a single-file format (Qwen Scope's
+/// `layerN.sae.pt`). Inside a hub cache the repository (and its registry entry, when `registry`
+/// lists the folder) is known; elsewhere the folder's path is all there is.
 pub fn open_folder(dir: &Path, registry: &Registry) -> Result<Sae, FormatError> {
-    if !dir.is_dir() {
-        return Err(FormatError::Io { file: dir.display().to_string(), msg: "not a folder".into() });
+    let io = |e: std::io::Error| FormatError::Io { file: dir.display().to_string(), msg: e.to_string() };
+    if !dir.exists() {
+        return Err(FormatError::Io { file: dir.display().to_string(), msg: "not there".into() });
     }
-    let dir = dir.canonicalize().map_err(|e| FormatError::Io { file: dir.display().to_string(), msg: e.to_string() })?;
-    let names: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| FormatError::Io { file: dir.display().to_string(), msg: e.to_string() })?
-        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-        .collect();
+    let dir = dir.canonicalize().map_err(io)?;
+    let is_file = dir.is_file();
+    let list = if is_file { dir.parent().unwrap_or(Path::new("/")) } else { &dir };
+    let names: Vec<String> =
+        std::fs::read_dir(list).map_err(io)?.filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok())).collect();
     let (repo, root, folder) = match in_cache(&dir) {
         Some((repo, root, folder)) => (Some(repo), root, folder),
         None => (None, PathBuf::from("/"), dir.to_string_lossy().trim_start_matches('/').to_string()),
@@ -93,9 +95,20 @@ pub fn open_folder(dir: &Path, registry: &Registry) -> Result<Sae, FormatError> 
         })?,
         None => {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            Conversion::detect(&names).map_err(|msg| FormatError::Config { file: dir.display().to_string(), msg })?
+            let detected = match dir.file_name().and_then(|n| n.to_str()) {
+                Some(name) if is_file => Conversion::detect_file(name, &names),
+                _ => Conversion::detect(&names),
+            };
+            detected.map_err(|msg| FormatError::Config { file: dir.display().to_string(), msg })?
         }
     };
+    if conversion.single_file() != is_file {
+        let (want, have) = if is_file { ("a folder", "a file") } else { ("a file", "a folder") };
+        return Err(FormatError::Config {
+            file: dir.display().to_string(),
+            msg: format!("a '{}' SAE is {want}, and this is {have}", conversion.name()),
+        });
+    }
     let files = read_wanted(conversion, &root, &folder, "")?;
     convert(conversion, &SaeSource { repo: repo.as_deref(), folder: &folder, registry: listed, files: &files })
 }
@@ -119,9 +132,15 @@ pub fn open_by_name(release: &Release, entry: &Entry, cache: &Path) -> Result<Sa
     }
     let wanted = conversion.wanted(&entry.path);
     let first = &wanted.iter().find(|w| w.required).expect("every conversion needs a file").path;
+    // A single-file SAE may have companions named after it (NAME.pt and NAME_cfg.json).
+    let include = if conversion.single_file() {
+        format!("{}*", entry.path.split(".pt").next().unwrap_or(&entry.path))
+    } else {
+        format!("{}/*", entry.path)
+    };
     let hint = format!(
-        " (download it with: huggingface-cli download {} --include '{}/*', or SAE.from_pretrained(\"{}\", \"{}\") in SAELens)",
-        release.repo, entry.path, release.release, entry.id
+        " (download it with: huggingface-cli download {} --include '{include}', or SAE.from_pretrained(\"{}\", \"{}\") in SAELens)",
+        release.repo, release.release, entry.id
     );
     let snapshot = snapshot_with(cache, &release.repo, first).ok_or_else(|| FormatError::Io {
         file: cache.join(repo_folder(&release.repo)).join("snapshots/*").join(first).display().to_string(),

@@ -9,9 +9,12 @@
 //! cache or a folder; both hand the bytes to [`convert`]. Sizes come from the tensors, never from
 //! names (a folder's name can say less than the loader knew from its repository's).
 
+mod connor_rob_hook_z;
+mod dictionary_learning;
 mod gemma_2;
 mod gemma_3;
 mod llama_scope;
+mod qwen_scope;
 mod sparsify;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,7 @@ use serde_json::{json, Map, Value};
 use super::files::{sae_from_tensor_file, CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE};
 use super::registry::{Entry, Release};
 use super::Sae;
+use crate::formats::pytorch::TorchTensor;
 use crate::formats::safetensors::{RawTensor, TensorFile};
 use crate::formats::FormatError;
 
@@ -39,6 +43,12 @@ pub enum Conversion {
     LlamaScopeR1Distill,
     /// EleutherAI sparsify: `cfg.json` + `sae.safetensors`.
     Sparsify,
+    /// dictionary_learning (SAEBench): `config.json` + `ae.pt`.
+    DictionaryLearning1,
+    /// Qwen Scope: one `layerN.sae.pt` per layer.
+    QwenScope,
+    /// GPT-2 small attention SAEs: `NAME.pt` + `NAME_cfg.json`.
+    ConnorRobHookZ,
 }
 
 /// A file a conversion reads, by its path in the repository.
@@ -145,6 +155,9 @@ impl Conversion {
             "llama_scope" => Conversion::LlamaScope,
             "llama_scope_r1_distill" => Conversion::LlamaScopeR1Distill,
             "sparsify" => Conversion::Sparsify,
+            "dictionary_learning_1" => Conversion::DictionaryLearning1,
+            "qwen_scope" => Conversion::QwenScope,
+            "connor_rob_hook_z" => Conversion::ConnorRobHookZ,
             _ => return None,
         })
     }
@@ -157,6 +170,9 @@ impl Conversion {
             Conversion::LlamaScope => "llama_scope",
             Conversion::LlamaScopeR1Distill => "llama_scope_r1_distill",
             Conversion::Sparsify => "sparsify",
+            Conversion::DictionaryLearning1 => "dictionary_learning_1",
+            Conversion::QwenScope => "qwen_scope",
+            Conversion::ConnorRobHookZ => "connor_rob_hook_z",
         }
     }
 
@@ -171,7 +187,13 @@ impl Conversion {
         }
     }
 
-    /// The files its loader reads for the SAE at `folder`, by path in the repository.
+    /// Whether an SAE of this format is one file (its registry path names the file), not a folder.
+    pub fn single_file(self) -> bool {
+        matches!(self, Conversion::QwenScope | Conversion::ConnorRobHookZ)
+    }
+
+    /// The files its loader reads for the SAE at `folder` (the file, for [`Self::single_file`]
+    /// formats), by path in the repository.
     pub fn wanted(self, folder: &str) -> Vec<Wanted> {
         let need = |name: &str| Wanted { path: join(folder, name), required: true };
         let may = |name: &str| Wanted { path: join(folder, name), required: false };
@@ -185,6 +207,15 @@ impl Conversion {
                 // The training run's config.json sits beside the SAE folders (sparsify's layout).
                 let parent = folder.trim_matches('/').rsplit_once('/').map_or("", |(p, _)| p);
                 vec![need(CFG_FILE), need(sparsify::WEIGHTS), Wanted { path: join(parent, "config.json"), required: false }]
+            }
+            Conversion::DictionaryLearning1 => vec![need("config.json"), need(dictionary_learning::WEIGHTS)],
+            Conversion::QwenScope => vec![Wanted { path: folder.trim_matches('/').to_string(), required: true }],
+            Conversion::ConnorRobHookZ => {
+                let file = folder.trim_matches('/');
+                vec![
+                    Wanted { path: file.to_string(), required: true },
+                    Wanted { path: connor_rob_hook_z::config_file(file), required: true },
+                ]
             }
         }
     }
@@ -208,13 +239,32 @@ impl Conversion {
         if has("hyperparams.json") && has("checkpoints") {
             return Ok(Conversion::LlamaScope);
         }
+        if has("config.json") && has(dictionary_learning::WEIGHTS) {
+            return Ok(Conversion::DictionaryLearning1);
+        }
         if has("config.json") && has(WEIGHTS_FILE) {
             return Ok(Conversion::LlamaScopeR1Distill);
         }
         Err(format!(
-            "no SAE format fits its files ({}); expected one of: {CFG_FILE} + {WEIGHTS_FILE} (SAELens), params.npz (Gemma Scope), params.safetensors (Gemma Scope 2), hyperparams.json + checkpoints/final.safetensors (Llama Scope), config.json + {WEIGHTS_FILE} (Llama Scope R1 Distill), {CFG_FILE} + {} (sparsify)",
+            "no SAE format fits its files ({}); expected one of: {CFG_FILE} + {WEIGHTS_FILE} (SAELens), params.npz (Gemma Scope), params.safetensors (Gemma Scope 2), hyperparams.json + checkpoints/final.safetensors (Llama Scope), config.json + {WEIGHTS_FILE} (Llama Scope R1 Distill), {CFG_FILE} + {} (sparsify), config.json + {} (dictionary_learning); or a file: layerN.sae.pt (Qwen Scope), NAME.pt beside NAME_cfg.json (GPT-2 attention SAEs)",
             if names.is_empty() { "it is empty".to_string() } else { names.join(", ") },
-            sparsify::WEIGHTS
+            sparsify::WEIGHTS,
+            dictionary_learning::WEIGHTS
+        ))
+    }
+
+    /// The format of the single-file SAE `name`, whose folder holds `siblings`, or a message naming
+    /// what each single-file format expects.
+    pub fn detect_file(name: &str, siblings: &[&str]) -> Result<Conversion, String> {
+        if siblings.contains(&connor_rob_hook_z::config_file(name).as_str()) && name.ends_with(".pt") {
+            return Ok(Conversion::ConnorRobHookZ);
+        }
+        if name.ends_with(".sae.pt") {
+            return Ok(Conversion::QwenScope);
+        }
+        Err(format!(
+            "no single-file SAE format fits '{name}': expected layerN.sae.pt (Qwen Scope) or NAME.pt beside {} (GPT-2 attention SAEs); other formats are folders",
+            connor_rob_hook_z::config_file(name)
         ))
     }
 }
@@ -258,6 +308,9 @@ pub fn convert(conversion: Conversion, source: &SaeSource<'_>) -> Result<Sae, Fo
         Conversion::LlamaScope => llama_scope::convert(source)?,
         Conversion::LlamaScopeR1Distill => llama_scope::convert_r1_distill(source)?,
         Conversion::Sparsify => sparsify::convert(source)?,
+        Conversion::DictionaryLearning1 => dictionary_learning::convert(source)?,
+        Conversion::QwenScope => qwen_scope::convert(source)?,
+        Conversion::ConnorRobHookZ => connor_rob_hook_z::convert(source)?,
     };
     merge_registry(&mut converted.cfg, source.registry);
     let mut cfg = saelens_6_layout(converted.cfg);
@@ -337,6 +390,10 @@ fn saelens_6_layout(flat: Map<String, Value>) -> Map<String, Value> {
             cfg.insert("k".into(), k);
         }
     }
+    // A boolean from before SAELens named the normalisations.
+    if let Some(on) = cfg.get("normalize_activations").and_then(Value::as_bool) {
+        cfg.insert("normalize_activations".into(), json!(if on { "expected_average_only_in" } else { "none" }));
+    }
     if cfg.get("normalize_activations").is_none_or(Value::is_null) {
         cfg.insert("normalize_activations".into(), json!("none"));
     }
@@ -400,6 +457,23 @@ pub(crate) fn tensor(file: &TensorFile, path: &str, name: &str) -> Result<(Vec<u
         .get(name)
         .ok_or_else(|| FormatError::Safetensors { file: path.to_string(), msg: format!("missing tensor '{name}'") })?;
     Ok((t.shape.clone(), t.to_f32()))
+}
+
+/// A tensor of a `torch.save`d state dict as f32 with its shape, or an error naming the file and tensor.
+pub(crate) fn torch_tensor(sd: &BTreeMap<String, TorchTensor<'_>>, path: &str, name: &str) -> Result<(Vec<usize>, Vec<f32>), FormatError> {
+    let t = sd.get(name).ok_or_else(|| FormatError::Safetensors { file: path.to_string(), msg: format!("missing tensor '{name}'") })?;
+    Ok((t.shape.clone(), t.to_f32()))
+}
+
+/// A matrix of a `torch.save`d state dict: `(rows, cols, values)`.
+pub(crate) fn torch_matrix(
+    sd: &BTreeMap<String, TorchTensor<'_>>,
+    path: &str,
+    name: &str,
+) -> Result<(usize, usize, Vec<f32>), FormatError> {
+    let (shape, values) = torch_tensor(sd, path, name)?;
+    let (rows, cols) = matrix_shape(&shape, path, name)?;
+    Ok((rows, cols, values))
 }
 
 /// A 2-D tensor's `(rows, cols)`, or an error naming it.
