@@ -98,8 +98,10 @@ fn every_format_opens_by_name_with_saelens_numbers() {
         }
     }
     // Gemma Scope (stored and deflated npz, an embedding SAE), Gemma Scope 2 (with and without
-    // config.json), Llama Scope, Llama Scope R1 Distill, SAELens's own folder, sparsify.
-    assert_eq!(cases, 9);
+    // config.json), Llama Scope, Llama Scope R1 Distill, SAELens's own folder, sparsify,
+    // dictionary_learning's six classes (one in bf16), Qwen Scope (bf16 and a strided view), the
+    // GPT-2 hook_z SAEs.
+    assert_eq!(cases, 17);
 }
 
 #[test]
@@ -120,6 +122,51 @@ fn a_cache_folder_opens_as_its_repositorys_and_a_llama_scope_folder_folds_its_ow
     let gemma = open_folder(&snapshot("google/gemma-scope-2b-pt-res").join("layer_3/width_16k/average_l0_9"), &empty).unwrap();
     assert_eq!(gemma.cfg.hook_name.as_deref(), Some("blocks.3.hook_resid_post"));
     check_numbers("test-gemma-scope-2b-pt-res--layer_3_width_16k_average_l0_9", &gemma, &gpu);
+}
+
+/// torch.save files: a single-file SAE opened as a file from the cache; a pickle that would run
+/// code, a truncated archive, a file away from its repository and an empty folder are refused with
+/// what is wrong.
+#[test]
+fn torch_save_files_open_as_files_and_a_pickle_that_runs_code_is_refused() {
+    let gpu = gpu();
+    let registry = test_registry();
+    let message = |r: Result<Sae, saelab::formats::FormatError>| r.unwrap_err().to_string();
+    let snapshot =
+        |repo: &str| hub().join(format!("models--{}", repo.replace('/', "--"))).join("snapshots/0123456789abcdef0123456789abcdef01234567");
+    let qwen = snapshot("Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_5").join("layer3.sae.pt");
+    let sae = open_folder(&qwen, &registry).unwrap();
+    check_numbers("test-qwen-scope-1.7b--layer3", &sae, &gpu);
+    // Not listed in a registry, the name still says it is Qwen Scope, the repository its k.
+    let alone = open_folder(&qwen, &Registry { source: "none".into(), releases: vec![] }).unwrap();
+    assert_eq!(alone.cfg.architecture.topk(), Some(5));
+    let kk = snapshot("ckkissane/attn-saes-gpt2-small-all-layers").join("gpt2-small_L1_Hcat_z_lr1.20e-03_l11.80e+00_ds40_v9.pt");
+    check_numbers("test-gpt2-small-hook-z-kk--blocks.1.hook_z", &open_folder(&kk, &registry).unwrap(), &gpu);
+
+    // The pickle names os.system: refused by name, and nothing ran.
+    let evil = fixtures().join("evil-pickle");
+    let e = message(open_folder(&evil, &registry));
+    assert!(e.contains("ae.pt") && e.contains("system'") && e.contains("never runs code"), "{e}");
+    // A truncated ae.pt, a Qwen Scope file away from its repository, a folder where a file is meant.
+    let dl = snapshot("canrager/lm_sae").join("pythia70m_sweep_test_0730/resid_post_layer_3/trainer_0");
+    let cut = temp_dir("dl-truncated");
+    copy_dir(&dl, &cut);
+    let bytes = std::fs::read(cut.join("ae.pt")).unwrap();
+    for keep in [bytes.len() - 100, bytes.len() / 2, 10] {
+        std::fs::write(cut.join("ae.pt"), &bytes[..keep]).unwrap();
+        let e = message(open_folder(&cut, &registry));
+        assert!(e.contains("ae.pt"), "{e}");
+    }
+    let bare = temp_dir("bare-qwen").join("layer3.sae.pt");
+    std::fs::copy(&qwen, &bare).unwrap();
+    let e = message(open_folder(&bare, &registry));
+    assert!(e.contains("repository name"), "{e}");
+    let e = message(open_folder(&temp_dir("empty-sae"), &registry));
+    assert!(e.contains("it is empty"), "{e}");
+    let weights = temp_dir("a-weights-file").join("weights.bin");
+    std::fs::write(&weights, b"x").unwrap();
+    let e = message(open_folder(&weights, &registry));
+    assert!(e.contains("layerN.sae.pt (Qwen Scope)"), "{e}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -1,6 +1,6 @@
 """Golden fixtures for the SAE formats SAELens converts, made with SAELens's real loaders.
 
-    python3 -m venv .venv && .venv/bin/pip install sae-lens && .venv/bin/pip install --no-deps eai-sparsify
+    python3 -m venv .venv && .venv/bin/pip install sae-lens && .venv/bin/pip install --no-deps eai-sparsify dictionary-learning && .venv/bin/pip install natsort schedulefree
     .venv/bin/python tools/make_sae_format_fixtures.py   # writes tests/fixtures/hub/ and tests/fixtures/sae_formats/
 
 For each format it writes one small SAE with random weights in that format's file layout into a
@@ -13,6 +13,15 @@ layout; only SAELens's registry lookup (`get_pretrained_saes_directory`) and its
 safetensors shapes (`get_safetensors_tensor_shapes`) are replaced. Loaders that take sizes from
 repository names (Gemma Scope's d_in/d_sae) get them through the release's `config_overrides`,
 which SAELens merges into the loader's cfg.
+
+The torch.save formats (dictionary_learning's `ae.pt`, Qwen Scope's `layerN.sae.pt`, the GPT-2
+attention SAEs' `NAME.pt`) are written by `torch.save` from the real classes where a library has
+them (`dictionary_learning`'s AutoEncoder, GatedAutoEncoder, JumpReluAutoEncoder,
+AutoEncoderTopK, BatchTopKSAE, MatryoshkaBatchTopKSAE: `pip install --no-deps
+dictionary-learning`; its `nnsight` import is stubbed, nothing of it runs), one of them in bf16 and
+one holding a transposed (strided) view, so the reader's dtypes and strides are exercised.
+`evil-pickle/` is a dictionary_learning folder whose `ae.pt` pickles `os.system`: loading it must
+be refused, never run.
 
 sparsify is the exception: SAELens 6.54's loader transposes sparsify's `W_dec`, which is already
 `[num_latents, d_in]`, so it cannot load a non-square SAE. Its reference comes from the format's
@@ -188,6 +197,97 @@ def make_files():
     (base / "config.json").write_text(json.dumps({"model": "EleutherAI/pythia-70m-deduped", "ctx_len": 2048}))
     release("test-sparsify-pythia", repo, "pythia-70m-deduped", "sparsify", [{"id": "layers.3", "path": "layers.3"}])
 
+    # dictionary_learning (SAEBench): config.json + ae.pt per trainer, one of each class.
+    dl = dictionary_learning_classes()
+    repo = "canrager/lm_sae"
+    base = snapshot(repo)
+    run = "pythia70m_sweep_test_0730/resid_post_layer_3"
+    saes = []
+    for i, (dict_class, make) in enumerate(dl.items()):
+        folder = f"{run}/trainer_{i}"
+        (base / folder).mkdir(parents=True)
+        ae = make()
+        randomise(ae)
+        if dict_class == "JumpReluAutoEncoder":
+            ae = ae.to(torch.bfloat16)  # a half-precision file: the reader widens bf16 storages
+        torch.save(ae.state_dict(), base / folder / "ae.pt")
+        trainer = {"dict_class": dict_class, "layer": 3, "lm_name": "EleutherAI/pythia-70m-deduped", "activation_dim": D_IN, "dict_size": D_SAE}
+        if hasattr(ae, "k"):
+            trainer["k"] = int(ae.k)
+        (base / folder / "config.json").write_text(json.dumps({"trainer": trainer, "buffer": {"ctx_len": 128}}))
+        saes.append({"id": f"blocks.3.hook_resid_post__trainer_{i}", "path": folder})
+    release("test-saebench-pythia70m", repo, "pythia-70m-deduped", "dictionary_learning_1", saes)
+
+    # A dictionary_learning folder whose ae.pt would run a command if unpickled by Python.
+    evil = OUT.parent / "evil-pickle"
+    evil.mkdir(parents=True, exist_ok=True)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo saelab-must-never-run-this",))
+
+    torch.save({"W_enc": Evil()}, evil / "ae.pt")
+    (evil / "config.json").write_text(json.dumps({"trainer": {"dict_class": "AutoEncoder", "layer": 0, "lm_name": "gpt2"}, "buffer": {}}))
+
+    # Qwen Scope: one layerN.sae.pt, W_enc [d_sae, d_in] in bf16 and W_dec [d_in, d_sae] saved as a
+    # transposed view; k (5) from the repository's name, the sizes from the registry's overrides
+    # (SAELens builds the SAE from the name's width otherwise).
+    repo = "Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_5"
+    base = snapshot(repo)
+    torch.save(
+        {"W_enc": torch.from_numpy(f32(D_SAE, D_IN, scale=0.4)).to(torch.bfloat16), "W_dec": torch.from_numpy(f32(D_SAE, D_IN, scale=0.3)).T,
+         "b_enc": torch.from_numpy(f32(D_SAE, scale=0.1)), "b_dec": torch.from_numpy(f32(D_IN, scale=0.1))},
+        base / "layer3.sae.pt",
+    )
+    release("test-qwen-scope-1.7b", repo, "Qwen/Qwen3-1.7B-Base", "qwen_scope", [{"id": "layer3", "path": "layer3.sae.pt"}], {"d_in": D_IN, "d_sae": D_SAE})
+
+    # GPT-2 small attention SAEs: NAME.pt (SAELens's names) + NAME_cfg.json.
+    repo = "ckkissane/attn-saes-gpt2-small-all-layers"
+    base = snapshot(repo)
+    name = "gpt2-small_L1_Hcat_z_lr1.20e-03_l11.80e+00_ds40_v9"
+    p = jumprelu_params()
+    torch.save({"W_enc": torch.from_numpy(p["w_enc"]), "W_dec": torch.from_numpy(p["w_dec"]), "b_enc": torch.from_numpy(p["b_enc"]),
+                "b_dec": torch.from_numpy(p["b_dec"])}, base / f"{name}.pt")
+    (base / f"{name}_cfg.json").write_text(json.dumps({"act_name": "blocks.1.attn.hook_z", "act_size": D_IN, "dict_size": D_SAE, "layer": 1}))
+    release("test-gpt2-small-hook-z-kk", repo, "gpt2-small", "connor_rob_hook_z", [{"id": "blocks.1.hook_z", "path": f"{name}.pt"}])
+
+
+def dictionary_learning_classes():
+    """dictionary_learning's SAE classes by `dict_class`, each a maker of one at the test sizes."""
+    import types
+
+    stub = types.ModuleType("nnsight")  # imported by dictionary_learning's buffer module, unused here
+    stub.LanguageModel = object
+    sys.modules.setdefault("nnsight", stub)
+    from dictionary_learning.dictionary import AutoEncoder, GatedAutoEncoder, JumpReluAutoEncoder
+    from dictionary_learning.trainers.batch_top_k import BatchTopKSAE
+    from dictionary_learning.trainers.matryoshka_batch_top_k import MatryoshkaBatchTopKSAE
+    from dictionary_learning.trainers.top_k import AutoEncoderTopK
+
+    return {
+        "AutoEncoderTopK": lambda: AutoEncoderTopK(D_IN, D_SAE, 5),
+        "BatchTopKSAE": lambda: BatchTopKSAE(D_IN, D_SAE, 5),
+        "MatryoshkaBatchTopKSAE": lambda: MatryoshkaBatchTopKSAE(D_IN, D_SAE, 5, [10, 30]),
+        "JumpReluAutoEncoder": lambda: JumpReluAutoEncoder(D_IN, D_SAE),
+        "GatedAutoEncoder": lambda: GatedAutoEncoder(D_IN, D_SAE),
+        "AutoEncoder": lambda: AutoEncoder(D_IN, D_SAE),
+    }
+
+
+def randomise(module):
+    """Random floating-point parameters and thresholds (integer buffers such as k are kept)."""
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name == "threshold":
+                value = np.abs(f32(*t.shape, scale=0.3)) + (0.2 if t.ndim == 0 else 0.0)
+            elif name.endswith("weight") or name in ("W_enc", "W_dec"):
+                value = f32(*t.shape, scale=0.4)
+            else:
+                value = f32(*t.shape, scale=0.1)
+            t.copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
+
 
 def patch_saelens():
     """SAELens's registry replaced by the test releases; its HTTP shape look-up by a local read."""
@@ -255,7 +355,11 @@ def main():
             x = rng.standard_normal((N, d_in)).astype(np.float32)
             with torch.no_grad():
                 xt = torch.from_numpy(x)
-                encode, recon = sae.encode(xt).numpy(), sae(xt).numpy()
+                if sae.cfg.reshape_activations == "hook_z":
+                    # SAELens takes hook_z as [..., n_heads, d_head] and flattens the heads; the
+                    # fixture keeps them concatenated, as saelab's attn.hook_z is.
+                    xt = xt.reshape(N, 4, d_in // 4)
+                encode, recon = sae.encode(xt).numpy(), sae(xt).reshape(N, d_in).numpy()
             active = (encode > 0).sum(1)
             assert active.min() > 0 and (encode == 0).any(), f"{rel}/{entry['id']}: a degenerate fixture ({active})"
             case = f"{rel}--{entry['id']}".replace("/", "_")

@@ -58,7 +58,7 @@ pub struct TokensArg {
 pub enum Command {
     /// Describe an SAE folder: architecture, sizes, k or threshold statistics, hook, dtype, normalisation
     Info {
-        /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+        /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify, dictionary_learning), a single-file SAE (Qwen Scope layerN.sae.pt, GPT-2 attention NAME.pt), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
         #[arg(value_name = "SAE")]
         dir: PathBuf,
     },
@@ -110,7 +110,7 @@ pub struct RegistryArgs {
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify, dictionary_learning), a single-file SAE (Qwen Scope layerN.sae.pt, GPT-2 attention NAME.pt), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
     #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
     pub sae: PathBuf,
     /// The SAELens folder to write
@@ -120,7 +120,7 @@ pub struct ConvertArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify, dictionary_learning), a single-file SAE (Qwen Scope layerN.sae.pt, GPT-2 attention NAME.pt), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
     #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
     pub sae: PathBuf,
     /// Activations [n, d_in] (.npy: f32, f16 or f64)
@@ -332,7 +332,7 @@ pub struct ModelCorpusArgs {
 pub struct DashboardArgs {
     #[command(flatten)]
     pub source: ModelCorpusArgs,
-    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify, dictionary_learning), a single-file SAE (Qwen Scope layerN.sae.pt, GPT-2 attention NAME.pt), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
     #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
     pub sae: PathBuf,
     /// Sample tokens (the corpus's first)
@@ -390,7 +390,7 @@ pub struct ForwardArgs {
 pub struct ModelSaeArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "DIR")]
     pub model: PathBuf,
-    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
+    /// SAE: a folder in any format saelab reads (SAELens, Gemma Scope 1/2, Llama Scope, sparsify, dictionary_learning), a single-file SAE (Qwen Scope layerN.sae.pt, GPT-2 attention NAME.pt), or RELEASE/SAE_ID from SAELens's registry, read from the Hugging Face cache
     #[arg(long, allow_negative_numbers = true, value_name = "SAE")]
     pub sae: PathBuf,
     #[command(flatten)]

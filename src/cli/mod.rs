@@ -140,7 +140,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
     }
 }
 
-/// `--sae`: a folder in any known format, or `RELEASE/SAE_ID` from the registry, read from the
+/// `--sae`: a folder (or single-file SAE) in any known format, or `RELEASE/SAE_ID` from the registry, read from the
 /// Hugging Face cache.
 fn open_sae(arg: &Path) -> Result<Sae, CliError> {
     use crate::sae::local;
@@ -151,7 +151,7 @@ fn open_sae(arg: &Path) -> Result<Sae, CliError> {
     let name = arg.to_string_lossy();
     let (release, entry) = local::split_name(&name, &registry).map_err(|e| {
         if arg.is_absolute() || name.starts_with('.') {
-            CliError(format!("{name}: not a folder (nor RELEASE/SAE_ID of SAELens's registry)"))
+            CliError(format!("{name}: not a folder or file (nor RELEASE/SAE_ID of SAELens's registry)"))
         } else {
             CliError(format!("{name}: not a folder, nor an SAE of SAELens's registry: {e}"))
         }

@@ -621,9 +621,11 @@ impl<'p, 'a> Unpickler<'p, 'a> {
                     let v = self.persistent(pid)?;
                     self.push(v);
                 }
-                other => return Err(self.err(format!(
+                other => {
+                    return Err(self.err(format!(
                     "pickle opcode 0x{other:02x} is not one a tensor state dict uses (saelab reads protocols 2 to 5 and never runs code)"
-                ))),
+                )))
+                }
             }
         }
     }

@@ -197,3 +197,24 @@ test("a link opens a SAELens folder by name with its registry overrides (center_
   assert.deepEqual(errors, []);
   await ctx.close();
 });
+
+test("a torch.save SAE opens by link: the GPT-2 attention SAE's NAME.pt and NAME_cfg.json, read in the page without running the pickle, at attn.hook_z", async () => {
+  const ctx = await context();
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${pageServer.url}#lm?base=${encodeURIComponent(hubUrl)}&release=test-gpt2-small-hook-z-kk&sae=blocks.1.hook_z&text=${encodeURIComponent(text)}&feature=2`);
+  const run = await shown(page);
+  assert.equal(run.feature, 2);
+  assert.match(await page.locator("#lm-sae-name").innerText(), /standard 24 × 40 at blocks\.1\.attn\.hook_z/);
+  const repo = "ckkissane/attn-saes-gpt2-small-all-layers";
+  const name = "gpt2-small_L1_Hcat_z_lr1.20e-03_l11.80e+00_ds40_v9";
+  for (const file of [`${name}.pt`, `${name}_cfg.json`]) {
+    assert.ok(requests.some((u) => decodeURIComponent(u) === `/${repo}/resolve/main/${file}`), `${file} asked of the Hub`);
+  }
+  assertClose(run.acts, cliActs("gpt2", saeFolder(repo, `${name}.pt`), text, 2), "gpt2-small-hook-z-kk");
+  assert.ok(run.acts.some((a) => a > 0), "the feature fires somewhere");
+  await page.screenshot({ path: path.join(shots, "23-registry-torch-save.png") });
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
