@@ -190,6 +190,12 @@ fn registry(a: &crate::cli::args::RegistryArgs) -> Result<(), CliError> {
     }
     if !a.json {
         println!("saelab opens {open} of these {total} SAEs ({:.1}%), from {}", 100.0 * open as f64 / total as f64, registry.source);
+        if wanted.is_none() {
+            println!("the others, by cause:");
+            for (n, cause) in registry.why_not_by_cause() {
+                println!("{n:>6}  {cause}");
+            }
+        }
     }
     Ok(())
 }

@@ -167,6 +167,45 @@ impl Registry {
             .collect()
     }
 
+    /// The SAEs this build cannot open, counted by cause, most first: a model type saelab does not
+    /// run (with up to three of its models), a format it does not read, or a kind of SAE a format
+    /// holds that it does not run yet (Gemma Scope 2's transcoders).
+    pub fn why_not_by_cause(&self) -> Vec<(usize, String)> {
+        let mut causes: Vec<(String, usize, Vec<String>)> = Vec::new();
+        for release in &self.releases {
+            for entry in &release.saes {
+                let cause = match release.unsupported() {
+                    Some(Unsupported::Model { model_type: Some(t), .. }) => {
+                        format!("their model is a '{t}' model, which saelab does not run")
+                    }
+                    Some(Unsupported::Model { model_type: None, .. }) => "their model is of no family saelab knows".to_string(),
+                    Some(Unsupported::Conversion(c)) => format!("their files are in the '{c}' format, which saelab does not read yet"),
+                    None => match release.why_not(entry) {
+                        Some(why) => why,
+                        None => continue,
+                    },
+                };
+                let at = causes.iter().position(|(c, ..)| *c == cause).unwrap_or_else(|| {
+                    causes.push((cause, 0, Vec::new()));
+                    causes.len() - 1
+                });
+                let (_, count, models) = &mut causes[at];
+                *count += 1;
+                if !models.contains(&release.hf_model) {
+                    models.push(release.hf_model.clone());
+                }
+            }
+        }
+        causes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        causes
+            .into_iter()
+            .map(|(cause, count, models)| {
+                let more = if models.len() > 3 { format!(", and {} more", models.len() - 3) } else { String::new() };
+                (count, format!("{cause} ({}{more})", models.iter().take(3).cloned().collect::<Vec<_>>().join(", ")))
+            })
+            .collect()
+    }
+
     /// `(SAEs saelab opens, SAEs listed)`.
     pub fn openable(&self) -> (usize, usize) {
         let total = self.releases.iter().map(|r| r.saes.len()).sum();
@@ -295,6 +334,18 @@ mod tests {
         assert!(!low.is_empty() && low.iter().all(|(_, e)| e.l0.is_some_and(|l0| l0 <= 30.0) && e.id.contains("layer_12")));
         // Nothing from a release saelab cannot open.
         assert!(all.iter().all(|(r, e)| r.why_not(e).is_none()));
+    }
+
+    #[test]
+    fn what_cannot_be_opened_is_counted_by_cause() {
+        let registry = Registry::bundled();
+        let causes = registry.why_not_by_cause();
+        let (open, total) = registry.openable();
+        assert_eq!(causes.iter().map(|(n, _)| n).sum::<usize>(), total - open);
+        assert!(causes.windows(2).all(|w| w[0].0 >= w[1].0), "most first");
+        // SAELens 6.54.12's yaml: the multimodal Gemma 3 models hold the most.
+        assert!(causes[0].1.starts_with("their model is a 'gemma3' model") && causes[0].1.contains("google/gemma-3-"), "{causes:?}");
+        assert!(causes.iter().any(|(_, c)| c.contains("transcoders are not supported yet")), "{causes:?}");
     }
 
     #[test]

@@ -214,7 +214,7 @@ test("a torch.save SAE opens by link: the GPT-2 attention SAE's NAME.pt and NAME
   }
   assertClose(run.acts, cliActs("gpt2", saeFolder(repo, `${name}.pt`), text, 2), "gpt2-small-hook-z-kk");
   assert.ok(run.acts.some((a) => a > 0), "the feature fires somewhere");
-  await page.screenshot({ path: path.join(shots, "23-registry-torch-save.png") });
+  await page.screenshot({ path: path.join(shots, "23-registry-torch-save.png"), fullPage: true });
   assert.deepEqual(errors, []);
   await ctx.close();
 });

@@ -77,6 +77,17 @@ pub(super) fn RegistryPicker() -> impl IntoView {
             Some(Ok(c)) => c,
             Some(Err(e)) => e,
         }}</p>
+        {move || {
+            ready.track();
+            let causes = lm.registry.get_value()?.why_not_by_cause();
+            let total: usize = causes.iter().map(|(n, _)| n).sum();
+            (total > 0).then(|| view! {
+                <details id="lm-registry-why-not" class="muted">
+                    <summary>{format!("Why not the other {total}")}</summary>
+                    <ul>{causes.into_iter().map(|(n, cause)| view! { <li>{format!("{n}: {cause}")}</li> }).collect_view()}</ul>
+                </details>
+            })
+        }}
         <label class="field"><span>"search: model, release, hook, width, l0<50"</span>
             <input id="lm-registry-search" placeholder="gpt2-small-res-jb blocks.8" prop:value=move || query.get()
                 on:input=move |ev| query.set(event_target_value(&ev)) /></label>
