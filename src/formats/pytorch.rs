@@ -311,7 +311,7 @@ impl<'p, 'a> Unpickler<'p, 'a> {
 
     /// Sets `pairs` in the dict on top of the stack.
     fn set_items(&mut self, flat: Vec<Value>) -> Result<(), FormatError> {
-        if flat.len() % 2 != 0 {
+        if !flat.len().is_multiple_of(2) {
             return Err(self.err("SETITEMS with an odd number of values"));
         }
         let Value::Container(i) = *self.top()? else { return Err(self.err("SETITEM on something that is not a dict")) };
