@@ -90,26 +90,44 @@ pub struct Analysis {
     pub device: String,
 }
 
-/// The CPU reference's analysis (synchronous: also usable between frames in the page).
+/// The CPU reference's analysis (synchronous: also usable between frames in the page). Metrics
+/// compare `sae(x)` with `x`: an SAE's (a transcoder's need [`analyze_cpu_against`]).
 pub fn analyze_cpu(sae: &Sae, x: &[f32], request: RunRequest) -> Analysis {
+    analyze_cpu_against(sae, x, x, request)
+}
+
+/// As [`analyze_cpu`], with the metrics of `sae(x)` against `target` (`[n, d_in]`): a
+/// transcoder's output hook's activations.
+pub fn analyze_cpu_against(sae: &Sae, x: &[f32], target: &[f32], request: RunRequest) -> Analysis {
     let (acts, recon) = cpu::forward(sae, x);
     let (d_in, d_sae) = (sae.d_in(), sae.d_sae());
-    let rows = x
+    let rows = target
         .chunks_exact(d_in)
         .zip(recon.chunks_exact(d_in))
         .zip(acts.chunks_exact(d_sae))
         .map(|((xr, rr), ar)| metrics::row_stats(xr, rr, ar))
         .collect();
-    let metrics = BatchMetrics::finish(x, d_in, rows, metrics::fire_counts(&acts, d_sae));
+    let metrics = BatchMetrics::finish(target, d_in, rows, metrics::fire_counts(&acts, d_sae));
     Analysis { acts: request.dense_acts.then_some(acts), recon: request.recon.then_some(recon), metrics, device: Backend::Cpu.name() }
 }
 
-/// Runs validated activations `x` (`[n, d_in]`) through `sae` where it was placed.
+/// Runs validated activations `x` (`[n, d_in]`) through `sae` where it was placed; the metrics
+/// compare `sae(x)` with `x` (an SAE's; a transcoder's need [`analyze_against`]).
 pub async fn analyze(sae: &LoadedSae, x: &[f32], request: RunRequest) -> Result<Analysis, EngineError> {
+    run(sae, x, None, request).await
+}
+
+/// As [`analyze`], with the metrics of `sae(x)` against `target`: what a transcoder's output is
+/// compared with (its output hook's activations).
+pub async fn analyze_against(sae: &LoadedSae, x: &[f32], target: &[f32], request: RunRequest) -> Result<Analysis, EngineError> {
+    run(sae, x, Some(target), request).await
+}
+
+async fn run(sae: &LoadedSae, x: &[f32], target: Option<&[f32]>, request: RunRequest) -> Result<Analysis, EngineError> {
     match &sae.on_gpu {
-        None => Ok(analyze_cpu(&sae.sae, x, request)),
+        None => Ok(analyze_cpu_against(&sae.sae, x, target.unwrap_or(x), request)),
         Some((gpu, gpu_sae)) => {
-            let out = gpu.run_sae(gpu_sae, x, request).await?;
+            let out = gpu.run_sae(gpu_sae, x, target, request).await?;
             Ok(Analysis { acts: out.acts, recon: out.recon, metrics: out.metrics, device: gpu.adapter_name.clone() })
         }
     }

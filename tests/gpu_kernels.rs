@@ -270,7 +270,7 @@ fn compare_end_to_end(sae: &Sae, x: &[f32], gpu: &saelab::gpu::Gpu, binding_limi
     if binding_limit.is_some() {
         assert!(gpu_sae.chunk_count() >= 3, "{label}: expected the weights split into chunks");
     }
-    let out = pollster::block_on(gpu.run_sae(&gpu_sae, x, RunRequest { dense_acts: true, recon: true })).unwrap();
+    let out = pollster::block_on(gpu.run_sae(&gpu_sae, x, None, RunRequest { dense_acts: true, recon: true })).unwrap();
     let (acts_gpu, recon_gpu) = (out.acts.unwrap(), out.recon.unwrap());
     let (acts_cpu, recon_cpu) = cpu::forward(sae, x);
     // f32 sums of ~100 terms in another order differ by ~1e-6; 3e-5 leaves a wide safety factor.
@@ -343,6 +343,48 @@ fn every_architecture_and_normalisation_matches_the_reference_at_awkward_sizes()
         })
         .unwrap();
     compare_end_to_end(&rescaled, &x, &gpu, None);
+}
+
+/// Transcoders (SAELens `Transcoder`, `SkipTranscoder`, `JumpReLU*`): the same encoder, the skip
+/// connection `x W_skipᵀ` added on the GPU, and the metrics of the output against another hook's
+/// values (the target), on awkward sizes and with the weights in chunks.
+#[test]
+fn transcoders_match_the_reference_and_are_measured_against_their_target() {
+    let gpu = gpu();
+    let backend = common::gpu_backend();
+    let (n, d_in, d_sae) = (29, 71, 333);
+    let x = random_input(n, d_in, 8);
+    let target = random_input(n, d_in, 9);
+    for (i, arch) in ["transcoder", "skip_transcoder", "jumprelu_transcoder", "jumprelu_skip_transcoder"].into_iter().enumerate() {
+        let sae = random_sae(arch, d_in, d_sae, 0, 40 + i as u64);
+        assert_eq!(sae.w_skip().is_some(), arch.contains("skip"), "{arch}");
+        compare_end_to_end(&sae, &x, &gpu, if i % 2 == 0 { Some(16 * 1024) } else { None });
+        let placed = saelab::engine::LoadedSae::new(std::rc::Rc::new(sae.clone()), &backend).unwrap();
+        let on_gpu =
+            pollster::block_on(saelab::engine::analyze_against(&placed, &x, &target, RunRequest { recon: true, ..Default::default() }))
+                .unwrap();
+        let on_cpu = saelab::engine::analyze_cpu_against(&sae, &x, &target, RunRequest { recon: true, ..Default::default() });
+        for (name, got, want) in [("mse", on_gpu.metrics.mse, on_cpu.metrics.mse), ("fvu", on_gpu.metrics.fvu, on_cpu.metrics.fvu)] {
+            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{arch}: {name} against the target, gpu {got} cpu {want}");
+        }
+        // Against the target, not the input: the two differ.
+        let against_x = saelab::engine::analyze_cpu(&sae, &x, RunRequest::default());
+        assert!((against_x.metrics.mse - on_cpu.metrics.mse).abs() > 1e-3, "{arch}");
+        // The skip connection is what the CPU adds: without it, the outputs differ by x W_skipᵀ.
+        if let Some(w_skip) = sae.w_skip() {
+            let plain = sae.clone().with_weights(|w| w.w_skip = None);
+            assert!(plain.is_err(), "{arch}: a skip transcoder without W_skip is refused");
+            let recon = on_cpu.recon.unwrap();
+            let acts = saelab::sae::cpu::encode(&sae, &x);
+            for r in 0..n {
+                let mut want = saelab::sae::cpu::decode_row(&sae, &acts[r * d_sae..(r + 1) * d_sae], saelab::sae::cpu::RowNorm::IDENTITY);
+                for (o, w_row) in want.iter_mut().zip(w_skip.chunks_exact(d_in)) {
+                    *o += x[r * d_in..(r + 1) * d_in].iter().zip(w_row).map(|(a, b)| a * b).sum::<f32>();
+                }
+                assert!(max_rel_err(&recon[r * d_in..(r + 1) * d_in], &want) < 1e-5, "{arch}: row {r}");
+            }
+        }
+    }
 }
 
 #[test]

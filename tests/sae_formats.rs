@@ -50,7 +50,7 @@ fn check_numbers(case: &str, sae: &Sae, gpu: &saelab::gpu::Gpu) {
     assert_close(&format!("{case} cpu encode"), &acts, &want_acts.data);
     assert_close(&format!("{case} cpu sae(x)"), &recon, &want_recon.data);
     let on_gpu = GpuSae::upload(gpu, sae).unwrap();
-    let out = pollster::block_on(gpu.run_sae(&on_gpu, &x.data, RunRequest { dense_acts: true, recon: true })).unwrap();
+    let out = pollster::block_on(gpu.run_sae(&on_gpu, &x.data, None, RunRequest { dense_acts: true, recon: true })).unwrap();
     assert_close(&format!("{case} gpu encode"), &out.acts.unwrap(), &want_acts.data);
     assert_close(&format!("{case} gpu sae(x)"), &out.recon.unwrap(), &want_recon.data);
 }

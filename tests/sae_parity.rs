@@ -34,7 +34,7 @@ fn cpu_and_gpu_match_saelens_for_every_fixture() {
         assert_close(&format!("{name} cpu sae(x)"), &recon, &want_recon.data);
 
         let gpu_sae = GpuSae::upload(&gpu, &sae).unwrap();
-        let out = pollster::block_on(gpu.run_sae(&gpu_sae, &x.data, RunRequest { dense_acts: true, recon: true })).unwrap();
+        let out = pollster::block_on(gpu.run_sae(&gpu_sae, &x.data, None, RunRequest { dense_acts: true, recon: true })).unwrap();
         assert_close(&format!("{name} gpu encode"), &out.acts.unwrap(), &want_acts.data);
         assert_close(&format!("{name} gpu sae(x)"), &out.recon.unwrap(), &want_recon.data);
     }

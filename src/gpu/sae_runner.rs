@@ -29,6 +29,8 @@ pub struct GpuSae {
     pub cfg: SaeConfig,
     chunks: Vec<FeatureChunk>,
     b_dec: wgpu::Buffer,
+    /// A skip transcoder's `W_skip`, `[d_out, d_in]`.
+    w_skip: Option<wgpu::Buffer>,
     epilogue: Epilogue,
 }
 
@@ -88,7 +90,11 @@ impl GpuSae {
             (EncoderTensors::Threshold { .. }, _) => Epilogue::JumpRelu,
             (EncoderTensors::Gated { .. }, _) => Epilogue::Gated,
         };
-        Ok(GpuSae { cfg: sae.cfg.clone(), chunks, b_dec: gpu.upload_f32("b_dec", sae.b_dec()), epilogue })
+        if sae.w_skip().is_some() && row_bytes * d_in as u64 > max_binding_bytes {
+            return Err(GpuError::TooLarge(format!("W_skip ({d_in} × {d_in}) exceeds the GPU's {max_binding_bytes}-byte binding limit")));
+        }
+        let w_skip = sae.w_skip().map(|w| gpu.upload_f32("W_skip", w));
+        Ok(GpuSae { cfg: sae.cfg.clone(), chunks, b_dec: gpu.upload_f32("b_dec", sae.b_dec()), w_skip, epilogue })
     }
 
     pub fn chunk_count(&self) -> usize {
@@ -121,8 +127,10 @@ fn rows_per_block(gpu: &Gpu, n: usize, d_sae: usize, k: Option<usize>) -> usize 
 }
 
 impl Gpu {
-    /// Runs `x` (`[n, d_in]`, finite) through the SAE; metrics always, the rest as requested.
-    pub async fn run_sae(&self, sae: &GpuSae, x: &[f32], request: RunRequest) -> Result<RunOutput, GpuError> {
+    /// Runs `x` (`[n, d_in]`, finite) through the SAE; metrics always (of the output against
+    /// `target`, a transcoder's output hook's values, or `x` itself when `None`), the rest as
+    /// requested.
+    pub async fn run_sae(&self, sae: &GpuSae, x: &[f32], target: Option<&[f32]>, request: RunRequest) -> Result<RunOutput, GpuError> {
         let (d_in, d_sae) = (sae.cfg.d_in, sae.cfg.d_sae);
         let n = x.len() / d_in;
         let k = sae.cfg.architecture.topk();
@@ -132,6 +140,7 @@ impl Gpu {
         }
         let f32s = |count: usize| (count * 4) as u64;
         let x_buf = self.storage("x", f32s(block * d_in));
+        let target_buf = target.map(|_| self.storage("target", f32s(block * d_in)));
         let sae_in = self.storage("sae_in", f32s(block * d_in));
         let norms = self.storage("row norms", f32s(block * 3));
         let acts = self.storage("acts", f32s(block * d_sae));
@@ -150,6 +159,9 @@ impl Gpu {
         for first in (0..n).step_by(block) {
             let rows = block.min(n - first);
             self.queue.write_buffer(&x_buf, 0, bytemuck::cast_slice(&x[first * d_in..(first + rows) * d_in]));
+            if let (Some(buf), Some(t)) = (&target_buf, target) {
+                self.queue.write_buffer(buf, 0, bytemuck::cast_slice(&t[first * d_in..(first + rows) * d_in]));
+            }
             let mut enc = self.device.create_command_encoder(&Default::default());
             normalize_rows(
                 self,
@@ -227,11 +239,37 @@ impl Gpu {
                 }?;
             }
             denormalize_rows(self, &mut enc, rows, d_in, &norms, &recon)?;
+            if let Some(w_skip) = &sae.w_skip {
+                // SkipTranscoder.forward: + x W_skipᵀ, on the raw input.
+                matmul(
+                    self,
+                    &mut enc,
+                    Epilogue::Accumulate,
+                    Matmul {
+                        m: rows,
+                        n: d_in,
+                        k: d_in,
+                        a: &x_buf,
+                        lda: d_in,
+                        a_col: 0,
+                        b: w_skip,
+                        ldb: d_in,
+                        c: &recon,
+                        ldc: d_in,
+                        c_col: 0,
+                        cols: &sae.b_dec,
+                        trans_a: false,
+                        trans_b: true,
+                        b_storage: Storage::F32,
+                    },
+                )?;
+            }
             let activations = || match k {
                 Some(k) => Activations::Lists { index: &list_index, value: &list_value, k },
                 None => Activations::Dense { acts: &acts, ld: d_sae },
             };
-            row_metrics(self, &mut enc, RowMetrics { rows, d_in, d_sae, x: &x_buf, recon: &recon, acts: activations(), stats: &stats })?;
+            let compared = target_buf.as_ref().unwrap_or(&x_buf);
+            row_metrics(self, &mut enc, RowMetrics { rows, d_in, d_sae, x: compared, recon: &recon, acts: activations(), stats: &stats })?;
             fire_counts(self, &mut enc, rows, d_sae, activations(), &counts)?;
             self.queue.submit([enc.finish()]);
 
@@ -262,6 +300,10 @@ impl Gpu {
             }
         }
         let fire_counts = self.read_u32(&counts, d_sae).await?;
-        Ok(RunOutput { acts: out_acts, recon: out_recon, metrics: BatchMetrics::finish(x, d_in, rows_stats, fire_counts) })
+        Ok(RunOutput {
+            acts: out_acts,
+            recon: out_recon,
+            metrics: BatchMetrics::finish(target.unwrap_or(x), d_in, rows_stats, fire_counts),
+        })
     }
 }

@@ -71,6 +71,17 @@ impl Normalization {
     }
 }
 
+/// A transcoder (SAELens `sae_lens/saes/transcoder.py`): it encodes the activations at
+/// `hook_name` and decodes to those at `hook_name_out` (an MLP's input to its output), so its
+/// reconstruction is compared with, and spliced in at, the output hook. `b_dec` is the output's
+/// bias and never subtracted from the input. A skip transcoder adds `x W_skipᵀ` to its output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcoder {
+    pub hook_name_out: Option<String>,
+    /// `W_skip` (`[d_out, d_in]`): `skip_transcoder`, `jumprelu_skip_transcoder`.
+    pub skip: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SaeConfig {
     pub architecture: Architecture,
@@ -87,6 +98,8 @@ pub struct SaeConfig {
     /// Whether the activations it was trained on had the model's BOS first (`prepend_bos`, at the
     /// top level or under `metadata`; SAELens's default is true).
     pub prepend_bos: bool,
+    /// Set for transcoders (`architecture` one of SAELens's `*transcoder`).
+    pub transcoder: Option<Transcoder>,
     /// Every key of the file, in file order, so a round trip loses nothing.
     pub raw: Map<String, Value>,
 }
@@ -126,7 +139,16 @@ impl SaeConfig {
     pub fn from_map(raw: Map<String, Value>) -> Result<SaeConfig, FormatError> {
         let d_in = get_usize(&raw, "d_in")?;
         let d_sae = get_usize(&raw, "d_sae")?;
-        let arch_name = get_str(&raw, "architecture").unwrap_or_else(|| "standard".to_string());
+        let full_arch_name = get_str(&raw, "architecture").unwrap_or_else(|| "standard".to_string());
+        // SAELens's transcoder classes: an encoder of one of the SAE architectures, a decoder to
+        // another hook.
+        let (arch_name, transcoder) = match full_arch_name.as_str() {
+            "transcoder" => ("standard".to_string(), Some(false)),
+            "skip_transcoder" => ("standard".to_string(), Some(true)),
+            "jumprelu_transcoder" => ("jumprelu".to_string(), Some(false)),
+            "jumprelu_skip_transcoder" => ("jumprelu".to_string(), Some(true)),
+            _ => (full_arch_name.clone(), None),
+        };
         let activation_fn = get_str(&raw, "activation_fn_str").or_else(|| get_str(&raw, "activation_fn"));
         let legacy_k = get(&raw, "activation_fn_kwargs").and_then(|kw| kw.get("k")).and_then(Value::as_u64);
         let architecture = match arch_name.as_str() {
@@ -143,7 +165,9 @@ impl SaeConfig {
             "jumprelu" => Architecture::JumpRelu,
             "gated" => Architecture::Gated,
             other => {
-                return Err(cfg_err(format!("unknown architecture '{other}' (supported: standard, topk, batchtopk, jumprelu, gated)")))
+                return Err(cfg_err(format!(
+                    "unknown architecture '{other}' (supported: standard, topk, batchtopk, jumprelu, gated, and the transcoders transcoder, skip_transcoder, jumprelu_transcoder, jumprelu_skip_transcoder)"
+                )))
             }
         };
         if let Architecture::TopK { k } = architecture {
@@ -169,11 +193,39 @@ impl SaeConfig {
                 Some(v) => Err(cfg_err(format!("'{key}' must be true or false, found {v}"))),
             }
         };
+        let apply_b_dec_to_input = bool_key("apply_b_dec_to_input", transcoder.is_none())?;
+        let transcoder = match transcoder {
+            None => None,
+            Some(skip) => {
+                // TranscoderConfig.__post_init__ refuses it: b_dec is the output's bias.
+                if apply_b_dec_to_input {
+                    return Err(cfg_err("a transcoder cannot apply b_dec to its input (apply_b_dec_to_input must be false)"));
+                }
+                // saelab's decoder writes rows as wide as the input (every transcoder SAELens
+                // lists maps an MLP's input to its output, both d_model wide).
+                let d_out = match get(&raw, "d_out") {
+                    None => d_in,
+                    Some(_) => get_usize(&raw, "d_out")?,
+                };
+                if d_out != d_in {
+                    return Err(cfg_err(format!(
+                        "a transcoder from width {d_in} to width {d_out}: saelab runs transcoders whose output is as wide as their input"
+                    )));
+                }
+                if normalization != Normalization::None {
+                    return Err(cfg_err(format!(
+                        "a transcoder with normalize_activations '{}' (saelab runs transcoders on raw activations)",
+                        normalization.name()
+                    )));
+                }
+                Some(Transcoder { hook_name_out: get_str(&raw, "hook_name_out"), skip })
+            }
+        };
         Ok(SaeConfig {
             architecture,
             d_in,
             d_sae,
-            apply_b_dec_to_input: bool_key("apply_b_dec_to_input", true)?,
+            apply_b_dec_to_input,
             normalization,
             rescale_acts_by_decoder_norm: bool_key("rescale_acts_by_decoder_norm", false)?,
             dtype: get_str(&raw, "dtype").unwrap_or_else(|| "float32".to_string()),
@@ -181,6 +233,7 @@ impl SaeConfig {
             hook_name: get_str(&raw, "hook_name").or_else(|| get_str(&raw, "hook_point")),
             model_name: get_str(&raw, "model_name"),
             prepend_bos: bool_key("prepend_bos", true)?,
+            transcoder,
             raw,
         })
     }
@@ -189,6 +242,12 @@ impl SaeConfig {
     /// `metadata`): how the model was loaded when the SAE's activations were made.
     pub fn model_from_pretrained_kwargs(&self) -> Map<String, Value> {
         get(&self.raw, "model_from_pretrained_kwargs").and_then(Value::as_object).cloned().unwrap_or_default()
+    }
+
+    /// `hf_hook_name` (`hf_hook_name_out` with `out`): the Hugging Face module the SAE's
+    /// activations were read from when its loader records one (Gemma Scope 2, Qwen Scope).
+    pub fn hf_hook_name(&self, out: bool) -> Option<String> {
+        get_str(&self.raw, if out { "hf_hook_name_out" } else { "hf_hook_name" })
     }
 
     /// The JSON to save. Keys we read are written back unchanged.
@@ -218,6 +277,23 @@ mod tests {
         assert_eq!(c.hook_name.as_deref(), Some("blocks.0.hook_resid_post"));
         let oldest = br#"{"d_in":8,"d_sae":32,"hook_point":"blocks.8.hook_resid_pre","hook_point_layer":8}"#;
         assert_eq!(SaeConfig::parse(oldest).unwrap().hook_name.as_deref(), Some("blocks.8.hook_resid_pre"));
+    }
+
+    #[test]
+    fn reads_transcoders() {
+        let t = br#"{"architecture":"jumprelu_skip_transcoder","d_in":8,"d_sae":32,"d_out":8,"apply_b_dec_to_input":false,
+            "metadata":{"hook_name":"blocks.3.hook_mlp_in","hook_name_out":"blocks.3.hook_mlp_out"}}"#;
+        let c = SaeConfig::parse(t).unwrap();
+        assert_eq!(c.architecture, Architecture::JumpRelu);
+        assert_eq!(c.transcoder, Some(Transcoder { hook_name_out: Some("blocks.3.hook_mlp_out".into()), skip: true }));
+        let plain = SaeConfig::parse(br#"{"architecture":"transcoder","d_in":8,"d_sae":32}"#).unwrap();
+        assert_eq!((plain.architecture, plain.apply_b_dec_to_input), (Architecture::Standard, false));
+        assert_eq!(plain.transcoder.map(|t| t.skip), Some(false));
+        assert_eq!(SaeConfig::parse(br#"{"d_in":8,"d_sae":32}"#).unwrap().transcoder, None);
+        let msg = |t: &[u8]| SaeConfig::parse(t).unwrap_err().to_string();
+        assert!(msg(br#"{"architecture":"transcoder","d_in":8,"d_sae":32,"apply_b_dec_to_input":true}"#)
+            .contains("apply_b_dec_to_input must be false"));
+        assert!(msg(br#"{"architecture":"transcoder","d_in":8,"d_sae":32,"d_out":6}"#).contains("from width 8 to width 6"));
     }
 
     #[test]

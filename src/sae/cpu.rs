@@ -153,17 +153,30 @@ pub fn encode(sae: &Sae, x: &[f32]) -> Vec<f32> {
     x.chunks_exact(sae.d_in()).flat_map(|row| encode_row(sae, &process_input(sae, row).0)).collect()
 }
 
-/// Both `sae.encode(x)` and `sae(x)` (= decode(encode(x))) for every row.
+/// Both `sae.encode(x)` and `sae(x)` (= decode(encode(x)), plus a skip transcoder's skip
+/// connection) for every row.
 pub fn forward(sae: &Sae, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let mut acts = Vec::with_capacity(x.len() / sae.d_in() * sae.d_sae());
     let mut recon = Vec::with_capacity(x.len());
     for row in x.chunks_exact(sae.d_in()) {
         let (sae_in, norm) = process_input(sae, row);
         let a = encode_row(sae, &sae_in);
-        recon.extend(decode_row(sae, &a, norm));
+        let mut out = decode_row(sae, &a, norm);
+        if let Some(w_skip) = sae.w_skip() {
+            add_skip(&mut out, row, w_skip);
+        }
+        recon.extend(out);
         acts.extend(a);
     }
     (acts, recon)
+}
+
+/// `out += x W_skipᵀ` for one row (`W_skip` is `[d_out, d_in]`): SAELens `SkipTranscoder.forward`'s
+/// `x @ self.W_skip.T`, on the raw input.
+pub fn add_skip(out: &mut [f32], x: &[f32], w_skip: &[f32]) {
+    for (o, w_row) in out.iter_mut().zip(w_skip.chunks_exact(x.len())) {
+        *o += x.iter().zip(w_row).map(|(a, b)| a * b).sum::<f32>();
+    }
 }
 
 /// Order-preserving map from f32 to u32: `a < b` ⇔ `key(a) < key(b)` for non-NaN values.

@@ -95,7 +95,11 @@ pub(crate) fn sae_from_tensor_file(cfg: SaeConfig, stored: &TensorFile, log_spar
         },
     };
     let stored_dtype = stored.tensors.get("W_enc").map(|t| t.dtype).unwrap_or(FloatDtype::F32);
-    let weights = SaeWeights { d_in, d_sae, w_enc, w_dec, b_dec, encoder };
+    let w_skip = match &cfg.transcoder {
+        Some(t) if t.skip => Some(tensor("W_skip", &[d_in, d_in])?),
+        _ => None,
+    };
+    let weights = SaeWeights { d_in, d_sae, w_enc, w_dec, b_dec, encoder, w_skip };
     Sae::new(cfg, weights, stored_dtype, log_sparsity).map_err(weights_err)
 }
 

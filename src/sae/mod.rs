@@ -12,7 +12,7 @@ pub mod random;
 pub mod registry;
 pub mod weights;
 
-pub use config::{Architecture, Normalization, SaeConfig};
+pub use config::{Architecture, Normalization, SaeConfig, Transcoder};
 pub use weights::{EncoderKind, EncoderTensors, SaeWeights};
 
 use crate::formats::safetensors::FloatDtype;
@@ -61,6 +61,14 @@ impl Sae {
         if (weights.d_in, weights.d_sae) != (cfg.d_in, cfg.d_sae) || !weights.shapes_agree() {
             return Err(format!("the weights are not shaped for d_in={}, d_sae={}", cfg.d_in, cfg.d_sae));
         }
+        let skip = cfg.transcoder.as_ref().is_some_and(|t| t.skip);
+        if skip != weights.w_skip.is_some() {
+            return Err(if skip {
+                "a skip transcoder needs its tensor W_skip".into()
+            } else {
+                "W_skip belongs to skip transcoders only".into()
+            });
+        }
         if log_sparsity.as_ref().is_some_and(|s| s.len() != cfg.d_sae) {
             return Err(format!("the sparsity does not have d_sae={} values", cfg.d_sae));
         }
@@ -95,6 +103,10 @@ impl Sae {
     /// `[d_in]`
     pub fn b_dec(&self) -> &[f32] {
         &self.weights.b_dec
+    }
+    /// A skip transcoder's `W_skip`, `[d_out, d_in]`.
+    pub fn w_skip(&self) -> Option<&[f32]> {
+        self.weights.w_skip.as_deref()
     }
 
     /// Number of parameters (all tensors of the weights file).

@@ -4,8 +4,9 @@ use super::files::sae_from_f32_tensors;
 use super::Sae;
 use crate::random::Rng;
 
-/// A random SAE of the given architecture (`standard`, `topk`, `jumprelu`, `gated`, `batchtopk`),
-/// built through the same parser as files are, so it is valid by construction.
+/// A random SAE of the given architecture (`standard`, `topk`, `jumprelu`, `gated`, `batchtopk`,
+/// or a transcoder: `transcoder`, `skip_transcoder`, `jumprelu_transcoder`,
+/// `jumprelu_skip_transcoder`, from `hook_name` to `hook_name_out`), built through the same parser as files are, so it is valid by construction.
 /// Weights are scaled like SAELens's initialisation (‖W_dec[i]‖ ≈ 1, W_enc ≈ W_decᵀ) plus noise, so
 /// that a realistic fraction of features fire on standard-normal inputs.
 pub fn random_sae(arch: &str, d_in: usize, d_sae: usize, k: usize, seed: u64) -> Sae {
@@ -31,7 +32,13 @@ pub fn random_sae_with(
     }
     let mut tensors =
         vec![("W_enc", vec![d_in, d_sae], w_enc), ("W_dec", vec![d_sae, d_in], w_dec), ("b_dec", vec![d_in], rng.normals(d_in, 0.1))];
-    match arch {
+    let transcoder = arch.ends_with("transcoder");
+    let encoder_arch = match arch {
+        "transcoder" | "skip_transcoder" => "standard",
+        "jumprelu_transcoder" | "jumprelu_skip_transcoder" => "jumprelu",
+        other => other,
+    };
+    match encoder_arch {
         "gated" => {
             tensors.push(("b_gate", vec![d_sae], rng.normals(d_sae, 0.5)));
             tensors.push(("b_mag", vec![d_sae], rng.normals(d_sae, 0.5)));
@@ -39,8 +46,11 @@ pub fn random_sae_with(
         }
         _ => tensors.push(("b_enc", vec![d_sae], rng.normals(d_sae, 0.5))),
     }
-    if arch == "jumprelu" || arch == "batchtopk" {
+    if encoder_arch == "jumprelu" || arch == "batchtopk" {
         tensors.push(("threshold", vec![d_sae], (0..d_sae).map(|_| rng.uniform() * 1.5).collect()));
+    }
+    if arch.contains("skip_transcoder") {
+        tensors.push(("W_skip", vec![d_in, d_in], rng.normals(d_in * d_in, 0.3 / (d_in as f32).sqrt())));
     }
     let mut cfg = serde_json::json!({
         "architecture": arch, "d_in": d_in, "d_sae": d_sae, "dtype": "float32",
@@ -49,6 +59,10 @@ pub fn random_sae_with(
     });
     if arch == "topk" || arch == "batchtopk" {
         cfg["k"] = k.into();
+    }
+    if transcoder {
+        cfg["apply_b_dec_to_input"] = false.into();
+        cfg["metadata"]["hook_name_out"] = "random_out".into();
     }
     if let serde_json::Value::Object(map) = &mut cfg {
         map.extend(extra_cfg);

@@ -110,6 +110,9 @@ pub struct SaeWeights {
     /// `[d_in]`
     pub b_dec: Vec<f32>,
     pub encoder: EncoderTensors,
+    /// A skip transcoder's `W_skip`, `[d_out, d_in]` (`d_out = d_in`), added as `x W_skipᵀ` to its
+    /// output (SAELens `SkipTranscoder.forward`). Never trained here.
+    pub w_skip: Option<Vec<f32>>,
 }
 
 impl SaeWeights {
@@ -122,6 +125,7 @@ impl SaeWeights {
             w_dec: vec![0.0; d_sae * d_in],
             b_dec: vec![0.0; d_in],
             encoder: EncoderTensors::zeros(kind, d_sae),
+            w_skip: None,
         }
     }
 
@@ -141,21 +145,23 @@ impl SaeWeights {
             "W_enc" => vec![self.d_in, self.d_sae],
             "W_dec" => vec![self.d_sae, self.d_in],
             "b_dec" => vec![self.d_in],
+            "W_skip" => vec![self.d_in, self.d_in],
             _ => vec![self.d_sae],
         }
     }
 
-    /// Every tensor with its SAELens name: `W_enc`, `W_dec`, `b_dec`, then the encoder's own.
+    /// Every tensor with its SAELens name: `W_enc`, `W_dec`, `b_dec`, then the encoder's own, then
+    /// a skip transcoder's `W_skip`.
     pub fn tensors(&self) -> Vec<(&'static str, &Vec<f32>)> {
         let names = Self::tensor_names(self.encoder.kind());
         let values = [&self.w_enc, &self.w_dec, &self.b_dec].into_iter().chain(self.encoder.tensors());
-        names.into_iter().zip(values).collect()
+        names.into_iter().zip(values).chain(self.w_skip.as_ref().map(|w| ("W_skip", w))).collect()
     }
 
     pub fn tensors_mut(&mut self) -> Vec<(&'static str, &mut Vec<f32>)> {
         let names = Self::tensor_names(self.encoder.kind());
         let values = [&mut self.w_enc, &mut self.w_dec, &mut self.b_dec].into_iter().chain(self.encoder.tensors_mut());
-        names.into_iter().zip(values).collect()
+        names.into_iter().zip(values).chain(self.w_skip.as_mut().map(|w| ("W_skip", w))).collect()
     }
 
     /// Tensor `name`, if the weights have it.
