@@ -198,15 +198,31 @@ pub fn as_sae_input(model: &impl ModelInfo, sae: &Sae, hook: HookPoint, acts: &m
     Ok(())
 }
 
-/// The SAE's hook point on this model, or why it does not attach.
+/// Where an SAE meets the model: the hook it reads and the hook its output stands for. For an SAE
+/// they are one point (it reconstructs what it read); a transcoder (SAELens's `hook_name_out`)
+/// predicts the values of a point downstream from those of its input — an MLP's output from the
+/// MLP's input — so its output is compared with, spliced into and steered at the second point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attachment {
+    pub reads: HookPoint,
+    pub writes: HookPoint,
+}
+
+impl Attachment {
+    pub fn is_transcoder(&self) -> bool {
+        self.reads != self.writes
+    }
+}
+
+/// The SAE's hook point on this model (where it reads), or why it does not attach.
 pub fn attach_point(model: &impl ModelInfo, sae: &Sae) -> Result<HookPoint, LmError> {
+    Ok(attachment(model, sae)?.reads)
+}
+
+/// Where the SAE reads and writes on this model, or why it does not attach.
+pub fn attachment(model: &impl ModelInfo, sae: &Sae) -> Result<Attachment, LmError> {
     let cfg = model.cfg();
-    let name = sae
-        .cfg
-        .hook_name
-        .clone()
-        .ok_or_else(|| LmError::Mismatch("the SAE's cfg.json names no hook_name, so it cannot attach to a model".into()))?;
-    let hook = cfg.hook_point(&name).map_err(|e| LmError::Mismatch(format!("the SAE's hook_name: {e}")))?;
+    let reads = sae_hook(model, sae, false)?;
     if sae
         .cfg
         .raw
@@ -217,11 +233,52 @@ pub fn attach_point(model: &impl ModelInfo, sae: &Sae) -> Result<HookPoint, LmEr
     {
         return Err(LmError::Mismatch("SAEs on a single attention head (hook_head_index) are not supported yet".into()));
     }
-    let width = cfg.hook_width(hook);
+    let width = cfg.hook_width(reads);
     if sae.d_in() != width {
-        return Err(LmError::Mismatch(format!("the SAE's d_in is {} but {hook} of this model is {width} wide", sae.d_in())));
+        return Err(LmError::Mismatch(format!("the SAE's d_in is {} but {reads} of this model is {width} wide", sae.d_in())));
     }
-    Ok(hook)
+    if sae.cfg.transcoder.is_none() {
+        return Ok(Attachment { reads, writes: reads });
+    }
+    let writes = sae_hook(model, sae, true)?;
+    // d_out = d_in (SaeConfig checks it), so one width check says both.
+    let width = cfg.hook_width(writes);
+    if sae.d_in() != width {
+        return Err(LmError::Mismatch(format!("the transcoder's d_out is {} but {writes} of this model is {width} wide", sae.d_in())));
+    }
+    // HookPoint's order is the forward pass's: a transcoder writes downstream of what it reads.
+    if writes <= reads {
+        return Err(LmError::Mismatch(format!(
+            "the transcoder reads {reads} but writes {writes}, which is not after it in the forward pass"
+        )));
+    }
+    Ok(Attachment { reads, writes })
+}
+
+/// The point the SAE reads (`out` false) or a transcoder writes (`out` true) on this model.
+///
+/// Where the config records the Hugging Face module its activations were read from in a form
+/// saelab knows (`hf_hook_name`/`hf_hook_name_out`: Gemma Scope 2), that module is the point:
+/// it is what the SAE was trained on, and for Gemma Scope 2's transcoders it is not what the
+/// TransformerLens name would say here — their `hook_name` is `blocks.L.hook_mlp_in`,
+/// TransformerBridge's alias for the MLP's input (`mlp.hook_in`, after
+/// `pre_feedforward_layernorm`), while TransformerLens's own `hook_mlp_in` is the residual stream
+/// before that norm. Other forms (Qwen Scope's `model.layers.L`) leave the point to `hook_name`.
+fn sae_hook(model: &impl ModelInfo, sae: &Sae, out: bool) -> Result<HookPoint, LmError> {
+    let cfg = model.cfg();
+    let suffix = if out { "_out" } else { "" };
+    if let Some(hf) = sae.cfg.hf_hook_name(out).filter(|name| HookPoint::parse(name).is_some()) {
+        return cfg.hook_point(&hf).map_err(|e| LmError::Mismatch(format!("the SAE's hf_hook_name{suffix}: {e}")));
+    }
+    let name = if out { sae.cfg.transcoder.as_ref().and_then(|t| t.hook_name_out.clone()) } else { sae.cfg.hook_name.clone() };
+    let name = name.ok_or_else(|| {
+        LmError::Mismatch(if out {
+            "the transcoder's cfg.json names no hook_name_out (where its output belongs), so it cannot attach to a model".into()
+        } else {
+            "the SAE's cfg.json names no hook_name, so it cannot attach to a model".into()
+        })
+    })?;
+    cfg.hook_point(&name).map_err(|e| LmError::Mismatch(format!("the SAE's hook_name{suffix}: {e}")))
 }
 
 /// Per position t < n−1, the loss of predicting `tokens[t+1]`: logsumexp(logits_t) − logit.
@@ -254,6 +311,7 @@ fn masked_mean(v: &[f32], keep: &[bool]) -> f32 {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SpliceReport {
+    /// Where the reconstruction replaced the model's values (a transcoder's output hook).
     pub hook: HookPoint,
     pub n_tokens: usize,
     pub ce_clean: f32,
@@ -272,7 +330,9 @@ pub struct SpliceReport {
 /// lists, a feature's activation on every token and the splice evaluation all start from.
 #[derive(Debug, Clone)]
 pub struct TextRun {
+    /// Where the SAE reads (`hook`) and writes.
     pub hook: HookPoint,
+    pub writes: HookPoint,
     /// Per position: not a special token, so counted in L0, CE and KL.
     pub evaluated: Vec<bool>,
     /// `[n_tokens, vocab]`.
@@ -283,8 +343,18 @@ pub struct TextRun {
     pub sae_acts: Vec<f32>,
     /// `sae(x)`, `[n_tokens, width]`.
     pub recon: Vec<f32>,
+    /// A transcoder's target: the activations at `writes`, which `recon` predicts (`None` for an
+    /// SAE, whose target is `hook_acts`).
+    pub out_acts: Option<Vec<f32>>,
     /// Mean active features over the evaluated positions.
     pub l0: f32,
+}
+
+impl TextRun {
+    /// What `recon` is compared with: the activations at `writes`.
+    pub fn target(&self) -> &[f32] {
+        self.out_acts.as_deref().unwrap_or(&self.hook_acts)
+    }
 }
 
 /// The tokens the SAE reads `text` (its ids) as: the model's BOS first when `prepend_bos` (its BOS,
@@ -304,13 +374,28 @@ pub fn evaluated_positions(model: &impl ModelInfo, tokens: &[u32]) -> Vec<bool> 
     tokens.iter().map(|&t| !model.cfg().special_tokens.contains(t)).collect()
 }
 
-/// Runs the model over `tokens` once, capturing the SAE's hook, and the SAE on what it captured.
+/// Runs the model over `tokens` once, capturing the SAE's hook (and a transcoder's output hook),
+/// and the SAE on what it captured.
 pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> Result<TextRun, LmError> {
-    let hook = attach_point(model, &sae.sae)?;
-    let (logits, mut captured) = model.run(tokens, &[hook], &[]).await?;
-    let mut hook_acts = captured.pop().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
+    let Attachment { reads: hook, writes } = attachment(model, &sae.sae)?;
+    let capture: Vec<HookPoint> = if writes == hook { vec![hook] } else { vec![hook, writes] };
+    let (logits, captured) = model.run(tokens, &capture, &[]).await?;
+    let mut captured = captured.into_iter();
+    let mut hook_acts = captured.next().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
     as_sae_input(model, &sae.sae, hook, &mut hook_acts)?;
-    let analysis = engine::analyze(sae, &hook_acts, RunRequest { dense_acts: true, recon: true }).await?;
+    let out_acts = match captured.next() {
+        Some(mut acts) => {
+            as_sae_input(model, &sae.sae, writes, &mut acts)?;
+            Some(acts)
+        }
+        None if writes != hook => return Err(LmError::Mismatch(format!("{writes} was not captured"))),
+        None => None,
+    };
+    let request = RunRequest { dense_acts: true, recon: true };
+    let analysis = match &out_acts {
+        None => engine::analyze(sae, &hook_acts, request).await?,
+        Some(target) => engine::analyze_against(sae, &hook_acts, target, request).await?,
+    };
     let sae_acts = analysis.acts.expect("requested");
     let evaluated = evaluated_positions(model, tokens);
     let counted: Vec<usize> = sae_acts
@@ -320,7 +405,7 @@ pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> R
         .map(|(row, _)| row.iter().filter(|&&a| a != 0.0).count())
         .collect();
     let l0 = counted.iter().sum::<usize>() as f32 / counted.len().max(1) as f32;
-    Ok(TextRun { hook, evaluated, logits, hook_acts, sae_acts, recon: analysis.recon.expect("requested"), l0 })
+    Ok(TextRun { hook, writes, evaluated, logits, hook_acts, sae_acts, recon: analysis.recon.expect("requested"), out_acts, l0 })
 }
 
 /// Runs the splice evaluation of `sae` on `model` for `tokens` (at least 2).
@@ -330,14 +415,16 @@ pub async fn splice(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32], seed: 
 }
 
 /// The splice evaluation from a clean pass already made: three more forward passes (the
-/// reconstruction, zeros and the random-error baseline at the hook).
+/// reconstruction, zeros and the random-error baseline at the hook the SAE writes — a
+/// transcoder's output hook, where its prediction replaces the MLP's output).
 pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, seed: u64) -> Result<SpliceReport, LmError> {
     let model = loaded;
     if tokens.len() < 2 {
         return Err(LmError::Mismatch("splicing needs at least 2 tokens (a next token to predict)".into()));
     }
-    let (vocab, d) = (model.cfg.vocab_size, model.cfg.hook_width(run.hook));
-    if run.logits.len() != tokens.len() * vocab || run.hook_acts.len() != tokens.len() * d {
+    let (vocab, d) = (model.cfg.vocab_size, model.cfg.hook_width(run.writes));
+    let target = run.target();
+    if run.logits.len() != tokens.len() * vocab || target.len() != tokens.len() * d || run.recon.len() != target.len() {
         return Err(LmError::Mismatch("the clean run was made for other tokens".into()));
     }
     if run.evaluated.len() != tokens.len() {
@@ -350,14 +437,14 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
             "no position to evaluate: the text needs a token to predict after one that is not special (BOS/EOS)".into(),
         ));
     }
-    let hook = run.hook;
-    let zeros = vec![0.0; run.hook_acts.len()];
+    let hook = run.writes;
+    let zeros = vec![0.0; target.len()];
     // The reconstruction where evaluated, the model's own activation at special tokens.
-    let mut spliced_values = run.hook_acts.clone();
-    let mut noisy = run.hook_acts.clone();
+    let mut spliced_values = target.to_vec();
+    let mut noisy = target.to_vec();
     let mut rng = Rng::new(seed);
     for (t, &evaluated) in run.evaluated.iter().enumerate() {
-        let (a, r) = (&run.hook_acts[t * d..(t + 1) * d], &run.recon[t * d..(t + 1) * d]);
+        let (a, r) = (&target[t * d..(t + 1) * d], &run.recon[t * d..(t + 1) * d]);
         let error_norm = a.iter().zip(r).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
         let direction = rng.normals(d, 1.0);
         if !evaluated {
@@ -391,7 +478,7 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
         ce_random_error: masked_mean(&next_token_losses(&noisy_logits, tokens, vocab), &predicted),
         per_token_delta: spliced.iter().zip(&clean).map(|(s, c)| s - c).collect(),
         device: loaded.backend().name(),
-        hook: run.hook,
+        hook: run.writes,
     })
 }
 
@@ -466,7 +553,7 @@ pub async fn generate(
         (None, _) => None,
         (Some(s), Some(loaded_sae)) => {
             let sae = &loaded_sae.sae;
-            let hook = attach_point(model, sae)?;
+            let at = attachment(model, sae)?;
             let feature = match s {
                 Steer::Add { feature, .. } | Steer::Clamp { feature, .. } => feature,
             };
@@ -474,7 +561,8 @@ pub async fn generate(
                 return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
             }
             let d = sae.d_in();
-            Some((hook, s, feature, sae.w_dec()[feature * d..(feature + 1) * d].to_vec()))
+            // A feature's decoder row lives where the SAE writes (a transcoder's output hook).
+            Some((at, s, feature, sae.w_dec()[feature * d..(feature + 1) * d].to_vec()))
         }
         (Some(_), None) => return Err(LmError::Mismatch("steering needs an SAE".into())),
     };
@@ -486,27 +574,30 @@ pub async fn generate(
         }
         let logits = match &steering {
             None => loaded.run(&tokens, &[], &[]).await?.0,
-            Some((hook, Steer::Add { alpha, .. }, _, direction)) => {
+            Some((at, Steer::Add { alpha, .. }, _, direction)) => {
                 let vector: Vec<f32> = direction.iter().map(|w| alpha * w).collect();
-                loaded.run(&tokens, &[], &[Intervention::AddToEveryToken { hook: *hook, vector: &vector }]).await?.0
+                loaded.run(&tokens, &[], &[Intervention::AddToEveryToken { hook: at.writes, vector: &vector }]).await?.0
             }
-            Some((hook, Steer::Clamp { value, .. }, feature, direction)) => {
+            Some((at, Steer::Clamp { value, .. }, feature, direction)) => {
                 let loaded_sae = loaded_sae.ok_or_else(|| LmError::Mismatch("clamping a feature needs its SAE".into()))?;
                 let sae = &loaded_sae.sae;
-                let (_, captured) = loaded.run(&tokens, &[*hook], &[]).await?;
+                // f(x) from the clean values where the SAE reads; the change goes where it writes
+                // (downstream, so the clean pass's values there are the intervened pass's too).
+                let capture: Vec<HookPoint> = if at.is_transcoder() { vec![at.reads, at.writes] } else { vec![at.reads] };
+                let (_, mut captured) = loaded.run(&tokens, &capture, &[]).await?;
                 let mut input = captured[0].clone();
-                as_sae_input(model, sae, *hook, &mut input)?;
+                as_sae_input(model, sae, at.reads, &mut input)?;
                 let acts = engine::analyze(loaded_sae, &input, RunRequest { dense_acts: true, ..Default::default() })
                     .await?
                     .acts
                     .ok_or_else(|| LmError::Mismatch("the SAE returned no activations".into()))?;
                 let d = direction.len();
-                let mut changed = captured[0].clone();
+                let mut changed = captured.pop().ok_or_else(|| LmError::Mismatch(format!("{} was not captured", at.writes)))?;
                 for (t, row) in changed.chunks_exact_mut(d).enumerate() {
                     let delta = value - acts[t * sae.d_sae() + feature];
                     row.iter_mut().zip(direction).for_each(|(x, w)| *x += delta * w);
                 }
-                loaded.run(&tokens, &[], &[Intervention::Replace { hook: *hook, values: &changed }]).await?.0
+                loaded.run(&tokens, &[], &[Intervention::Replace { hook: at.writes, values: &changed }]).await?.0
             }
         };
         let last = &logits[(tokens.len() - 1) * vocab..];
@@ -539,9 +630,10 @@ pub fn logit_lens(model: &Model, sae: &Sae, feature: usize, n: usize) -> Result<
     Ok(rank_effects(effects, n))
 }
 
-/// The SAE's hook on `model` and feature `feature`'s decoder direction.
+/// Where the SAE writes on `model` (a transcoder's output hook) and feature `feature`'s decoder
+/// direction there.
 fn lens_input<'a>(model: &impl ModelInfo, sae: &'a Sae, feature: usize) -> Result<(HookPoint, &'a [f32]), LmError> {
-    let hook = attach_point(model, sae)?;
+    let hook = attachment(model, sae)?.writes;
     if feature >= sae.d_sae() {
         return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
     }

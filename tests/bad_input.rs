@@ -74,7 +74,7 @@ fn missing_tensor_wrong_shape_unknown_architecture_unsupported_dtype() {
     assert!(msg.contains("missing tensor 'b_gate'"), "{msg}");
     let unknown = cfg_text.replace("\"architecture\": \"jumprelu\"", "\"architecture\": \"matryoshka_magic\"");
     let msg = load_error(unknown.as_bytes(), &weights);
-    assert_eq!(msg, "cfg.json: unknown architecture 'matryoshka_magic' (supported: standard, topk, batchtopk, jumprelu, gated)");
+    assert_eq!(msg, "cfg.json: unknown architecture 'matryoshka_magic' (supported: standard, topk, batchtopk, jumprelu, gated, and the transcoders transcoder, skip_transcoder, jumprelu_transcoder, jumprelu_skip_transcoder)");
     // An integer tensor.
     let cfg = br#"{"architecture":"standard","d_in":1,"d_sae":1}"#;
     let header = r#"{"W_enc":{"dtype":"I64","shape":[1,1],"data_offsets":[0,8]}}"#;

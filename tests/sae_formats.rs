@@ -59,7 +59,7 @@ fn check_numbers(case: &str, sae: &Sae, gpu: &saelab::gpu::Gpu) {
 fn check_cfg(case: &str, sae: &Sae) {
     let want: Value = serde_json::from_slice(&std::fs::read(reference(case).join("cfg.json")).unwrap()).unwrap();
     let got = &sae.cfg;
-    assert_eq!(got.architecture.name(), want["architecture"], "{case}: architecture");
+    assert_eq!(got.architecture_name(), want["architecture"], "{case}: architecture");
     assert_eq!(got.d_in as u64, want["d_in"], "{case}: d_in");
     assert_eq!(got.d_sae as u64, want["d_sae"], "{case}: d_sae");
     assert_eq!(got.apply_b_dec_to_input, want["apply_b_dec_to_input"], "{case}: apply_b_dec_to_input");
@@ -69,6 +69,15 @@ fn check_cfg(case: &str, sae: &Sae) {
     }
     let meta = &want["metadata"];
     assert_eq!(got.hook_name.as_deref(), meta["hook_name"].as_str(), "{case}: hook_name");
+    // Transcoders: where the output belongs, and the Hugging Face modules both ends were read at.
+    assert_eq!(got.transcoder.as_ref().and_then(|t| t.hook_name_out.as_deref()), meta["hook_name_out"].as_str(), "{case}: hook_name_out");
+    let want_skip = want.get("d_out").map(|d_out| {
+        assert_eq!(d_out.as_u64(), Some(got.d_in as u64), "{case}: d_out");
+        want["architecture"].as_str().is_some_and(|a| a.contains("skip"))
+    });
+    assert_eq!(got.transcoder.as_ref().map(|t| t.skip), want_skip, "{case}: a transcoder, with a skip connection or not");
+    assert_eq!(got.hf_hook_name(false).as_deref(), meta["hf_hook_name"].as_str(), "{case}: hf_hook_name");
+    assert_eq!(got.hf_hook_name(true).as_deref(), meta["hf_hook_name_out"].as_str(), "{case}: hf_hook_name_out");
     assert_eq!(got.model_name.as_deref(), meta["model_name"].as_str(), "{case}: model_name");
     assert_eq!(got.prepend_bos, meta["prepend_bos"], "{case}: prepend_bos");
     let saved: Value = serde_json::from_str(&got.to_json()).unwrap();
@@ -100,8 +109,8 @@ fn every_format_opens_by_name_with_saelens_numbers() {
     // Gemma Scope (stored and deflated npz, an embedding SAE), Gemma Scope 2 (with and without
     // config.json), Llama Scope, Llama Scope R1 Distill, SAELens's own folder, sparsify,
     // dictionary_learning's six classes (one in bf16), Qwen Scope (bf16 and a strided view), the
-    // GPT-2 hook_z SAEs.
-    assert_eq!(cases, 17);
+    // GPT-2 hook_z SAEs, Gemma Scope 2's transcoders (plain, and affine with config.json).
+    assert_eq!(cases, 19);
 }
 
 #[test]
@@ -239,7 +248,7 @@ fn the_bundled_registry_is_saelens_yaml_and_says_what_opens() {
     let (r, e) = registry.find("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical").unwrap();
     assert_eq!((r.conversion.as_str(), r.why_not(e)), ("gemma_2", None));
     let (r, e) = registry.find("gemma-scope-2-270m-pt-transcoders", "transcoder/layer_9_width_16k_l0_small_affine").unwrap();
-    assert!(r.why_not(e).unwrap().contains("transcoders are not supported yet"));
+    assert_eq!(r.why_not(e), None);
     let (r, e) = registry.find("gemma-scope-2-4b-pt-res", &registry.release("gemma-scope-2-4b-pt-res").unwrap().saes[0].id).unwrap();
     assert!(r.why_not(e).unwrap().contains("'gemma3' model"), "{:?}", r.why_not(e));
     // The figure the README states.

@@ -14,6 +14,9 @@ safetensors shapes (`get_safetensors_tensor_shapes`) are replaced. Loaders that 
 repository names (Gemma Scope's d_in/d_sae) get them through the release's `config_overrides`,
 which SAELens merges into the loader's cfg.
 
+Gemma Scope 2's transcoders (plain and affine, i.e. with a skip connection) go through the same
+`SAE.from_pretrained`; their `sae(x)` is the transcoder's prediction of its output hook.
+
 The torch.save formats (dictionary_learning's `ae.pt`, Qwen Scope's `layerN.sae.pt`, the GPT-2
 attention SAEs' `NAME.pt`) are written by `torch.save` from the real classes where a library has
 them (`dictionary_learning`'s AutoEncoder, GatedAutoEncoder, JumpReluAutoEncoder,
@@ -250,6 +253,30 @@ def make_files():
                 "b_dec": torch.from_numpy(p["b_dec"])}, base / f"{name}.pt")
     (base / f"{name}_cfg.json").write_text(json.dumps({"act_name": "blocks.1.attn.hook_z", "act_size": D_IN, "dict_size": D_SAE, "layer": 1}))
     release("test-gpt2-small-hook-z-kk", repo, "gpt2-small", "connor_rob_hook_z", [{"id": "blocks.1.hook_z", "path": f"{name}.pt"}])
+
+    # Gemma Scope 2's transcoders: the MLP's input (pre_feedforward_layernorm.output) to its output
+    # (post_feedforward_layernorm.output); the affine ones add affine_skip_connection [d_in, d_out],
+    # which the loader transposes to W_skip. One folder with config.json, one inferred from names.
+    repo = "google/gemma-scope-2-270m-pt"
+    base = snapshot(repo)
+    plain, affine = "transcoder/layer_3_width_16k_l0_small", "transcoder/layer_4_width_16k_l0_big_affine"
+    for folder in [plain, affine]:
+        (base / folder).mkdir(parents=True)
+        params = jumprelu_params()
+        if folder == affine:
+            params["affine_skip_connection"] = f32(D_IN, D_IN, scale=0.2)
+        save_file(params, base / folder / "params.safetensors")
+    (base / affine / "config.json").write_text(
+        json.dumps({"architecture": "jump_relu", "model_name": "gemma-v3-270m-pt", "affine_connection": True, "width": D_SAE,
+                    "hf_hook_point_in": "model.layers.4.pre_feedforward_layernorm.output", "hf_hook_point_out": "model.layers.4.post_feedforward_layernorm.output"})
+    )
+    release(
+        "test-gemma-scope-2-270m-pt-transcoders",
+        repo,
+        "google/gemma-3-270m",
+        "gemma_3",
+        [{"id": "layer_3_width_16k_l0_small", "path": plain}, {"id": "layer_4_width_16k_l0_big_affine", "path": affine}],
+    )
 
 
 def dictionary_learning_classes():

@@ -66,8 +66,8 @@ pub enum Command {
     Encode(EncodeArgs),
     /// sae(x): reconstructions [n, d_in] as .npy
     Reconstruct(EncodeArgs),
-    /// Batch metrics of an SAE on activations, as JSON (n, l0, mse, fvu, cosine, dead_fraction, device)
-    Eval(EvalArgs),
+    /// Batch metrics of an SAE on activations, as JSON (n, l0, mse, fvu, cosine, dead_fraction, device); a transcoder's against --target
+    Eval(EvalCmdArgs),
     /// Throughput of encode + decode + metrics on random data
     Bench(BenchArgs),
     /// Train an SAE on synthetic data with known features (the teaching lab) and report recovery
@@ -128,6 +128,16 @@ pub struct EvalArgs {
     pub input: PathBuf,
     #[command(flatten)]
     pub device: DeviceArg,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalCmdArgs {
+    #[command(flatten)]
+    pub eval: EvalArgs,
+    /// A transcoder's target: the activations [n, d_out] at its output hook (hook_name_out), which
+    /// its output is measured against (an SAE's is its input)
+    #[arg(long, allow_negative_numbers = true, value_name = "Y.npy")]
+    pub target: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

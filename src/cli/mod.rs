@@ -112,9 +112,9 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             print!("{}", describe(&open_sae(&dir)?));
             Ok(())
         }
-        Command::Encode(a) => run_sae(&a.eval, Some(&a.output), RunRequest { dense_acts: true, ..Default::default() }),
-        Command::Reconstruct(a) => run_sae(&a.eval, Some(&a.output), RunRequest { recon: true, ..Default::default() }),
-        Command::Eval(a) => run_sae(&a, None, RunRequest::default()),
+        Command::Encode(a) => run_sae(&a.eval, None, Some(&a.output), RunRequest { dense_acts: true, ..Default::default() }),
+        Command::Reconstruct(a) => run_sae(&a.eval, None, Some(&a.output), RunRequest { recon: true, ..Default::default() }),
+        Command::Eval(a) => run_sae(&a.eval, Some(a.target.as_deref()), None, RunRequest::default()),
         Command::Bench(a) => bench(&a),
         Command::Toy(a) => toy(&a),
         Command::RandomModel(a) => random_model(&a),
@@ -133,7 +133,7 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
             sae_files::save_dir(&sae, &a.out)?;
             println!(
                 "{}",
-                serde_json::json!({ "out": a.out.display().to_string(), "architecture": sae.cfg.architecture.name(), "d_in": sae.d_in(), "d_sae": sae.d_sae(), "hook_name": sae.cfg.hook_name })
+                serde_json::json!({ "out": a.out.display().to_string(), "architecture": sae.cfg.architecture_name(), "d_in": sae.d_in(), "d_sae": sae.d_sae(), "hook_name": sae.cfg.hook_name })
             );
             Ok(())
         }
@@ -201,12 +201,36 @@ fn registry(a: &crate::cli::args::RegistryArgs) -> Result<(), CliError> {
 }
 
 /// `encode`, `reconstruct` and `eval`: activations through an SAE, the result to `output` (dense
-/// activations or reconstructions, as `request` asks) or the metrics as JSON.
-fn run_sae(a: &EvalArgs, output: Option<&Path>, request: RunRequest) -> Result<(), CliError> {
+/// activations or reconstructions, as `request` asks) or the metrics as JSON (`eval`, which passes
+/// its `--target`: a transcoder's output is measured against its output hook's values).
+fn run_sae(a: &EvalArgs, eval_target: Option<Option<&Path>>, output: Option<&Path>, request: RunRequest) -> Result<(), CliError> {
     let sae = open_sae(&a.sae)?;
     let x = read_activations(&a.input, &sae)?;
+    let target = match (eval_target.flatten(), sae.cfg.transcoder.is_some()) {
+        (None, true) if eval_target.is_some() => return Err(CliError(
+            "this is a transcoder: it predicts the activations at its output hook, not its input, so eval needs those as --target Y.npy"
+                .into(),
+        )),
+        (Some(_), false) => return Err(CliError("--target is for transcoders; an SAE is measured against its input".into())),
+        (Some(path), true) => {
+            let y = read_activations(path, &sae)?;
+            if y.len() != x.len() {
+                return Err(CliError(format!(
+                    "{}: {} rows, but --input has {}",
+                    path.display(),
+                    y.len() / sae.d_in(),
+                    x.len() / sae.d_in()
+                )));
+            }
+            Some(y)
+        }
+        _ => None,
+    };
     let sae = LoadedSae::new(Rc::new(sae), &backend(&a.device)?)?;
-    let analysis = pollster::block_on(engine::analyze(&sae, &x, request))?;
+    let analysis = match &target {
+        None => pollster::block_on(engine::analyze(&sae, &x, request))?,
+        Some(y) => pollster::block_on(engine::analyze_against(&sae, &x, y, request))?,
+    };
     let rows = x.len() / sae.d_in();
     match output {
         Some(path) if request.dense_acts => write_npy(path, rows, sae.d_sae(), analysis.acts),
@@ -246,7 +270,7 @@ pub fn describe(sae: &Sae) -> String {
     let c = &sae.cfg;
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<22}{v}\n"));
-    line("architecture", c.architecture.name().to_string());
+    line("architecture", c.architecture_name());
     line("d_in", c.d_in.to_string());
     line("d_sae", c.d_sae.to_string());
     match c.architecture {

@@ -250,6 +250,19 @@ impl SaeConfig {
         get_str(&self.raw, if out { "hf_hook_name_out" } else { "hf_hook_name" })
     }
 
+    /// SAELens's name for the architecture: the encoder's (`jumprelu`), or for a transcoder its
+    /// class's (`jumprelu_skip_transcoder`).
+    pub fn architecture_name(&self) -> String {
+        let encoder = self.architecture.name();
+        match &self.transcoder {
+            None => encoder.to_string(),
+            Some(t) => {
+                let prefix = if encoder == "standard" { String::new() } else { format!("{encoder}_") };
+                format!("{prefix}{}transcoder", if t.skip { "skip_" } else { "" })
+            }
+        }
+    }
+
     /// The JSON to save. Keys we read are written back unchanged.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&Value::Object(self.raw.clone())).expect("a JSON map serialises")
@@ -288,6 +301,8 @@ mod tests {
         assert_eq!(c.transcoder, Some(Transcoder { hook_name_out: Some("blocks.3.hook_mlp_out".into()), skip: true }));
         let plain = SaeConfig::parse(br#"{"architecture":"transcoder","d_in":8,"d_sae":32}"#).unwrap();
         assert_eq!((plain.architecture, plain.apply_b_dec_to_input), (Architecture::Standard, false));
+        assert_eq!(c.architecture_name(), "jumprelu_skip_transcoder");
+        assert_eq!(plain.architecture_name(), "transcoder");
         assert_eq!(plain.transcoder.map(|t| t.skip), Some(false));
         assert_eq!(SaeConfig::parse(br#"{"d_in":8,"d_sae":32}"#).unwrap().transcoder, None);
         let msg = |t: &[u8]| SaeConfig::parse(t).unwrap_err().to_string();

@@ -74,7 +74,7 @@ struct Shown {
 fn sae_facts(sae: &Sae) -> Vec<(String, String)> {
     let c = &sae.cfg;
     let mut facts = vec![
-        ("architecture".to_string(), c.architecture.name().to_string()),
+        ("architecture".to_string(), c.architecture_name()),
         ("d_in".into(), c.d_in.to_string()),
         ("d_sae".into(), c.d_sae.to_string()),
     ];
@@ -314,6 +314,17 @@ async fn run_and_show(tab: Explore) {
         return shown.update(|s| {
             s.error =
                 Some(format!("the activations ({x_name}) do not have the SAE's width d_in={}: load matching activations", sae.d_in()));
+            s.primary = None;
+            s.reference = None;
+            s.histogram = None;
+            s.row_errors.clear();
+        });
+    }
+    if let Some(t) = &sae.cfg.transcoder {
+        // Its metrics compare sae(x) with the output hook's values, which one activation file lacks.
+        let out = t.hook_name_out.as_deref().unwrap_or("its output hook");
+        return shown.update(|s| {
+            s.error = Some(format!("{sae_name} is a transcoder: it predicts the activations at {out}, not the ones it reads, so metrics against these would be wrong; run it on its model in the language-model tab (features, splice) or with `saelab eval --target`"));
             s.primary = None;
             s.reference = None;
             s.histogram = None;

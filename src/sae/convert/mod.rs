@@ -180,8 +180,8 @@ impl Conversion {
     /// (Gemma Scope 2's transcoders and cross-layer transcoders), or `None` when it can.
     pub fn unsupported_path(self, path: &str) -> Option<&'static str> {
         match self {
-            Conversion::Gemma3 if path.contains("transcoder") || path.contains("clt") => {
-                Some("Gemma Scope 2's transcoders are not supported yet (SAEs at resid_post, attn_out and mlp_out are)")
+            Conversion::Gemma3 if path.contains("clt") => {
+                Some("Gemma Scope 2's cross-layer transcoders are not supported yet (its SAEs and per-layer transcoders are)")
             }
             _ => None,
         }

@@ -427,9 +427,11 @@ pub(super) async fn install(lm: Lm, sae: crate::sae::Sae, origin: &str, by_name:
         Ok(x) => x,
         Err(e) => return lm.fail(e.to_string()),
     };
+    // A transcoder says both ends: what it reads and the hook whose values it predicts.
+    let writes = sae.cfg.transcoder.as_ref().and_then(|t| t.hook_name_out.as_deref()).map(|out| format!(" → {out}")).unwrap_or_default();
     let name = format!(
-        "{} {} × {} at {}{origin}",
-        sae.cfg.architecture.name(),
+        "{} {} × {} at {}{writes}{origin}",
+        sae.cfg.architecture_name(),
         sae.d_in(),
         sae.d_sae(),
         sae.cfg.hook_name.clone().unwrap_or_default()
