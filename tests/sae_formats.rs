@@ -109,8 +109,9 @@ fn every_format_opens_by_name_with_saelens_numbers() {
     // Gemma Scope (stored and deflated npz, an embedding SAE), Gemma Scope 2 (with and without
     // config.json), Llama Scope, Llama Scope R1 Distill, SAELens's own folder, sparsify,
     // dictionary_learning's six classes (one in bf16), Qwen Scope (bf16 and a strided view), the
-    // GPT-2 hook_z SAEs, Gemma Scope 2's transcoders (plain, and affine with config.json).
-    assert_eq!(cases, 19);
+    // GPT-2 hook_z SAEs; the transcoders: Gemma Scope 2's (plain, and affine with config.json),
+    // Gemma Scope's, mwhanna's (with config.yaml, and with the misspelt wanb-config.yaml alone).
+    assert_eq!(cases, 22);
 }
 
 #[test]
@@ -255,6 +256,38 @@ fn the_bundled_registry_is_saelens_yaml_and_says_what_opens() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let figure = format!("{open} of the {total}");
     assert!(readme.contains(&figure), "the README should say \"{figure}\" (SAEs of the registry this build opens)");
+}
+
+/// Transcoders opened from the cache as files and folders, not by name: mwhanna's layer file by its
+/// wandb config beside it, Gemma Scope's npz folder by its repository's name; a wandb config that
+/// lies about the sizes, and one that is gone, are refused naming the file.
+#[test]
+fn transcoder_files_open_from_the_cache_and_bad_configs_are_refused() {
+    let gpu = gpu();
+    let empty = Registry { source: "none".into(), releases: vec![] };
+    let snapshot =
+        |repo: &str| hub().join(format!("models--{}", repo.replace('/', "--"))).join("snapshots/0123456789abcdef0123456789abcdef01234567");
+    let layer = snapshot("mwhanna/qwen3-14b-transcoders").join("layer_1.safetensors");
+    let sae = open_folder(&layer, &empty).unwrap();
+    check_numbers("test-qwen3-14b-transcoders--layer_1", &sae, &gpu);
+    check_cfg("test-qwen3-14b-transcoders--layer_1", &sae);
+    let folder = snapshot("google/gemma-scope-2b-pt-transcoders").join("layer_6/width_16k/average_l0_70");
+    let sae = open_folder(&folder, &empty).unwrap();
+    assert_eq!(sae.cfg.architecture_name(), "jumprelu_transcoder");
+    check_numbers("test-gemma-scope-2b-pt-transcoders--layer_6_width_16k_average_l0_70", &sae, &gpu);
+
+    let copy = temp_dir("mwhanna").join("models--mwhanna--qwen3-0.6b-transcoders-lowl0/snapshots/r");
+    copy_dir(&snapshot("mwhanna/qwen3-0.6b-transcoders-lowl0"), &copy);
+    let wandb = std::fs::read_to_string(copy.join("wandb-config.yaml")).unwrap();
+    std::fs::write(copy.join("wandb-config.yaml"), wandb.replace("d_feature:\n  value: 40", "d_feature:\n  value: 41")).unwrap();
+    let e = open_folder(&copy.join("layer_2.safetensors"), &empty).unwrap_err().to_string();
+    assert!(e.contains("wandb-config.yaml says d_feature=41"), "{e}");
+    std::fs::write(copy.join("wandb-config.yaml"), &wandb[..wandb.find("d_model:\n  value").unwrap() + 9]).unwrap();
+    let e = open_folder(&copy.join("layer_2.safetensors"), &empty).unwrap_err().to_string();
+    assert!(e.contains("wandb-config.yaml") && e.contains("'d_model' has no value"), "{e}");
+    std::fs::remove_file(copy.join("wandb-config.yaml")).unwrap();
+    let e = open_folder(&copy.join("layer_2.safetensors"), &empty).unwrap_err().to_string();
+    assert!(e.contains("no single-file SAE format fits 'layer_2.safetensors'") && e.contains("wandb-config.yaml"), "{e}");
 }
 
 /// The CLI opens SAEs by name from a Hugging Face cache (`HF_HUB_CACHE`) through the bundled

@@ -14,8 +14,9 @@ safetensors shapes (`get_safetensors_tensor_shapes`) are replaced. Loaders that 
 repository names (Gemma Scope's d_in/d_sae) get them through the release's `config_overrides`,
 which SAELens merges into the loader's cfg.
 
-Gemma Scope 2's transcoders (plain and affine, i.e. with a skip connection) go through the same
-`SAE.from_pretrained`; their `sae(x)` is the transcoder's prediction of its output hook.
+The transcoders — Gemma Scope 2's (plain and affine, i.e. with a skip connection), Gemma Scope's
+and mwhanna's — go through the same `SAE.from_pretrained`; their `sae(x)` is the transcoder's
+prediction of its output hook.
 
 The torch.save formats (dictionary_learning's `ae.pt`, Qwen Scope's `layerN.sae.pt`, the GPT-2
 attention SAEs' `NAME.pt`) are written by `torch.save` from the real classes where a library has
@@ -277,6 +278,38 @@ def make_files():
         "gemma_3",
         [{"id": "layer_3_width_16k_l0_small", "path": plain}, {"id": "layer_4_width_16k_l0_big_affine", "path": affine}],
     )
+
+    # Gemma Scope's transcoders: params.npz, from ln2.hook_normalized to hook_mlp_out; the loader
+    # takes d_sae from the folder's width and d_in from the repository's name, so the registry's
+    # overrides give the test sizes.
+    repo = "google/gemma-scope-2b-pt-transcoders"
+    base = snapshot(repo)
+    folder = "layer_6/width_16k/average_l0_70"
+    (base / folder).mkdir(parents=True)
+    np.savez(base / folder / "params.npz", **jumprelu_params())
+    release("test-gemma-scope-2b-pt-transcoders", repo, "gemma-2-2b", "gemma_2_transcoder", [{"id": folder, "path": folder}],
+            {"d_in": D_IN, "d_out": D_IN, "d_sae": D_SAE})
+
+    # mwhanna's Qwen 3 transcoders: layer_L.safetensors at the root with W_enc [d_sae, d_in]; the
+    # sizes from the wandb run's config (wandb's own layout, a nested d_model to skip), the model
+    # from config.yaml — or, without one, from the repository's name, beside the misspelt
+    # wanb-config.yaml (both as the 14B repositories have them).
+    wandb = (
+        "_wandb:\n  value:\n    cli_version: 0.19.8\n    d_model: 999\n"
+        f"batch_size:\n  desc: null\n  value: 4096\nd_feature:\n  value: {D_SAE}\nd_model:\n  value: {D_IN}\nlr:\n  value: 0.0002\n"
+    )
+    for repo, layer, wandb_name, config in [
+        ("mwhanna/qwen3-0.6b-transcoders-lowl0", 2, "wandb-config.yaml", "model_name: Qwen/Qwen3-0.6B\nfeature_input_hook: mlp.hook_in\n"),
+        ("mwhanna/qwen3-14b-transcoders", 1, "wanb-config.yaml", None),
+    ]:
+        base = snapshot(repo)
+        save_file({"W_enc": f32(D_SAE, D_IN, scale=0.4), "W_dec": f32(D_SAE, D_IN, scale=0.3), "b_enc": f32(D_SAE, scale=0.1) + 0.3,
+                   "b_dec": f32(D_IN, scale=0.1)}, base / f"layer_{layer}.safetensors")
+        (base / wandb_name).write_text(wandb)
+        if config:
+            (base / "config.yaml").write_text(config)
+        release(f"test-{repo.split('/')[1]}", repo, repo.split("/")[1].split("-trans")[0], "mwhanna_transcoder",
+                [{"id": f"layer_{layer}", "path": f"layer_{layer}.safetensors"}])
 
 
 def dictionary_learning_classes():

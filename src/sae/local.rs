@@ -99,7 +99,11 @@ pub fn open_folder(dir: &Path, registry: &Registry) -> Result<Sae, FormatError> 
                 Some(name) if is_file => Conversion::detect_file(name, &names),
                 _ => Conversion::detect(&names),
             };
-            detected.map_err(|msg| FormatError::Config { file: dir.display().to_string(), msg })?
+            // Gemma Scope's transcoders share its SAEs' params.npz; their repository says which.
+            match detected.map_err(|msg| FormatError::Config { file: dir.display().to_string(), msg })? {
+                Conversion::Gemma2 if repo.as_deref().is_some_and(|r| r.contains("transcoders")) => Conversion::Gemma2Transcoder,
+                other => other,
+            }
         }
     };
     if conversion.single_file() != is_file {
@@ -132,14 +136,14 @@ pub fn open_by_name(release: &Release, entry: &Entry, cache: &Path) -> Result<Sa
     }
     let wanted = conversion.wanted(&entry.path);
     let first = &wanted.iter().find(|w| w.required).expect("every conversion needs a file").path;
-    // A single-file SAE may have companions named after it (NAME.pt and NAME_cfg.json).
+    // A single-file SAE may have companions (NAME_cfg.json beside NAME.pt, configs at the root).
     let include = if conversion.single_file() {
-        format!("{}*", entry.path.split(".pt").next().unwrap_or(&entry.path))
+        wanted.iter().map(|w| format!("--include '{}'", w.path)).collect::<Vec<_>>().join(" ")
     } else {
-        format!("{}/*", entry.path)
+        format!("--include '{}/*'", entry.path)
     };
     let hint = format!(
-        " (download it with: huggingface-cli download {} --include '{include}', or SAE.from_pretrained(\"{}\", \"{}\") in SAELens)",
+        " (download it with: huggingface-cli download {} {include}, or SAE.from_pretrained(\"{}\", \"{}\") in SAELens)",
         release.repo, release.release, entry.id
     );
     let snapshot = snapshot_with(cache, &release.repo, first).ok_or_else(|| FormatError::Io {

@@ -345,7 +345,7 @@ mod tests {
         assert!(causes.windows(2).all(|w| w[0].0 >= w[1].0), "most first");
         // SAELens 6.54.12's yaml: the multimodal Gemma 3 models hold the most.
         assert!(causes[0].1.starts_with("their model is a 'gemma3' model") && causes[0].1.contains("google/gemma-3-"), "{causes:?}");
-        assert!(causes.iter().any(|(_, c)| c.contains("'mwhanna_transcoder' format")), "{causes:?}");
+        assert!(causes.iter().any(|(_, c)| c.contains("'mntss_clt_layer_transcoder' format")), "{causes:?}");
     }
 
     #[test]

@@ -218,3 +218,29 @@ test("a torch.save SAE opens by link: the GPT-2 attention SAE's NAME.pt and NAME
   assert.deepEqual(errors, []);
   await ctx.close();
 });
+
+test("a Gemma Scope 2 transcoder opens by link: it reads the MLP's normalised input, and its prediction is spliced in at the MLP's output, as the CLI does", async () => {
+  const ctx = await context();
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const id = "layer_4_width_16k_l0_big_affine";
+  await page.goto(`${pageServer.url}#lm?base=${encodeURIComponent(hubUrl)}&release=test-gemma-scope-2-270m-pt-transcoders&sae=${id}&text=${encodeURIComponent(text)}&feature=6`);
+  const run = await shown(page);
+  assert.equal(run.feature, 6);
+  assert.match(await page.locator("#lm-sae-name").innerText(), /jumprelu_skip_transcoder 24 × 40 at blocks\.4\.hook_mlp_in → blocks\.4\.hook_mlp_out/);
+  const folder = saeFolder("google/gemma-scope-2-270m-pt", `transcoder/${id}`);
+  assertClose(run.acts, cliActs("google/gemma-3-270m", folder, text, 6), "the transcoder's features");
+  assert.ok(run.acts.some((a) => a > 0), "the feature fires somewhere");
+  await page.locator("#lm-ce-spliced").waitFor({ timeout: 120_000 });
+  assert.equal(await page.locator("#lm-splice tr", { hasText: "hook" }).first().locator("td").innerText(), "blocks.4.hook_mlp_out");
+  const want = cli(["splice", "--model", path.join(work, "google/gemma-3-270m"), "--sae", folder, "--text", text, "--device", "cpu"]);
+  assert.equal(want.hook, "blocks.4.hook_mlp_out");
+  for (const [id, key] of [["#lm-ce-clean", "ce_clean"], ["#lm-ce-spliced", "ce_spliced"], ["#lm-ce-zero", "ce_zero_ablation"]]) {
+    const got = Number(await page.locator(id).innerText());
+    assert.ok(Math.abs(got - want[key]) < 1e-3 * (1 + Math.abs(want[key])), `${key}: page ${got}, CLI ${want[key]}`);
+  }
+  await page.screenshot({ path: path.join(shots, "24-registry-transcoder.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});

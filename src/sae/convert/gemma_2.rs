@@ -10,7 +10,7 @@ use crate::formats::npy::read_npz;
 use crate::formats::FormatError;
 
 /// The loader's `model_params`, in its order (the first key the repository name contains wins).
-const MODELS: &[(&str, &str)] = &[
+pub(super) const MODELS: &[(&str, &str)] = &[
     ("2b-it", "gemma-2-2b-it"),
     ("9b-it", "gemma-2-9b-it"),
     ("27b-it", "gemma-2-27b-it"),

@@ -12,8 +12,10 @@
 mod connor_rob_hook_z;
 mod dictionary_learning;
 mod gemma_2;
+mod gemma_2_transcoder;
 mod gemma_3;
 mod llama_scope;
+mod mwhanna_transcoder;
 mod qwen_scope;
 mod sparsify;
 
@@ -49,6 +51,10 @@ pub enum Conversion {
     QwenScope,
     /// GPT-2 small attention SAEs: `NAME.pt` + `NAME_cfg.json`.
     ConnorRobHookZ,
+    /// Gemma Scope's transcoders: `params.npz` (`gemma_2_transcoder_huggingface_loader`).
+    Gemma2Transcoder,
+    /// mwhanna's Qwen 3 transcoders: `layer_L.safetensors` + the root's `wandb-config.yaml`.
+    MwhannaTranscoder,
 }
 
 /// A file a conversion reads, by its path in the repository.
@@ -158,6 +164,8 @@ impl Conversion {
             "dictionary_learning_1" => Conversion::DictionaryLearning1,
             "qwen_scope" => Conversion::QwenScope,
             "connor_rob_hook_z" => Conversion::ConnorRobHookZ,
+            "gemma_2_transcoder" => Conversion::Gemma2Transcoder,
+            "mwhanna_transcoder" => Conversion::MwhannaTranscoder,
             _ => return None,
         })
     }
@@ -173,6 +181,8 @@ impl Conversion {
             Conversion::DictionaryLearning1 => "dictionary_learning_1",
             Conversion::QwenScope => "qwen_scope",
             Conversion::ConnorRobHookZ => "connor_rob_hook_z",
+            Conversion::Gemma2Transcoder => "gemma_2_transcoder",
+            Conversion::MwhannaTranscoder => "mwhanna_transcoder",
         }
     }
 
@@ -189,7 +199,7 @@ impl Conversion {
 
     /// Whether an SAE of this format is one file (its registry path names the file), not a folder.
     pub fn single_file(self) -> bool {
-        matches!(self, Conversion::QwenScope | Conversion::ConnorRobHookZ)
+        matches!(self, Conversion::QwenScope | Conversion::ConnorRobHookZ | Conversion::MwhannaTranscoder)
     }
 
     /// The files its loader reads for the SAE at `folder` (the file, for [`Self::single_file`]
@@ -199,7 +209,7 @@ impl Conversion {
         let may = |name: &str| Wanted { path: join(folder, name), required: false };
         match self {
             Conversion::SaeLens => vec![need(CFG_FILE), need(WEIGHTS_FILE), may(SPARSITY_FILE)],
-            Conversion::Gemma2 => vec![need("params.npz")],
+            Conversion::Gemma2 | Conversion::Gemma2Transcoder => vec![need("params.npz")],
             Conversion::Gemma3 => vec![may("config.json"), need("params.safetensors")],
             Conversion::LlamaScope => vec![need("hyperparams.json"), need("checkpoints/final.safetensors")],
             Conversion::LlamaScopeR1Distill => vec![need("config.json"), need(WEIGHTS_FILE)],
@@ -217,6 +227,7 @@ impl Conversion {
                     Wanted { path: connor_rob_hook_z::config_file(file), required: true },
                 ]
             }
+            Conversion::MwhannaTranscoder => mwhanna_transcoder::wanted(folder),
         }
     }
 
@@ -262,8 +273,11 @@ impl Conversion {
         if name.ends_with(".sae.pt") {
             return Ok(Conversion::QwenScope);
         }
+        if mwhanna_transcoder::is_layer_file(name) && (siblings.contains(&"wandb-config.yaml") || siblings.contains(&"wanb-config.yaml")) {
+            return Ok(Conversion::MwhannaTranscoder);
+        }
         Err(format!(
-            "no single-file SAE format fits '{name}': expected layerN.sae.pt (Qwen Scope) or NAME.pt beside {} (GPT-2 attention SAEs); other formats are folders",
+            "no single-file SAE format fits '{name}': expected layerN.sae.pt (Qwen Scope), NAME.pt beside {} (GPT-2 attention SAEs) or layer_L.safetensors beside wandb-config.yaml (mwhanna's transcoders); other formats are folders",
             connor_rob_hook_z::config_file(name)
         ))
     }
@@ -311,6 +325,8 @@ pub fn convert(conversion: Conversion, source: &SaeSource<'_>) -> Result<Sae, Fo
         Conversion::DictionaryLearning1 => dictionary_learning::convert(source)?,
         Conversion::QwenScope => qwen_scope::convert(source)?,
         Conversion::ConnorRobHookZ => connor_rob_hook_z::convert(source)?,
+        Conversion::Gemma2Transcoder => gemma_2_transcoder::convert(source)?,
+        Conversion::MwhannaTranscoder => mwhanna_transcoder::convert(source)?,
     };
     merge_registry(&mut converted.cfg, source.registry);
     let mut cfg = saelens_6_layout(converted.cfg);
