@@ -70,7 +70,13 @@ fn every_family_streams_to_the_gpu_as_the_host_path_uploads_it() {
         let uploaded = GpuModel::upload_with_limit(&gpu, &model, 4096).unwrap();
         assert_same(&gpu, &streamed, &uploaded, &model, &name);
         assert_eq!(streamed.cfg, model.cfg, "{name}: config");
-        let file = TensorFile::parse("model.safetensors", &std::fs::read(dir.join("model.safetensors")).unwrap()).unwrap();
+        let mut file = TensorFile::parse("model.safetensors", &std::fs::read(dir.join("model.safetensors")).unwrap()).unwrap();
+        if model.cfg.model_type == "gemma3" {
+            // A multimodal Gemma 3's vision tower and projector are read by neither path.
+            let before = file.tensors.len();
+            file.tensors.retain(|name, _| name.starts_with("language_model."));
+            assert!(file.tensors.len() < before, "{name}: the fixture has a vision tower");
+        }
         let data: u64 = file.tensors.values().map(|t| t.bytes.len() as u64).sum();
         if model.cfg.model_type == "gpt2" {
             // Conv1D matrices are read transposed and learned positions kept in f32: through the host.

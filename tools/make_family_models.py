@@ -10,12 +10,18 @@ Every parameter is drawn from N(0, 0.2²) (norm weights included, so that they m
 attention (soft-capping needs it). The sequence is longer than the sliding windows of the configs
 that have one.
 
-    .venv/bin/python tools/make_family_models.py
+    .venv/bin/python tools/make_family_models.py          # every folder
+    .venv/bin/python tools/make_family_models.py NAME...  # only these
+
+`gemma3_multimodal` is saved by `save_pretrained` (Gemma3ForConditionalGeneration's checkpoint
+layout: `language_model.model.…`, the vision tower beside it); `gemma3_multimodal_hub` is a config
+only (a 4B model).
 
 Made with transformers 5.24.0 and torch 2.15.0.
 """
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,12 +31,13 @@ from safetensors.torch import save_file
 
 FAMILIES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "families"
 TOKENS = [3, 17, 42, 99, 5, 64, 23, 8, 77, 12, 50, 1, 31, 88]
+CONFIG_ONLY = {"gemma3_multimodal_hub"}
 
 
 def main():
     made = 0
     for folder in sorted(FAMILIES.iterdir()):
-        if (folder / "refused.txt").exists():
+        if (folder / "refused.txt").exists() or folder.name in CONFIG_ONLY or (sys.argv[1:] and folder.name not in sys.argv[1:]):
             continue
         cfg = tf.AutoConfig.from_pretrained(folder)
         cfg._attn_implementation = "eager"
@@ -41,10 +48,15 @@ def main():
                 p.normal_(0.0, 0.2)
             out = model(torch.tensor([TOKENS]), output_hidden_states=True)
         # As save_pretrained writes it: a tied unembedding is the embedding, stored once.
-        state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-        if model.config.get_text_config().tie_word_embeddings:
-            state.pop("lm_head.weight")
-        save_file(state, str(folder / "model.safetensors"))
+        if folder.name == "gemma3_multimodal":
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save_pretrained(tmp)
+                shutil.copy(Path(tmp) / "model.safetensors", folder / "model.safetensors")
+        else:
+            state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+            if model.config.get_text_config().tie_word_embeddings:
+                state.pop("lm_head.weight")
+            save_file(state, str(folder / "model.safetensors"))
         tensors = {"logits": out.logits[0].contiguous(), "tokens": torch.tensor(TOKENS, dtype=torch.float32)}
         for i, h in enumerate(out.hidden_states):
             tensors[f"hidden.{i}"] = h[0].contiguous()

@@ -12,18 +12,22 @@ transformers so that expected.json is transformers' reading, not ours. Configs s
 field the refusal must name.
 
     python3 -m venv .venv && .venv/bin/pip install transformers torch
-    .venv/bin/python tools/make_model_configs.py
+    .venv/bin/python tools/make_model_configs.py          # all of them (the folder is remade)
+    .venv/bin/python tools/make_model_configs.py NAME...  # only these (the others are left as they are)
 
 Made with transformers 5.24.0.
 """
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import transformers as tf
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "families"
+
+ONLY = set(sys.argv[1:])
 
 SMALL = dict(hidden_size=48, intermediate_size=80, num_hidden_layers=4, num_attention_heads=6, vocab_size=101)
 
@@ -47,7 +51,7 @@ def expected(cfg):
     head_dim = getattr(text, "head_dim", None) or d_model // n_heads
     layer_types = getattr(text, "layer_types", None)
     out = {
-        "model_type": text.model_type,
+        "model_type": cfg.model_type,
         "vocab_size": text.vocab_size,
         "d_model": d_model,
         "n_layers": text.num_hidden_layers,
@@ -72,7 +76,11 @@ def expected(cfg):
 
 
 def write(name, config, refuse=None):
+    if ONLY and name not in ONLY:
+        return
     folder = OUT / name
+    if ONLY and folder.exists():
+        shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if refuse:
@@ -88,9 +96,9 @@ def saved(cls, **kw):
 
 
 def main():
-    if OUT.exists():
+    if OUT.exists() and not ONLY:
         shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    OUT.mkdir(parents=True, exist_ok=True)
 
     # --- as transformers 5.x saves them ---
     write("gpt2", saved(tf.GPT2Config, n_embd=48, n_layer=3, n_head=6, vocab_size=101, n_positions=64))
@@ -145,8 +153,25 @@ def main():
     # --- refused, with the field the message must name ---
     write("refuse_mixtral", saved(tf.MixtralConfig, **SMALL, num_key_value_heads=2, num_local_experts=4), refuse="model_type")
     write("refuse_qwen2_moe", saved(tf.Qwen2MoeConfig, **SMALL, num_key_value_heads=2), refuse="model_type")
-    gemma3_vlm = saved(tf.Gemma3Config)
-    write("refuse_gemma3_vision", gemma3_vlm, refuse="vision_config")
+    # Gemma 3 from 4B up is multimodal (Gemma3ForConditionalGeneration): its text model runs. A tiny
+    # one as transformers 5.x saves it (a model is made for it), and one shaped as the Hub's 4B
+    # config.json is, whose sparse text_config transformers completes with Gemma3TextConfig's
+    # defaults (read only); another family's vision tower is refused.
+    tiny_vision = dict(hidden_size=32, intermediate_size=40, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14)
+    write("gemma3_multimodal", saved(tf.Gemma3Config, text_config=dict(
+        hidden_size=48, intermediate_size=80, num_hidden_layers=7, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        vocab_size=101, sliding_window=8, query_pre_attn_scalar=16, rope_scaling={"rope_type": "linear", "factor": 8.0}),
+        vision_config=tiny_vision, mm_tokens_per_image=4, image_token_index=100, boi_token_index=98, eoi_token_index=99))
+    write("gemma3_multimodal_hub", {
+        "architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999, "eoi_token_index": 256000,
+        "eos_token_id": [1, 106], "image_token_index": 262144, "initializer_range": 0.02, "mm_tokens_per_image": 256,
+        "model_type": "gemma3",
+        "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text", "num_hidden_layers": 34,
+                        "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024},
+        "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+        "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304, "model_type": "siglip_vision_model",
+                          "num_attention_heads": 16, "num_hidden_layers": 27, "patch_size": 14, "vision_use_head": False}})
+    write("refuse_llava_vision", saved(tf.LlavaConfig), refuse="vision_config")
     bad_act = saved(tf.LlamaConfig, **SMALL, num_key_value_heads=2)
     bad_act["hidden_act"] = "swiglu_oai"
     write("refuse_activation", bad_act, refuse="hidden_act")

@@ -100,7 +100,8 @@ impl HookPoint {
             "ln_final.hook_normalized" => return Some(HookPoint::FinalNormalized),
             _ => {}
         }
-        if let Some(rest) = name.strip_prefix("model.layers.") {
+        // A multimodal Gemma 3's text model is `model.language_model` in transformers' module tree.
+        if let Some(rest) = name.strip_prefix("model.layers.").or_else(|| name.strip_prefix("model.language_model.layers.")) {
             let (layer, module) = rest.split_once('.')?;
             let (_, site) = HF_MODULE_SITES.iter().find(|(m, _)| *m == module)?;
             return Some(HookPoint::Block { layer: layer_number(layer)?, site: *site });
@@ -114,7 +115,7 @@ impl HookPoint {
     /// Whether `name` is one of the Hugging Face module names that only Gemma's four-norm block
     /// has (`pre_feedforward_layernorm`, `post_feedforward_layernorm`).
     pub fn names_gemma_module(name: &str) -> bool {
-        name.starts_with("model.layers.") && name.contains("_feedforward_layernorm.")
+        (name.starts_with("model.layers.") || name.starts_with("model.language_model.layers.")) && name.contains("_feedforward_layernorm.")
     }
 }
 
@@ -191,6 +192,7 @@ mod tests {
         assert_eq!(HookPoint::parse("model.layers.0.self_attn.o_proj.input"), at(0, BlockSite::AttnZ));
         assert_eq!(HookPoint::parse("model.layers.7.pre_feedforward_layernorm.output"), at(7, BlockSite::Ln2Out));
         assert_eq!(HookPoint::parse("model.layers.7.post_feedforward_layernorm.output"), at(7, BlockSite::MlpOut));
+        assert_eq!(HookPoint::parse("model.language_model.layers.7.pre_feedforward_layernorm.output"), at(7, BlockSite::Ln2Out));
         for bad in
             ["model.layers.1", "model.layers.01.output", "model.layers.1.mlp.output", "model.layers.x.output", "model.layers..output"]
         {

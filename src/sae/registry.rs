@@ -343,8 +343,8 @@ mod tests {
         let (open, total) = registry.openable();
         assert_eq!(causes.iter().map(|(n, _)| n).sum::<usize>(), total - open);
         assert!(causes.windows(2).all(|w| w[0].0 >= w[1].0), "most first");
-        // SAELens 6.54.12's yaml: the multimodal Gemma 3 models hold the most.
-        assert!(causes[0].1.starts_with("their model is a 'gemma3' model") && causes[0].1.contains("google/gemma-3-"), "{causes:?}");
+        // SAELens 6.54.12's yaml: Qwen 3.5 (hybrid linear attention) holds the most of the rest.
+        assert!(causes[0].1.starts_with("their model is a 'qwen3_5' model") && causes[0].1.contains("Qwen/Qwen3.5-"), "{causes:?}");
         assert!(causes.iter().any(|(_, c)| c.contains("'mntss_clt_layer_transcoder' format")), "{causes:?}");
     }
 

@@ -59,10 +59,21 @@ pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
 /// `model.layers.L.…`, `model.norm`, `lm_head`).
 pub fn weights<E: StoredTensor>(cfg: &DecoderConfig, t: &mut Tensors<E>) -> Result<DecoderWeights<E::Values>, String> {
     let p = super::prefix_of(t, "model.", "embed_tokens.weight");
+    weights_at(cfg, t, p, &["lm_head.weight"])
+}
+
+/// The model's tensors under `prefix` (`model.`, or a multimodal wrapper's text model), the
+/// unembedding the first of `unembed_names` present when untied.
+pub(super) fn weights_at<E: StoredTensor>(
+    cfg: &DecoderConfig,
+    t: &mut Tensors<E>,
+    p: &str,
+    unembed_names: &[&str],
+) -> Result<DecoderWeights<E::Values>, String> {
     let embed = t.take(&format!("{p}embed_tokens.weight"), &[cfg.vocab_size, cfg.d_model])?;
     let layers = (0..cfg.n_layers).map(|l| super::hf_block(cfg, t, &format!("{p}layers.{l}."))).collect::<Result<_, _>>()?;
     let final_norm = t.norm(&format!("{p}norm"), cfg.d_model, false)?;
-    let unembed = super::unembed(cfg, t, &["lm_head.weight"])?;
+    let unembed = super::unembed(cfg, t, unembed_names)?;
     Ok(DecoderWeights { embed, pos_embed: None, layers, final_norm, unembed, dtype: FloatDtype::F32 })
 }
 

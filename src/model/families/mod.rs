@@ -48,6 +48,7 @@ pub const FAMILIES: &[Family] = &[
     family!("qwen3", qwen3::describe, llama::weights),
     family!("gemma2", gemma2::describe, llama::weights),
     family!("gemma3_text", gemma3::describe, llama::weights),
+    family!("gemma3", gemma3::describe_multimodal, gemma3::multimodal_weights),
 ];
 
 /// Tensors a checkpoint may carry that change nothing: GPT-2's saved attention masks, rotary
@@ -146,8 +147,8 @@ pub(super) fn hf_block<E: StoredTensor>(cfg: &DecoderConfig, t: &mut Tensors<E>,
     })
 }
 
-/// A multimodal config: refused before its `model_type` (gemma3), with what to load instead.
-const VISION: &str = "vision_config: a vision tower (load the text model's own config: model_type gemma3_text) is not supported";
+/// A multimodal config other than Gemma 3's (whose text model runs: `gemma3::text_of_multimodal`).
+const VISION: &str = "vision_config: a vision tower is not supported (of multimodal models, saelab runs Gemma 3's text model)";
 
 /// Fields whose presence means a model saelab does not run, whatever its `model_type` says.
 const UNSUPPORTED: &[(&str, &str)] =
@@ -162,11 +163,12 @@ pub fn describe(config_json: &[u8]) -> Result<DecoderConfig, FormatError> {
     };
     let fields = Fields(map);
     let refused = |key: &str| fields.0.get(key).is_some_and(|v| !v.is_null());
-    // A vision tower first: its config names a model_type of its own (gemma3).
-    if refused("vision_config") {
+    let model_type = fields.string("model_type").map_err(err)?.ok_or_else(|| err("missing 'model_type'".into()))?;
+    // A vision tower: Gemma 3's text model runs without it; any other is refused before its
+    // model_type is looked up.
+    if refused("vision_config") && model_type != "gemma3" {
         return Err(err(VISION.into()));
     }
-    let model_type = fields.string("model_type").map_err(err)?.ok_or_else(|| err("missing 'model_type'".into()))?;
     let family = FAMILIES.iter().find(|f| f.model_type == model_type).ok_or_else(|| {
         err(format!(
             "model_type '{model_type}' is not supported ({})",
@@ -179,7 +181,8 @@ pub fn describe(config_json: &[u8]) -> Result<DecoderConfig, FormatError> {
     let mut cfg = (family.describe)(&fields).and_then(DecoderConfig::check).map_err(err)?;
     // Kept as written even outside the vocabulary (small test models carry GPT-2's 50256): a BOS
     // that cannot run is refused where it is put first, by the token check.
-    cfg.special_tokens = SpecialTokens::read(&fields.0).map_err(err)?;
+    let token_fields = if model_type == "gemma3" { gemma3::text_of_multimodal(&fields).map_err(err)?.0 } else { fields.0 };
+    cfg.special_tokens = SpecialTokens::read(&token_fields).map_err(err)?;
     Ok(cfg)
 }
 
