@@ -298,7 +298,7 @@ pub struct RandomModelArgs {
     pub k: usize,
     #[arg(long, allow_negative_numbers = true, default_value_t = 1)]
     pub seed: u64,
-    /// gpt2, llama3 (Llama 3.1's layout: GQA, SwiGLU, llama3 RoPE) or gemma3 (Gemma 3's: four norms, q/k norms, sliding windows of 8)
+    /// gpt2, llama3 (Llama 3.1's layout: GQA, SwiGLU, llama3 RoPE), gemma3 (Gemma 3's: four norms, q/k norms, sliding windows of 8) or gemma3-vlm (that text model in a multimodal Gemma 3 checkpoint, as from 4B up, with a tiny vision tower)
     #[arg(long, default_value = "gpt2")]
     pub family: String,
     /// f32, f16 or bf16: how model.safetensors stores the weights

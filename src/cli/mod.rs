@@ -401,7 +401,20 @@ fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
             "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
             "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": 0,
         })),
-        other => return Err(CliError(format!("--family '{other}' is not one of gpt2, llama3, gemma3"))),
+        // Gemma 3 from 4B up: the same text model inside Gemma3ForConditionalGeneration's config,
+        // beside a (tiny, never run) vision tower.
+        "gemma3-vlm" => Some(serde_json::json!({
+            "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "image_token_index": vocab_size - 1,
+            "mm_tokens_per_image": 4, "text_config": {
+                "model_type": "gemma3_text", "vocab_size": vocab_size, "hidden_size": width, "intermediate_size": mlp,
+                "num_hidden_layers": a.layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": head_dim,
+                "query_pre_attn_scalar": head_dim, "sliding_window": 8, "sliding_window_pattern": 2, "max_position_embeddings": a.context,
+                "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": 0,
+            },
+            "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "image_size": 28, "patch_size": 14},
+        })),
+        other => return Err(CliError(format!("--family '{other}' is not one of gpt2, llama3, gemma3, gemma3-vlm"))),
     };
     let (model, files) = match config {
         None => {

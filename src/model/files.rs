@@ -161,6 +161,20 @@ pub fn serialize_weights(model: &Model, dtype: crate::formats::safetensors::Floa
     let tensors = match model.cfg.model_type.as_str() {
         "gpt2" => families::gpt2::tensors(model),
         "llama" | "qwen2" | "qwen3" | "gemma2" | "gemma3_text" => families::llama::tensors(model),
+        // Gemma3ForConditionalGeneration's layout: the text model under `language_model.`, beside
+        // a stand-in for the vision tower and projector (random, never read: text never reaches
+        // them).
+        "gemma3" => {
+            let mut rng = crate::random::Rng::new(7);
+            let mut tensors: Vec<_> = families::llama::tensors(model)
+                .into_iter()
+                .map(|(name, shape, data)| (format!("language_model.{name}"), shape, data))
+                .collect();
+            tensors.push(("vision_tower.vision_model.embeddings.patch_embedding.weight".into(), vec![8, 3, 2, 2], rng.normals(96, 0.02)));
+            let d = model.cfg.d_model;
+            tensors.push(("multi_modal_projector.mm_input_projection_weight".into(), vec![8, d], rng.normals(8 * d, 0.02)));
+            tensors
+        }
         other => return Err(format!("{other} models are not written")),
     };
     let tensors = tensors.into_iter().map(|(name, shape, data)| (name, RawTensor::from_f32_as(dtype, shape, &data))).collect();

@@ -20,6 +20,8 @@ const work = path.join(os.tmpdir(), `saelab-families-${process.pid}`);
 const FAMILIES = [
   { family: "gemma3", tokenizer: "gemma", modelType: "gemma3_text", hook: "blocks.1.hook_resid_post", shards: ["--shard-bytes", "60000"] },
   { family: "llama3", tokenizer: "llama3", modelType: "llama", hook: "blocks.0.ln2.hook_normalized", shards: [] },
+  // Gemma 3 from 4B up: the text model of a multimodal checkpoint (its vision tower never read).
+  { family: "gemma3-vlm", tokenizer: "gemma", modelType: "gemma3", hook: "blocks.1.hook_mlp_out", shards: [] },
 ];
 let pageServer, hub, browser, hubUrl;
 const requests = [];
@@ -37,7 +39,7 @@ before(async () => {
   // /{family}/model/resolve/main/{file} serves that family's folder; anything else is a 404.
   hub = http.createServer((req, res) => {
     requests.push(req.url);
-    const m = req.url.match(/^\/(\w+)\/model\/resolve\/main\/([\w.-]+)$/);
+    const m = req.url.match(/^\/([\w-]+)\/model\/resolve\/main\/([\w.-]+)$/);
     const file = m && path.join(work, m[1], m[2]);
     let size;
     try { size = file && statSync(file).size; } catch { size = undefined; }
