@@ -9,7 +9,6 @@
 use crate::engine::{self, LoadedSae};
 use crate::gpu::RunRequest;
 use crate::lm::{self, LmError, LoadedModel, ModelInfo};
-use crate::model::HookPoint;
 use crate::sae::Sae;
 
 /// One token where a feature fired.
@@ -26,8 +25,8 @@ pub struct Example {
 pub struct SampleActivations {
     /// The sample's contexts, without BOS.
     pub contexts: Vec<Vec<u32>>,
-    /// The SAE's hook on the model, checked once.
-    hook: HookPoint,
+    /// Where the SAE reads the model, checked once.
+    at: lm::Attachment,
     bos: Option<u32>,
     /// Contexts run so far (the first `done`).
     pub done: usize,
@@ -58,7 +57,7 @@ impl SampleActivations {
     /// The sample cut into contexts, nothing run yet (`run_next` runs one context at a time, so
     /// the page can paint between them).
     pub fn new(model: &impl ModelInfo, sae: &Sae, sample: &[u32], bos: Option<u32>, context: usize) -> Result<SampleActivations, LmError> {
-        let hook = lm::attach_point(model, sae)?;
+        let at = lm::attachment(model, sae)?;
         if context < 2 || context > model.cfg().max_positions {
             return Err(LmError::Mismatch(format!("context must be between 2 and {} tokens, not {context}", model.cfg().max_positions)));
         }
@@ -67,7 +66,7 @@ impl SampleActivations {
         }
         let body = context - usize::from(bos.is_some());
         let contexts: Vec<Vec<u32>> = sample.chunks(body).map(<[u32]>::to_vec).collect();
-        Ok(SampleActivations { contexts, hook, bos, done: 0, n_tokens: 0, fired: vec![Vec::new(); sae.d_sae()] })
+        Ok(SampleActivations { contexts, at, bos, done: 0, n_tokens: 0, fired: vec![Vec::new(); sae.d_sae()] })
     }
 
     /// Runs the next context through the model and the SAE (the ones given to `new`) and records
@@ -76,8 +75,8 @@ impl SampleActivations {
         let (c, d_sae) = (self.done, sae.sae.d_sae());
         let tokens = &self.contexts[c];
         let with_bos: Vec<u32> = self.bos.into_iter().chain(tokens.iter().copied()).collect();
-        let mut acts = model.activations_at(&with_bos, self.hook).await?;
-        lm::as_sae_input(model, &sae.sae, self.hook, &mut acts)?;
+        let acts = model.activations_at(&with_bos, self.at.reads).await?;
+        let acts = lm::sae_input(model, &sae.sae, &self.at, acts)?;
         let skip = usize::from(self.bos.is_some()) * sae.sae.d_in();
         let dense = engine::analyze(sae, &acts[skip..], RunRequest { dense_acts: true, ..Default::default() })
             .await?

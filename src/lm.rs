@@ -154,7 +154,7 @@ impl LoadedModel {
                     HookPoint::Block { layer, site: BlockSite::AttnZ } => Some(layer),
                     _ => None,
                 };
-                Ok(rank_effects(gpu_model.direct_logit_effects(gpu, decoded, through_o).await?, n))
+                Ok(rank_effects(gpu_model.direct_logit_effects(gpu, &decoded, through_o).await?, n))
             }
         }
     }
@@ -202,15 +202,59 @@ pub fn as_sae_input(model: &impl ModelInfo, sae: &Sae, hook: HookPoint, acts: &m
 /// they are one point (it reconstructs what it read); a transcoder (SAELens's `hook_name_out`)
 /// predicts the values of a point downstream from those of its input — an MLP's output from the
 /// MLP's input — so its output is compared with, spliced into and steered at the second point.
+///
+/// An SAE on one attention head (`hook_head_index`) reads and writes only that head's `d_head`
+/// columns of `attn.hook_z`, as SAELens slices `activations[:, :, head_index]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attachment {
     pub reads: HookPoint,
     pub writes: HookPoint,
+    /// The head's columns of the hook, `(first, count)`, for a single-head SAE.
+    pub head: Option<(usize, usize)>,
 }
 
 impl Attachment {
     pub fn is_transcoder(&self) -> bool {
         self.reads != self.writes
+    }
+
+    /// The SAE's part of `values` (`[n, width]` rows of the hook): all of it, or the head's columns.
+    pub fn part_of(&self, values: Vec<f32>, width: usize) -> Vec<f32> {
+        match self.head {
+            None => values,
+            Some((first, count)) => values.chunks_exact(width).flat_map(|row| row[first..first + count].iter().copied()).collect(),
+        }
+    }
+
+    /// Writes the SAE's part `part` (`[n, d_in]`) into `values` (`[n, width]`), in the head's columns
+    /// for a single-head SAE.
+    pub fn put_part(&self, values: &mut [f32], width: usize, part: &[f32]) {
+        let (first, count) = self.head.unwrap_or((0, width));
+        for (row, new) in values.chunks_exact_mut(width).zip(part.chunks_exact(count)) {
+            row[first..first + count].copy_from_slice(new);
+        }
+    }
+}
+
+/// The values `captured` at the SAE's read hook as the SAE reads them: processed as its model
+/// kwargs ask ([`as_sae_input`]) and, for a single-head SAE, that head's columns.
+pub fn sae_input(model: &impl ModelInfo, sae: &Sae, at: &Attachment, mut captured: Vec<f32>) -> Result<Vec<f32>, LmError> {
+    as_sae_input(model, sae, at.reads, &mut captured)?;
+    Ok(at.part_of(captured, model.cfg().hook_width(at.reads)))
+}
+
+/// `hook_head_index` (SAELens's metadata; `hook_point_head_index` in older cfgs), when set.
+fn head_index(sae: &Sae) -> Result<Option<usize>, LmError> {
+    let raw = &sae.cfg.raw;
+    let value = ["hook_head_index", "hook_point_head_index"]
+        .iter()
+        .find_map(|k| raw.get(*k).or_else(|| raw.get("metadata").and_then(|m| m.get(*k))).filter(|v| !v.is_null()));
+    match value {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(|h| Some(h as usize))
+            .ok_or_else(|| LmError::Mismatch(format!("the SAE's hook_head_index must be a head number, found {v}"))),
     }
 }
 
@@ -223,22 +267,30 @@ pub fn attach_point(model: &impl ModelInfo, sae: &Sae) -> Result<HookPoint, LmEr
 pub fn attachment(model: &impl ModelInfo, sae: &Sae) -> Result<Attachment, LmError> {
     let cfg = model.cfg();
     let reads = sae_hook(model, sae, false)?;
-    if sae
-        .cfg
-        .raw
-        .get("hook_head_index")
-        .or_else(|| sae.cfg.raw.get("hook_point_head_index"))
-        .or_else(|| sae.cfg.raw.get("metadata").and_then(|m| m.get("hook_head_index")))
-        .is_some_and(|v| !v.is_null())
-    {
-        return Err(LmError::Mismatch("SAEs on a single attention head (hook_head_index) are not supported yet".into()));
+    if let Some(head) = head_index(sae)? {
+        if !matches!(reads, HookPoint::Block { site: BlockSite::AttnZ, .. }) || sae.cfg.transcoder.is_some() {
+            return Err(LmError::Mismatch(format!(
+                "the SAE names head {head} (hook_head_index), which saelab reads at attn.hook_z only, not {reads}"
+            )));
+        }
+        if head >= cfg.n_heads {
+            return Err(LmError::Mismatch(format!("the SAE reads head {head}, but this model has {} heads", cfg.n_heads)));
+        }
+        if sae.d_in() != cfg.d_head {
+            return Err(LmError::Mismatch(format!(
+                "the SAE's d_in is {} but one head of {reads} is {} wide (d_head)",
+                sae.d_in(),
+                cfg.d_head
+            )));
+        }
+        return Ok(Attachment { reads, writes: reads, head: Some((head * cfg.d_head, cfg.d_head)) });
     }
     let width = cfg.hook_width(reads);
     if sae.d_in() != width {
         return Err(LmError::Mismatch(format!("the SAE's d_in is {} but {reads} of this model is {width} wide", sae.d_in())));
     }
     if sae.cfg.transcoder.is_none() {
-        return Ok(Attachment { reads, writes: reads });
+        return Ok(Attachment { reads, writes: reads, head: None });
     }
     let writes = sae_hook(model, sae, true)?;
     // d_out = d_in (SaeConfig checks it), so one width check says both.
@@ -252,7 +304,7 @@ pub fn attachment(model: &impl ModelInfo, sae: &Sae) -> Result<Attachment, LmErr
             "the transcoder reads {reads} but writes {writes}, which is not after it in the forward pass"
         )));
     }
-    Ok(Attachment { reads, writes })
+    Ok(Attachment { reads, writes, head: None })
 }
 
 /// The point the SAE reads (`out` false) or a transcoder writes (`out` true) on this model.
@@ -330,15 +382,19 @@ pub struct SpliceReport {
 /// lists, a feature's activation on every token and the splice evaluation all start from.
 #[derive(Debug, Clone)]
 pub struct TextRun {
-    /// Where the SAE reads (`hook`) and writes.
+    /// Where the SAE reads (`hook`) and writes, and a single-head SAE's columns.
     pub hook: HookPoint,
     pub writes: HookPoint,
+    pub at: Attachment,
     /// Per position: not a special token, so counted in L0, CE and KL.
     pub evaluated: Vec<bool>,
     /// `[n_tokens, vocab]`.
     pub logits: Vec<f32>,
-    /// The hook's activations, `[n_tokens, width]` (the hook's width).
+    /// What the SAE read, `[n_tokens, d_in]`: the hook's activations (one head's, for a
+    /// single-head SAE).
     pub hook_acts: Vec<f32>,
+    /// A single-head SAE's whole hook, `[n_tokens, width]`: what the splice writes its head into.
+    pub hook_full: Option<Vec<f32>>,
     /// The SAE's activations, dense `[n_tokens, d_sae]`.
     pub sae_acts: Vec<f32>,
     /// `sae(x)`, `[n_tokens, width]`.
@@ -377,12 +433,14 @@ pub fn evaluated_positions(model: &impl ModelInfo, tokens: &[u32]) -> Vec<bool> 
 /// Runs the model over `tokens` once, capturing the SAE's hook (and a transcoder's output hook),
 /// and the SAE on what it captured.
 pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> Result<TextRun, LmError> {
-    let Attachment { reads: hook, writes } = attachment(model, &sae.sae)?;
+    let at = attachment(model, &sae.sae)?;
+    let (hook, writes) = (at.reads, at.writes);
     let capture: Vec<HookPoint> = if writes == hook { vec![hook] } else { vec![hook, writes] };
     let (logits, captured) = model.run(tokens, &capture, &[]).await?;
     let mut captured = captured.into_iter();
-    let mut hook_acts = captured.next().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
-    as_sae_input(model, &sae.sae, hook, &mut hook_acts)?;
+    let read = captured.next().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
+    let hook_full = at.head.map(|_| read.clone());
+    let hook_acts = sae_input(model, &sae.sae, &at, read)?;
     let out_acts = match captured.next() {
         Some(mut acts) => {
             as_sae_input(model, &sae.sae, writes, &mut acts)?;
@@ -405,7 +463,19 @@ pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> R
         .map(|(row, _)| row.iter().filter(|&&a| a != 0.0).count())
         .collect();
     let l0 = counted.iter().sum::<usize>() as f32 / counted.len().max(1) as f32;
-    Ok(TextRun { hook, writes, evaluated, logits, hook_acts, sae_acts, recon: analysis.recon.expect("requested"), out_acts, l0 })
+    Ok(TextRun {
+        hook,
+        writes,
+        at,
+        evaluated,
+        logits,
+        hook_acts,
+        hook_full,
+        sae_acts,
+        recon: analysis.recon.expect("requested"),
+        out_acts,
+        l0,
+    })
 }
 
 /// Runs the splice evaluation of `sae` on `model` for `tokens` (at least 2).
@@ -422,8 +492,9 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
     if tokens.len() < 2 {
         return Err(LmError::Mismatch("splicing needs at least 2 tokens (a next token to predict)".into()));
     }
-    let (vocab, d) = (model.cfg.vocab_size, model.cfg.hook_width(run.writes));
+    let (vocab, width) = (model.cfg.vocab_size, model.cfg.hook_width(run.writes));
     let target = run.target();
+    let d = run.at.head.map_or(width, |(_, count)| count);
     if run.logits.len() != tokens.len() * vocab || target.len() != tokens.len() * d || run.recon.len() != target.len() {
         return Err(LmError::Mismatch("the clean run was made for other tokens".into()));
     }
@@ -438,10 +509,13 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
         ));
     }
     let hook = run.writes;
-    let zeros = vec![0.0; target.len()];
+    // A single-head SAE changes its head's columns only (SAELens's single_head_replacement_hook and
+    // single_head_zero_ablate_hook); the others keep the model's values.
+    let mut zeros = run.hook_full.clone().unwrap_or_else(|| vec![0.0; target.len()]);
+    run.at.put_part(&mut zeros, width, &vec![0.0; target.len()]);
     // The reconstruction where evaluated, the model's own activation at special tokens.
-    let mut spliced_values = target.to_vec();
-    let mut noisy = target.to_vec();
+    let mut spliced_part = target.to_vec();
+    let mut noisy_part = target.to_vec();
     let mut rng = Rng::new(seed);
     for (t, &evaluated) in run.evaluated.iter().enumerate() {
         let (a, r) = (&target[t * d..(t + 1) * d], &run.recon[t * d..(t + 1) * d]);
@@ -450,12 +524,21 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
         if !evaluated {
             continue;
         }
-        spliced_values[t * d..(t + 1) * d].copy_from_slice(r);
+        spliced_part[t * d..(t + 1) * d].copy_from_slice(r);
         let norm = direction.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        for ((v, &e), &rv) in noisy[t * d..(t + 1) * d].iter_mut().zip(&direction).zip(r) {
+        for ((v, &e), &rv) in noisy_part[t * d..(t + 1) * d].iter_mut().zip(&direction).zip(r) {
             *v = rv + e * error_norm / norm;
         }
     }
+    let whole = |part: Vec<f32>| match &run.hook_full {
+        None => part,
+        Some(full) => {
+            let mut values = full.clone();
+            run.at.put_part(&mut values, width, &part);
+            values
+        }
+    };
+    let (spliced_values, noisy) = (whole(spliced_part), whole(noisy_part));
     let mut replaced_logits = Vec::with_capacity(3);
     for values in [&spliced_values, &zeros, &noisy] {
         let intervention = [Intervention::Replace { hook, values }];
@@ -561,8 +644,12 @@ pub async fn generate(
                 return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
             }
             let d = sae.d_in();
-            // A feature's decoder row lives where the SAE writes (a transcoder's output hook).
-            Some((at, s, feature, sae.w_dec()[feature * d..(feature + 1) * d].to_vec()))
+            // A feature's decoder row lives where the SAE writes (a transcoder's output hook; a
+            // single-head SAE's head, zeros elsewhere).
+            let width = model.cfg.hook_width(at.writes);
+            let mut direction = vec![0.0; width];
+            at.put_part(&mut direction, width, &sae.w_dec()[feature * d..(feature + 1) * d]);
+            Some((at, s, feature, direction))
         }
         (Some(_), None) => return Err(LmError::Mismatch("steering needs an SAE".into())),
     };
@@ -585,8 +672,7 @@ pub async fn generate(
                 // (downstream, so the clean pass's values there are the intervened pass's too).
                 let capture: Vec<HookPoint> = if at.is_transcoder() { vec![at.reads, at.writes] } else { vec![at.reads] };
                 let (_, mut captured) = loaded.run(&tokens, &capture, &[]).await?;
-                let mut input = captured[0].clone();
-                as_sae_input(model, sae, at.reads, &mut input)?;
+                let input = sae_input(model, sae, at, captured[0].clone())?;
                 let acts = engine::analyze(loaded_sae, &input, RunRequest { dense_acts: true, ..Default::default() })
                     .await?
                     .acts
@@ -619,9 +705,9 @@ pub fn logit_lens(model: &Model, sae: &Sae, feature: usize, n: usize) -> Result<
     let written: Vec<f32> = match hook {
         HookPoint::Block { layer, site: BlockSite::AttnZ } => {
             let o = &model.weights.layers[layer].o;
-            o.weight.chunks_exact(o.d_in).map(|row| row.iter().zip(decoded).map(|(a, b)| a * b).sum()).collect()
+            o.weight.chunks_exact(o.d_in).map(|row| row.iter().zip(&decoded).map(|(a, b)| a * b).sum()).collect()
         }
-        _ => decoded.to_vec(),
+        _ => decoded,
     };
     let unit = matches!(model.cfg.norm.kind, NormKind::RmsNorm { unit_offset: true });
     let gain = |g: f32| if unit { 1.0 + g } else { g };
@@ -631,14 +717,16 @@ pub fn logit_lens(model: &Model, sae: &Sae, feature: usize, n: usize) -> Result<
 }
 
 /// Where the SAE writes on `model` (a transcoder's output hook) and feature `feature`'s decoder
-/// direction there.
-fn lens_input<'a>(model: &impl ModelInfo, sae: &'a Sae, feature: usize) -> Result<(HookPoint, &'a [f32]), LmError> {
-    let hook = attachment(model, sae)?.writes;
+/// direction there (a single-head SAE's in its head's columns, zeros elsewhere).
+fn lens_input(model: &impl ModelInfo, sae: &Sae, feature: usize) -> Result<(HookPoint, Vec<f32>), LmError> {
+    let at = attachment(model, sae)?;
     if feature >= sae.d_sae() {
         return Err(LmError::Mismatch(format!("feature {feature} does not exist (the SAE has {} features)", sae.d_sae())));
     }
-    let width = sae.d_in();
-    Ok((hook, &sae.w_dec()[feature * width..(feature + 1) * width]))
+    let (d, width) = (sae.d_in(), model.cfg().hook_width(at.writes));
+    let mut direction = vec![0.0; width];
+    at.put_part(&mut direction, width, &sae.w_dec()[feature * d..(feature + 1) * d]);
+    Ok((at.writes, direction))
 }
 
 /// Effects centred over the vocabulary, as the `n` most promoted and most suppressed tokens.

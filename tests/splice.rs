@@ -335,3 +335,103 @@ fn logit_lens_of_a_feature() {
     assert!((top[0].1 - (raw[best] - mean)).abs() < 1e-5);
     assert!(top.windows(2).all(|w| w[0].1 >= w[1].1) && bottom.windows(2).all(|w| w[0].1 <= w[1].1));
 }
+
+/// An SAE on one attention head (`hook_head_index`) reads that head's columns of `attn.hook_z`
+/// and changes only them: a perfect one costs nothing, an all-zero one is SAELens's
+/// single-head zero ablation (the other heads untouched) — both against plain forward passes with
+/// the same replacement made by hand, CPU and GPU; steering and the logit lens act through the
+/// head's columns only; heads that do not fit say why.
+#[test]
+fn a_single_head_sae_reads_and_writes_its_head_only() {
+    use saelab::model::{BlockSite, HookPoint, Intervention};
+    let model = load_model_dir(&fixture()).unwrap();
+    let tokens = tokens();
+    let (head, d_head) = (2, 12);
+    let z: HookPoint = HookPoint::block(1, BlockSite::AttnZ);
+    let on_head = |gain: f32, head: serde_json::Value| {
+        let mut sae = mirror_sae(d_head, "blocks.1.attn.hook_z", gain);
+        sae.cfg.raw.get_mut("metadata").unwrap().as_object_mut().unwrap().insert("hook_head_index".into(), head);
+        sae
+    };
+    let (clean_logits, captured) = saelab::model::cpu::run(&model, &tokens, &[z], &[]).unwrap();
+    let full = &captured[0];
+    let columns: Vec<f32> = full.chunks_exact(60).flat_map(|row| row[head * d_head..(head + 1) * d_head].to_vec()).collect();
+    let ce = |logits: &[f32]| {
+        let l = lm::next_token_losses(logits, &tokens, 211);
+        l[1..].iter().sum::<f32>() / (l.len() - 1) as f32
+    };
+    // Head 2 zeroed (the BOS row too: SAELens's zero ablation has no mask), the others as they were.
+    let mut zeroed = full.clone();
+    zeroed.chunks_exact_mut(60).for_each(|row| row[head * d_head..(head + 1) * d_head].fill(0.0));
+    let (zero_logits, _) = saelab::model::cpu::run(&model, &tokens, &[], &[Intervention::Replace { hook: z, values: &zeroed }]).unwrap();
+    let want_zero = ce(&zero_logits);
+    assert!((want_zero - ce(&clean_logits)).abs() > 1e-3, "zeroing one head changes the loss");
+    let gpu = common::gpu_backend();
+    for backend in [Backend::Cpu, gpu] {
+        for gain in [1.0f32, 0.0] {
+            let sae = on_head(gain, serde_json::json!(head));
+            let at = lm::attachment(&model, &sae).unwrap();
+            assert_eq!((at.reads, at.head), (z, Some((head * d_head, d_head))));
+            let (m, s) = (common::model_on(&model, &backend), common::sae_on(&sae, &backend));
+            let run = pollster::block_on(lm::run_text(&m, &s, &tokens)).unwrap();
+            assert_eq!(run.hook_acts.len(), columns.len());
+            run.hook_acts.iter().zip(&columns).for_each(|(a, b)| assert!((a - b).abs() < 1e-5, "{a} vs {b}"));
+            let r = pollster::block_on(lm::splice_from(&m, &tokens, &run, 3)).unwrap();
+            let what = format!("gain {gain} on {}", r.device);
+            assert!((r.ce_zero_ablation - want_zero).abs() < 1e-4, "{what}: zero-ablated {} vs {want_zero}", r.ce_zero_ablation);
+            if gain == 1.0 {
+                assert!((r.ce_spliced - r.ce_clean).abs() < 1e-4 && r.kl.abs() < 1e-5, "{what}: {r:?}");
+            } else {
+                // Zero outside the BOS row, which keeps the model's values.
+                let mut spliced = zeroed.clone();
+                spliced[..60].copy_from_slice(&full[..60]);
+                let (logits, _) =
+                    saelab::model::cpu::run(&model, &tokens, &[], &[Intervention::Replace { hook: z, values: &spliced }]).unwrap();
+                assert!((r.ce_spliced - ce(&logits)).abs() < 1e-4, "{what}: spliced {} vs {}", r.ce_spliced, ce(&logits));
+            }
+        }
+    }
+    // Steering adds α·W_dec[f] in the head's columns only.
+    let sae = on_head(1.0, serde_json::json!(head));
+    let sampling = lm::Sampling { new_tokens: 3, temperature: 0.0, seed: 0 };
+    let prompt = &tokens[..6];
+    let steered = pollster::block_on(lm::generate(
+        &cpu_model(&model),
+        Some(&cpu_sae(&sae)),
+        Some(lm::Steer::Add { feature: 4, alpha: 30.0 }),
+        prompt,
+        sampling,
+    ))
+    .unwrap();
+    let mut vector = vec![0.0; 60];
+    vector[head * d_head + 4] = 30.0; // mirror_sae's W_dec[4] is e_4 of the head
+    let mut by_hand = prompt.to_vec();
+    for _ in 0..3 {
+        let add = Intervention::AddToEveryToken { hook: z, vector: &vector };
+        let (logits, _) = saelab::model::cpu::run(&model, &by_hand, &[], &[add]).unwrap();
+        by_hand.push(lm::pick_next(&logits[(by_hand.len() - 1) * 211..], 0.0, &mut saelab::random::Rng::new(0)));
+    }
+    assert_eq!(steered, by_hand);
+    // The logit lens goes through the head's columns of W_O: the same as an all-heads SAE whose
+    // decoder row is the head's row placed in those columns.
+    let mut all_heads = mirror_sae(60, "blocks.1.attn.hook_z", 0.0);
+    all_heads = all_heads
+        .with_weights(|w| {
+            w.w_dec[4 * 60 + head * d_head + 4] = 1.0;
+        })
+        .unwrap();
+    assert_eq!(lm::logit_lens(&model, &sae, 4, 5).unwrap(), lm::logit_lens(&model, &all_heads, 4, 5).unwrap());
+    // Heads that do not fit.
+    let e = lm::attachment(&model, &on_head(1.0, serde_json::json!(5))).unwrap_err().to_string();
+    assert!(e.contains("reads head 5, but this model has 5 heads"), "{e}");
+    let e = lm::attachment(&model, &on_head(1.0, serde_json::json!("two"))).unwrap_err().to_string();
+    assert!(e.contains("hook_head_index must be a head number"), "{e}");
+    let mut on_resid = mirror_sae(d_head, "blocks.1.hook_resid_pre", 1.0);
+    on_resid.cfg.raw.insert("hook_head_index".into(), serde_json::json!(1));
+    let e = lm::attachment(&model, &on_resid).unwrap_err().to_string();
+    assert!(e.contains("reads at attn.hook_z only"), "{e}");
+    let mut too_wide = mirror_sae(60, "blocks.1.attn.hook_z", 1.0);
+    too_wide.cfg.raw.insert("hook_head_index".into(), serde_json::json!(1));
+    let e = lm::attachment(&model, &too_wide).unwrap_err().to_string();
+    assert!(e.contains("one head of blocks.1.attn.hook_z is 12 wide"), "{e}");
+}

@@ -73,13 +73,19 @@ fn a_gemma_scope_2_transcoder_reads_the_mlps_normalised_input_and_is_spliced_at_
     // The Hugging Face module names say where: hook_mlp_in in TransformerLens's sense (the residual
     // stream before the norm) would be another point.
     let sae = gemma_scope_2("jumprelu_skip_transcoder", 7);
-    assert_eq!(lm::attachment(&model, &sae).unwrap(), Attachment { reads: at(BlockSite::Ln2Out), writes: at(BlockSite::MlpOut) });
+    assert_eq!(
+        lm::attachment(&model, &sae).unwrap(),
+        Attachment { reads: at(BlockSite::Ln2Out), writes: at(BlockSite::MlpOut), head: None }
+    );
     let tl_only = transcoder(
         "transcoder",
         json!({ "hook_name": format!("blocks.{LAYER}.hook_mlp_in"), "hook_name_out": format!("blocks.{LAYER}.hook_mlp_out") }),
         8,
     );
-    assert_eq!(lm::attachment(&model, &tl_only).unwrap(), Attachment { reads: at(BlockSite::MlpIn), writes: at(BlockSite::MlpOut) });
+    assert_eq!(
+        lm::attachment(&model, &tl_only).unwrap(),
+        Attachment { reads: at(BlockSite::MlpIn), writes: at(BlockSite::MlpOut), head: None }
+    );
 
     // What the transcoder should see and predict, and the splice made by hand from plain passes.
     let (clean_logits, hooks) = cpu::run(&model, &tokens, &[at(BlockSite::Ln2Out), at(BlockSite::MlpOut)], &[]).unwrap();
