@@ -382,9 +382,7 @@ pub struct SpliceReport {
 /// lists, a feature's activation on every token and the splice evaluation all start from.
 #[derive(Debug, Clone)]
 pub struct TextRun {
-    /// Where the SAE reads (`hook`) and writes, and a single-head SAE's columns.
-    pub hook: HookPoint,
-    pub writes: HookPoint,
+    /// Where the SAE reads and writes, and a single-head SAE's columns.
     pub at: Attachment,
     /// Per position: not a special token, so counted in L0, CE and KL.
     pub evaluated: Vec<bool>,
@@ -397,7 +395,7 @@ pub struct TextRun {
     pub hook_full: Option<Vec<f32>>,
     /// The SAE's activations, dense `[n_tokens, d_sae]`.
     pub sae_acts: Vec<f32>,
-    /// `sae(x)`, `[n_tokens, width]`.
+    /// `sae(x)`, `[n_tokens, d_in]`.
     pub recon: Vec<f32>,
     /// A transcoder's target: the activations at `writes`, which `recon` predicts (`None` for an
     /// SAE, whose target is `hook_acts`).
@@ -463,19 +461,7 @@ pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> R
         .map(|(row, _)| row.iter().filter(|&&a| a != 0.0).count())
         .collect();
     let l0 = counted.iter().sum::<usize>() as f32 / counted.len().max(1) as f32;
-    Ok(TextRun {
-        hook,
-        writes,
-        at,
-        evaluated,
-        logits,
-        hook_acts,
-        hook_full,
-        sae_acts,
-        recon: analysis.recon.expect("requested"),
-        out_acts,
-        l0,
-    })
+    Ok(TextRun { at, evaluated, logits, hook_acts, hook_full, sae_acts, recon: analysis.recon.expect("requested"), out_acts, l0 })
 }
 
 /// Runs the splice evaluation of `sae` on `model` for `tokens` (at least 2).
@@ -492,7 +478,7 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
     if tokens.len() < 2 {
         return Err(LmError::Mismatch("splicing needs at least 2 tokens (a next token to predict)".into()));
     }
-    let (vocab, width) = (model.cfg.vocab_size, model.cfg.hook_width(run.writes));
+    let (vocab, width) = (model.cfg.vocab_size, model.cfg.hook_width(run.at.writes));
     let target = run.target();
     let d = run.at.head.map_or(width, |(_, count)| count);
     if run.logits.len() != tokens.len() * vocab || target.len() != tokens.len() * d || run.recon.len() != target.len() {
@@ -508,7 +494,7 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
             "no position to evaluate: the text needs a token to predict after one that is not special (BOS/EOS)".into(),
         ));
     }
-    let hook = run.writes;
+    let hook = run.at.writes;
     // A single-head SAE changes its head's columns only (SAELens's single_head_replacement_hook and
     // single_head_zero_ablate_hook); the others keep the model's values.
     let mut zeros = run.hook_full.clone().unwrap_or_else(|| vec![0.0; target.len()]);
@@ -561,7 +547,7 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
         ce_random_error: masked_mean(&next_token_losses(&noisy_logits, tokens, vocab), &predicted),
         per_token_delta: spliced.iter().zip(&clean).map(|(s, c)| s - c).collect(),
         device: loaded.backend().name(),
-        hook: run.writes,
+        hook: run.at.writes,
     })
 }
 

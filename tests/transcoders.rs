@@ -106,7 +106,7 @@ fn a_gemma_scope_2_transcoder_reads_the_mlps_normalised_input_and_is_spliced_at_
         let (loaded, placed) = (common::model_on(&model, &backend), common::sae_on(&sae, &backend));
         let run = pollster::block_on(lm::run_text(&loaded, &placed, &tokens)).unwrap();
         let what = backend.name();
-        assert_eq!((run.hook, run.writes), (at(BlockSite::Ln2Out), at(BlockSite::MlpOut)));
+        assert_eq!((run.at.reads, run.at.writes), (at(BlockSite::Ln2Out), at(BlockSite::MlpOut)));
         close(&format!("{what}: input"), &run.hook_acts, input, 1e-4);
         close(&format!("{what}: target"), run.target(), output, 1e-4);
         close(&format!("{what}: prediction"), &run.recon, &recon, 1e-4);
