@@ -67,6 +67,9 @@ def expected(cfg):
         out["rope"] = {t: rope_of(text, t) for t in sorted(set(layer_types))}
     else:
         out["rope"] = {"full_attention": rope_of(text)}
+    if layer_types is None and text.model_type == "mistral" and text.sliding_window:
+        # MistralAttention passes config.sliding_window to every layer (modeling_mistral.py), one RoPE.
+        out["layer_types"] = ["sliding_attention"] * text.num_hidden_layers
     for key in ["rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "query_pre_attn_scalar", "attn_logit_softcapping",
                 "final_logit_softcapping", "use_parallel_residual", "attention_bias", "mlp_bias", "hidden_act",
                 "hidden_activation", "activation_function", "rotary_pct"]:
@@ -108,6 +111,7 @@ def main():
     write("llama3_scaled", saved(tf.LlamaConfig, **SMALL, num_key_value_heads=3, max_position_embeddings=256,
                                  rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                                "original_max_position_embeddings": 64, "rope_theta": 500000.0}))
+    write("mistral", saved(tf.MistralConfig, **SMALL, num_key_value_heads=2, sliding_window=8))
     write("qwen2", saved(tf.Qwen2Config, **SMALL, num_key_value_heads=2))
     write("qwen3", saved(tf.Qwen3Config, **SMALL, num_key_value_heads=2, head_dim=12))
     write("gemma2", saved(tf.Gemma2Config, **SMALL, num_key_value_heads=3, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,

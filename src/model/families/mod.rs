@@ -12,6 +12,7 @@ mod gemma3;
 pub mod gpt2;
 mod gpt_neox;
 pub mod llama;
+mod mistral;
 mod qwen2;
 mod qwen3;
 
@@ -44,6 +45,7 @@ pub const FAMILIES: &[Family] = &[
     family!("gpt2", gpt2::describe, gpt2::weights),
     family!("gpt_neox", gpt_neox::describe, gpt_neox::weights),
     family!("llama", llama::describe, llama::weights),
+    family!("mistral", mistral::describe, llama::weights),
     family!("qwen2", qwen2::describe, llama::weights),
     family!("qwen3", qwen3::describe, llama::weights),
     family!("gemma2", gemma2::describe, llama::weights),
