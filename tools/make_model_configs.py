@@ -114,6 +114,7 @@ def main():
     write("mistral", saved(tf.MistralConfig, **SMALL, num_key_value_heads=2, sliding_window=8))
     write("qwen2", saved(tf.Qwen2Config, **SMALL, num_key_value_heads=2))
     write("qwen3", saved(tf.Qwen3Config, **SMALL, num_key_value_heads=2, head_dim=12))
+    write("gemma", saved(tf.GemmaConfig, **SMALL, num_key_value_heads=1, head_dim=16))
     write("gemma2", saved(tf.Gemma2Config, **SMALL, num_key_value_heads=3, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
                           attn_logit_softcapping=50.0, final_logit_softcapping=30.0))
     write("gemma3", saved(tf.Gemma3TextConfig, hidden_size=48, intermediate_size=80, num_hidden_layers=7, num_attention_heads=4,
@@ -127,6 +128,12 @@ def main():
         "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 64,
                          "rope_type": "llama3"},
         "torch_dtype": "bfloat16", "bos_token_id": 100, "eos_token_id": 100})
+    # gemma-2b's config.json: the legacy hidden_act "gelu" (the tanh GELU), multi-query attention.
+    write("gemma_hub", {
+        "model_type": "gemma", "architectures": ["GemmaForCausalLM"], "hidden_size": 48, "intermediate_size": 80,
+        "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 101,
+        "hidden_act": "gelu", "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+        "torch_dtype": "bfloat16", "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0})
     write("gemma2_hub", {
         "model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "hidden_size": 48, "intermediate_size": 80,
         "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 101,

@@ -7,6 +7,7 @@
 //! with a message naming the field. Each file also says where the family's tensors are
 //! (`weights`, read by [`load`]).
 
+mod gemma;
 mod gemma2;
 mod gemma3;
 pub mod gpt2;
@@ -48,6 +49,7 @@ pub const FAMILIES: &[Family] = &[
     family!("mistral", mistral::describe, llama::weights),
     family!("qwen2", qwen2::describe, llama::weights),
     family!("qwen3", qwen3::describe, llama::weights),
+    family!("gemma", gemma::describe, llama::weights),
     family!("gemma2", gemma2::describe, llama::weights),
     family!("gemma3_text", gemma3::describe, llama::weights),
     family!("gemma3", gemma3::describe_multimodal, gemma3::multimodal_weights),
