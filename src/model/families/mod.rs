@@ -3,9 +3,9 @@
 //! layout `transformers` 5 saves (`rope_parameters`, `layer_types`) and the older one most Hub
 //! checkpoints carry (`rope_theta`, `rope_scaling`, `sliding_window_pattern`, …). Adding a family
 //! is adding a file and a line to [`FAMILIES`]. Anything a family file does not know how to run
-//! (another `model_type`, experts, a vision tower, an unknown activation or RoPE type) is refused
-//! with a message naming the field. Each file also says where the family's tensors are
-//! (`weights`, read by [`load`]).
+//! (another `model_type`, experts, a vision tower other than Gemma 3's, an unknown activation or
+//! RoPE type) is refused with a message naming the field. Each file also says where the family's
+//! tensors are (`weights`, read by [`load`]).
 
 mod gemma;
 mod gemma2;
