@@ -218,6 +218,15 @@ impl Attachment {
         self.reads != self.writes
     }
 
+    /// The hooks a clean pass captures for it: where it reads, then (a transcoder) where it writes.
+    pub fn captures(&self) -> Vec<HookPoint> {
+        if self.is_transcoder() {
+            vec![self.reads, self.writes]
+        } else {
+            vec![self.reads]
+        }
+    }
+
     /// The SAE's part of `values` (`[n, width]` rows of the hook): all of it, or the head's columns.
     pub fn part_of(&self, values: Vec<f32>, width: usize) -> Vec<f32> {
         match self.head {
@@ -433,8 +442,7 @@ pub fn evaluated_positions(model: &impl ModelInfo, tokens: &[u32]) -> Vec<bool> 
 pub async fn run_text(model: &LoadedModel, sae: &LoadedSae, tokens: &[u32]) -> Result<TextRun, LmError> {
     let at = attachment(model, &sae.sae)?;
     let (hook, writes) = (at.reads, at.writes);
-    let capture: Vec<HookPoint> = if writes == hook { vec![hook] } else { vec![hook, writes] };
-    let (logits, captured) = model.run(tokens, &capture, &[]).await?;
+    let (logits, captured) = model.run(tokens, &at.captures(), &[]).await?;
     let mut captured = captured.into_iter();
     let read = captured.next().ok_or_else(|| LmError::Mismatch(format!("{hook} was not captured")))?;
     let hook_full = at.head.map(|_| read.clone());
@@ -497,8 +505,15 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
     let hook = run.at.writes;
     // A single-head SAE changes its head's columns only (SAELens's single_head_replacement_hook and
     // single_head_zero_ablate_hook); the others keep the model's values.
-    let mut zeros = run.hook_full.clone().unwrap_or_else(|| vec![0.0; target.len()]);
-    run.at.put_part(&mut zeros, width, &vec![0.0; target.len()]);
+    let whole = |part: Vec<f32>| match &run.hook_full {
+        None => part,
+        Some(full) => {
+            let mut values = full.clone();
+            run.at.put_part(&mut values, width, &part);
+            values
+        }
+    };
+    let zeros = whole(vec![0.0; target.len()]);
     // The reconstruction where evaluated, the model's own activation at special tokens.
     let mut spliced_part = target.to_vec();
     let mut noisy_part = target.to_vec();
@@ -516,14 +531,6 @@ pub async fn splice_from(loaded: &LoadedModel, tokens: &[u32], run: &TextRun, se
             *v = rv + e * error_norm / norm;
         }
     }
-    let whole = |part: Vec<f32>| match &run.hook_full {
-        None => part,
-        Some(full) => {
-            let mut values = full.clone();
-            run.at.put_part(&mut values, width, &part);
-            values
-        }
-    };
     let (spliced_values, noisy) = (whole(spliced_part), whole(noisy_part));
     let mut replaced_logits = Vec::with_capacity(3);
     for values in [&spliced_values, &zeros, &noisy] {
@@ -656,8 +663,7 @@ pub async fn generate(
                 let sae = &loaded_sae.sae;
                 // f(x) from the clean values where the SAE reads; the change goes where it writes
                 // (downstream, so the clean pass's values there are the intervened pass's too).
-                let capture: Vec<HookPoint> = if at.is_transcoder() { vec![at.reads, at.writes] } else { vec![at.reads] };
-                let (_, mut captured) = loaded.run(&tokens, &capture, &[]).await?;
+                let (_, mut captured) = loaded.run(&tokens, &at.captures(), &[]).await?;
                 let input = sae_input(model, sae, at, captured[0].clone())?;
                 let acts = engine::analyze(loaded_sae, &input, RunRequest { dense_acts: true, ..Default::default() })
                     .await?

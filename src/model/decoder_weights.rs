@@ -362,12 +362,9 @@ impl<E: StoredTensor> Tensors<E> {
     }
 
     /// Sets aside, unread, every tensor whose name starts with one of `prefixes` (a part of the
-    /// checkpoint that never runs, as a multimodal model's vision tower on text), returning how
-    /// many.
-    pub fn set_aside(&mut self, prefixes: &[&str]) -> usize {
-        let before = self.tensors.len();
+    /// checkpoint that never runs, as a multimodal model's vision tower on text).
+    pub fn set_aside(&mut self, prefixes: &[&str]) {
         self.tensors.retain(|name, _| !prefixes.iter().any(|p| name.starts_with(p)));
-        before - self.tensors.len()
     }
 
     /// What is left once the family has taken its tensors (reported: a tensor the family does not

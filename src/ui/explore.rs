@@ -295,6 +295,17 @@ fn fail(shown: RwSignal<Shown>, message: String) {
     });
 }
 
+/// Says why the loaded SAE and activations cannot be run together, and shows no results for them.
+fn refuse(shown: RwSignal<Shown>, message: String) {
+    shown.update(|s| {
+        s.error = Some(message);
+        s.primary = None;
+        s.reference = None;
+        s.histogram = None;
+        s.row_errors.clear();
+    });
+}
+
 /// Runs the current activations through the current SAE (GPU if there is one, and the CPU
 /// reference as a cross-check) and refreshes what is shown.
 async fn run_and_show(tab: Explore) {
@@ -311,25 +322,15 @@ async fn run_and_show(tab: Explore) {
         s.activations_name = x_name.clone();
     });
     if x.len() % sae.d_in() != 0 || x.is_empty() {
-        return shown.update(|s| {
-            s.error =
-                Some(format!("the activations ({x_name}) do not have the SAE's width d_in={}: load matching activations", sae.d_in()));
-            s.primary = None;
-            s.reference = None;
-            s.histogram = None;
-            s.row_errors.clear();
-        });
+        return refuse(
+            shown,
+            format!("the activations ({x_name}) do not have the SAE's width d_in={}: load matching activations", sae.d_in()),
+        );
     }
     if let Some(t) = &sae.cfg.transcoder {
         // Its metrics compare sae(x) with the output hook's values, which one activation file lacks.
         let out = t.hook_name_out.as_deref().unwrap_or("its output hook");
-        return shown.update(|s| {
-            s.error = Some(format!("{sae_name} is a transcoder: it predicts the activations at {out}, not the ones it reads, so metrics against these would be wrong; run it on its model in the language-model tab (features, splice) or with `saelab eval --target`"));
-            s.primary = None;
-            s.reference = None;
-            s.histogram = None;
-            s.row_errors.clear();
-        });
+        return refuse(shown, format!("{sae_name} is a transcoder: it predicts the activations at {out}, not the ones it reads, so metrics against these would be wrong; run it on its model in the language-model tab (features, splice) or with `saelab eval --target`"));
     }
     let n = x.len() / sae.d_in();
     shown.update(|s| s.status = format!("Running {n} rows…"));

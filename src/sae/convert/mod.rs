@@ -273,7 +273,7 @@ impl Conversion {
         if name.ends_with(".sae.pt") {
             return Ok(Conversion::QwenScope);
         }
-        if mwhanna_transcoder::is_layer_file(name) && (siblings.contains(&"wandb-config.yaml") || siblings.contains(&"wanb-config.yaml")) {
+        if mwhanna_transcoder::is_layer_file(name) && mwhanna_transcoder::WANDB_CONFIGS.iter().any(|c| siblings.contains(c)) {
             return Ok(Conversion::MwhannaTranscoder);
         }
         Err(format!(

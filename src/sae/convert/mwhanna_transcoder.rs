@@ -12,7 +12,7 @@ use super::{config_err, join, matrix_shape, object, tensor, transpose, Converted
 use crate::formats::FormatError;
 
 /// The wandb configs the loader tries, in its order, and the training config.
-const WANDB_CONFIGS: [&str; 2] = ["wandb-config.yaml", "wanb-config.yaml"];
+pub(super) const WANDB_CONFIGS: [&str; 2] = ["wandb-config.yaml", "wanb-config.yaml"];
 const CONFIG: &str = "config.yaml";
 
 /// The repository's root, where the configs sit beside the layers' files.
