@@ -110,8 +110,9 @@ fn every_format_opens_by_name_with_saelens_numbers() {
     // config.json), Llama Scope, Llama Scope R1 Distill, SAELens's own folder, sparsify,
     // dictionary_learning's six classes (one in bf16), Qwen Scope (bf16 and a strided view), the
     // GPT-2 hook_z SAEs; the transcoders: Gemma Scope 2's (plain, and affine with config.json),
-    // Gemma Scope's, mwhanna's (with config.yaml, and with the misspelt wanb-config.yaml alone).
-    assert_eq!(cases, 22);
+    // Gemma Scope's, mwhanna's (with config.yaml, and with the misspelt wanb-config.yaml alone);
+    // Goodfire's and qresearch's single files (one bf16 tensor).
+    assert_eq!(cases, 24);
 }
 
 #[test]
@@ -152,6 +153,33 @@ fn torch_save_files_open_as_files_and_a_pickle_that_runs_code_is_refused() {
     assert_eq!(alone.cfg.architecture.topk(), Some(5));
     let kk = snapshot("ckkissane/attn-saes-gpt2-small-all-layers").join("gpt2-small_L1_Hcat_z_lr1.20e-03_l11.80e+00_ds40_v9.pt");
     check_numbers("test-gpt2-small-hook-z-kk--blocks.1.hook_z", &open_folder(&kk, &registry).unwrap(), &gpu);
+    // Goodfire's and qresearch's files by their names alone, away from their repositories.
+    let empty = Registry { source: "none".into(), releases: vec![] };
+    for (repo, file, case, hook) in [
+        (
+            "Goodfire/Llama-3.1-8B-Instruct-SAE-l19",
+            "Llama-3.1-8B-Instruct-SAE-l19.pth",
+            "test-goodfire-llama-3.1-8b-instruct--layer_19",
+            "blocks.19.hook_resid_post",
+        ),
+        (
+            "qresearch/DeepSeek-R1-Distill-Llama-8B-SAE-l19",
+            "DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt",
+            "test-deepseek-r1-distill-llama-8b-qresearch--blocks.19.hook_resid_post",
+            "blocks.19.hook_resid_post",
+        ),
+    ] {
+        let bare = temp_dir(&format!("bare-{}", repo.replace('/', "-"))).join(file);
+        std::fs::copy(snapshot(repo).join(file), &bare).unwrap();
+        let sae = open_folder(&bare, &empty).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(sae.cfg.hook_name.as_deref(), Some(hook), "{file}");
+        check_numbers(case, &sae, &gpu);
+    }
+    // A Goodfire-named file the loader does not know, and a qresearch file whose name gives no layer.
+    let unknown = temp_dir("goodfire-unknown").join("Llama-3.1-8B-Instruct-SAE-l20.pth");
+    std::fs::copy(snapshot("Goodfire/Llama-3.1-8B-Instruct-SAE-l19").join("Llama-3.1-8B-Instruct-SAE-l19.pth"), &unknown).unwrap();
+    let e = message(open_folder(&unknown, &empty));
+    assert!(e.contains("Goodfire") && e.contains("Llama-3.1-8B-Instruct-SAE-l19.pth"), "{e}");
 
     // The pickle names os.system: refused by name, and nothing ran.
     let evil = fixtures().join("evil-pickle");

@@ -19,7 +19,7 @@ and mwhanna's — go through the same `SAE.from_pretrained`; their `sae(x)` is t
 prediction of its output hook.
 
 The torch.save formats (dictionary_learning's `ae.pt`, Qwen Scope's `layerN.sae.pt`, the GPT-2
-attention SAEs' `NAME.pt`) are written by `torch.save` from the real classes where a library has
+attention SAEs' `NAME.pt`, Goodfire's and qresearch's single files) are written by `torch.save` from the real classes where a library has
 them (`dictionary_learning`'s AutoEncoder, GatedAutoEncoder, JumpReluAutoEncoder,
 AutoEncoderTopK, BatchTopKSAE, MatryoshkaBatchTopKSAE: `pip install --no-deps
 dictionary-learning`; its `nnsight` import is stubbed, nothing of it runs), one of them in bf16 and
@@ -60,8 +60,8 @@ D_IN, D_SAE, N = 24, 40, 12
 rng = np.random.default_rng(14)
 
 
-def f32(*shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
+def f32(*shape, scale=1.0, gen=None):
+    return ((gen or rng).standard_normal(shape) * scale).astype(np.float32)
 
 
 def snapshot(repo: str) -> Path:
@@ -311,6 +311,26 @@ def make_files():
         release(f"test-{repo.split('/')[1]}", repo, repo.split("/")[1].split("-trans")[0], "mwhanna_transcoder",
                 [{"id": f"layer_{layer}", "path": f"layer_{layer}.safetensors"}])
 
+    # Goodfire's and qresearch's Llama SAEs: one torch.save'd file of two nn.Linear states. Their
+    # loaders know the sizes from a table (Goodfire: by repository and file name) or write them in
+    # (d_in 4096), so the registry's overrides give the test sizes. Their own generator keeps the
+    # cases above as they were.
+    own = np.random.default_rng(19)
+    linear = lambda prefix: {  # noqa: E731
+        f"{prefix[0]}.weight": torch.from_numpy(f32(D_SAE, D_IN, scale=0.4, gen=own)), f"{prefix[0]}.bias": torch.from_numpy(f32(D_SAE, scale=0.1, gen=own)),
+        f"{prefix[1]}.weight": torch.from_numpy(f32(D_IN, D_SAE, scale=0.3, gen=own)), f"{prefix[1]}.bias": torch.from_numpy(f32(D_IN, scale=0.1, gen=own)),
+    }
+    repo, name = "Goodfire/Llama-3.1-8B-Instruct-SAE-l19", "Llama-3.1-8B-Instruct-SAE-l19.pth"
+    torch.save(linear(("encoder_linear", "decoder_linear")), snapshot(repo) / name)
+    release("test-goodfire-llama-3.1-8b-instruct", repo, "meta-llama/Llama-3.1-8B-Instruct", "goodfire",
+            [{"id": "layer_19", "path": name, "neuronpedia": "llama3.1-8b-it/19-resid-post-gf"}], {"d_in": D_IN, "d_sae": D_SAE})
+    repo, name = "qresearch/DeepSeek-R1-Distill-Llama-8B-SAE-l19", "DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt"
+    state = linear(("encoder", "decoder"))
+    state["encoder.weight"] = state["encoder.weight"].to(torch.bfloat16)  # the loader says bfloat16; a half-precision storage
+    torch.save(state, snapshot(repo) / name)
+    release("test-deepseek-r1-distill-llama-8b-qresearch", repo, "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "deepseek_r1",
+            [{"id": "blocks.19.hook_resid_post", "path": name}], {"d_in": D_IN, "d_sae": D_SAE})
+
 
 def dictionary_learning_classes():
     """dictionary_learning's SAE classes by `dict_class`, each a maker of one at the test sizes."""
@@ -412,7 +432,9 @@ def main():
         for entry in value["saes"]:
             sae = SAE.from_pretrained(rel, entry["id"])
             d_in = sae.cfg.d_in
-            x = rng.standard_normal((N, d_in)).astype(np.float32)
+            # The cases added after the others draw from their own generator, so theirs stay as they were.
+            gen = np.random.default_rng(20) if value["conversion_func"] in ("goodfire", "deepseek_r1") else rng
+            x = gen.standard_normal((N, d_in)).astype(np.float32)
             with torch.no_grad():
                 xt = torch.from_numpy(x)
                 if sae.cfg.reshape_activations == "hook_z":

@@ -10,10 +10,12 @@
 //! names (a folder's name can say less than the loader knew from its repository's).
 
 mod connor_rob_hook_z;
+mod deepseek_r1;
 mod dictionary_learning;
 mod gemma_2;
 mod gemma_2_transcoder;
 mod gemma_3;
+mod goodfire;
 mod llama_scope;
 mod mwhanna_transcoder;
 mod qwen_scope;
@@ -55,6 +57,10 @@ pub enum Conversion {
     Gemma2Transcoder,
     /// mwhanna's Qwen 3 transcoders: `layer_L.safetensors` + the root's `wandb-config.yaml`.
     MwhannaTranscoder,
+    /// Goodfire's Llama SAEs: one `torch.save`d `nn.Linear` pair (`get_goodfire_huggingface_loader`).
+    Goodfire,
+    /// qresearch's DeepSeek-R1-Distill-Llama-8B SAE: one `torch.save`d `nn.Linear` pair.
+    DeepseekR1,
 }
 
 /// A file a conversion reads, by its path in the repository.
@@ -166,6 +172,8 @@ impl Conversion {
             "connor_rob_hook_z" => Conversion::ConnorRobHookZ,
             "gemma_2_transcoder" => Conversion::Gemma2Transcoder,
             "mwhanna_transcoder" => Conversion::MwhannaTranscoder,
+            "goodfire" => Conversion::Goodfire,
+            "deepseek_r1" => Conversion::DeepseekR1,
             _ => return None,
         })
     }
@@ -183,6 +191,8 @@ impl Conversion {
             Conversion::ConnorRobHookZ => "connor_rob_hook_z",
             Conversion::Gemma2Transcoder => "gemma_2_transcoder",
             Conversion::MwhannaTranscoder => "mwhanna_transcoder",
+            Conversion::Goodfire => "goodfire",
+            Conversion::DeepseekR1 => "deepseek_r1",
         }
     }
 
@@ -199,7 +209,14 @@ impl Conversion {
 
     /// Whether an SAE of this format is one file (its registry path names the file), not a folder.
     pub fn single_file(self) -> bool {
-        matches!(self, Conversion::QwenScope | Conversion::ConnorRobHookZ | Conversion::MwhannaTranscoder)
+        matches!(
+            self,
+            Conversion::QwenScope
+                | Conversion::ConnorRobHookZ
+                | Conversion::MwhannaTranscoder
+                | Conversion::Goodfire
+                | Conversion::DeepseekR1
+        )
     }
 
     /// The files its loader reads for the SAE at `folder` (the file, for [`Self::single_file`]
@@ -219,7 +236,9 @@ impl Conversion {
                 vec![need(CFG_FILE), need(sparsify::WEIGHTS), Wanted { path: join(parent, "config.json"), required: false }]
             }
             Conversion::DictionaryLearning1 => vec![need("config.json"), need(dictionary_learning::WEIGHTS)],
-            Conversion::QwenScope => vec![Wanted { path: folder.trim_matches('/').to_string(), required: true }],
+            Conversion::QwenScope | Conversion::Goodfire | Conversion::DeepseekR1 => {
+                vec![Wanted { path: folder.trim_matches('/').to_string(), required: true }]
+            }
             Conversion::ConnorRobHookZ => {
                 let file = folder.trim_matches('/');
                 vec![
@@ -276,8 +295,14 @@ impl Conversion {
         if mwhanna_transcoder::is_layer_file(name) && mwhanna_transcoder::WANDB_CONFIGS.iter().any(|c| siblings.contains(c)) {
             return Ok(Conversion::MwhannaTranscoder);
         }
+        if goodfire::is_known_file(name) {
+            return Ok(Conversion::Goodfire);
+        }
+        if deepseek_r1::is_file(name) {
+            return Ok(Conversion::DeepseekR1);
+        }
         Err(format!(
-            "no single-file SAE format fits '{name}': expected layerN.sae.pt (Qwen Scope), NAME.pt beside {} (GPT-2 attention SAEs) or layer_L.safetensors beside wandb-config.yaml (mwhanna's transcoders); other formats are folders",
+            "no single-file SAE format fits '{name}': expected layerN.sae.pt (Qwen Scope), NAME.pt beside {} (GPT-2 attention SAEs), layer_L.safetensors beside wandb-config.yaml (mwhanna's transcoders), Llama-3.1-8B-Instruct-SAE-l19.pth or Llama-3.3-70B-Instruct-SAE-l50.pt (Goodfire) or DeepSeek-R1-Distill-Llama-8B-SAE-lL.pt (qresearch); other formats are folders",
             connor_rob_hook_z::config_file(name)
         ))
     }
@@ -327,6 +352,8 @@ pub fn convert(conversion: Conversion, source: &SaeSource<'_>) -> Result<Sae, Fo
         Conversion::ConnorRobHookZ => connor_rob_hook_z::convert(source)?,
         Conversion::Gemma2Transcoder => gemma_2_transcoder::convert(source)?,
         Conversion::MwhannaTranscoder => mwhanna_transcoder::convert(source)?,
+        Conversion::Goodfire => goodfire::convert(source)?,
+        Conversion::DeepseekR1 => deepseek_r1::convert(source)?,
     };
     merge_registry(&mut converted.cfg, source.registry);
     let mut cfg = saelens_6_layout(converted.cfg);
