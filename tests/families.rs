@@ -359,6 +359,49 @@ fn every_hook_point_is_transformer_lens_s() {
     assert!(checked >= 13 * 20, "{checked} hook values checked");
 }
 
+/// TransformerLens's one quirk on Gemma 1 (its `google/gemma-2b` branch, TransformerLens 3.9): the
+/// MLP's GELU is the exact one, where transformers' `GemmaMLP` uses the tanh approximation
+/// (`hidden_activation`). saelab runs the model as transformers does; with the exact GELU swapped
+/// in, every hook value is TransformerLens's, and without it `hook_mlp_out` and the logits are not
+/// — the difference an SAE trained on TransformerLens's activations sees (README, "Gemma 1").
+#[test]
+fn gemma_1_hooks_are_transformer_lens_s_with_its_exact_gelu() {
+    use saelab::formats::safetensors::TensorFile;
+    use saelab::model::decoder::Activation;
+    use saelab::model::{cpu, BlockSite, HookPoint};
+    for family in ["gemma", "gemma_hub"] {
+        let dir = Path::new("tests/fixtures/families").join(family);
+        let tl = TensorFile::parse("tl_hooks_exact_gelu.safetensors", &std::fs::read(dir.join("tl_hooks_exact_gelu.safetensors")).unwrap())
+            .unwrap();
+        let tokens: Vec<u32> = TensorFile::parse("o", &std::fs::read(dir.join("outputs.safetensors")).unwrap()).unwrap().tensors["tokens"]
+            .to_f32()
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let mut model = fixture_model(&dir);
+        assert_eq!(model.cfg.activation, Activation::GeluTanh, "{family}: transformers' GELU");
+        let hooks = model.cfg.hook_points();
+        let mlp_out = HookPoint::block(0, BlockSite::MlpOut);
+        let (logits, got) = cpu::run(&model, &tokens, &[mlp_out], &[]).unwrap();
+        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let want_mlp = tl.tensors["blocks.0.hook_mlp_out"].to_f32();
+        assert!(worst(&got[0], &want_mlp) > 1e-5, "{family}: the tanh GELU's hook_mlp_out is not TransformerLens's");
+        assert!(worst(&logits, &tl.tensors["logits"].to_f32()) > 1e-4, "{family}: nor its logits");
+
+        model.cfg.activation = Activation::GeluErf;
+        let (logits, got) = cpu::run(&model, &tokens, &hooks, &[]).unwrap();
+        assert_close(&format!("{family} logits"), &logits, &tl.tensors["logits"].to_f32());
+        let mut checked = 0;
+        for (hook, values) in hooks.iter().zip(&got) {
+            if let Some(t) = tl.tensors.get(&hook.to_string()) {
+                assert_close(&format!("{family} {hook}"), values, &t.to_f32());
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, tl.tensors.len() - 1, "{family}: every hook TransformerLens wrote");
+    }
+}
+
 /// `ln2.hook_out` (Gemma's `pre_feedforward_layernorm.output`: the norm with its weight, what the
 /// MLP reads) is `ln2.hook_normalized` times the weight — `(1 + w)` on Gemma.
 #[test]

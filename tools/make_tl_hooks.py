@@ -7,7 +7,10 @@ tests/fixtures/families/ (run tools/make_family_models.py first), as SAELens loa
 For each model, `tl_hooks.safetensors`: `logits`, `hook_embed`, `hook_pos_embed` (learned
 positions only), `ln_final.hook_normalized` and per layer `blocks.L.{hook_resid_pre, attn.hook_z
 (heads flattened), hook_attn_out, hook_resid_mid (not for parallel blocks), hook_mlp_in,
-ln2.hook_normalized, hook_mlp_out, hook_resid_post}`, each `[T, width]`. For gpt2 and llama3_scaled
+ln2.hook_normalized, hook_mlp_out, hook_resid_post}`, each `[T, width]` — for Gemma 1
+`tl_hooks_exact_gelu.safetensors`, because TransformerLens's google/gemma-2b branch computes the
+exact GELU where transformers computes the tanh one (the script checks that the GELU is the only
+difference). For gpt2 and llama3_scaled
 also `tl_hooks_centered.safetensors`: the same with `center_writing_weights=True` (what SAELens's
 registry asks for gpt2-small-res-jb) and `center_unembed=True`, and `tl_hooks_folded.safetensors`
 with `fold_ln=True` alone.
@@ -39,6 +42,8 @@ CONVERT = {
     "gpt2": wc.convert_gpt2_weights,
     "gpt_neox": wc.convert_neox_weights,
     "llama": wc.convert_llama_weights,
+    "mistral": wc.convert_mistral_weights,
+    "gemma": wc.convert_gemma_weights,
     "qwen2": wc.convert_qwen2_weights,
     "qwen3": wc.convert_qwen3_weights,
     "gemma2": wc.convert_gemma_weights,
@@ -46,8 +51,35 @@ CONVERT = {
 }
 
 
+def gemma_1_cfg(hf) -> dict:
+    """transformer_lens's google/gemma-2b branch, with hf's sizes. Its act_fn is the exact GELU,
+    where transformers' Gemma uses the tanh approximation (GemmaConfig.hidden_activation)."""
+    return {
+        "d_model": hf.hidden_size,
+        "d_head": hf.head_dim,
+        "n_heads": hf.num_attention_heads,
+        "d_mlp": hf.intermediate_size,
+        "n_layers": hf.num_hidden_layers,
+        "n_ctx": hf.max_position_embeddings,
+        "eps": hf.rms_norm_eps,
+        "d_vocab": hf.vocab_size,
+        "act_fn": "gelu",
+        "normalization_type": "RMS",
+        "rotary_base": hf.rope_parameters["rope_theta"],
+        "rotary_dim": hf.head_dim,
+        "positional_embedding_type": "rotary",
+        "use_attn_scale": True,
+        "n_key_value_heads": hf.num_key_value_heads,
+        "gated_mlp": True,
+        "final_rms": True,
+        "original_architecture": "GemmaForCausalLM",
+    }
+
+
 def gemma_cfg(hf) -> dict:
     """transformer_lens's google/gemma-2-2b and google/gemma-3-270m branches, with hf's sizes."""
+    if hf.model_type == "gemma":
+        return gemma_1_cfg(hf)
     types = ["local" if t == "sliding_attention" else "global" for t in hf.layer_types]
     cfg = {
         "d_model": hf.hidden_size,
@@ -112,8 +144,10 @@ def hooks_of(model: HookedTransformer, parallel: bool) -> list[str]:
     return names + ["ln_final.hook_normalized"]
 
 
-def run(folder: Path, hf_model, hf, centred: bool, folded: bool = False) -> dict:
+def run(folder: Path, hf_model, hf, centred: bool, folded: bool = False, act_fn: str | None = None) -> dict:
     cfg = tl_cfg(folder, hf, type(hf_model).__name__)
+    if act_fn:
+        cfg.act_fn = act_fn
     model = HookedTransformer(cfg, move_to_device=False)
     state = CONVERT[hf.model_type](hf_model, cfg)
     model.load_and_process_state_dict(state, fold_ln=folded, center_writing_weights=centred, center_unembed=centred,
@@ -142,9 +176,20 @@ def main():
         if not (folder / "model.safetensors").exists():
             continue
         hf = tf.AutoConfig.from_pretrained(folder)
+        if hf.model_type not in CONVERT:
+            continue
         hf._attn_implementation = "eager"
         hf_model = tf.AutoModelForCausalLM.from_pretrained(folder, config=hf, torch_dtype=torch.float32).eval()
         hooks = run(folder, hf_model, hf, False)
+        if hf.model_type == "gemma":
+            # TransformerLens's Gemma 1 computes the exact GELU where transformers' uses the tanh
+            # one: its hooks are kept apart, and the GELU is shown to be the only difference.
+            tanh = run(folder, hf_model, hf, False, act_fn="gelu_pytorch_tanh")
+            assert check_against_transformers(folder, tanh) < 1e-4, folder.name
+            print(f"{folder.name}: TransformerLens's exact GELU moves the logits by {check_against_transformers(folder, hooks):.2e}")
+            save_file(hooks, str(folder / "tl_hooks_exact_gelu.safetensors"))
+            made += 1
+            continue
         gap = check_against_transformers(folder, hooks)
         if gap > 1e-4:
             # TransformerLens computes another model from these weights (its Llama conversion

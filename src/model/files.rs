@@ -99,6 +99,57 @@ pub fn with_generation_config(model: Model, bytes: &[u8]) -> Result<Model, Forma
     Ok(Model { cfg: with_generation_config_ids(model.cfg, bytes)?, weights: model.weights })
 }
 
+/// What a model folder's own name says it holds, read from the path of its `config.json` as the
+/// user picked or dropped it: a Hugging Face cache folder (`models--ORG--NAME/snapshots/REV/…`)
+/// names its repository; any other folder only a model's name (`gemma-2-2b`). The page uses it to
+/// take a loaded model for the one an SAE was trained on, but only together with that model's
+/// `config.json` from the Hub ([`FolderName::same_model`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FolderName {
+    /// `ORG/NAME` of a cache folder.
+    CacheRepo(String),
+    /// The name of the folder holding `config.json`.
+    Name(String),
+}
+
+impl FolderName {
+    /// From `config.json`'s path relative to the chosen or dropped folder (`gemma-2-2b/config.json`,
+    /// `/models--google--gemma-2-2b/snapshots/abc/config.json`); `None` for a file chosen alone or
+    /// a cache snapshot chosen by itself (whose folder is named by a commit).
+    pub fn of_config_path(path: &str) -> Option<FolderName> {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if let Some(at) = parts.iter().rposition(|p| p.starts_with("models--")) {
+            let repo = parts[at].strip_prefix("models--")?.replacen("--", "/", 1);
+            return (parts.get(at + 1) == Some(&"snapshots") && !repo.is_empty()).then_some(FolderName::CacheRepo(repo));
+        }
+        let folder = *parts.len().checked_sub(2).and_then(|i| parts.get(i))?;
+        let commit = folder.len() == 40 && folder.chars().all(|c| c.is_ascii_hexdigit());
+        (!commit).then(|| FolderName::Name(folder.to_string()))
+    }
+
+    /// Whether the name says `repo` (`ORG/NAME`): the cache's repository exactly, or a folder named
+    /// as the repository's NAME.
+    pub fn names(&self, repo: &str) -> bool {
+        match self {
+            FolderName::CacheRepo(r) => r == repo,
+            FolderName::Name(n) => repo.rsplit('/').next() == Some(n.as_str()),
+        }
+    }
+
+    /// Whether a model loaded from this folder, described by `loaded`, is `repo` as the Hub serves
+    /// it (`hub_config`: its config.json): the name says so and the two configs describe the same
+    /// model (the special token ids aside, which generation_config.json may change). A name alone
+    /// is not enough: a folder may be renamed, or hold another size of the family.
+    pub fn same_model(&self, repo: &str, loaded: &DecoderConfig, hub_config: &[u8]) -> Result<bool, FormatError> {
+        if !self.names(repo) {
+            return Ok(false);
+        }
+        let mut hub = families::describe(hub_config)?;
+        hub.special_tokens = loaded.special_tokens.clone();
+        Ok(hub == *loaded)
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod dir {
     use std::path::Path;
@@ -195,4 +246,33 @@ pub fn serialize_gpt2(model: &Model) -> Result<(Vec<u8>, Vec<u8>), String> {
     config["layer_norm_epsilon"] = (c.norm.eps as f64).into();
     config["scale_attn_weights"] = (c.attn_scale != 1.0).into();
     Ok((serde_json::to_vec_pretty(&config).expect("JSON"), serialize_weights(model, crate::formats::safetensors::FloatDtype::F32)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folders_name_says_which_model_it_holds_and_its_config_must_agree() {
+        let cache = FolderName::of_config_path("/models--google--gemma-2-2b/snapshots/abc/config.json");
+        assert_eq!(cache, Some(FolderName::CacheRepo("google/gemma-2-2b".into())));
+        let named = FolderName::of_config_path("gemma-2-2b/config.json").unwrap();
+        assert_eq!(named, FolderName::Name("gemma-2-2b".into()));
+        assert!(named.names("google/gemma-2-2b") && !named.names("google/gemma-2-2b-it") && !named.names("google/gemma-2-9b"));
+        assert!(cache.unwrap().names("google/gemma-2-2b") && !FolderName::CacheRepo("other/gemma-2-2b".into()).names("google/gemma-2-2b"));
+        // A file chosen alone, a snapshot chosen by itself, a cache folder's blobs: no name.
+        assert_eq!(FolderName::of_config_path("config.json"), None);
+        assert_eq!(FolderName::of_config_path("0123456789abcdef0123456789abcdef01234567/config.json"), None);
+        assert_eq!(FolderName::of_config_path("models--google--gemma-2-2b/blobs/config.json"), None);
+
+        let (config, _) = serialize_gpt2(&random_gpt2(50, 16, 8, 2, 2, true, 1)).unwrap();
+        let loaded = families::describe(&config).unwrap();
+        let gpt2 = FolderName::Name("gpt2".into());
+        assert!(gpt2.same_model("gpt2", &loaded, &config).unwrap());
+        // Another size under the same name, another name, a config that is not one.
+        let (bigger, _) = serialize_gpt2(&random_gpt2(50, 16, 8, 3, 2, true, 1)).unwrap();
+        assert!(!gpt2.same_model("gpt2", &loaded, &bigger).unwrap());
+        assert!(!gpt2.same_model("openai-community/gpt2-medium", &loaded, &config).unwrap());
+        assert!(gpt2.same_model("gpt2", &loaded, b"{").is_err());
+    }
 }

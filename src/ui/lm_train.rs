@@ -29,8 +29,8 @@ use crate::train::checkpoint::{read_header, Checkpoint};
 use crate::train::lm_train::{LmEval, LmTrainer};
 use crate::train::trainer::TrainConfig;
 
-/// A loaded model: on the page's backend, with its tokenizer and its name.
-pub type ModelEntry = (LoadedModel, TextTokenizer, String);
+/// A loaded model: on the page's backend, with its tokenizer and where it came from.
+pub type ModelEntry = (LoadedModel, TextTokenizer, super::lm::ModelOrigin);
 
 /// What the panel needs of the language-model view: the loaded model (on the page's backend,
 /// with its tokenizer and name), and a way to open a trained SAE there.
@@ -69,7 +69,7 @@ struct Shown {
 struct Run {
     trainer: Option<LmTrainer>,
     /// The model the run harvests from; the SAE trains where it runs.
-    model: Rc<(LoadedModel, TextTokenizer, String)>,
+    model: Rc<ModelEntry>,
     steps: usize,
     eval_every: usize,
     /// Milliseconds spent stepping (not paused), for tokens/s.
@@ -348,7 +348,8 @@ async fn begin(
     let tokens_total = (steps * train_cfg.batch) as u64;
     // The model's name as SAELens records it: the repository's last part ("gpt2" for
     // huggingface.co/gpt2 or openai-community/gpt2, "kjv-gpt2" for the bundled model).
-    let model_name = model.2.trim_end_matches("/resolve/main").rsplit('/').next().unwrap_or(&model.2).to_string();
+    let label = &model.2.label;
+    let model_name = label.trim_end_matches("/resolve/main").rsplit('/').next().unwrap_or(label).to_string();
     let mut trainer =
         LmTrainer::new(&model.0, &model_name, &corpus, model.0.cfg.special_tokens.bos_or_eos(), store_cfg, train_cfg, &backend).await?;
     (trainer.eval_rows, trainer.eval_contexts) = (256, 1);

@@ -14,14 +14,16 @@ export async function adapter_description() {
     return [i.vendor, i.architecture, i.device, i.description].filter((s) => s).join(" · ");
 }
 export function yield_now() { return new Promise((resolve) => setTimeout(resolve, 0)); }
-// The files of a drop: folders are walked (webkitGetAsEntry), plain files taken as they are.
+// The files of a drop, each as [file, path]: folders are walked (webkitGetAsEntry) and their
+// files carry their path from the dropped folder ("/gemma-2-2b/config.json"); plain files are
+// taken as they are, with their name.
 export async function dropped_files(event) {
     const items = Array.from(event.dataTransfer ? event.dataTransfer.items : []);
     const entries = items.map((i) => (i.webkitGetAsEntry ? i.webkitGetAsEntry() : null));
     const files = [];
     const walk = async (entry) => {
         if (entry.isFile) {
-            files.push(await new Promise((ok, fail) => entry.file(ok, fail)));
+            files.push([await new Promise((ok, fail) => entry.file(ok, fail)), entry.fullPath]);
         } else if (entry.isDirectory) {
             const reader = entry.createReader();
             for (;;) {
@@ -33,7 +35,7 @@ export async function dropped_files(event) {
     };
     for (let i = 0; i < items.length; i++) {
         if (entries[i]) await walk(entries[i]);
-        else if (items[i].kind === "file") files.push(items[i].getAsFile());
+        else if (items[i].kind === "file") { const f = items[i].getAsFile(); files.push([f, f.name]); }
     }
     return files;
 }
@@ -227,10 +229,17 @@ pub async fn storage_delete(keys: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// The files dropped on the page by `event`, folders walked recursively.
-pub async fn dropped_files(event: &web_sys::Event) -> Result<Vec<web_sys::File>, String> {
+/// The files dropped on the page by `event`, folders walked recursively, each with its path from
+/// the dropped folder (a file dropped alone: its name).
+pub async fn dropped_files(event: &web_sys::Event) -> Result<Vec<(web_sys::File, String)>, String> {
     let array: js_sys::Array = dropped_files_js(event).await.map_err(js_error)?.unchecked_into();
-    Ok(array.iter().filter_map(|f| f.dyn_into::<web_sys::File>().ok()).collect())
+    Ok(array
+        .iter()
+        .filter_map(|pair| {
+            let pair: js_sys::Array = pair.dyn_into().ok()?;
+            Some((pair.get(0).dyn_into::<web_sys::File>().ok()?, pair.get(1).as_string()?))
+        })
+        .collect())
 }
 
 /// GETs `url` through the page's Cache Storage (`cache_name`), reporting `(loaded, total,
@@ -329,6 +338,18 @@ pub fn files_of(ev: &web_sys::Event) -> Vec<web_sys::File> {
     };
     let Some(list) = input.files() else { return Vec::new() };
     (0..list.length()).filter_map(|i| list.get(i)).collect()
+}
+
+/// The files chosen in the `<input type=file>` that fired `ev`, each with its path from the chosen
+/// folder (`webkitRelativePath`) or, chosen alone, its name.
+pub fn files_with_paths_of(ev: &web_sys::Event) -> Vec<(web_sys::File, String)> {
+    files_of(ev)
+        .into_iter()
+        .map(|f| {
+            let path = relative_path(&f).unwrap_or_else(|| f.name());
+            (f, path)
+        })
+        .collect()
 }
 
 /// The path of a file chosen from a folder (`webkitRelativePath`), if any.

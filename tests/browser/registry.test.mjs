@@ -11,7 +11,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -241,6 +241,67 @@ test("a Gemma Scope 2 transcoder opens by link: it reads the MLP's normalised in
     assert.ok(Math.abs(got - want[key]) < 1e-3 * (1 + Math.abs(want[key])), `${key}: page ${got}, CLI ${want[key]}`);
   }
   await page.screenshot({ path: path.join(shots, "24-registry-transcoder.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
+test("a model dropped from a folder named as the SAE's model, with the Hub's config.json, is used for it: nothing but config.json is downloaded; another model in a folder of that name is not", async () => {
+  const ctx = await context();
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${pageServer.url}#lm?base=${encodeURIComponent(hubUrl)}&repo=none`);
+  await page.locator("#adapter").filter({ hasText: /WebGPU/ }).waitFor({ timeout: 60_000 });
+  await page.locator("#lm-registry-count").filter({ hasText: /This build opens/ }).waitFor();
+
+  /** Drops `from`'s model files as a folder named `name` (Chromium's own drag: a directory entry). */
+  const dropFolder = async (from, name) => {
+    const outer = path.join(work, `drop-${name}-${path.basename(from)}`);
+    mkdirSync(path.join(outer, name), { recursive: true });
+    for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) copyFileSync(path.join(from, f), path.join(outer, name, f));
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.locator("#lm-model-name").scrollIntoViewIfNeeded();
+    const box = await page.locator("#lm-drop").boundingBox();
+    const cdp = await ctx.newCDPSession(page);
+    const data = { items: [], files: [path.join(outer, name)], dragOperationsMask: 1 };
+    for (const type of ["dragEnter", "dragOver", "drop"]) {
+      await cdp.send("Input.dispatchDragEvent", { type, x: box.x + box.width / 2, y: box.y + 20, data });
+    }
+  };
+  const openSae = async () => {
+    await page.locator("#lm-registry-search").fill("270m small resid_post");
+    await page.locator("#lm-registry-results").selectOption("test-gemma-scope-2-270m-pt/layer_5_width_16k_l0_small");
+    await page.locator("#lm-registry-open").click();
+    await page.waitForFunction(() => /layer_5_width_16k_l0_small/.test(document.querySelector("#lm-sae-name")?.textContent ?? "") || (document.querySelector("#lm-error")?.textContent ?? "") !== "", null, { timeout: 120_000 });
+    assert.equal((await page.locator("#lm-error").count()) > 0 ? await page.locator("#lm-error").innerText() : "", "");
+  };
+  const weights = "/google/gemma-3-270m/resolve/main/model.safetensors";
+
+  // The Hub's gemma-3-270m, dropped as a folder of that name: taken for it.
+  await dropFolder(path.join(work, "google/gemma-3-270m"), "gemma-3-270m");
+  await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — gemma3_text, 6 layers/ }).waitFor({ timeout: 60_000 });
+  let asked = requests.length;
+  await openSae();
+  const during = requests.slice(asked);
+  assert.ok(during.includes("/google/gemma-3-270m/resolve/main/config.json"), `the Hub's config.json is compared: ${during}`);
+  assert.ok(!during.includes(weights), `the model's weights are not downloaded: ${during}`);
+  assert.match(await page.locator("#lm-model-name").innerText(), /^dropped folder — gemma3_text.* · taken for google\/gemma-3-270m \(its folder's name and config.json are the Hub's\)$/);
+  await page.locator("#lm-text").fill(text);
+  await page.locator("#lm-run").click();
+  const run = await shown(page);
+  const folder = saeFolder("google/gemma-scope-2-270m-pt", "resid_post/layer_5_width_16k_l0_small");
+  assertClose(run.acts, cliActs("google/gemma-3-270m", folder, text, run.feature), "on the dropped model");
+  await page.screenshot({ path: path.join(shots, "25-registry-dropped-model.png"), fullPage: true });
+
+  // Another model (GPT-2) in a folder of the same name: its config.json is not the Hub's, so the
+  // Hub's model is downloaded.
+  await dropFolder(path.join(work, "gpt2"), "gemma-3-270m");
+  await page.locator("#lm-model-name").filter({ hasText: /^dropped folder — gpt2, 2 layers/ }).waitFor({ timeout: 60_000 });
+  asked = requests.length;
+  await openSae();
+  // The SAE shown is still the one opened before: wait for the download to replace the model.
+  await page.locator("#lm-model-name").filter({ hasText: /gemma-3-270m\/resolve\/main — gemma3_text, 6 layers/ }).waitFor({ timeout: 120_000 });
+  assert.ok(requests.slice(asked).includes(weights), "the Hub's model is downloaded");
   assert.deepEqual(errors, []);
   await ctx.close();
 });

@@ -9,9 +9,11 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::super::lm_train::ModelEntry;
 use super::super::web;
 use super::loader::{self, Progress, ProgressList};
 use super::{Lm, Named};
+use crate::model::files::CONFIG_FILE;
 use crate::sae::convert::{self, Conversion, SaeSource};
 use crate::sae::registry::{Entry, Query, Registry, Release};
 
@@ -123,6 +125,45 @@ fn grouped<'r>(found: impl Iterator<Item = (&'r Release, &'r Entry)>) -> Vec<(St
     groups
 }
 
+/// Whether the loaded model is `repo`, the model an SAE was trained on: downloaded from its
+/// address, or loaded from files whose folder's name says `repo` and whose config.json is the one
+/// the Hub serves for it (fetched through the cache: a few hundred bytes, where the weights would
+/// be gigabytes). The model's name line says when files are taken for the Hub's model, the status
+/// why not.
+async fn loaded_is(lm: Lm, model: &ModelEntry, repo: &str, model_url: &str) -> bool {
+    let origin = &model.2;
+    if origin.label == model_url {
+        return true;
+    }
+    let Some(folder) = origin.folder.as_ref().filter(|f| f.names(repo)) else { return false };
+    let config_url = format!("{model_url}/{CONFIG_FILE}");
+    let same = match web::fetch_cached(&config_url, CACHE, loader::progress_of(lm.downloads, CONFIG_FILE)).await {
+        Ok(hub_config) => folder.same_model(repo, &model.0.cfg, &hub_config).map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match same {
+        Ok(true) => {
+            // Said beside the model's name, where it stays while the SAE downloads.
+            let taken = format!(" · taken for {repo} (its folder's name and config.json are the Hub's)");
+            lm.model_name.update(|name| {
+                if !name.contains(&taken) {
+                    name.push_str(&taken);
+                }
+            });
+            true
+        }
+        Ok(false) => {
+            lm.status
+                .set(format!("The loaded model's folder is named as {repo}, but its config.json is not the Hub's: downloading {repo} …"));
+            false
+        }
+        Err(e) => {
+            lm.status.set(format!("Could not compare the loaded model with {repo} ({e}): downloading it …"));
+            false
+        }
+    }
+}
+
 /// Opens `release`/`sae_id`: its model first (downloaded from the loader's Hub unless it is the
 /// one loaded), then the SAE's files from its repository. What was loaded stays if any step fails.
 pub(super) async fn open_by_name(lm: Lm, release: String, sae_id: String) {
@@ -140,10 +181,13 @@ pub(super) async fn open_by_name(lm: Lm, release: String, sae_id: String) {
     }
     let base = lm.base.get_untracked().trim_end_matches('/').to_string();
     let model_url = format!("{base}/{}/resolve/main", r.hf_model);
-    let loaded_from = lm.loaded.with_value(|st| st.model.as_ref().map(|m| m.2.clone()));
-    if loaded_from.as_deref() != Some(model_url.as_str()) {
+    let use_loaded = match lm.loaded.with_value(|st| st.model.clone()) {
+        Some(model) => loaded_is(lm, &model, &r.hf_model, &model_url).await,
+        None => false,
+    };
+    if !use_loaded {
         loader::download_model(lm, model_url.clone()).await;
-        if lm.loaded.with_value(|st| st.model.as_ref().map(|m| m.2.clone())).as_deref() != Some(model_url.as_str()) {
+        if lm.loaded.with_value(|st| st.model.as_ref().map(|m| m.2.label.clone())).as_deref() != Some(model_url.as_str()) {
             // download_model said why.
             return;
         }

@@ -11,12 +11,12 @@ use leptos::task::spawn_local;
 use super::super::bundled::BUNDLED_SAES;
 use super::super::web;
 use super::upload::{self, WeightBlobs};
-use super::Lm;
+use super::{Lm, ModelOrigin};
 use crate::backend::Backend;
 use crate::engine::LoadedSae;
 use crate::formats::tokenizer::TextTokenizer;
 use crate::lm::{self, LoadedModel};
-use crate::model::files::{CONFIG_FILE, INDEX_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::model::files::{FolderName, CONFIG_FILE, INDEX_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::page::LmLink;
 use crate::sae::files::{parse_sae, SaeFileBytes, CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 
@@ -55,7 +55,7 @@ pub(super) fn ModelLoader(link: LmLink) -> impl IntoView {
         let url = format!("{}/{}/resolve/main", base.get_untracked().trim_end_matches('/'), repo.get_untracked().trim_matches('/'));
         spawn_local(download_model(lm, url));
     };
-    let on_model_files = move |ev: leptos::ev::Event| spawn_local(load_model_files(lm, "files".into(), web::files_of(&ev)));
+    let on_model_files = move |ev: leptos::ev::Event| spawn_local(load_model_files(lm, "files".into(), web::files_with_paths_of(&ev)));
     // A folder picker: `webkitdirectory` has no typed attribute in leptos, so it is set once mounted.
     let folder_input = NodeRef::<leptos::html::Input>::new();
     Effect::new(move |_| {
@@ -208,14 +208,17 @@ async fn refresh_cache(cache: RwSignal<Option<(u64, u64)>>) {
 
 /// A model folder's files as the page holds them: the small ones read, the weights as Blobs.
 struct ModelSource {
-    origin: String,
+    origin: ModelOrigin,
     config: Vec<u8>,
     tokenizer: Vec<u8>,
     weights: WeightBlobs,
 }
 
-/// Installs a model from chosen or dropped files, found by name (other files are ignored).
-async fn load_model_files(lm: Lm, origin: String, files: Vec<web_sys::File>) {
+/// Installs a model from chosen or dropped files (each with its path from the chosen or dropped
+/// folder), found by name (other files are ignored).
+async fn load_model_files(lm: Lm, origin: String, files: Vec<(web_sys::File, String)>) {
+    let folder = files.iter().find(|(f, _)| f.name() == CONFIG_FILE).and_then(|(_, path)| FolderName::of_config_path(path));
+    let files: Vec<web_sys::File> = files.into_iter().map(|(f, _)| f).collect();
     let by_name = |name: &str| files.iter().find(|f| f.name() == name);
     let read = |name: &'static str| {
         let file = by_name(name).cloned();
@@ -255,7 +258,7 @@ async fn load_model_files(lm: Lm, origin: String, files: Vec<web_sys::File>) {
         (None, None) => Err(format!("the model's {WEIGHTS_FILE} (or {INDEX_FILE} and its shards) is missing ({origin})")),
     };
     match weights {
-        Ok(weights) => install_model(lm, ModelSource { origin, config, tokenizer, weights }).await,
+        Ok(weights) => install_model(lm, ModelSource { origin: ModelOrigin { label: origin, folder }, config, tokenizer, weights }).await,
         Err(e) => lm.fail(e),
     }
 }
@@ -321,11 +324,12 @@ pub(super) async fn download_model(lm: Lm, url: String) {
         }
         Err(e) => return failed(e),
     };
-    install_model(lm, ModelSource { origin: url, config, tokenizer, weights }).await;
+    install_model(lm, ModelSource { origin: ModelOrigin { label: url, folder: None }, config, tokenizer, weights }).await;
 }
 
 async fn install_model(lm: Lm, source: ModelSource) {
-    let ModelSource { origin: name, config, tokenizer, weights } = source;
+    let ModelSource { origin, config, tokenizer, weights } = source;
+    let name = origin.label.clone();
     let tokenizer = match TextTokenizer::parse(&tokenizer) {
         Ok(t) => t,
         Err(e) => return lm.fail(e.to_string()),
@@ -370,7 +374,7 @@ async fn install_model(lm: Lm, source: ModelSource) {
     );
     lm.memory.set(Some(ModelMemory { gpu_bytes: model.gpu_bytes(), through_wasm, weight_bytes, wasm_memory: web::wasm_memory_bytes() }));
     // An SAE loaded for another model may not fit this one; it is checked again on every run.
-    lm.loaded.update_value(|st| st.model = Some(Rc::new((model, tokenizer, name))));
+    lm.loaded.update_value(|st| st.model = Some(Rc::new((model, tokenizer, origin))));
     lm.model_name.set(facts);
     lm.status.set("Model loaded.".into());
     lm.error.set(None);

@@ -25,11 +25,12 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::bundled::{BUNDLED_MODEL, BUNDLED_SAES, BUNDLED_TEXT};
+use super::lm_train::ModelEntry;
 use super::{web, PageBackend};
 use crate::dashboard::SampleActivations;
 use crate::engine::LoadedSae;
-use crate::formats::tokenizer::TextTokenizer;
-use crate::lm::{self, LoadedModel, SpliceReport};
+use crate::lm::{self, SpliceReport};
+use crate::model::files::FolderName;
 use crate::sae::files::{CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 use crate::sae::Sae;
 
@@ -39,13 +40,20 @@ type NamedEffects = Vec<(String, f32)>;
 /// Loaded objects (not reactive: wgpu objects are not `Send`).
 #[derive(Default)]
 struct LmState {
-    /// The model on the page's backend, its tokenizer and its name.
-    model: Option<Rc<(LoadedModel, TextTokenizer, String)>>,
+    /// The model on the page's backend, its tokenizer and where it came from.
+    model: Option<Rc<ModelEntry>>,
     sae: Option<Rc<(LoadedSae, String)>>,
     /// The loaded SAE over the dashboard sample (dropped when another SAE or model loads).
     sample: Option<Rc<SampleActivations>>,
     /// A second SAE whose features are matched to the selected one by decoder cosine.
     compare: Option<Rc<(Sae, String)>>,
+}
+
+/// Where the loaded model came from: what the page calls it (the address it was downloaded from,
+/// or "files" / "dropped folder") and, for files, what their folder's name says they are.
+pub(crate) struct ModelOrigin {
+    pub(crate) label: String,
+    pub(crate) folder: Option<FolderName>,
 }
 
 /// The last run, as shown.
@@ -162,7 +170,7 @@ impl Lm {
 
 /// Everything a run needs.
 struct Loaded {
-    model: Rc<(LoadedModel, TextTokenizer, String)>,
+    model: Rc<ModelEntry>,
     sae: Rc<(LoadedSae, String)>,
 }
 
