@@ -110,6 +110,8 @@ fn check(name: &str, cfg: &DecoderConfig, want: &Value) {
     }
     let act = ["hidden_activation", "hidden_act", "activation_function"].iter().find_map(|k| want.get(*k)).unwrap().as_str().unwrap();
     let want_act = match act {
+        // Gemma 1 runs with TransformerLens's exact GELU (gemma_1_runs_as_transformer_lens_runs_it).
+        "gelu_new" | "gelu_pytorch_tanh" if cfg.model_type == "gemma" => Activation::GeluErf,
         "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
         "gelu" => Activation::GeluErf,
         "silu" => Activation::Silu,
@@ -218,6 +220,13 @@ fn every_family_runs_as_transformers_runs_it() {
             .map(|(_, t)| t.len() as u64)
             .sum();
         assert_eq!(cfg.parameter_count(), stored, "{name}: parameter count");
+        let mut cfg = cfg;
+        if cfg.model_type == "gemma" {
+            // transformers' GemmaMLP uses the tanh GELU; saelab runs TransformerLens's exact one
+            // (gemma_1_runs_as_transformer_lens_runs_it): with transformers' put back, the rest of
+            // the model is transformers'.
+            cfg.activation = Activation::GeluTanh;
+        }
         let out = cpu::hidden_states(&Model { cfg, weights }, &tokens).unwrap();
         let close = |what: &str, got: &[f32], want: &[f32]| assert_close(&format!("{name} {what}"), got, want);
         for (i, h) in out.hidden.iter().enumerate() {
@@ -361,13 +370,13 @@ fn every_hook_point_is_transformer_lens_s() {
 
 /// TransformerLens's one quirk on Gemma 1 (its `google/gemma-2b` branch, TransformerLens 3.9): the
 /// MLP's GELU is the exact one, where transformers' `GemmaMLP` uses the tanh approximation
-/// (`hidden_activation`). saelab runs the model as transformers does; with the exact GELU swapped
-/// in, every hook value is TransformerLens's, and without it `hook_mlp_out` and the logits are not
-/// — the difference an SAE trained on TransformerLens's activations sees (README, "Gemma 1").
+/// (`hidden_activation`). saelab follows TransformerLens, on whose activations every Gemma 1 SAE was
+/// trained: every hook value is TransformerLens's; with transformers' tanh GELU put in instead,
+/// `hook_mlp_out` and the logits are not (and the rest is transformers':
+/// every_family_runs_as_transformers_runs_it).
 #[test]
-fn gemma_1_hooks_are_transformer_lens_s_with_its_exact_gelu() {
+fn gemma_1_runs_as_transformer_lens_runs_it() {
     use saelab::formats::safetensors::TensorFile;
-    use saelab::model::decoder::Activation;
     use saelab::model::{cpu, BlockSite, HookPoint};
     for family in ["gemma", "gemma_hub"] {
         let dir = Path::new("tests/fixtures/families").join(family);
@@ -379,16 +388,8 @@ fn gemma_1_hooks_are_transformer_lens_s_with_its_exact_gelu() {
             .map(|&t| t as u32)
             .collect();
         let mut model = fixture_model(&dir);
-        assert_eq!(model.cfg.activation, Activation::GeluTanh, "{family}: transformers' GELU");
+        assert_eq!(model.cfg.activation, Activation::GeluErf, "{family}: TransformerLens's GELU");
         let hooks = model.cfg.hook_points();
-        let mlp_out = HookPoint::block(0, BlockSite::MlpOut);
-        let (logits, got) = cpu::run(&model, &tokens, &[mlp_out], &[]).unwrap();
-        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        let want_mlp = tl.tensors["blocks.0.hook_mlp_out"].to_f32();
-        assert!(worst(&got[0], &want_mlp) > 1e-5, "{family}: the tanh GELU's hook_mlp_out is not TransformerLens's");
-        assert!(worst(&logits, &tl.tensors["logits"].to_f32()) > 1e-4, "{family}: nor its logits");
-
-        model.cfg.activation = Activation::GeluErf;
         let (logits, got) = cpu::run(&model, &tokens, &hooks, &[]).unwrap();
         assert_close(&format!("{family} logits"), &logits, &tl.tensors["logits"].to_f32());
         let mut checked = 0;
@@ -399,6 +400,16 @@ fn gemma_1_hooks_are_transformer_lens_s_with_its_exact_gelu() {
             }
         }
         assert_eq!(checked, tl.tensors.len() - 1, "{family}: every hook TransformerLens wrote");
+
+        model.cfg.activation = Activation::GeluTanh;
+        let mlp_out = HookPoint::block(0, BlockSite::MlpOut);
+        let (logits, got) = cpu::run(&model, &tokens, &[mlp_out], &[]).unwrap();
+        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(
+            worst(&got[0], &tl.tensors["blocks.0.hook_mlp_out"].to_f32()) > 1e-5,
+            "{family}: the tanh GELU's hook_mlp_out is not TransformerLens's"
+        );
+        assert!(worst(&logits, &tl.tensors["logits"].to_f32()) > 1e-4, "{family}: nor its logits");
     }
 }
 

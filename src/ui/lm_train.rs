@@ -30,7 +30,14 @@ use crate::train::lm_train::{LmEval, LmTrainer};
 use crate::train::trainer::TrainConfig;
 
 /// A loaded model: on the page's backend, with its tokenizer and where it came from.
-pub type ModelEntry = (LoadedModel, TextTokenizer, super::lm::ModelOrigin);
+pub type ModelEntry = (LoadedModel, TextTokenizer, ModelOrigin);
+
+/// Where the loaded model came from: what the page calls it (the address it was downloaded from,
+/// or "files" / "dropped folder") and, for files, what their folder's name says they are.
+pub struct ModelOrigin {
+    pub label: String,
+    pub folder: Option<crate::model::files::FolderName>,
+}
 
 /// What the panel needs of the language-model view: the loaded model (on the page's backend,
 /// with its tokenizer and name), and a way to open a trained SAE there.

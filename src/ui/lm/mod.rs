@@ -26,11 +26,11 @@ use leptos::task::spawn_local;
 
 use super::bundled::{BUNDLED_MODEL, BUNDLED_SAES, BUNDLED_TEXT};
 use super::lm_train::ModelEntry;
+pub(crate) use super::lm_train::ModelOrigin;
 use super::{web, PageBackend};
 use crate::dashboard::SampleActivations;
 use crate::engine::LoadedSae;
 use crate::lm::{self, SpliceReport};
-use crate::model::files::FolderName;
 use crate::sae::files::{CFG_FILE, WEIGHTS_FILE as SAE_WEIGHTS_FILE};
 use crate::sae::Sae;
 
@@ -47,13 +47,6 @@ struct LmState {
     sample: Option<Rc<SampleActivations>>,
     /// A second SAE whose features are matched to the selected one by decoder cosine.
     compare: Option<Rc<(Sae, String)>>,
-}
-
-/// Where the loaded model came from: what the page calls it (the address it was downloaded from,
-/// or "files" / "dropped folder") and, for files, what their folder's name says they are.
-pub(crate) struct ModelOrigin {
-    pub(crate) label: String,
-    pub(crate) folder: Option<FolderName>,
 }
 
 /// The last run, as shown.
