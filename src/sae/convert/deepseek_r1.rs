@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use super::{config_err, object, torch_matrix, torch_tensor, transpose, Converted, SaeSource};
+use super::{config_err, linear_pair, object, Converted, SaeSource};
 use crate::formats::FormatError;
 
 /// The number after the first `l` that a digit follows (`re.search(r"l(\d+)", folder_name)`).
@@ -30,16 +30,7 @@ pub(super) fn convert(source: &SaeSource<'_>) -> Result<Converted, FormatError> 
         config_err(path, "the file's name gives no layer (the loader reads it from 'l' and digits, as in ...-SAE-l19.pt)")
     })?;
 
-    let sd = crate::formats::pytorch::read_state_dict(path, source.required(path)?)?;
-    let mut out = Converted::default();
-    let (d_sae, d_in, w_enc) = torch_matrix(&sd, path, "encoder.weight")?;
-    out.insert("W_enc", vec![d_in, d_sae], transpose(&w_enc, d_sae, d_in));
-    let (rows, cols, w_dec) = torch_matrix(&sd, path, "decoder.weight")?;
-    out.insert("W_dec", vec![cols, rows], transpose(&w_dec, rows, cols));
-    for (ours, theirs) in [("b_enc", "encoder.bias"), ("b_dec", "decoder.bias")] {
-        let (shape, values) = torch_tensor(&sd, path, theirs)?;
-        out.insert(ours, shape, values);
-    }
+    let (mut out, d_in, d_sae) = linear_pair(source, path, "encoder", "decoder")?;
     out.cfg = object(json!({
         "architecture": "standard",
         "d_in": d_in,

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use super::{config_err, object, torch_matrix, torch_tensor, transpose, Converted, SaeSource};
+use super::{config_err, linear_pair, object, Converted, SaeSource};
 use crate::formats::FormatError;
 
 /// `(repository, file, model, hook)` of each SAE `get_goodfire_config_from_hf` knows.
@@ -46,16 +46,7 @@ pub(super) fn convert(source: &SaeSource<'_>) -> Result<Converted, FormatError> 
         )
     })?;
 
-    let sd = crate::formats::pytorch::read_state_dict(path, source.required(path)?)?;
-    let mut out = Converted::default();
-    let (d_sae, d_in, w_enc) = torch_matrix(&sd, path, "encoder_linear.weight")?;
-    out.insert("W_enc", vec![d_in, d_sae], transpose(&w_enc, d_sae, d_in));
-    let (rows, cols, w_dec) = torch_matrix(&sd, path, "decoder_linear.weight")?;
-    out.insert("W_dec", vec![cols, rows], transpose(&w_dec, rows, cols));
-    for (ours, theirs) in [("b_enc", "encoder_linear.bias"), ("b_dec", "decoder_linear.bias")] {
-        let (shape, values) = torch_tensor(&sd, path, theirs)?;
-        out.insert(ours, shape, values);
-    }
+    let (mut out, d_in, d_sae) = linear_pair(source, path, "encoder_linear", "decoder_linear")?;
     out.cfg = object(json!({
         "architecture": "standard",
         "d_in": d_in,

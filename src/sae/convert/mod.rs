@@ -519,6 +519,28 @@ pub(crate) fn torch_matrix(
     Ok((rows, cols, values))
 }
 
+/// A `torch.save`d encoder and decoder pair of `nn.Linear` states (`{encoder}.weight [d_sae, d_in]`,
+/// `{encoder}.bias`, `{decoder}.weight [d_in, d_sae]`, `{decoder}.bias`) in SAELens's names and
+/// layout (both weights transposed, as the Goodfire and DeepSeek-R1 loaders do), with `(d_in, d_sae)`.
+pub(crate) fn linear_pair(
+    source: &SaeSource<'_>,
+    path: &str,
+    encoder: &str,
+    decoder: &str,
+) -> Result<(Converted, usize, usize), FormatError> {
+    let sd = crate::formats::pytorch::read_state_dict(path, source.required(path)?)?;
+    let mut out = Converted::default();
+    let (d_sae, d_in, w_enc) = torch_matrix(&sd, path, &format!("{encoder}.weight"))?;
+    out.insert("W_enc", vec![d_in, d_sae], transpose(&w_enc, d_sae, d_in));
+    let (rows, cols, w_dec) = torch_matrix(&sd, path, &format!("{decoder}.weight"))?;
+    out.insert("W_dec", vec![cols, rows], transpose(&w_dec, rows, cols));
+    for (ours, theirs) in [("b_enc", format!("{encoder}.bias")), ("b_dec", format!("{decoder}.bias"))] {
+        let (shape, values) = torch_tensor(&sd, path, &theirs)?;
+        out.insert(ours, shape, values);
+    }
+    Ok((out, d_in, d_sae))
+}
+
 /// A 2-D tensor's `(rows, cols)`, or an error naming it.
 pub(crate) fn matrix_shape(shape: &[usize], path: &str, name: &str) -> Result<(usize, usize), FormatError> {
     match shape {
