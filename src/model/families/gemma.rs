@@ -8,18 +8,15 @@ use super::super::decoder::{Activation, DecoderConfig, NormKind};
 use super::{llama, Fields};
 
 pub fn describe(f: &Fields) -> Result<DecoderConfig, String> {
-    // `GemmaConfig.__post_init__`: the official releases' legacy `hidden_act: "gelu"` means the tanh
-    // approximation, and so does an absent one.
+    // An absent `hidden_act` is a GELU (GemmaConfig's default), not the Llama block's SiLU.
     let mut fields = Fields(f.0.clone());
-    match f.string("hidden_act")?.as_deref() {
-        None | Some("gelu") => {
-            fields.0.insert("hidden_act".into(), Value::from("gelu_pytorch_tanh"));
-        }
-        Some(_) => {}
+    if f.string("hidden_act")?.is_none() {
+        fields.0.insert("hidden_act".into(), Value::from("gelu"));
     }
     let mut cfg = llama::block(&fields, "gemma", Some(256))?;
     // TransformerLens 3.9's `google/gemma-2b` branch (`convert_hf_model_config`) sets `act_fn:
-    // "gelu"`, the exact GELU, whatever the checkpoint says; every Gemma 1 SAE there is
+    // "gelu"`, the exact GELU, whatever the checkpoint says (transformers reads the releases'
+    // legacy `hidden_act: "gelu"` as the tanh one, `GemmaConfig.__post_init__`); every Gemma 1 SAE there is
     // (`gemma-2b-res-jb`, `gemma-2b-it-res-jb`) was trained on those activations, and TransformerLens
     // is the reference for hook values. transformers' forward differs only by the GELU (tested both
     // ways: tests/families.rs).

@@ -6,15 +6,12 @@
 
 use serde_json::json;
 
-use super::{config_err, linear_pair, object, Converted, SaeSource};
+use super::{config_err, linear_pair, number_after, object, Converted, SaeSource};
 use crate::formats::FormatError;
 
 /// The number after the first `l` that a digit follows (`re.search(r"l(\d+)", folder_name)`).
 fn layer(name: &str) -> Option<usize> {
-    name.char_indices().filter(|&(_, c)| c == 'l').find_map(|(i, _)| {
-        let digits: String = name[i + 1..].chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    })
+    number_after(name, "l")
 }
 
 /// Whether `name` is qresearch's file (`DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt`) rather than
