@@ -6,9 +6,18 @@
 //   A[m, k] = a[m * lda + a_col + k]   (TRANS_A = 0)   or   a[k * lda + a_col + m]   (TRANS_A = 1)
 //   B[k, j] = b[k * ldb + j]           (TRANS_B = 0)   or   b[j * ldb + k]           (TRANS_B = 1)
 //
-// Each 16×16 workgroup computes a 64×64 tile of C, each thread a 4×4 block of it, strided by 16 so
-// that shared-memory reads are conflict-free and global writes coalesce. A and B tiles of depth 32
-// are staged in workgroup memory. Every load and store is bounds-checked: M, N, K are arbitrary.
+// Two ways to compute the same sums, chosen per adapter by timing both (gpu/kernels/matmul.rs
+// `Tiling`); each adds the products k = 0, 1, … in order with one fma each, so both give the same
+// bits:
+// - `main` (shared tiles): each 16×16 workgroup computes a 64×64 tile of C, each thread a 4×4
+//   block of it, strided by 16 so that shared-memory reads are conflict-free and global writes
+//   coalesce. A and B tiles of depth 32 are staged in workgroup memory. What GPUs want.
+// - `registers`: each thread of a 64-thread workgroup keeps a 16-row × 8-column block of C in
+//   registers and reads A and B straight from memory: no workgroup memory, no barriers. Software
+//   adapters (Mesa's lavapipe, Chromium's SwiftShader) run a workgroup's threads as loops on a CPU
+//   core, where each barrier and each shared-memory access is costly and loads are what limits
+//   throughput: 128 fmas per 24 loads is 4× faster there (BENCHMARKS.md).
+// Every load and store is bounds-checked: M, N, K are arbitrary.
 
 struct Params {
     m: u32,
@@ -80,13 +89,13 @@ fn store_one(grow: u32, gcol: u32, value: f32) {
     }
 }
 
-// Writes one output row's 4 values (columns lid.x + 16·j) through the epilogue.
-fn store_row(grow: u32, col_base: u32, values: vec4<f32>) {
+// Writes one output row's 4 values (columns col_base + stride·j) through the epilogue.
+fn store_row(grow: u32, col_base: u32, stride: u32, values: vec4<f32>) {
     if (grow >= p.m) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
-        let gcol = col_base + 16u * j;
+        let gcol = col_base + stride * j;
         if (gcol < p.n) {
             store_one(grow, gcol, values[j]);
         }
@@ -201,8 +210,164 @@ fn main(
     }
 
     let col_base = col0 + lid.x;
-    store_row(row0 + lid.y, col_base, acc0);
-    store_row(row0 + lid.y + 16u, col_base, acc1);
-    store_row(row0 + lid.y + 32u, col_base, acc2);
-    store_row(row0 + lid.y + 48u, col_base, acc3);
+    store_row(row0 + lid.y, col_base, 16u, acc0);
+    store_row(row0 + lid.y + 16u, col_base, 16u, acc1);
+    store_row(row0 + lid.y + 32u, col_base, 16u, acc2);
+    store_row(row0 + lid.y + 48u, col_base, 16u, acc3);
+}
+
+// The register-tiled product (see the top of the file). Thread li of workgroup (x, y) computes rows
+// 16y … 16y + 15 and columns 512x + li + 64·j, j < 8 (consecutive threads, consecutive columns, so
+// B's loads and C's stores coalesce where that matters). Out-of-range rows and columns read the
+// last valid one (no branch in the loop) and are not stored. Unrolled by hand: naga does not
+// unroll loops, and an indexed accumulator array would live in memory, not registers.
+const REG_ROWS: u32 = 16u;
+const REG_COLS: u32 = 512u;
+
+@compute @workgroup_size(64)
+fn registers(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.y * REG_ROWS;
+    let col0 = wg.x * REG_COLS + li;
+    let last_row = p.m - 1u;
+    let last_col = p.n - 1u;
+    let r0 = min(row0 + 0u, last_row);
+    let r1 = min(row0 + 1u, last_row);
+    let r2 = min(row0 + 2u, last_row);
+    let r3 = min(row0 + 3u, last_row);
+    let r4 = min(row0 + 4u, last_row);
+    let r5 = min(row0 + 5u, last_row);
+    let r6 = min(row0 + 6u, last_row);
+    let r7 = min(row0 + 7u, last_row);
+    let r8 = min(row0 + 8u, last_row);
+    let r9 = min(row0 + 9u, last_row);
+    let r10 = min(row0 + 10u, last_row);
+    let r11 = min(row0 + 11u, last_row);
+    let r12 = min(row0 + 12u, last_row);
+    let r13 = min(row0 + 13u, last_row);
+    let r14 = min(row0 + 14u, last_row);
+    let r15 = min(row0 + 15u, last_row);
+    let c0 = min(col0 + 0u, last_col);
+    let c1 = min(col0 + 64u, last_col);
+    let c2 = min(col0 + 128u, last_col);
+    let c3 = min(col0 + 192u, last_col);
+    let c4 = min(col0 + 256u, last_col);
+    let c5 = min(col0 + 320u, last_col);
+    let c6 = min(col0 + 384u, last_col);
+    let c7 = min(col0 + 448u, last_col);
+    var acc0_0 = vec4<f32>(0.0);
+    var acc0_1 = vec4<f32>(0.0);
+    var acc1_0 = vec4<f32>(0.0);
+    var acc1_1 = vec4<f32>(0.0);
+    var acc2_0 = vec4<f32>(0.0);
+    var acc2_1 = vec4<f32>(0.0);
+    var acc3_0 = vec4<f32>(0.0);
+    var acc3_1 = vec4<f32>(0.0);
+    var acc4_0 = vec4<f32>(0.0);
+    var acc4_1 = vec4<f32>(0.0);
+    var acc5_0 = vec4<f32>(0.0);
+    var acc5_1 = vec4<f32>(0.0);
+    var acc6_0 = vec4<f32>(0.0);
+    var acc6_1 = vec4<f32>(0.0);
+    var acc7_0 = vec4<f32>(0.0);
+    var acc7_1 = vec4<f32>(0.0);
+    var acc8_0 = vec4<f32>(0.0);
+    var acc8_1 = vec4<f32>(0.0);
+    var acc9_0 = vec4<f32>(0.0);
+    var acc9_1 = vec4<f32>(0.0);
+    var acc10_0 = vec4<f32>(0.0);
+    var acc10_1 = vec4<f32>(0.0);
+    var acc11_0 = vec4<f32>(0.0);
+    var acc11_1 = vec4<f32>(0.0);
+    var acc12_0 = vec4<f32>(0.0);
+    var acc12_1 = vec4<f32>(0.0);
+    var acc13_0 = vec4<f32>(0.0);
+    var acc13_1 = vec4<f32>(0.0);
+    var acc14_0 = vec4<f32>(0.0);
+    var acc14_1 = vec4<f32>(0.0);
+    var acc15_0 = vec4<f32>(0.0);
+    var acc15_1 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let b0 = vec4<f32>(load_b(k, c0), load_b(k, c1), load_b(k, c2), load_b(k, c3));
+        let b1 = vec4<f32>(load_b(k, c4), load_b(k, c5), load_b(k, c6), load_b(k, c7));
+        let a0 = vec4<f32>(load_a(r0, k));
+        acc0_0 = fma(a0, b0, acc0_0);
+        acc0_1 = fma(a0, b1, acc0_1);
+        let a1 = vec4<f32>(load_a(r1, k));
+        acc1_0 = fma(a1, b0, acc1_0);
+        acc1_1 = fma(a1, b1, acc1_1);
+        let a2 = vec4<f32>(load_a(r2, k));
+        acc2_0 = fma(a2, b0, acc2_0);
+        acc2_1 = fma(a2, b1, acc2_1);
+        let a3 = vec4<f32>(load_a(r3, k));
+        acc3_0 = fma(a3, b0, acc3_0);
+        acc3_1 = fma(a3, b1, acc3_1);
+        let a4 = vec4<f32>(load_a(r4, k));
+        acc4_0 = fma(a4, b0, acc4_0);
+        acc4_1 = fma(a4, b1, acc4_1);
+        let a5 = vec4<f32>(load_a(r5, k));
+        acc5_0 = fma(a5, b0, acc5_0);
+        acc5_1 = fma(a5, b1, acc5_1);
+        let a6 = vec4<f32>(load_a(r6, k));
+        acc6_0 = fma(a6, b0, acc6_0);
+        acc6_1 = fma(a6, b1, acc6_1);
+        let a7 = vec4<f32>(load_a(r7, k));
+        acc7_0 = fma(a7, b0, acc7_0);
+        acc7_1 = fma(a7, b1, acc7_1);
+        let a8 = vec4<f32>(load_a(r8, k));
+        acc8_0 = fma(a8, b0, acc8_0);
+        acc8_1 = fma(a8, b1, acc8_1);
+        let a9 = vec4<f32>(load_a(r9, k));
+        acc9_0 = fma(a9, b0, acc9_0);
+        acc9_1 = fma(a9, b1, acc9_1);
+        let a10 = vec4<f32>(load_a(r10, k));
+        acc10_0 = fma(a10, b0, acc10_0);
+        acc10_1 = fma(a10, b1, acc10_1);
+        let a11 = vec4<f32>(load_a(r11, k));
+        acc11_0 = fma(a11, b0, acc11_0);
+        acc11_1 = fma(a11, b1, acc11_1);
+        let a12 = vec4<f32>(load_a(r12, k));
+        acc12_0 = fma(a12, b0, acc12_0);
+        acc12_1 = fma(a12, b1, acc12_1);
+        let a13 = vec4<f32>(load_a(r13, k));
+        acc13_0 = fma(a13, b0, acc13_0);
+        acc13_1 = fma(a13, b1, acc13_1);
+        let a14 = vec4<f32>(load_a(r14, k));
+        acc14_0 = fma(a14, b0, acc14_0);
+        acc14_1 = fma(a14, b1, acc14_1);
+        let a15 = vec4<f32>(load_a(r15, k));
+        acc15_0 = fma(a15, b0, acc15_0);
+        acc15_1 = fma(a15, b1, acc15_1);
+    }
+    store_row(row0 + 0u, col0, 64u, acc0_0);
+    store_row(row0 + 0u, col0 + 256u, 64u, acc0_1);
+    store_row(row0 + 1u, col0, 64u, acc1_0);
+    store_row(row0 + 1u, col0 + 256u, 64u, acc1_1);
+    store_row(row0 + 2u, col0, 64u, acc2_0);
+    store_row(row0 + 2u, col0 + 256u, 64u, acc2_1);
+    store_row(row0 + 3u, col0, 64u, acc3_0);
+    store_row(row0 + 3u, col0 + 256u, 64u, acc3_1);
+    store_row(row0 + 4u, col0, 64u, acc4_0);
+    store_row(row0 + 4u, col0 + 256u, 64u, acc4_1);
+    store_row(row0 + 5u, col0, 64u, acc5_0);
+    store_row(row0 + 5u, col0 + 256u, 64u, acc5_1);
+    store_row(row0 + 6u, col0, 64u, acc6_0);
+    store_row(row0 + 6u, col0 + 256u, 64u, acc6_1);
+    store_row(row0 + 7u, col0, 64u, acc7_0);
+    store_row(row0 + 7u, col0 + 256u, 64u, acc7_1);
+    store_row(row0 + 8u, col0, 64u, acc8_0);
+    store_row(row0 + 8u, col0 + 256u, 64u, acc8_1);
+    store_row(row0 + 9u, col0, 64u, acc9_0);
+    store_row(row0 + 9u, col0 + 256u, 64u, acc9_1);
+    store_row(row0 + 10u, col0, 64u, acc10_0);
+    store_row(row0 + 10u, col0 + 256u, 64u, acc10_1);
+    store_row(row0 + 11u, col0, 64u, acc11_0);
+    store_row(row0 + 11u, col0 + 256u, 64u, acc11_1);
+    store_row(row0 + 12u, col0, 64u, acc12_0);
+    store_row(row0 + 12u, col0 + 256u, 64u, acc12_1);
+    store_row(row0 + 13u, col0, 64u, acc13_0);
+    store_row(row0 + 13u, col0 + 256u, 64u, acc13_1);
+    store_row(row0 + 14u, col0, 64u, acc14_0);
+    store_row(row0 + 14u, col0 + 256u, 64u, acc14_1);
+    store_row(row0 + 15u, col0, 64u, acc15_0);
+    store_row(row0 + 15u, col0 + 256u, 64u, acc15_1);
 }

@@ -282,6 +282,69 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
+// The same attention with no workgroup memory and no barrier: one thread per (query t, head h),
+// heads fastest (threads side by side see the same number of keys), walking the keys in order
+// with the online softmax (Milakov & Gimelshein 2018): a new maximum rescales what was summed.
+// Its query and its d_head sums live in the thread's own memory, so heads of at most SERIAL_HEAD
+// values (wider ones run `attention`: on lavapipe this entry gave wrong values past some
+// threads for heads of 256, unexplained so far). Software adapters (lavapipe, SwiftShader), which
+// run a workgroup's threads as loops on a CPU core and pay for every barrier, run this several
+// times faster; GPUs run `attention` faster (gpu/kernels/model.rs measures both when the device
+// opens). Same bindings as `attention`; 1-D grid of 64-thread workgroups.
+const SERIAL_HEAD: u32 = 128u;
+
+@compute @workgroup_size(64)
+fn attention_serial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wg, lid, 64u);
+    if (i >= p.rows * p.n_heads) {
+        return;
+    }
+    let t = i / p.n_heads;
+    let head = i % p.n_heads;
+    let kv = head / (p.n_heads / p.n_kv_heads);
+    let q_at = i * p.d_head;
+    let kv_stride = p.n_kv_heads * p.d_head;
+    let kv_off = kv * p.d_head;
+    var query: array<f32, SERIAL_HEAD>;
+    var sums: array<f32, SERIAL_HEAD>;
+    for (var e = 0u; e < p.d_head; e++) {
+        query[e] = in0[q_at + e];
+    }
+    var first = 0u;
+    if (p.window != 0u && t + 1u > p.window) {
+        first = t + 1u - p.window;
+    }
+    var running_max = -0x1.fffffep+127f;
+    var running_sum = 0.0;
+    for (var s = first; s <= t; s++) {
+        let key = s * kv_stride + kv_off;
+        var dot = 0.0;
+        for (var e = 0u; e < p.d_head; e++) {
+            dot += query[e] * in1[key + e];
+        }
+        var score = dot * p.scale;
+        if (p.softcap != 0.0) {
+            score = p.softcap * safe_tanh(score / p.softcap);
+        }
+        if (score > running_max) {
+            let rescale = exp(running_max - score);
+            running_sum *= rescale;
+            for (var e = 0u; e < p.d_head; e++) {
+                sums[e] *= rescale;
+            }
+            running_max = score;
+        }
+        let weight = exp(score - running_max);
+        running_sum += weight;
+        for (var e = 0u; e < p.d_head; e++) {
+            sums[e] += weight * in2[key + e];
+        }
+    }
+    for (var e = 0u; e < p.d_head; e++) {
+        out0[q_at + e] = sums[e] / running_sum;
+    }
+}
+
 // The activation with code `flags` in place over `width` elements of out0.
 @compute @workgroup_size(256)
 fn activation(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

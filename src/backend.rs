@@ -33,6 +33,11 @@ impl Backend {
         }
     }
 
+    /// Which kernel forms the GPU picked when it opened (`Gpu::kernel_choices`); None on the CPU.
+    pub fn kernel_choices(&self) -> Option<String> {
+        self.gpu().map(|gpu| gpu.kernel_choices())
+    }
+
     /// The GPU, when this backend is one.
     pub fn gpu(&self) -> Option<&Rc<Gpu>> {
         match self {

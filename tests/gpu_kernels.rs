@@ -6,7 +6,7 @@ mod common;
 
 use common::{gpu, max_rel_err, random_input};
 use saelab::gpu::kernels::batch_topk::{batch_topk, BatchTopK};
-use saelab::gpu::kernels::matmul::{matmul, Epilogue, Matmul, Storage};
+use saelab::gpu::kernels::matmul::{matmul, Epilogue, Matmul, Storage, Tiling, TilingPolicy};
 use saelab::gpu::kernels::topk::{topk, TopK};
 use saelab::gpu::{GpuSae, RunRequest};
 use saelab::random::Rng;
@@ -20,10 +20,95 @@ const TOL: f32 = 1e-4;
 
 #[test]
 fn matmul_epilogues_and_transposes_match_reference_with_strides_and_offsets() {
-    // 37 rows on the tiled entry; 1, 3 and 4 rows on the skinny one (kernels::SKINNY_ROWS).
+    // 37 rows on each tiling (parts of one and three row tiles, parts of one and two column
+    // tiles: n = 1001); 1, 3 and 4 rows on the skinny entry (kernels::SKINNY_ROWS).
     let gpu = gpu();
-    for m in [37, 1, 3, 4] {
+    for tiling in [Tiling::Shared, Tiling::Registers] {
+        gpu.set_matmul_tiling(TilingPolicy::Always(tiling));
+        matmul_case(&gpu, 37);
+    }
+    for m in [1, 3, 4] {
         matmul_case(&gpu, m);
+    }
+}
+
+/// Both tilings add the same products in the same order (one fma each, k ascending), so which
+/// one an adapter picks never changes a result: the same bits, for every epilogue and storage.
+#[test]
+fn both_matmul_tilings_give_the_same_bits() {
+    let gpu = gpu();
+    let mut rng = Rng::new(40);
+    let (m, k, n) = (83, 301, 1100);
+    for (epilogue, trans_a, trans_b, storage) in [
+        (Epilogue::Store, false, false, Storage::F32),
+        (Epilogue::Relu, true, true, Storage::Bf16),
+        (Epilogue::Accumulate, false, true, Storage::F16),
+    ] {
+        let a = rng.normals(m * k, 1.0);
+        let words = reference::matmul::pack(&rng.normals(k * n, 0.3), storage);
+        let cols = rng.normals(3 * n, 0.5);
+        let c_init = rng.normals(m * n, 1.0);
+        let (a_buf, b_buf, cols_buf) =
+            (gpu.upload_f32("a", &a), gpu.upload_bytes("b", bytemuck::cast_slice(&words)), gpu.upload_f32("cols", &cols));
+        let product = |tiling: Tiling| {
+            gpu.set_matmul_tiling(TilingPolicy::Always(tiling));
+            let c = gpu.upload_f32("c", &c_init);
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            let (lda, ldb) = (if trans_a { m } else { k }, if trans_b { k } else { n });
+            let args = Matmul {
+                m,
+                n,
+                k,
+                a: &a_buf,
+                lda,
+                a_col: 0,
+                b: &b_buf,
+                ldb,
+                c: &c,
+                ldc: n,
+                c_col: 0,
+                cols: &cols_buf,
+                trans_a,
+                trans_b,
+                b_storage: storage,
+            };
+            matmul(&gpu, &mut enc, epilogue, args).unwrap();
+            gpu.queue.submit([enc.finish()]);
+            pollster::block_on(gpu.read_f32(&c, m * n)).unwrap()
+        };
+        let (shared, registers) = (product(Tiling::Shared), product(Tiling::Registers));
+        let differing = shared.iter().zip(&registers).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        assert_eq!(differing, 0, "{epilogue:?} trans_a={trans_a} trans_b={trans_b} {storage:?}: {differing} of {} values differ", m * n);
+    }
+}
+
+/// The device measured the tilings when it opened (on a software adapter only the register
+/// blocks, which it then always uses); each product goes to the one whose whole tiles cost less.
+#[test]
+fn the_device_measures_both_tilings_and_sends_each_product_to_the_cheaper() {
+    let gpu = gpu();
+    let measured = match gpu.matmul_tiling() {
+        TilingPolicy::Measured { shared_ns, registers_ns } => vec![shared_ns, registers_ns],
+        TilingPolicy::Software { registers_ns } => vec![registers_ns],
+        other => panic!("the tilings were not measured: {other:?}"),
+    };
+    assert!(measured.iter().all(|ns| *ns > 0.0 && ns.is_finite()), "{measured:?}");
+    if gpu.adapter_name.contains("llvmpipe") {
+        assert!(matches!(gpu.matmul_tiling(), TilingPolicy::Software { .. }), "lavapipe is a software adapter: {:?}", gpu.matmul_tiling());
+        assert_eq!(gpu.attention_kernel(), saelab::gpu::kernels::model::AttentionKernel::Serial);
+    }
+    // Equal speeds: a 16-row product pads less in 16-row register tiles, a 64-column one less in
+    // 64×64 shared tiles (a register tile spans 512 columns).
+    let even = TilingPolicy::Measured { shared_ns: 1.0, registers_ns: 1.0 };
+    assert_eq!(even.for_product(16, 64, 512), Tiling::Registers);
+    assert_eq!(even.for_product(64, 64, 64), Tiling::Shared);
+    // Registers 4× as fast per multiply-add wins unless it wastes more than 4× the work.
+    let software = TilingPolicy::Measured { shared_ns: 4.0, registers_ns: 1.0 };
+    assert_eq!(software.for_product(128, 256, 768), Tiling::Registers);
+    assert_eq!(software.for_product(64, 256, 64), Tiling::Shared, "8× the columns padded");
+    // A software adapter compiles and runs register blocks only, narrow products included.
+    for (m, k, n) in [(128, 256, 768), (64, 256, 64), (5, 7, 9)] {
+        assert_eq!(TilingPolicy::Software { registers_ns: 1.0 }.for_product(m, k, n), Tiling::Registers);
     }
 }
 

@@ -484,38 +484,48 @@ fn rope_turns_pairs_of_each_head() {
 }
 
 /// Causal attention as GPT-2 has it, grouped-query (4 query heads per key/value head), within a
-/// sliding window shorter than the sequence, and soft-capped.
+/// sliding window shorter than the sequence, and soft-capped: both kernels (`AttentionKernel`).
 #[test]
 fn causal_attention_with_groups_windows_and_caps() {
+    use model::AttentionKernel;
     use reference::model::AttentionSpec;
     let mut b = Bench::new(23);
     let d_head = 31;
-    for (n_heads, n_kv_heads, window, softcap) in
-        [(3, 3, None, None), (8, 2, None, None), (4, 1, Some(5), Some(2.0)), (6, 3, Some(1), None)]
-    {
-        let spec = AttentionSpec { n_heads, n_kv_heads, d_head, scale: 1.0 / (d_head as f32).sqrt(), window, softcap };
-        let (q, k, v) = (
-            b.normals(ROWS * n_heads * d_head, 1.5),
-            b.normals(ROWS * n_kv_heads * d_head, 1.5),
-            b.normals(ROWS * n_kv_heads * d_head, 1.0),
-        );
-        let (q_buf, k_buf, v_buf) = (b.upload(&q), b.upload(&k), b.upload(&v));
-        let z = b.gpu.storage("z", (ROWS * n_heads * d_head * 4) as u64);
-        b.run(|g, e| model::attention(g, e, model::Attention { rows: ROWS, spec, q: &q_buf, k: &k_buf, v: &v_buf, z: &z }));
-        let want = reference::model::attention(spec, &q, &k, &v, ROWS);
-        close(&format!("attention {spec:?}"), &b.read(&z, ROWS * n_heads * d_head), &want, SUMS);
-    }
-    // Contexts longer than the kernel's key tile (several tiles, the online softmax), a window
-    // longer than a tile, and heads wider than the 128 threads (3 values a thread).
-    let long = 2 * model::KEY_TILE + 77;
-    for (d_head, window) in [(31, None), (300, Some(model::KEY_TILE + 200)), (7, Some(3))] {
-        let spec = AttentionSpec { n_heads: 2, n_kv_heads: 1, d_head, scale: 1.0 / (d_head as f32).sqrt(), window, softcap: Some(8.0) };
-        let (q, k, v) = (b.normals(long * 2 * d_head, 1.5), b.normals(long * d_head, 1.5), b.normals(long * d_head, 1.0));
-        let (q_buf, k_buf, v_buf) = (b.upload(&q), b.upload(&k), b.upload(&v));
-        let z = b.gpu.storage("z", (long * 2 * d_head * 4) as u64);
-        b.run(|g, e| model::attention(g, e, model::Attention { rows: long, spec, q: &q_buf, k: &k_buf, v: &v_buf, z: &z }));
-        let want = reference::model::attention(spec, &q, &k, &v, long);
-        close(&format!("attention over {long} tokens, {spec:?}"), &b.read(&z, long * 2 * d_head), &want, SUMS);
+    for kernel in [AttentionKernel::Workgroup, AttentionKernel::Serial] {
+        b.gpu.set_attention_kernel(kernel);
+        for (n_heads, n_kv_heads, window, softcap) in
+            [(3, 3, None, None), (8, 2, None, None), (4, 1, Some(5), Some(2.0)), (6, 3, Some(1), None)]
+        {
+            let spec = AttentionSpec { n_heads, n_kv_heads, d_head, scale: 1.0 / (d_head as f32).sqrt(), window, softcap };
+            let (q, k, v) = (
+                b.normals(ROWS * n_heads * d_head, 1.5),
+                b.normals(ROWS * n_kv_heads * d_head, 1.5),
+                b.normals(ROWS * n_kv_heads * d_head, 1.0),
+            );
+            let (q_buf, k_buf, v_buf) = (b.upload(&q), b.upload(&k), b.upload(&v));
+            let z = b.gpu.storage("z", (ROWS * n_heads * d_head * 4) as u64);
+            b.run(|g, e| model::attention(g, e, model::Attention { rows: ROWS, spec, q: &q_buf, k: &k_buf, v: &v_buf, z: &z }));
+            let want = reference::model::attention(spec, &q, &k, &v, ROWS);
+            close(&format!("{kernel:?} attention {spec:?}"), &b.read(&z, ROWS * n_heads * d_head), &want, SUMS);
+        }
+        // Long contexts: for the workgroup kernel longer than its key tile (several tiles, the
+        // online softmax) with a window longer than a tile and heads wider than its 128 threads
+        // (3 values a thread); for the serial one, whose every thread walks all its keys (slow on
+        // a software adapter), 300 tokens with a new maximum at many keys, and the widest head it
+        // takes (wider ones run the workgroup kernel).
+        let (long, cases) = match kernel {
+            AttentionKernel::Workgroup => (2 * model::KEY_TILE + 77, [(31, None), (300, Some(model::KEY_TILE + 200)), (7, Some(3))]),
+            AttentionKernel::Serial => (300, [(31, None), (model::SERIAL_HEAD, Some(200)), (7, Some(3))]),
+        };
+        for (d_head, window) in cases {
+            let spec = AttentionSpec { n_heads: 2, n_kv_heads: 1, d_head, scale: 1.0 / (d_head as f32).sqrt(), window, softcap: Some(8.0) };
+            let (q, k, v) = (b.normals(long * 2 * d_head, 1.5), b.normals(long * d_head, 1.5), b.normals(long * d_head, 1.0));
+            let (q_buf, k_buf, v_buf) = (b.upload(&q), b.upload(&k), b.upload(&v));
+            let z = b.gpu.storage("z", (long * 2 * d_head * 4) as u64);
+            b.run(|g, e| model::attention(g, e, model::Attention { rows: long, spec, q: &q_buf, k: &k_buf, v: &v_buf, z: &z }));
+            let want = reference::model::attention(spec, &q, &k, &v, long);
+            close(&format!("{kernel:?} attention over {long} tokens, {spec:?}"), &b.read(&z, long * 2 * d_head), &want, SUMS);
+        }
     }
     let spec = AttentionSpec { n_heads: 3, n_kv_heads: 3, d_head, scale: 1.0, window: None, softcap: None };
     let big = b.gpu.storage("big", (4 * 3 * 513 * 4) as u64);

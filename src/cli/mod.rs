@@ -313,10 +313,11 @@ fn bench(a: &BenchArgs) -> Result<(), CliError> {
         let flops_dense = 2.0 * 2.0 * (d_in * d_sae) as f64;
         let flops_per_row = if arch == "topk" { 2.0 * (d_in * d_sae) as f64 + 2.0 * (k * d_in) as f64 } else { flops_dense };
         let report = |device: &str, rows: usize, seconds: f64, note: &str| {
+            let kernels = if device.starts_with("cpu") { None } else { gpu.as_ref().and_then(Backend::kernel_choices) };
             println!(
                 "{}",
                 serde_json::json!({
-                    "arch": arch, "device": device, "n": rows, "d_in": d_in, "d_sae": d_sae,
+                    "arch": arch, "device": device, "kernels": kernels, "n": rows, "d_in": d_in, "d_sae": d_sae,
                     "k": if arch == "topk" { Some(k) } else { None },
                     "seconds": seconds, "rows_per_s": rows as f64 / seconds,
                     "gflop_per_s": flops_per_row * rows as f64 / seconds / 1e9, "note": note,
@@ -475,11 +476,13 @@ fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
     let cfg = model.cfg.clone();
     let label = format!("{} shape, {} layers, random {} weights", a.shape, cfg.n_layers, a.dtype);
     let gpu_bytes = std::cell::Cell::new(None);
+    let kernels = std::cell::RefCell::new(None);
     let report = |device: &str, n: usize, seconds: f64, note: &str| {
+        let kernels = if device.starts_with("cpu") { None } else { kernels.borrow().clone() };
         println!(
             "{}",
             serde_json::json!({
-                "model": label, "device": device, "tokens": n, "seconds": seconds, "tokens_per_s": n as f64 / seconds,
+                "model": label, "device": device, "kernels": kernels, "tokens": n, "seconds": seconds, "tokens_per_s": n as f64 / seconds,
                 "gpu_weight_bytes": if device.starts_with("cpu") { None } else { gpu_bytes.get() }, "note": note,
             })
         );
@@ -488,6 +491,7 @@ fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
     if on_gpu {
         let gpu = open_gpu()?;
         let Backend::Gpu(device) = &gpu else { unreachable!("open_gpu opens a GPU") };
+        *kernels.borrow_mut() = gpu.kernel_choices();
         let uploaded = crate::gpu::model_runner::GpuModel::upload(device, &model)?;
         gpu_bytes.set(Some(uploaded.weight_bytes()));
         drop(uploaded);
@@ -656,7 +660,7 @@ fn bench_train(a: &BenchTrainArgs) -> Result<(), CliError> {
         println!(
             "{}",
             serde_json::json!({
-                "device": name, "model": dir.display().to_string(), "hook": hook, "context": context,
+                "device": name, "kernels": backend.kernel_choices(), "model": dir.display().to_string(), "hook": hook, "context": context,
                 "harvest_tokens_per_s": harvest, "sae": format!("topk k={k}, {d}×{dict}, batch {batch}"), "train_tokens_per_s": train,
             })
         );

@@ -151,6 +151,8 @@ impl Gpu {
             bind_groups: Default::default(),
         };
         gpu.check_errors()?;
+        kernels::choose_variants(&gpu, &format!("{} · {} {} · {:?}", info.name, info.driver, info.driver_info, info.backend)).await?;
+        gpu.check_errors()?;
         Ok(gpu)
     }
 
@@ -187,6 +189,38 @@ impl Gpu {
     /// Whether f16 weights are read as WGSL `f16` (`shader-f16`) rather than unpacked from words.
     pub fn native_f16(&self) -> bool {
         self.kernels.matmul.native_f16()
+    }
+
+    /// How this device's matrix products pick their tiling (measured when it opened).
+    pub fn matmul_tiling(&self) -> kernels::matmul::TilingPolicy {
+        self.kernels.matmul.tiling()
+    }
+
+    /// Makes products use `policy` from now on (tests force each tiling; results are the same bits).
+    pub fn set_matmul_tiling(&self, policy: kernels::matmul::TilingPolicy) {
+        self.kernels.matmul.set_tiling(policy);
+    }
+
+    /// The attention entry this device runs (measured when it opened).
+    pub fn attention_kernel(&self) -> kernels::model::AttentionKernel {
+        self.kernels.model.attention_kernel()
+    }
+
+    /// Makes attention run `kernel` from now on (tests run both).
+    pub fn set_attention_kernel(&self, kernel: kernels::model::AttentionKernel) {
+        self.kernels.model.set_attention_kernel(kernel);
+    }
+
+    /// What the device measured when it opened and runs since, for a person: "matmul in 16×8
+    /// register blocks (1.9 GFLOP/s, a software adapter: 64×64 shared tiles not timed); attention
+    /// a thread per token and head".
+    pub fn kernel_choices(&self) -> String {
+        let matmul = self.matmul_tiling().describe();
+        let attention = match self.attention_kernel() {
+            kernels::model::AttentionKernel::Workgroup => "attention a workgroup per token and head",
+            kernels::model::AttentionKernel::Serial => "attention a thread per token and head",
+        };
+        format!("{matmul}; {attention}")
     }
 
     /// The largest buffer one storage binding may see, in bytes.

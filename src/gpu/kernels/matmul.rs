@@ -1,8 +1,9 @@
-//! `shaders/matmul.wgsl`: `C = epilogue(A·B)` with 64×64 tiles, or one thread per column for at
-//! most `SKINNY_ROWS` rows; the epilogue fuses each SAE architecture's activation into encode.
+//! `shaders/matmul.wgsl`: `C = epilogue(A·B)` with 64×64 shared tiles or 16×8 register blocks
+//! (whichever this adapter runs faster, `Tiling`), or one thread per column for at most
+//! `SKINNY_ROWS` rows; the epilogue fuses each SAE architecture's activation into encode.
 //! CPU twin: `reference::matmul`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use bytemuck::{Pod, Zeroable};
@@ -33,6 +34,114 @@ fn b_at(i: u32) -> f32 { return f32(b[i]); }";
 /// Products with at most this many rows run on the `skinny` entry.
 pub const SKINNY_ROWS: usize = 4;
 
+/// How products of more than `SKINNY_ROWS` rows are computed. Both add the same products in the
+/// same order, so they give the same bits; only their speed differs, by adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tiling {
+    /// 64×64 tiles of C per 256-thread workgroup, A and B staged in workgroup memory (`main`):
+    /// what GPUs run fastest.
+    Shared,
+    /// 16×8 blocks of C per thread, read straight from memory with no barrier (`registers`):
+    /// what software adapters (lavapipe, SwiftShader) run fastest.
+    Registers,
+}
+
+impl Tiling {
+    fn entry(self) -> &'static str {
+        match self {
+            Tiling::Shared => "main",
+            Tiling::Registers => "registers",
+        }
+    }
+
+    /// The workgroups of an `m × n` product: (along columns, along rows).
+    fn workgroups(self, m: usize, n: usize) -> (usize, usize) {
+        match self {
+            Tiling::Shared => (n.div_ceil(64), m.div_ceil(64)),
+            Tiling::Registers => (n.div_ceil(512), m.div_ceil(16)),
+        }
+    }
+
+    /// The multiply-adds an `m × k × n` product costs in whole tiles (out-of-range rows and
+    /// columns of the last tiles are computed too).
+    fn padded_fmas(self, m: usize, k: usize, n: usize) -> f64 {
+        let (x, y) = self.workgroups(m, n);
+        let (rows, cols) = match self {
+            Tiling::Shared => (64, 64),
+            Tiling::Registers => (16, 512),
+        };
+        (x * cols) as f64 * (y * rows) as f64 * k as f64
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tiling::Shared => "64×64 shared tiles",
+            Tiling::Registers => "16×8 register blocks",
+        }
+    }
+}
+
+/// Which tiling each product uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TilingPolicy {
+    /// Always this one (before `choose_tiling` has measured: `Shared`; tests force each).
+    Always(Tiling),
+    /// Each tiling's measured time per multiply-add on this adapter, in nanoseconds: a product goes
+    /// to the tiling whose whole tiles take less time (`Registers` computes 512 columns a tile, so
+    /// a narrow product can waste most of it).
+    Measured { shared_ns: f64, registers_ns: f64 },
+    /// A software adapter (`choose_tiling`): every product in register blocks, whose speed was
+    /// measured. The shared tiles are not timed and not used: they ran 4–6× slower per
+    /// multiply-add on lavapipe and SwiftShader (BENCHMARKS.md, 2026-12-03), and compiling one
+    /// of their specialisations costs SwiftShader about 3 s (the register blocks 0.5 s), more than
+    /// a narrow product's padded columns cost there.
+    Software { registers_ns: f64 },
+}
+
+impl TilingPolicy {
+    pub fn for_product(self, m: usize, k: usize, n: usize) -> Tiling {
+        match self {
+            TilingPolicy::Always(t) => t,
+            TilingPolicy::Software { .. } => Tiling::Registers,
+            TilingPolicy::Measured { shared_ns, registers_ns } => {
+                let shared = Tiling::Shared.padded_fmas(m, k, n) * shared_ns;
+                let registers = Tiling::Registers.padded_fmas(m, k, n) * registers_ns;
+                if registers < shared {
+                    Tiling::Registers
+                } else {
+                    Tiling::Shared
+                }
+            }
+        }
+    }
+
+    /// "matmul in 64×64 shared tiles" or, measured, which tiling wins at large sizes and both
+    /// throughputs.
+    pub fn describe(self) -> String {
+        match self {
+            TilingPolicy::Always(t) => format!("matmul in {}", t.name()),
+            TilingPolicy::Measured { shared_ns, registers_ns } => {
+                let (fast, fast_ns, slow, slow_ns) = if registers_ns < shared_ns {
+                    (Tiling::Registers, registers_ns, Tiling::Shared, shared_ns)
+                } else {
+                    (Tiling::Shared, shared_ns, Tiling::Registers, registers_ns)
+                };
+                format!("matmul in {} ({} GFLOP/s; {} {})", fast.name(), gflops(fast_ns), slow.name(), gflops(slow_ns))
+            }
+            TilingPolicy::Software { registers_ns } => format!(
+                "matmul in {} ({} GFLOP/s, a software adapter: {} not timed)",
+                Tiling::Registers.name(),
+                gflops(registers_ns),
+                Tiling::Shared.name()
+            ),
+        }
+    }
+}
+
+fn gflops(ns_per_fma: f64) -> String {
+    format!("{:.1}", 2.0 / ns_per_fma)
+}
+
 /// A pipeline's specialisation: (entry, epilogue, transpose A, transpose B, B's storage).
 type Specialisation = (&'static str, Epilogue, bool, bool, Storage);
 
@@ -43,6 +152,7 @@ pub(crate) struct Pipelines {
     packed: wgpu::ShaderModule,
     native_f16: Option<wgpu::ShaderModule>,
     compiled: RefCell<HashMap<Specialisation, wgpu::ComputePipeline>>,
+    tiling: Cell<TilingPolicy>,
 }
 
 impl Pipelines {
@@ -58,7 +168,19 @@ impl Pipelines {
             packed: module(device, "matmul.wgsl (packed B)", &source.replace(B_F32, B_PACKED)),
             native_f16,
             compiled: Default::default(),
+            tiling: Cell::new(TilingPolicy::Always(Tiling::Shared)),
         }
+    }
+
+    /// How products of more than `SKINNY_ROWS` rows pick their tiling (`choose_tiling` measures
+    /// it when the device opens).
+    pub fn tiling(&self) -> TilingPolicy {
+        self.tiling.get()
+    }
+
+    /// Uses `policy` from now on (tests force each tiling).
+    pub fn set_tiling(&self, policy: TilingPolicy) {
+        self.tiling.set(policy);
     }
 
     /// Whether f16 weights are read as WGSL `f16` (the device has `shader-f16`).
@@ -151,17 +273,77 @@ pub fn matmul(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, epilogue: Epilogue,
         c_col: u("c_col", args.c_col)?,
     };
     let uniform = gpu.uniform("matmul params", &params);
-    // Up to SKINNY_ROWS rows: one thread per column (`skinny`); else 64×64 tiles.
+    // Up to SKINNY_ROWS rows: one thread per column (`skinny`); else the adapter's tiling.
     let (entry, workgroups) = if args.m <= SKINNY_ROWS {
         let (x, y) = grid_1d(args.n.div_ceil(256) as u32);
         ("skinny", (x, y, 1))
     } else {
-        ("main", (args.n.div_ceil(64) as u32, args.m.div_ceil(64) as u32, 1))
+        let tiling = gpu.kernels.matmul.tiling().for_product(args.m, args.k, args.n);
+        let (x, y) = tiling.workgroups(args.m, args.n);
+        if y > 65_535 {
+            return Err(GpuError::TooLarge(format!("{KERNEL}: {} rows need more than 65,535 row tiles; split the product", args.m)));
+        }
+        (tiling.entry(), (x as u32, y as u32, 1))
     };
-    if workgroups.1 > 65_535 {
-        return Err(GpuError::TooLarge(format!("{KERNEL}: {} rows need more than 65,535 row tiles; split the product", args.m)));
-    }
     let pipeline = gpu.kernels.matmul.get(&gpu.device, (entry, epilogue, args.trans_a, args.trans_b, args.b_storage));
     dispatch(gpu, encoder, &pipeline, &[(0, &uniform), (1, args.a), (2, args.b), (3, args.c), (4, args.cols)], workgroups);
     Ok(())
+}
+
+/// Register blocks at least this slow per multiply-add (under 8 GFLOP/s: 2 ms for the first
+/// probe's 8.4 million, which even a laptop GPU does in a tenth of that) mean a software adapter,
+/// which then runs every product in register blocks (`TilingPolicy::Software`).
+const SOFTWARE_REGISTERS_NS: f64 = 0.25;
+
+/// Measures both tilings' throughput on this adapter (`TilingPolicy::Measured`) and keeps it.
+/// Products whose sizes are multiples of both tiles are timed (`kernels::time_per_run`): a
+/// 64 × 256 × 512 one first; where both take under 5 ms (a real GPU, which so small a product
+/// leaves mostly idle) a 1024 × 512 × 2048 one. The register blocks are timed first; on a
+/// software adapter (`SOFTWARE_REGISTERS_NS`) that is all. About 0.1 s on lavapipe.
+pub async fn choose_tiling(gpu: &Gpu) -> Result<TilingPolicy, GpuError> {
+    let mut policy = TilingPolicy::Always(Tiling::Shared);
+    for (m, k, n) in [(64, 256, 512), (1024, 512, 2048)] {
+        let a = gpu.upload_f32("tiling probe A", &vec![0.5; m * k]);
+        let b = gpu.upload_f32("tiling probe B", &vec![0.25; k * n]);
+        let c = gpu.storage("tiling probe C", (m * n * 4) as u64);
+        let time = |tiling: Tiling| {
+            gpu.kernels.matmul.set_tiling(TilingPolicy::Always(tiling));
+            // `Store` reads no per-column parameters; any buffer but C stands in for them.
+            let product = |enc: &mut wgpu::CommandEncoder| {
+                let args = Matmul {
+                    m,
+                    n,
+                    k,
+                    a: &a,
+                    lda: k,
+                    a_col: 0,
+                    b: &b,
+                    ldb: n,
+                    c: &c,
+                    ldc: n,
+                    c_col: 0,
+                    cols: &a,
+                    trans_a: false,
+                    trans_b: false,
+                    b_storage: Storage::F32,
+                };
+                matmul(gpu, enc, Epilogue::Store, args)
+            };
+            super::time_per_run(gpu, product, &c)
+        };
+        let fmas = (m * k * n) as f64;
+        let (registers_ms, registers_once) = time(Tiling::Registers).await?;
+        let registers_ns = registers_ms * 1e6 / fmas;
+        if registers_ns >= SOFTWARE_REGISTERS_NS {
+            policy = TilingPolicy::Software { registers_ns };
+            break;
+        }
+        let (shared_ms, shared_once) = time(Tiling::Shared).await?;
+        policy = TilingPolicy::Measured { shared_ns: shared_ms * 1e6 / fmas, registers_ns };
+        if registers_once.max(shared_once) >= 5.0 {
+            break;
+        }
+    }
+    gpu.kernels.matmul.set_tiling(policy);
+    Ok(policy)
 }

@@ -47,6 +47,56 @@ impl Kernels {
     }
 }
 
+/// Times the kernels whose speed differs most between GPUs and software adapters in each of
+/// their forms, and keeps the faster (matmul's tiling, attention's kernel). Results do not depend
+/// on the choice beyond rounding (matmul's tilings give the same bits). Runs when a device opens;
+/// a second device on the same adapter in the same process reuses the first one's measurement
+/// (`adapter` names it: name, driver, backend), so a test binary measures once.
+pub async fn choose_variants(gpu: &Gpu, adapter: &str) -> Result<(), GpuError> {
+    type Chosen = (matmul::TilingPolicy, model::AttentionKernel);
+    static MEASURED: std::sync::Mutex<Vec<(String, Chosen)>> = std::sync::Mutex::new(Vec::new());
+    let known = MEASURED.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|(a, _)| a == adapter).map(|(_, c)| *c);
+    let (tiling, attention) = match known {
+        Some(chosen) => chosen,
+        None => {
+            let chosen = (matmul::choose_tiling(gpu).await?, model::choose_attention(gpu).await?);
+            MEASURED.lock().unwrap_or_else(|p| p.into_inner()).push((adapter.to_string(), chosen));
+            chosen
+        }
+    };
+    gpu.kernels.matmul.set_tiling(tiling);
+    gpu.kernels.model.set_attention_kernel(attention);
+    Ok(())
+}
+
+/// How long what `record` records takes on this adapter, in milliseconds per recording: one run
+/// that compiles its pipelines, one timed run, and (when that took under 20 ms) as many repeats
+/// in one submission as make about 20 ms, so a fast GPU's submission latency does not decide.
+/// Timed to the read-back of 4 bytes of `done`, which the recording writes. Also returns the
+/// single run's time.
+pub(crate) async fn time_per_run(
+    gpu: &Gpu,
+    record: impl Fn(&mut wgpu::CommandEncoder) -> Result<(), GpuError>,
+    done: &wgpu::Buffer,
+) -> Result<(f64, f64), GpuError> {
+    let run = |repeats: usize| {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        let recorded = (0..repeats).try_for_each(|_| record(&mut enc));
+        async move {
+            recorded?;
+            let start = crate::clock::now_ms();
+            gpu.queue.submit([enc.finish()]);
+            gpu.read_range(done, 0, 4).await?;
+            Ok::<f64, GpuError>(crate::clock::now_ms() - start)
+        }
+    };
+    run(1).await?;
+    let once = run(1).await?;
+    let repeats = (20.0 / once.max(0.01)).clamp(1.0, 256.0) as usize;
+    let per_run = if repeats == 1 { once } else { run(repeats).await? / repeats as f64 };
+    Ok((per_run, once))
+}
+
 /// The shared workgroup reduction (`shaders/reduce.wgsl`): WGSL has no includes, so it is
 /// prepended to the families that use it.
 pub(crate) const REDUCE_WGSL: &str = include_str!("../../../shaders/reduce.wgsl");

@@ -3,6 +3,8 @@
 //! `scale_shift`, `rope`, `attention`, `Activation::apply`, `gated_activation`, `softcap`), which
 //! `model::cpu` composes into the reference forward.
 
+use std::cell::Cell;
+
 use bytemuck::{Pod, Zeroable};
 
 use super::{index_size, launch, module, pipeline, REDUCE_WGSL};
@@ -15,6 +17,9 @@ use crate::reference::model::{Activation, AttentionSpec, NormSpec};
 pub const KEY_TILE: usize = 1024;
 /// The largest head the attention kernel takes (128 threads, `MAX_HEAD_PER_THREAD` = 4 values each).
 pub const MAX_HEAD: usize = 512;
+/// The largest head `AttentionKernel::Serial` takes (model.wgsl's `SERIAL_HEAD`); wider heads run
+/// the workgroup kernel whichever was chosen.
+pub const SERIAL_HEAD: usize = 128;
 
 pub(crate) struct Pipelines {
     gather_rows: wgpu::ComputePipeline,
@@ -24,9 +29,34 @@ pub(crate) struct Pipelines {
     scale_shift: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
     attention: wgpu::ComputePipeline,
+    attention_serial: wgpu::ComputePipeline,
+    attention_kernel: Cell<AttentionKernel>,
     activation: wgpu::ComputePipeline,
     gated_activation: wgpu::ComputePipeline,
     softcap: wgpu::ComputePipeline,
+}
+
+/// Which of model.wgsl's two attention entries runs (`choose_attention` measures both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// `attention`: a 128-thread workgroup per (token, head), scores and sums shared through
+    /// workgroup memory. What GPUs run fastest.
+    Workgroup,
+    /// `attention_serial`: one thread per (token, head), no workgroup memory or barrier. What
+    /// software adapters run fastest.
+    Serial,
+}
+
+impl Pipelines {
+    /// The attention entry this device runs.
+    pub fn attention_kernel(&self) -> AttentionKernel {
+        self.attention_kernel.get()
+    }
+
+    /// Runs `kernel` from now on (tests run both).
+    pub fn set_attention_kernel(&self, kernel: AttentionKernel) {
+        self.attention_kernel.set(kernel);
+    }
 }
 
 impl Pipelines {
@@ -41,6 +71,8 @@ impl Pipelines {
             scale_shift: p("scale_shift"),
             rope: p("rope"),
             attention: p("attention"),
+            attention_serial: p("attention_serial"),
+            attention_kernel: Cell::new(AttentionKernel::Workgroup),
             activation: p("activation"),
             gated_activation: p("gated_activation"),
             softcap: p("softcap"),
@@ -248,7 +280,7 @@ pub fn rope(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Rope<'_>) -> Result<()
 
 /// Grouped-query causal attention over `rows` tokens as `spec` says: `q` `[rows,
 /// n_heads·d_head]`, `k` and `v` `[rows, n_kv_heads·d_head]`, `z` gets `[rows, n_heads·d_head]`.
-/// One workgroup a (token, head).
+/// One workgroup a (token, head), or one thread (`AttentionKernel`).
 pub struct Attention<'a> {
     pub rows: usize,
     pub spec: AttentionSpec,
@@ -286,7 +318,46 @@ pub fn attention(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Attention<'_>) ->
         ..Default::default()
     };
     let ops = [(IN0, "q", a.q, q_len), (IN1, "k", a.k, kv_len), (IN2, "v", a.v, kv_len), (OUT0, "z", a.z, q_len)];
-    launch(gpu, enc, KERNEL, &gpu.kernels.model.attention, &params, &ops, (params.rows, params.n_heads, 1))
+    let kernels = &gpu.kernels.model;
+    if kernels.attention_kernel() == AttentionKernel::Serial && s.d_head <= SERIAL_HEAD {
+        let (x, y) = grid_1d((a.rows * s.n_heads).div_ceil(64) as u32);
+        launch(gpu, enc, KERNEL, &kernels.attention_serial, &params, &ops, (x, y, 1))
+    } else {
+        launch(gpu, enc, KERNEL, &kernels.attention, &params, &ops, (params.rows, params.n_heads, 1))
+    }
+}
+
+/// Times both attention entries on this adapter (`kernels::time_per_run`) and keeps the faster:
+/// 16 tokens of 4 heads of 64 first, and where both take under 5 ms (a real GPU, which so little
+/// work leaves idle) 512 tokens. The serial kernel is timed first: where it needs a millisecond
+/// or more for the first (a software adapter, on which a GPU would take microseconds) it is
+/// kept without timing the workgroup kernel, which takes SwiftShader seconds for 128 tokens.
+pub async fn choose_attention(gpu: &Gpu) -> Result<AttentionKernel, GpuError> {
+    let mut best = (f64::INFINITY, AttentionKernel::Workgroup);
+    for rows in [16, 512] {
+        let (heads, d_head) = (4, 64);
+        let spec = AttentionSpec { n_heads: heads, n_kv_heads: heads, d_head, scale: 0.125, window: None, softcap: None };
+        let values: Vec<f32> = (0..rows * heads * d_head).map(|i| ((i % 97) as f32 - 48.0) / 64.0).collect();
+        let qkv = gpu.upload_f32("attention probe q, k, v", &values);
+        let z = gpu.storage("attention probe z", (values.len() * 4) as u64);
+        let time = |kernel: AttentionKernel| {
+            gpu.kernels.model.set_attention_kernel(kernel);
+            let record = |enc: &mut wgpu::CommandEncoder| attention(gpu, enc, Attention { rows, spec, q: &qkv, k: &qkv, v: &qkv, z: &z });
+            super::time_per_run(gpu, record, &z)
+        };
+        let (serial_ms, serial_once) = time(AttentionKernel::Serial).await?;
+        if rows == 16 && serial_ms >= 1.0 {
+            best = (serial_ms, AttentionKernel::Serial);
+            break;
+        }
+        let (workgroup_ms, workgroup_once) = time(AttentionKernel::Workgroup).await?;
+        best = if serial_ms < workgroup_ms { (serial_ms, AttentionKernel::Serial) } else { (workgroup_ms, AttentionKernel::Workgroup) };
+        if serial_once.max(workgroup_once) >= 5.0 {
+            break;
+        }
+    }
+    gpu.kernels.model.set_attention_kernel(best.1);
+    Ok(best.1)
 }
 
 /// `act` in place over `n` elements of `x`.
