@@ -57,9 +57,7 @@ impl Pipelines {
     pub fn set_attention_kernel(&self, kernel: AttentionKernel) {
         self.attention_kernel.set(kernel);
     }
-}
 
-impl Pipelines {
     pub(crate) fn new(device: &wgpu::Device) -> Pipelines {
         let m = module(device, "model.wgsl", &[REDUCE_WGSL, include_str!("../../../shaders/model.wgsl")].concat());
         let p = |entry: &str| pipeline(device, &m, entry, &[]);
@@ -333,7 +331,7 @@ pub fn attention(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Attention<'_>) ->
 /// or more for the first (a software adapter, on which a GPU would take microseconds) it is
 /// kept without timing the workgroup kernel, which takes SwiftShader seconds for 128 tokens.
 pub async fn choose_attention(gpu: &Gpu) -> Result<AttentionKernel, GpuError> {
-    let mut best = (f64::INFINITY, AttentionKernel::Workgroup);
+    let mut chosen = AttentionKernel::Workgroup;
     for rows in [16, 512] {
         let (heads, d_head) = (4, 64);
         let spec = AttentionSpec { n_heads: heads, n_kv_heads: heads, d_head, scale: 0.125, window: None, softcap: None };
@@ -347,17 +345,17 @@ pub async fn choose_attention(gpu: &Gpu) -> Result<AttentionKernel, GpuError> {
         };
         let (serial_ms, serial_once) = time(AttentionKernel::Serial).await?;
         if rows == 16 && serial_ms >= 1.0 {
-            best = (serial_ms, AttentionKernel::Serial);
+            chosen = AttentionKernel::Serial;
             break;
         }
         let (workgroup_ms, workgroup_once) = time(AttentionKernel::Workgroup).await?;
-        best = if serial_ms < workgroup_ms { (serial_ms, AttentionKernel::Serial) } else { (workgroup_ms, AttentionKernel::Workgroup) };
+        chosen = if serial_ms < workgroup_ms { AttentionKernel::Serial } else { AttentionKernel::Workgroup };
         if serial_once.max(workgroup_once) >= 5.0 {
             break;
         }
     }
-    gpu.kernels.model.set_attention_kernel(best.1);
-    Ok(best.1)
+    gpu.kernels.model.set_attention_kernel(chosen);
+    Ok(chosen)
 }
 
 /// `act` in place over `n` elements of `x`.
