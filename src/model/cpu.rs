@@ -189,10 +189,7 @@ pub fn forward_hooked(
 /// The final norm's output `[n, d_model]` through the unembedding (and Gemma 2's soft cap).
 pub fn logits(cfg: &DecoderConfig, unembed: &[f32], normed: &[f32]) -> Vec<f32> {
     let d = cfg.d_model;
-    let mut logits = Vec::with_capacity(normed.len() / d * cfg.vocab_size);
-    for row in normed.chunks_exact(d) {
-        logits.extend(unembed.chunks_exact(d).map(|u| row.iter().zip(u).map(|(a, b)| a * b).sum::<f32>()));
-    }
+    let mut logits = crate::gemm::linear(normed, d, unembed, cfg.vocab_size, None);
     if let Some(cap) = cfg.final_softcap {
         twin::softcap(&mut logits, cap);
     }

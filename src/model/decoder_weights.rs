@@ -176,16 +176,9 @@ pub struct Linear<T = Vec<f32>> {
 }
 
 impl Linear {
-    /// `x` `[n, d_in]` → `[n, d_out]`.
+    /// `x` `[n, d_in]` → `[n, d_out]`: `x·Wᵀ + b` on the host's GEMM.
     pub fn apply(&self, x: &[f32]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(x.len() / self.d_in * self.d_out);
-        for row in x.chunks_exact(self.d_in) {
-            for (o, w) in self.weight.chunks_exact(self.d_in).enumerate() {
-                let dot: f32 = row.iter().zip(w).map(|(a, b)| a * b).sum();
-                out.push(dot + self.bias.as_ref().map_or(0.0, |b| b[o]));
-            }
-        }
-        out
+        crate::gemm::linear(x, self.d_in, &self.weight, self.d_out, self.bias.as_deref())
     }
 }
 

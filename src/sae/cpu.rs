@@ -4,6 +4,7 @@
 //! `gated_sae.py`) line by line, in f32 like SAELens's default dtype.
 
 use super::{EncoderTensors, Normalization, Sae, SaeWeights};
+use crate::gemm::{self, Matrix};
 
 /// SAELens's epsilon in `run_time_activation_ln_in`.
 pub const LAYER_NORM_EPS: f32 = 1e-5;
@@ -51,18 +52,26 @@ pub fn process_input(sae: &Sae, x: &[f32]) -> (Vec<f32>, RowNorm) {
     (sae_in, norm)
 }
 
-/// `sae_in @ W_enc` for one row (no bias), accumulated in f32 in input order. Training's forward
-/// pass (`train::sae_train`) projects with it too.
+/// [`process_input`] for every row of `x` (`[n, d_in]`): the rows the encoder reads, and how each
+/// was normalised.
+pub fn process_inputs(sae: &Sae, x: &[f32]) -> (Vec<f32>, Vec<RowNorm>) {
+    let mut sae_in = Vec::with_capacity(x.len());
+    let norms = x
+        .chunks_exact(sae.d_in())
+        .map(|row| {
+            let (processed, norm) = process_input(sae, row);
+            sae_in.extend(processed);
+            norm
+        })
+        .collect();
+    (sae_in, norms)
+}
+
+/// `sae_in @ W_enc` (no bias) for rows `[n, d_in]` → `[n, d_sae]`: one product on the host's GEMM.
+/// Training's forward pass (`train::sae_train`) projects with it too.
 pub fn project(weights: &SaeWeights, sae_in: &[f32]) -> Vec<f32> {
-    let d_sae = weights.d_sae;
-    let mut acc = vec![0.0f32; d_sae];
-    for (i, &xi) in sae_in.iter().enumerate() {
-        let w_row = &weights.w_enc[i * d_sae..(i + 1) * d_sae];
-        for (a, w) in acc.iter_mut().zip(w_row) {
-            *a += xi * w;
-        }
-    }
-    acc
+    let (d_in, d_sae) = (weights.d_in, weights.d_sae);
+    gemm::matmul(Matrix::new(sae_in, sae_in.len() / d_in, d_in), Matrix::new(&weights.w_enc, d_in, d_sae))
 }
 
 /// Indices of the `k` largest values, largest first; ties go to the lower index.
@@ -77,37 +86,31 @@ pub fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
-/// Encodes one already-processed row into dense feature activations `[d_sae]`.
-pub fn encode_row(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
-    let mut pre = project(sae.weights(), sae_in);
+/// Each architecture's `encode` after the product: one row's projection `sae_in @ W_enc`, turned
+/// in place into its dense feature activations `[d_sae]`. `decoder_norms` is ‖W_dec[j]‖ where
+/// TopK's `rescale_acts_by_decoder_norm` needs it (empty otherwise).
+fn activate(sae: &Sae, pre: &mut [f32], decoder_norms: &[f32]) {
     match &sae.weights().encoder {
         EncoderTensors::Bias { b_enc } => {
-            for (p, b) in pre.iter_mut().zip(b_enc) {
-                *p += b;
-            }
+            pre.iter_mut().zip(b_enc).for_each(|(p, b)| *p += b);
             let Some(k) = sae.cfg.architecture.topk() else {
                 // StandardSAE
                 pre.iter_mut().for_each(|p| *p = p.max(0.0));
-                return pre;
+                return;
             };
             // TopKSAE with rescale_acts_by_decoder_norm selects on pre * ‖W_dec‖.
-            let selection_values = if sae.cfg.rescale_acts_by_decoder_norm {
-                pre.iter().zip(sae.decoder_norms()).map(|(p, n)| p * n).collect()
-            } else {
-                pre.clone()
-            };
-            let mut acts = vec![0.0; pre.len()];
-            for j in top_k_indices(&selection_values, k) {
-                acts[j] = selection_values[j].max(0.0);
+            if sae.cfg.rescale_acts_by_decoder_norm {
+                pre.iter_mut().zip(decoder_norms).for_each(|(p, n)| *p *= n);
             }
-            acts
+            let kept: Vec<(usize, f32)> = top_k_indices(pre, k).into_iter().map(|j| (j, pre[j].max(0.0))).collect();
+            pre.fill(0.0);
+            kept.into_iter().for_each(|(j, v)| pre[j] = v);
         }
         EncoderTensors::Threshold { b_enc, threshold } => {
             for ((p, b), t) in pre.iter_mut().zip(b_enc).zip(threshold) {
                 let h = *p + b;
                 *p = if h > *t { h.max(0.0) } else { 0.0 };
             }
-            pre
         }
         EncoderTensors::Gated { b_gate, r_mag, b_mag } => {
             for (j, p) in pre.iter_mut().enumerate() {
@@ -115,68 +118,90 @@ pub fn encode_row(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
                 let magnitude = (*p * r_mag[j].exp() + b_mag[j]).max(0.0);
                 *p = if gate_open { magnitude } else { 0.0 };
             }
-            pre
         }
     }
 }
 
-/// Decodes one row of dense activations, then undoes the row's normalisation.
-pub fn decode_row(sae: &Sae, acts: &[f32], norm: RowNorm) -> Vec<f32> {
+/// Whether the decoder scales activations by 1 / ‖W_dec[j]‖ (TopK's `rescale_acts_by_decoder_norm`).
+fn decoder_scale(sae: &Sae) -> bool {
+    sae.cfg.rescale_acts_by_decoder_norm && sae.cfg.architecture.topk().is_some()
+}
+
+/// Encodes already-processed rows `[n, d_in]` into dense feature activations `[n, d_sae]`.
+pub fn encode_rows(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
+    let mut acts = project(sae.weights(), sae_in);
+    let norms = if decoder_scale(sae) { sae.decoder_norms() } else { Vec::new() };
+    acts.chunks_exact_mut(sae.d_sae()).for_each(|row| activate(sae, row, &norms));
+    acts
+}
+
+/// Decodes rows of dense activations `[n, d_sae]`, then undoes each row's normalisation.
+pub fn decode_rows(sae: &Sae, acts: &[f32], norms: &[RowNorm]) -> Vec<f32> {
     let d_in = sae.d_in();
-    let mut out = sae.b_dec().to_vec();
-    let decoder_scale = sae.cfg.rescale_acts_by_decoder_norm && sae.cfg.architecture.topk().is_some();
-    let norms = if decoder_scale { sae.decoder_norms() } else { Vec::new() };
-    if decoder_scale {
-        let scaled: Vec<f32> = acts.iter().zip(&norms).map(|(a, n)| if *a == 0.0 { 0.0 } else { a / n }).collect();
+    let mut out = sae.b_dec().repeat(norms.len());
+    if decoder_scale(sae) {
+        let decoder_norms = sae.decoder_norms();
+        let scaled: Vec<f32> = acts
+            .chunks_exact(sae.d_sae())
+            .flat_map(|row| row.iter().zip(&decoder_norms).map(|(a, n)| if *a == 0.0 { 0.0 } else { a / n }))
+            .collect();
         add_decoded(&mut out, &scaled, sae.w_dec(), d_in);
     } else {
         add_decoded(&mut out, acts, sae.w_dec(), d_in);
     }
-    for o in out.iter_mut() {
-        *o = *o * norm.out_scale + norm.shift;
+    for (row, norm) in out.chunks_exact_mut(d_in).zip(norms) {
+        row.iter_mut().for_each(|o| *o = *o * norm.out_scale + norm.shift);
     }
     out
 }
 
-/// `out += Σ_j acts[j] · W_dec[j]` over the active latents of one row (`W_dec` is `[d_sae, d_in]`).
-/// Training's forward pass decodes with it too.
+/// Decodes one row of dense activations, then undoes the row's normalisation.
+pub fn decode_row(sae: &Sae, acts: &[f32], norm: RowNorm) -> Vec<f32> {
+    decode_rows(sae, acts, &[norm])
+}
+
+/// `out += acts · W_dec` for rows `out` `[n, d_in]` and `acts` `[n, d_sae]` (`W_dec` is
+/// `[d_sae, d_in]`). Sparse rows (TopK's, L0 in the tens out of thousands) add only their active
+/// decoder rows; denser ones go through one product, which does about twenty times the useful
+/// multiply-adds per second of the row-by-row sum here, hence the 1/16 density cut. Training's
+/// forward pass decodes with it too.
 pub fn add_decoded(out: &mut [f32], acts: &[f32], w_dec: &[f32], d_in: usize) {
-    for (j, &a) in acts.iter().enumerate().filter(|(_, &a)| a != 0.0) {
-        for (o, w) in out.iter_mut().zip(&w_dec[j * d_in..(j + 1) * d_in]) {
-            *o += a * w;
+    let (n, d_sae) = (out.len() / d_in, w_dec.len() / d_in);
+    let active = acts.iter().filter(|&&a| a != 0.0).count();
+    if active * 16 >= n * d_sae {
+        return gemm::matmul_into(Matrix::new(acts, n, d_sae), Matrix::new(w_dec, d_sae, d_in), out, true);
+    }
+    for (out_row, acts_row) in out.chunks_exact_mut(d_in).zip(acts.chunks_exact(d_sae)) {
+        for (j, &a) in acts_row.iter().enumerate().filter(|(_, &a)| a != 0.0) {
+            for (o, w) in out_row.iter_mut().zip(&w_dec[j * d_in..(j + 1) * d_in]) {
+                *o += a * w;
+            }
         }
     }
 }
 
 /// What SAELens's `sae.encode(x)` returns, for `n` rows: dense `[n, d_sae]`.
 pub fn encode(sae: &Sae, x: &[f32]) -> Vec<f32> {
-    x.chunks_exact(sae.d_in()).flat_map(|row| encode_row(sae, &process_input(sae, row).0)).collect()
+    encode_rows(sae, &process_inputs(sae, x).0)
 }
 
 /// Both `sae.encode(x)` and `sae(x)` (= decode(encode(x)), plus a skip transcoder's skip
 /// connection) for every row.
 pub fn forward(sae: &Sae, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut acts = Vec::with_capacity(x.len() / sae.d_in() * sae.d_sae());
-    let mut recon = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(sae.d_in()) {
-        let (sae_in, norm) = process_input(sae, row);
-        let a = encode_row(sae, &sae_in);
-        let mut out = decode_row(sae, &a, norm);
-        if let Some(w_skip) = sae.w_skip() {
-            add_skip(&mut out, row, w_skip);
-        }
-        recon.extend(out);
-        acts.extend(a);
+    let (sae_in, norms) = process_inputs(sae, x);
+    let acts = encode_rows(sae, &sae_in);
+    let mut recon = decode_rows(sae, &acts, &norms);
+    if let Some(w_skip) = sae.w_skip() {
+        add_skip(&mut recon, x, sae.d_in(), w_skip);
     }
     (acts, recon)
 }
 
-/// `out += x W_skipᵀ` for one row (`W_skip` is `[d_out, d_in]`): SAELens `SkipTranscoder.forward`'s
-/// `x @ self.W_skip.T`, on the raw input.
-pub fn add_skip(out: &mut [f32], x: &[f32], w_skip: &[f32]) {
-    for (o, w_row) in out.iter_mut().zip(w_skip.chunks_exact(x.len())) {
-        *o += x.iter().zip(w_row).map(|(a, b)| a * b).sum::<f32>();
-    }
+/// `out += x W_skipᵀ` for rows `x` `[n, d_in]` (`W_skip` is `[d_out, d_in]`): SAELens
+/// `SkipTranscoder.forward`'s `x @ self.W_skip.T`, on the raw input.
+pub fn add_skip(out: &mut [f32], x: &[f32], d_in: usize, w_skip: &[f32]) {
+    let (n, d_out) = (x.len() / d_in, w_skip.len() / d_in);
+    gemm::matmul_into(Matrix::new(x, n, d_in), Matrix::new(w_skip, d_out, d_in).t(), out, true);
 }
 
 /// Order-preserving map from f32 to u32: `a < b` ⇔ `key(a) < key(b)` for non-NaN values.

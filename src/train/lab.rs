@@ -48,6 +48,9 @@ pub struct LabSettings {
     pub sp_dims: usize,
     pub sp_sparsity: f32,
     pub sp_importance_decay: f32,
+    /// Where SAE training runs: `auto` (time a few steps on the CPU and on WebGPU, take the
+    /// faster), `cpu` or `gpu`.
+    pub device: String,
 }
 
 impl Default for LabSettings {
@@ -80,9 +83,13 @@ impl Default for LabSettings {
             sp_dims: 2,
             sp_sparsity: 0.9,
             sp_importance_decay: 0.9,
+            device: "auto".into(),
         }
     }
 }
+
+/// Where the lab trains, as `device=` spells it.
+pub const DEVICES: [&str; 3] = ["auto", "cpu", "gpu"];
 
 /// The architectures the lab trains, as `arch=` spells them.
 pub const ARCHITECTURES: [&str; 5] = ["standard", "topk", "batchtopk", "jumprelu", "gated"];
@@ -189,11 +196,11 @@ impl LabSettings {
     /// `key=value&…` for the URL.
     pub fn to_query(&self) -> String {
         format!(
-            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&l0={}&bandwidth={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}&resample_every={}&p_decay={}&magnitude={}&correlated={}&anti_correlated={}&sp_features={}&sp_dims={}&sp_sparsity={}&sp_importance_decay={}",
+            "features={}&dims={}&p={}&geometry={}&hierarchy={},{}&noise={}&arch={}&k={}&l1={}&l0={}&bandwidth={}&dict={}&batch={}&steps={}&lr={}&seed={}&dead_after={}&b_dec_init={}&resample_every={}&p_decay={}&magnitude={}&correlated={}&anti_correlated={}&sp_features={}&sp_dims={}&sp_sparsity={}&sp_importance_decay={}&device={}",
             self.features, self.dims, self.p, geometry_name(self.geometry), self.hierarchy.0, self.hierarchy.1, self.noise,
             self.arch, self.k, self.l1, self.l0, self.bandwidth, self.dict, self.batch, self.steps, self.lr, self.seed, self.dead_after,
             b_dec_init_name(self.b_dec_init), self.resample_every, self.p_decay, magnitude_text(self.magnitude),
-            self.correlated, self.anti_correlated, self.sp_features, self.sp_dims, self.sp_sparsity, self.sp_importance_decay
+            self.correlated, self.anti_correlated, self.sp_features, self.sp_dims, self.sp_sparsity, self.sp_importance_decay, self.device
         )
     }
 
@@ -253,6 +260,12 @@ impl LabSettings {
                     return Err(format!("'{value}' is not one of {}", ARCHITECTURES.join(", ")));
                 }
                 self.arch = value.to_string();
+            }
+            "device" => {
+                if !DEVICES.contains(&value) {
+                    return Err(format!("'{value}' is not one of {}", DEVICES.join(", ")));
+                }
+                self.device = value.to_string();
             }
             "k" => self.k = num(value)?,
             "l1" => self.l1 = finite(value)?,
@@ -377,6 +390,9 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         let (s, _) = LabSettings::from_query("correlated=40&anti_correlated=40");
         assert!(s.to_config().unwrap_err().contains("pairs"));
+        let (s, problems) = LabSettings::from_query("device=tpu&device=cpu");
+        assert_eq!((s.device.as_str(), problems.len()), ("cpu", 1), "{problems:?}");
+        assert!(problems[0].1.contains("auto, cpu, gpu"), "{problems:?}");
         let (s, problems) = LabSettings::from_query("sp_sparsity=0.95&sp_features=6&sp_dims=3");
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!((s.to_superposition_config().unwrap().sparsity, s.sp_features, s.sp_dims), (0.95, 6, 3));

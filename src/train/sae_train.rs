@@ -24,6 +24,7 @@
 //! TopK and BatchTopK decoders are kept at unit row norm as in Gao et al.: the gradient parallel to
 //! each row is removed before the update and rows are renormalised after it.
 
+use crate::gemm::{self, Matrix};
 use crate::random::Rng;
 use crate::sae::cpu::{add_decoded, project, top_k_indices};
 use crate::sae::{EncoderKind, EncoderTensors, SaeWeights};
@@ -214,10 +215,11 @@ pub(crate) fn forward(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool])
         batch_min_act: None,
         above_threshold: 0,
     };
-    for (b, row) in x.chunks_exact(d).enumerate() {
-        let sae_in: Vec<f32> = row.iter().zip(&p.b_dec).map(|(v, bd)| v - bd).collect();
-        // sae_in·W_enc first, then the biases (the GPU adds them in the same order).
-        let projected = project(p, &sae_in);
+    f.sae_in = x.chunks_exact(d).flat_map(|row| row.iter().zip(&p.b_dec).map(|(v, bd)| v - bd)).collect();
+    // sae_in·W_enc first (one product for the batch), then the biases (the GPU adds them in the
+    // same order).
+    let projected_rows = project(p, &f.sae_in);
+    for (b, projected) in projected_rows.chunks_exact(m).enumerate() {
         let pre = &mut f.pre[b * m..(b + 1) * m];
         pre.iter_mut().zip(projected.iter().zip(pre_bias)).for_each(|(o, (v, bias))| *o = v + bias);
         let acts = &mut f.acts[b * m..(b + 1) * m];
@@ -247,7 +249,6 @@ pub(crate) fn forward(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool])
                 }
             }
         }
-        f.sae_in.extend(sae_in);
     }
     if let TrainArch::BatchTopK { k } = arch {
         let t = batch_topk_threshold(&f.pre, k * batch);
@@ -256,15 +257,11 @@ pub(crate) fn forward(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool])
         }
         f.batch_min_act = f.acts.iter().any(|&a| a > 0.0).then_some(t);
     }
-    for b in 0..batch {
-        let recon = &mut f.recon[b * d..(b + 1) * d];
-        recon.copy_from_slice(&p.b_dec);
-        add_decoded(recon, &f.acts[b * m..(b + 1) * m], &p.w_dec, d);
-        if gated {
-            let via_gate = &mut f.aux_recon[b * d..(b + 1) * d];
-            via_gate.copy_from_slice(&p.b_dec);
-            add_decoded(via_gate, &f.aux_acts[b * m..(b + 1) * m], &p.w_dec, d);
-        }
+    f.recon = p.b_dec.repeat(batch);
+    add_decoded(&mut f.recon, &f.acts, &p.w_dec, d);
+    if gated {
+        f.aux_recon = p.b_dec.repeat(batch);
+        add_decoded(&mut f.aux_recon, &f.aux_acts, &p.w_dec, d);
     }
     // AuxK: only with dead latents.
     let num_dead = dead.iter().filter(|&&dd| dd).count();
@@ -280,8 +277,8 @@ pub(crate) fn forward(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool])
                 let j = dead_index[t];
                 f.aux_acts[b * m + j] = pre[j].max(0.0);
             }
-            add_decoded(&mut f.aux_recon[b * d..(b + 1) * d], &f.aux_acts[b * m..(b + 1) * m], &p.w_dec, d);
         }
+        add_decoded(&mut f.aux_recon, &f.aux_acts, &p.w_dec, d);
     }
     f
 }
@@ -340,10 +337,11 @@ pub fn loss_and_grads(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool],
         TrainArch::Standard { l1 } | TrainArch::Gated { l1 } => l1 * sparsity_scale * inv_b,
         _ => 0.0,
     };
-    // g_projected: the gradient at sae_in·W_enc; g_pre: at the pre-activation's bias b_enc.
-    let mut g_projected = vec![0.0f32; m];
+    // g_projected: the gradient at sae_in·W_enc, every row's, for two products after the loop;
+    // g_pre: at the pre-activation's bias b_enc.
+    let mut g_projected_rows = vec![0.0f32; batch * m];
     let mut g_pre = vec![0.0f32; m];
-    for b in 0..batch {
+    for (b, g_projected) in g_projected_rows.chunks_exact_mut(m).enumerate() {
         let acts = &f.acts[b * m..(b + 1) * m];
         let aux_acts = &f.aux_acts[b * m..(b + 1) * m];
         let pre = &f.pre[b * m..(b + 1) * m];
@@ -363,7 +361,6 @@ pub fn loss_and_grads(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool],
             }
         }
         g_pre.iter_mut().for_each(|v| *v = 0.0);
-        g_projected.iter_mut().for_each(|v| *v = 0.0);
         for j in 0..m {
             let w = &p.w_dec[j * d..(j + 1) * d];
             let g_act = || g_recon.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
@@ -420,17 +417,13 @@ pub fn loss_and_grads(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool],
             g_projected[j] += g_pre[j];
             g_pre_bias[j] += g_pre[j];
         }
-        let sae_in = &f.sae_in[b * d..(b + 1) * d];
-        for i in 0..d {
-            let row = &mut g.w_enc[i * m..(i + 1) * m];
-            let s = sae_in[i];
-            for (gw, &gp) in row.iter_mut().zip(&g_projected) {
-                *gw += s * gp;
-            }
-            // sae_in = x − b_dec: d/d b_dec = −Σ_j g_projected[j] W_enc[i, j]
-            let g_in: f32 = p.w_enc[i * m..(i + 1) * m].iter().zip(&g_projected).map(|(w, gp)| w * gp).sum();
-            g.b_dec[i] -= g_in;
-        }
+    }
+    // W_enc's gradient sae_inᵀ·G and, as sae_in = x − b_dec, b_dec's −Σ_b (G·W_encᵀ)[b].
+    let g_projected = Matrix::new(&g_projected_rows, batch, m);
+    gemm::matmul_into(Matrix::new(&f.sae_in, batch, d).t(), g_projected, &mut g.w_enc, false);
+    let g_sae_in = gemm::matmul(g_projected, Matrix::new(&p.w_enc, d, m).t());
+    for row in g_sae_in.chunks_exact(d) {
+        g.b_dec.iter_mut().zip(row).for_each(|(gb, gi)| *gb -= gi);
     }
     g.encoder = match p.encoder.kind() {
         EncoderKind::Bias => EncoderTensors::Bias { b_enc: g_pre_bias },

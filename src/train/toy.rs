@@ -92,6 +92,40 @@ impl ToyTrainer {
     }
 }
 
+/// One backend's speed on a configuration, as [`fastest_backend`] measured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSpeed {
+    /// `Backend::name`.
+    pub device: String,
+    pub steps_per_s: f64,
+}
+
+/// Which of `backends` trains `cfg` fastest, by timing it: on each, a throwaway trainer takes one
+/// step (compiling pipelines, uploading) and then at least three more and at least `budget_ms`
+/// of them, ending with a read-back so a GPU's queued work is counted. Returns the index of the
+/// fastest and every speed, in order. The data and the first steps are the real run's, so the
+/// time is the run's own; the run itself starts afresh on the chosen backend.
+pub async fn fastest_backend(cfg: &ToyTrainConfig, backends: &[Backend], budget_ms: f64) -> Result<(usize, Vec<DeviceSpeed>), String> {
+    let mut speeds = Vec::with_capacity(backends.len());
+    for backend in backends {
+        let mut trainer = ToyTrainer::new(cfg.clone(), backend)?;
+        trainer.step().await?;
+        trainer.sync().await?;
+        let start = crate::clock::now_ms();
+        let mut steps = 0;
+        // A short run may end before the budget does; its last step is still timed.
+        while steps < 3 || (crate::clock::now_ms() - start < budget_ms && trainer.training.step < cfg.train.steps) {
+            trainer.step().await?;
+            steps += 1;
+        }
+        trainer.sync().await?;
+        let seconds = ((crate::clock::now_ms() - start) / 1e3).max(1e-9);
+        speeds.push(DeviceSpeed { device: backend.name(), steps_per_s: steps as f64 / seconds });
+    }
+    let fastest = (0..speeds.len()).max_by(|&a, &b| speeds[a].steps_per_s.total_cmp(&speeds[b].steps_per_s)).ok_or("no device to time")?;
+    Ok((fastest, speeds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The teaching lab: choose a lesson (or any settings), train an SAE on synthetic data with
-//! known features — on WebGPU when there is one, else on the CPU reference — and watch it
-//! recover them. Settings live in the URL (`#lab?…`), so a teacher shares one link.
+//! known features — on the CPU or on WebGPU, whichever a few timed steps show is faster for
+//! the problem (or the one the user chose) — and watch it recover them. Settings live in the URL (`#lab?…`), so a teacher shares one link.
 //! Training yields to the browser every ~30 ms, so the page stays responsive.
 
 use std::cell::RefCell;
@@ -15,7 +15,7 @@ use crate::sae::files::serialize_sae;
 use crate::sae::metrics::DensityHistogram;
 use crate::train::lab::{LabSettings, PRESETS};
 use crate::train::superposition::{self, SuperpositionResult};
-use crate::train::toy::ToyTrainer;
+use crate::train::toy::{fastest_backend, DeviceSpeed, ToyTrainer};
 
 /// One evaluation point on the curves.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +54,8 @@ struct LabState {
     running: bool,
     /// Bumped by every Start/Reset so that a stale loop stops.
     generation: u64,
+    /// A Start is timing the devices or building its trainer (Resume waits for it).
+    starting: bool,
 }
 
 #[component]
@@ -88,7 +90,7 @@ pub fn Lab() -> impl IntoView {
         move |_| {
             let generation = {
                 let mut st = state.borrow_mut();
-                if st.trainer.is_none() || st.running {
+                if st.trainer.is_none() || st.running || st.starting {
                     return;
                 }
                 st.running = true;
@@ -104,6 +106,7 @@ pub fn Lab() -> impl IntoView {
             let mut st = state.borrow_mut();
             st.generation += 1;
             st.running = false;
+            st.starting = false;
             st.trainer = None;
             shown.set(LabShown { status: "Reset. Start trains from scratch.".into(), ..Default::default() });
         }
@@ -171,6 +174,7 @@ pub fn Lab() -> impl IntoView {
                     {field("magnitude", "magnitude (uniform:lo,hi | constant:v | exponential:mean)", settings, problems)}
                     {field("correlated", "correlated pairs", settings, problems)}
                     {field("anti_correlated", "anti-correlated pairs", settings, problems)}
+                    {field("device", "device (auto|cpu|gpu: auto times both)", settings, problems)}
                 </div>
                 <div class="buttons">
                     <button id="lab-start" on:click=start>"Start"</button>
@@ -272,24 +276,71 @@ fn start_training(
     let s = settings.get_untracked();
     web::set_hash(&format!("#lab?{}", s.to_query()));
     // A bad configuration is refused before anything is replaced: the current run stays.
-    let backend = page.backend();
-    let trainer = match s.to_config().and_then(|cfg| ToyTrainer::new(cfg, &backend)) {
-        Ok(t) => t,
+    let candidates = match (s.device.as_str(), page.backend()) {
+        ("cpu", _) => vec![Backend::Cpu],
+        ("gpu", Backend::Cpu) => {
+            return shown.update(|sh| sh.error = Some("device: this browser has no WebGPU; choose cpu or auto".into()));
+        }
+        ("gpu", gpu) => vec![gpu],
+        (_, Backend::Cpu) => vec![Backend::Cpu],
+        (_, gpu) => vec![Backend::Cpu, gpu],
+    };
+    let cfg = match s.to_config().and_then(|cfg| cfg.validate().map(|_| cfg)) {
+        Ok(cfg) => cfg,
         Err(e) => return shown.update(|sh| sh.error = Some(e)),
     };
-    let device = match &backend {
-        Backend::Cpu => "CPU reference".to_string(),
-        Backend::Gpu(gpu) => gpu.adapter_name.clone(),
-    };
+    // The current run pauses (a stale loop stops at its next frame) while the devices are timed.
     let generation = {
         let mut st = state.borrow_mut();
         st.generation += 1;
-        st.trainer = Some(trainer);
-        st.running = true;
+        st.running = false;
+        st.starting = true;
         st.generation
     };
-    shown.set(LabShown { status: "Training…".into(), device, running: true, ..Default::default() });
-    spawn_local(run_loop(state, shown, generation));
+    let timing = candidates.len() > 1;
+    let status = if timing { "Timing a few steps on the CPU and on WebGPU…" } else { "Starting…" };
+    shown.update(|sh| {
+        sh.status = status.into();
+        sh.error = None;
+    });
+    spawn_local(async move {
+        let picked = if timing { fastest_backend(&cfg, &candidates, 150.0).await } else { Ok((0, Vec::new())) };
+        let trainer = picked.and_then(|(fastest, speeds)| {
+            let backend = &candidates[fastest];
+            Ok((ToyTrainer::new(cfg, backend)?, device_note(backend, &speeds)))
+        });
+        if state.borrow().generation != generation {
+            return; // Start or Reset was pressed again meanwhile (and owns `starting`).
+        }
+        state.borrow_mut().starting = false;
+        let (trainer, device) = match trainer {
+            Ok(t) => t,
+            Err(e) => {
+                return shown.update(|sh| {
+                    sh.error = Some(e);
+                    sh.running = false;
+                    sh.status = "Not started. The previous run, if any, is paused (Resume goes on with it).".into();
+                })
+            }
+        };
+        {
+            let mut st = state.borrow_mut();
+            st.trainer = Some(trainer);
+            st.running = true;
+        }
+        shown.set(LabShown { status: "Training…".into(), device, running: true, ..Default::default() });
+        run_loop(state, shown, generation).await;
+    });
+}
+
+/// Where the run trains, and why when it was picked by timing: "cpu (wasm SIMD, 1 thread) —
+/// faster here: 2,140 steps/s; SwiftShader 4.8 steps/s".
+fn device_note(backend: &Backend, speeds: &[DeviceSpeed]) -> String {
+    if speeds.len() < 2 {
+        return backend.name();
+    }
+    let rates: Vec<String> = speeds.iter().map(|s| format!("{} {:.1} steps/s", s.device, s.steps_per_s)).collect();
+    format!("{} — the faster here, timed: {}", backend.name(), rates.join("; "))
 }
 
 /// Steps the trainer for ~30 ms at a time, evaluating every few steps, until done or paused.

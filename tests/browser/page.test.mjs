@@ -125,7 +125,7 @@ test("without WebGPU the page says so and runs the CPU reference", async () => {
   await page.goto(url);
   await page.locator("#check").waitFor({ timeout: 120_000 });
   assert.match(await page.locator("#adapter").innerText(), /WebGPU is not available/);
-  assert.equal(await page.locator("#primary-device").innerText(), "cpu (reference)");
+  assert.equal(await page.locator("#primary-device").innerText(), "cpu (wasm SIMD, 1 thread)");
   const cli = cliEval(path.join(root, "www/demo/sae"), path.join(root, "www/demo/activations.npy"));
   close(await num(page, "#m-l0"), cli.l0, "CPU-only L0 vs CLI");
   await page.screenshot({ path: path.join(shots, "4-no-webgpu.png"), fullPage: true });
@@ -150,7 +150,7 @@ async function runLab(page, hash) {
   return Number(await page.locator("#lab-mmcs").innerText());
 }
 
-test("the lab on the CPU reference reproduces the CLI's run exactly (same seed, same data)", async () => {
+test("the lab on the CPU follows the CLI's run (same seed, same data)", async () => {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1100 } });
   await context.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
   const page = await context.newPage();
@@ -159,9 +159,11 @@ test("the lab on the CPU reference reproduces the CLI's run exactly (same seed, 
   assert.equal(await page.locator("#lab-geometry").inputValue(), "polygon");
   assert.equal(await page.locator("#lab-steps").inputValue(), "300");
   const mmcs = await runLab(page, hash);
-  assert.match(await page.locator(".lab-results h2").innerText(), /CPU reference/);
+  assert.match(await page.locator(".lab-results h2").innerText(), /cpu \(wasm SIMD, 1 thread\)/);
   const cli = cliToy(["--preset", "superposition-2d", "--steps", "300"]);
-  assert.ok(Math.abs(mmcs - cli.mmcs) <= 1e-4, `page MMCS ${mmcs} vs CLI ${cli.mmcs}`);
+  // Not to the bit: the CLI's products use FMA (AVX2) and the page's wasm SIMD multiplies and
+  // adds apart, and 300 Adam steps carry that rounding along (measured: 2e-4 of MMCS).
+  assert.ok(Math.abs(mmcs - cli.mmcs) <= 1e-3, `page MMCS ${mmcs} vs CLI ${cli.mmcs}`);
   assert.equal(await page.locator("#lab-recovered").innerText(), `${cli.recovered} / 5`);
   assert.equal(await page.locator("#lab-arrows line").count(), 5 + 8);
   assert.ok((await page.locator("#lab-heatmap rect").count()) >= 5);
@@ -177,8 +179,9 @@ test("the lab trains on WebGPU and follows the CLI's run", async () => {
   page.on("pageerror", (e) => errors.push(String(e)));
   const gpuComplaints = watchGpu(page);
   // SwiftShader runs WebGPU on the CPU at a few steps per second: a short run.
-  const mmcs = await runLab(page, "#lab?preset=sparse-features&steps=20");
-  assert.match(await page.locator(".lab-results h2").innerText(), /WebGPU/);
+  const mmcs = await runLab(page, "#lab?preset=sparse-features&steps=20&device=gpu");
+  assert.match(await page.locator(".lab-results h2").innerText(), /SwiftShader|WebGPU/);
+  assert.doesNotMatch(await page.locator(".lab-results h2").innerText(), /cpu/);
   // WGSL allows division and sqrt to differ from the CPU's in the last bits; over 20 steps the
   // GPU run and the CPU reference stay together.
   const cli = cliToy(["--preset", "sparse-features", "--steps", "20"]);
@@ -186,13 +189,34 @@ test("the lab trains on WebGPU and follows the CLI's run", async () => {
   await page.screenshot({ path: path.join(shots, "6-lab-webgpu.png"), fullPage: true });
   // Every trained architecture's kernels run under the browser's WGSL compiler too.
   for (const preset of ["batchtopk", "jumprelu", "gated"]) {
-    const got = await runLab(page, `#lab?preset=${preset}&steps=20`);
+    const got = await runLab(page, `#lab?preset=${preset}&steps=20&device=gpu`);
     const want = cliToy(["--preset", preset, "--steps", "20"]);
     assert.ok(Math.abs(got - want.mmcs) < 1e-3, `${preset}: page MMCS ${got} vs CLI ${want.mmcs}`);
   }
   await page.screenshot({ path: path.join(shots, "6b-lab-webgpu-gated.png"), fullPage: true });
   assert.deepEqual(errors, []);
   assert.deepEqual(gpuComplaints, []);
+  await page.close();
+});
+
+test("the lab times the CPU and WebGPU on the lesson and trains on the faster", async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const started = Date.now();
+  await runLab(page, "#lab?preset=superposition-2d");
+  const seconds = (Date.now() - started) / 1000;
+  const heading = await page.locator(".lab-results h2").innerText();
+  // "cpu (wasm SIMD, 1 thread) — the faster here, timed: cpu (…) 2140.3 steps/s; SwiftShader… 4.8 steps/s"
+  const match = heading.match(/Recovery (.+?) — the faster here, timed: (.+) ([\d.]+) steps\/s; (.+) ([\d.]+) steps\/s/);
+  assert.ok(match, `the heading says what was timed: ${heading}`);
+  const [, picked, first, firstRate, second, secondRate] = match;
+  const faster = Number(firstRate) >= Number(secondRate) ? first : second;
+  assert.equal(picked, faster, heading);
+  assert.equal(await page.locator("#lab-status").innerText(), "Finished 1500 steps.");
+  console.log(`superposition-2d, 1500 steps: ${heading}; ${seconds.toFixed(1)} s from load to the end`);
+  await page.screenshot({ path: path.join(shots, "6c-lab-auto-device.png"), fullPage: true });
+  assert.deepEqual(errors, []);
   await page.close();
 });
 
