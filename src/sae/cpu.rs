@@ -127,23 +127,39 @@ fn decoder_scale(sae: &Sae) -> bool {
     sae.cfg.rescale_acts_by_decoder_norm && sae.cfg.architecture.topk().is_some()
 }
 
+/// ‖W_dec[j]‖ where the SAE's encoder and decoder use it (see [`decoder_scale`]), else empty: one
+/// pass over W_dec, made once per batch and shared by encode and decode.
+fn scale_norms(sae: &Sae) -> Vec<f32> {
+    if decoder_scale(sae) {
+        sae.decoder_norms()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Encodes already-processed rows `[n, d_in]` into dense feature activations `[n, d_sae]`.
 pub fn encode_rows(sae: &Sae, sae_in: &[f32]) -> Vec<f32> {
+    encode_scaled(sae, sae_in, &scale_norms(sae))
+}
+
+fn encode_scaled(sae: &Sae, sae_in: &[f32], decoder_norms: &[f32]) -> Vec<f32> {
     let mut acts = project(sae.weights(), sae_in);
-    let norms = if decoder_scale(sae) { sae.decoder_norms() } else { Vec::new() };
-    acts.chunks_exact_mut(sae.d_sae()).for_each(|row| activate(sae, row, &norms));
+    acts.chunks_exact_mut(sae.d_sae()).for_each(|row| activate(sae, row, decoder_norms));
     acts
 }
 
 /// Decodes rows of dense activations `[n, d_sae]`, then undoes each row's normalisation.
 pub fn decode_rows(sae: &Sae, acts: &[f32], norms: &[RowNorm]) -> Vec<f32> {
+    decode_scaled(sae, acts, norms, &scale_norms(sae))
+}
+
+fn decode_scaled(sae: &Sae, acts: &[f32], norms: &[RowNorm], decoder_norms: &[f32]) -> Vec<f32> {
     let d_in = sae.d_in();
     let mut out = sae.b_dec().repeat(norms.len());
     if decoder_scale(sae) {
-        let decoder_norms = sae.decoder_norms();
         let scaled: Vec<f32> = acts
             .chunks_exact(sae.d_sae())
-            .flat_map(|row| row.iter().zip(&decoder_norms).map(|(a, n)| if *a == 0.0 { 0.0 } else { a / n }))
+            .flat_map(|row| row.iter().zip(decoder_norms).map(|(a, n)| if *a == 0.0 { 0.0 } else { a / n }))
             .collect();
         add_decoded(&mut out, &scaled, sae.w_dec(), d_in);
     } else {
@@ -189,8 +205,9 @@ pub fn encode(sae: &Sae, x: &[f32]) -> Vec<f32> {
 /// connection) for every row.
 pub fn forward(sae: &Sae, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (sae_in, norms) = process_inputs(sae, x);
-    let acts = encode_rows(sae, &sae_in);
-    let mut recon = decode_rows(sae, &acts, &norms);
+    let decoder_norms = scale_norms(sae);
+    let acts = encode_scaled(sae, &sae_in, &decoder_norms);
+    let mut recon = decode_scaled(sae, &acts, &norms, &decoder_norms);
     if let Some(w_skip) = sae.w_skip() {
         add_skip(&mut recon, x, sae.d_in(), w_skip);
     }

@@ -204,18 +204,18 @@ pub(crate) fn forward(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool])
     let gated = matches!(p.encoder, EncoderTensors::Gated { .. });
     let pre_bias = p.encoder.pre_bias();
     let mut f = Forward {
-        sae_in: Vec::with_capacity(x.len()),
+        sae_in: x.chunks_exact(d).flat_map(|row| row.iter().zip(&p.b_dec).map(|(v, bd)| v - bd)).collect(),
         pre: vec![0.0; batch * m],
         mag_pre: vec![0.0; if gated { batch * m } else { 0 }],
         acts: vec![0.0; batch * m],
-        recon: vec![0.0; x.len()],
+        recon: p.b_dec.repeat(batch),
         aux_acts: vec![0.0; batch * m],
-        aux_recon: vec![0.0; x.len()],
+        // The gate's reconstruction starts from b_dec; AuxK's has none.
+        aux_recon: if gated { p.b_dec.repeat(batch) } else { vec![0.0; x.len()] },
         aux_scale: 0.0,
         batch_min_act: None,
         above_threshold: 0,
     };
-    f.sae_in = x.chunks_exact(d).flat_map(|row| row.iter().zip(&p.b_dec).map(|(v, bd)| v - bd)).collect();
     // sae_in·W_enc first (one product for the batch), then the biases (the GPU adds them in the
     // same order).
     let projected_rows = project(p, &f.sae_in);
@@ -257,10 +257,8 @@ pub(crate) fn forward(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool])
         }
         f.batch_min_act = f.acts.iter().any(|&a| a > 0.0).then_some(t);
     }
-    f.recon = p.b_dec.repeat(batch);
     add_decoded(&mut f.recon, &f.acts, &p.w_dec, d);
     if gated {
-        f.aux_recon = p.b_dec.repeat(batch);
         add_decoded(&mut f.aux_recon, &f.aux_acts, &p.w_dec, d);
     }
     // AuxK: only with dead latents.
