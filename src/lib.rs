@@ -5,6 +5,7 @@
 //! Data flows one way: bytes → `formats` → `sae::Sae` → `gpu` → results → CLI output or the page.
 
 pub mod backend;
+pub mod bench;
 pub mod clock;
 pub mod dashboard;
 pub mod engine;

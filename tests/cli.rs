@@ -733,3 +733,76 @@ fn random_models_of_other_families_load_and_run() {
     assert!(err.contains("--family 'mamba' is not one of gpt2, llama3, gemma3"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The harness's lines as a user reads them: the ceilings, each workload on each device, the peer
+/// (here a stand-in Python that reports fixed figures, so the ratios can be checked) and, with no
+/// usable Python, a line saying why the peer is missing. Figures are not asserted.
+#[test]
+fn bench_reports_ceilings_workloads_and_the_peer_ratio() {
+    let dir = temp_dir("bench");
+    let fake = dir.join("fake-python");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho '{\"workload\": \"sae-topk\", \"device\": \"stand-in\", \"rows_per_s\": 100.0}'\necho 'a line that is not JSON is ignored'\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let small =
+        ["bench", "--n", "19", "--d-in", "24", "--d-sae", "70", "--k", "5", "--cpu-rows", "13", "--train-batch", "17", "--repeats", "2"];
+    let lines = |out: &str| -> Vec<serde_json::Value> { out.lines().map(|l| serde_json::from_str(l).unwrap()).collect() };
+    let (code, out, err) = saelab(&[&small[..], &["--device", "both", "--python", path(&fake)]].concat());
+    assert_eq!(code, 0, "{err}");
+    let lines = lines(&out);
+    let ceilings: Vec<&serde_json::Value> = lines.iter().filter(|l| l["ceiling"].is_string()).collect();
+    assert_eq!(ceilings.len(), 2, "{out}");
+    assert!(ceilings[0]["gflop_per_s"].as_f64().unwrap() > 0.0 && ceilings[1]["gb_per_s"].as_f64().unwrap() > 0.0, "{out}");
+    let ours: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["workload"].is_string() && l["peer"].is_null() && l["ratio"].is_null()).collect();
+    let names: Vec<(&str, bool, u64)> = ours
+        .iter()
+        .map(|l| (l["workload"].as_str().unwrap(), l["device"].as_str().unwrap().starts_with("cpu"), l["rows"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("sae-standard", false, 19),
+            ("sae-topk", false, 19),
+            ("train-topk", false, 17),
+            ("sae-standard", true, 13),
+            ("sae-topk", true, 13),
+            ("train-topk", true, 13)
+        ],
+        "{out}"
+    );
+    for l in &ours {
+        assert!(l["seconds"].as_f64().unwrap() > 0.0 && l["repeats"] == 2 && l["gflop_per_s"].as_f64().unwrap() > 0.0, "{l}");
+        // Only the CPU's ceilings are measured so far.
+        assert_eq!(l["of_fma_ceiling"].is_number(), l["device"].as_str().unwrap().starts_with("cpu"), "{l}");
+    }
+    let topk_cpu = ours[4]["rows_per_s"].as_f64().unwrap();
+    let ratios: Vec<&serde_json::Value> = lines.iter().filter(|l| l["ratio"].is_string()).collect();
+    assert_eq!(ratios.len(), 1, "one ratio: the stand-in reports one workload: {out}");
+    assert_eq!(ratios[0]["workload"], "sae-topk");
+    assert!((ratios[0]["value"].as_f64().unwrap() - topk_cpu / 100.0).abs() < 1e-9 * topk_cpu, "{out}");
+
+    // A Python that is not there: the peer's line says so, the run still succeeds.
+    let (code, out, err) = saelab(&[&small[..], &["--device", "cpu", "--python", "/nonexistent/python"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let skipped: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|l| l["skipped"].is_string()).collect();
+    assert_eq!(skipped.len(), 1, "{out}");
+    assert!(skipped[0]["skipped"].as_str().unwrap().contains("/nonexistent/python"), "{out}");
+    assert!(!out.contains("\"ratio\""), "{out}");
+
+    // Bad settings: one line.
+    let (code, _, err) = saelab(&["bench", "--k", "0", "--device", "cpu"]);
+    assert_eq!(code, 2);
+    assert!(our_lines(&err).join("").contains("at least 1"), "{err}");
+    let (code, _, err) = saelab(&["bench", "--peer", "maybe", "--device", "cpu"]);
+    assert_eq!(code, 2);
+    assert!(our_lines(&err).join("").contains("--peer must be auto or none"), "{err}");
+}

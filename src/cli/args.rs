@@ -29,7 +29,7 @@ pub struct Cli {
 /// negative numbers as values (`--lr -1` reaches the check that names the setting).
 #[derive(Debug, Args)]
 pub struct DeviceArg {
-    /// cpu (the reference) or gpu
+    /// cpu (every core) or gpu
     #[arg(long, allow_negative_numbers = true, value_name = "cpu|gpu", default_value = "gpu")]
     pub device: String,
 }
@@ -68,7 +68,7 @@ pub enum Command {
     Reconstruct(EncodeArgs),
     /// Batch metrics of an SAE on activations, as JSON (n, l0, mse, fvu, cosine, dead_fraction, device); a transcoder's against --target
     Eval(EvalCmdArgs),
-    /// Throughput of encode + decode + metrics on random data
+    /// SAE encode + decode, TopK and a TopK training step on random data (median of --repeats), the host's ceilings, and PyTorch/SAELens on the CPU as the peer
     Bench(BenchArgs),
     /// Train an SAE on synthetic data with known features (the teaching lab) and report recovery
     Toy(ToyArgs),
@@ -161,9 +161,22 @@ pub struct BenchArgs {
     /// TopK's k
     #[arg(long, allow_negative_numbers = true, default_value_t = 32)]
     pub k: usize,
-    /// Rows the (slow) CPU reference runs
-    #[arg(long, allow_negative_numbers = true, default_value_t = 256)]
+    /// Rows (and the training batch) on the CPU, at most --n and --train-batch
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1024)]
     pub cpu_rows: usize,
+    /// The training step's batch
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4096)]
+    pub train_batch: usize,
+    /// Timed runs of each workload after one warm-up run (the median is reported)
+    #[arg(long, allow_negative_numbers = true, default_value_t = 3)]
+    pub repeats: usize,
+    /// auto: run tools/bench_torch_cpu.py (SAELens on PyTorch's CPU) beside the CPU backend when
+    /// Python with sae_lens is there, and print the ratios; none: no peer
+    #[arg(long, allow_negative_numbers = true, value_name = "auto|none", default_value = "auto")]
+    pub peer: String,
+    /// The Python for the peer (default: $SAELAB_PYTHON, else the checkout's .venv, else python3)
+    #[arg(long, allow_negative_numbers = true, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     #[command(flatten)]
     pub device: BenchDeviceArg,
 }

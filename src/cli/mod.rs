@@ -16,6 +16,7 @@ use crate::sae::files as sae_files;
 use crate::sae::{Architecture, EncoderTensors, Sae};
 
 pub mod args;
+mod bench;
 
 use args::*;
 use clap::Parser;
@@ -115,12 +116,12 @@ fn dispatch(args: &[String]) -> Result<(), CliError> {
         Command::Encode(a) => run_sae(&a.eval, None, Some(&a.output), RunRequest { dense_acts: true, ..Default::default() }),
         Command::Reconstruct(a) => run_sae(&a.eval, None, Some(&a.output), RunRequest { recon: true, ..Default::default() }),
         Command::Eval(a) => run_sae(&a.eval, Some(a.target.as_deref()), None, RunRequest::default()),
-        Command::Bench(a) => bench(&a),
+        Command::Bench(a) => bench::bench(&a),
         Command::Toy(a) => toy(&a),
         Command::RandomModel(a) => random_model(&a),
-        Command::BenchModel(a) => bench_model(&a),
+        Command::BenchModel(a) => bench::bench_model(&a),
         Command::Dashboard(a) => dashboard_command(&a),
-        Command::BenchTrain(a) => bench_train(&a),
+        Command::BenchTrain(a) => bench::bench_train(&a),
         Command::Forward(a) => forward(&a),
         Command::Splice(a) => splice(&a),
         Command::Features(a) => features(&a),
@@ -300,54 +301,6 @@ pub fn describe(sae: &Sae) -> String {
     out
 }
 
-/// Throughput of encode + decode + metrics on random data, GPU and/or CPU.
-fn bench(a: &BenchArgs) -> Result<(), CliError> {
-    let BenchArgs { n, d_in, d_sae, k, cpu_rows, .. } = *a;
-    let (on_cpu, on_gpu) = bench_devices(&a.device)?;
-    let mut rng = crate::random::Rng::new(7);
-    let x: Vec<f32> = (0..n * d_in).map(|_| rng.normal()).collect();
-    let gpu = if on_gpu { Some(open_gpu()?) } else { None };
-    for arch in ["standard", "topk"] {
-        let sae = crate::sae::random::random_sae(arch, d_in, d_sae, k, 11);
-        // Encode and decode are each a [n, d_in] x [d_in, d_sae] product (decode is sparse for TopK).
-        let flops_dense = 2.0 * 2.0 * (d_in * d_sae) as f64;
-        let flops_per_row = if arch == "topk" { 2.0 * (d_in * d_sae) as f64 + 2.0 * (k * d_in) as f64 } else { flops_dense };
-        let report = |device: &str, rows: usize, seconds: f64, note: &str| {
-            let kernels = if device.starts_with("cpu") { None } else { gpu.as_ref().and_then(Backend::kernel_choices) };
-            println!(
-                "{}",
-                serde_json::json!({
-                    "arch": arch, "device": device, "kernels": kernels, "n": rows, "d_in": d_in, "d_sae": d_sae,
-                    "k": if arch == "topk" { Some(k) } else { None },
-                    "seconds": seconds, "rows_per_s": rows as f64 / seconds,
-                    "gflop_per_s": flops_per_row * rows as f64 / seconds / 1e9, "note": note,
-                })
-            );
-        };
-        let sae = Rc::new(sae);
-        if let Some(gpu) = &gpu {
-            let gpu_sae = LoadedSae::new(sae.clone(), gpu)?;
-            let warm = &x[..d_in * n.min(64)];
-            pollster::block_on(engine::analyze(&gpu_sae, warm, RunRequest::default()))?;
-            let start = Instant::now();
-            pollster::block_on(engine::analyze(&gpu_sae, &x, RunRequest::default()))?;
-            report(
-                &gpu.name(),
-                n,
-                start.elapsed().as_secs_f64(),
-                "encode+decode+metrics, wall time incl. upload of x and readback of metrics",
-            );
-        }
-        if on_cpu {
-            let rows = cpu_rows.min(n);
-            let start = Instant::now();
-            pollster::block_on(engine::analyze(&LoadedSae::new(sae, &Backend::Cpu)?, &x[..rows * d_in], RunRequest::default()))?;
-            report(&Backend::Cpu.name(), rows, start.elapsed().as_secs_f64(), "encode+decode+metrics");
-        }
-    }
-    Ok(())
-}
-
 /// Writes a model folder with random weights (for tests, demos of the page's plumbing and
 /// benchmarks) — a GPT-2, or Llama-3- or Gemma-3-shaped, stored in f32/f16/bf16 — with a copy of a
 /// `tokenizer.json` whose vocabulary sets the model's (and its BOS/EOS ids), and optionally a random
@@ -463,56 +416,6 @@ fn random_model(a: &RandomModelArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Forward-pass throughput of a model of a named shape with random weights (optionally fewer
-/// layers), CPU reference and GPU, one JSON line per (device, input length).
-fn bench_model(a: &BenchModelArgs) -> Result<(), CliError> {
-    let lengths: Vec<usize> = a
-        .tokens
-        .split(',')
-        .map(|t| t.trim().parse().map_err(|_| CliError(format!("--tokens: '{t}' is not a number"))))
-        .collect::<Result<_, _>>()?;
-    let (on_cpu, on_gpu) = bench_devices(&a.device)?;
-    let model = bench_model_of_shape(&a.shape, a.layers, &a.dtype)?;
-    let cfg = model.cfg.clone();
-    let label = format!("{} shape, {} layers, random {} weights", a.shape, cfg.n_layers, a.dtype);
-    let gpu_bytes = std::cell::Cell::new(None);
-    let kernels = std::cell::RefCell::new(None);
-    let report = |device: &str, n: usize, seconds: f64, note: &str| {
-        let kernels = if device.starts_with("cpu") { None } else { kernels.borrow().clone() };
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": label, "device": device, "kernels": kernels, "tokens": n, "seconds": seconds, "tokens_per_s": n as f64 / seconds,
-                "gpu_weight_bytes": if device.starts_with("cpu") { None } else { gpu_bytes.get() }, "note": note,
-            })
-        );
-    };
-    let tokens_of = |n: usize| (0..n as u32).map(|i| (i * 7919) % cfg.vocab_size as u32).collect::<Vec<u32>>();
-    if on_gpu {
-        let gpu = open_gpu()?;
-        let Backend::Gpu(device) = &gpu else { unreachable!("open_gpu opens a GPU") };
-        *kernels.borrow_mut() = gpu.kernel_choices();
-        let uploaded = crate::gpu::model_runner::GpuModel::upload(device, &model)?;
-        gpu_bytes.set(Some(uploaded.weight_bytes()));
-        drop(uploaded);
-        let on_gpu = LoadedModel::new(Rc::new(model.clone()), &gpu)?;
-        pollster::block_on(on_gpu.run(&tokens_of(2), &[], &[]))?; // compile pipelines
-        for &n in &lengths {
-            let start = Instant::now();
-            pollster::block_on(on_gpu.run(&tokens_of(n), &[], &[]))?;
-            report(&gpu.name(), n, start.elapsed().as_secs_f64(), "wall time incl. token upload and reading back all logits");
-        }
-    }
-    if on_cpu {
-        for &n in &lengths {
-            let start = Instant::now();
-            crate::model::cpu::forward(&model, &tokens_of(n), &mut |_, _, _| {})?;
-            report(&Backend::Cpu.name(), n, start.elapsed().as_secs_f64(), "logits for every position");
-        }
-    }
-    Ok(())
-}
-
 /// `--dtype`'s value.
 fn dtype_flag(value: &str) -> Result<crate::formats::safetensors::FloatDtype, CliError> {
     use crate::formats::safetensors::FloatDtype;
@@ -522,34 +425,6 @@ fn dtype_flag(value: &str) -> Result<crate::formats::safetensors::FloatDtype, Cl
         "bf16" => Ok(FloatDtype::BF16),
         other => Err(CliError(format!("--dtype '{other}' is not one of f32, f16, bf16"))),
     }
-}
-
-/// A random model of a named shape: the shape's `config.json` (as its Hub repository has it,
-/// read by `families::describe`), optionally fewer layers, weights rounded to `dtype`.
-fn bench_model_of_shape(shape: &str, layers: Option<usize>, dtype: &str) -> Result<crate::model::Model, CliError> {
-    let mut config = match shape {
-        "gpt2-small" => crate::model::families::gpt2::config_json(50257, 1024, 768, 12, 12, true),
-        "gemma-2-2b" => serde_json::json!({
-            "model_type": "gemma2", "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
-            "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096,
-            "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "hidden_activation": "gelu_pytorch_tanh",
-            "max_position_embeddings": 8192, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
-        }),
-        "gemma-3-1b" => serde_json::json!({
-            "model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26,
-            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 512,
-            "sliding_window_pattern": 6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "max_position_embeddings": 32768,
-            "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6,
-        }),
-        other => return Err(CliError(format!("--shape '{other}' is not one of gpt2-small, gemma-2-2b, gemma-3-1b"))),
-    };
-    if let Some(n) = layers {
-        config[if shape == "gpt2-small" { "n_layer" } else { "num_hidden_layers" }] = n.into();
-    }
-    let dtype = dtype_flag(dtype)?;
-    let cfg = crate::model::families::describe(config.to_string().as_bytes()).map_err(|e| CliError(format!("--layers: {e}")))?;
-    let weights = crate::model::decoder_weights::DecoderWeights::random(&cfg, 3).in_precision(dtype);
-    Ok(crate::model::Model { cfg, weights })
 }
 
 /// `--corpus FILE` (UTF-8 text, checked by `parse_corpus`) as token ids through the model folder's
@@ -602,69 +477,6 @@ fn dashboard_command(a: &DashboardArgs) -> Result<(), CliError> {
             "histogram": d.histogram, "top": top, "nearest": nearest, "features_firing": alive, "device": backend.name(),
         })
     );
-    Ok(())
-}
-
-/// `saelab bench-train`: activation harvesting and SAE training throughput, each on its own, on
-/// the CPU reference and the GPU: harvest = the model's blocks up to the hook over `--contexts`
-/// contexts of `--context` tokens; train = `--steps` training steps on batches already harvested.
-fn bench_train(a: &BenchTrainArgs) -> Result<(), CliError> {
-    use crate::model::files::load_model_dir;
-    use crate::train::sae_train::TrainArch;
-    use crate::train::trainer::{SaeTrainer, TrainConfig};
-    let dir = a.source.model.as_path();
-    let model = load_model_dir(dir)?;
-    let hook = model.cfg.hook_point(&a.hook).map_err(|e| CliError(format!("--hook: {e}")))?;
-    let (_, corpus) = corpus_tokens(&a.source.corpus, dir)?;
-    let BenchTrainArgs { context, contexts, dict, k, batch, steps, .. } = *a;
-    let windows: Vec<&[u32]> = corpus.chunks_exact(context).take(contexts).collect();
-    if windows.len() < contexts {
-        return Err(CliError(format!("--corpus holds fewer than {contexts} contexts of {context} tokens")));
-    }
-    let (on_cpu, on_gpu) = bench_devices(&a.device)?;
-    let mut backends: Vec<(String, Backend)> = Vec::new();
-    if on_gpu {
-        let gpu = open_gpu()?;
-        backends.push((gpu.name(), gpu));
-    }
-    if on_cpu {
-        backends.push((Backend::Cpu.name(), Backend::Cpu));
-    }
-    let model = Rc::new(model);
-    for (name, backend) in &backends {
-        let loaded = LoadedModel::new(model.clone(), backend)?;
-        pollster::block_on(loaded.activations_at(windows[0], hook))?; // compile pipelines
-        let start = Instant::now();
-        let mut rows = Vec::new();
-        for w in &windows {
-            rows.extend(pollster::block_on(loaded.activations_at(w, hook))?);
-        }
-        let harvest = (contexts * context) as f64 / start.elapsed().as_secs_f64();
-        let d = model.cfg.d_model;
-        while rows.len() < batch * d {
-            rows.extend_from_within(..rows.len().min(batch * d - rows.len()));
-        }
-        let x = &rows[..batch * d];
-        let cfg = TrainConfig::new(TrainArch::TopK { k }, dict, batch, steps + 1, 0);
-        let mut trainer = SaeTrainer::new(cfg, d, x, backend).map_err(CliError)?;
-        if backend.gpu().is_some() {
-            pollster::block_on(trainer.step(x, Vec::new)).map_err(CliError)?; // compile pipelines
-            pollster::block_on(trainer.sync()).map_err(CliError)?;
-        }
-        let start = Instant::now();
-        for _ in 0..steps {
-            pollster::block_on(trainer.step(x, Vec::new)).map_err(CliError)?;
-        }
-        pollster::block_on(trainer.sync()).map_err(CliError)?;
-        let train = (steps * batch) as f64 / start.elapsed().as_secs_f64();
-        println!(
-            "{}",
-            serde_json::json!({
-                "device": name, "kernels": backend.kernel_choices(), "model": dir.display().to_string(), "hook": hook, "context": context,
-                "harvest_tokens_per_s": harvest, "sae": format!("topk k={k}, {d}×{dict}, batch {batch}"), "train_tokens_per_s": train,
-            })
-        );
-    }
     Ok(())
 }
 
