@@ -3,6 +3,8 @@
 //! widest vector unit on every core, and the bandwidth of a copy too large for its caches — so
 //! each figure can be read as a fraction of what this machine can do.
 //!
+//! The GPU's ceilings come from `shaders/ceiling.wgsl` on the same adapter.
+//!
 //! Peers' figures (PyTorch's, burn's) come from their own code in the same run; nothing here
 //! estimates them.
 
@@ -191,6 +193,18 @@ pub fn cpu_copy_ceiling(mebibytes: usize, runs: usize) -> Ceiling {
     })
     .expect("copying cannot fail");
     Ceiling { what: format!("copy of {mebibytes} MiB, {threads} threads"), value: 2.0 * (len * 4) as f64 / timing.median / 1e9, threads }
+}
+
+/// The GPU's multiply-add throughput and copy bandwidth (`shaders/ceiling.wgsl`), timed as
+/// `gpu::kernels::time_per_run` times: wall time to a read-back, repeated in one submission.
+pub async fn gpu_ceilings(gpu: &crate::gpu::Gpu) -> Result<[Ceiling; 2], crate::gpu::GpuError> {
+    use crate::gpu::kernels::ceiling;
+    let fma = ceiling::fma_ceiling(gpu).await?;
+    let (copy, bytes) = ceiling::copy_ceiling(gpu).await?;
+    Ok([
+        Ceiling { what: "vec4 fma chains, 2^20 threads".into(), value: fma, threads: 1 << 20 },
+        Ceiling { what: format!("copy of {} MiB", bytes >> 20), value: copy, threads: (bytes / 16) as usize },
+    ])
 }
 
 #[cfg(test)]

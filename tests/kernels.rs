@@ -10,7 +10,7 @@
 
 mod common;
 
-use saelab::gpu::kernels::{metrics, model, rows, sparse_decode, train};
+use saelab::gpu::kernels::{ceiling, metrics, model, rows, sparse_decode, train};
 use saelab::gpu::{Gpu, GpuError};
 use saelab::random::Rng;
 use saelab::reference;
@@ -698,4 +698,30 @@ fn a_training_step_records_the_same_work_every_time() {
         assert_eq!(per_step[0].bind_groups, per_step[0].dispatches, "{arch:?}: the first step made a bind group per dispatch");
         println!("{arch:?} step, batch {ROWS}, {WIDTH} × {LATENTS}: first {:?}, then {c:?}", per_step[0]);
     }
+}
+
+#[test]
+fn fma_rounds_and_copy() {
+    let mut b = Bench::new(51);
+    // Threads that fill no whole workgroup of 256; rounds long enough for the chains to move.
+    let (threads, rounds) = (1001, 37);
+    let out = b.gpu.storage("out", 16 * threads as u64);
+    b.run(|gpu, enc| ceiling::fma_rounds(gpu, enc, ceiling::FmaRounds { threads, rounds, a: 0.97, b: 0.013, out: &out }));
+    let got = pollster::block_on(b.gpu.read_f32(&out, 4 * threads)).unwrap();
+    close("fma_rounds", &got, &reference::fma_rounds(threads, rounds, 0.97, 0.013), ELEMENTWISE);
+
+    let vec4s = 1237;
+    let src_values = b.normals(4 * vec4s + 8, 1.0);
+    let src = b.upload(&src_values);
+    let dst = b.upload(&vec![7.0; 4 * vec4s + 8]);
+    b.run(|gpu, enc| ceiling::copy(gpu, enc, ceiling::Copy { vec4s, src: &src, dst: &dst }));
+    let got = pollster::block_on(b.gpu.read_f32(&dst, 4 * vec4s + 8)).unwrap();
+    assert_eq!(got[..4 * vec4s], src_values[..4 * vec4s], "the copy is exact");
+    assert_eq!(got[4 * vec4s..], [7.0; 8], "nothing past the count is written");
+
+    let short = b.gpu.storage("short", 16);
+    assert!(b.refused(|gpu, enc| ceiling::copy(gpu, enc, ceiling::Copy { vec4s: 2, src: &src, dst: &short })).contains("dst"));
+    assert!(b
+        .refused(|gpu, enc| ceiling::fma_rounds(gpu, enc, ceiling::FmaRounds { threads: 2, rounds: 1, a: 1.0, b: 0.0, out: &short }))
+        .contains("out"));
 }

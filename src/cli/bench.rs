@@ -26,7 +26,7 @@ struct Workload {
 
 impl Workload {
     /// The JSON line for a timing of `rows` rows on `device`, with the fraction of the host's
-    /// ceilings where they were measured (the CPU's; the GPU's are not yet).
+    /// ceilings (the device's own, measured in this run).
     fn line(&self, device: &str, kernels: Option<String>, rows: usize, t: &Timing, ceilings: Option<&[Ceiling; 2]>) -> serde_json::Value {
         let gflops = self.flops_per_row * rows as f64 / t.median / 1e9;
         let gbs = (self.fixed_bytes + self.bytes_per_row * rows as f64) / t.median / 1e9;
@@ -60,10 +60,14 @@ pub(super) fn bench(a: &BenchArgs) -> Result<(), CliError> {
     let mut rng = crate::random::Rng::new(7);
     let x: Vec<f32> = (0..n.max(train_batch) * d_in).map(|_| rng.normal()).collect();
     let gpu = if on_gpu { Some(open_gpu()?) } else { None };
+    let gpu_ceilings = match gpu.as_ref().and_then(Backend::gpu) {
+        Some(device) => Some(pollster::block_on(crate::bench::gpu_ceilings(device))?),
+        None => None,
+    };
     let cpu_ceilings = on_cpu.then(|| [cpu_fma_ceiling(300), cpu_copy_ceiling(256, 3)]);
-    if let Some(ceilings) = &cpu_ceilings {
-        for (c, unit) in ceilings.iter().zip(["gflop_per_s", "gb_per_s"]) {
-            println!("{}", serde_json::json!({"ceiling": c.what, "device": Backend::Cpu.name(), unit: c.value}));
+    for (device, ceilings) in [(gpu.as_ref().map(Backend::name), &gpu_ceilings), (Some(Backend::Cpu.name()), &cpu_ceilings)] {
+        for (c, unit) in ceilings.iter().flatten().zip(["gflop_per_s", "gb_per_s"]) {
+            println!("{}", serde_json::json!({"ceiling": c.what, "device": device, unit: c.value}));
         }
     }
     let (dm, f32_bytes) = ((d_in * d_sae) as f64, 4.0);
@@ -100,7 +104,7 @@ pub(super) fn bench(a: &BenchArgs) -> Result<(), CliError> {
     }
     for (backend, rows, batch) in &devices {
         let on_cpu = backend.gpu().is_none();
-        let ceilings = if on_cpu { cpu_ceilings.as_ref() } else { None };
+        let ceilings = if on_cpu { cpu_ceilings.as_ref() } else { gpu_ceilings.as_ref() };
         for (w, arch) in workloads[..2].iter().zip(["standard", "topk"]) {
             let sae = LoadedSae::new(Rc::new(crate::sae::random::random_sae(arch, d_in, d_sae, k, 11)), backend)?;
             let rows_x = &x[..rows * d_in];

@@ -45,3 +45,27 @@ pub fn sparse_decode(
         }
     }
 }
+
+/// ceiling.wgsl `fma_rounds`: per thread `t < threads`, 8 vec4 accumulators starting at
+/// `(t mod 1024)·10⁻³ + 0.01·(4c + lane)`, `rounds` rounds of `acc·a + b` each, and the four lanes
+/// of their sum (summed in the kernel's pairs) — `[threads, 4]`.
+pub fn fma_rounds(threads: usize, rounds: u32, a: f32, b: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(threads * 4);
+    for t in 0..threads {
+        let base = (t % 1024) as f32 * 1e-3;
+        let mut acc = [[0.0f32; 4]; 8];
+        for (c, chain) in acc.iter_mut().enumerate() {
+            for (lane, v) in chain.iter_mut().enumerate() {
+                *v = base + 0.01 * (4 * c + lane) as f32;
+            }
+        }
+        for _ in 0..rounds {
+            acc.iter_mut().flatten().for_each(|v| *v = v.mul_add(a, b));
+        }
+        for lane in 0..4 {
+            let v = |c: usize| acc[c][lane];
+            out.push(((v(0) + v(1)) + (v(2) + v(3))) + ((v(4) + v(5)) + (v(6) + v(7))));
+        }
+    }
+    out
+}

@@ -8,6 +8,7 @@
 //! (epilogue, transposes) on first use, then kept.
 
 pub mod batch_topk;
+pub mod ceiling;
 pub mod matmul;
 pub mod metrics;
 pub mod model;
@@ -30,6 +31,7 @@ pub struct Kernels {
     pub(crate) train: train::Pipelines,
     pub(crate) batch_topk: batch_topk::Pipelines,
     pub(crate) model: model::Pipelines,
+    pub(crate) ceiling: ceiling::Pipelines,
 }
 
 impl Kernels {
@@ -43,6 +45,7 @@ impl Kernels {
             train: train::Pipelines::new(device),
             batch_topk: batch_topk::Pipelines::new(device),
             model: model::Pipelines::new(device),
+            ceiling: ceiling::Pipelines::new(device),
         }
     }
 }
