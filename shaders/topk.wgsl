@@ -6,6 +6,10 @@
 // (8 bits a pass, 256-bin histogram in workgroup memory) finds the exact key of the k-th largest
 // value. Elements above it are gathered, elements equal to it are taken in index order up to k,
 // and the k survivors are bitonic-sorted. Reads the row 5 times; no dense output is written.
+//
+// `dense`: the same selection written as a dense row instead — relu(value) where kept, 0 elsewhere
+// — with no list and so no bound on k (AuxK keeps d_in/2 latents, more than a list here holds).
+// CPU twin: sae::cpu::top_k_dense.
 
 struct Params {
     rows: u32,
@@ -22,6 +26,7 @@ const MAX_K: u32 = 256u;
 @group(0) @binding(1) var<storage, read> pre: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out_index: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out_value: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dense: array<f32>;
 
 var<workgroup> histogram: array<atomic<u32>, 256>;
 var<workgroup> prefix: u32;
@@ -42,20 +47,14 @@ fn before(key_a: u32, idx_a: u32, key_b: u32, idx_b: u32) -> bool {
     return key_a > key_b || (key_a == key_b && idx_a < idx_b);
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = wg.x + wg.y * 65535u;
-    if (row >= p.rows) {
-        return; // uniform across the workgroup
-    }
-    let base = row * p.ld;
-
+// Radix select, most significant byte first: leaves in `prefix` the exact key of the row's k-th
+// largest value and in `remaining` how many elements equal to it are kept.
+fn select_kth(lid: u32, base: u32) {
     if (lid == 0u) {
         prefix = 0u;
         remaining = p.k;
         atomicStore(&above_count, 0u);
     }
-    // Radix select, most significant byte first.
     var mask = 0u;
     for (var pass_index = 0u; pass_index < 4u; pass_index++) {
         let shift = 24u - 8u * pass_index;
@@ -85,24 +84,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         mask = mask | (255u << shift);
         workgroupBarrier();
     }
-    let kth = workgroupUniformLoad(&prefix);
-    let take_equal = workgroupUniformLoad(&remaining);
-    let above_total = p.k - take_equal;
+}
 
-    // Gather everything strictly above the k-th key (order fixed later by the sort).
-    for (var e = lid; e < p.d_sae; e += WG) {
-        let key = sortable_key(pre[base + e]);
-        if (key > kth) {
-            let slot = atomicAdd(&above_count, 1u);
-            sel_key[slot] = key;
-            sel_index[slot] = e;
-        }
-    }
-    // Equal keys in index order: each thread owns a contiguous span, counts its ties, and a
-    // serial exclusive scan over the 256 counts gives each span its first slot.
-    let span = (p.d_sae + WG - 1u) / WG;
-    let lo = min(lid * span, p.d_sae);
-    let hi = min(lo + span, p.d_sae);
+// Each thread owns a contiguous span [lo, hi) of the row; returns how many of the ties (elements
+// equal to the k-th key) before its span are kept ahead of it: an exclusive scan, over the 256
+// spans, of their tie counts.
+fn ties_before(lid: u32, base: u32, kth: u32, lo: u32, hi: u32) -> u32 {
     var ties = 0u;
     for (var e = lo; e < hi; e++) {
         ties += u32(sortable_key(pre[base + e]) == kth);
@@ -118,7 +105,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
     }
     workgroupBarrier();
-    var slot = equal_before[lid];
+    return equal_before[lid];
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wg.x + wg.y * 65535u;
+    if (row >= p.rows) {
+        return; // uniform across the workgroup
+    }
+    let base = row * p.ld;
+    select_kth(lid, base);
+    let kth = workgroupUniformLoad(&prefix);
+    let take_equal = workgroupUniformLoad(&remaining);
+    let above_total = p.k - take_equal;
+
+    // Gather everything strictly above the k-th key (order fixed later by the sort).
+    for (var e = lid; e < p.d_sae; e += WG) {
+        let key = sortable_key(pre[base + e]);
+        if (key > kth) {
+            let slot = atomicAdd(&above_count, 1u);
+            sel_key[slot] = key;
+            sel_index[slot] = e;
+        }
+    }
+    // Equal keys in index order: each span's first slot among the kept ties.
+    let span = (p.d_sae + WG - 1u) / WG;
+    let lo = min(lid * span, p.d_sae);
+    let hi = min(lo + span, p.d_sae);
+    var slot = ties_before(lid, base, kth, lo, hi);
     for (var e = lo; e < hi && slot < take_equal; e++) {
         if (sortable_key(pre[base + e]) == kth) {
             sel_key[above_total + slot] = kth;
@@ -161,5 +176,31 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let index = sel_index[s];
         out_index[row * p.k + s] = index;
         out_value[row * p.k + s] = max(pre[base + index], 0.0);
+    }
+}
+
+@compute @workgroup_size(256)
+fn dense_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wg.x + wg.y * 65535u;
+    if (row >= p.rows) {
+        return; // uniform across the workgroup
+    }
+    let base = row * p.ld;
+    select_kth(lid, base);
+    let kth = workgroupUniformLoad(&prefix);
+    let take_equal = workgroupUniformLoad(&remaining);
+    let span = (p.d_sae + WG - 1u) / WG;
+    let lo = min(lid * span, p.d_sae);
+    let hi = min(lo + span, p.d_sae);
+    var slot = ties_before(lid, base, kth, lo, hi);
+    for (var e = lo; e < hi; e++) {
+        let v = pre[base + e];
+        let key = sortable_key(v);
+        var kept = key > kth;
+        if (key == kth && slot < take_equal) {
+            kept = true;
+            slot++;
+        }
+        dense[base + e] = select(0.0, max(v, 0.0), kept);
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use common::{gpu, max_rel_err, random_input};
 use saelab::gpu::kernels::batch_topk::{batch_topk, BatchTopK};
 use saelab::gpu::kernels::matmul::{matmul, Epilogue, Matmul, Storage, Tiling, TilingPolicy};
-use saelab::gpu::kernels::topk::{topk, TopK};
+use saelab::gpu::kernels::topk::{topk, topk_dense, TopK, TopKDense};
 use saelab::gpu::{GpuSae, RunRequest};
 use saelab::random::Rng;
 use saelab::reference;
@@ -274,6 +274,49 @@ fn topk_breaks_ties_by_lowest_index() {
     let (index, value) = run_topk(&gpu, &pre, rows, d_sae, k);
     check_topk(&pre, rows, d_sae, k, &index, &value);
     assert_eq!(&index[..k], &(0..k as u32).collect::<Vec<_>>()[..]);
+}
+
+/// The dense form against `cpu::top_k_dense` row by row (exact: a selection, no arithmetic), with
+/// k past the lists' 256, ties, negative rows, and a stride wider than the row whose extra
+/// columns must stay untouched.
+#[test]
+fn topk_dense_selects_what_the_reference_selects_for_any_k() {
+    let gpu = gpu();
+    // A fresh seed each run, named in every failure.
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut rng = Rng::new(seed);
+    for &(rows, d_sae, ld, k) in
+        &[(37, 1001, 1001, 7), (3, 24_576, 24_581, 384), (5, 777, 780, 777), (4, 300, 300, 1), (2, 2049, 2049, 1152)]
+    {
+        let mut pre = rng.normals(rows * ld, 1.0);
+        // Ties: a run of equal values across the k-th place, and a row of only negatives.
+        for j in 0..d_sae / 2 {
+            pre[j] = 0.5;
+        }
+        for j in 0..d_sae {
+            pre[ld + j] = -1.0 - (j % 3) as f32;
+        }
+        let pre_buf = gpu.upload_f32("pre", &pre);
+        let dense = gpu.upload_f32("dense", &vec![9.0; rows * ld]);
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        topk_dense(&gpu, &mut enc, TopKDense { rows, d_sae, ld, k, pre: &pre_buf, dense: &dense }).unwrap();
+        gpu.queue.submit([enc.finish()]);
+        let got = pollster::block_on(gpu.read_f32(&dense, rows * ld)).unwrap();
+        for r in 0..rows {
+            let want = cpu::top_k_dense(&pre[r * ld..r * ld + d_sae], k);
+            assert_eq!(got[r * ld..r * ld + d_sae], want[..], "seed {seed}, row {r} (d_sae={d_sae}, k={k})");
+            assert!(got[r * ld + d_sae..(r + 1) * ld].iter().all(|&v| v == 9.0), "row {r}: columns past d_sae were written");
+        }
+    }
+    let small = gpu.storage("small", 40);
+    let refused = |rows, k, ld| {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        topk_dense(&gpu, &mut enc, TopKDense { rows, d_sae: 10, ld, k, pre: &small, dense: &small }).unwrap_err().to_string()
+    };
+    assert!(refused(1, 0, 10).contains("between 1 and d_sae"));
+    assert!(refused(1, 11, 10).contains("between 1 and d_sae"));
+    assert!(refused(1, 3, 9).contains("cannot hold"));
+    assert!(refused(2, 3, 10).contains("pre"), "two rows of 10 do not fit 10 values");
 }
 
 #[test]

@@ -84,6 +84,21 @@ fn gradients_match_the_cpu_reference() {
     }
 }
 
+/// AuxK at a width whose k_aux = d_in/2 (301) is longer than a TopK list (256): GPT-2's 768 and
+/// every larger model are such widths; the GPU selects densely and must still match.
+#[test]
+fn auxk_gradients_match_at_widths_past_the_list_length() {
+    let gpu = gpu();
+    let (d, m, batch) = (603, 1100, 9);
+    let dead: Vec<bool> = (0..m).map(|j| j % 2 == 1).collect(); // 550 dead, more than k_aux
+    let arch = TrainArch::TopK { k: 13 };
+    let (p, x) = problem(arch, d, m, batch, 17);
+    let (_, cpu) = loss_and_grads(&p, arch, &x, &dead, 1.0);
+    let trainer = GpuTrainer::new(&gpu, &p, arch, batch).unwrap();
+    let got = pollster::block_on(trainer.gradients(&gpu, &x, &dead, 1.0)).unwrap();
+    assert_params_close("TopK with AuxK at d_in 603", &got, &cpu);
+}
+
 #[test]
 fn steps_match_the_cpu_reference() {
     let gpu = gpu();

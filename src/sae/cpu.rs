@@ -86,6 +86,17 @@ pub fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
+/// One row's top-k as a dense row: relu(value) at the `k` largest (`top_k_indices`' choice,
+/// ties to the lower index), 0 elsewhere — SAELens's TopK activation, and AuxK's selection among
+/// dead latents (`calculate_topk_aux_loss`). Twin of topk.wgsl `dense_rows`.
+pub fn top_k_dense(values: &[f32], k: usize) -> Vec<f32> {
+    let mut dense = vec![0.0; values.len()];
+    for j in top_k_indices(values, k) {
+        dense[j] = values[j].max(0.0);
+    }
+    dense
+}
+
 /// Each architecture's `encode` after the product: one row's projection `sae_in @ W_enc`, turned
 /// in place into its dense feature activations `[d_sae]`. `decoder_norms` is ‖W_dec[j]‖ where
 /// TopK's `rescale_acts_by_decoder_norm` needs it (empty otherwise).

@@ -8,7 +8,7 @@ use crate::gpu::kernels::batch_topk::{batch_topk, BatchTopK};
 use crate::gpu::kernels::matmul::{matmul, Epilogue, Matmul, Storage};
 use crate::gpu::kernels::metrics::{fire_counts, Activations};
 use crate::gpu::kernels::rows::{fill_bias, normalize_rows, NormalizeRows, RowNormalization};
-use crate::gpu::kernels::topk::{topk, TopK, MAX_TOPK};
+use crate::gpu::kernels::topk::{topk, topk_dense, TopK, TopKDense, MAX_TOPK};
 use crate::gpu::kernels::train::{self as ops, AdamStep, Shape, Sum};
 use std::sync::Arc;
 
@@ -110,8 +110,6 @@ struct Work {
     col_sums: wgpu::Buffer,
     dead: wgpu::Buffer,
     masked: wgpu::Buffer,
-    aux_index: wgpu::Buffer,
-    aux_value: wgpu::Buffer,
     /// The auxiliary path, as `train::sae_train::Forward`: AuxK's activations (topk, batchtopk)
     /// or the gate's relu(π_gate) (gated), their reconstruction, and the gradients there.
     aux_acts: wgpu::Buffer,
@@ -155,9 +153,6 @@ impl GpuTrainer {
                 return Err(GpuError::TooLarge(format!("GPU TopK training needs k ≤ {MAX_TOPK}, got k={k}")));
             }
         }
-        if arch.uses_auxk() && k_aux(d) > MAX_TOPK {
-            return Err(GpuError::TooLarge(format!("GPU AuxK needs d_in/2 ≤ {MAX_TOPK}, got d_in={d}")));
-        }
         // Each of [batch, max(d_sae, d_in)] and [d_in, d_sae] must fit one storage binding; say
         // what would fit on this adapter.
         let limit = gpu.max_binding_bytes() / 4;
@@ -176,7 +171,6 @@ impl GpuTrainer {
             TrainArch::TopK { k } => k,
             _ => 1,
         };
-        let k_aux_max = k_aux(d);
         let mut cols = vec![0.0f32; 3 * m];
         cols[m..2 * m].iter_mut().for_each(|v| *v = 1.0);
         let work = Work {
@@ -197,8 +191,6 @@ impl GpuTrainer {
             col_sums: gpu.storage("column sums", f(m)),
             dead: gpu.storage("dead mask", f(m)),
             masked: gpu.storage("masked pre", f(batch * m)),
-            aux_index: gpu.storage("aux index", f(batch * k_aux_max)),
-            aux_value: gpu.storage("aux value", f(batch * k_aux_max)),
             aux_acts: gpu.storage("aux acts", f(batch * m)),
             aux_recon: gpu.storage("aux recon", f(batch * d)),
             g_aux: gpu.storage("g_aux", f(batch * d)),
@@ -373,9 +365,9 @@ impl GpuTrainer {
             let mask: Vec<f32> = dead.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect();
             gpu.queue.write_buffer(&w.dead, 0, bytemuck::cast_slice(&mask));
             ops::mask_dead(gpu, enc, acts_shape, &w.pre, &w.dead, &w.masked)?;
-            topk(gpu, enc, TopK { rows: bsz, d_sae: m, ld: m, k: k_used, pre: &w.masked, index: &w.aux_index, value: &w.aux_value })?;
-            enc.clear_buffer(&w.aux_acts, 0, None);
-            ops::scatter_lists(gpu, enc, acts_shape, k_used, &w.aux_index, &w.aux_value, &w.aux_acts)?;
+            // k_aux = d_in/2 is more than a list holds at GPT-2's width and up: the selection is
+            // written densely, which is what the product below reads anyway.
+            topk_dense(gpu, enc, TopKDense { rows: bsz, d_sae: m, ld: m, k: k_used, pre: &w.masked, dense: &w.aux_acts })?;
             self.matmul(gpu, enc, Epilogue::Store, (bsz, d, m), (&w.aux_acts, m, false), (&p.w_dec, d, false), (&w.aux_recon, d))?;
             let scale = 2.0 * AUXK_COEFFICIENT * aux_scale / bsz as f32;
             ops::aux_grad(gpu, enc, rows_shape, scale, &w.aux_recon, &w.residual, &w.g_aux)?;
