@@ -290,11 +290,9 @@ fn topk_dense_selects_what_the_reference_selects_for_any_k() {
     {
         let mut pre = rng.normals(rows * ld, 1.0);
         // Ties: a run of equal values across the k-th place, and a row of only negatives.
-        for j in 0..d_sae / 2 {
-            pre[j] = 0.5;
-        }
-        for j in 0..d_sae {
-            pre[ld + j] = -1.0 - (j % 3) as f32;
+        pre[..d_sae / 2].fill(0.5);
+        for (j, v) in pre[ld..ld + d_sae].iter_mut().enumerate() {
+            *v = -1.0 - (j % 3) as f32;
         }
         let pre_buf = gpu.upload_f32("pre", &pre);
         let dense = gpu.upload_f32("dense", &vec![9.0; rows * ld]);

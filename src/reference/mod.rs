@@ -62,10 +62,10 @@ pub fn fma_rounds(threads: usize, rounds: u32, a: f32, b: f32) -> Vec<f32> {
         for _ in 0..rounds {
             acc.iter_mut().flatten().for_each(|v| *v = v.mul_add(a, b));
         }
-        for lane in 0..4 {
+        out.extend((0..4).map(|lane| {
             let v = |c: usize| acc[c][lane];
-            out.push(((v(0) + v(1)) + (v(2) + v(3))) + ((v(4) + v(5)) + (v(6) + v(7))));
-        }
+            ((v(0) + v(1)) + (v(2) + v(3))) + ((v(4) + v(5)) + (v(6) + v(7)))
+        }));
     }
     out
 }

@@ -308,7 +308,7 @@ fn terms(p: &SaeWeights, arch: TrainArch, x: &[f32], f: &Forward, sparsity_scale
 /// One step's loss and gradients. `dead` marks latents counted dead (AuxK); `sparsity_scale` is
 /// the warm-up factor in [0, 1] of the L1 or L0 coefficient. For JumpReLU's θ the "gradient" is
 /// SAELens's straight-through estimate.
-// Index loops mirror the formulas: several tensors are addressed by the same (b, i, j).
+// Index loops mirror the formulas: several tensors are addressed by the same (b, j).
 #[allow(clippy::needless_range_loop)]
 pub fn loss_and_grads(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool], sparsity_scale: f32) -> (StepStats, SaeWeights) {
     let (d, m) = (p.d_in, p.d_sae);
@@ -335,54 +335,56 @@ pub fn loss_and_grads(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool],
         TrainArch::Standard { l1 } | TrainArch::Gated { l1 } => l1 * sparsity_scale * inv_b,
         _ => 0.0,
     };
-    // g_projected: the gradient at sae_in·W_enc, every row's, for two products after the loop;
-    // g_pre: at the pre-activation's bias b_enc.
+    // d mse / d recon = 2 (recon − x) / B, every row's.
+    let g_recon: Vec<f32> = f.recon.iter().zip(x).map(|(r, v)| 2.0 * (r - v) * inv_b).collect();
+    // d aux / d aux_recon: AuxK's 2 α scale (ê − e) / B, or the gate reconstruction's 2 (x̂_gate − x) / B.
+    let g_aux: Vec<f32> = match arch {
+        TrainArch::Gated { .. } => f.aux_recon.iter().zip(x).map(|(r, v)| 2.0 * (r - v) * inv_b).collect(),
+        _ => f.aux_recon.iter().zip(&residual).map(|(r, e)| 2.0 * AUXK_COEFFICIENT * f.aux_scale * (r - e) * inv_b).collect(),
+    };
+    let gated = matches!(arch, TrainArch::Gated { .. });
+    for row in g_recon.chunks_exact(d) {
+        g.b_dec.iter_mut().zip(row).for_each(|(gb, gr)| *gb += gr);
+    }
+    if gated {
+        for row in g_aux.chunks_exact(d) {
+            g.b_dec.iter_mut().zip(row).for_each(|(gb, ga)| *gb += ga);
+        }
+    }
+    // JumpReLU's threshold also needs d loss / d acts where the rectangle kernel is non-zero.
+    let in_kernel = |i: usize| match (arch, threshold) {
+        (TrainArch::JumpRelu { bandwidth, .. }, Some(threshold)) => rectangle((f.pre[i] - threshold[i % m]) / bandwidth) != 0.0,
+        _ => false,
+    };
+    // Through the decoder: g_acts = g_recon·W_decᵀ and W_dec += actsᵀ·g_recon (and the same for
+    // the auxiliary path).
+    let g_acts = decoder_backward(&f.acts, &g_recon, &p.w_dec, d, &mut g.w_dec, |i| f.acts[i] > 0.0 || in_kernel(i));
+    let g_aux_acts = decoder_backward(&f.aux_acts, &g_aux, &p.w_dec, d, &mut g.w_dec, |i| f.aux_acts[i] > 0.0);
+    // Σ_b of the activations each L1 term weights ‖W_dec[j]‖ by, for its decoder gradient.
+    let (mut l1_acts, mut l1_aux_acts) = (vec![0.0f32; m], vec![0.0f32; m]);
+    // g_projected: the gradient at sae_in·W_enc, every row's, for two products after the loop.
     let mut g_projected_rows = vec![0.0f32; batch * m];
-    let mut g_pre = vec![0.0f32; m];
     for (b, g_projected) in g_projected_rows.chunks_exact_mut(m).enumerate() {
-        let acts = &f.acts[b * m..(b + 1) * m];
-        let aux_acts = &f.aux_acts[b * m..(b + 1) * m];
-        let pre = &f.pre[b * m..(b + 1) * m];
-        // d mse / d recon = 2 (recon − x) / B
-        let g_recon: Vec<f32> = (0..d).map(|i| 2.0 * (f.recon[b * d + i] - x[b * d + i]) * inv_b).collect();
-        // d aux / d aux_recon: AuxK's 2 α scale (ê − e) / B, or the gate reconstruction's 2 (x̂_gate − x) / B.
-        let g_aux: Vec<f32> = match arch {
-            TrainArch::Gated { .. } => (0..d).map(|i| 2.0 * (f.aux_recon[b * d + i] - x[b * d + i]) * inv_b).collect(),
-            _ => (0..d).map(|i| 2.0 * AUXK_COEFFICIENT * f.aux_scale * (f.aux_recon[b * d + i] - residual[b * d + i]) * inv_b).collect(),
-        };
-        for (gb, gr) in g.b_dec.iter_mut().zip(&g_recon) {
-            *gb += gr;
-        }
-        if let TrainArch::Gated { .. } = arch {
-            for (gb, ga) in g.b_dec.iter_mut().zip(&g_aux) {
-                *gb += ga;
-            }
-        }
-        g_pre.iter_mut().for_each(|v| *v = 0.0);
+        let row = b * m..(b + 1) * m;
+        let (acts, aux_acts, pre) = (&f.acts[row.clone()], &f.aux_acts[row.clone()], &f.pre[row.clone()]);
+        let (g_acts, g_aux_acts) = (&g_acts[row.clone()], &g_aux_acts[row]);
         for j in 0..m {
-            let w = &p.w_dec[j * d..(j + 1) * d];
-            let g_act = || g_recon.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
+            // g_pre: the gradient at the pre-activation, projected + b_enc.
+            let mut g_pre = 0.0;
             if acts[j] > 0.0 {
-                for (gw, gr) in g.w_dec[j * d..(j + 1) * d].iter_mut().zip(&g_recon) {
-                    *gw += acts[j] * gr;
-                }
-                let ga = g_act();
+                let ga = g_acts[j];
                 match (gate, arch) {
                     (Some((r_mag, b_mag)), _) => {
                         // Magnitude path: mag_pre = projected·exp(r_mag) + b_mag.
-                        let e = r_mag[j].exp();
-                        g_projected[j] += ga * e;
+                        g_projected[j] += ga * r_mag[j].exp();
                         g_r_mag[j] += ga * (f.mag_pre[b * m + j] - b_mag[j]);
                         g_b_mag[j] += ga;
                     }
                     (None, TrainArch::Standard { .. }) => {
-                        g_pre[j] += ga + l1_row * norms[j];
-                        let scale = l1_row * acts[j] / norms[j].max(1e-12);
-                        for (gw, wv) in g.w_dec[j * d..(j + 1) * d].iter_mut().zip(w) {
-                            *gw += scale * wv;
-                        }
+                        g_pre += ga + l1_row * norms[j];
+                        l1_acts[j] += acts[j];
                     }
-                    _ => g_pre[j] += ga,
+                    _ => g_pre += ga,
                 }
             }
             if let (TrainArch::JumpRelu { l0, bandwidth }, Some(threshold)) = (arch, threshold) {
@@ -391,29 +393,26 @@ pub fn loss_and_grads(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool],
                 let t = threshold[j];
                 let kernel = rectangle((pre[j] - t) / bandwidth);
                 if kernel != 0.0 {
-                    g_threshold[j] -= kernel * (t / bandwidth * g_act() + l0 * sparsity_scale * inv_b / bandwidth);
+                    g_threshold[j] -= kernel * (t / bandwidth * g_acts[j] + l0 * sparsity_scale * inv_b / bandwidth);
                 }
             }
             if aux_acts[j] > 0.0 {
-                let mut g_aux_act = g_aux.iter().zip(w).map(|(a, b)| a * b).sum::<f32>();
-                for (gw, ga) in g.w_dec[j * d..(j + 1) * d].iter_mut().zip(&g_aux) {
-                    *gw += aux_acts[j] * ga;
-                }
-                if let TrainArch::Gated { .. } = arch {
+                g_pre += g_aux_acts[j];
+                if gated {
                     // The gate's L1, weighted by decoder norm.
-                    g_aux_act += l1_row * norms[j];
-                    let scale = l1_row * aux_acts[j] / norms[j].max(1e-12);
-                    for (gw, wv) in g.w_dec[j * d..(j + 1) * d].iter_mut().zip(w) {
-                        *gw += scale * wv;
-                    }
+                    g_pre += l1_row * norms[j];
+                    l1_aux_acts[j] += aux_acts[j];
                 }
-                g_pre[j] += g_aux_act;
             }
+            g_projected[j] += g_pre;
+            g_pre_bias[j] += g_pre;
         }
-        // The pre-activation is projected + b_enc.
-        for j in 0..m {
-            g_projected[j] += g_pre[j];
-            g_pre_bias[j] += g_pre[j];
+    }
+    // The L1 terms' decoder gradient: d (a·‖w‖) / dw = a·w/‖w‖, summed over the batch.
+    for (j, (gw, w)) in g.w_dec.chunks_exact_mut(d).zip(p.w_dec.chunks_exact(d)).enumerate() {
+        let scale = l1_row * (l1_acts[j] + l1_aux_acts[j]) / norms[j].max(1e-12);
+        if scale != 0.0 {
+            gw.iter_mut().zip(w).for_each(|(g, w)| *g += scale * w);
         }
     }
     // W_enc's gradient sae_inᵀ·G and, as sae_in = x − b_dec, b_dec's −Σ_b (G·W_encᵀ)[b].
@@ -431,6 +430,33 @@ pub fn loss_and_grads(p: &SaeWeights, arch: TrainArch, x: &[f32], dead: &[bool],
     let fired = (0..m).map(|j| (0..batch).any(|b| f.acts[b * m + j] > 0.0)).collect();
     let l0 = f.acts.iter().filter(|&&a| a > 0.0).count() as f32 / batch as f32;
     (StepStats { loss, mse, aux, l0, fired, residual, batch_min_act: f.batch_min_act }, g)
+}
+
+/// The backward of `out += acts·W_dec` (`acts` `[B, m]`, `W_dec` `[m, d]`, `g_out` `[B, d]`):
+/// adds actsᵀ·g_out to `g_w_dec` and returns g_acts = g_out·W_decᵀ `[B, m]`, computed at least
+/// wherever `needed(b·m + j)` (elsewhere it may be 0). Two products when at least 1/16 of the
+/// activations are non-zero (as `add_decoded` decides), per active entry otherwise.
+fn decoder_backward(acts: &[f32], g_out: &[f32], w_dec: &[f32], d: usize, g_w_dec: &mut [f32], needed: impl Fn(usize) -> bool) -> Vec<f32> {
+    let m = w_dec.len() / d.max(1);
+    let batch = g_out.len() / d.max(1);
+    let active = acts.iter().filter(|&&a| a != 0.0).count();
+    if active * 16 >= acts.len() && active > 0 {
+        gemm::matmul_into(Matrix::new(acts, batch, m).t(), Matrix::new(g_out, batch, d), g_w_dec, true);
+        return gemm::matmul(Matrix::new(g_out, batch, d), Matrix::new(w_dec, m, d).t());
+    }
+    let mut g_acts = vec![0.0f32; batch * m];
+    for (b, (g_row, acts_row)) in g_out.chunks_exact(d).zip(acts.chunks_exact(m)).enumerate() {
+        for (j, &a) in acts_row.iter().enumerate() {
+            let w = &w_dec[j * d..(j + 1) * d];
+            if a != 0.0 {
+                g_w_dec[j * d..(j + 1) * d].iter_mut().zip(g_row).for_each(|(gw, gr)| *gw += a * gr);
+            }
+            if needed(b * m + j) {
+                g_acts[b * m + j] = g_row.iter().zip(w).map(|(u, v)| u * v).sum();
+            }
+        }
+    }
+    g_acts
 }
 
 /// Removes from each decoder-row gradient its component along the (unit) row, so that a step
@@ -611,6 +637,34 @@ mod tests {
         }
         // Most coordinates must be away from a selection change for the check to mean much.
         assert!(checked * 4 > total * 3, "{arch:?}: only {checked} of {total} coordinates checked");
+    }
+
+    /// Both of `decoder_backward`'s paths (products when dense, entries when sparse) against the
+    /// definition, at a density on each side of 1/16.
+    #[test]
+    fn decoder_backward_matches_its_definition_sparse_and_dense() {
+        let (batch, m, d) = (7, 41, 6);
+        let mut rng = Rng::new(5);
+        let w_dec = rng.normals(m * d, 1.0);
+        let g_out = rng.normals(batch * d, 1.0);
+        for keep_one_in in [50, 3] {
+            let acts: Vec<f32> = (0..batch * m).map(|i| if i % keep_one_in == 0 { rng.uniform() + 0.1 } else { 0.0 }).collect();
+            let start = rng.normals(m * d, 1.0);
+            let mut g_w_dec = start.clone();
+            let g_acts = decoder_backward(&acts, &g_out, &w_dec, d, &mut g_w_dec, |i| acts[i] > 0.0);
+            for j in 0..m {
+                for i in 0..d {
+                    let want = start[j * d + i] + (0..batch).map(|b| acts[b * m + j] * g_out[b * d + i]).sum::<f32>();
+                    assert!((g_w_dec[j * d + i] - want).abs() < 1e-5, "1 in {keep_one_in}: g_w_dec[{j}, {i}]");
+                }
+            }
+            for b in 0..batch {
+                for j in (0..m).filter(|&j| acts[b * m + j] > 0.0) {
+                    let want: f32 = (0..d).map(|i| g_out[b * d + i] * w_dec[j * d + i]).sum();
+                    assert!((g_acts[b * m + j] - want).abs() < 1e-5, "1 in {keep_one_in}: g_acts[{b}, {j}]");
+                }
+            }
+        }
     }
 
     #[test]
