@@ -36,6 +36,10 @@ pub struct Gpu {
     /// Human-readable adapter name ("llvmpipe (LLVM 15…)"; on the web, filled in by the page).
     pub adapter_name: String,
     pub backend: String,
+    /// The adapter says it is the CPU (lavapipe, SwiftShader natively): its kernels' software
+    /// forms are taken without timing. In the browser WebGPU does not say so, and the timing
+    /// decides (`kernels::choose_variants`).
+    pub cpu_adapter: bool,
     pub kernels: kernels::Kernels,
     /// Dispatches, buffers and bind groups recorded so far (see `kernels::Counters`).
     pub counters: kernels::Counters,
@@ -144,6 +148,7 @@ impl Gpu {
             limits,
             adapter_name,
             backend,
+            cpu_adapter: info.device_type == wgpu::DeviceType::Cpu,
             kernels,
             counters: Default::default(),
             errors,

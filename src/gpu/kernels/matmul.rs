@@ -334,8 +334,9 @@ pub async fn choose_tiling(gpu: &Gpu) -> Result<TilingPolicy, GpuError> {
         let fmas = (m * k * n) as f64;
         let (registers_ms, registers_once) = time(Tiling::Registers).await?;
         let registers_ns = registers_ms * 1e6 / fmas;
-        // Only the small probe tells a software adapter apart; the large one runs on GPUs only.
-        if probe == 0 && registers_ns >= SOFTWARE_REGISTERS_NS {
+        // A software adapter says so natively; in the browser only the small probe tells it apart
+        // (a fast CPU's lavapipe can pass 8 GFLOP/s there); the large one runs on GPUs only.
+        if probe == 0 && (gpu.cpu_adapter || registers_ns >= SOFTWARE_REGISTERS_NS) {
             policy = TilingPolicy::Software { registers_ns };
             break;
         }

@@ -331,6 +331,11 @@ pub fn attention(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, a: Attention<'_>) ->
 /// or more for the first (a software adapter, on which a GPU would take microseconds) it is
 /// kept without timing the workgroup kernel, which takes SwiftShader seconds for 128 tokens.
 pub async fn choose_attention(gpu: &Gpu) -> Result<AttentionKernel, GpuError> {
+    if gpu.cpu_adapter {
+        // What software adapters run fastest (BENCHMARKS.md, 2026-12-03), without timing.
+        gpu.kernels.model.set_attention_kernel(AttentionKernel::Serial);
+        return Ok(AttentionKernel::Serial);
+    }
     let mut chosen = AttentionKernel::Workgroup;
     for rows in [16, 512] {
         let (heads, d_head) = (4, 64);
